@@ -1,0 +1,60 @@
+# Human Figure Segmentation Workbook — `make` lists the targets.
+.DEFAULT_GOAL := help
+SHELL := /bin/bash
+
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+KERNEL := seglib
+PROFILE ?= auto
+RUN ?= default
+REPORT_ARGS ?=
+STAMP := $(VENV)/.installed
+
+# A local copy of the data set is used when one lies beside the project (offline machines);
+# otherwise `seglib data fetch` downloads it from GitHub. Set SEGLIB_DATASET_SOURCE to override.
+LOCAL_DATA := $(wildcard $(CURDIR)/../shared/datasets/Human-Segmentation-Dataset-master)
+export SEGLIB_DATASET_SOURCE ?= $(LOCAL_DATA)
+export NO_ALBUMENTATIONS_UPDATE := 1
+
+.PHONY: help setup data test test-slow reports lab lint bench clean-reports
+
+help: ## list the targets
+	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  \033[36m%-14s\033[0m %s\n", $$1, $$2}'
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet -e '.[dev]'
+	$(BIN)/python -m ipykernel install --sys-prefix --name $(KERNEL) --display-name "Python (seglib)" >/dev/null
+	@if git rev-parse --git-dir >/dev/null 2>&1; then $(BIN)/nbstripout --install --attributes .gitattributes --keep-id >/dev/null 2>&1 || true; fi
+	touch $(STAMP)
+
+setup: $(STAMP) ## create .venv, install seglib with its pinned dependencies, register the "seglib" Jupyter kernel
+
+data: setup ## fetch the data set into data/raw (or copy $$SEGLIB_DATASET_SOURCE) and check it
+	$(BIN)/seglib data fetch
+	$(BIN)/seglib data check
+
+test: data ## run the test suite and the five notebooks (smoke profile, runs in a temporary folder) — fast checks only
+	tmp=$$(mktemp -d) && trap 'rm -rf "$$tmp"' EXIT && \
+	SEGLIB_PROFILE=smoke SEGLIB_RUNS_DIR=$$tmp/runs SEGLIB_REPORTS_DIR=$$tmp/reports \
+	$(BIN)/python -m pytest -m "not slow" tests notebooks --nbval-lax --nbval-current-env
+
+test-slow: data ## run the slow checks too (real training runs, the full smoke report)
+	tmp=$$(mktemp -d) && trap 'rm -rf "$$tmp"' EXIT && \
+	SEGLIB_PROFILE=smoke SEGLIB_RUNS_DIR=$$tmp/runs SEGLIB_REPORTS_DIR=$$tmp/reports $(BIN)/python -m pytest tests
+
+reports: data ## run notebooks 01-05 with papermill (PROFILE=auto|cpu|gpu|smoke, RUN=name) and render HTML to reports/
+	$(BIN)/seglib report --profile $(PROFILE) --run $(RUN) $(REPORT_ARGS)
+
+lab: setup ## start Jupyter Lab on the notebooks
+	$(BIN)/jupyter lab notebooks/
+
+lint: setup ## ruff over the package, tests and notebooks
+	$(BIN)/ruff check seglib tests notebooks
+
+bench: data ## benchmark training, data pipeline and prediction speed; writes reports/bench/
+	$(BIN)/python -m seglib.bench
+
+clean-reports: ## remove generated reports (keeps reports/reference)
+	find reports -mindepth 1 -maxdepth 1 ! -name reference ! -name experiments.csv ! -name bench -exec rm -rf {} +

@@ -1,0 +1,96 @@
+"""Checkpoints: written atomically, loaded with the safe (weights-only) unpickler."""
+
+from __future__ import annotations
+
+import pickle
+import zipfile
+from pathlib import Path
+
+import torch
+from torch import nn
+
+import seglib
+from seglib.errors import CheckpointError
+from seglib.io import atomic_path
+from seglib.settings import TrainConfig, config_from_dict
+from seglib.transforms import NORMALIZATION
+
+FORMAT = "seglib-checkpoint/1"
+
+
+def weights_description(cfg: TrainConfig) -> str:
+    """Which initial weights a run used, in words, for the run's record."""
+    if cfg.model == "unet" or cfg.encoder_weights in ("", "none"):
+        return "random initialisation (trained from scratch)"
+    if cfg.encoder_weights == "imagenet":
+        return f"ImageNet-pretrained {cfg.encoder} encoder (downloaded by smp)"
+    return f"{cfg.encoder} encoder initialised from local file {cfg.encoder_weights}"
+
+
+def make_checkpoint(model: nn.Module, cfg: TrainConfig, *, epoch: int, val_iou: float, best_val_iou: float,
+                    optimizer=None, scheduler=None, scaler=None, history: list[dict] | None = None,
+                    bad_epochs: int = 0, stop_reason: str = "") -> dict:
+    """Everything prediction needs (weights, threshold, input size, normalisation, config) plus resume state."""
+    module = model.module if hasattr(model, "module") else model
+    return {
+        "format": FORMAT,
+        "seglib_version": seglib.__version__,
+        "torch_version": str(torch.__version__),
+        "model_state": {k: v.detach().cpu() for k, v in module.state_dict().items()},
+        "config": cfg.to_dict(),
+        "weights": weights_description(cfg),
+        "threshold": float(cfg.threshold),
+        "input_size": int(cfg.input_size),
+        "normalization": {k: list(v) for k, v in NORMALIZATION.items()},
+        "epoch": int(epoch),
+        "val_iou": float(val_iou),
+        "best_val_iou": float(best_val_iou),
+        "bad_epochs": int(bad_epochs),
+        "stop_reason": stop_reason,
+        "history": list(history or []),
+        "optimizer_state": optimizer.state_dict() if optimizer is not None else None,
+        "scheduler_state": scheduler.state_dict() if scheduler is not None else None,
+        "scaler_state": scaler.state_dict() if scaler is not None else None,
+    }
+
+
+def save_checkpoint(state: dict, path: str | Path) -> Path:
+    """Write to a temporary file beside `path`, then rename: a crash never leaves a half-written file."""
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        torch.save(state, tmp)
+    return path
+
+
+def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict:
+    """Load with `weights_only=True`: a file holding pickled code is refused and nothing from it runs."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"{path}: checkpoint not found")
+    try:
+        state = torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else "unsafe content"
+        raise CheckpointError(
+            f"{path}: refused by the safe loader (it holds objects other than tensors and plain data: {first[:160]})"
+        ) from None
+    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError) as exc:
+        raise CheckpointError(f"{path}: not a readable checkpoint ({type(exc).__name__}: {str(exc)[:160]})") from None
+    if not isinstance(state, dict) or state.get("format") != FORMAT:
+        raise CheckpointError(f"{path}: not a seglib checkpoint (format {state.get('format') if isinstance(state, dict) else type(state).__name__!r})")
+    return state
+
+
+def model_from_checkpoint(state: dict) -> tuple[nn.Module, TrainConfig]:
+    """Rebuild the model a checkpoint was trained with and load its weights (no downloads)."""
+    from seglib.model import build_model
+
+    cfg = config_from_dict(state["config"])
+    model = build_model(cfg.model, base_channels=cfg.base_channels, depth=cfg.depth, encoder=cfg.encoder,
+                        encoder_weights=None)
+    try:
+        model.load_state_dict(state["model_state"])
+    except RuntimeError as exc:
+        raise CheckpointError(f"checkpoint weights do not fit its own config ({str(exc)[:160]})") from None
+    model.eval()
+    return model, cfg

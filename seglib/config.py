@@ -1,0 +1,46 @@
+"""Paths and environment settings, defined once; everything else takes them as defaults."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+
+# Environment variables (documented in the README).
+ENV_DATASET_SOURCE = "SEGLIB_DATASET_SOURCE"  # DIR, ZIP or URL used by `seglib data fetch`
+ENV_DATA_DIR = "SEGLIB_DATA_DIR"  # where the fetched data set lives (default data/raw)
+ENV_RUNS_DIR = "SEGLIB_RUNS_DIR"  # where training runs go (default runs/)
+ENV_REPORTS_DIR = "SEGLIB_REPORTS_DIR"  # where `seglib report` writes (default reports/)
+ENV_PROFILE = "SEGLIB_PROFILE"  # default training profile for notebooks (CI sets "smoke")
+
+DATASET_NAME = "Human-Segmentation-Dataset-master"
+DATASET_URL = "https://github.com/parth1620/Human-Segmentation-Dataset-master/archive/refs/heads/master.zip"
+# GitHub archives are not byte-stable; the content is verified instead (train.csv + every listed file).
+TRAIN_CSV_SHA256 = "0f9f3999cdbd8ba6ee454daa5712d5ac18c72d8e58f6a13ebe6feb54f3a27609"
+
+
+def _env_path(name: str, default: Path) -> Path:
+    value = os.environ.get(name)
+    return Path(value).expanduser().resolve() if value else default
+
+
+def raw_data_dir() -> Path:
+    """Folder that holds the fetched data set folder (`data/raw` unless SEGLIB_DATA_DIR says otherwise)."""
+    return _env_path(ENV_DATA_DIR, PROJECT_ROOT / "data" / "raw")
+
+
+def splits_dir() -> Path:
+    return PROJECT_ROOT / "data" / "splits"
+
+
+def runs_dir() -> Path:
+    return _env_path(ENV_RUNS_DIR, PROJECT_ROOT / "runs")
+
+
+def reports_dir() -> Path:
+    return _env_path(ENV_REPORTS_DIR, PROJECT_ROOT / "reports")
+
+
+def notebooks_dir() -> Path:
+    return PROJECT_ROOT / "notebooks"

@@ -1,0 +1,1 @@
+"""Data layer: fetch, catalogue, validation, splits and the PyTorch Dataset."""

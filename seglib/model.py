@@ -1,0 +1,146 @@
+"""U-Net models: a compact U-Net of our own (built from named parts) and smp's encoder U-Nets."""
+
+from __future__ import annotations
+
+import os
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from seglib.errors import ConfigError
+
+
+class DoubleConv(nn.Module):
+    """(3x3 conv -> BatchNorm -> ReLU) twice."""
+
+    def __init__(self, in_channels: int, out_channels: int):
+        super().__init__()
+        self.block = nn.Sequential(
+            nn.Conv2d(in_channels, out_channels, 3, padding=1, bias=False),
+            nn.BatchNorm2d(out_channels),
+            nn.ReLU(inplace=True),
+            nn.Conv2d(out_channels, out_channels, 3, padding=1, bias=False),
+            nn.BatchNorm2d(out_channels),
+            nn.ReLU(inplace=True),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.block(x)
+
+
+class Down(nn.Module):
+    """2x2 max-pool, then DoubleConv."""
+
+    def __init__(self, in_channels: int, out_channels: int):
+        super().__init__()
+        self.pool_conv = nn.Sequential(nn.MaxPool2d(2), DoubleConv(in_channels, out_channels))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.pool_conv(x)
+
+
+class Up(nn.Module):
+    """Bilinear 2x upsample, concatenate the skip connection, then DoubleConv."""
+
+    def __init__(self, in_channels: int, skip_channels: int, out_channels: int):
+        super().__init__()
+        self.conv = DoubleConv(in_channels + skip_channels, out_channels)
+
+    def forward(self, x: torch.Tensor, skip: torch.Tensor) -> torch.Tensor:
+        x = F.interpolate(x, size=skip.shape[-2:], mode="bilinear", align_corners=False)
+        return self.conv(torch.cat([skip, x], dim=1))
+
+
+class OutConv(nn.Module):
+    """1x1 conv to one logit per pixel."""
+
+    def __init__(self, in_channels: int, out_channels: int = 1):
+        super().__init__()
+        self.conv = nn.Conv2d(in_channels, out_channels, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.conv(x)
+
+
+class UNet(nn.Module):
+    """Compact U-Net: `depth` down/up levels, channel width doubling from `base_channels`."""
+
+    def __init__(self, in_channels: int = 3, classes: int = 1, base_channels: int = 16, depth: int = 4):
+        super().__init__()
+        widths = [base_channels * 2**i for i in range(depth + 1)]
+        self.in_channels = in_channels
+        self.inc = DoubleConv(in_channels, widths[0])
+        self.downs = nn.ModuleList(Down(widths[i], widths[i + 1]) for i in range(depth))
+        self.ups = nn.ModuleList(Up(widths[i + 1], widths[i], widths[i]) for i in reversed(range(depth)))
+        self.outc = OutConv(widths[0], classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.shape[1] != self.in_channels:
+            raise ValueError(f"UNet expects {self.in_channels} input channels, got {x.shape[1]}")
+        skips = [self.inc(x)]
+        for down in self.downs:
+            skips.append(down(skips[-1]))
+        x = skips.pop()
+        for up in self.ups:
+            x = up(x, skips.pop())
+        return self.outc(x)
+
+
+MODELS = ("unet", "smp-unet")
+
+
+def build_model(name: str = "unet", *, base_channels: int = 16, depth: int = 4, encoder: str = "resnet18",
+                encoder_weights: str | None = None) -> nn.Module:
+    """One constructor for every model the workbook trains.
+
+    `encoder_weights` (smp only): None/"none" trains from scratch, "imagenet" downloads ImageNet weights,
+    a file path loads a local encoder state dict (for machines behind a firewall).
+    """
+    if name == "unet":
+        if encoder_weights not in (None, "none"):
+            raise ConfigError("encoder_weights applies to model=smp-unet only; the compact unet trains from scratch")
+        return UNet(base_channels=base_channels, depth=depth)
+    if name != "smp-unet":
+        raise ConfigError(f"model {name!r} unknown; expected one of {', '.join(MODELS)}")
+    import segmentation_models_pytorch as smp
+
+    weights = None if encoder_weights in (None, "none") else encoder_weights
+    local_file = weights is not None and weights != "imagenet"
+    try:
+        model = smp.Unet(encoder_name=encoder, encoder_weights=None if local_file else weights, classes=1)
+    except KeyError as exc:
+        raise ConfigError(f"encoder {encoder!r} unknown to segmentation_models_pytorch ({exc})") from None
+    except Exception as exc:  # network failure while downloading weights
+        if weights == "imagenet":
+            raise ConfigError(
+                f"could not download ImageNet weights for encoder {encoder!r} ({type(exc).__name__}: {exc}); "
+                "train from scratch with --set encoder_weights=none, or point encoder_weights at a local "
+                "weights file"
+            ) from None
+        raise
+    if local_file:
+        load_encoder_weights(model, weights)
+    return model
+
+
+def load_encoder_weights(model: nn.Module, path: str) -> None:
+    """Load a local encoder state dict (safe loader) into an smp model's encoder."""
+    if not os.path.isfile(path):
+        raise ConfigError(f"{path}: encoder weights file not found")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:
+        raise ConfigError(f"{path}: not a loadable weights file ({type(exc).__name__}: {exc})") from None
+    state = state.get("state_dict", state) if isinstance(state, dict) else state
+    own = model.encoder.state_dict()
+    matching = {k: v for k, v in state.items() if k in own and own[k].shape == v.shape}
+    if len(matching) < len(own) // 2:
+        raise ConfigError(f"{path}: weights do not match the {type(model.encoder).__name__} encoder "
+                          f"({len(matching)} of {len(own)} tensors fit)")
+    own.update(matching)
+    model.encoder.load_state_dict(own)
+
+
+def count_parameters(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters() if p.requires_grad)

@@ -1,0 +1,184 @@
+"""Training profiles and the run configuration: one source of truth for the CLI and the notebooks."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import typing
+from dataclasses import dataclass, fields
+
+import yaml
+
+from seglib.config import ENV_PROFILE
+from seglib.errors import ConfigError
+
+PROFILE_NAMES = ("smoke", "cpu", "gpu", "auto")
+
+
+@dataclass
+class TrainConfig:
+    """Everything a training run depends on; saved with the run and inside every checkpoint."""
+
+    profile: str = "cpu"
+    # model
+    model: str = "unet"  # "unet" (compact, ours) or "smp-unet"
+    base_channels: int = 16  # compact U-Net width
+    depth: int = 4  # compact U-Net levels
+    encoder: str = "resnet18"  # smp-unet encoder
+    encoder_weights: str = "none"  # smp-unet: none | imagenet | path to a local weights file
+    # data
+    input_size: int = 160  # letterbox side in pixels
+    augment: str = "standard"  # none | light | standard | strong
+    cache_max_side: int = 320  # decoded training images are shrunk to this longest side once, in memory
+    limit_train: int = 0  # use only the first N training images (0 = all)
+    limit_val: int = 0  # use only the first N validation images (0 = all)
+    # optimisation
+    epochs: int = 60
+    batch_size: int = 8
+    lr: float = 3e-3
+    weight_decay: float = 1e-4
+    schedule: str = "onecycle"  # onecycle | cosine | constant
+    dice_weight: float = 1.0
+    bce_weight: float = 1.0
+    patience: int = 0  # early stopping: epochs without val IoU gain (0 = off)
+    max_train_minutes: float = 0.0  # stop after this many minutes of training (0 = no limit)
+    # evaluation
+    threshold: float = 0.5  # probability threshold used during training-time validation
+    # runtime
+    seed: int = 42
+    device: str = "auto"  # auto | cpu | cuda
+    num_workers: int = -1  # DataLoader workers (-1 = auto: 0 on CPU, up to 8 on CUDA)
+    threads: int = 0  # torch CPU threads (0 = all cores)
+    amp: bool = True  # mixed precision on CUDA (ignored on CPU)
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    def replace(self, **changes) -> TrainConfig:
+        return dataclasses.replace(self, **changes)
+
+
+PROFILES: dict[str, dict] = {
+    # seconds: tests and CI
+    "smoke": dict(base_channels=4, depth=2, input_size=64, cache_max_side=96, limit_train=16, limit_val=8,
+                  epochs=2, batch_size=4, augment="light", lr=1e-2),
+    # best quality reachable in about 20 minutes of training on a 2-core CPU
+    "cpu": dict(base_channels=16, depth=4, input_size=160, cache_max_side=320, epochs=50, batch_size=8,
+                lr=3e-3, schedule="onecycle", augment="standard"),
+    # full quality on one GPU
+    "gpu": dict(base_channels=32, depth=4, input_size=320, cache_max_side=640, epochs=200, batch_size=16,
+                lr=2e-3, schedule="onecycle", augment="standard", patience=0),
+}
+
+CHOICES = {
+    "model": ("unet", "smp-unet"),
+    "augment": ("none", "light", "standard", "strong"),
+    "schedule": ("onecycle", "cosine", "constant"),
+    "device": ("auto", "cpu", "cuda"),
+}
+
+
+def resolve_profile(profile: str) -> str:
+    """'auto' means gpu when CUDA is present, else cpu."""
+    if profile not in PROFILE_NAMES:
+        raise ConfigError(f"profile {profile!r} unknown; expected one of {', '.join(PROFILE_NAMES)}")
+    if profile == "auto":
+        import torch
+
+        return "gpu" if torch.cuda.is_available() else "cpu"
+    return profile
+
+
+def default_profile() -> str:
+    """The profile notebooks use by default: $SEGLIB_PROFILE (CI sets smoke), else auto."""
+    return os.environ.get(ENV_PROFILE, "auto") or "auto"
+
+
+def make_config(profile: str = "auto", overrides: dict | None = None) -> TrainConfig:
+    """Profile defaults, then overrides; an unknown key or a bad value is a ConfigError."""
+    name = resolve_profile(profile)
+    cfg = TrainConfig(profile=name, **PROFILES[name])
+    return apply_overrides(cfg, overrides or {})
+
+
+def apply_overrides(cfg: TrainConfig, overrides: dict) -> TrainConfig:
+    known = {f.name: f for f in fields(TrainConfig)}
+    hints = typing.get_type_hints(TrainConfig)
+    changes = {}
+    for key, value in overrides.items():
+        if key not in known or key == "profile":
+            raise ConfigError(f"unknown setting {key!r}; known: {', '.join(k for k in known if k != 'profile')}")
+        changes[key] = coerce(key, value, hints[key])
+    cfg = cfg.replace(**changes)
+    validate(cfg)
+    return cfg
+
+
+def coerce(key: str, value, kind: type):
+    """Turn a value from the command line (`--set key=value`) or papermill into the field's type."""
+    try:
+        if kind is bool:
+            if isinstance(value, bool):
+                return value
+            text = str(value).strip().lower()
+            if text in ("1", "true", "yes", "on"):
+                return True
+            if text in ("0", "false", "no", "off"):
+                return False
+            raise ValueError
+        if kind is int:
+            if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
+                raise ValueError
+            return int(str(value)) if not isinstance(value, (int, float)) else int(value)
+        if kind is float:
+            if isinstance(value, bool):
+                raise ValueError
+            return float(value)
+        return str(value)
+    except (TypeError, ValueError):
+        raise ConfigError(f"setting {key}={value!r}: expected {kind.__name__}") from None
+
+
+def validate(cfg: TrainConfig) -> None:
+    for key, allowed in CHOICES.items():
+        if getattr(cfg, key) not in allowed:
+            raise ConfigError(f"setting {key}={getattr(cfg, key)!r}: expected one of {', '.join(allowed)}")
+    positive = ("base_channels", "depth", "input_size", "epochs", "batch_size", "cache_max_side")
+    for key in positive:
+        if getattr(cfg, key) <= 0:
+            raise ConfigError(f"setting {key}={getattr(cfg, key)!r}: must be positive")
+    if cfg.input_size % 2**cfg.depth and cfg.model == "unet":
+        raise ConfigError(f"setting input_size={cfg.input_size}: must be divisible by 2**depth = {2**cfg.depth}")
+    if cfg.model == "smp-unet" and cfg.input_size % 32:
+        raise ConfigError(f"setting input_size={cfg.input_size}: smp-unet needs a multiple of 32")
+    if not 0 < cfg.threshold < 1:
+        raise ConfigError(f"setting threshold={cfg.threshold}: must be between 0 and 1")
+    if cfg.lr <= 0:
+        raise ConfigError(f"setting lr={cfg.lr}: must be positive")
+    for key in ("limit_train", "limit_val", "patience", "threads"):
+        if getattr(cfg, key) < 0:
+            raise ConfigError(f"setting {key}={getattr(cfg, key)}: must be 0 or more")
+
+
+def parse_set_args(items: list[str] | None) -> dict:
+    """['key=value', ...] from `--set` into a dict (values typed later by apply_overrides)."""
+    overrides = {}
+    for item in items or []:
+        if "=" not in item:
+            raise ConfigError(f"--set {item!r}: expected key=value")
+        key, value = item.split("=", 1)
+        overrides[key.strip()] = value.strip()
+    return overrides
+
+
+def config_from_dict(data: dict) -> TrainConfig:
+    """Rebuild a config saved with a run; unknown keys (from a newer seglib) are an error."""
+    known = {f.name for f in fields(TrainConfig)}
+    unknown = set(data) - known
+    if unknown:
+        raise ConfigError(f"saved config has unknown setting(s): {', '.join(sorted(unknown))}")
+    return TrainConfig(**data)
+
+
+def config_yaml(cfg: TrainConfig) -> str:
+    return yaml.safe_dump(cfg.to_dict(), sort_keys=False)

@@ -1,0 +1,94 @@
+"""Albumentations pipelines: seeded training augmentation and the deterministic letterbox for evaluation."""
+
+from __future__ import annotations
+
+import seglib  # noqa: F401  (sets NO_ALBUMENTATIONS_UPDATE before albumentations is imported)
+
+import albumentations as A
+import cv2
+import numpy as np
+from albumentations.pytorch import ToTensorV2
+
+from seglib.errors import ConfigError
+
+# ImageNet statistics: the normalisation smp encoders expect; stored in every checkpoint.
+NORMALIZATION = {"mean": (0.485, 0.456, 0.406), "std": (0.229, 0.224, 0.225)}
+AUGMENTATIONS = ("none", "light", "standard", "strong")
+
+
+def letterbox_ops(size: int) -> list[A.BasicTransform]:
+    """Resize the longest side to `size` (area filter for images, nearest for masks), pad to size x size."""
+    return [
+        A.LongestMaxSize(max_size=size, interpolation=cv2.INTER_AREA, mask_interpolation=cv2.INTER_NEAREST),
+        A.PadIfNeeded(min_height=size, min_width=size, position="center", border_mode=cv2.BORDER_CONSTANT,
+                      fill=0, fill_mask=0),
+    ]
+
+
+def geometric_ops(strength: str) -> list[A.BasicTransform]:
+    """Geometric augmentation: scale, rotation, shift (Affine) and horizontal flip."""
+    if strength == "none":
+        return []
+    scale, rotate, shift = {"light": ((0.9, 1.1), 10, 0.05), "standard": ((0.75, 1.25), 15, 0.1),
+                            "strong": ((0.6, 1.4), 25, 0.15)}[strength]
+    return [
+        A.Affine(scale=scale, rotate=(-rotate, rotate), translate_percent=(-shift, shift),
+                 interpolation=cv2.INTER_LINEAR, mask_interpolation=cv2.INTER_NEAREST,
+                 border_mode=cv2.BORDER_CONSTANT, fill=0, fill_mask=0, p=0.8),
+        A.HorizontalFlip(p=0.5),
+    ]
+
+
+def photometric_ops(strength: str) -> list[A.BasicTransform]:
+    """Photometric augmentation: brightness/contrast, colour, blur or noise, occasional grayscale."""
+    if strength in ("none", "light"):
+        return [A.RandomBrightnessContrast(0.15, 0.15, p=0.5)] if strength == "light" else []
+    k = 1.5 if strength == "strong" else 1.0
+    return [
+        A.RandomBrightnessContrast(brightness_limit=0.25 * k, contrast_limit=0.25 * k, p=0.6),
+        A.HueSaturationValue(hue_shift_limit=int(10 * k), sat_shift_limit=int(20 * k), val_shift_limit=0, p=0.4),
+        A.OneOf([A.GaussianBlur(blur_limit=(3, 5), p=1.0), A.GaussNoise(std_range=(0.02, 0.08), p=1.0)], p=0.2),
+        A.ToGray(p=0.05),
+    ]
+
+
+def train_transform(size: int, strength: str = "standard", normalize: bool = True,
+                    seed: int | None = None) -> A.Compose:
+    """Training pipeline: letterbox, then geometric and photometric augmentation, then Normalize + tensor."""
+    if strength not in AUGMENTATIONS:
+        raise ConfigError(f"augmentation {strength!r} unknown; expected one of {', '.join(AUGMENTATIONS)}")
+    ops = letterbox_ops(size) + geometric_ops(strength) + photometric_ops(strength)
+    return A.Compose(ops + _tensor_ops(normalize), seed=seed)
+
+
+def eval_transform(size: int, normalize: bool = True) -> A.Compose:
+    """Evaluation pipeline: the deterministic letterbox only."""
+    return A.Compose(letterbox_ops(size) + _tensor_ops(normalize))
+
+
+def _tensor_ops(normalize: bool) -> list[A.BasicTransform]:
+    if not normalize:
+        return []
+    return [A.Normalize(mean=NORMALIZATION["mean"], std=NORMALIZATION["std"]), ToTensorV2()]
+
+
+def letterbox_box(height: int, width: int, size: int) -> tuple[int, int, int, int]:
+    """Where an HxW image lands inside the size x size letterbox: (top, left, new_h, new_w)."""
+    scale = size / max(height, width)
+    new_h, new_w = max(1, int(round(height * scale))), max(1, int(round(width * scale)))
+    return (size - new_h) // 2, (size - new_w) // 2, new_h, new_w
+
+
+def unletterbox(prob: np.ndarray, height: int, width: int) -> np.ndarray:
+    """Map a size x size probability map back to the original HxW (crop the padding, resize bilinearly)."""
+    size = prob.shape[-1]
+    top, left, new_h, new_w = letterbox_box(height, width, size)
+    crop = np.ascontiguousarray(prob[top:top + new_h, left:left + new_w], dtype=np.float32)
+    return cv2.resize(crop, (width, height), interpolation=cv2.INTER_LINEAR)
+
+
+def denormalize(image: np.ndarray) -> np.ndarray:
+    """Undo Normalize on a CHW float array; returns HWC uint8 for display."""
+    mean = np.asarray(NORMALIZATION["mean"])[:, None, None]
+    std = np.asarray(NORMALIZATION["std"])[:, None, None]
+    return np.clip((image * std + mean).transpose(1, 2, 0) * 255.0 + 0.5, 0, 255).astype(np.uint8)

@@ -1,0 +1,90 @@
+"""Shared fixtures: tiny synthetic data sets in the real layout, and the real data set when it is present."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image, ImageDraw
+
+os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
+os.environ.setdefault("MPLBACKEND", "Agg")
+
+DATASET_NAME = "Human-Segmentation-Dataset-master"
+
+
+def draw_pair(rng: np.random.Generator, width: int, height: int, mask_scale: float = 1.0):
+    """A noisy photo with a bright ellipse 'figure' and its mask (optionally a uniform downscale of the image)."""
+    image = (rng.random((height, width, 3)) * 60).astype(np.uint8)
+    cx, cy = rng.integers(width // 3, 2 * width // 3), rng.integers(height // 3, 2 * height // 3)
+    rx, ry = rng.integers(width // 8, width // 4), rng.integers(height // 6, height // 3)
+    box = [cx - rx, cy - ry, cx + rx, cy + ry]
+    pil = Image.fromarray(image)
+    ImageDraw.Draw(pil).ellipse(box, fill=(220, 180, 150))
+    mask = Image.new("L", (width, height), 0)
+    ImageDraw.Draw(mask).ellipse(box, fill=255)
+    if mask_scale != 1.0:
+        size = (round(width / mask_scale), round(height / mask_scale))
+        mask = mask.resize(size, Image.NEAREST)
+    return pil, mask
+
+
+def make_dataset(root: Path, n: int = 10, seed: int = 0, scaled_every: int = 3) -> Path:
+    """Write a synthetic data set in the real layout (train.csv paths relative to the folder's parent)."""
+    rng = np.random.default_rng(seed)
+    folder = root / DATASET_NAME
+    (folder / "Training_Images").mkdir(parents=True)
+    (folder / "Ground_Truth").mkdir()
+    lines = ["masks,images"]
+    for i in range(1, n + 1):
+        w, h = (64, 48) if i % 2 else (48, 64)
+        scale = 2.0 if scaled_every and i % scaled_every == 0 else 1.0
+        img, mask = draw_pair(rng, int(w * scale), int(h * scale), mask_scale=scale)
+        img.save(folder / "Training_Images" / f"{i}.jpg", quality=95)
+        mask.save(folder / "Ground_Truth" / f"{i}.png")
+        lines.append(f"{DATASET_NAME}/Ground_Truth/{i}.png,{DATASET_NAME}/Training_Images/{i}.jpg")
+    (folder / "train.csv").write_text("\n".join(lines) + "\n")
+    return folder
+
+
+@pytest.fixture
+def synthetic_dataset(tmp_path) -> Path:
+    return make_dataset(tmp_path / "raw", n=10)
+
+
+@pytest.fixture
+def synthetic_splits(synthetic_dataset, tmp_path) -> tuple[Path, Path]:
+    """(dataset folder, splits folder) for the synthetic data set."""
+    from seglib.data.check import check_dataset
+    from seglib.data.splits import make_split, write_split
+
+    table = make_split(check_dataset(synthetic_dataset), seed=0, fractions={"train": 0.6, "val": 0.2, "test": 0.2})
+    splits = tmp_path / "splits"
+    write_split(table, splits)
+    return synthetic_dataset, splits
+
+
+def real_dataset_dir() -> Path | None:
+    """The real data set, when fetched (data/raw) or pointed to by SEGLIB_TEST_REAL_DATA / SEGLIB_DATA_DIR."""
+    from seglib import config
+    from seglib.data.catalog import find_dataset_dir
+    from seglib.errors import DataError
+
+    for candidate in (os.environ.get("SEGLIB_TEST_REAL_DATA"), os.environ.get("SEGLIB_DATA_DIR"),
+                      str(config.PROJECT_ROOT / "data" / "raw")):
+        if candidate:
+            try:
+                return find_dataset_dir(Path(candidate))
+            except DataError:
+                continue
+    return None
+
+
+@pytest.fixture
+def real_dataset() -> Path:
+    folder = real_dataset_dir()
+    if folder is None:
+        pytest.skip("real data set not fetched (run `make data`)")
+    return folder

@@ -1,0 +1,188 @@
+"""seglib.engine: learning, checkpoints, resume, interruption, divergence, distributed training."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import torch
+
+from seglib.checkpoint import load_checkpoint, model_from_checkpoint
+from seglib.engine import TrainingDiverged, train
+from seglib.errors import SeglibError
+from seglib.losses import DiceBCELoss
+from seglib.metrics import batch_iou_torch
+from seglib.model import UNet
+from seglib.settings import make_config
+
+TINY = {"base_channels": 4, "depth": 2, "input_size": 32, "cache_max_side": 64, "batch_size": 3,
+        "limit_train": 0, "limit_val": 0, "augment": "light", "epochs": 4, "threads": 1}
+
+
+def tiny_config(**changes):
+    return make_config("smoke", {**TINY, **changes})
+
+
+def test_tiny_model_overfits_one_batch(synthetic_splits):
+    from seglib.data.dataset import SegmentationDataset
+    from seglib.transforms import eval_transform
+
+    folder, splits = synthetic_splits
+    ds = SegmentationDataset.from_split("train", folder, splits, transform=eval_transform(32))
+    batch = torch.utils.data.default_collate([ds[i] for i in range(4)])
+    torch.manual_seed(0)
+    model = UNet(base_channels=8, depth=2)
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
+    loss_fn = DiceBCELoss()
+    losses, ious = [], []
+    for _ in range(60):
+        logits = model(batch["image"])
+        loss = loss_fn(logits, batch["mask"])
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        losses.append(loss.item())
+        ious.append(batch_iou_torch(logits.detach(), batch["mask"]).mean().item())
+    assert losses[-1] < 0.5 * losses[0]
+    assert ious[-1] > 0.8 and ious[-1] > ious[0] + 0.2
+
+
+def test_run_writes_checkpoints_history_and_config(synthetic_splits, tmp_path):
+    folder, splits = synthetic_splits
+    result = train(tiny_config(epochs=2), tmp_path / "run", dataset_dir=folder, splits_dir=splits, progress=False)
+    run = tmp_path / "run"
+    assert {p.name for p in run.iterdir()} >= {"best.pt", "last.pt", "config.yaml", "history.csv",
+                                                "train_summary.json"}
+    history = pd.read_csv(run / "history.csv")
+    assert list(history["epoch"]) == [1, 2]
+    assert set(history.columns) >= {"train_loss", "val_loss", "val_iou", "lr", "epoch_seconds", "images_per_second"}
+    state = load_checkpoint(run / "last.pt")
+    for key in ("model_state", "config", "threshold", "input_size", "normalization", "epoch",
+                "optimizer_state", "scheduler_state", "scaler_state", "seglib_version", "weights"):
+        assert key in state, key
+    assert state["input_size"] == 32 and state["epoch"] == 2
+    model, cfg = model_from_checkpoint(load_checkpoint(run / "best.pt"))
+    assert cfg.base_channels == 4
+    assert result.best_epoch in (1, 2)
+    best = load_checkpoint(run / "best.pt")
+    assert best["val_iou"] == pytest.approx(history["val_iou"].max(), abs=1e-5)
+
+
+def test_existing_run_is_never_overwritten_silently(synthetic_splits, tmp_path):
+    folder, splits = synthetic_splits
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "notes.txt").write_text("mine")
+    with pytest.raises(SeglibError, match="already exists"):
+        train(tiny_config(epochs=1), run, dataset_dir=folder, splits_dir=splits, progress=False)
+    assert (run / "notes.txt").read_text() == "mine"
+    with pytest.raises(SeglibError, match="nothing to resume"):
+        train(tiny_config(epochs=1), run, resume=True, dataset_dir=folder, splits_dir=splits, progress=False)
+
+
+def test_interrupted_and_resumed_run_matches_uninterrupted(synthetic_splits, tmp_path):
+    folder, splits = synthetic_splits
+    cfg = tiny_config(epochs=4)
+    full = train(cfg, tmp_path / "full", dataset_dir=folder, splits_dir=splits, progress=False)
+    part = train(cfg, tmp_path / "part", dataset_dir=folder, splits_dir=splits, progress=False, stop_after_epoch=2)
+    assert part.stop_reason == "interrupted" and part.epochs_run == 2
+    resumed = train(None, tmp_path / "part", resume=True, dataset_dir=folder, splits_dir=splits, progress=False)
+    a = pd.read_csv(tmp_path / "full" / "history.csv")
+    b = pd.read_csv(tmp_path / "part" / "history.csv")
+    pd.testing.assert_frame_equal(a[["epoch", "train_loss", "val_loss", "val_iou", "lr"]],
+                                  b[["epoch", "train_loss", "val_loss", "val_iou", "lr"]])
+    assert resumed.best_val_iou == full.best_val_iou
+    wa = load_checkpoint(tmp_path / "full" / "last.pt")["model_state"]
+    wb = load_checkpoint(tmp_path / "part" / "last.pt")["model_state"]
+    assert all(torch.equal(wa[k], wb[k]) for k in wa)
+
+
+def test_nan_loss_stops_with_a_clear_message(synthetic_splits, tmp_path, monkeypatch):
+    folder, splits = synthetic_splits
+    monkeypatch.setattr(DiceBCELoss, "forward", lambda self, logits, target: (logits * float("nan")).mean())
+    with pytest.raises(TrainingDiverged, match="loss became nan at epoch 1"):
+        train(tiny_config(epochs=2), tmp_path / "run", dataset_dir=folder, splits_dir=splits, progress=False)
+
+
+def _seglib(*args, env=None, **kwargs):
+    return subprocess.run([sys.executable, "-m", "seglib", *args], capture_output=True, text=True,
+                          env={**os.environ, **(env or {})}, **kwargs)
+
+
+def _train_args(folder, splits, run, epochs=4):
+    sets = [f"--set={k}={v}" for k, v in {**TINY, "epochs": epochs}.items()]
+    return ["train", "--profile", "smoke", "--run", run, "--data-dir", str(folder), "--splits-dir", str(splits), *sets]
+
+
+def test_sigkill_during_checkpoint_write_keeps_last_good_checkpoint(synthetic_splits, tmp_path):
+    """The process is killed (SIGKILL) half-way through writing epoch 2's last.pt; epoch 1's survives."""
+    folder, splits = synthetic_splits
+    runs = tmp_path / "runs"
+    script = textwrap.dedent(f"""
+        import os, signal, sys
+        import seglib.checkpoint as ck
+        real_save, calls = ck.torch.save, []
+        def dying_save(obj, f):
+            calls.append(1)
+            if obj["epoch"] == 2:
+                with open(f, "wb") as fh:
+                    fh.write(b"PK half a checkpoint")
+                os.kill(os.getpid(), signal.SIGKILL)
+            real_save(obj, f)
+        ck.torch.save = dying_save
+        from seglib.cli import main
+        sys.exit(main({_train_args(folder, splits, "k")!r}))
+    """)
+    proc = subprocess.run([sys.executable, "-c", script], env={**os.environ, "SEGLIB_RUNS_DIR": str(runs)},
+                          capture_output=True, text=True)
+    assert proc.returncode == -signal.SIGKILL
+    state = load_checkpoint(runs / "k" / "last.pt")
+    assert state["epoch"] == 1
+    resumed = _seglib("train", "--run", "k", "--resume", "--data-dir", str(folder), "--splits-dir", str(splits),
+                      env={"SEGLIB_RUNS_DIR": str(runs)})
+    assert resumed.returncode == 0, resumed.stderr
+    full = _seglib(*_train_args(folder, splits, "full"), env={"SEGLIB_RUNS_DIR": str(runs)})
+    assert full.returncode == 0, full.stderr
+    cols = ["epoch", "train_loss", "val_iou"]
+    pd.testing.assert_frame_equal(pd.read_csv(runs / "k" / "history.csv")[cols],
+                                  pd.read_csv(runs / "full" / "history.csv")[cols])
+
+
+def test_sigint_stops_cleanly_after_saving(synthetic_splits, tmp_path):
+    folder, splits = synthetic_splits
+    runs = tmp_path / "runs"
+    proc = subprocess.Popen([sys.executable, "-m", "seglib", *_train_args(folder, splits, "c", epochs=200)],
+                            env={**os.environ, "SEGLIB_RUNS_DIR": str(runs)}, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 60
+    while not (runs / "c" / "last.pt").exists() and time.time() < deadline:
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130
+    assert "interrupted" in out and "--resume" in out
+    assert "Traceback" not in err
+    assert load_checkpoint(runs / "c" / "last.pt")["epoch"] >= 1
+
+
+def test_torchrun_two_processes_gloo(synthetic_splits, tmp_path):
+    folder, splits = synthetic_splits
+    runs = tmp_path / "runs"
+    torchrun = Path(sys.executable).with_name("torchrun")
+    proc = subprocess.run(
+        [str(torchrun), "--standalone", "--nproc_per_node=2", "-m", "--", "seglib", *_train_args(folder, splits, "ddp", 2)],
+        env={**os.environ, "SEGLIB_RUNS_DIR": str(runs), "OMP_NUM_THREADS": "1"}, capture_output=True, text=True,
+        timeout=240)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    history = pd.read_csv(runs / "ddp" / "history.csv")
+    assert list(history["epoch"]) == [1, 2]
+    assert load_checkpoint(runs / "ddp" / "last.pt")["epoch"] == 2
+    assert "x2" in proc.stdout  # logged once, by rank 0, with the world size
+    assert proc.stdout.count("epoch   1/2") == 1

@@ -1,0 +1,380 @@
+"""seglib.evaluate: scoring at mask resolution, the val threshold, test-once, baselines, CLI."""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from PIL import Image, ImageDraw
+
+from seglib.checkpoint import make_checkpoint, save_checkpoint
+from seglib.data.dataset import load_pair
+from seglib.errors import SeglibError
+from seglib.evaluate import (BASELINES, SWEEP_THRESHOLDS, add_parser, baseline_scores, choose_threshold,
+                             evaluate_run, headline_table, mean_mask_prior, predictions_for_split, prior_for,
+                             threshold_sweep)
+from seglib.model import UNet
+from seglib.predict import Predictor
+from seglib.settings import make_config
+
+NAME = "Human-Segmentation-Dataset-master"
+# id -> (image width, image height, mask downscale factor, shape box as fractions of the image)
+PAIRS = {
+    "1": (40, 30, 1, (0.2, 0.1, 0.6, 0.9)),
+    "2": (30, 40, 1, (0.3, 0.2, 0.8, 0.9)),
+    "3": (80, 60, 2, (0.25, 0.2, 0.7, 0.95)),  # image 2x its mask (same aspect): scored at 40x30
+    "4": (40, 30, 1, (0.1, 0.3, 0.5, 1.0)),
+    "5": (30, 40, 1, (0.2, 0.1, 0.7, 0.8)),
+    "6": (40, 30, 1, (0.4, 0.2, 0.9, 0.9)),
+}
+SPLIT_OF = {"train": ["1", "2", "6"], "val": ["4", "5"], "test": ["3", "5"]}
+REQUIRED_KEYS = {
+    "split", "n_images", "threshold", "threshold_source", "mean_iou", "median_iou", "p10_iou", "pooled_iou",
+    "mean_dice", "mean_boundary_iou", "mean_iou_ci95", "checkpoint", "checkpoint_epoch", "weights", "run",
+    "profile", "scored_at", "tta", "seglib_version", "baselines",
+}
+
+
+def write_split(splits: Path, name: str, ids: list[str]) -> None:
+    splits.mkdir(parents=True, exist_ok=True)
+    lines = ["id,image,mask,fg_fraction,stratum"]
+    lines += [f"{i},Training_Images/{i}.jpg,Ground_Truth/{i}.png,0.3,0" for i in ids]
+    (splits / f"{name}.csv").write_text("\n".join(lines) + "\n")
+
+
+@pytest.fixture
+def data(tmp_path) -> tuple[Path, Path]:
+    """(dataset folder, splits folder): six noisy photos with a bright rectangle/ellipse 'figure'."""
+    rng = np.random.default_rng(0)
+    folder = tmp_path / "raw" / NAME
+    (folder / "Training_Images").mkdir(parents=True)
+    (folder / "Ground_Truth").mkdir()
+    lines = ["masks,images"]
+    for i, (w, h, scale, (x0, y0, x1, y1)) in PAIRS.items():
+        box = [x0 * w, y0 * h, x1 * w - 1, y1 * h - 1]
+        img = Image.fromarray((rng.random((h, w, 3)) * 60).astype(np.uint8))
+        ImageDraw.Draw(img).ellipse(box, fill=(220, 180, 150)) if int(i) % 2 else \
+            ImageDraw.Draw(img).rectangle(box, fill=(220, 180, 150))
+        mw, mh = w // scale, h // scale
+        mask = Image.new("L", (mw, mh), 0)
+        mbox = [v / scale for v in box]
+        ImageDraw.Draw(mask).ellipse(mbox, fill=255) if int(i) % 2 else \
+            ImageDraw.Draw(mask).rectangle(mbox, fill=255)
+        img.save(folder / "Training_Images" / f"{i}.jpg", quality=95)
+        mask.save(folder / "Ground_Truth" / f"{i}.png")
+        lines.append(f"{NAME}/Ground_Truth/{i}.png,{NAME}/Training_Images/{i}.jpg")
+    (folder / "train.csv").write_text("\n".join(lines) + "\n")
+    splits = tmp_path / "splits"
+    for name, ids in SPLIT_OF.items():
+        write_split(splits, name, ids)
+    return folder, splits
+
+
+@pytest.fixture
+def tiny_checkpoint(tmp_path) -> Path:
+    torch.manual_seed(0)
+    cfg = make_config("smoke", {"input_size": 32})
+    state = make_checkpoint(UNet(base_channels=4, depth=2), cfg, epoch=1, val_iou=0.5, best_val_iou=0.5)
+    return save_checkpoint(state, tmp_path / "ckpt" / "tiny.pt")
+
+
+class LookupPredictor:
+    """A hand-made predictor: maps each (decoded, mask-size) image to a probability map made from its own mask."""
+
+    def __init__(self, folder: Path, fg: float = 1.0, bg: float = 0.0):
+        self.threshold, self.tta, self.source = 0.5, False, "lookup"
+        self.checkpoint = {"epoch": 0, "threshold": 0.5, "weights": "none (ground truth lookup)",
+                           "config": {"profile": "test"}}
+        self.table = {}
+        for i in PAIRS:
+            rgb, mask = load_pair(folder / "Training_Images" / f"{i}.jpg", folder / "Ground_Truth" / f"{i}.png")
+            self.table[self._key(rgb)] = np.where(mask > 0, fg, bg).astype(np.float32)
+        self.calls = 0
+
+    @staticmethod
+    def _key(rgb: np.ndarray) -> str:
+        return hashlib.sha1(rgb.tobytes() + str(rgb.shape).encode()).hexdigest()
+
+    def predict_proba_batch(self, images):
+        self.calls += len(images)
+        return [self.table[self._key(img)] for img in images]
+
+
+# ------------------------------------------------------------------------------------------- protocol
+
+
+def test_scaled_mask_is_scored_at_mask_size_and_ground_truth_scores_one(data, tmp_path):
+    folder, splits = data
+    result = evaluate_run(split="val", predictor=LookupPredictor(folder), out_dir=tmp_path / "ev",
+                          dataset_dir=folder, splits_dir=splits, progress=False, n_boot=50)
+    assert result.metrics["mean_iou"] == 1.0 and result.metrics["pooled_iou"] == 1.0
+    test = evaluate_run(split="test", predictor=LookupPredictor(folder), out_dir=tmp_path / "ev",
+                        dataset_dir=folder, splits_dir=splits, progress=False, n_boot=50)
+    table = pd.read_csv(tmp_path / "ev" / "test" / "per_image.csv", dtype={"id": str}).set_index("id")
+    assert (table.loc["3", "height"], table.loc["3", "width"]) == (30, 40)  # the mask's size, not 60x80
+    assert (table.loc["3", "image_height"], table.loc["3", "image_width"]) == (60, 80)
+    assert bool(table.loc["3", "resized"]) and not bool(table.loc["5", "resized"])
+    assert (table["iou"] == 1.0).all() and (table["boundary_iou"] == 1.0).all()
+    assert test.metrics["mean_iou"] == 1.0 and test.metrics["scored_at"] == "mask resolution"
+
+
+def test_real_predictor_probabilities_come_back_at_mask_size(data, tiny_checkpoint, tmp_path):
+    folder, splits = data
+    predictor = Predictor.from_checkpoint(tiny_checkpoint)
+    records = predictions_for_split(predictor, "test", folder, splits_dir=splits)
+    assert [r["id"] for r in records] == ["3", "5"]
+    for r in records:
+        assert r["image"].shape == (*r["mask"].shape, 3) and r["prob"].shape == r["mask"].shape
+        assert r["pred"].dtype == np.uint8 and set(np.unique(r["pred"])) <= {0, 1}
+    assert records[0]["mask"].shape == (30, 40)
+    assert len(predictions_for_split(predictor, "test", folder, limit=1, splits_dir=splits)) == 1
+
+
+def test_checkpoint_evaluation_writes_files_with_required_keys(data, tiny_checkpoint, tmp_path):
+    folder, splits = data
+    out = tmp_path / "ev"
+    res = evaluate_run(split="val", checkpoint=tiny_checkpoint, out_dir=out, dataset_dir=folder,
+                       splits_dir=splits, progress=False, n_boot=50)
+    m = json.loads((out / "val" / "metrics.json").read_text())
+    assert REQUIRED_KEYS <= set(m), REQUIRED_KEYS - set(m)
+    assert m["split"] == "val" and m["n_images"] == 2 and m["threshold_source"] == "val sweep"
+    assert m["checkpoint"] == str(tiny_checkpoint.resolve()) and m["checkpoint_epoch"] == 1
+    assert m["profile"] == "smoke" and m["tta"] is False and m["scored_at"] == "mask resolution"
+    low, high = m["mean_iou_ci95"]
+    assert low <= m["mean_iou"] <= high
+    assert set(m["baselines"]) == set(BASELINES)
+    for scores in m["baselines"].values():
+        assert set(scores) == {"mean_iou", "median_iou", "pooled_iou", "mean_dice", "mean_boundary_iou",
+                               "mean_iou_ci95"}
+    sweep = pd.read_csv(out / "val" / "threshold_sweep.csv")
+    assert list(sweep.columns) == ["threshold", "mean_iou", "pooled_iou"]
+    assert sweep["threshold"].round(2).tolist() == list(SWEEP_THRESHOLDS)
+    assert m["threshold"] in SWEEP_THRESHOLDS
+    per_image = pd.read_csv(out / "val" / "per_image.csv", dtype={"id": str})
+    for col in ("id", "iou", "dice", "boundary_iou", "precision", "recall", "tp", "fp", "fn", "fg_fraction",
+                "fg_fraction_pred", "height", "width", "mean_brightness", "aspect_ratio", "is_grayscale"):
+        assert col in per_image.columns
+    assert per_image["id"].tolist() == ["4", "5"]
+    assert res.metrics["mean_iou"] == pytest.approx(per_image["iou"].mean())
+    assert not list(out.rglob("*.tmp"))  # atomic writes leave no temporaries
+    table = headline_table(out, "val")
+    assert list(table.index) == ["model", *BASELINES]
+    assert list(table.columns) == ["mean_iou", "ci95_low", "ci95_high", "median_iou", "pooled_iou", "mean_dice",
+                                   "mean_boundary_iou"]
+
+
+def test_sweep_runs_the_model_once_per_image(data, tmp_path):
+    folder, splits = data
+    predictor = LookupPredictor(folder)
+    evaluate_run(split="val", predictor=predictor, out_dir=tmp_path / "ev", dataset_dir=folder,
+                 splits_dir=splits, progress=False, n_boot=10)
+    assert predictor.calls == len(SPLIT_OF["val"])
+
+
+# ------------------------------------------------------------------------------------------- threshold
+
+
+def test_test_threshold_comes_from_val_and_val_is_evaluated_first(data, tmp_path, capsys):
+    folder, splits = data
+    # fg 0.62, bg 0.58: only thresholds in (0.58, 0.62] separate them, so the val sweep must pick 0.60
+    predictor = LookupPredictor(folder, fg=0.62, bg=0.58)
+    out = tmp_path / "ev"
+    res = evaluate_run(split="test", predictor=predictor, out_dir=out, dataset_dir=folder, splits_dir=splits,
+                       progress=False, n_boot=10)
+    assert "evaluating val first" in capsys.readouterr().out
+    assert (out / "val" / "metrics.json").is_file() and (out / "val" / "threshold_sweep.csv").is_file()
+    val = json.loads((out / "val" / "metrics.json").read_text())
+    assert val["threshold"] == pytest.approx(0.60)
+    assert res.threshold == pytest.approx(0.60) and res.metrics["threshold_source"] == "val sweep"
+    assert res.metrics["mean_iou"] == 1.0  # 0.5 (the checkpoint's threshold) would have scored all-foreground
+    assert res.val_result is not None
+    assert not (out / "test" / "threshold_sweep.csv").exists()
+
+
+def test_existing_val_threshold_is_reused(data, tmp_path, capsys):
+    folder, splits = data
+    out = tmp_path / "ev"
+    evaluate_run(split="val", predictor=LookupPredictor(folder, fg=0.62, bg=0.58), out_dir=out,
+                 dataset_dir=folder, splits_dir=splits, progress=False, n_boot=10)
+    capsys.readouterr()
+    predictor = LookupPredictor(folder, fg=0.62, bg=0.58)
+    res = evaluate_run(split="test", predictor=predictor, out_dir=out, dataset_dir=folder, splits_dir=splits,
+                       progress=False, n_boot=10)
+    assert "evaluating val first" not in capsys.readouterr().out
+    assert res.val_result is None and predictor.calls == len(SPLIT_OF["test"])
+    assert res.threshold == pytest.approx(0.60) and res.metrics["threshold_from"].endswith("metrics.json")
+
+
+def test_threshold_from_checkpoint(data, tmp_path):
+    folder, splits = data
+    res = evaluate_run(split="test", predictor=LookupPredictor(folder, fg=0.62, bg=0.58), out_dir=tmp_path / "ev",
+                       dataset_dir=folder, splits_dir=splits, progress=False, n_boot=10,
+                       threshold_source="checkpoint")
+    assert res.metrics["threshold_source"] == "checkpoint" and res.threshold == 0.5
+    assert not (tmp_path / "ev" / "val").exists()
+
+
+def test_choose_threshold_ties_go_closest_to_half():
+    sweep = pd.DataFrame({"threshold": list(SWEEP_THRESHOLDS), "mean_iou": [0.9] * len(SWEEP_THRESHOLDS),
+                          "pooled_iou": 0.9})
+    assert choose_threshold(sweep) == 0.5
+    sweep.loc[sweep["threshold"] == 0.5, "mean_iou"] = 0.8
+    assert choose_threshold(sweep) == 0.45  # 0.45 and 0.55 tie on distance: the lower one
+    sweep.loc[sweep["threshold"] == 0.35, "mean_iou"] = 0.95
+    assert choose_threshold(sweep) == 0.35
+
+
+def test_threshold_sweep_on_cached_probabilities():
+    mask = np.zeros((4, 4), np.uint8)
+    mask[:2] = 1
+    prob = np.where(mask > 0, 0.62, 0.58).astype(np.float32)
+    sweep = threshold_sweep([{"mask": mask, "prob": prob}]).set_index("threshold")
+    assert sweep.loc[0.6, "mean_iou"] == 1.0 and sweep.loc[0.55, "mean_iou"] == 0.5
+    assert sweep.loc[0.65, "mean_iou"] == 0.0
+
+
+# ------------------------------------------------------------------------------------------- test once
+
+
+def test_rescoring_test_needs_overwrite(data, tiny_checkpoint, tmp_path):
+    folder, splits = data
+    kwargs = dict(checkpoint=tiny_checkpoint, out_dir=tmp_path / "ev", dataset_dir=folder, splits_dir=splits,
+                  progress=False, n_boot=10)
+    evaluate_run(split="test", **kwargs)
+    metrics = tmp_path / "ev" / "test" / "metrics.json"
+    before = metrics.read_text()
+    with pytest.raises(SeglibError, match="overwrite"):
+        evaluate_run(split="test", **kwargs)
+    assert metrics.read_text() == before
+    evaluate_run(split="val", **kwargs)  # val may be re-scored freely
+    res = evaluate_run(split="test", overwrite=True, **kwargs)
+    assert res.metrics["n_images"] == 2
+
+
+def test_run_folder_evaluation(data, tiny_checkpoint, tmp_path, monkeypatch):
+    folder, splits = data
+    runs = tmp_path / "runs"
+    (runs / "r1").mkdir(parents=True)
+    (runs / "r1" / "best.pt").write_bytes(tiny_checkpoint.read_bytes())
+    monkeypatch.setenv("SEGLIB_RUNS_DIR", str(runs))
+    res = evaluate_run("r1", "test", dataset_dir=folder, splits_dir=splits, progress=False, n_boot=10)
+    assert res.out_dir == runs / "r1" / "eval" / "test"
+    assert (runs / "r1" / "eval" / "val" / "metrics.json").is_file()
+    assert res.metrics["run"] == "r1"
+    assert list(headline_table("r1", "test").index)[0] == "model"
+    with pytest.raises(SeglibError, match="not found"):
+        evaluate_run("nope", "val", dataset_dir=folder, splits_dir=splits, progress=False)
+    with pytest.raises(SeglibError, match="not evaluated"):
+        headline_table(runs / "r1", "nosuch")
+
+
+def test_bad_arguments(data, tiny_checkpoint, tmp_path):
+    folder, splits = data
+    with pytest.raises(SeglibError, match="out"):
+        evaluate_run(split="val", checkpoint=tiny_checkpoint, dataset_dir=folder, splits_dir=splits)
+    with pytest.raises(SeglibError, match="split"):
+        evaluate_run(split="train", checkpoint=tiny_checkpoint, out_dir=tmp_path, dataset_dir=folder)
+    with pytest.raises(SeglibError, match="not found"):
+        evaluate_run(split="val", checkpoint=tmp_path / "missing.pt", out_dir=tmp_path)
+
+
+# ------------------------------------------------------------------------------------------- baselines
+
+
+def test_baselines_hand_checked_on_one_image(data, tmp_path):
+    folder, splits = data
+    one = tmp_path / "one"
+    write_split(one, "train", SPLIT_OF["train"])
+    write_split(one, "test", ["4"])
+    _, mask = load_pair(folder / "Training_Images" / "4.jpg", folder / "Ground_Truth" / "4.png")
+    scores = baseline_scores("test", folder, splits_dir=one, n_boot=10)
+    assert set(scores) == set(BASELINES)
+    assert scores["all-foreground"]["mean_iou"] == pytest.approx(mask.mean())  # IoU = foreground fraction
+    assert scores["all-foreground"]["pooled_iou"] == pytest.approx(mask.mean())
+    assert scores["all-background"]["mean_iou"] == 0.0 and scores["all-background"]["mean_dice"] == 0.0
+
+
+def test_baselines_on_a_split(data):
+    folder, splits = data
+    scores = baseline_scores("val", folder, splits_dir=splits, n_boot=10)
+    assert scores["all-background"]["mean_iou"] == 0.0  # every mask is non-empty
+    fractions = []
+    for i in SPLIT_OF["val"]:
+        _, mask = load_pair(folder / "Training_Images" / f"{i}.jpg", folder / "Ground_Truth" / f"{i}.png")
+        fractions.append(mask.mean())
+    assert scores["all-foreground"]["mean_iou"] == pytest.approx(np.mean(fractions))
+    assert 0.0 < scores["mean-mask prior"]["mean_iou"] <= 1.0
+
+
+def test_mean_mask_prior_uses_train_only(data, tmp_path):
+    folder, splits = data
+    prior = mean_mask_prior(folder, splits, size=32)
+    assert prior.shape == (32, 32) and prior.dtype == np.uint8 and 0 < prior.sum() < prior.size
+    other = tmp_path / "other"
+    write_split(other, "train", ["1"])  # a different train split gives a different prior
+    alone = mean_mask_prior(folder, other, size=32)
+    assert not np.array_equal(alone, prior)
+    assert prior_for(prior, 30, 40).shape == (30, 40)
+
+
+# ------------------------------------------------------------------------------------------- CLI
+
+
+def run_cli(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser()
+    add_parser(parser.add_subparsers())
+    args = parser.parse_args(argv)
+    return args.func(args)
+
+
+def test_cli(data, tiny_checkpoint, tmp_path, capsys):
+    folder, splits = data
+    out = tmp_path / "cli"
+    common = ["--checkpoint", str(tiny_checkpoint), "--data-dir", str(folder), "--splits-dir", str(splits),
+              "--quiet"]
+    assert run_cli(["evaluate", *common, "--out", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert "evaluating val first" in text and "all-foreground" in text and "mean-mask prior" in text
+    assert f"wrote {out / 'test' / 'metrics.json'}" in text and f"wrote {out / 'val' / 'metrics.json'}" in text
+    with pytest.raises(SeglibError, match="overwrite"):
+        run_cli(["evaluate", *common, "--out", str(out)])
+    assert run_cli(["evaluate", *common, "--out", str(out), "--overwrite", "--tta"]) == 0
+    assert json.loads((out / "test" / "metrics.json").read_text())["tta"] is True
+    assert json.loads((out / "val" / "metrics.json").read_text())["tta"] is True  # val re-swept with TTA
+    with pytest.raises(SeglibError, match="--out"):
+        run_cli(["evaluate", *common, "--split", "val"])
+    with pytest.raises(SystemExit):
+        run_cli(["evaluate", "--split", "val"])  # --run or --checkpoint is required
+
+
+# ------------------------------------------------------------------------------------------- real data
+
+
+@pytest.mark.skipif(not os.environ.get("SEGLIB_TEST_REAL_DATA"), reason="set SEGLIB_TEST_REAL_DATA to run")
+def test_smoke_run_on_real_val(real_dataset, tmp_path):
+    from seglib.data.splits import read_split
+    from seglib.engine import train
+    from seglib.io import load_mask_raw
+
+    run = tmp_path / "smoke"
+    train(make_config("smoke", {"threads": 1}), run, dataset_dir=real_dataset, progress=False)
+    res = evaluate_run(run, "val", dataset_dir=real_dataset, progress=False, n_boot=200)
+    val = read_split("val")
+    assert res.metrics["n_images"] == len(val) == 44
+    per_image = res.per_image.set_index("id")
+    for row in val.head(5).itertuples():
+        mask = load_mask_raw(real_dataset / row.mask)
+        assert (per_image.loc[str(row.id), "height"], per_image.loc[str(row.id), "width"]) == mask.shape
+    assert per_image["resized"].any()  # the real data's downscaled masks
+    assert res.metrics["threshold"] in SWEEP_THRESHOLDS
+    base = res.metrics["baselines"]
+    assert base["all-background"]["mean_iou"] == 0.0
+    assert 0.2 < base["all-foreground"]["mean_iou"] < 0.8
+    assert base["mean-mask prior"]["mean_iou"] > base["all-background"]["mean_iou"]

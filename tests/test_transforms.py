@@ -1,0 +1,61 @@
+"""seglib.transforms: masks stay binary and aligned with the drawn shape; the letterbox inverts."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import pytest
+
+from seglib.transforms import (eval_transform, geometric_ops, letterbox_box, photometric_ops, train_transform,
+                               unletterbox)
+import albumentations as A
+
+
+def shape_pair(h=90, w=120):
+    """A black image with a white rectangle, and the rectangle's mask."""
+    image = np.zeros((h, w, 3), np.uint8)
+    mask = np.zeros((h, w), np.uint8)
+    cv2.rectangle(image, (30, 20), (80, 70), (255, 255, 255), -1)
+    mask[20:71, 30:81] = 1
+    return image, mask
+
+
+@pytest.mark.parametrize("strength", ["light", "standard", "strong"])
+def test_geometric_transforms_keep_mask_on_shape(strength):
+    image, mask = shape_pair()
+    pipeline = A.Compose(geometric_ops(strength), seed=0)
+    for _ in range(20):
+        out = pipeline(image=image, mask=mask)
+        m, img = out["mask"], out["image"]
+        assert set(np.unique(m)) <= {0, 1}
+        bright = img.max(axis=2) > 127
+        if m.sum() > 50:  # interior of the mask lies on the bright shape (edges may blur)
+            inner = cv2.erode(m, np.ones((3, 3), np.uint8))
+            assert bright[inner > 0].mean() > 0.98
+            assert m[bright].mean() > 0.9
+
+
+def test_train_pipeline_output_and_seed():
+    image, mask = shape_pair()
+    a = train_transform(64, "standard", seed=1)(image=image, mask=mask)
+    b = train_transform(64, "standard", seed=1)(image=image, mask=mask)
+    assert a["image"].shape == (3, 64, 64) and a["mask"].shape == (64, 64)
+    assert np.array_equal(a["image"].numpy(), b["image"].numpy())
+    assert set(np.unique(a["mask"].numpy())) <= {0, 1}
+
+
+def test_photometric_ops_leave_mask_alone():
+    image, mask = shape_pair()
+    out = A.Compose(photometric_ops("strong"), seed=0)(image=image, mask=mask)
+    assert np.array_equal(out["mask"], mask)
+
+
+@pytest.mark.parametrize(("h", "w"), [(577, 433), (408, 612), (183, 275), (31, 97)])
+def test_letterbox_box_matches_pipeline_and_inverts(h, w):
+    mask = np.ones((h, w), np.uint8)
+    out = eval_transform(64, normalize=False)(image=np.zeros((h, w, 3), np.uint8), mask=mask)["mask"]
+    top, left, nh, nw = letterbox_box(h, w, 64)
+    ys, xs = np.nonzero(out)
+    assert (ys.min(), ys.max() + 1, xs.min(), xs.max() + 1) == (top, top + nh, left, left + nw)
+    back = unletterbox(out.astype(np.float32), h, w)
+    assert back.shape == (h, w) and back.min() > 0.99

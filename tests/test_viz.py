@@ -1,0 +1,191 @@
+"""seglib.viz: every figure function runs on tiny inputs and returns a Figure; overlays touch only what they should."""
+
+from __future__ import annotations
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import albumentations as A
+import numpy as np
+import pandas as pd
+import pytest
+from matplotlib.figure import Figure
+
+from seglib import viz
+from seglib.settings import make_config
+from seglib.transforms import eval_transform, geometric_ops, photometric_ops, train_transform
+
+
+def pair(h=40, w=56, seed=0):
+    rng = np.random.default_rng(seed)
+    image = (rng.random((h, w, 3)) * 255).astype(np.uint8)
+    mask = np.zeros((h, w), np.uint8)
+    mask[h // 4: 3 * h // 4, w // 3: 2 * w // 3] = 1
+    return image, mask
+
+
+def check_table():
+    return pd.DataFrame({
+        "id": ["1", "2", "3", "4"],
+        "image_width": [300, 640, 200, 1000], "image_height": [200, 480, 300, 800],
+        "mask_width": [300, 577, 200, 500], "mask_height": [200, 433, 300, 400],
+        "size_relation": ["same", "scaled", "same", "scaled"], "scale": [1.0, 1.109, 1.0, 2.0],
+        "image_mode": ["RGB", "RGB", "L", "RGB"], "mask_mode": ["L"] * 4,
+        "aspect_ratio": [1.5, 1.333, 0.667, 1.25], "fg_fraction": [0.2, 0.35, 0.5, 0.1],
+    })
+
+
+def test_overlay_leaves_background_unchanged_and_tints_mask():
+    image, mask = pair()
+    out = viz.overlay(image, mask, color=(0, 255, 0), alpha=0.45)
+    assert out.shape == image.shape and out.dtype == np.uint8
+    assert np.array_equal(out[mask == 0], image[mask == 0])
+    assert not np.array_equal(out[mask == 1], image[mask == 1])
+    # outline drawn solid on the mask's inner edge; interior blended
+    h, w = mask.shape
+    assert tuple(out[h // 4, w // 2]) == (0, 255, 0)
+    assert tuple(out[h // 2, w // 2]) != (0, 255, 0)
+
+
+def test_overlay_accepts_0_255_masks_gray_images_and_checks_shapes():
+    image, mask = pair()
+    gray = image[:, :, 0]
+    a = viz.overlay(gray, mask * 255, outline=False)
+    assert a.shape == (*mask.shape, 3)
+    assert np.array_equal(a[mask == 0][:, 0], gray[mask == 0])
+    with pytest.raises(ValueError, match="does not match"):
+        viz.overlay(image, mask[:-1])
+
+
+def test_error_overlay_colours_fp_and_fn_distinctly_and_leaves_tn():
+    image = np.full((20, 20, 3), 128, np.uint8)
+    truth = np.zeros((20, 20), np.uint8)
+    pred = np.zeros((20, 20), np.uint8)
+    truth[2:10, 2:10] = 1  # TP where both, FN where truth only
+    pred[2:10, 2:6] = 1
+    pred[12:16, 12:16] = 1  # FP
+    out = viz.error_overlay(image, pred, truth)
+    tn = (pred == 0) & (truth == 0)
+    assert np.array_equal(out[tn], image[tn])
+    tp_px, fn_px, fp_px = out[3, 3], out[3, 8], out[13, 13]
+    assert not np.array_equal(fp_px, fn_px)
+    for px in (tp_px, fn_px, fp_px):
+        assert not np.array_equal(px, image[0, 0])
+    # FP magenta-ish (red and blue high, green low), FN cyan-ish (green and blue high, red low)
+    assert fp_px[0] > fp_px[1] and fp_px[2] > fp_px[1]
+    assert fn_px[1] > fn_px[0] and fn_px[2] > fn_px[0]
+    # a TP is only lightly tinted: closer to the photo than the errors are
+    assert np.abs(tp_px.astype(int) - 128).sum() < np.abs(fp_px.astype(int) - 128).sum()
+    # probabilities are thresholded
+    probs = pred.astype(np.float32) * 0.9
+    assert np.array_equal(viz.error_overlay(image, probs, truth), out)
+    assert len(viz.error_legend_handles()) == 3
+
+
+def test_sample_and_prediction_grids_return_figures_and_downscale():
+    image, mask = pair(h=300, w=400)
+    fig = viz.sample_grid([image, image, image], [mask, None, mask * 255], ["a", "b", "c"], ncols=2)
+    assert isinstance(fig, Figure)
+    shown = fig.axes[0].images[0].get_array()
+    assert max(shown.shape[:2]) <= viz.MAX_SIDE
+    probs = np.clip(mask + 0.2 * np.random.default_rng(0).standard_normal(mask.shape), 0, 1)
+    fig = viz.prediction_grid([image, image], [mask, mask], [probs, mask], ["x", "y"], threshold=0.5)
+    assert isinstance(fig, Figure)
+    assert len([ax for ax in fig.axes if ax.get_visible()]) == 8
+    assert "IoU 1.000" in fig.axes[7].get_title()
+    with pytest.raises(ValueError):
+        viz.prediction_grid([image], [mask], [])
+
+
+def test_dataset_figures_and_tables():
+    table = check_table()
+    assert isinstance(viz.size_scatter(table), Figure)
+    assert isinstance(viz.fg_fraction_hist(table), Figure)
+    splits = {"train": table.iloc[:2], "val": table.iloc[2:3], "test": table.iloc[3:]}
+    assert isinstance(viz.fg_fraction_hist(splits), Figure)
+    rel = viz.size_relation_table(table)
+    assert rel.loc["scaled", "pairs"] == 2 and rel.loc["scaled", "scale_max"] == 2.0
+    modes = viz.colour_mode_table(table)
+    assert modes["pairs"].sum() == 4 and "3" in modes.loc[modes["image_mode"] == "L", "example_ids"].iloc[0]
+    summary = pd.DataFrame({"split": ["train", "val", "test"], "n_images": [6, 2, 2], "fg_mean": [0.2, 0.3, 0.25],
+                            "fg_median": [0.2, 0.3, 0.25], "fg_min": [0.1, 0.2, 0.2], "fg_max": [0.4, 0.4, 0.3]})
+    shown = viz.split_summary_table(summary)
+    assert shown.loc["train", "share"] == 0.6
+
+
+def test_config_and_key_value_tables():
+    base = make_config("smoke")
+    cfg = make_config("smoke", {"epochs": 5})
+    t = viz.config_table(cfg, base=base)
+    assert t.loc["epochs", "value"] == "5" and t.loc["epochs", "changed"] == "yes"
+    assert t.loc["lr", "changed"] == ""
+    kv = viz.key_value_table({"best_val_iou": 0.123456789, "weights": "random init"})
+    assert kv.loc["best_val_iou", "value"] == "0.123457"
+
+
+def test_augmentation_figures_run_without_normalize_and_with_it():
+    image, mask = pair(64, 48)
+    fig = viz.augmentation_grid(image, mask, train_transform(32, "standard", normalize=False, seed=0), n=3,
+                                ncols=2)
+    assert isinstance(fig, Figure) and len([a for a in fig.axes if a.get_visible()]) == 4
+    # a normalised tensor pipeline is un-normalised for display
+    img, m = viz.apply_transform(eval_transform(32), image, mask)
+    assert img.dtype == np.uint8 and img.shape == (32, 32, 3) and m.shape == (32, 32)
+    ops = viz.named_ops(geometric_ops("standard") + photometric_ops("standard"), seed=0)
+    assert {"Affine", "HorizontalFlip", "GaussianBlur", "GaussNoise"} <= set(ops)
+    assert all(op.transforms[0].p == 1.0 for op in ops.values())
+    assert geometric_ops("standard")[0].p < 1.0  # the originals are untouched
+    table = viz.ops_table(train_transform(32, "standard", normalize=False).transforms)
+    assert table["op"].tolist()[:3] == ["LongestMaxSize", "PadIfNeeded", "Affine"]
+    assert "GaussNoise" in table.loc[table["op"] == "OneOf", "settings"].iloc[0]
+    fig = viz.per_transform_grid(image, mask, ops, seed=0)
+    assert isinstance(fig, Figure) and len([a for a in fig.axes if a.get_visible()]) == 1 + len(ops)
+
+
+def test_binary_alignment_check_passes_real_pipeline_and_catches_misalignment():
+    image, mask = pair(60, 80)
+    table = viz.binary_alignment_check(image, mask, train_transform(64, "strong", normalize=False, seed=0), n=12)
+    assert list(table.columns) == ["sample", "mask_values", "binary", "fg_fraction", "mask_on_white",
+                                    "background_on_black", "aligned"]
+    assert len(table) == 12 and table["binary"].all() and table["aligned"].all()
+    assert viz.alignment_verdict(table).startswith("All 12")
+
+    def flip_image_only(image, mask):
+        return {"image": image[:, ::-1], "mask": mask}
+
+    bad = viz.binary_alignment_check(image, np.pad(mask[:, 20:], ((0, 0), (0, 20))), flip_image_only, n=2)
+    assert not bad["aligned"].any()
+    assert viz.alignment_verdict(bad).startswith("WARNING")
+
+    def shift_image_4px(image, mask):
+        return {"image": np.roll(image, 4, axis=1), "mask": mask}
+
+    assert not viz.binary_alignment_check(image, mask, shift_image_4px, n=1)["aligned"].any()
+
+    def blur_mask(image, mask):
+        return {"image": image, "mask": (A.GaussianBlur(blur_limit=(5, 5), p=1.0)(image=mask * 255)["image"])}
+
+    assert not viz.binary_alignment_check(image, mask, blur_mask, n=1)["binary"].any()
+
+
+def test_training_curves(tmp_path):
+    history = pd.DataFrame({"epoch": [1, 2, 3], "train_loss": [1.2, 0.9, 0.7], "val_loss": [1.3, 1.0, 0.95],
+                            "val_iou": [0.3, 0.5, 0.45], "lr": [1e-3, 5e-3, 1e-4], "best": [True, True, False]})
+    fig = viz.training_curves(history)
+    assert isinstance(fig, Figure) and len(fig.axes) == 3
+    assert "epoch 2" in fig.axes[1].get_legend().get_texts()[0].get_text()
+    path = tmp_path / "history.csv"
+    history.to_csv(path, index=False)
+    assert isinstance(viz.training_curves(path), Figure)
+    with pytest.raises(ValueError, match="empty"):
+        viz.training_curves(history.iloc[:0])
+
+
+def test_figures_do_not_touch_global_state():
+    import matplotlib.pyplot as plt
+
+    before = matplotlib.rcParams["font.size"], len(plt.get_fignums())
+    viz.sample_grid([pair()[0]], [pair()[1]])
+    viz.fg_fraction_hist(check_table())
+    assert (matplotlib.rcParams["font.size"], len(plt.get_fignums())) == before
