@@ -40,6 +40,12 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--data-dir", type=Path, help="data set folder (default: the fetched copy)")
     train.add_argument("--splits-dir", type=Path, help="folder with train/val/test CSVs (default: data/splits)")
     train.set_defaults(func=cmd_train)
+
+    from seglib import evaluate, predict  # report: wired once it lands
+
+    evaluate.add_parser(sub)
+    predict.add_parser(sub)
+    # report.add_parser(sub)
     return parser
 
 

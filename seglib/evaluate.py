@@ -377,8 +377,10 @@ def evaluate_run(run_or_dir=None, split: str = "test", *, checkpoint=None, out_d
         from seglib.predict import Predictor
 
         predictor = Predictor.from_checkpoint(ckpt_path, device=device or _default_device(), tta=tta)
-    else:
-        predictor.tta = tta
+    else:  # an in-memory predictor keeps its own TTA flag unless tta=True asks for it
+        if tta:
+            predictor.tta = True
+        tta = bool(getattr(predictor, "tta", False))
     facts = _checkpoint_facts(predictor, ckpt_path, run_name)
 
     # threshold
@@ -441,6 +443,7 @@ def evaluate_run(run_or_dir=None, split: str = "test", *, checkpoint=None, out_d
                                "thresholded at 0.5, un-letterboxed to each image",
         },
         "dataset_dir": _dataset_dir_text(dataset_dir),
+        "splits_dir": str(Path(splits_dir).resolve() if splits_dir is not None else config.splits_dir()),
         "image_ids_sha1": hashlib.sha1(ids.encode()).hexdigest()[:12],
         "evaluated_at": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
         "seconds": round(time.perf_counter() - t0, 2),

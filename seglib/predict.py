@@ -1,30 +1,76 @@
-"""Prediction on any photo: letterbox -> model -> probabilities mapped back to the photo's exact size."""
+"""Prediction on any photo: letterbox -> model -> probabilities mapped back to the photo's exact size.
+
+Python API (the notebooks use it too):
+
+- `Predictor`: a trained model plus its input size, normalisation and threshold
+  (`Predictor.from_run(name)`, `Predictor.from_checkpoint(path)`; `predict_proba`, `predict_mask`).
+- `collect_inputs(paths)`: the image files named by files and folders.
+- `load_input(path)`: decode any JPEG/PNG to RGB as viewers show it; returns the EXIF orientation applied.
+- `predict_files(predictor, inputs, out_dir)`: one `<stem>.mask.png` (0/255) per input at the input's exact
+  size, optional `<stem>.overlay.jpg`; bad files are reported and skipped -> `PredictReport`.
+- `overlay_mask(rgb, mask)`: the photo with the mask tinted green and outlined.
+
+Command line: `seglib predict (--run NAME | --checkpoint PATH) INPUT... --out DIR` (see `add_parser`).
+"""
 
 from __future__ import annotations
 
+import argparse
+import json
+import sys
+from dataclasses import dataclass, field
 from pathlib import Path
 
+import cv2
 import numpy as np
 import torch
 
 from seglib.checkpoint import load_checkpoint, model_from_checkpoint
+from seglib.errors import CheckpointError, DataError, SeglibError
+from seglib.io import atomic_path, ensure_writable_dir, load_rgb, save_png_atomic
 from seglib.transforms import eval_transform, unletterbox
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
+MASK_SUFFIX = ".mask.png"
+OVERLAY_SUFFIX = ".overlay.jpg"
+OVERLAY_COLOR = (0, 255, 0)
+OVERLAY_ALPHA = 0.45
+EXIF_ORIENTATION_TAG = 0x0112
+DEVICES = ("auto", "cpu", "cuda")
+
+
+def resolve_device(device: str | torch.device = "auto") -> torch.device:
+    """"auto" -> cuda when available, else cpu; asking for cuda without CUDA is a SeglibError."""
+    if isinstance(device, torch.device):
+        return device
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if str(device).startswith("cuda") and not torch.cuda.is_available():
+        raise SeglibError(f"device {device!r} requested but CUDA is not available (use --device cpu or auto)")
+    try:
+        return torch.device(device)
+    except RuntimeError:
+        raise SeglibError(f"device {device!r} unknown; expected one of {', '.join(DEVICES)}") from None
 
 
 class Predictor:
     """A trained model plus what it needs to predict: input size, normalisation, threshold.
 
-    `predict_proba(rgb)` returns foreground probabilities at the input's own HxW.
+    `predict_proba(rgb)` returns foreground probabilities at the input's own HxW. With `tta` the
+    probabilities are the average of the plain and the horizontally flipped prediction.
+    `threshold_source` says where the threshold came from (given, chosen on val, stored in the checkpoint).
     """
 
     def __init__(self, model: torch.nn.Module, cfg, checkpoint: dict, *, device: str | torch.device = "cpu",
-                 threshold: float | None = None, tta: bool = False, source: str = ""):
-        self.device = torch.device(device)
+                 threshold: float | None = None, tta: bool = False, source: str = "",
+                 threshold_source: str | None = None):
+        self.device = resolve_device(device)
         self.model = model.to(self.device).eval()
         self.cfg = cfg
         self.checkpoint = checkpoint
         self.input_size = int(checkpoint["input_size"])
         self.threshold = float(threshold if threshold is not None else checkpoint["threshold"])
+        self.threshold_source = threshold_source or ("given" if threshold is not None else "stored in the checkpoint")
         self.tta = tta
         self.source = source
         self.transform = eval_transform(self.input_size)
@@ -38,16 +84,37 @@ class Predictor:
     @classmethod
     def from_run(cls, run: str | Path, which: str = "best", **kwargs) -> Predictor:
         """Load runs/NAME/best.pt; the threshold chosen on val (eval/val/metrics.json) is used when present."""
-        import json
-
         from seglib.engine import run_dir_for
 
         run_dir = Path(run) if Path(run).is_dir() else run_dir_for(str(run))
+        if not run_dir.is_dir():
+            raise CheckpointError(f"run {str(run)!r} not found ({run_dir} does not exist; train it first or "
+                                  "pass --checkpoint PATH)")
         if "threshold" not in kwargs or kwargs["threshold"] is None:
             val_metrics = run_dir / "eval" / "val" / "metrics.json"
             if val_metrics.is_file():
-                kwargs["threshold"] = json.loads(val_metrics.read_text())["threshold"]
+                try:
+                    kwargs["threshold"] = float(json.loads(val_metrics.read_text())["threshold"])
+                except (ValueError, KeyError, TypeError) as exc:
+                    raise CheckpointError(f"{val_metrics}: no usable threshold ({type(exc).__name__}: {exc}); "
+                                          "re-run the evaluation or pass --threshold") from None
+                kwargs.setdefault("threshold_source", f"chosen on val, {val_metrics}")
         return cls.from_checkpoint(run_dir / f"{which}.pt", **kwargs)
+
+    def describe(self) -> str:
+        """One line: which checkpoint, how good on val, which threshold, which device."""
+        ck = self.checkpoint
+        parts = [self.source or "checkpoint"]
+        if "epoch" in ck:
+            parts.append(f"epoch {ck['epoch']}")
+        if "best_val_iou" in ck:
+            parts.append(f"best val IoU {float(ck['best_val_iou']):.3f}")
+        parts.append(f"threshold {self.threshold:.3g} ({self.threshold_source})")
+        parts.append(f"input {self.input_size}px")
+        if self.tta:
+            parts.append("flip TTA")
+        parts.append(f"on {self.device}")
+        return ", ".join(parts)
 
     @torch.inference_mode()
     def predict_proba_batch(self, images: list[np.ndarray]) -> list[np.ndarray]:
@@ -69,3 +136,272 @@ class Predictor:
         """Binary mask (uint8 0/1) at the image's own size."""
         t = self.threshold if threshold is None else threshold
         return (self.predict_proba(image) >= t).astype(np.uint8)
+
+
+# ------------------------------------------------------------------------------------------------ inputs
+
+
+def collect_inputs(paths, *, warn=None) -> list[Path]:
+    """The image files named by `paths`, in the order given, each file once.
+
+    A file is taken as given, whatever its extension (a bad one is reported when it is decoded). A folder
+    contributes its .jpg/.jpeg/.png files (any letter case), sorted by name; it is NOT searched
+    recursively, and hidden files (".name") and this command's own outputs (`*.mask.png`,
+    `*.overlay.*`) are left out. A path that does not exist is kept, so that it is reported as a failed
+    input (not a crash). A folder with no images gets a note; no inputs at all is a SeglibError.
+    """
+    warn = warn or (lambda msg: print(msg, file=sys.stderr))
+    if isinstance(paths, (str, Path)):
+        paths = [paths]
+    found: list[Path] = []
+    seen: set[Path] = set()
+
+    def add(p: Path) -> None:
+        key = p.resolve() if p.exists() else p.absolute()
+        if key not in seen:
+            seen.add(key)
+            found.append(p)
+
+    for raw in paths:
+        p = Path(raw).expanduser()
+        if p.is_dir():
+            images = sorted((c for c in p.iterdir() if _is_candidate(c)), key=lambda c: c.name)
+            if not images:
+                warn(f"seglib: note: {p}: no .jpg/.jpeg/.png files in this folder (subfolders are not searched)")
+            for c in images:
+                add(c)
+        else:
+            add(p)
+    if not found:
+        raise SeglibError("no input images (give JPEG/PNG files or folders that contain them)")
+    return found
+
+
+def _is_candidate(path: Path) -> bool:
+    name = path.name.lower()
+    if name.startswith(".") or not path.is_file():
+        return False
+    if name.endswith(MASK_SUFFIX) or ".overlay." in name:
+        return False
+    return path.suffix.lower() in IMAGE_SUFFIXES
+
+
+def exif_orientation(path: str | Path) -> int:
+    """The EXIF (or XMP) orientation tag of an image file, 1 when absent or unreadable (header only)."""
+    from PIL import Image
+
+    try:
+        with Image.open(path) as img:
+            value = img.getexif().get(EXIF_ORIENTATION_TAG, 1)
+        return int(value) if int(value) in range(1, 9) else 1
+    except Exception:  # noqa: BLE001 - the image itself decoded; an odd EXIF block only means "no rotation"
+        return 1
+
+
+def load_input(path: str | Path) -> tuple[np.ndarray, int]:
+    """(HxWx3 uint8 RGB as viewers show it, EXIF orientation applied: 1 = none); DataError when unreadable."""
+    rgb = load_rgb(path, exif_transpose=True)
+    return rgb, exif_orientation(path)
+
+
+def plan_outputs(inputs: list[Path], out_dir: str | Path, *, overlay: bool = False
+                 ) -> list[tuple[Path, Path, Path | None]]:
+    """(input, mask path, overlay path or None) per input. Inputs sharing a stem (photo.jpg in two folders,
+    or photo.jpg and photo.png) get `photo`, `photo-2`, `photo-3`, ... in input order (case-insensitively
+    distinct, for case-insensitive file systems)."""
+    out_dir = Path(out_dir)
+    used: set[str] = set()
+    plan = []
+    for path in inputs:
+        stem = path.stem or "image"
+        name, n = stem, 1
+        while name.lower() in used:
+            n += 1
+            name = f"{stem}-{n}"
+        used.add(name.lower())
+        plan.append((path, out_dir / f"{name}{MASK_SUFFIX}", out_dir / f"{name}{OVERLAY_SUFFIX}" if overlay else None))
+    return plan
+
+
+# ----------------------------------------------------------------------------------------------- outputs
+
+
+def refuse_existing(plan: list[tuple[Path, Path, Path | None]]) -> None:
+    """SeglibError naming the first planned output that already exists (outputs are never silently replaced)."""
+    existing = [p for _, mask, ov in plan for p in (mask, ov) if p is not None and p.exists()]
+    if existing:
+        more = f" (and {len(existing) - 1} more)" if len(existing) > 1 else ""
+        raise SeglibError(f"{existing[0]} already exists{more}; refusing to overwrite (pass --overwrite "
+                          "to replace, or choose another --out)")
+
+
+def overlay_mask(rgb: np.ndarray, mask: np.ndarray, color=OVERLAY_COLOR, alpha: float = OVERLAY_ALPHA,
+                 outline: bool = True) -> np.ndarray:
+    """The photo with the mask tinted (green, 45 %) and its edge drawn solid; other pixels unchanged.
+
+    `rgb`: HxWx3 uint8; `mask`: HxW bool, 0/1 or 0/255. The outline grows with the image (about 1 px per
+    500 px of the longest side) so it stays visible on large photos.
+    """
+    image = np.asarray(rgb)
+    m = np.asarray(mask)
+    if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
+        raise ValueError(f"expected an HxWx3 uint8 image, got {image.shape} {image.dtype}")
+    if m.shape != image.shape[:2]:
+        raise ValueError(f"mask shape {m.shape} does not match image shape {image.shape[:2]}")
+    m = m > (127 if m.dtype != bool and m.size and m.max() > 1 else 0)
+    out = image.copy()
+    if m.any():
+        col = np.asarray(color, np.float32)
+        out[m] = np.clip(image[m].astype(np.float32) * (1 - alpha) + col * alpha + 0.5, 0, 255).astype(np.uint8)
+        if outline:
+            thickness = max(1, round(max(m.shape) / 500))
+            inner = cv2.erode(m.astype(np.uint8), np.ones((3, 3), np.uint8), iterations=thickness,
+                              borderType=cv2.BORDER_CONSTANT, borderValue=0) > 0
+            out[m & ~inner] = np.asarray(color, np.uint8)
+    return out
+
+
+def save_jpeg_atomic(path: str | Path, array: np.ndarray, quality: int = 90) -> None:
+    from PIL import Image
+
+    with atomic_path(path) as tmp:
+        Image.fromarray(array).save(tmp, format="JPEG", quality=quality)
+
+
+@dataclass
+class PredictReport:
+    """What `predict_files` did: masks written, inputs that failed (with the reason), EXIF-rotated inputs."""
+
+    out_dir: Path
+    written: list[Path] = field(default_factory=list)  # mask files, in input order
+    overlays: list[Path] = field(default_factory=list)
+    failed: list[tuple[Path, str]] = field(default_factory=list)  # (input, one-line problem)
+    exif_rotated: list[Path] = field(default_factory=list)  # inputs whose EXIF orientation was applied
+    outputs: dict[Path, Path] = field(default_factory=dict)  # input -> mask file
+
+    @property
+    def ok(self) -> bool:
+        return not self.failed
+
+    def summary(self) -> str:
+        what = f"{len(self.written)} mask{'s' if len(self.written) != 1 else ''}"
+        if self.overlays:
+            what += f" and {len(self.overlays)} overlay{'s' if len(self.overlays) != 1 else ''}"
+        return f"wrote {what} to {self.out_dir}; {len(self.failed)} failed"
+
+
+def predict_files(predictor: Predictor, inputs, out_dir: str | Path, *, overlay: bool = False,
+                  progress: bool = True, overwrite: bool = False, threshold: float | None = None) -> PredictReport:
+    """Predict a mask for every input and write `<stem>.mask.png` (0/255, the input's exact size as viewers
+    show it) into `out_dir`, plus `<stem>.overlay.jpg` with `overlay`.
+
+    `inputs`: files and/or folders (see `collect_inputs`). Existing outputs are refused up front (SeglibError,
+    nothing written) unless `overwrite`. An input that cannot be decoded (missing, empty, corrupt,
+    truncated, not an image, too large) is reported on stderr as `seglib: skipped <path>: <problem>` and the
+    batch goes on. Files are written atomically (never half-written).
+    """
+    from tqdm.auto import tqdm
+
+    paths = collect_inputs(inputs)
+    out_dir = ensure_writable_dir(out_dir)
+    plan = plan_outputs(paths, out_dir, overlay=overlay)
+    if not overwrite:
+        refuse_existing(plan)
+    report = PredictReport(out_dir=out_dir)
+    bar = tqdm(plan, desc="predict", unit="img", disable=not progress or len(plan) < 2, file=sys.stderr)
+
+    def say(msg: str, err: bool = False) -> None:
+        tqdm.write(msg, file=sys.stderr if err else sys.stdout)
+
+    for path, mask_path, overlay_path in bar:
+        try:
+            rgb, orientation = load_input(path)
+        except DataError as exc:
+            report.failed.append((path, _problem(exc, path)))
+            say(f"seglib: skipped {path}: {_problem(exc, path)}", err=True)
+            continue
+        mask = predictor.predict_mask(rgb, threshold=threshold)
+        try:
+            save_png_atomic(mask_path, (mask * 255).astype(np.uint8))
+            if overlay_path is not None:
+                save_jpeg_atomic(overlay_path, overlay_mask(rgb, mask))
+        except OSError as exc:
+            report.failed.append((path, f"could not write output ({exc.strerror or exc})"))
+            say(f"seglib: skipped {path}: could not write output ({exc.strerror or exc})", err=True)
+            continue
+        report.written.append(mask_path)
+        report.outputs[path] = mask_path
+        if overlay_path is not None:
+            report.overlays.append(overlay_path)
+        if orientation != 1:
+            report.exif_rotated.append(path)
+            h, w = rgb.shape[:2]
+            stored = f"{h}x{w}" if orientation >= 5 else f"{w}x{h}"
+            say(f"{path}: EXIF orientation {orientation} applied; mask matches the photo as viewers show it "
+                f"({w}x{h}; stored {stored})")
+    return report
+
+
+def _problem(exc: Exception, path: Path) -> str:
+    """The error message without its leading '<path>: ' (the skip line names the path already)."""
+    msg = str(exc)
+    prefix = f"{path}: "
+    return msg[len(prefix):] if msg.startswith(prefix) else msg
+
+
+# ------------------------------------------------------------------------------------------- command line
+
+
+def _threshold(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not 0.0 < value < 1.0:
+        raise argparse.ArgumentTypeError(f"{text}: a probability threshold must be between 0 and 1 (exclusive)")
+    return value
+
+
+def add_parser(subparsers) -> argparse.ArgumentParser:
+    """Register `seglib predict`."""
+    p = subparsers.add_parser(
+        "predict", help="write a mask (and overlay) for each photo",
+        description="Predict a figure mask for each JPEG/PNG: one <stem>.mask.png (0/255) per input, at the "
+                    "input's exact size as viewers show it (EXIF rotation applied). Folders are scanned for "
+                    ".jpg/.jpeg/.png (not recursively). Unreadable files are reported and skipped; exit status "
+                    "0 = all written, 1 = some inputs failed, 2 = usage or setup error.")
+    p.add_argument("inputs", nargs="+", type=Path, metavar="INPUT", help="image files or folders of images")
+    source = p.add_mutually_exclusive_group(required=True)
+    source.add_argument("--run", metavar="NAME", help="use runs/NAME/best.pt (and its val-chosen threshold)")
+    source.add_argument("--checkpoint", type=Path, metavar="PATH", help="use this checkpoint file")
+    p.add_argument("--out", type=Path, required=True, metavar="DIR", help="folder for the masks (created)")
+    p.add_argument("--overlay", action="store_true", help="also write <stem>.overlay.jpg (mask tinted on the photo)")
+    p.add_argument("--tta", action="store_true", help="average with the horizontally flipped prediction")
+    p.add_argument("--threshold", type=_threshold, metavar="FLOAT",
+                   help="probability threshold (default: chosen on val for --run, else the checkpoint's)")
+    p.add_argument("--overwrite", action="store_true", help="replace existing mask/overlay files in --out")
+    p.add_argument("--device", choices=DEVICES, default="auto", help="auto (cuda if available), cpu or cuda")
+    p.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
+    p.set_defaults(func=cmd_predict)
+    return p
+
+
+def cmd_predict(args) -> int:
+    inputs = collect_inputs(args.inputs)
+    out_dir = ensure_writable_dir(args.out)  # before any work: a bad --out fails in a second, not after the batch
+    plan = plan_outputs(inputs, out_dir, overlay=args.overlay)
+    if not args.overwrite:
+        refuse_existing(plan)
+    device = resolve_device(args.device)
+    kwargs = dict(device=device, threshold=args.threshold, tta=args.tta)
+    if args.threshold is not None:
+        kwargs["threshold_source"] = "--threshold"
+    if args.run is not None:
+        predictor = Predictor.from_run(args.run, **kwargs)
+    else:
+        predictor = Predictor.from_checkpoint(args.checkpoint, **kwargs)
+    print(f"predicting {len(inputs)} input{'s' if len(inputs) != 1 else ''} with {predictor.describe()}")
+    report = predict_files(predictor, inputs, out_dir, overlay=args.overlay,
+                           progress=getattr(args, "progress", True), overwrite=args.overwrite)
+    print(report.summary())
+    return 0 if report.ok else 1

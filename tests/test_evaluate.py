@@ -17,9 +17,19 @@ from PIL import Image, ImageDraw
 from seglib.checkpoint import make_checkpoint, save_checkpoint
 from seglib.data.dataset import load_pair
 from seglib.errors import SeglibError
-from seglib.evaluate import (BASELINES, SWEEP_THRESHOLDS, add_parser, baseline_scores, choose_threshold,
-                             evaluate_run, headline_table, mean_mask_prior, predictions_for_split, prior_for,
-                             threshold_sweep)
+from seglib.evaluate import (
+    BASELINES,
+    SWEEP_THRESHOLDS,
+    add_parser,
+    baseline_scores,
+    choose_threshold,
+    evaluate_run,
+    headline_table,
+    mean_mask_prior,
+    predictions_for_split,
+    prior_for,
+    threshold_sweep,
+)
 from seglib.model import UNet
 from seglib.predict import Predictor
 from seglib.settings import make_config

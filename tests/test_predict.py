@@ -1,0 +1,275 @@
+"""seglib predict: input discovery, masks at the input's exact size for every image kind, EXIF rotation,
+flip TTA, bad files skipped with a clear line, refused overwrites, unsafe checkpoints, an unwritable --out."""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import os
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from seglib.checkpoint import make_checkpoint, save_checkpoint
+from seglib.errors import CheckpointError, SeglibError
+from seglib.model import UNet
+from seglib.predict import (
+    Predictor,
+    add_parser,
+    collect_inputs,
+    load_input,
+    overlay_mask,
+    plan_outputs,
+    predict_files,
+)
+from seglib.settings import make_config
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory):
+    torch.manual_seed(0)
+    model = UNet(base_channels=4, depth=2)
+    state = make_checkpoint(model, make_config("smoke"), epoch=1, val_iou=0.5, best_val_iou=0.5)
+    return save_checkpoint(state, tmp_path_factory.mktemp("ckpt") / "tiny.pt")
+
+
+@pytest.fixture(scope="module")
+def predictor(checkpoint):
+    return Predictor.from_checkpoint(checkpoint, device="cpu")
+
+
+def run_cli(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser()
+    sub = parser.add_subparsers()
+    add_parser(sub)
+    args = parser.parse_args(argv)
+    return args.func(args)
+
+
+def noise(h: int, w: int, seed: int = 0) -> np.ndarray:
+    return (np.random.default_rng(seed).random((h, w, 3)) * 255).astype(np.uint8)
+
+
+def write_kinds(folder) -> dict[str, tuple[int, int]]:
+    """One file per image kind; returns name -> the (width, height) viewers show."""
+    folder.mkdir(parents=True, exist_ok=True)
+    sizes = {}
+    Image.fromarray(noise(23, 37)).save(folder / "rgb.jpg", quality=90)
+    sizes["rgb.jpg"] = (37, 23)
+    Image.fromarray(noise(50, 31, 1)).save(folder / "plain.png")
+    sizes["plain.png"] = (31, 50)
+    Image.fromarray(noise(29, 41, 2)[..., 0]).save(folder / "gray.jpg")
+    sizes["gray.jpg"] = (41, 29)
+    rgba = np.dstack([noise(33, 27, 3), np.full((33, 27), 128, np.uint8)])
+    Image.fromarray(rgba, "RGBA").save(folder / "rgba.png")
+    sizes["rgba.png"] = (27, 33)
+    pal = Image.fromarray(noise(19, 45, 4)).convert("P", palette=Image.Palette.ADAPTIVE, colors=16)
+    pal.info["transparency"] = 0
+    pal.save(folder / "palette.png", transparency=0)
+    sizes["palette.png"] = (45, 19)
+    Image.fromarray((np.random.default_rng(5).random((26, 34)) * 65535).astype(np.uint16)).save(folder / "deep16.png")
+    sizes["deep16.png"] = (34, 26)
+    Image.new("CMYK", (44, 21), (10, 200, 30, 0)).save(folder / "cmyk.jpg")
+    sizes["cmyk.jpg"] = (44, 21)
+    exif = Image.Exif()
+    exif[0x0112] = 6  # rotate 90 degrees clockwise to display
+    Image.fromarray(noise(20, 40, 6)).save(folder / "rotated.jpg", exif=exif.tobytes())
+    sizes["rotated.jpg"] = (20, 40)  # stored 40x20, shown 20x40
+    Image.fromarray(noise(3, 300, 7)).save(folder / "thin.png")
+    sizes["thin.png"] = (300, 3)
+    return sizes
+
+
+def test_image_kinds_give_masks_at_the_displayed_size(tmp_path, checkpoint, capsys):
+    sizes = write_kinds(tmp_path / "in")
+    with Image.open(tmp_path / "in" / "deep16.png") as im:
+        assert im.mode.startswith("I")
+    with Image.open(tmp_path / "in" / "cmyk.jpg") as im:
+        assert im.mode == "CMYK"
+    with Image.open(tmp_path / "in" / "rotated.jpg") as im:
+        assert im.size == (40, 20)
+    out = tmp_path / "out"
+    code = run_cli(["predict", str(tmp_path / "in"), "--checkpoint", str(checkpoint), "--out", str(out), "--overlay"])
+    assert code == 0
+    captured = capsys.readouterr()
+    for name, size in sizes.items():
+        stem = name.rsplit(".", 1)[0]
+        with Image.open(out / f"{stem}.mask.png") as m:
+            assert m.size == size, name
+            assert m.mode == "L"
+            assert set(np.unique(np.asarray(m)).tolist()) <= {0, 255}, name
+        with Image.open(out / f"{stem}.overlay.jpg") as ov:
+            assert ov.size == size and ov.mode == "RGB"
+    assert "rotated.jpg: EXIF orientation 6 applied; mask matches the photo as viewers show it" in captured.out
+    assert f"wrote {len(sizes)} masks and {len(sizes)} overlays to {out}; 0 failed" in captured.out
+    assert not [p for p in out.iterdir() if p.name.startswith(".")]  # no temporary files left
+
+
+def test_predict_files_api_reports_exif_rotation(tmp_path, predictor):
+    write_kinds(tmp_path / "in")
+    report = predict_files(predictor, [tmp_path / "in" / "rotated.jpg", tmp_path / "in" / "rgb.png"],
+                           tmp_path / "out", progress=False)
+    assert report.ok and report.failed == []
+    assert report.exif_rotated == [tmp_path / "in" / "rotated.jpg"]
+    assert report.written == [tmp_path / "out" / "rotated.mask.png", tmp_path / "out" / "rgb.mask.png"]
+    rgb, orientation = load_input(tmp_path / "in" / "rotated.jpg")
+    assert rgb.shape == (40, 20, 3) and orientation == 6
+    mask = np.asarray(Image.open(report.outputs[tmp_path / "in" / "rotated.jpg"]))
+    np.testing.assert_array_equal(mask, predictor.predict_mask(rgb) * 255)
+
+
+def test_tta_is_the_mean_of_plain_and_flipped(checkpoint, tmp_path):
+    plain = Predictor.from_checkpoint(checkpoint, tta=False)
+    tta = Predictor.from_checkpoint(checkpoint, tta=True)
+    # sizes whose letterbox is symmetric (no resize, even padding), so flipping the photo == flipping the tensor
+    for h, w in ((64, 64), (64, 32), (40, 64)):
+        img = noise(h, w, h + w)
+        expected = 0.5 * (plain.predict_proba(img) + plain.predict_proba(img[:, ::-1].copy())[:, ::-1])
+        got = tta.predict_proba(img)
+        assert got.shape == (h, w)
+        np.testing.assert_allclose(got, expected, atol=1e-5)
+        assert not np.allclose(got, plain.predict_proba(img), atol=1e-6)
+    # the CLI flag: the written mask is the thresholded TTA probability
+    Image.fromarray(noise(64, 32, 9)).save(tmp_path / "a.png")
+    assert run_cli(["predict", str(tmp_path / "a.png"), "--checkpoint", str(checkpoint), "--out",
+                    str(tmp_path / "out"), "--tta", "--threshold", "0.5", "--no-progress"]) == 0
+    mask = np.asarray(Image.open(tmp_path / "out" / "a.mask.png"))
+    np.testing.assert_array_equal(mask, ((tta.predict_proba(noise(64, 32, 9)) >= 0.5) * 255).astype(np.uint8))
+
+
+def test_bad_files_are_skipped_and_reported(tmp_path, checkpoint, capsys):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    Image.fromarray(noise(30, 20)).save(folder / "good1.jpg")
+    Image.fromarray(noise(25, 35)).save(folder / "good2.png")
+    (folder / "corrupt.png").write_bytes(b"\x89PNG\r\n\x1a\n" + os.urandom(200))
+    (folder / "empty.jpg").write_bytes(b"")
+    buf = io.BytesIO()
+    Image.fromarray(noise(120, 160)).save(buf, format="JPEG", quality=95)
+    (folder / "truncated.jpg").write_bytes(buf.getvalue()[: len(buf.getvalue()) // 2])
+    (folder / "notes.jpg").write_text("this is not a photo\n")
+    out = tmp_path / "out"
+    code = run_cli(["predict", str(folder), str(tmp_path / "missing.jpg"), "--checkpoint", str(checkpoint),
+                    "--out", str(out)])
+    assert code == 1
+    captured = capsys.readouterr()
+    skipped = [line for line in captured.err.splitlines() if line.startswith("seglib: skipped ")]
+    assert len(skipped) == 5, captured.err
+    for name in ("corrupt.png", "empty.jpg", "truncated.jpg", "notes.jpg", "missing.jpg"):
+        assert any(name in line for line in skipped), name
+    assert any("empty file" in line for line in skipped)
+    assert any("missing.jpg: file not found" in line for line in skipped)
+    assert sorted(p.name for p in out.iterdir()) == ["good1.mask.png", "good2.mask.png"]
+    assert f"wrote 2 masks to {out}; 5 failed" in captured.out
+    assert "Traceback" not in captured.err
+
+
+def test_existing_outputs_are_not_overwritten(tmp_path, checkpoint, capsys):
+    Image.fromarray(noise(30, 20)).save(tmp_path / "photo.jpg")
+    out = tmp_path / "out"
+    argv = ["predict", str(tmp_path / "photo.jpg"), "--checkpoint", str(checkpoint), "--out", str(out)]
+    assert run_cli(argv) == 0
+    (out / "photo.mask.png").write_bytes(b"keep me")
+    with pytest.raises(SeglibError, match=r"photo\.mask\.png already exists.*--overwrite"):
+        run_cli(argv)
+    assert (out / "photo.mask.png").read_bytes() == b"keep me"
+    assert run_cli(argv + ["--overwrite"]) == 0
+    with Image.open(out / "photo.mask.png") as m:
+        assert m.size == (20, 30)
+
+
+def test_same_stem_from_different_folders_is_disambiguated(tmp_path, predictor):
+    for sub in ("a", "b"):
+        (tmp_path / sub).mkdir()
+        Image.fromarray(noise(16, 24)).save(tmp_path / sub / "photo.jpg")
+    Image.fromarray(noise(16, 24)).save(tmp_path / "a" / "photo.png")
+    report = predict_files(predictor, [tmp_path / "a", tmp_path / "b"], tmp_path / "out", progress=False)
+    assert sorted(p.name for p in report.written) == ["photo-2.mask.png", "photo-3.mask.png", "photo.mask.png"]
+    assert len(set(report.outputs.values())) == 3
+    plan = plan_outputs([tmp_path / "x" / "Img.jpg", tmp_path / "y" / "img.jpg"], tmp_path / "o")
+    assert [m.name for _, m, _ in plan] == ["Img.mask.png", "img-2.mask.png"]  # distinct on case-insensitive FS
+
+
+def test_collect_inputs(tmp_path, capsys):
+    folder = tmp_path / "photos"
+    (folder / "sub").mkdir(parents=True)
+    for name in ("b.JPG", "a.jpeg", "c.png", "sub/deep.jpg", ".hidden.jpg", "a.mask.png", "a.overlay.jpg"):
+        Image.fromarray(noise(8, 8)).save(folder / name, format="PNG")
+    (folder / "readme.txt").write_text("x")
+    found = collect_inputs([folder, folder / "c.png", tmp_path / "nope.png"])
+    assert [p.name for p in found] == ["a.jpeg", "b.JPG", "c.png", "nope.png"]  # sorted, once each, missing kept
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(SeglibError, match="no input images"):
+        collect_inputs([tmp_path / "empty"])
+    assert "no .jpg/.jpeg/.png files" in capsys.readouterr().err
+
+
+def test_unsafe_checkpoint_is_refused_without_running_code(tmp_path):
+    marker = tmp_path / "MARKER"
+
+    class Evil:
+        def __reduce__(self):
+            return (os.system, (f"touch {marker}",))
+
+    torch.save({"format": "seglib-checkpoint/1", "payload": Evil()}, tmp_path / "evil.pt")
+    Image.fromarray(noise(8, 8)).save(tmp_path / "a.png")
+    with pytest.raises(CheckpointError, match="refused by the safe loader"):
+        run_cli(["predict", str(tmp_path / "a.png"), "--checkpoint", str(tmp_path / "evil.pt"),
+                 "--out", str(tmp_path / "out")])
+    assert not marker.exists()
+    assert not (tmp_path / "out" / "a.mask.png").exists()
+
+
+def test_unwritable_out_fails_before_any_work(tmp_path):
+    Image.fromarray(noise(8, 8)).save(tmp_path / "a.png")
+    out = tmp_path / "out-is-a-file"
+    out.write_text("")
+    # the checkpoint does not exist either: the error must be about --out, raised before loading anything
+    with pytest.raises(SeglibError, match="output folder is not writable"):
+        run_cli(["predict", str(tmp_path / "a.png"), "--checkpoint", str(tmp_path / "none.pt"), "--out", str(out)])
+
+
+def test_run_option_uses_the_val_threshold(tmp_path, checkpoint, monkeypatch, capsys):
+    monkeypatch.setenv("SEGLIB_RUNS_DIR", str(tmp_path / "runs"))
+    run_dir = tmp_path / "runs" / "r1"
+    (run_dir / "eval" / "val").mkdir(parents=True)
+    (run_dir / "best.pt").write_bytes(checkpoint.read_bytes())
+    (run_dir / "eval" / "val" / "metrics.json").write_text(json.dumps({"threshold": 0.3}))
+    p = Predictor.from_run("r1")
+    assert p.threshold == pytest.approx(0.3) and "chosen on val" in p.threshold_source
+    assert Predictor.from_run("r1", threshold=0.7).threshold == pytest.approx(0.7)
+    Image.fromarray(noise(8, 8)).save(tmp_path / "a.png")
+    assert run_cli(["predict", str(tmp_path / "a.png"), "--run", "r1", "--out", str(tmp_path / "out"),
+                    "--device", "cpu"]) == 0
+    assert "threshold 0.3 (chosen on val" in capsys.readouterr().out
+    with pytest.raises(CheckpointError, match="run 'nope' not found"):
+        run_cli(["predict", str(tmp_path / "a.png"), "--run", "nope", "--out", str(tmp_path / "out2")])
+
+
+def test_usage_errors(tmp_path, checkpoint):
+    Image.fromarray(noise(8, 8)).save(tmp_path / "a.png")
+    base = ["predict", str(tmp_path / "a.png"), "--out", str(tmp_path / "out")]
+    for argv in (base,  # neither --run nor --checkpoint
+                 base + ["--run", "r", "--checkpoint", str(checkpoint)],  # both
+                 base + ["--checkpoint", str(checkpoint), "--threshold", "1.5"]):
+        with pytest.raises(SystemExit) as exc:
+            run_cli(argv)
+        assert exc.value.code == 2
+
+
+def test_overlay_mask():
+    rgb = noise(20, 30)
+    mask = np.zeros((20, 30), np.uint8)
+    mask[5:15, 10:20] = 255
+    out = overlay_mask(rgb, mask)
+    assert out.shape == rgb.shape and out.dtype == np.uint8
+    np.testing.assert_array_equal(out[mask == 0], rgb[mask == 0])
+    assert (out[5, 10] == (0, 255, 0)).all()  # outline
+    inner = out[8:12, 13:17].astype(int)
+    assert (inner[..., 1] >= rgb[8:12, 13:17, 1]).all()  # tinted towards green
+    np.testing.assert_array_equal(overlay_mask(rgb, mask // 255), out)  # 0/1 works the same
+    with pytest.raises(ValueError, match="does not match"):
+        overlay_mask(rgb, mask[:10])
