@@ -8,7 +8,7 @@ BIN := $(VENV)/bin
 KERNEL := seglib
 PROFILE ?= auto
 RUN ?= default
-REPORT_ARGS ?=
+REPORT_ARGS ?= --overwrite
 STAMP := $(VENV)/.installed
 
 # A local copy of the data set is used when one lies beside the project (offline machines);

@@ -41,11 +41,11 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--splits-dir", type=Path, help="folder with train/val/test CSVs (default: data/splits)")
     train.set_defaults(func=cmd_train)
 
-    from seglib import evaluate, predict  # report: wired once it lands
+    from seglib import evaluate, predict, report
 
     evaluate.add_parser(sub)
     predict.add_parser(sub)
-    # report.add_parser(sub)
+    report.add_parser(sub)
     return parser
 
 

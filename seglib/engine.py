@@ -18,8 +18,13 @@ from torch.utils.data import DataLoader, RandomSampler, SequentialSampler
 from torch.utils.data.distributed import DistributedSampler
 
 from seglib import config as paths
-from seglib.checkpoint import (load_checkpoint, make_checkpoint, model_from_checkpoint, save_checkpoint,
-                               weights_description)
+from seglib.checkpoint import (
+    load_checkpoint,
+    make_checkpoint,
+    model_from_checkpoint,
+    save_checkpoint,
+    weights_description,
+)
 from seglib.data.dataset import SegmentationDataset
 from seglib.errors import ConfigError, SeglibError
 from seglib.io import ensure_writable_dir, write_json_atomic, write_text_atomic

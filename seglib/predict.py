@@ -90,16 +90,23 @@ class Predictor:
         if not run_dir.is_dir():
             raise CheckpointError(f"run {str(run)!r} not found ({run_dir} does not exist; train it first or "
                                   "pass --checkpoint PATH)")
-        if "threshold" not in kwargs or kwargs["threshold"] is None:
+        predictor = cls.from_checkpoint(run_dir / f"{which}.pt", **kwargs)
+        if kwargs.get("threshold") is None:
             val_metrics = run_dir / "eval" / "val" / "metrics.json"
             if val_metrics.is_file():
                 try:
-                    kwargs["threshold"] = float(json.loads(val_metrics.read_text())["threshold"])
+                    metrics = json.loads(val_metrics.read_text())
+                    threshold = float(metrics["threshold"])
                 except (ValueError, KeyError, TypeError) as exc:
                     raise CheckpointError(f"{val_metrics}: no usable threshold ({type(exc).__name__}: {exc}); "
                                           "re-run the evaluation or pass --threshold") from None
-                kwargs.setdefault("threshold_source", f"chosen on val, {val_metrics}")
-        return cls.from_checkpoint(run_dir / f"{which}.pt", **kwargs)
+                # only a threshold chosen for this very checkpoint (same file name and epoch) applies
+                same = (Path(str(metrics.get("checkpoint", ""))).name == f"{which}.pt"
+                        and metrics.get("checkpoint_epoch") == predictor.checkpoint.get("epoch"))
+                if same:
+                    predictor.threshold = threshold
+                    predictor.threshold_source = f"chosen on val, {val_metrics}"
+        return predictor
 
     def describe(self) -> str:
         """One line: which checkpoint, how good on val, which threshold, which device."""

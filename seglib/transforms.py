@@ -1,8 +1,10 @@
-"""Albumentations pipelines: seeded training augmentation and the deterministic letterbox for evaluation."""
+"""Albumentations pipelines: seeded training augmentation and the deterministic letterbox for evaluation.
+
+(seglib/__init__.py, imported before this module, sets NO_ALBUMENTATIONS_UPDATE=1 so albumentations does not
+check for updates over the network.)
+"""
 
 from __future__ import annotations
-
-import seglib  # noqa: F401  (sets NO_ALBUMENTATIONS_UPDATE before albumentations is imported)
 
 import albumentations as A
 import cv2

@@ -20,7 +20,7 @@ def test_modes_decode_to_rgb(tmp_path):
         "rgba.png": Image.fromarray(rgb).convert("RGBA"),
         "palette.png": Image.fromarray(rgb).convert("P"),
         "cmyk.jpg": Image.fromarray(rgb).convert("CMYK"),
-        "sixteen.png": Image.fromarray((rgb[..., 0].astype(np.uint16) * 257)),
+        "sixteen.png": Image.fromarray(rgb[..., 0].astype(np.uint16) * 257),
     }
     for name, img in cases.items():
         img.save(tmp_path / name)

@@ -13,7 +13,7 @@ import pytest
 import torch
 from PIL import Image
 
-from seglib.checkpoint import make_checkpoint, save_checkpoint
+from seglib.checkpoint import load_checkpoint, make_checkpoint, save_checkpoint
 from seglib.errors import CheckpointError, SeglibError
 from seglib.model import UNet
 from seglib.predict import (
@@ -110,11 +110,11 @@ def test_image_kinds_give_masks_at_the_displayed_size(tmp_path, checkpoint, caps
 
 def test_predict_files_api_reports_exif_rotation(tmp_path, predictor):
     write_kinds(tmp_path / "in")
-    report = predict_files(predictor, [tmp_path / "in" / "rotated.jpg", tmp_path / "in" / "rgb.png"],
+    report = predict_files(predictor, [tmp_path / "in" / "rotated.jpg", tmp_path / "in" / "plain.png"],
                            tmp_path / "out", progress=False)
     assert report.ok and report.failed == []
     assert report.exif_rotated == [tmp_path / "in" / "rotated.jpg"]
-    assert report.written == [tmp_path / "out" / "rotated.mask.png", tmp_path / "out" / "rgb.mask.png"]
+    assert report.written == [tmp_path / "out" / "rotated.mask.png", tmp_path / "out" / "plain.mask.png"]
     rgb, orientation = load_input(tmp_path / "in" / "rotated.jpg")
     assert rgb.shape == (40, 20, 3) and orientation == 6
     mask = np.asarray(Image.open(report.outputs[tmp_path / "in" / "rotated.jpg"]))
@@ -237,7 +237,11 @@ def test_run_option_uses_the_val_threshold(tmp_path, checkpoint, monkeypatch, ca
     run_dir = tmp_path / "runs" / "r1"
     (run_dir / "eval" / "val").mkdir(parents=True)
     (run_dir / "best.pt").write_bytes(checkpoint.read_bytes())
-    (run_dir / "eval" / "val" / "metrics.json").write_text(json.dumps({"threshold": 0.3}))
+    epoch = load_checkpoint(checkpoint)["epoch"]
+    metrics = run_dir / "eval" / "val" / "metrics.json"
+    metrics.write_text(json.dumps({"threshold": 0.3, "checkpoint": "x/best.pt", "checkpoint_epoch": epoch + 1}))
+    assert Predictor.from_run("r1").threshold_source == "stored in the checkpoint"  # chosen for another epoch
+    metrics.write_text(json.dumps({"threshold": 0.3, "checkpoint": "x/best.pt", "checkpoint_epoch": epoch}))
     p = Predictor.from_run("r1")
     assert p.threshold == pytest.approx(0.3) and "chosen on val" in p.threshold_source
     assert Predictor.from_run("r1", threshold=0.7).threshold == pytest.approx(0.7)

@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+import albumentations as A
 import cv2
 import numpy as np
 import pytest
 
-from seglib.transforms import (eval_transform, geometric_ops, letterbox_box, photometric_ops, train_transform,
-                               unletterbox)
-import albumentations as A
+from seglib.transforms import (
+    eval_transform,
+    geometric_ops,
+    letterbox_box,
+    photometric_ops,
+    train_transform,
+    unletterbox,
+)
 
 
 def shape_pair(h=90, w=120):

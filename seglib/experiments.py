@@ -1,0 +1,96 @@
+"""The experiment log, reports/experiments.csv: one row per recipe tried, compared on val.
+
+`python -m seglib.experiments RUN [RUN ...]` (re)writes the rows of those runs from their saved config,
+training summary and evaluation files. Test IoU is filled in only where a run's test split was scored,
+which this workbook does for the chosen recipe only.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import pandas as pd
+import yaml
+
+from seglib import config
+from seglib.errors import SeglibError
+from seglib.io import write_text_atomic
+
+COLUMNS = ["run", "model", "encoder", "encoder_weights", "input_size", "epochs", "batch_size", "augment",
+           "dice_weight", "bce_weight", "schedule", "lr", "train_minutes", "images_per_second",
+           "best_epoch", "val_iou_training", "val_mean_iou", "val_pooled_iou", "val_threshold", "test_mean_iou",
+           "test_mean_iou_ci95", "device", "notes"]
+
+
+def experiments_path() -> Path:
+    return config.PROJECT_ROOT / "reports" / "experiments.csv"
+
+
+def experiment_row(run_dir: Path, notes: str = "") -> dict:
+    """One row from a run folder; val metrics come from `seglib evaluate --split val` (mask resolution)."""
+    cfg_path, summary_path = run_dir / "config.yaml", run_dir / "train_summary.json"
+    if not summary_path.is_file():
+        raise SeglibError(f"{run_dir}: no train_summary.json (training not finished)")
+    cfg = yaml.safe_load(cfg_path.read_text())
+    summary = json.loads(summary_path.read_text())
+    val = _metrics(run_dir, "val")
+    test = _metrics(run_dir, "test")
+    return {
+        "run": run_dir.name, "model": cfg["model"], "encoder": cfg["encoder"] if cfg["model"] != "unet" else
+        f"width {cfg['base_channels']}, depth {cfg['depth']}", "encoder_weights": cfg["encoder_weights"],
+        "input_size": cfg["input_size"], "epochs": summary["epochs_run"], "batch_size": cfg["batch_size"],
+        "augment": cfg["augment"], "dice_weight": cfg["dice_weight"], "bce_weight": cfg["bce_weight"],
+        "schedule": cfg["schedule"], "lr": cfg["lr"], "train_minutes": round(summary["train_seconds"] / 60, 1),
+        "images_per_second": round(summary["images_per_second"], 2), "best_epoch": summary["best_epoch"],
+        "val_iou_training": round(summary["best_val_iou"], 4),
+        "val_mean_iou": _round(val.get("mean_iou")), "val_pooled_iou": _round(val.get("pooled_iou")),
+        "val_threshold": val.get("threshold"), "test_mean_iou": _round(test.get("mean_iou")),
+        "test_mean_iou_ci95": (" - ".join(f"{v:.4f}" for v in test["mean_iou_ci95"])
+                               if test.get("mean_iou_ci95") else ""),
+        "device": summary.get("device", ""), "notes": notes,
+    }
+
+
+def record(runs: list[str], notes: str = "") -> pd.DataFrame:
+    """Add or replace the rows of `runs` in reports/experiments.csv."""
+    path = experiments_path()
+    table = pd.read_csv(path, dtype=str) if path.is_file() else pd.DataFrame(columns=COLUMNS)
+    for run in runs:
+        run_dir = Path(run) if Path(run).is_dir() else config.runs_dir() / run
+        row = experiment_row(run_dir, notes)
+        kept_notes = table.loc[table["run"] == row["run"], "notes"]
+        if not notes and len(kept_notes):
+            row["notes"] = kept_notes.iloc[0]
+        table = table[table["run"] != row["run"]]
+        table = pd.concat([table, pd.DataFrame([row]).astype(str)], ignore_index=True)
+    write_text_atomic(path, table[COLUMNS].to_csv(index=False, lineterminator="\n"))
+    return table
+
+
+def _metrics(run_dir: Path, split: str) -> dict:
+    path = run_dir / "eval" / split / "metrics.json"
+    return json.loads(path.read_text()) if path.is_file() else {}
+
+
+def _round(value):
+    return "" if value is None else round(float(value), 4)
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m seglib.experiments", description=__doc__)
+    parser.add_argument("runs", nargs="+")
+    parser.add_argument("--notes", default="")
+    args = parser.parse_args(argv)
+    try:
+        table = record(args.runs, args.notes)
+    except SeglibError as exc:
+        print(f"seglib: error: {exc}")
+        return 2
+    print(table.to_string(index=False))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,310 @@
+"""`seglib report`: parameter validation, the batch (tiny notebooks), failure handling, HTML, index and CLI."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+
+import nbformat
+import pytest
+from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
+
+from seglib import report
+from seglib.errors import ConfigError, SeglibError
+
+PARAMS_SRC = ('profile: str = "default"  # smoke | cpu | gpu | auto; "default" = $SEGLIB_PROFILE, else auto\n'
+              'run: str = "default"  # run name; "default" = the profile name\n'
+              'n_points: int = 5  # points plotted\n'
+              'scale: float = 1.0  # y scale\n'
+              'label: str = "curve"  # legend label\n')
+FIGURE_SRC = ("import matplotlib.pyplot as plt\n"
+              "fig, ax = plt.subplots(figsize=(2, 2), dpi=50)\n"
+              "ax.plot(range(n_points), [scale * i for i in range(n_points)], label=label)\n"
+              "print('UNIQUE_SOURCE_MARKER' .lower(), profile, run)")
+
+
+def _write(path, cells, tagged=0):
+    nb = new_notebook(cells=cells)
+    nb.metadata["kernelspec"] = {"name": "seglib", "display_name": "Python (seglib)", "language": "python"}
+    if tagged is not None:
+        nb.cells[tagged].metadata["tags"] = ["parameters"]
+    nbformat.write(nb, str(path))
+    return path
+
+
+def _good(folder, name="01_a.ipynb"):
+    return _write(folder / name, [new_code_cell(PARAMS_SRC), new_markdown_cell("# Tiny figure"),
+                                  new_code_cell(FIGURE_SRC)])
+
+
+def _failing(folder, name="02_b.ipynb"):
+    return _write(folder / name, [new_code_cell('run: str = "default"  # run name\nflag: bool = False  # a flag'),
+                                  new_code_cell("x = 1"),
+                                  new_code_cell("raise ValueError('boom')"),
+                                  new_code_cell("print('never')")])
+
+
+@pytest.fixture(scope="module")
+def kernel():
+    from jupyter_client.kernelspec import KernelSpecManager
+
+    specs = KernelSpecManager().find_kernel_specs()
+    for name in ("seglib", "python3"):
+        if name in specs:
+            return name
+    pytest.skip("no Python Jupyter kernel installed")
+
+
+@pytest.fixture
+def env(tmp_path, monkeypatch):
+    """Runs and reports in tmp folders; returns (notebooks folder, reports folder)."""
+    monkeypatch.setenv("SEGLIB_RUNS_DIR", str(tmp_path / "runs"))
+    monkeypatch.setenv("SEGLIB_REPORTS_DIR", str(tmp_path / "reports"))
+    monkeypatch.delenv("SEGLIB_RUN", raising=False)
+    monkeypatch.setenv("MPLBACKEND", "Agg")  # as conftest sets it: the runner must still get inline figures
+    nbs = tmp_path / "nbs"
+    nbs.mkdir()
+    return nbs, tmp_path / "reports"
+
+
+def _cli(argv):
+    parser = argparse.ArgumentParser(prog="seglib")
+    sub = parser.add_subparsers(dest="command", required=True)
+    report.add_parser(sub)
+    args = parser.parse_args(argv)
+    return args.func(args)
+
+
+# ------------------------------------------------------------------------------------------- parameters
+
+
+def test_parameters_are_read_although_comments_contain_equals(tmp_path):
+    params = report.notebook_parameters(_good(tmp_path))
+    assert list(params) == ["profile", "run", "n_points", "scale", "label"]
+    assert params["profile"].type_name == "str" and params["profile"].default == "default"
+    assert params["n_points"].type_name == "int" and params["n_points"].help == "points plotted"
+
+
+@pytest.mark.parametrize(("raw", "kind", "expected"), [
+    ("3", "int", 3), ("0.5", "float", 0.5), ("2", "float", 2.0), ("1e-3", "float", 1e-3), ("true", "bool", True),
+    ("yes", "str", "yes"), ("12", "str", "12"), ("{epochs: 5}", "dict", {"epochs": 5}), ("[1, 2]", "list", [1, 2]),
+])
+def test_coerce_param_accepts_matching_values(raw, kind, expected):
+    value = report.coerce_param("x", raw, kind)
+    assert value == expected and type(value) is type(expected)
+
+
+@pytest.mark.parametrize(("raw", "kind"), [("abc", "int"), ("1.5", "int"), ("true", "int"), ("maybe", "bool"),
+                                           ("5", "dict"), ("x", "float"), ("", "int")])
+def test_coerce_param_rejects_mismatched_values(raw, kind):
+    with pytest.raises(ConfigError, match=f"expected {kind}"):
+        report.coerce_param("x", raw, kind)
+
+
+def test_parse_param_args():
+    assert report.parse_param_args(["a=1", "b = {x: 1}", "c="]) == {"a": "1", "b": "{x: 1}", "c": ""}
+    with pytest.raises(ConfigError, match="KEY=VALUE"):
+        report.parse_param_args(["novalue"])
+
+
+def test_overrides_are_validated_against_the_training_settings(tmp_path):
+    declared = {"03.ipynb": {"overrides": report.NotebookParam("overrides", "dict", {})}}
+    args = report.notebook_arguments(declared, {}, {"overrides": "{epochs: 2}"}, "smoke")
+    assert args["03.ipynb"] == {"overrides": {"epochs": 2}}
+    with pytest.raises(ConfigError, match="unknown setting 'epochz'"):
+        report.notebook_arguments(declared, {}, {"overrides": "{epochz: 2}"}, "smoke")
+
+
+def test_each_notebook_gets_only_what_it_declares(tmp_path):
+    declared = {"01.ipynb": {"data_dir": report.NotebookParam("data_dir", "str")},
+                "02.ipynb": {"profile": report.NotebookParam("profile", "str"),
+                             "seed": report.NotebookParam("seed", "int")}}
+    args = report.notebook_arguments(declared, {"profile": "smoke", "run": "r", "data_dir": None},
+                                     {"seed": "3"}, "smoke")
+    assert args == {"01.ipynb": {}, "02.ipynb": {"profile": "smoke", "seed": 3}}
+    with pytest.raises(ConfigError, match="--profile"):
+        report.notebook_arguments(declared, {}, {"profile": "cpu"}, "smoke")
+
+
+def test_unknown_param_is_an_error_before_anything_runs(env, kernel):
+    nbs, reports = env
+    _good(nbs)
+    with pytest.raises(ConfigError, match=r"no notebook has a parameter 'n_pointz'; valid names: label, n_points, "):
+        report.run_report("smoke", "r1", params={"n_pointz": "3"}, notebooks_dir=nbs, kernel=kernel)
+    assert not reports.exists()
+
+
+def test_bad_value_type_is_an_error_before_anything_runs(env, kernel):
+    nbs, reports = env
+    _good(nbs)
+    with pytest.raises(ConfigError, match=r"-p n_points=many: expected int, got str \(declared in 01_a.ipynb\)"):
+        report.run_report("smoke", "r1", params={"n_points": "many"}, notebooks_dir=nbs, kernel=kernel)
+    assert not reports.exists()
+
+
+def test_unknown_profile_and_missing_kernel_are_errors_before_anything_runs(env, kernel):
+    nbs, reports = env
+    _good(nbs)
+    with pytest.raises(ConfigError, match="profile 'fast' unknown"):
+        report.run_report("fast", "r1", notebooks_dir=nbs, kernel=kernel)
+    with pytest.raises(SeglibError, match=r"Jupyter kernel 'no-such-kernel' not found; run `make setup`"):
+        report.run_report("smoke", "r1", notebooks_dir=nbs, kernel="no-such-kernel")
+    with pytest.raises(SeglibError, match="no numbered notebooks"):
+        report.run_report("smoke", "r1", notebooks_dir=nbs / "empty", kernel=kernel)
+    assert not reports.exists()
+
+
+def test_reuse_of_a_trained_run_is_stated(tmp_path):
+    run_dir = tmp_path / "runs" / "r1"
+    run_dir.mkdir(parents=True)
+    (run_dir / "train_summary.json").write_text(json.dumps({"best_val_iou": 0.8123, "profile": "cpu"}))
+    declared = {"03_train.ipynb": {"retrain": report.NotebookParam("retrain", "bool", False)}}
+    notes = report.reuse_notes(run_dir, declared, {"03_train.ipynb": {}})
+    assert len(notes) == 1
+    assert "reusing the trained run" in notes[0] and "best val IoU 0.8123" in notes[0]
+    assert "03_train.ipynb will not retrain" in notes[0] and "-p retrain=true" in notes[0]
+    notes = report.reuse_notes(run_dir, declared, {"03_train.ipynb": {"retrain": True}})
+    assert notes == [f"retrain=true: 03_train.ipynb will train {run_dir} again, replacing it"]
+    assert report.reuse_notes(tmp_path / "runs" / "new", declared, {"03_train.ipynb": {}}) == []
+
+
+# ------------------------------------------------------------------------------------------- the batch
+
+
+def test_report_success_refusal_and_overwrite_with_code(env, kernel, capsys):
+    nbs, reports = env
+    _good(nbs)
+    _good(nbs, "02_c.ipynb")
+    runs = reports.parent / "runs" / "r1"
+    (runs / "eval" / "test").mkdir(parents=True)
+    (runs / "eval" / "test" / "metrics.json").write_text(json.dumps({
+        "n_images": 44, "threshold": 0.45, "mean_iou": 0.81, "mean_iou_ci95": [0.78, 0.84], "median_iou": 0.85,
+        "pooled_iou": 0.83, "mean_dice": 0.88, "mean_boundary_iou": 0.41,
+        "baselines": {"all-background": {"mean_iou": 0.0, "median_iou": 0.0, "pooled_iou": 0.0, "mean_dice": 0.0,
+                                         "mean_boundary_iou": 0.0, "mean_iou_ci95": [0.0, 0.0]}}}))
+
+    # 1. first run: hidden code, embedded figures, index, summary
+    index = report.run_report("smoke", "r1", params={"n_points": "7"}, notebooks_dir=nbs, kernel=kernel)
+    out = capsys.readouterr().out
+    assert index == reports / "r1" / "index.html"
+    assert re.search(r"\[1/2\] 01_a\.ipynb \.\.\. \d+\.\d s", out) and "[2/2] 02_c.ipynb ..." in out
+    folder = reports / "r1"
+    assert sorted(p.name for p in folder.iterdir()) == ["01_a.html", "01_a.ipynb", "02_c.html", "02_c.ipynb",
+                                                        "index.html", "summary.json"]
+    page = (folder / "01_a.html").read_text()
+    assert "data:image/png;base64," in page
+    assert "unique_source_marker smoke r1" in page  # the output is there ...
+    assert "UNIQUE_SOURCE_MARKER" not in page  # ... the code is not
+    executed = nbformat.read(str(folder / "01_a.ipynb"), as_version=4)
+    injected = [c for c in executed.cells if "injected-parameters" in c.metadata.get("tags", [])]
+    assert injected and "n_points = 7" in injected[0].source and 'profile = "smoke"' in injected[0].source
+    html = index.read_text()
+    assert 'href="01_a.html"' in html and 'href="02_c.html"' in html
+    assert "0.8100" in html and "all-background" in html and "Data and splits" in html
+    assert "seglib report --profile smoke --run r1 -p n_points=7" in html
+    assert "<script" not in html and "http" not in html.replace("http-equiv", "")
+    summary = json.loads((folder / "summary.json").read_text())
+    assert summary["run"] == "r1" and summary["profile"] == "smoke"
+    assert [nb["status"] for nb in summary["notebooks"]] == ["ok", "ok"]
+    assert summary["headline"]["test"]["mean_iou"] == 0.81
+
+    # 2. the same run name again without --overwrite: refused before anything runs
+    with pytest.raises(SeglibError, match=r"already exists; pass --overwrite .* or choose another --run"):
+        report.run_report("smoke", "r1", notebooks_dir=nbs, kernel=kernel)
+    assert (folder / "index.html").read_text() == html
+
+    # 3. --overwrite --with-code: stated plainly, code kept
+    report.run_report("smoke", "r1", with_code=True, overwrite=True, notebooks_dir=nbs, kernel=kernel)
+    out = capsys.readouterr().out
+    assert "replacing the previous report at" in out
+    assert "UNIQUE_SOURCE_MARKER" in (folder / "01_a.html").read_text()
+    assert not (reports / ".r1.partial").exists() and not (reports / ".r1.old").exists()
+
+
+def test_failing_notebook_stops_the_batch_and_keeps_the_partial_copy(env, kernel):
+    nbs, reports = env
+    _good(nbs)
+    _failing(nbs)
+    _good(nbs, "03_c.ipynb")
+    previous = reports / "r2"
+    previous.mkdir(parents=True)
+    (previous / "index.html").write_text("the previous good report")
+
+    with pytest.raises(SeglibError) as info:
+        report.run_report("smoke", "r2", overwrite=True, notebooks_dir=nbs, kernel=kernel, log=lambda _: None)
+    message = str(info.value)
+    failed = reports / "r2.failed"
+    assert re.match(r"notebook 02_b\.ipynb failed at cell In \[\d+\], which starts \"raise ValueError\('boom'\)\" "
+                    r"\(ValueError: boom\); partial notebook kept at ", message), message
+    assert "ValueError: boom" in message and f"partial notebook kept at {failed / '02_b.ipynb'}" in message
+    assert (previous / "index.html").read_text() == "the previous good report"
+    assert sorted(p.name for p in failed.iterdir()) == ["01_a.html", "01_a.ipynb", "02_b.html", "02_b.ipynb",
+                                                        "summary.json"]
+    partial = nbformat.read(str(failed / "02_b.ipynb"), as_version=4)
+    errors = [o for c in partial.cells if c.cell_type == "code" for o in c.get("outputs", [])
+              if o.get("output_type") == "error"]
+    assert errors and errors[0]["evalue"] == "boom"
+    summary = json.loads((failed / "summary.json").read_text())
+    assert [nb["status"] for nb in summary["notebooks"]] == ["ok", "failed", "not run"]
+    assert not (reports / ".r2.partial").exists()
+
+
+def test_cli_prints_the_index_path_last(env, kernel, capsys, monkeypatch):
+    nbs, reports = env
+    _good(nbs)
+    monkeypatch.setattr(report.config, "notebooks_dir", lambda: nbs)
+    assert _cli(["report", "--profile", "smoke", "--run", "c1", "--kernel", kernel, "-p", "label=x"]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert lines[-1] == str(reports / "c1" / "index.html")
+    with pytest.raises(ConfigError, match="expected int"):
+        _cli(["report", "--profile", "smoke", "--run", "c2", "--kernel", kernel, "-p", "n_points=x"])
+
+
+# ------------------------------------------------------------------------------------------- the real notebooks
+
+
+@pytest.mark.slow
+def test_real_notebooks_smoke_report(real_dataset, tmp_path, monkeypatch):
+    monkeypatch.setenv("SEGLIB_RUNS_DIR", str(tmp_path / "runs"))
+    monkeypatch.setenv("SEGLIB_REPORTS_DIR", str(tmp_path / "reports"))
+    monkeypatch.delenv("SEGLIB_RUN", raising=False)
+    from jupyter_client.kernelspec import KernelSpecManager
+
+    kernel = "seglib" if "seglib" in KernelSpecManager().find_kernel_specs() else "python3"
+    index = report.run_report("smoke", "smoke-report", data_dir=real_dataset, kernel=kernel)
+    folder = index.parent
+    notebooks = report.find_notebooks()
+    assert len(notebooks) >= 3
+    html = index.read_text()
+    for nb in notebooks:
+        page = folder / f"{nb.stem}.html"
+        assert page.is_file() and (folder / nb.name).is_file()
+        assert "data:image/png;base64," in page.read_text(), f"{page.name} has no embedded figure"
+        assert f'href="{nb.stem}.html"' in html
+    summary = json.loads((folder / "summary.json").read_text())
+    assert all(nb["status"] == "ok" for nb in summary["notebooks"])
+
+
+def test_render_html_drops_progress_widgets_but_keeps_text_and_figures(tmp_path):
+    import base64
+
+    from nbformat.v4 import new_output
+
+    png = base64.b64encode(b"\x89PNG\r\n\x1a\nfake").decode()
+    cell = new_code_cell("train()", outputs=[
+        new_output("display_data", data={report.WIDGET_MIME: {"model_id": "abc", "version_major": 2,
+                                                              "version_minor": 0},
+                                         "text/plain": "  0%|          | 0/4"}),
+        new_output("stream", name="stdout", text="epoch 1/2 val IoU 0.31\n"),
+        new_output("display_data", data={"image/png": png, "text/plain": "<Figure>"}),
+    ])
+    nb = new_notebook(cells=[cell])
+    nb.metadata["widgets"] = {"application/vnd.jupyter.widget-state+json": {"state": {}}}
+    nbformat.write(nb, str(tmp_path / "x.ipynb"))
+    page = report.render_html(tmp_path / "x.ipynb", tmp_path / "x.html").read_text()
+    assert "epoch 1/2 val IoU 0.31" in page and f"data:image/png;base64,{png}" in page
+    assert "0/4" not in page and "widget-state" not in page and "unpkg" not in page
+    assert 'class="jp-InputArea' not in page
+    with_code = report.render_html(tmp_path / "x.ipynb", tmp_path / "y.html", with_code=True).read_text()
+    assert 'class="jp-InputArea' in with_code
