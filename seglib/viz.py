@@ -604,3 +604,265 @@ def training_curves(history: pd.DataFrame | str | Path) -> Figure:
         if len(df) < 10:
             ax.set_xticks(df["epoch"].tolist())
     return fig
+
+
+# ----------------------------------------------------------------------------------------------- evaluation
+
+BAND_COLOR = TRUTH_COLOR  # ground-truth boundary band in `boundary_overlay`
+CONTOUR_COLOR = PRED_COLOR  # predicted outline
+
+
+def _boxplot(**kwargs) -> None:
+    """seaborn.boxplot without the deprecation warning seaborn 0.13 triggers in matplotlib >= 3.11 (`vert`)."""
+    import warnings
+
+    import seaborn as sns
+
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=r".*vert: bool was deprecated", category=DeprecationWarning)
+        sns.boxplot(**kwargs)
+
+
+def _split_frames(per_image) -> dict[str, pd.DataFrame]:
+    if isinstance(per_image, Mapping):
+        return {str(name): df for name, df in per_image.items()}
+    return {"": per_image}
+
+
+def _long_by_split(per_image) -> pd.DataFrame:
+    frames = _split_frames(per_image)
+    parts = [df.assign(split=name) for name, df in frames.items() if len(df)]
+    if not parts:
+        raise ValueError("no per-image rows")
+    return pd.concat(parts, ignore_index=True)
+
+
+def _split_palette(names) -> dict:
+    return {n: SPLIT_COLORS.get(n, f"C{i}") for i, n in enumerate(names)}
+
+
+def headline_comparison(tables: Mapping[str, pd.DataFrame], digits: int = 3) -> pd.DataFrame:
+    """Headline tables of several splits side by side ({split: `evaluate.headline_table`}), for display.
+
+    Rows: model and baselines; columns (split, measure): mean IoU, its 95% bootstrap CI, median, pooled IoU,
+    mean Dice, mean boundary IoU.
+    """
+    parts = {}
+    for split, t in tables.items():
+        parts[split] = pd.DataFrame({
+            "mean IoU": t["mean_iou"].round(digits),
+            "95% CI": [f"{lo:.{digits}f}-{hi:.{digits}f}" for lo, hi in zip(t["ci95_low"], t["ci95_high"],
+                                                                            strict=True)],
+            "median IoU": t["median_iou"].round(digits),
+            "pooled IoU": t["pooled_iou"].round(digits),
+            "Dice": t["mean_dice"].round(digits),
+            "boundary IoU": t["mean_boundary_iou"].round(digits),
+        }, index=t.index)
+    return pd.concat(parts, axis=1, names=["split", "measure"])
+
+
+@styled
+def iou_distribution(per_image, bins: int = 20) -> Figure:
+    """Per-image IoU per split ({split: per_image table}, or one table): histogram (percent of each split's
+    images) and box plot with every image as a dot."""
+    import seaborn as sns
+
+    df = _long_by_split(per_image)
+    names = list(dict.fromkeys(df["split"]))
+    palette = _split_palette(names)
+    fig, axes = new_figure(1, 2, width=9.5, height=3.2, squeeze=True)
+    ax = axes[0]
+    sns.histplot(data=df, x="iou", hue="split", hue_order=names, palette=palette, bins=np.linspace(0, 1, bins + 1),
+                 stat="percent", common_norm=False, element="step", alpha=0.15, ax=ax,
+                 legend=len(names) > 1)
+    for name in names:
+        ax.axvline(df.loc[df["split"] == name, "iou"].mean(), color=palette[name], ls="--", lw=1)
+    ax.set_xlim(0, 1)
+    ax.set_xlabel("IoU per image")
+    ax.set_ylabel("% of the split's images")
+    ax.set_title("IoU distribution (dashed: means)")
+    ax = axes[1]
+    _boxplot(data=df, x="iou", y="split", hue="split", order=names, hue_order=names, palette=palette, ax=ax,
+             showfliers=False, width=0.5, boxprops={"alpha": 0.35}, legend=False)
+    sns.stripplot(data=df, x="iou", y="split", hue="split", order=names, hue_order=names, palette=palette,
+                  ax=ax, size=3.5, jitter=0.15, edgecolor="0.2", linewidth=0.3, legend=False)
+    ax.set_xlim(0, 1)
+    ax.set_xlabel("IoU per image")
+    ax.set_ylabel("")
+    ax.set_yticks(range(len(names)), [f"{n} (n={int((df['split'] == n).sum())})" for n in names])
+    ax.set_title("every image (box: quartiles and median)")
+    return fig
+
+
+@styled
+def threshold_sweep_plot(sweep: pd.DataFrame, chosen: float) -> Figure:
+    """Mean per-image IoU and pooled IoU against the probability threshold (`threshold_sweep.csv` of val),
+    with the chosen threshold marked."""
+    if sweep.empty:
+        raise ValueError("threshold_sweep_plot: the sweep is empty")
+    fig, ax = new_figure(1, 1, width=5.8, height=3.2, squeeze=True)
+    ax.plot(sweep["threshold"], sweep["mean_iou"], marker="o", ms=4, label="mean IoU per image (chooses)")
+    if "pooled_iou" in sweep:
+        ax.plot(sweep["threshold"], sweep["pooled_iou"], marker="s", ms=3, ls="--", color="C7",
+                label="pooled IoU (all pixels)")
+    at = sweep.loc[(sweep["threshold"] - chosen).abs().idxmin()]
+    ax.axvline(chosen, color="C3", lw=1, ls=":")
+    ax.scatter([chosen], [at["mean_iou"]], marker="*", s=160, color="C3", zorder=3,
+               label=f"chosen t = {chosen:g} (mean IoU {at['mean_iou']:.3f})")
+    values = sweep[[c for c in ("mean_iou", "pooled_iou") if c in sweep]].to_numpy()
+    low, high = float(np.nanmin(values)), float(np.nanmax(values))
+    if high - low < 0.1:  # a span of at least 0.1 IoU, so a flat curve looks flat
+        mid = (low + high) / 2
+        ax.set_ylim(max(0.0, mid - 0.06), min(1.0, mid + 0.06))
+    ax.set_xlabel("probability threshold (pixel is person when p >= t)")
+    ax.set_ylabel("IoU on val")
+    ax.set_title("threshold sweep on the validation split")
+    ax.legend(loc="best")
+    return fig
+
+
+@styled
+def iou_vs_covariates(per_image) -> Figure:
+    """IoU per image against the true foreground fraction (with the all-foreground baseline, IoU = fraction)
+    and against the image's longest side at the scored (mask) resolution; one colour per split."""
+    import seaborn as sns
+
+    df = _long_by_split(per_image)
+    df = df.assign(longest_side=df[["height", "width"]].max(axis=1))
+    names = list(dict.fromkeys(df["split"]))
+    hue = "split" if len(names) > 1 or names[0] else None
+    palette = _split_palette(names) if hue else None
+    fig, axes = new_figure(1, 2, width=9.5, height=3.4, squeeze=True)
+    ax = axes[0]
+    sns.scatterplot(data=df, x="fg_fraction", y="iou", hue=hue, hue_order=names if hue else None, palette=palette,
+                    ax=ax, s=22, alpha=0.8, edgecolor="0.2", linewidth=0.3)
+    ax.plot([0, 1], [0, 1], ls="--", lw=0.8, color="0.5", label="all-foreground baseline")
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, 1.02)
+    ax.set_xlabel("true foreground fraction (share of the picture that is person)")
+    ax.set_ylabel("IoU")
+    ax.set_title("IoU vs figure size")
+    ax.legend(loc="lower right")
+    ax = axes[1]
+    sns.scatterplot(data=df, x="longest_side", y="iou", hue=hue, hue_order=names if hue else None,
+                    palette=palette, ax=ax, s=22, alpha=0.8, edgecolor="0.2", linewidth=0.3, legend=False)
+    ax.set_ylim(0, 1.02)
+    ax.set_xlabel("longest side at mask resolution (px)")
+    ax.set_ylabel("IoU")
+    ax.set_title("IoU vs image size")
+    return fig
+
+
+def boundary_overlay(rgb, pred, truth, *, dilation_ratio: float = 0.02, max_side: int | None = MAX_SIDE,
+                     alpha: float = 0.55, threshold: float = 0.5) -> np.ndarray:
+    """The photo (downscaled) with the ground truth's boundary band tinted green (the band boundary IoU
+    scores, `metrics.mask_to_boundary` at full resolution) and the predicted outline drawn in orange."""
+    from seglib.metrics import mask_to_boundary
+
+    image = to_rgb(rgb)
+    p, t = as_mask(pred, threshold), as_mask(truth)
+    _check_shapes(image, p, t)
+    band = mask_to_boundary(t, dilation_ratio)
+    small = downscale(image, max_side)
+    band_s = downscale(band, max_side, is_mask=True)
+    pred_s = downscale(p, max_side, is_mask=True).astype(np.uint8)
+    out = small.copy()
+    _blend(out, small, band_s, BAND_COLOR, alpha)
+    contours, _ = cv2.findContours(pred_s, cv2.RETR_LIST, cv2.CHAIN_APPROX_NONE)
+    cv2.drawContours(out, contours, -1, tuple(int(c) for c in CONTOUR_COLOR), 1)
+    return out
+
+
+def boundary_legend_handles() -> list:
+    """Legend entries for `boundary_overlay`."""
+    from matplotlib.lines import Line2D
+
+    return [Patch(color=np.asarray(BAND_COLOR) / 255, alpha=0.55, label="boundaries: ground-truth boundary band"),
+            Line2D([], [], color=np.asarray(CONTOUR_COLOR) / 255, lw=2, label="boundaries: predicted outline")]
+
+
+@styled
+def failure_gallery(records: Sequence[Mapping], per_image: pd.DataFrame, k: int = 8, *,
+                    notes: Mapping[str, str] | None = None, title: str = "", max_side: int | None = MAX_SIDE,
+                    dilation_ratio: float = 0.02) -> Figure:
+    """The k lowest-IoU images, one row each: photo | ground truth | prediction | errors | boundaries.
+
+    `records` are dicts with id, image, mask and pred (0/1, or prob) at mask resolution
+    (`evaluate.predictions_for_split`, `failures.predict_ids`); `per_image` is the evaluation's table, whose
+    iou / boundary_iou / fp / fn are shown (the scores of record). Errors: false positives magenta, false
+    negatives cyan; boundaries: the ground truth's boundary band green, the predicted outline orange.
+    `notes` ({id: text}) adds a line under each photo's title (e.g. its failure categories).
+    """
+    by_id = {str(r["id"]): r for r in records}
+    scores = per_image.assign(id=per_image["id"].astype(str))
+    scores = scores[scores["id"].isin(by_id)].sort_values(["iou", "id"], kind="stable").head(max(0, int(k)))
+    n = len(scores)
+    if n == 0:
+        raise ValueError("failure_gallery: no scored image has a record to show")
+    fig, axes = new_figure(n, 5, height=PANEL * n + 0.7)
+    for row, s in enumerate(scores.itertuples(index=False)):
+        rec = by_id[s.id]
+        img = to_rgb(rec["image"])
+        t = as_mask(rec["mask"])
+        p = as_mask(rec["pred"] if "pred" in rec else rec["prob"])
+        _check_shapes(img, t, p)
+        small, ts, ps = (downscale(img, max_side), downscale(t, max_side, is_mask=True),
+                         downscale(p, max_side, is_mask=True))
+        pixels = t.size
+        fp = getattr(s, "fp", int(np.count_nonzero(p & ~t)))
+        fn = getattr(s, "fn", int(np.count_nonzero(~p & t)))
+        biou = getattr(s, "boundary_iou", float("nan"))
+        note = (notes or {}).get(s.id, "")
+        panels = [
+            (small, f"id {s.id}" + (f"\n{note}" if note else "")),
+            (overlay(small, ts, TRUTH_COLOR), f"ground truth ({t.mean():.0%} person)"),
+            (overlay(small, ps, PRED_COLOR), f"prediction ({p.mean():.0%} person)"),
+            (error_overlay(small, ps, ts), f"IoU {s.iou:.3f}: FP {fp / pixels:.0%}, FN {fn / pixels:.0%}"),
+            (boundary_overlay(img, p, t, dilation_ratio=dilation_ratio, max_side=max_side),
+             f"boundary IoU {biou:.3f}"),
+        ]
+        for ax, (panel, name) in zip(axes[row], panels, strict=True):
+            _image_axis(ax, panel, name)
+    fig.legend(handles=error_legend_handles() + boundary_legend_handles(), loc="outside lower center", ncols=2,
+               frameon=False)  # columns fill first: errors left, boundaries right
+    if title:
+        fig.suptitle(title)
+    return fig
+
+
+@styled
+def category_plot(data: pd.DataFrame, reference: str = "all images") -> Figure:
+    """IoU per failure category: box plot with every image as a dot, categories ordered by mean IoU (lowest
+    at the top), n in each label, the `reference` row grey and its mean as a dashed line.
+
+    `data` is long: columns category and iou (`failures.category_long`); a categorical `category` keeps
+    its order, otherwise categories are ordered by mean IoU.
+    """
+    import seaborn as sns
+
+    if data.empty:
+        raise ValueError("category_plot: no rows")
+    df = data.assign(category=data["category"].astype(str), iou=data["iou"].astype(float))
+    if isinstance(data["category"].dtype, pd.CategoricalDtype):
+        order = [c for c in data["category"].cat.categories if c in set(df["category"])]
+    else:
+        order = df.groupby("category")["iou"].mean().sort_values(kind="stable").index.tolist()
+    counts = df["category"].value_counts()
+    palette = {c: ("0.6" if c == reference else "#4C72B0") for c in order}
+    fig, ax = new_figure(1, 1, width=8.5, height=0.42 * len(order) + 1.3, squeeze=True)
+    _boxplot(data=df, x="iou", y="category", hue="category", order=order, hue_order=order, palette=palette,
+             ax=ax, showfliers=False, width=0.6, boxprops={"alpha": 0.35}, legend=False)
+    sns.stripplot(data=df, x="iou", y="category", hue="category", order=order, hue_order=order, palette=palette,
+                  ax=ax, size=3.5, jitter=0.15, edgecolor="0.2", linewidth=0.3, legend=False)
+    means = df.groupby("category")["iou"].mean()
+    ax.scatter([means[c] for c in order], range(len(order)), marker="D", s=22, color="black", zorder=4,
+               label="mean IoU")
+    if reference in means:
+        ax.axvline(means[reference], color="0.4", ls="--", lw=1, label=f"{reference}: mean {means[reference]:.2f}")
+    ax.set_yticks(range(len(order)), [f"{c} (n={counts[c]})" for c in order])
+    ax.set_xlim(0, 1)
+    ax.set_xlabel("IoU per image")
+    ax.set_ylabel("")
+    ax.set_title("IoU per category, lowest mean first")
+    ax.legend(loc="lower left", fontsize=7)
+    return fig

@@ -189,3 +189,73 @@ def test_figures_do_not_touch_global_state():
     viz.sample_grid([pair()[0]], [pair()[1]])
     viz.fg_fraction_hist(check_table())
     assert (matplotlib.rcParams["font.size"], len(plt.get_fignums())) == before
+
+
+# ----------------------------------------------------------------------------------------------- evaluation
+
+
+def per_image_table(n=6, seed=0):
+    rng = np.random.default_rng(seed)
+    return pd.DataFrame({"id": [str(i) for i in range(n)], "iou": rng.random(n), "boundary_iou": rng.random(n),
+                         "fg_fraction": rng.random(n), "height": rng.integers(100, 600, n),
+                         "width": rng.integers(100, 600, n), "fp": rng.integers(0, 50, n),
+                         "fn": rng.integers(0, 50, n)})
+
+
+def headline(shift=0.0):
+    return pd.DataFrame({"mean_iou": [0.8 + shift, 0.3], "ci95_low": [0.75, 0.25], "ci95_high": [0.85, 0.35],
+                         "median_iou": [0.82, 0.28], "pooled_iou": [0.81, 0.3], "mean_dice": [0.88, 0.45],
+                         "mean_boundary_iou": [0.5, 0.1]}, index=pd.Index(["model", "all-foreground"], name="method"))
+
+
+def test_evaluation_figures_and_headline_comparison():
+    table = viz.headline_comparison({"test": headline(), "val": headline(0.01)})
+    assert list(table.columns.get_level_values(0).unique()) == ["test", "val"]
+    assert table.loc["model", ("test", "95% CI")] == "0.750-0.850"
+    assert table.loc["model", ("val", "mean IoU")] == pytest.approx(0.81)
+    splits = {"test": per_image_table(), "val": per_image_table(seed=1)}
+    assert isinstance(viz.iou_distribution(splits), Figure)
+    assert isinstance(viz.iou_distribution(per_image_table()), Figure)
+    assert isinstance(viz.iou_vs_covariates(splits), Figure)
+    sweep = pd.DataFrame({"threshold": [0.3, 0.4, 0.5], "mean_iou": [0.7, 0.8, 0.75], "pooled_iou": [0.7, 0.78, 0.7]})
+    fig = viz.threshold_sweep_plot(sweep, 0.4)
+    assert any("chosen t = 0.4" in t.get_text() for t in fig.axes[0].get_legend().get_texts())
+
+
+def test_boundary_overlay_tints_the_truth_band_and_draws_the_predicted_outline():
+    image = np.zeros((40, 40, 3), np.uint8)
+    truth = np.zeros((40, 40), np.uint8)
+    truth[5:35, 5:35] = 1
+    pred = np.zeros((40, 40), np.uint8)
+    pred[12:28, 12:28] = 1
+    out = viz.boundary_overlay(image, pred, truth, dilation_ratio=0.05)
+    assert out.shape == image.shape
+    assert out[6, 20, 1] > 0 and out[6, 20, 0] == 0  # inside the truth's band: green
+    assert tuple(out[20, 20]) == (0, 0, 0)  # deep inside both masks: untouched
+    assert tuple(out[12, 20]) == viz.CONTOUR_COLOR  # the predicted outline
+
+
+def test_failure_gallery_shows_the_worst_first_with_a_legend():
+    image, mask = pair()
+    scores = per_image_table(4)
+    scores["iou"] = [0.9, 0.2, 0.5, 0.1]
+    records = [{"id": str(i), "image": image, "mask": mask, "pred": np.roll(mask, i * 3, axis=1)} for i in range(4)]
+    fig = viz.failure_gallery(records, scores, k=2, notes={"3": "small figure"})
+    titles = [ax.get_title() for ax in fig.axes]
+    assert titles[0] == "id 3\nsmall figure" and titles[5] == "id 1"
+    assert len(fig.axes) == 10 and any("IoU 0.100" in t for t in titles[:5])
+    labels = [t.get_text() for t in fig.legends[0].get_texts()]
+    assert any("false positive" in t for t in labels) and any("false negative" in t for t in labels)
+    assert any("boundary band" in t for t in labels)
+    with pytest.raises(ValueError, match="no scored image"):
+        viz.failure_gallery([], scores)
+
+
+def test_category_plot_orders_by_mean_and_counts():
+    data = pd.DataFrame({"category": ["all images"] * 4 + ["dark"] * 2 + ["several people"],
+                         "iou": [0.9, 0.8, 0.3, 0.6, 0.3, 0.6, 0.2]})
+    fig = viz.category_plot(data)
+    labels = [t.get_text() for t in fig.axes[0].get_yticklabels()]
+    assert labels == ["several people (n=1)", "dark (n=2)", "all images (n=4)"]
+    with pytest.raises(ValueError):
+        viz.category_plot(data.iloc[:0])

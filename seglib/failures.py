@@ -1,0 +1,392 @@
+"""Where the model fails: measurable image attributes, IoU per category, the worst images, a summary sentence.
+
+Used by notebook 05 (and 04 for reusing evaluation results):
+
+- `attributes(per_image, dataset_dir)`: adds to an evaluation's `per_image` table attributes computed from each
+  image and its ground-truth mask (figure size, several people, dark, backlit, unusual aspect ratio, grayscale,
+  small image) as boolean category columns (`CATEGORIES`);
+- `category_table(per_image_with_attrs)`: n, mean and median IoU per category against the rest of the split;
+- `failure_summary(table, overall_mean)`: one or two generated sentences naming the worst categories;
+- `worst_k(per_image, k)`: the k lowest-IoU images;
+- `load_or_evaluate(run_dir, split)`: a split's saved evaluation when it is valid for the run's best.pt,
+  otherwise a fresh `evaluate_run` (test is never re-scored unless asked: test is scored once per run);
+- `predict_ids(predictor, split, ids)`: images, masks and predictions of chosen images for display.
+
+Every attribute is measured on the image at its mask's (the ground truth's) resolution, as evaluation is.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pandas as pd
+
+from seglib.errors import SeglibError
+
+SMALL_FIGURE = 0.10  # true foreground fraction below: a small figure
+LARGE_FIGURE = 0.40  # above: a large figure
+PERSON_SHARE = 0.02  # a mask component counts as a person when its area exceeds this share of the largest one
+DARK_BRIGHTNESS = 0.3  # mean brightness (0-1) below: a dark image
+BACKLIT_RATIO = 0.6  # figure brightness below this times the background's: backlit
+ASPECT_LOW, ASPECT_HIGH = 0.6, 1.8  # width / height outside this range: unusual aspect ratio
+SMALL_SIDE = 300  # longest side (at mask resolution, the scored size) below: a small image
+LOW_IOU = 0.5  # images scoring below count as failures in the summary
+DEGENERATE_SHARE = 0.95  # median predicted person share above this (or below 1 - it): a degenerate model
+MIN_N = 2  # categories with fewer images are listed but not compared in the summary
+
+# boolean column -> how the category reads in tables and sentences ("the model fails most on <label>")
+CATEGORIES = {
+    "small_figure": f"small figures (< {SMALL_FIGURE:.0%} of the picture)",
+    "medium_figure": f"medium figures ({SMALL_FIGURE:.0%}-{LARGE_FIGURE:.0%} of the picture)",
+    "large_figure": f"large figures (> {LARGE_FIGURE:.0%} of the picture)",
+    "several_people": "images with several people",
+    "dark": f"dark images (mean brightness < {DARK_BRIGHTNESS:g})",
+    "backlit": f"backlit figures (figure < {BACKLIT_RATIO:g} x background brightness)",
+    "unusual_aspect": f"unusual aspect ratios (width/height < {ASPECT_LOW:g} or > {ASPECT_HIGH:g})",
+    "grayscale": "grayscale images",
+    "small_image": f"small images (longest side < {SMALL_SIDE} px)",
+}
+# the same categories in running text
+SHORT_NAMES = {
+    "small_figure": "small figures", "medium_figure": "medium-sized figures", "large_figure": "large figures",
+    "several_people": "images with several people", "dark": "dark images", "backlit": "backlit figures",
+    "unusual_aspect": "unusual aspect ratios", "grayscale": "grayscale images", "small_image": "small images",
+}
+ATTRIBUTE_COLUMNS = ["size_bucket", "n_people", "brightness", "figure_brightness", "background_brightness",
+                     *CATEGORIES]
+TABLE_COLUMNS = ["category", "n", "mean_iou", "median_iou", "rest_mean_iou", "difference", "attribute"]
+
+
+# --------------------------------------------------------------------------------------------- attributes
+
+
+def size_bucket(fg_fraction: float) -> str:
+    """small (< SMALL_FIGURE), large (> LARGE_FIGURE) or medium, from the TRUE foreground fraction."""
+    if fg_fraction < SMALL_FIGURE:
+        return "small"
+    if fg_fraction > LARGE_FIGURE:
+        return "large"
+    return "medium"
+
+
+def count_people(mask: np.ndarray, share: float = PERSON_SHARE) -> int:
+    """Connected components (8-connected) of the mask whose area exceeds `share` of the largest one's."""
+    m = (np.asarray(mask) > 0).astype(np.uint8)
+    if not m.any():
+        return 0
+    _, _, stats, _ = cv2.connectedComponentsWithStats(m, connectivity=8)
+    areas = stats[1:, cv2.CC_STAT_AREA]
+    return int((areas > share * areas.max()).sum())
+
+
+def image_attributes(image: np.ndarray, mask: np.ndarray) -> dict:
+    """Attributes of one image (HxWx3 uint8 RGB) and its mask (HxW, 0/1) at the same size."""
+    rgb = np.asarray(image)
+    m = np.asarray(mask) > 0
+    if rgb.shape[:2] != m.shape:
+        raise ValueError(f"image {rgb.shape[:2]} and mask {m.shape} differ in size")
+    gray = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY).astype(np.float32) / 255.0 if rgb.ndim == 3 \
+        else rgb.astype(np.float32) / 255.0
+    grayscale = rgb.ndim == 2 or bool((rgb[..., 0] == rgb[..., 1]).all() and (rgb[..., 1] == rgb[..., 2]).all())
+    return {
+        "n_people": count_people(m),
+        "brightness": float(gray.mean()),
+        "figure_brightness": float(gray[m].mean()) if m.any() else float("nan"),
+        "background_brightness": float(gray[~m].mean()) if (~m).any() else float("nan"),
+        "is_grayscale": grayscale,
+        "fg_fraction": float(m.mean()),
+        "height": m.shape[0],
+        "width": m.shape[1],
+    }
+
+
+def _pairs_by_id(ids: Sequence[str], dataset_dir=None, split: str | None = None, splits_dir=None) -> dict:
+    """id -> (image, mask) at mask resolution, decoded from the data set (split items, or the whole catalog)."""
+    from seglib.data.dataset import load_pair
+
+    if split is not None:
+        from seglib.evaluate import split_items
+
+        items = split_items(split, dataset_dir, splits_dir)
+    else:
+        from seglib.data.catalog import load_pairs
+
+        items = load_pairs(dataset_dir)
+    items = items.assign(id=items["id"].astype(str)).set_index("id")
+    missing = [i for i in ids if i not in items.index]
+    if missing:
+        raise SeglibError(f"image id(s) {', '.join(missing[:5])} not in the data set"
+                          + (f" split {split!r}" if split else ""))
+    return {i: load_pair(Path(items.at[i, "image_path"]), Path(items.at[i, "mask_path"])) for i in ids}
+
+
+def attributes(per_image: pd.DataFrame, dataset_dir=None, *, records: Sequence[dict] | None = None,
+               split: str | None = None, splits_dir=None) -> pd.DataFrame:
+    """`per_image` (an evaluation's table, needs `id`; `iou` for the tables) plus measurable attributes.
+
+    Added columns: size_bucket (small/medium/large figure, from the true foreground fraction), n_people
+    (mask components larger than PERSON_SHARE of the largest), brightness, figure_brightness,
+    background_brightness (0-1, inside / outside the true mask), and one boolean column per category of
+    `CATEGORIES`. Images and masks come from `records` (dicts with id, image, mask, e.g. from
+    `predictions_for_split`) when given, else they are decoded from the data set (the `split`'s items, or the
+    whole catalog). Existing columns (fg_fraction, mean_brightness, aspect_ratio, is_grayscale, height,
+    width) are used when present.
+    """
+    df = per_image.copy()
+    df["id"] = df["id"].astype(str)
+    ids = df["id"].tolist()
+    if records is not None:
+        given = {str(r["id"]): (r["image"], r["mask"]) for r in records}
+        missing = [i for i in ids if i not in given]
+        pairs = {**given, **(_pairs_by_id(missing, dataset_dir, split, splits_dir) if missing else {})}
+    else:
+        pairs = _pairs_by_id(ids, dataset_dir, split, splits_dir)
+    facts = pd.DataFrame([image_attributes(*pairs[i]) for i in ids], index=df.index)
+    for col in ("fg_fraction", "is_grayscale", "height", "width"):
+        if col not in df:
+            df[col] = facts[col]
+    df["n_people"] = facts["n_people"]
+    df["brightness"] = df["mean_brightness"] if "mean_brightness" in df else facts["brightness"]
+    df["figure_brightness"] = facts["figure_brightness"]
+    df["background_brightness"] = facts["background_brightness"]
+    aspect = df["aspect_ratio"] if "aspect_ratio" in df else df["width"] / df["height"]
+    df["size_bucket"] = [size_bucket(f) for f in df["fg_fraction"]]
+    df["small_figure"] = df["size_bucket"] == "small"
+    df["medium_figure"] = df["size_bucket"] == "medium"
+    df["large_figure"] = df["size_bucket"] == "large"
+    df["several_people"] = df["n_people"] >= 2
+    df["dark"] = df["brightness"] < DARK_BRIGHTNESS
+    df["backlit"] = (df["figure_brightness"] < BACKLIT_RATIO * df["background_brightness"]).fillna(False)
+    df["unusual_aspect"] = (aspect < ASPECT_LOW) | (aspect > ASPECT_HIGH)
+    df["grayscale"] = df["is_grayscale"].astype(bool) | facts["is_grayscale"].astype(bool)
+    df["small_image"] = df[["height", "width"]].max(axis=1) < SMALL_SIDE
+    for col in CATEGORIES:
+        df[col] = df[col].astype(bool)
+    return df
+
+
+def categories_of(row: pd.Series) -> list[str]:
+    """Short names of the categories an attributed row belongs to (figure size always first)."""
+    out = [f"{row['size_bucket']} figure"] if "size_bucket" in row else []
+    short = {"several_people": f"{int(row.get('n_people', 0))} people", "dark": "dark", "backlit": "backlit",
+             "unusual_aspect": "unusual aspect", "grayscale": "grayscale", "small_image": "small image"}
+    return out + [name for col, name in short.items() if bool(row.get(col, False))]
+
+
+def category_notes(per_image: pd.DataFrame) -> dict[str, str]:
+    """{id: "medium figure, 2 people, backlit"} for the rows of an attributed table (gallery captions)."""
+    return {str(row["id"]): ", ".join(categories_of(row)) for _, row in per_image.iterrows()}
+
+
+# --------------------------------------------------------------------------------------------- tables
+
+
+def category_table(per_image: pd.DataFrame, min_n: int = 1) -> pd.DataFrame:
+    """One row per category with at least `min_n` images: category, n, mean_iou, median_iou, rest_mean_iou
+    (mean IoU of the split's other images; NaN when the category holds them all) and difference
+    (mean_iou - rest_mean_iou), attribute (the boolean column); sorted by mean IoU, lowest first. Needs `attributes(...)` columns and iou."""
+    missing = [c for c in CATEGORIES if c not in per_image]
+    if missing:
+        raise ValueError(f"category_table: columns {missing} missing; run failures.attributes(per_image) first")
+    iou = per_image["iou"].astype(float)
+    rows = []
+    for col, label in CATEGORIES.items():
+        inside = per_image[col].astype(bool)
+        n = int(inside.sum())
+        if n < max(1, min_n):
+            continue
+        rest = iou[~inside]
+        mean = float(iou[inside].mean())
+        rest_mean = float(rest.mean()) if len(rest) else float("nan")
+        rows.append({"category": label, "n": n, "mean_iou": mean, "median_iou": float(iou[inside].median()),
+                     "rest_mean_iou": rest_mean, "difference": mean - rest_mean, "attribute": col})
+    table = pd.DataFrame(rows, columns=TABLE_COLUMNS)
+    return table.sort_values(["mean_iou", "n"], ascending=[True, False], kind="stable").reset_index(drop=True)
+
+
+def category_long(per_image: pd.DataFrame) -> pd.DataFrame:
+    """Long format for plotting: one row per (category, image) with id and iou (an image appears once per
+    category it belongs to), plus an "all images" row per image; categories ordered by mean IoU."""
+    parts = [pd.DataFrame({"category": "all images", "id": per_image["id"].astype(str),
+                           "iou": per_image["iou"].astype(float)})]
+    for col, label in CATEGORIES.items():
+        part = per_image[per_image[col].astype(bool)]
+        if len(part):
+            parts.append(pd.DataFrame({"category": label, "id": part["id"].astype(str),
+                                       "iou": part["iou"].astype(float)}))
+    long = pd.concat(parts, ignore_index=True)
+    order = long.groupby("category", sort=False)["iou"].mean().sort_values(kind="stable").index.tolist()
+    long["category"] = pd.Categorical(long["category"], categories=order, ordered=True)
+    return long.sort_values("category", kind="stable").reset_index(drop=True)
+
+
+def worst_k(per_image: pd.DataFrame, k: int = 8) -> pd.DataFrame:
+    """The k images with the lowest IoU (ties: lower boundary IoU, then id), lowest first."""
+    keys = ["iou"] + (["boundary_iou"] if "boundary_iou" in per_image else []) + ["id"]
+    df = per_image.assign(id=per_image["id"].astype(str))
+    return df.sort_values(keys, kind="stable").head(max(0, int(k))).reset_index(drop=True)
+
+
+def spread_ids(per_image: pd.DataFrame, n: int) -> list[str]:
+    """Ids of `n` images at evenly spaced IoU ranks, worst to best (a fair sample of the range)."""
+    df = per_image.assign(id=per_image["id"].astype(str)).sort_values(["iou", "id"], kind="stable")
+    n = min(max(0, int(n)), len(df))
+    if n == 0:
+        return []
+    ranks = np.unique(np.round(np.linspace(0, len(df) - 1, n)).astype(int))
+    return df["id"].iloc[ranks].tolist()
+
+
+def _name(row) -> str:
+    return SHORT_NAMES.get(getattr(row, "attribute", ""), row.category)
+
+
+def _phrase(row) -> str:
+    return (f"{_name(row)} (mean IoU {row.mean_iou:.2f} over {row.n} image{'s' if row.n != 1 else ''}, "
+            f"vs {row.rest_mean_iou:.2f} on the rest)")
+
+
+def failure_summary(table: pd.DataFrame, overall_mean: float, per_image: pd.DataFrame | None = None, *,
+                    split: str = "test", min_n: int = MIN_N, top: int = 2, margin: float = 0.02,
+                    low: float = LOW_IOU) -> str:
+    """One or two sentences on where the model fails, generated from a `category_table`.
+
+    Names the (at most `top`) lowest-scoring categories with at least `min_n` images that score more than
+    `margin` below the rest of the split, with their n; says when no category stands out, which categories
+    were too small to compare, and (given `per_image`) how many images score below `low`.
+    """
+    usable = table[(table["n"] >= min_n) & table["rest_mean_iou"].notna()]
+    worse = usable[usable["difference"] < -margin].sort_values("mean_iou", kind="stable").head(top)
+    too_small = table[table["n"] < min_n]
+    parts = []
+    if len(worse):
+        phrases = [_phrase(r) for r in worse.itertuples()]
+        parts.append("The model fails most on " + " and on ".join(phrases) + ".")
+    elif len(usable):
+        parts.append(f"No category stands out: every category with at least {min_n} images scores within "
+                     f"{margin:.2f} of the rest of the split or better (overall mean IoU {overall_mean:.2f}).")
+    else:
+        parts.append(f"Too few images per category to compare (overall mean IoU {overall_mean:.2f}).")
+    if per_image is not None and len(per_image) and "fg_fraction_pred" in per_image:
+        share = float(per_image["fg_fraction_pred"].median())
+        if share >= DEGENERATE_SHARE or share <= 1 - DEGENERATE_SHARE:
+            parts.append(f"Beware: the model calls {'almost every' if share >= 0.5 else 'almost no'} pixel person "
+                         f"(median predicted share {share:.0%}), so these differences mostly reflect how much of "
+                         "each picture the person fills, not what the model finds hard.")
+    if per_image is not None and len(per_image):
+        n_low = int((per_image["iou"].astype(float) < low).sum())
+        parts.append(f"{n_low} of {len(per_image)} {split} images score below {low:g} IoU "
+                     f"(mean IoU {overall_mean:.2f}).")
+    if len(too_small):
+        names = ", ".join(f"{_name(r)} (n={r.n})" for r in too_small.itertuples())
+        parts.append(f"Too few to compare (< {min_n} images): {names}.")
+    return " ".join(parts)
+
+
+# --------------------------------------------------------------------------------------------- evaluation results
+
+
+def _when(metrics: dict) -> str:
+    stamp = metrics.get("evaluated_at", "")
+    try:
+        return _dt.datetime.fromisoformat(stamp).strftime("%Y-%m-%d %H:%M UTC")
+    except (TypeError, ValueError):
+        return stamp or "an unknown date"
+
+
+def saved_result(run_dir, split: str):
+    """The evaluation saved in `<run_dir>/eval/<split>/` as an EvalResult, or None when it is not complete
+    (metrics.json is written last)."""
+    from seglib.evaluate import EvalResult
+
+    folder = Path(run_dir) / "eval" / split
+    if not (folder / "metrics.json").is_file():
+        return None
+    metrics = json.loads((folder / "metrics.json").read_text())
+    per_image = pd.read_csv(folder / "per_image.csv", dtype={"id": str})
+    sweep_path = folder / "threshold_sweep.csv"
+    sweep = pd.read_csv(sweep_path) if sweep_path.is_file() else None
+    return EvalResult(split, folder, metrics, per_image, sweep,
+                      [p for p in (folder / "per_image.csv", sweep_path, folder / "metrics.json") if p.is_file()])
+
+
+def _checkpoint_epoch(path: Path):
+    from seglib.checkpoint import load_checkpoint
+
+    return load_checkpoint(path).get("epoch")
+
+
+def same_checkpoint(metrics: dict, epoch, tta: bool) -> bool:
+    """Was this evaluation made with best.pt at `epoch` and the same TTA setting?"""
+    return (Path(str(metrics.get("checkpoint", ""))).name == "best.pt" and metrics.get("checkpoint_epoch") == epoch
+            and bool(metrics.get("tta")) == bool(tta))
+
+
+def load_or_evaluate(run_dir, split: str, *, dataset_dir=None, splits_dir=None, tta: bool | None = False,
+                     rescore: bool = False, progress: bool = False, n_boot: int = 2000,
+                     log: Callable[[str], None] = print):
+    """The run's evaluation on `split`, reused when possible, and a line saying which it is.
+
+    val: reused when `eval/val/metrics.json` was made from the current best.pt (same epoch) with the same TTA
+    setting, otherwise evaluated again. test: an existing score is always reused (test is scored once per run)
+    unless `rescore`; a warning is added when it belongs to another checkpoint. `tta=None` takes the saved
+    evaluation's TTA setting (none when there is no saved one). A run without best.pt is a SeglibError telling
+    how to train it.
+    """
+    from seglib.evaluate import evaluate_run
+
+    run_dir = Path(run_dir)
+    best = run_dir / "best.pt"
+    if not best.is_file():
+        raise SeglibError(f"run {run_dir.name} not trained yet: run notebook 03 or "
+                          f"`seglib train --run {run_dir.name}` ({best} not found)")
+    epoch = _checkpoint_epoch(best)
+    saved = saved_result(run_dir, split)
+    if tta is None:
+        tta = bool(saved.metrics.get("tta")) if saved is not None else False
+    kind = f"best.pt, epoch {epoch}" + (", TTA" if tta else "")
+    if split == "test":
+        if saved is not None and not rescore:
+            line = (f"test was already scored for this run on {_when(saved.metrics)}; showing those results "
+                    "(test is scored once per run; rescore=True scores it again).")
+            if not same_checkpoint(saved.metrics, epoch, tta):
+                line += (f" Note: they were scored with epoch {saved.metrics.get('checkpoint_epoch')}"
+                         f"{' with TTA' if saved.metrics.get('tta') else ''}, not the current {kind}.")
+            log(line)
+            return saved
+        if saved is None and (run_dir / "eval" / "test" / "per_image.csv").exists() and not rescore:
+            raise SeglibError(f"{run_dir / 'eval' / 'test'}: an earlier test scoring did not finish "
+                              "(per_image.csv without metrics.json); pass rescore=True to score test again")
+        log(f"rescore=True: scoring test again ({kind}), replacing the results of {_when(saved.metrics)}."
+            if saved is not None else f"test: not scored yet; scoring it now ({kind}) with the threshold chosen "
+                                      "on val.")
+        return evaluate_run(run_dir, "test", dataset_dir=dataset_dir, splits_dir=splits_dir, tta=tta,
+                            overwrite=rescore, progress=progress, n_boot=n_boot, log=log)
+    if saved is not None and same_checkpoint(saved.metrics, epoch, tta) \
+            and saved.metrics.get("threshold_source") == "val sweep":
+        log(f"{split}: reusing the evaluation of {_when(saved.metrics)} (same checkpoint: {kind}; "
+            f"threshold {saved.metrics['threshold']:g}).")
+        return saved
+    why = "not evaluated yet" if saved is None else \
+        "the saved evaluation is for another checkpoint, TTA setting or threshold source"
+    log(f"{split}: {why}; evaluating now ({kind}).")
+    return evaluate_run(run_dir, split, dataset_dir=dataset_dir, splits_dir=splits_dir, tta=tta, progress=progress,
+                        n_boot=n_boot, log=log)
+
+
+def predict_ids(predictor, split: str, ids: Sequence[str], dataset_dir=None, *, splits_dir=None) -> list[dict]:
+    """Records (id, image, mask, prob, pred at `predictor.threshold`) for the chosen images of a split, in the
+    order of `ids`; images and masks at mask resolution, as scored."""
+    ids = [str(i) for i in ids]
+    if not ids:
+        return []
+    pairs = _pairs_by_id(ids, dataset_dir, split, splits_dir)
+    images = [pairs[i][0] for i in ids]
+    probs = predictor.predict_proba_batch(images)
+    return [{"id": i, "image": pairs[i][0], "mask": pairs[i][1], "prob": np.asarray(p, dtype=np.float32),
+             "pred": (np.asarray(p) >= predictor.threshold).astype(np.uint8)} for i, p in zip(ids, probs, strict=True)]
