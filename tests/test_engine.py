@@ -158,7 +158,7 @@ def test_sigkill_during_checkpoint_write_keeps_last_good_checkpoint(synthetic_sp
 def test_sigint_stops_cleanly_after_saving(synthetic_splits, tmp_path):
     folder, splits = synthetic_splits
     runs = tmp_path / "runs"
-    proc = subprocess.Popen([sys.executable, "-m", "seglib", *_train_args(folder, splits, "c", epochs=200)],
+    proc = subprocess.Popen([sys.executable, "-m", "seglib", *_train_args(folder, splits, "c", epochs=100_000)],
                             env={**os.environ, "SEGLIB_RUNS_DIR": str(runs)}, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
     deadline = time.time() + 60
