@@ -160,12 +160,17 @@ def test_sigint_stops_cleanly_after_saving(synthetic_splits, tmp_path):
     runs = tmp_path / "runs"
     proc = subprocess.Popen([sys.executable, "-m", "seglib", *_train_args(folder, splits, "c", epochs=100_000)],
                             env={**os.environ, "SEGLIB_RUNS_DIR": str(runs)}, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+                            stderr=subprocess.PIPE, text=True,
+                            # a shell's background job inherits SIGINT ignored; give the child the default back
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.time() + 60
     while not (runs / "c" / "last.pt").exists() and time.time() < deadline:
         time.sleep(0.2)
     proc.send_signal(signal.SIGINT)
-    out, err = proc.communicate(timeout=60)
+    try:
+        out, err = proc.communicate(timeout=120)
+    finally:
+        proc.kill()
     assert proc.returncode == 130
     assert "interrupted" in out and "--resume" in out
     assert "Traceback" not in err
