@@ -22,6 +22,7 @@ import datetime as _dt
 import hashlib
 import json
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -513,6 +514,93 @@ def format_table(table: pd.DataFrame) -> str:
 
 
 # --------------------------------------------------------------------------------------------- CLI
+
+
+# ------------------------------------------------------------------------------ reusing saved evaluations
+
+
+def _when(metrics: dict) -> str:
+    stamp = metrics.get("evaluated_at", "")
+    try:
+        return _dt.datetime.fromisoformat(stamp).strftime("%Y-%m-%d %H:%M UTC")
+    except (TypeError, ValueError):
+        return stamp or "an unknown date"
+
+
+def saved_result(run_dir, split: str):
+    """The evaluation saved in `<run_dir>/eval/<split>/` as an EvalResult, or None when it is not complete
+    (metrics.json is written last)."""
+    folder = Path(run_dir) / "eval" / split
+    if not (folder / "metrics.json").is_file():
+        return None
+    metrics = json.loads((folder / "metrics.json").read_text())
+    per_image = pd.read_csv(folder / "per_image.csv", dtype={"id": str})
+    sweep_path = folder / "threshold_sweep.csv"
+    sweep = pd.read_csv(sweep_path) if sweep_path.is_file() else None
+    return EvalResult(split, folder, metrics, per_image, sweep,
+                      [p for p in (folder / "per_image.csv", sweep_path, folder / "metrics.json") if p.is_file()])
+
+
+def _checkpoint_epoch(path: Path):
+    from seglib.checkpoint import load_checkpoint
+
+    return load_checkpoint(path).get("epoch")
+
+
+def same_checkpoint(metrics: dict, epoch, tta: bool, name: str = "best.pt") -> bool:
+    """Was this evaluation made with the checkpoint file `name` at `epoch` and the same TTA setting?"""
+    return (Path(str(metrics.get("checkpoint", ""))).name == name and metrics.get("checkpoint_epoch") == epoch
+            and bool(metrics.get("tta")) == bool(tta))
+
+
+def load_or_evaluate(run_dir, split: str, *, dataset_dir=None, splits_dir=None, tta: bool | None = False,
+                     rescore: bool = False, progress: bool = False, n_boot: int = 2000,
+                     log: Callable[[str], None] = print):
+    """The run's evaluation on `split`, reused when possible, and a line saying which it is.
+
+    val: reused when `eval/val/metrics.json` was made from the current best.pt (same epoch) with the same TTA
+    setting, otherwise evaluated again. test: an existing score is always reused (test is scored once per run)
+    unless `rescore`; a warning is added when it belongs to another checkpoint. `tta=None` takes the saved
+    evaluation's TTA setting (none when there is no saved one). A run without best.pt is a SeglibError telling
+    how to train it.
+    """
+    run_dir = Path(run_dir)
+    best = run_dir / "best.pt"
+    if not best.is_file():
+        raise SeglibError(f"run {run_dir.name} not trained yet: run notebook 03 or "
+                          f"`seglib train --run {run_dir.name}` ({best} not found)")
+    epoch = _checkpoint_epoch(best)
+    saved = saved_result(run_dir, split)
+    if tta is None:
+        tta = bool(saved.metrics.get("tta")) if saved is not None else False
+    kind = f"best.pt, epoch {epoch}" + (", TTA" if tta else "")
+    if split == "test":
+        if saved is not None and not rescore:
+            line = (f"test was already scored for this run on {_when(saved.metrics)}; showing those results "
+                    "(test is scored once per run; rescore=True scores it again).")
+            if not same_checkpoint(saved.metrics, epoch, tta):
+                line += (f" Note: they were scored with epoch {saved.metrics.get('checkpoint_epoch')}"
+                         f"{' with TTA' if saved.metrics.get('tta') else ''}, not the current {kind}.")
+            log(line)
+            return saved
+        if saved is None and (run_dir / "eval" / "test" / "per_image.csv").exists() and not rescore:
+            raise SeglibError(f"{run_dir / 'eval' / 'test'}: an earlier test scoring did not finish "
+                              "(per_image.csv without metrics.json); pass rescore=True to score test again")
+        log(f"rescore=True: scoring test again ({kind}), replacing the results of {_when(saved.metrics)}."
+            if saved is not None else f"test: not scored yet; scoring it now ({kind}) with the threshold chosen "
+                                      "on val.")
+        return evaluate_run(run_dir, "test", dataset_dir=dataset_dir, splits_dir=splits_dir, tta=tta,
+                            overwrite=rescore, progress=progress, n_boot=n_boot, log=log)
+    if saved is not None and same_checkpoint(saved.metrics, epoch, tta) \
+            and saved.metrics.get("threshold_source") == "val sweep":
+        log(f"{split}: reusing the evaluation of {_when(saved.metrics)} (same checkpoint: {kind}; "
+            f"threshold {saved.metrics['threshold']:g}).")
+        return saved
+    why = "not evaluated yet" if saved is None else \
+        "the saved evaluation is for another checkpoint, TTA setting or threshold source"
+    log(f"{split}: {why}; evaluating now ({kind}).")
+    return evaluate_run(run_dir, split, dataset_dir=dataset_dir, splits_dir=splits_dir, tta=tta, progress=progress,
+                        n_boot=n_boot, log=log)
 
 
 def add_parser(subparsers) -> None:

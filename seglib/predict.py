@@ -100,10 +100,10 @@ class Predictor:
                 except (ValueError, KeyError, TypeError) as exc:
                     raise CheckpointError(f"{val_metrics}: no usable threshold ({type(exc).__name__}: {exc}); "
                                           "re-run the evaluation or pass --threshold") from None
-                # only a threshold chosen for this very checkpoint (same file name and epoch) applies
-                same = (Path(str(metrics.get("checkpoint", ""))).name == f"{which}.pt"
-                        and metrics.get("checkpoint_epoch") == predictor.checkpoint.get("epoch"))
-                if same:
+                # only a threshold chosen for this very checkpoint (file, epoch, TTA setting) applies
+                from seglib.evaluate import same_checkpoint
+
+                if same_checkpoint(metrics, predictor.checkpoint.get("epoch"), predictor.tta, f"{which}.pt"):
                     predictor.threshold = threshold
                     predictor.threshold_source = f"chosen on val, {val_metrics}"
         return predictor

@@ -88,3 +88,27 @@ def real_dataset() -> Path:
     if folder is None:
         pytest.skip("real data set not fetched (run `make data`)")
     return folder
+
+
+def save_tiny_checkpoint(path: Path, epoch: int = 1, input_size: int = 32, seed: int = 0) -> Path:
+    """A seglib checkpoint of an untrained width-4 U-Net (for evaluation, prediction and reuse tests)."""
+    import torch
+
+    from seglib.checkpoint import make_checkpoint, save_checkpoint
+    from seglib.model import UNet
+    from seglib.settings import make_config
+
+    torch.manual_seed(seed)
+    cfg = make_config("smoke", {"input_size": input_size})
+    state = make_checkpoint(UNet(base_channels=4, depth=2), cfg, epoch=epoch, val_iou=0.5, best_val_iou=0.5)
+    return save_checkpoint(state, path)
+
+
+def run_subcommand(add_parser, argv: list[str]) -> int:
+    """Parse `argv` with one module's `add_parser` (as `seglib` would) and run the command."""
+    import argparse
+
+    parser = argparse.ArgumentParser()
+    add_parser(parser.add_subparsers())
+    args = parser.parse_args(argv)
+    return args.func(args)

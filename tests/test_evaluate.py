@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import json
 import os
@@ -11,10 +10,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-import torch
+from conftest import run_subcommand, save_tiny_checkpoint
 from PIL import Image, ImageDraw
 
-from seglib.checkpoint import make_checkpoint, save_checkpoint
 from seglib.data.dataset import load_pair
 from seglib.errors import SeglibError
 from seglib.evaluate import (
@@ -25,12 +23,12 @@ from seglib.evaluate import (
     choose_threshold,
     evaluate_run,
     headline_table,
+    load_or_evaluate,
     mean_mask_prior,
     predictions_for_split,
     prior_for,
     threshold_sweep,
 )
-from seglib.model import UNet
 from seglib.predict import Predictor
 from seglib.settings import make_config
 
@@ -89,10 +87,7 @@ def data(tmp_path) -> tuple[Path, Path]:
 
 @pytest.fixture
 def tiny_checkpoint(tmp_path) -> Path:
-    torch.manual_seed(0)
-    cfg = make_config("smoke", {"input_size": 32})
-    state = make_checkpoint(UNet(base_channels=4, depth=2), cfg, epoch=1, val_iou=0.5, best_val_iou=0.5)
-    return save_checkpoint(state, tmp_path / "ckpt" / "tiny.pt")
+    return save_tiny_checkpoint(tmp_path / "ckpt" / "tiny.pt")
 
 
 class LookupPredictor:
@@ -337,11 +332,47 @@ def test_mean_mask_prior_uses_train_only(data, tmp_path):
 # ------------------------------------------------------------------------------------------- CLI
 
 
+# ------------------------------------------------------------------------------------------- saved evaluations
+
+
+def save_best(run_dir, epoch: int):
+    return save_tiny_checkpoint(run_dir / "best.pt", epoch=epoch, seed=epoch)
+
+
+def test_load_or_evaluate_reuses_val_and_never_rescores_test_unasked(synthetic_splits, tmp_path):
+    folder, splits = synthetic_splits
+    run_dir = tmp_path / "runs" / "r1"
+    lines: list[str] = []
+    kw = {"dataset_dir": folder, "splits_dir": splits, "n_boot": 20, "log": lines.append}
+    run_dir.mkdir(parents=True)
+    with pytest.raises(SeglibError, match="run r1 not trained yet: run notebook 03 or `seglib train --run r1`"):
+        load_or_evaluate(run_dir, "val", **kw)
+    save_best(run_dir, 1)
+    val = load_or_evaluate(run_dir, "val", **kw)
+    assert "not evaluated yet" in lines[-1] and val.sweep is not None
+    again = load_or_evaluate(run_dir, "val", **kw)
+    assert "reusing" in lines[-1] and again.threshold == val.threshold and again.sweep is not None
+    pd.testing.assert_frame_equal(again.per_image[["id", "iou"]], val.per_image[["id", "iou"]], atol=1e-5)
+    test = load_or_evaluate(run_dir, "test", **kw)
+    assert "not scored yet" in lines[-1]
+    stamp = (run_dir / "eval" / "test" / "metrics.json").stat().st_mtime_ns
+    reused = load_or_evaluate(run_dir, "test", **kw)
+    assert lines[-1].startswith("test was already scored for this run on ") and "showing those results" in lines[-1]
+    assert (run_dir / "eval" / "test" / "metrics.json").stat().st_mtime_ns == stamp
+    assert reused.metrics["mean_iou"] == test.metrics["mean_iou"]
+    save_best(run_dir, 2)  # the run was retrained: val is scored again, test is kept but flagged
+    load_or_evaluate(run_dir, "val", **kw)
+    assert "another checkpoint" in lines[-1]
+    load_or_evaluate(run_dir, "test", **kw)
+    assert "Note: they were scored with epoch 1" in lines[-1]
+    kw_any = {**kw, "tta": None}  # None: whatever the saved evaluation used
+    assert load_or_evaluate(run_dir, "val", **kw_any).metrics["tta"] is False and "reusing" in lines[-1]
+    rescored = load_or_evaluate(run_dir, "test", rescore=True, **kw)
+    assert "scoring test again" in lines[-1] and rescored.metrics["checkpoint_epoch"] == 2
+
+
 def run_cli(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser()
-    add_parser(parser.add_subparsers())
-    args = parser.parse_args(argv)
-    return args.func(args)
+    return run_subcommand(add_parser, argv)
 
 
 def test_cli(data, tiny_checkpoint, tmp_path, capsys):

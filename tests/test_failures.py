@@ -6,14 +6,11 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
-import torch
+from conftest import save_tiny_checkpoint
 
 from seglib import failures
-from seglib.checkpoint import make_checkpoint, save_checkpoint
 from seglib.errors import SeglibError
-from seglib.model import UNet
 from seglib.predict import Predictor
-from seglib.settings import make_config
 
 
 def blank(h=60, w=80, value=128, gray=False):
@@ -170,51 +167,9 @@ def test_categories_of_lists_short_names():
     assert notes["two"].startswith("medium figure, 2 people") and "backlit" in notes["backlit"]
 
 
-# ------------------------------------------------------------------------------------------- saved evaluations
-
-
-def save_run(run_dir, epoch: int):
-    torch.manual_seed(epoch)
-    cfg = make_config("smoke", {"input_size": 32})
-    state = make_checkpoint(UNet(base_channels=4, depth=2), cfg, epoch=epoch, val_iou=0.5, best_val_iou=0.5)
-    return save_checkpoint(state, run_dir / "best.pt")
-
-
-def test_load_or_evaluate_reuses_val_and_never_rescores_test_unasked(synthetic_splits, tmp_path):
-    folder, splits = synthetic_splits
-    run_dir = tmp_path / "runs" / "r1"
-    lines: list[str] = []
-    kw = {"dataset_dir": folder, "splits_dir": splits, "n_boot": 20, "log": lines.append}
-    run_dir.mkdir(parents=True)
-    with pytest.raises(SeglibError, match="run r1 not trained yet: run notebook 03 or `seglib train --run r1`"):
-        failures.load_or_evaluate(run_dir, "val", **kw)
-    save_run(run_dir, 1)
-    val = failures.load_or_evaluate(run_dir, "val", **kw)
-    assert "not evaluated yet" in lines[-1] and val.sweep is not None
-    again = failures.load_or_evaluate(run_dir, "val", **kw)
-    assert "reusing" in lines[-1] and again.threshold == val.threshold and again.sweep is not None
-    pd.testing.assert_frame_equal(again.per_image[["id", "iou"]], val.per_image[["id", "iou"]], atol=1e-5)
-    test = failures.load_or_evaluate(run_dir, "test", **kw)
-    assert "not scored yet" in lines[-1]
-    stamp = (run_dir / "eval" / "test" / "metrics.json").stat().st_mtime_ns
-    reused = failures.load_or_evaluate(run_dir, "test", **kw)
-    assert lines[-1].startswith("test was already scored for this run on ") and "showing those results" in lines[-1]
-    assert (run_dir / "eval" / "test" / "metrics.json").stat().st_mtime_ns == stamp
-    assert reused.metrics["mean_iou"] == test.metrics["mean_iou"]
-    save_run(run_dir, 2)  # the run was retrained: val is scored again, test is kept but flagged
-    failures.load_or_evaluate(run_dir, "val", **kw)
-    assert "another checkpoint" in lines[-1]
-    failures.load_or_evaluate(run_dir, "test", **kw)
-    assert "Note: they were scored with epoch 1" in lines[-1]
-    kw_any = {**kw, "tta": None}  # None: whatever the saved evaluation used
-    assert failures.load_or_evaluate(run_dir, "val", **kw_any).metrics["tta"] is False and "reusing" in lines[-1]
-    rescored = failures.load_or_evaluate(run_dir, "test", rescore=True, **kw)
-    assert "scoring test again" in lines[-1] and rescored.metrics["checkpoint_epoch"] == 2
-
-
 def test_predict_ids_returns_records_in_order_at_mask_size(synthetic_splits, tmp_path):
     folder, splits = synthetic_splits
-    predictor = Predictor.from_checkpoint(save_run(tmp_path / "r", 1))
+    predictor = Predictor.from_checkpoint(save_tiny_checkpoint(tmp_path / "r" / "best.pt"))
     from seglib.evaluate import split_items
 
     ids = split_items("val", folder, splits)["id"].tolist()[::-1]

@@ -3,7 +3,6 @@ flip TTA, bad files skipped with a clear line, refused overwrites, unsafe checkp
 
 from __future__ import annotations
 
-import argparse
 import io
 import json
 import os
@@ -11,11 +10,11 @@ import os
 import numpy as np
 import pytest
 import torch
+from conftest import run_subcommand, save_tiny_checkpoint
 from PIL import Image
 
-from seglib.checkpoint import load_checkpoint, make_checkpoint, save_checkpoint
+from seglib.checkpoint import load_checkpoint
 from seglib.errors import CheckpointError, SeglibError
-from seglib.model import UNet
 from seglib.predict import (
     Predictor,
     add_parser,
@@ -25,15 +24,11 @@ from seglib.predict import (
     plan_outputs,
     predict_files,
 )
-from seglib.settings import make_config
 
 
 @pytest.fixture(scope="module")
 def checkpoint(tmp_path_factory):
-    torch.manual_seed(0)
-    model = UNet(base_channels=4, depth=2)
-    state = make_checkpoint(model, make_config("smoke"), epoch=1, val_iou=0.5, best_val_iou=0.5)
-    return save_checkpoint(state, tmp_path_factory.mktemp("ckpt") / "tiny.pt")
+    return save_tiny_checkpoint(tmp_path_factory.mktemp("ckpt") / "tiny.pt", input_size=64)
 
 
 @pytest.fixture(scope="module")
@@ -42,11 +37,7 @@ def predictor(checkpoint):
 
 
 def run_cli(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser()
-    sub = parser.add_subparsers()
-    add_parser(sub)
-    args = parser.parse_args(argv)
-    return args.func(args)
+    return run_subcommand(add_parser, argv)
 
 
 def noise(h: int, w: int, seed: int = 0) -> np.ndarray:

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import csv
-from pathlib import Path, PurePosixPath
+import re
+from pathlib import Path, PureWindowsPath
 
 import pandas as pd
 
@@ -34,20 +35,29 @@ def find_dataset_dir(path: str | Path | None = None) -> Path:
     raise DataError(f"{root}: several data set folders ({names}); pass one with --data-dir")
 
 
-def resolve_listed_path(dataset_dir: Path, listed: str) -> Path:
-    """Resolve a train.csv path against the data set folder, whatever that folder is called.
+def listed_relative_path(listed: str, where: str) -> str:
+    """A train.csv path made relative to the data set folder ('/'-separated), or a DataError naming `where`.
 
-    The CSV's paths start with the folder's original name (`Human-Segmentation-Dataset-master/...`),
-    i.e. they are relative to its parent; the first component is dropped and the rest joined to `dataset_dir`.
+    The CSV's paths start with the folder's original name (`Human-Segmentation-Dataset-master/...`), i.e.
+    they are relative to its parent: the first component is dropped. Empty, absolute and '..' paths are
+    refused, and so is a path with no folder component.
     """
-    text = listed.strip().replace("\\", "/")
-    parts = PurePosixPath(text).parts
-    if not text or text.startswith("/") or (parts and parts[0].endswith(":")):
-        raise DataError(f"{dataset_dir / CSV_NAME}: absolute path not allowed: {listed!r}")
+    text = listed.strip()
+    if not text:
+        raise DataError(f"{where}: empty path")
+    if text.startswith(("/", "\\")) or PureWindowsPath(text).drive:
+        raise DataError(f"{where}: absolute path not allowed: {listed!r}")
+    parts = [p for p in re.split(r"[/\\]", text) if p not in ("", ".")]
     if ".." in parts:
-        raise DataError(f"{dataset_dir / CSV_NAME}: path leads outside the data set folder: {listed!r}")
-    rel = parts[1:] if len(parts) > 1 else parts
-    return dataset_dir.joinpath(*rel)
+        raise DataError(f"{where}: path leads outside the data set folder: {listed!r}")
+    if len(parts) < 2:
+        raise DataError(f"{where}: path should start with the data set folder's name: {listed!r}")
+    return "/".join(parts[1:])
+
+
+def resolve_listed_path(dataset_dir: Path, listed: str) -> Path:
+    """Resolve a train.csv path against the data set folder, whatever that folder is called."""
+    return dataset_dir / listed_relative_path(listed, str(dataset_dir / CSV_NAME))
 
 
 def read_pairs_csv(dataset_dir: Path) -> tuple[pd.DataFrame, list[str]]:

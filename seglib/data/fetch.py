@@ -20,6 +20,7 @@ from pathlib import Path, PureWindowsPath
 from tqdm.auto import tqdm
 
 from seglib import config
+from seglib.data.catalog import listed_relative_path
 from seglib.errors import DataError
 
 DEFAULT_MAX_BYTES = 200 * 2**20
@@ -322,7 +323,7 @@ def _listed_files(csv_path: Path, shown: str) -> list[str]:
             files = []
             for row in reader:
                 for col in _CSV_COLUMNS:
-                    files.append(_listed_path(row.get(col) or "", f"{shown}:{reader.line_num}"))
+                    files.append(listed_relative_path(row.get(col) or "", f"{shown}:{reader.line_num}"))
     except UnicodeDecodeError:
         raise DataError(f"{shown}: not UTF-8 text") from None
     except csv.Error as exc:
@@ -330,21 +331,6 @@ def _listed_files(csv_path: Path, shown: str) -> list[str]:
     if not files:
         raise DataError(f"{shown}: lists no image/mask pairs")
     return files
-
-
-def _listed_path(listed: str, where: str) -> str:
-    """Drop the first component (the data set folder's own name); refuse absolute and '..' paths."""
-    text = listed.strip()
-    if not text:
-        raise DataError(f"{where}: empty path")
-    if text.startswith(("/", "\\")) or PureWindowsPath(text).drive:
-        raise DataError(f"{where}: absolute path not allowed: {listed!r}")
-    parts = [p for p in re.split(r"[/\\]", text) if p not in ("", ".")]
-    if ".." in parts:
-        raise DataError(f"{where}: path leads outside the data set folder: {listed!r}")
-    if len(parts) < 2:
-        raise DataError(f"{where}: path should start with the data set folder's name: {listed!r}")
-    return "/".join(parts[1:])
 
 
 def _copy_files(src_root: Path, dst_root: Path, rel_files: list[str], progress: bool) -> None:
