@@ -26,6 +26,7 @@ from seglib.checkpoint import (
     weights_description,
 )
 from seglib.data.dataset import SegmentationDataset
+from seglib.ema import WeightEMA
 from seglib.errors import ConfigError, SeglibError
 from seglib.io import ensure_writable_dir, write_json_atomic, write_text_atomic
 from seglib.losses import DiceBCELoss
@@ -136,18 +137,22 @@ def make_loaders(cfg: TrainConfig, runtime: Runtime, dataset_dir=None, splits_di
         transform=eval_transform(cfg.input_size), max_side=cfg.cache_max_side)
     cuda = runtime.device.type == "cuda"
     workers = cfg.num_workers if cfg.num_workers >= 0 else (min(8, os.cpu_count() or 1) if cuda else 0)
-    if workers == 0:
-        train_ds.preload()
-        val_ds.preload()
+    # decode once in the main process: forked workers share the cache instead of decoding every epoch
+    train_ds.preload()
+    val_ds.preload()
     if runtime.distributed:
         train_sampler = DistributedSampler(train_ds, runtime.world_size, runtime.rank, shuffle=True, seed=cfg.seed)
         val_sampler = DistributedSampler(val_ds, runtime.world_size, runtime.rank, shuffle=False)
     else:
         train_sampler = RandomSampler(train_ds, generator=torch.Generator())
         val_sampler = SequentialSampler(val_ds)
-    common = dict(num_workers=workers, pin_memory=cuda, persistent_workers=False)
-    train_loader = DataLoader(train_ds, batch_size=cfg.batch_size, sampler=train_sampler, drop_last=len(train_ds) > cfg.batch_size, **common)
-    val_loader = DataLoader(val_ds, batch_size=cfg.batch_size, sampler=val_sampler, **common)
+    # persistent workers: starting them every epoch cost more than the epoch itself on a GPU (1.5 s for 202
+    # images on an H200); they read the epoch from shared memory, so augmentation stays (seed, epoch, index)
+    train_loader = DataLoader(train_ds, batch_size=cfg.batch_size, sampler=train_sampler,
+                              drop_last=len(train_ds) > cfg.batch_size, num_workers=workers, pin_memory=cuda,
+                              persistent_workers=workers > 0)
+    # validation reads the preloaded cache and only letterboxes: worker start-up would cost more than it saves
+    val_loader = DataLoader(val_ds, batch_size=cfg.batch_size, sampler=val_sampler, num_workers=0, pin_memory=cuda)
     return train_loader, val_loader
 
 
@@ -207,10 +212,15 @@ def train(cfg: TrainConfig, run_dir: str | Path, *, resume: bool = False, overwr
     scheduler = make_scheduler(cfg, optimizer, len(train_loader))
     use_amp = cuda and cfg.amp
     scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
+    ema = WeightEMA(model, cfg.ema_decay) if cfg.ema_decay else None
     history: list[dict] = []
     start_epoch, best_iou, best_epoch, bad_epochs = 1, -1.0, 0, 0
     if saved is not None:
-        model.load_state_dict(saved["model_state"])
+        if ema is not None:  # model_state holds the averaged weights; the raw ones are kept beside them
+            model.load_state_dict(saved["raw_model_state"])
+            ema.load_state_dict(saved["ema_state"], saved["model_state"])
+        else:
+            model.load_state_dict(saved["model_state"])
         optimizer.load_state_dict(saved["optimizer_state"])
         scheduler.load_state_dict(saved["scheduler_state"])
         if saved.get("scaler_state"):
@@ -263,11 +273,13 @@ def train(cfg: TrainConfig, run_dir: str | Path, *, resume: bool = False, overwr
                 scaler.step(optimizer)
                 scaler.update()
                 scheduler.step()
+                if ema is not None:
+                    ema.update(model)
                 total_loss += loss.item() * images.shape[0]
                 seen += images.shape[0]
                 bar.set_postfix(loss=f"{loss.item():.3f}")
             train_loss = _reduce_mean(total_loss, seen, runtime)
-            val_loss, val_iou = validate(ddp_model, val_loader, loss_fn, cfg, runtime, use_amp)
+            val_loss, val_iou = validate(ema.module if ema is not None else ddp_model, val_loader, loss_fn, cfg, runtime, use_amp)
             seconds = time.perf_counter() - t0
             train_seconds += seconds
             improved = val_iou > best_iou
@@ -286,9 +298,12 @@ def train(cfg: TrainConfig, run_dir: str | Path, *, resume: bool = False, overwr
             elif epoch == cfg.epochs:
                 stop_reason = "completed"
             if runtime.main:
-                state = make_checkpoint(model, cfg, epoch=epoch, val_iou=val_iou, best_val_iou=best_iou,
+                state = make_checkpoint(ema.module if ema is not None else model, cfg, epoch=epoch, val_iou=val_iou, best_val_iou=best_iou,
                                         optimizer=optimizer, scheduler=scheduler, scaler=scaler, history=history,
                                         bad_epochs=bad_epochs, stop_reason=stop_reason)
+                if ema is not None:
+                    state["raw_model_state"] = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+                    state["ema_state"] = ema.state_dict()
                 if improved:
                     save_checkpoint(state, run_dir / "best.pt")
                 save_checkpoint(state, run_dir / "last.pt")

@@ -54,3 +54,23 @@ def test_real_dataset_items(real_dataset):
         item = ds[i]
         assert item["image"].shape == (3, 64, 64)
         assert item["mask"].sum() > 0
+
+
+def test_persistent_workers_follow_the_epoch_like_the_main_process(synthetic_splits):
+    """Training loaders keep their workers between epochs; each epoch's augmentation must still change."""
+    from seglib.engine import Runtime, make_loaders, set_epoch
+    from seglib.settings import make_config
+
+    folder, splits = synthetic_splits
+    batches = {}
+    for workers in (0, 2):
+        cfg = make_config("smoke", {"num_workers": workers, "input_size": 32, "limit_train": 6, "batch_size": 3,
+                                    "augment": "standard"})
+        loader, _ = make_loaders(cfg, Runtime(torch.device("cpu")), folder, splits)
+        assert loader.persistent_workers == (workers > 0)
+        for epoch in (1, 2):
+            set_epoch(loader, cfg, epoch)
+            batches[workers, epoch] = torch.cat([b["image"] for b in loader])
+    assert not torch.equal(batches[0, 1], batches[0, 2])
+    for epoch in (1, 2):
+        assert torch.equal(batches[0, epoch], batches[2, epoch])

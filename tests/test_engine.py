@@ -87,9 +87,10 @@ def test_existing_run_is_never_overwritten_silently(synthetic_splits, tmp_path):
         train(tiny_config(epochs=1), run, resume=True, dataset_dir=folder, splits_dir=splits, progress=False)
 
 
-def test_interrupted_and_resumed_run_matches_uninterrupted(synthetic_splits, tmp_path):
+@pytest.mark.parametrize("ema_decay", [0.0, 0.9])
+def test_interrupted_and_resumed_run_matches_uninterrupted(ema_decay, synthetic_splits, tmp_path):
     folder, splits = synthetic_splits
-    cfg = tiny_config(epochs=4)
+    cfg = tiny_config(epochs=4, ema_decay=ema_decay)
     full = train(cfg, tmp_path / "full", dataset_dir=folder, splits_dir=splits, progress=False)
     part = train(cfg, tmp_path / "part", dataset_dir=folder, splits_dir=splits, progress=False, stop_after_epoch=2)
     assert part.stop_reason == "interrupted" and part.epochs_run == 2
@@ -121,38 +122,83 @@ def _train_args(folder, splits, run, epochs=4):
     return ["train", "--profile", "smoke", "--run", run, "--data-dir", str(folder), "--splits-dir", str(splits), *sets]
 
 
-def test_sigkill_during_checkpoint_write_keeps_last_good_checkpoint(synthetic_splits, tmp_path):
-    """The process is killed (SIGKILL) half-way through writing epoch 2's last.pt; epoch 1's survives."""
-    folder, splits = synthetic_splits
-    runs = tmp_path / "runs"
-    script = textwrap.dedent(f"""
-        import os, signal, sys
+# Where the SIGKILL lands, as code run in the child before `seglib train` starts.
+KILL_POINTS = {
+    # in the middle of epoch 2's training steps: nothing of epoch 2 is saved
+    "mid-epoch": """
+        import seglib.engine as eng, torch
+        real_validate, real_step, seen = eng.validate, torch.optim.AdamW.step, []
+        def validate(*a, **k):
+            seen.append(1)
+            return real_validate(*a, **k)
+        def step(self, *a, **k):
+            if seen:
+                os.kill(os.getpid(), signal.SIGKILL)
+            return real_step(self, *a, **k)
+        eng.validate, torch.optim.AdamW.step = validate, step
+    """,
+    # half-way through writing epoch 2's first checkpoint file
+    "mid-write": """
         import seglib.checkpoint as ck
-        real_save, calls = ck.torch.save, []
-        def dying_save(obj, f):
-            calls.append(1)
+        real_save = ck.torch.save
+        def save(obj, f):
             if obj["epoch"] == 2:
                 with open(f, "wb") as fh:
                     fh.write(b"PK half a checkpoint")
                 os.kill(os.getpid(), signal.SIGKILL)
             real_save(obj, f)
-        ck.torch.save = dying_save
+        ck.torch.save = save
+    """,
+    # after epoch 2's first file is in place (best.pt if it improved, else last.pt), before the next
+    "between-writes": """
+        import seglib.engine as eng
+        real_save = eng.save_checkpoint
+        def save(state, path):
+            out = real_save(state, path)
+            if state["epoch"] == 2:
+                os.kill(os.getpid(), signal.SIGKILL)
+            return out
+        eng.save_checkpoint = save
+    """,
+}
+
+
+@pytest.fixture
+def uninterrupted_run(synthetic_splits, tmp_path):
+    folder, splits = synthetic_splits
+    runs = tmp_path / "full-runs"
+    full = _seglib(*_train_args(folder, splits, "full"), env={"SEGLIB_RUNS_DIR": str(runs)})
+    assert full.returncode == 0, full.stderr
+    return runs / "full"
+
+
+@pytest.mark.parametrize("kill_point", sorted(KILL_POINTS))
+def test_sigkill_keeps_last_good_checkpoint_and_resume_matches(kill_point, synthetic_splits, tmp_path,
+                                                              uninterrupted_run):
+    """SIGKILL at several points of epoch 2: last.pt stays loadable, and --resume ends exactly like a run
+    that was never interrupted (same history, same best and last weights)."""
+    folder, splits = synthetic_splits
+    runs = tmp_path / "runs"
+    script = "import os, signal, sys\n" + textwrap.dedent(KILL_POINTS[kill_point]) + textwrap.dedent(f"""
         from seglib.cli import main
         sys.exit(main({_train_args(folder, splits, "k")!r}))
     """)
     proc = subprocess.run([sys.executable, "-c", script], env={**os.environ, "SEGLIB_RUNS_DIR": str(runs)},
                           capture_output=True, text=True)
-    assert proc.returncode == -signal.SIGKILL
+    assert proc.returncode == -signal.SIGKILL, proc.stderr
     state = load_checkpoint(runs / "k" / "last.pt")
-    assert state["epoch"] == 1
+    assert state["epoch"] in (1, 2)
+    assert kill_point != "mid-epoch" or state["epoch"] == 1
     resumed = _seglib("train", "--run", "k", "--resume", "--data-dir", str(folder), "--splits-dir", str(splits),
                       env={"SEGLIB_RUNS_DIR": str(runs)})
     assert resumed.returncode == 0, resumed.stderr
-    full = _seglib(*_train_args(folder, splits, "full"), env={"SEGLIB_RUNS_DIR": str(runs)})
-    assert full.returncode == 0, full.stderr
-    cols = ["epoch", "train_loss", "val_iou"]
+    cols = ["epoch", "train_loss", "val_loss", "val_iou", "lr"]
     pd.testing.assert_frame_equal(pd.read_csv(runs / "k" / "history.csv")[cols],
-                                  pd.read_csv(runs / "full" / "history.csv")[cols])
+                                  pd.read_csv(uninterrupted_run / "history.csv")[cols])
+    for name in ("best.pt", "last.pt"):
+        a = load_checkpoint(runs / "k" / name)["model_state"]
+        b = load_checkpoint(uninterrupted_run / name)["model_state"]
+        assert all(torch.equal(a[k], b[k]) for k in b), name
 
 
 def test_sigint_stops_cleanly_after_saving(synthetic_splits, tmp_path):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import multiprocessing
 from pathlib import Path
 
 import cv2
@@ -67,7 +68,8 @@ class SegmentationDataset(Dataset):
         self.max_side = max_side
         self.cache = cache
         self.seed = seed
-        self.epoch = 0
+        # shared memory: persistent DataLoader workers see the epoch the main process sets
+        self._epoch = multiprocessing.Value("q", 0, lock=False)
         self._cache: dict[int, tuple[np.ndarray, np.ndarray]] = {}
 
     @classmethod
@@ -88,8 +90,12 @@ class SegmentationDataset(Dataset):
     def __len__(self) -> int:
         return len(self.items)
 
+    @property
+    def epoch(self) -> int:
+        return int(self._epoch.value)
+
     def set_epoch(self, epoch: int) -> None:
-        self.epoch = epoch
+        self._epoch.value = int(epoch)
 
     def load(self, index: int) -> tuple[np.ndarray, np.ndarray]:
         """The decoded pair at mask resolution (shrunk to `max_side` if set)."""
