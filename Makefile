@@ -17,7 +17,7 @@ LOCAL_DATA := $(wildcard $(CURDIR)/../shared/datasets/Human-Segmentation-Dataset
 export SEGLIB_DATASET_SOURCE ?= $(LOCAL_DATA)
 export NO_ALBUMENTATIONS_UPDATE := 1
 
-.PHONY: help setup data test test-slow reports lab lint bench clean-reports
+.PHONY: help setup data test test-slow reports lab lint bench mediapipe-anchor clean-reports
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  \033[36m%-14s\033[0m %s\n", $$1, $$2}'
@@ -56,5 +56,14 @@ lint: setup ## ruff over the package, tests and notebooks
 bench: data ## benchmark training, data pipeline and prediction speed; writes reports/bench/
 	$(BIN)/python -m seglib.bench
 
-clean-reports: ## remove generated reports (keeps reports/reference)
-	find reports -mindepth 1 -maxdepth 1 ! -name reference ! -name experiments.csv ! -name bench -exec rm -rf {} +
+MP_VENV := .venv-mediapipe
+$(MP_VENV)/.installed:
+	$(PYTHON) -m venv $(MP_VENV)
+	$(MP_VENV)/bin/pip install --quiet mediapipe==0.10.21
+	touch $@
+
+mediapipe-anchor: data $(MP_VENV)/.installed ## score MediaPipe selfie segmentation off the shelf on val/test (own venv: it needs numpy<2)
+	$(BIN)/python -m seglib.anchors --python $(MP_VENV)/bin/python
+
+clean-reports: ## remove generated reports (keeps reports/reference, bench, anchors)
+	find reports -mindepth 1 -maxdepth 1 ! -name reference ! -name experiments.csv ! -name bench ! -name anchors -exec rm -rf {} +

@@ -1,0 +1,136 @@
+"""Off-the-shelf anchor: MediaPipe selfie segmentation, scored exactly like our models.
+
+`python -m seglib.anchors` (or `make mediapipe-anchor`) scores it on val and test at mask resolution with the
+fixed threshold 0.5, with the same baselines, and writes `reports/anchors/mediapipe-selfie/<split>/`.
+
+mediapipe 0.10.21 requires numpy<2 and opencv-contrib-python, which cannot share the main environment (numpy 2,
+albumentations' opencv-python-headless), so it runs in its own virtual environment (`.venv-mediapipe`, made by
+`make mediapipe-anchor`; or $SEGLIB_MEDIAPIPE_PYTHON) as a worker process: photos go to it as PNG files and
+probabilities come back as .npy files. Its model (`selfie_segmentation.tflite`) ships inside the wheel
+(Apache-2.0); nothing is downloaded at run time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from seglib import config
+from seglib.errors import SeglibError
+
+ENV_PYTHON = "SEGLIB_MEDIAPIPE_PYTHON"
+WORKER = Path(__file__).with_name("mediapipe_worker.py")
+MEDIAPIPE_VERSION = "0.10.21"
+THRESHOLD = 0.5  # the anchors' protocol: per image at the mask's resolution, threshold 0.5
+
+
+def default_python() -> Path:
+    value = os.environ.get(ENV_PYTHON)
+    return Path(value) if value else config.PROJECT_ROOT / ".venv-mediapipe" / "bin" / "python"
+
+
+class MediaPipePredictor:
+    """A predictor (`predict_proba_batch`) backed by MediaPipe selfie segmentation in its own environment."""
+
+    def __init__(self, python: str | Path | None = None, model_selection: int = 0):
+        self.python = Path(python) if python else default_python()
+        if not self.python.is_file():
+            raise SeglibError(f"{self.python}: no mediapipe environment; run `make mediapipe-anchor` (it makes "
+                              f".venv-mediapipe with mediapipe=={MEDIAPIPE_VERSION}) or set {ENV_PYTHON}")
+        if model_selection not in (0, 1):
+            raise SeglibError(f"model_selection {model_selection}: 0 (general, 256x256) or 1 (landscape, 144x256)")
+        self.model_selection = model_selection
+        self.threshold, self.tta = THRESHOLD, False
+        self.source = f"mediapipe=={MEDIAPIPE_VERSION} selfie segmentation, model_selection={model_selection}"
+        self.checkpoint = {
+            "threshold": THRESHOLD,
+            "weights": f"MediaPipe selfie_segmentation{'_landscape' if model_selection else ''}.tflite "
+                       f"(inside the mediapipe {MEDIAPIPE_VERSION} wheel, Apache-2.0), off the shelf",
+            "config": {"model": "mediapipe-selfie", "profile": "off the shelf"},
+        }
+        self.seconds: list[float] = []  # MediaPipe's own time per image, as the worker measured it
+
+    def predict_proba_batch(self, images: list[np.ndarray]) -> list[np.ndarray]:
+        if not images:
+            return []
+        with tempfile.TemporaryDirectory(prefix="seglib-mediapipe-") as tmp:
+            folder = Path(tmp)
+            for i, rgb in enumerate(images):
+                cv2.imwrite(str(folder / f"{i}.png"), cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
+            proc = subprocess.run([str(self.python), str(WORKER), str(folder), str(self.model_selection)],
+                                  capture_output=True, text=True)
+            if proc.returncode:
+                last = (proc.stderr.strip().splitlines() or ["no message"])[-1]
+                raise SeglibError(f"mediapipe worker ({self.python}) failed: {last}")
+            probs = [np.load(folder / f"{i}.npy") for i in range(len(images))]
+            self.seconds += json.loads((folder / "times.json").read_text())
+        for prob, rgb in zip(probs, images, strict=True):
+            if prob.shape != rgb.shape[:2]:
+                raise SeglibError(f"mediapipe returned a {prob.shape} mask for a {rgb.shape[:2]} photo")
+        return probs
+
+
+def default_out_dir() -> Path:
+    return config.PROJECT_ROOT / "reports" / "anchors" / "mediapipe-selfie"
+
+
+def score_anchor(splits=("val", "test"), *, out_dir=None, python=None, model_selection: int = 0,
+                 dataset_dir=None, splits_dir=None, overwrite: bool = False, progress: bool = True, log=print):
+    """Evaluate MediaPipe on each split like a model (fixed threshold 0.5); returns {split: EvalResult}."""
+    from seglib.evaluate import evaluate_run
+
+    predictor = MediaPipePredictor(python, model_selection)
+    out_dir = Path(out_dir) if out_dir else default_out_dir()
+    results = {}
+    for split in splits:
+        start = len(predictor.seconds)
+        result = evaluate_run(split=split, out_dir=out_dir, predictor=predictor, threshold_source="checkpoint",
+                              dataset_dir=dataset_dir, splits_dir=splits_dir, overwrite=overwrite,
+                              progress=progress, batch_size=64, log=log)
+        spent = predictor.seconds[start:]
+        result.metrics["mediapipe_ms_per_image_median"] = round(1000 * float(np.median(spent)), 2) if spent else None
+        from seglib.io import write_json_atomic
+
+        write_json_atomic(result.out_dir / "metrics.json", result.metrics)
+        results[split] = result
+    return results
+
+
+def main(argv=None) -> int:
+    from seglib.evaluate import format_table
+
+    parser = argparse.ArgumentParser(prog="python -m seglib.anchors", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--split", action="append", choices=("val", "test"), help="default: val and test")
+    parser.add_argument("--out", type=Path, help="results folder (default: reports/anchors/mediapipe-selfie)")
+    parser.add_argument("--python", type=Path, help=f"the mediapipe environment's python (default: ${ENV_PYTHON} "
+                                                    "or .venv-mediapipe/bin/python)")
+    parser.add_argument("--model-selection", type=int, default=0, help="0: general (default), 1: landscape")
+    parser.add_argument("--data-dir", type=Path)
+    parser.add_argument("--overwrite", action="store_true", help="score test again")
+    args = parser.parse_args(argv)
+    try:
+        results = score_anchor(tuple(args.split or ("val", "test")), out_dir=args.out, python=args.python,
+                               model_selection=args.model_selection, dataset_dir=args.data_dir,
+                               overwrite=args.overwrite, progress=False)
+    except SeglibError as exc:
+        print(f"seglib: error: {exc}", file=sys.stderr)
+        return 2
+    for split, result in results.items():
+        m = result.metrics
+        print(f"{split}: {m['n_images']} images at mask resolution, threshold {m['threshold']:g}, MediaPipe "
+              f"{m['mediapipe_ms_per_image_median']} ms per image (median)")
+        print(format_table(result.table()))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,69 @@
+"""seglib.anchors: the MediaPipe anchor is scored like a model (its worker is faked here; it needs numpy<2)."""
+
+from __future__ import annotations
+
+import json
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+
+from seglib import anchors
+from seglib.errors import SeglibError
+
+# Stands in for mediapipe_worker.py: "person" = bright pixels (the synthetic figures are bright ellipses).
+FAKE_WORKER = textwrap.dedent("""
+    import json, sys
+    from pathlib import Path
+    import cv2, numpy as np
+    folder = Path(sys.argv[1])
+    assert sys.argv[2] in ("0", "1")
+    for png in folder.glob("*.png"):
+        rgb = cv2.imread(str(png))[..., ::-1]
+        np.save(folder / f"{png.stem}.npy", (rgb.mean(axis=2) > 100).astype(np.float32))
+    (folder / "times.json").write_text(json.dumps([0.004] * len(list(folder.glob("*.png")))))
+""")
+
+
+@pytest.fixture
+def fake_worker(tmp_path, monkeypatch):
+    worker = tmp_path / "fake_worker.py"
+    worker.write_text(FAKE_WORKER)
+    monkeypatch.setattr(anchors, "WORKER", worker)
+    return worker
+
+
+def test_anchor_is_scored_at_mask_resolution_with_threshold_half(synthetic_splits, tmp_path, fake_worker):
+    folder, splits = synthetic_splits
+    results = anchors.score_anchor(out_dir=tmp_path / "anchor", python=sys.executable, dataset_dir=folder,
+                                   splits_dir=splits, progress=False, log=lambda _: None)
+    for split in ("val", "test"):
+        saved = json.loads((tmp_path / "anchor" / split / "metrics.json").read_text())
+        assert saved["threshold"] == 0.5 and saved["threshold_source"] == "checkpoint"
+        assert saved["model"] == "mediapipe-selfie" and "off the shelf" in saved["weights"]
+        assert saved["mediapipe_ms_per_image_median"] == 4.0
+        assert saved["mean_iou"] > 0.9  # the stand-in is nearly right on synthetic figures
+        assert saved["baselines"]["all-foreground"]["mean_iou"] < saved["mean_iou"]
+        assert (results[split].per_image["height"] > 0).all()
+    with pytest.raises(SeglibError, match="test is already scored"):
+        anchors.score_anchor(("test",), out_dir=tmp_path / "anchor", python=sys.executable, dataset_dir=folder,
+                             splits_dir=splits, progress=False, log=lambda _: None)
+
+
+def test_missing_environment_is_one_clear_error(tmp_path, capsys):
+    missing = tmp_path / "nowhere" / "python"
+    assert anchors.main(["--python", str(missing), "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(f"seglib: error: {missing}: no mediapipe environment; run `make mediapipe-anchor`")
+    assert len(err.splitlines()) == 1
+
+
+def test_worker_failure_is_reported(tmp_path, monkeypatch):
+    broken = tmp_path / "broken.py"
+    broken.write_text("raise SystemExit('mediapipe: cannot load the model')")
+    monkeypatch.setattr(anchors, "WORKER", broken)
+    predictor = anchors.MediaPipePredictor(sys.executable)
+
+    with pytest.raises(SeglibError, match="worker .* failed: mediapipe: cannot load the model"):
+        predictor.predict_proba_batch([np.zeros((8, 8, 3), np.uint8)])
