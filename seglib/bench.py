@@ -139,6 +139,18 @@ def run_all(train_steps: int = 8, predict_runs: int = 20, out_dir: Path | None =
     return report
 
 
+def target_checks(ratios: dict, ours: dict) -> list[tuple[str, str, str, bool]]:
+    """The speed targets of the benchmark (issue 7): (what, measured, goal, met)."""
+    return [
+        ("data pipeline vs our training", f"{ratios['pipeline_over_training_ours']:.1f}x", ">= 3x",
+         ratios["pipeline_over_training_ours"] >= 3),
+        ("our training vs the course configuration", f"{ratios['train_images_per_second']:.2f}x", ">= 1.5x",
+         ratios["train_images_per_second"] >= 1.5),
+        ("predict per 640x480 photo", f"{ours['predict_ms_per_640x480_photo']:.1f} ms", "<= 50 ms",
+         ours["predict_ms_per_640x480_photo"] <= 50),
+    ]
+
+
 def markdown_table(report: dict) -> str:
     rows = [("training images/s", "train_images_per_second", "{:.1f}"),
             ("data pipeline images/s", "pipeline_images_per_second", "{:.0f}"),
@@ -150,9 +162,14 @@ def markdown_table(report: dict) -> str:
     for label, key, fmt in rows:
         lines.append(f"| {label} | " + " | ".join(fmt.format(report["results"][n][key]) for n in names) + " |")
     r = report["ratios_ours_over_theirs"]
+    ours = report["results"][names[0]]
     lines += ["", f"Training speed ours/theirs: {r['train_images_per_second']:.2f}x; prediction "
               f"{r['predict_speedup']:.2f}x faster; our data pipeline runs at "
-              f"{r['pipeline_over_training_ours']:.0f}x our training speed.",
+              f"{r['pipeline_over_training_ours']:.0f}x our training speed.", "",
+              "| target | measured | met |", "|---|---|---|"]
+    for label, value, goal, ok in target_checks(r, ours):
+        lines.append(f"| {label} | {value} | {'yes' if ok else 'no'} ({goal}) |")
+    lines += ["",
               f"Machine: {report['machine']['cpu_count']} CPU cores, {report['machine']['platform']}; "
               f"{report['generated']}."]
     return "\n".join(lines) + "\n"

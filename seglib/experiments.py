@@ -19,9 +19,9 @@ from seglib.errors import SeglibError
 from seglib.io import write_text_atomic
 
 COLUMNS = ["run", "model", "encoder", "encoder_weights", "input_size", "epochs", "batch_size", "augment",
-           "dice_weight", "bce_weight", "schedule", "lr", "train_minutes", "images_per_second",
-           "best_epoch", "val_iou_training", "val_mean_iou", "val_pooled_iou", "val_threshold", "test_mean_iou",
-           "test_mean_iou_ci95", "device", "notes"]
+           "dice_weight", "bce_weight", "schedule", "lr", "ema_decay", "train_minutes", "images_per_second",
+           "best_epoch", "val_iou_training", "val_mean_iou", "val_pooled_iou", "val_threshold", "val_mean_iou_tta",
+           "test_mean_iou", "test_mean_iou_ci95", "test_tta", "device", "notes"]
 
 
 def experiments_path() -> Path:
@@ -35,27 +35,30 @@ def experiment_row(run_dir: Path, notes: str = "") -> dict:
         raise SeglibError(f"{run_dir}: no train_summary.json (training not finished)")
     cfg = yaml.safe_load(cfg_path.read_text())
     summary = json.loads(summary_path.read_text())
-    val = _metrics(run_dir, "val")
+    val = _val_metrics(run_dir, tta=False)
+    val_tta = _val_metrics(run_dir, tta=True)
     test = _metrics(run_dir, "test")
     return {
         "run": run_dir.name, "model": cfg["model"], "encoder": cfg["encoder"] if cfg["model"] != "unet" else
         f"width {cfg['base_channels']}, depth {cfg['depth']}", "encoder_weights": cfg["encoder_weights"],
         "input_size": cfg["input_size"], "epochs": summary["epochs_run"], "batch_size": cfg["batch_size"],
         "augment": cfg["augment"], "dice_weight": cfg["dice_weight"], "bce_weight": cfg["bce_weight"],
-        "schedule": cfg["schedule"], "lr": cfg["lr"], "train_minutes": round(summary["train_seconds"] / 60, 1),
+        "schedule": cfg["schedule"], "lr": cfg["lr"], "ema_decay": cfg.get("ema_decay", 0.0), "train_minutes": round(summary["train_seconds"] / 60, 1),
         "images_per_second": round(summary["images_per_second"], 2), "best_epoch": summary["best_epoch"],
         "val_iou_training": round(summary["best_val_iou"], 4),
         "val_mean_iou": _round(val.get("mean_iou")), "val_pooled_iou": _round(val.get("pooled_iou")),
-        "val_threshold": val.get("threshold"), "test_mean_iou": _round(test.get("mean_iou")),
+        "val_threshold": val.get("threshold"), "val_mean_iou_tta": _round(val_tta.get("mean_iou")),
+        "test_mean_iou": _round(test.get("mean_iou")),
         "test_mean_iou_ci95": (" - ".join(f"{v:.4f}" for v in test["mean_iou_ci95"])
                                if test.get("mean_iou_ci95") else ""),
+        "test_tta": test.get("tta", "") if test else "",
         "device": summary.get("device", ""), "notes": notes,
     }
 
 
-def record(runs: list[str], notes: str = "") -> pd.DataFrame:
-    """Add or replace the rows of `runs` in reports/experiments.csv."""
-    path = experiments_path()
+def record(runs: list[str], notes: str = "", path: Path | None = None) -> pd.DataFrame:
+    """Add or replace the rows of `runs` in reports/experiments.csv (or `path`); other rows are kept."""
+    path = Path(path) if path is not None else experiments_path()
     table = pd.read_csv(path, dtype=str) if path.is_file() else pd.DataFrame(columns=COLUMNS)
     for run in runs:
         run_dir = Path(run) if Path(run).is_dir() else config.runs_dir() / run
@@ -65,13 +68,23 @@ def record(runs: list[str], notes: str = "") -> pd.DataFrame:
             row["notes"] = kept_notes.iloc[0]
         table = table[table["run"] != row["run"]]
         table = pd.concat([table, pd.DataFrame([row]).astype(str)], ignore_index=True)
-    write_text_atomic(path, table[COLUMNS].to_csv(index=False, lineterminator="\n"))
+    write_text_atomic(path, table.reindex(columns=COLUMNS).to_csv(index=False, lineterminator="\n"))
     return table
 
 
-def _metrics(run_dir: Path, split: str) -> dict:
-    path = run_dir / "eval" / split / "metrics.json"
+def _metrics(run_dir: Path, split: str, folder: str = "eval") -> dict:
+    path = run_dir / folder / split / "metrics.json"
     return json.loads(path.read_text()) if path.is_file() else {}
+
+
+def _val_metrics(run_dir: Path, tta: bool) -> dict:
+    """The run's val evaluation with or without flip TTA, from eval/ or a side folder (eval-tta/, eval-notta/,
+    written with `seglib evaluate --checkpoint RUN/best.pt --out RUN/eval-tta --split val [--tta]`)."""
+    for folder in ("eval", "eval-tta", "eval-notta"):
+        metrics = _metrics(run_dir, "val", folder)
+        if metrics and bool(metrics.get("tta")) == tta:
+            return metrics
+    return {}
 
 
 def _round(value):
