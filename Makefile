@@ -40,7 +40,7 @@ test: data ## run the test suite and the five notebooks (smoke profile, runs in 
 	SEGLIB_PROFILE=smoke SEGLIB_RUNS_DIR=$$tmp/runs SEGLIB_REPORTS_DIR=$$tmp/reports \
 	$(BIN)/python -m pytest -m "not slow" tests notebooks --nbval-lax --nbval-current-env
 
-test-slow: data ## run the slow checks too (real training runs, the full smoke report)
+test-slow: data ## run the slow checks too (the committed reference checkpoint re-scored on the test split)
 	tmp=$$(mktemp -d) && trap 'rm -rf "$$tmp"' EXIT && \
 	SEGLIB_PROFILE=smoke SEGLIB_RUNS_DIR=$$tmp/runs SEGLIB_REPORTS_DIR=$$tmp/reports $(BIN)/python -m pytest tests
 

@@ -104,6 +104,29 @@ def score_anchor(splits=("val", "test"), *, out_dir=None, python=None, model_sel
     return results
 
 
+ANCHOR_ROW = "MediaPipe (off the shelf)"
+
+
+def with_anchor(table, metrics: dict, out_dir=None):
+    """`table` (a headline table) plus a MediaPipe row when the anchor was scored on exactly the same images
+    (same split and image list); otherwise `table` unchanged."""
+    from seglib.evaluate import headline_from_metrics
+
+    path = (Path(out_dir) if out_dir else default_out_dir()) / str(metrics.get("split")) / "metrics.json"
+    if not path.is_file():
+        return table
+    try:
+        anchor = json.loads(path.read_text())
+        if anchor.get("image_ids_sha1") != metrics.get("image_ids_sha1"):
+            return table
+        row = headline_from_metrics(anchor).loc[["model"]].rename(index={"model": ANCHOR_ROW})
+    except (ValueError, KeyError, TypeError):
+        return table
+    import pandas as pd
+
+    return pd.concat([table.loc[["model"]], row, table.drop(index="model")])
+
+
 def main(argv=None) -> int:
     from seglib.evaluate import format_table
 

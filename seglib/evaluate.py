@@ -69,7 +69,7 @@ class EvalResult:
 
     def table(self) -> pd.DataFrame:
         """Model and baselines side by side (the same frame as `headline_table`)."""
-        return _headline_from_metrics(self.metrics)
+        return headline_from_metrics(self.metrics)
 
 
 # --------------------------------------------------------------------------------------------- data
@@ -483,7 +483,7 @@ def load_metrics(run_or_dir, split: str = "test") -> dict:
     raise SeglibError(f"{candidates[0]}: not evaluated yet (run `seglib evaluate --run {path.name} --split {split}`)")
 
 
-def _headline_from_metrics(metrics: dict) -> pd.DataFrame:
+def headline_from_metrics(metrics: dict) -> pd.DataFrame:
     def row(d: dict) -> dict:
         low, high = d["mean_iou_ci95"]
         return {"mean_iou": d["mean_iou"], "ci95_low": low, "ci95_high": high, "median_iou": d["median_iou"],
@@ -501,7 +501,7 @@ def _headline_from_metrics(metrics: dict) -> pd.DataFrame:
 def headline_table(run_dir, split: str = "test") -> pd.DataFrame:
     """Rows: model + baselines; columns mean_iou, ci95_low, ci95_high, median_iou, pooled_iou, mean_dice,
     mean_boundary_iou. Reads `<run>/eval/<split>/metrics.json` (a run name, run folder or eval folder)."""
-    return _headline_from_metrics(load_metrics(run_dir, split))
+    return headline_from_metrics(load_metrics(run_dir, split))
 
 
 def format_table(table: pd.DataFrame) -> str:

@@ -27,13 +27,13 @@ class TrainConfig:
     encoder: str = "resnet18"  # smp-unet encoder
     encoder_weights: str = "none"  # smp-unet: none | imagenet | path to a local weights file
     # data
-    input_size: int = 160  # letterbox side in pixels
+    input_size: int = 128  # letterbox side in pixels
     augment: str = "standard"  # none | light | standard | strong
-    cache_max_side: int = 320  # decoded training images are shrunk to this longest side once, in memory
+    cache_max_side: int = 256  # decoded training images are shrunk to this longest side once, in memory
     limit_train: int = 0  # use only the first N training images (0 = all)
     limit_val: int = 0  # use only the first N validation images (0 = all)
     # optimisation
-    epochs: int = 60
+    epochs: int = 75
     batch_size: int = 8
     lr: float = 3e-3
     weight_decay: float = 1e-4

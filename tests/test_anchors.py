@@ -67,3 +67,18 @@ def test_worker_failure_is_reported(tmp_path, monkeypatch):
 
     with pytest.raises(SeglibError, match="worker .* failed: mediapipe: cannot load the model"):
         predictor.predict_proba_batch([np.zeros((8, 8, 3), np.uint8)])
+
+
+def test_anchor_row_joins_a_table_only_for_the_same_images(synthetic_splits, tmp_path, fake_worker):
+    from seglib.evaluate import headline_from_metrics
+
+    folder, splits = synthetic_splits
+    results = anchors.score_anchor(("test",), out_dir=tmp_path / "anchor", python=sys.executable,
+                                   dataset_dir=folder, splits_dir=splits, progress=False, log=lambda _: None)
+    run_metrics = dict(results["test"].metrics)  # stands in for a model scored on the same test images
+    table = headline_from_metrics(run_metrics)
+    joined = anchors.with_anchor(table, run_metrics, out_dir=tmp_path / "anchor")
+    assert list(joined.index[:2]) == ["model", anchors.ANCHOR_ROW] and len(joined) == len(table) + 1
+    other = {**run_metrics, "image_ids_sha1": "another-list"}
+    assert anchors.with_anchor(table, other, out_dir=tmp_path / "anchor").equals(table)
+    assert anchors.with_anchor(table, {**run_metrics, "split": "val"}, out_dir=tmp_path / "anchor").equals(table)

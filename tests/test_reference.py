@@ -1,0 +1,24 @@
+"""The committed reference run: its checkpoint reproduces the test score that the README states (slow)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from seglib.config import PROJECT_ROOT
+from seglib.evaluate import evaluate_run
+
+REFERENCE = PROJECT_ROOT / "reports" / "reference"
+
+
+@pytest.mark.slow
+def test_committed_checkpoint_reproduces_the_stated_test_score(real_dataset, tmp_path):
+    saved = json.loads((REFERENCE / "metrics" / "test_metrics.json").read_text())
+    readme = (PROJECT_ROOT / "README.md").read_text()
+    assert f"mean per-image IoU {saved['mean_iou']:.3f}" in readme
+    result = evaluate_run(split="test", checkpoint=REFERENCE / "best.pt", out_dir=tmp_path, dataset_dir=real_dataset,
+                          tta=saved["tta"], progress=False, n_boot=200, log=lambda _: None)
+    assert result.metrics["threshold"] == saved["threshold"]
+    assert result.metrics["image_ids_sha1"] == saved["image_ids_sha1"]
+    assert result.metrics["mean_iou"] == pytest.approx(saved["mean_iou"], abs=1e-4)
