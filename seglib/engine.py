@@ -109,6 +109,9 @@ def prepare_run_dir(run_dir: Path, *, resume: bool, overwrite: bool, runtime: Ru
     if resume:
         if not (run_dir / "last.pt").is_file():
             raise SeglibError(f"{run_dir}: nothing to resume (no last.pt)")
+        if runtime.main:  # half-written checkpoints of a killed run (atomic_path's temporary files)
+            for stale in run_dir.glob(".*.pt.*.tmp"):
+                stale.unlink(missing_ok=True)
         return
     if exists and not overwrite:
         raise SeglibError(f"{run_dir}: run folder already exists; use --resume to continue it, "

@@ -189,9 +189,12 @@ def test_sigkill_keeps_last_good_checkpoint_and_resume_matches(kill_point, synth
     state = load_checkpoint(runs / "k" / "last.pt")
     assert state["epoch"] in (1, 2)
     assert kill_point != "mid-epoch" or state["epoch"] == 1
+    assert kill_point != "mid-write" or list((runs / "k").glob(".last.pt.*.tmp")) or \
+        list((runs / "k").glob(".best.pt.*.tmp"))
     resumed = _seglib("train", "--run", "k", "--resume", "--data-dir", str(folder), "--splits-dir", str(splits),
                       env={"SEGLIB_RUNS_DIR": str(runs)})
     assert resumed.returncode == 0, resumed.stderr
+    assert not list((runs / "k").glob(".*.tmp"))  # a half-written checkpoint's temporary file is cleared
     cols = ["epoch", "train_loss", "val_loss", "val_iou", "lr"]
     pd.testing.assert_frame_equal(pd.read_csv(runs / "k" / "history.csv")[cols],
                                   pd.read_csv(uninterrupted_run / "history.csv")[cols])
