@@ -25,6 +25,7 @@ import numpy as np
 
 from seglib import config
 from seglib.errors import SeglibError
+from seglib.io import write_json_atomic
 
 ENV_PYTHON = "SEGLIB_MEDIAPIPE_PYTHON"
 WORKER = Path(__file__).with_name("mediapipe_worker.py")
@@ -97,8 +98,6 @@ def score_anchor(splits=("val", "test"), *, out_dir=None, python=None, model_sel
                               progress=progress, batch_size=64, log=log)
         spent = predictor.seconds[start:]
         result.metrics["mediapipe_ms_per_image_median"] = round(1000 * float(np.median(spent)), 2) if spent else None
-        from seglib.io import write_json_atomic
-
         write_json_atomic(result.out_dir / "metrics.json", result.metrics)
         results[split] = result
     return results

@@ -27,16 +27,25 @@ def weights_description(cfg: TrainConfig) -> str:
     return f"{cfg.encoder} encoder initialised from local file {cfg.encoder_weights}"
 
 
+def unwrap(model: nn.Module) -> nn.Module:
+    """The plain module inside a DistributedDataParallel wrapper (or the model itself)."""
+    return model.module if hasattr(model, "module") else model
+
+
+def cpu_state_dict(model: nn.Module) -> dict:
+    """The model's weights and buffers as CPU tensors (what checkpoints store)."""
+    return {k: v.detach().cpu() for k, v in unwrap(model).state_dict().items()}
+
+
 def make_checkpoint(model: nn.Module, cfg: TrainConfig, *, epoch: int, val_iou: float, best_val_iou: float,
                     optimizer=None, scheduler=None, scaler=None, history: list[dict] | None = None,
                     bad_epochs: int = 0, stop_reason: str = "") -> dict:
     """Everything prediction needs (weights, threshold, input size, normalisation, config) plus resume state."""
-    module = model.module if hasattr(model, "module") else model
     return {
         "format": FORMAT,
         "seglib_version": seglib.__version__,
         "torch_version": str(torch.__version__),
-        "model_state": {k: v.detach().cpu() for k, v in module.state_dict().items()},
+        "model_state": cpu_state_dict(model),
         "config": cfg.to_dict(),
         "weights": weights_description(cfg),
         "threshold": float(cfg.threshold),

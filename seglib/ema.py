@@ -7,6 +7,8 @@ import copy
 import torch
 from torch import nn
 
+from seglib.checkpoint import unwrap
+
 
 class WeightEMA:
     """Shadow copy updated after every optimiser step: `ema = d * ema + (1 - d) * weights`.
@@ -21,7 +23,7 @@ class WeightEMA:
             raise ValueError(f"EMA decay must be between 0 and 1, got {decay}")
         self.decay = decay
         self.updates = 0
-        self.module = copy.deepcopy(_unwrap(model)).eval()
+        self.module = copy.deepcopy(unwrap(model)).eval()
         for p in self.module.parameters():
             p.requires_grad_(False)
 
@@ -32,7 +34,7 @@ class WeightEMA:
     def update(self, model: nn.Module) -> None:
         self.updates += 1
         d = self.current_decay()
-        source = _unwrap(model).state_dict()
+        source = unwrap(model).state_dict()
         for name, value in self.module.state_dict().items():
             new = source[name].detach()
             if value.dtype.is_floating_point:
@@ -47,6 +49,3 @@ class WeightEMA:
         self.updates = int(state["updates"])
         self.module.load_state_dict(weights)
 
-
-def _unwrap(model: nn.Module) -> nn.Module:
-    return model.module if hasattr(model, "module") else model

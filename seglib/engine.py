@@ -19,6 +19,7 @@ from torch.utils.data.distributed import DistributedSampler
 
 from seglib import config as paths
 from seglib.checkpoint import (
+    cpu_state_dict,
     load_checkpoint,
     make_checkpoint,
     model_from_checkpoint,
@@ -239,6 +240,7 @@ def train(cfg: TrainConfig, run_dir: str | Path, *, resume: bool = False, overwr
     if runtime.distributed:
         ddp_model = torch.nn.parallel.DistributedDataParallel(
             model, device_ids=[runtime.local_rank] if cuda else None)
+    scored_model = ema.module if ema is not None else ddp_model  # what is validated and saved as model_state
     if runtime.main and saved is None:
         write_text_atomic(run_dir / "config.yaml", config_yaml(cfg))
         log(f"run {run_dir.name}: profile {cfg.profile}, {cfg.model} ({count_parameters(model):,} parameters), "
@@ -282,7 +284,7 @@ def train(cfg: TrainConfig, run_dir: str | Path, *, resume: bool = False, overwr
                 seen += images.shape[0]
                 bar.set_postfix(loss=f"{loss.item():.3f}")
             train_loss = _reduce_mean(total_loss, seen, runtime)
-            val_loss, val_iou = validate(ema.module if ema is not None else ddp_model, val_loader, loss_fn, cfg, runtime, use_amp)
+            val_loss, val_iou = validate(scored_model, val_loader, loss_fn, cfg, runtime, use_amp)
             seconds = time.perf_counter() - t0
             train_seconds += seconds
             improved = val_iou > best_iou
@@ -301,11 +303,11 @@ def train(cfg: TrainConfig, run_dir: str | Path, *, resume: bool = False, overwr
             elif epoch == cfg.epochs:
                 stop_reason = "completed"
             if runtime.main:
-                state = make_checkpoint(ema.module if ema is not None else model, cfg, epoch=epoch, val_iou=val_iou, best_val_iou=best_iou,
+                state = make_checkpoint(scored_model, cfg, epoch=epoch, val_iou=val_iou, best_val_iou=best_iou,
                                         optimizer=optimizer, scheduler=scheduler, scaler=scaler, history=history,
                                         bad_epochs=bad_epochs, stop_reason=stop_reason)
                 if ema is not None:
-                    state["raw_model_state"] = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+                    state["raw_model_state"] = cpu_state_dict(model)
                     state["ema_state"] = ema.state_dict()
                 if improved:
                     save_checkpoint(state, run_dir / "best.pt")
