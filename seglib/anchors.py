@@ -126,6 +126,30 @@ def with_anchor(table, metrics: dict, out_dir=None):
     return pd.concat([table.loc[["model"]], row, table.drop(index="model")])
 
 
+def paired_difference(per_image, metrics: dict, out_dir=None, n_boot: int = 2000) -> dict | None:
+    """Model minus MediaPipe, photo by photo, on the same images: mean IoU difference with a 95% bootstrap CI
+    and how many photos each does better on. None where the anchor was not scored on these images."""
+    import pandas as pd
+
+    from seglib.metrics import bootstrap_ci
+
+    folder = (Path(out_dir) if out_dir else default_out_dir()) / str(metrics.get("split"))
+    try:
+        anchor = json.loads((folder / "metrics.json").read_text())
+        if anchor.get("image_ids_sha1") != metrics.get("image_ids_sha1"):
+            return None
+        theirs = pd.read_csv(folder / "per_image.csv", usecols=["id", "iou"], dtype={"id": str})
+    except (OSError, ValueError, KeyError):
+        return None
+    both = per_image[["id", "iou"]].astype({"id": str}).merge(theirs, on="id", suffixes=("", "_anchor"))
+    if not len(both) == len(per_image) == len(theirs):
+        return None
+    diff = (both["iou"] - both["iou_anchor"]).to_numpy()
+    return {"n_images": len(diff), "mean_difference": float(diff.mean()),
+            "ci95": bootstrap_ci(diff, n_boot=n_boot), "model_better": int((diff > 0).sum()),
+            "anchor_better": int((diff < 0).sum())}
+
+
 def main(argv=None) -> int:
     from seglib.evaluate import format_table
 

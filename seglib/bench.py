@@ -41,7 +41,7 @@ def measure(profile: str, overrides: dict, train_steps: int, predict_runs: int, 
     from seglib.engine import setup_runtime
     from seglib.io import load_rgb
     from seglib.losses import DiceBCELoss
-    from seglib.model import build_model
+    from seglib.model import architecture, build_model
     from seglib.predict import Predictor
     from seglib.settings import make_config
     from seglib.transforms import train_transform
@@ -99,7 +99,7 @@ def measure(profile: str, overrides: dict, train_steps: int, predict_runs: int, 
                 times.append(time.perf_counter() - t)
         assert mask.shape == (480, 640)
     return {
-        "model": cfg.model if cfg.model == "unet" else f"{cfg.model} ({cfg.encoder})",
+        "model": architecture(cfg.model, cfg.base_channels, cfg.depth, cfg.encoder),
         "parameters": int(sum(p.numel() for p in model.parameters())),
         "input_size": cfg.input_size,
         "batch_size": cfg.batch_size,

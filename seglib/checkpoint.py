@@ -22,6 +22,10 @@ def weights_description(cfg: TrainConfig) -> str:
     """Which initial weights a run used, in words, for the run's record."""
     if cfg.model == "unet" or cfg.encoder_weights in ("", "none"):
         return "random initialisation (trained from scratch)"
+    if cfg.model == "mediapipe-selfie":
+        source = ("the bundled selfie_segmentation.tflite (mediapipe 0.10.21 wheel, Apache-2.0)"
+                  if cfg.encoder_weights == "mediapipe" else f"local file {cfg.encoder_weights}")
+        return f"MediaPipe selfie segmentation weights from {source}, fine-tuned"
     if cfg.encoder_weights == "imagenet":
         return f"ImageNet-pretrained {cfg.encoder} encoder (downloaded by smp)"
     return f"{cfg.encoder} encoder initialised from local file {cfg.encoder_weights}"
@@ -46,6 +50,7 @@ def make_checkpoint(model: nn.Module, cfg: TrainConfig, *, epoch: int, val_iou: 
         "seglib_version": seglib.__version__,
         "torch_version": str(torch.__version__),
         "model_state": cpu_state_dict(model),
+        "model_spec": getattr(unwrap(model), "spec", None),  # the graph of a TFLiteNet (plain data), else None
         "config": cfg.to_dict(),
         "weights": weights_description(cfg),
         "threshold": float(cfg.threshold),
@@ -95,8 +100,10 @@ def model_from_checkpoint(state: dict) -> tuple[nn.Module, TrainConfig]:
     from seglib.model import build_model
 
     cfg = config_from_dict(state["config"])
+    if cfg.model == "mediapipe-selfie" and not isinstance(state.get("model_spec"), dict):
+        raise CheckpointError("checkpoint of model=mediapipe-selfie holds no model_spec (its graph)")
     model = build_model(cfg.model, base_channels=cfg.base_channels, depth=cfg.depth, encoder=cfg.encoder,
-                        encoder_weights=None)
+                        encoder_weights=None, spec=state.get("model_spec"))
     try:
         model.load_state_dict(state["model_state"])
     except RuntimeError as exc:

@@ -32,7 +32,7 @@ def build_parser() -> argparse.ArgumentParser:
     split.set_defaults(func=cmd_data_split)
 
     train = sub.add_parser("train", help="train a U-Net")
-    train.add_argument("--profile", default="auto", help="smoke | cpu | gpu | auto (gpu if CUDA, else cpu)")
+    train.add_argument("--profile", default="auto", help="smoke | cpu | gpu | cpu-scratch | auto (gpu if CUDA, else cpu)")
     train.add_argument("--run", required=True, help="run name: outputs go to runs/NAME/")
     train.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a setting (repeatable)")
     train.add_argument("--resume", action="store_true", help="continue runs/NAME/last.pt")

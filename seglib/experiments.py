@@ -17,6 +17,7 @@ import yaml
 from seglib import config
 from seglib.errors import SeglibError
 from seglib.io import write_text_atomic
+from seglib.model import architecture
 
 COLUMNS = ["run", "model", "encoder", "encoder_weights", "input_size", "epochs", "batch_size", "augment",
            "dice_weight", "bce_weight", "schedule", "lr", "ema_decay", "train_minutes", "images_per_second",
@@ -39,8 +40,8 @@ def experiment_row(run_dir: Path, notes: str = "") -> dict:
     val_tta = _val_metrics(run_dir, tta=True)
     test = _metrics(run_dir, "test")
     return {
-        "run": run_dir.name, "model": cfg["model"], "encoder": cfg["encoder"] if cfg["model"] != "unet" else
-        f"width {cfg['base_channels']}, depth {cfg['depth']}", "encoder_weights": cfg["encoder_weights"],
+        "run": run_dir.name, "model": cfg["model"], "encoder": architecture(cfg["model"], cfg["base_channels"], cfg["depth"], cfg["encoder"]),
+        "encoder_weights": cfg["encoder_weights"],
         "input_size": cfg["input_size"], "epochs": summary["epochs_run"], "batch_size": cfg["batch_size"],
         "augment": cfg["augment"], "dice_weight": cfg["dice_weight"], "bce_weight": cfg["bce_weight"],
         "schedule": cfg["schedule"], "lr": cfg["lr"], "ema_decay": cfg.get("ema_decay", 0.0), "train_minutes": round(summary["train_seconds"] / 60, 1),

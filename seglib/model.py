@@ -1,8 +1,10 @@
-"""U-Net models: a compact U-Net of our own (built from named parts) and smp's encoder U-Nets."""
+"""Models: a compact U-Net of our own (built from named parts), smp's encoder U-Nets, and MediaPipe's selfie
+segmenter (an encoder-decoder with skip connections) run in PyTorch from its bundled .tflite."""
 
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import torch
 from torch import nn
@@ -87,16 +89,23 @@ class UNet(nn.Module):
         return self.outc(x)
 
 
-MODELS = ("unet", "smp-unet")
+MODELS = ("unet", "smp-unet", "mediapipe-selfie")
+# MediaPipe's selfie segmentation model, copied unchanged from the mediapipe 0.10.21 wheel (Apache-2.0,
+# seglib/weights/NOTICE.md): the architecture and initial weights of model=mediapipe-selfie.
+MEDIAPIPE_SELFIE_TFLITE = Path(__file__).with_name("weights") / "selfie_segmentation.tflite"
 
 
 def build_model(name: str = "unet", *, base_channels: int = 16, depth: int = 4, encoder: str = "resnet18",
-                encoder_weights: str | None = None) -> nn.Module:
+                encoder_weights: str | None = None, spec: dict | None = None) -> nn.Module:
     """One constructor for every model the workbook trains.
 
-    `encoder_weights` (smp only): None/"none" trains from scratch, "imagenet" downloads ImageNet weights,
-    a file path loads a local encoder state dict (for machines behind a firewall).
+    `encoder_weights`: None/"none" trains from scratch. smp-unet: "imagenet" downloads ImageNet weights, a file
+    path loads a local encoder state dict (for machines behind a firewall). mediapipe-selfie: "mediapipe" starts
+    from the bundled MediaPipe weights, a path from another .tflite file of the same kind. `spec`
+    (mediapipe-selfie): the graph saved in a checkpoint, so rebuilding needs no .tflite file.
     """
+    if name == "mediapipe-selfie":
+        return build_tflite_model(encoder_weights, spec)
     if name == "unet":
         if encoder_weights not in (None, "none"):
             raise ConfigError("encoder_weights applies to model=smp-unet only; the compact unet trains from scratch")
@@ -124,6 +133,21 @@ def build_model(name: str = "unet", *, base_channels: int = 16, depth: int = 4, 
     return model
 
 
+def build_tflite_model(weights: str | None, spec: dict | None = None) -> nn.Module:
+    """MediaPipe's graph as a TFLiteNet: its weights, a random initialisation ("none"), or a checkpoint's spec."""
+    from seglib.tflite_net import TFLiteNet, read_tflite
+
+    if spec is not None:
+        return TFLiteNet(spec)
+    source = MEDIAPIPE_SELFIE_TFLITE if weights in (None, "none", "mediapipe") else Path(weights)
+    if weights not in (None, "none", "mediapipe") and source.suffix != ".tflite":
+        raise ConfigError(f"{weights}: model=mediapipe-selfie takes encoder_weights=mediapipe, none or a .tflite file")
+    spec, tensors = read_tflite(source)
+    if weights in (None, "none"):
+        return TFLiteNet(spec)  # same graph, PyTorch's default initialisation
+    return TFLiteNet(spec, tensors)
+
+
 def load_encoder_weights(model: nn.Module, path: str) -> None:
     """Load a local encoder state dict (safe loader) into an smp model's encoder."""
     if not os.path.isfile(path):
@@ -140,6 +164,15 @@ def load_encoder_weights(model: nn.Module, path: str) -> None:
                           f"({len(matching)} of {len(own)} tensors fit)")
     own.update(matching)
     model.encoder.load_state_dict(own)
+
+
+def architecture(model: str, base_channels: int = 16, depth: int = 4, encoder: str = "resnet18") -> str:
+    """The architecture in a few words, for tables (experiment log, benchmark)."""
+    if model == "unet":
+        return f"U-Net width {base_channels}, depth {depth}"
+    if model == "mediapipe-selfie":
+        return "MediaPipe selfie segmenter (MobileNetV3-style)"
+    return f"smp U-Net, {encoder} encoder"
 
 
 def count_parameters(model: nn.Module) -> int:

@@ -82,3 +82,21 @@ def test_anchor_row_joins_a_table_only_for_the_same_images(synthetic_splits, tmp
     other = {**run_metrics, "image_ids_sha1": "another-list"}
     assert anchors.with_anchor(table, other, out_dir=tmp_path / "anchor").equals(table)
     assert anchors.with_anchor(table, {**run_metrics, "split": "val"}, out_dir=tmp_path / "anchor").equals(table)
+
+
+def test_paired_difference_is_photo_by_photo_on_the_same_images(synthetic_splits, tmp_path, fake_worker):
+    folder, splits = synthetic_splits
+    results = anchors.score_anchor(("test",), out_dir=tmp_path / "anchor", python=sys.executable,
+                                   dataset_dir=folder, splits_dir=splits, progress=False, log=lambda _: None)
+    theirs = results["test"]
+    ours = theirs.per_image[["id", "iou"]].copy()
+    ours["iou"] = (ours["iou"] + 0.1).clip(upper=1.0)
+    ours.loc[ours.index[0], "iou"] = theirs.per_image["iou"].iloc[0] - 0.2  # one photo where we do worse
+    diff = anchors.paired_difference(ours, theirs.metrics, out_dir=tmp_path / "anchor", n_boot=200)
+    expected = (ours["iou"].to_numpy() - theirs.per_image["iou"].to_numpy()).mean()
+    assert diff["n_images"] == len(ours) and diff["mean_difference"] == pytest.approx(expected, abs=1e-5)  # CSV rounding
+    assert diff["anchor_better"] == 1 and diff["model_better"] == (ours["iou"] > theirs.per_image["iou"]).sum()
+    assert diff["ci95"][0] - 1e-5 <= expected <= diff["ci95"][1] + 1e-5
+    other = {**theirs.metrics, "image_ids_sha1": "another-list"}
+    assert anchors.paired_difference(ours, other, out_dir=tmp_path / "anchor") is None
+    assert anchors.paired_difference(ours.iloc[1:], theirs.metrics, out_dir=tmp_path / "anchor") is None

@@ -13,6 +13,11 @@ def test_profiles_build_and_differ():
     assert smoke.epochs < cpu.epochs < gpu.epochs
     assert cpu.input_size < gpu.input_size
     assert all(set(PROFILES[p]) <= set(TrainConfig.__dataclass_fields__) for p in PROFILES)
+    scratch = make_config("cpu-scratch")
+    assert (cpu.model, cpu.encoder_weights) == (gpu.model, gpu.encoder_weights) == ("mediapipe-selfie", "mediapipe")
+    assert (scratch.model, scratch.encoder_weights) == ("unet", "none")
+    # the dataclass defaults are the cpu-scratch recipe, so a bare TrainConfig() is a valid from-scratch run
+    assert TrainConfig(profile="cpu-scratch") == scratch
 
 
 def test_auto_is_cpu_without_cuda(monkeypatch):
