@@ -20,7 +20,9 @@ export NO_ALBUMENTATIONS_UPDATE := 1
 .PHONY: help setup data test test-slow reports lab lint bench mediapipe-anchor clean-reports
 
 help: ## list the targets
-	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  \033[36m%-14s\033[0m %s\n", $$1, $$2}'
+	@if [ -t 1 ]; then on=$$'\033[36m'; off=$$'\033[0m'; else on=; off=; fi; \
+	grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | \
+	awk -v on="$$on" -v off="$$off" 'BEGIN {FS = ":.*## "}; {printf "  %s%-16s%s %s\n", on, $$1, off, $$2}'
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -31,7 +33,7 @@ $(STAMP): pyproject.toml
 
 setup: $(STAMP) ## create .venv, install seglib with its pinned dependencies, register the "seglib" Jupyter kernel
 
-data: setup ## fetch the data set into data/raw (or copy $$SEGLIB_DATASET_SOURCE) and check it
+data: setup ## fetch the data set into data/raw (or copy $SEGLIB_DATASET_SOURCE) and check it
 	$(BIN)/seglib data fetch
 	$(BIN)/seglib data check
 
@@ -44,7 +46,7 @@ test-slow: data ## run the slow checks too (the committed reference checkpoint r
 	tmp=$$(mktemp -d) && trap 'rm -rf "$$tmp"' EXIT && \
 	SEGLIB_PROFILE=smoke SEGLIB_RUNS_DIR=$$tmp/runs SEGLIB_REPORTS_DIR=$$tmp/reports $(BIN)/python -m pytest tests
 
-reports: data ## run notebooks 01-05 with papermill (PROFILE=auto|cpu|gpu|smoke, RUN=name) and render HTML to reports/
+reports: data ## train, evaluate and render notebooks 01-05 to reports/RUN/ (PROFILE=auto|cpu|gpu|cpu-scratch|smoke, RUN=name)
 	$(BIN)/seglib report --profile $(PROFILE) --run $(RUN) $(REPORT_ARGS)
 
 lab: setup ## start Jupyter Lab on the notebooks

@@ -22,11 +22,11 @@ import numpy as np
 from seglib import config
 from seglib.io import write_json_atomic, write_text_atomic
 
-# The public course solution: smp U-Net, EfficientNet-B0 encoder, 320 px, batch 16, Adam 3e-3, Dice + BCE.
+# The public course solution: smp U-Net, timm-efficientnet-b0 encoder, 320 px, batch 16, Adam 3e-3, Dice + BCE.
 # Here its encoder starts from scratch (no ImageNet download), which does not change its speed.
 CONFIGS = {
     "ours (cpu profile)": {"profile": "cpu", "overrides": {}},
-    "course solution": {"profile": "cpu", "overrides": {"model": "smp-unet", "encoder": "efficientnet-b0",
+    "course solution": {"profile": "cpu", "overrides": {"model": "smp-unet", "encoder": "timm-efficientnet-b0",
                                                         "encoder_weights": "none", "input_size": 320,
                                                         "batch_size": 16, "cache_max_side": 0}},
 }

@@ -76,23 +76,50 @@ def save_checkpoint(state: dict, path: str | Path) -> Path:
     return path
 
 
+ZIP_MAGIC = b"PK\x03\x04"  # torch.save's format since PyTorch 1.6
+PICKLE_MAGIC = b"\x80"  # the legacy (pre-1.6) format starts with a pickle protocol byte
+
+
 def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict:
-    """Load with `weights_only=True`: a file holding pickled code is refused and nothing from it runs."""
+    """Load with `weights_only=True`: a file holding pickled code is refused and nothing from it runs.
+
+    A file that cannot be used is a CheckpointError saying what it is: missing, a folder, empty, not a
+    checkpoint at all, truncated or corrupt, unsafe, or a PyTorch file that seglib did not write.
+    """
     path = Path(path)
-    if not path.is_file():
+    if not path.exists():
         raise CheckpointError(f"{path}: checkpoint not found")
+    if path.is_dir():
+        raise CheckpointError(f"{path}: is a folder, not a checkpoint file (give best.pt or last.pt inside it)")
+    if path.stat().st_size == 0:
+        raise CheckpointError(f"{path}: empty file (0 bytes), not a checkpoint; a write was cut short?")
+    with open(path, "rb") as fh:
+        head = fh.read(4)
+    if not head.startswith(ZIP_MAGIC) and not head.startswith(PICKLE_MAGIC):
+        raise CheckpointError(f"{path}: not a checkpoint (not a PyTorch file; a text file or another format?)")
+    if head.startswith(ZIP_MAGIC) and not zipfile.is_zipfile(path):
+        raise CheckpointError(f"{path}: truncated or corrupt checkpoint (the archive is incomplete)")
     try:
         state = torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else "unsafe content"
-        raise CheckpointError(
-            f"{path}: refused by the safe loader (it holds objects other than tensors and plain data: {first[:160]})"
-        ) from None
-    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError) as exc:
-        raise CheckpointError(f"{path}: not a readable checkpoint ({type(exc).__name__}: {str(exc)[:160]})") from None
+        raise CheckpointError(f"{path}: refused as unsafe: it holds objects other than tensors and plain data, "
+                              f"which the safe loader does not run ({_short(exc)})") from None
+    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError, KeyError) as exc:
+        raise CheckpointError(f"{path}: truncated or corrupt checkpoint ({type(exc).__name__}: {_short(exc)})") \
+            from None
     if not isinstance(state, dict) or state.get("format") != FORMAT:
-        raise CheckpointError(f"{path}: not a seglib checkpoint (format {state.get('format') if isinstance(state, dict) else type(state).__name__!r})")
+        found = state.get("format") if isinstance(state, dict) else type(state).__name__
+        raise CheckpointError(f"{path}: a PyTorch file, but not a seglib checkpoint (format {found!r}); "
+                              "give a best.pt or last.pt written by `seglib train`")
     return state
+
+
+def _short(exc: BaseException, limit: int = 120) -> str:
+    """The first line of an exception's text, cut at a word boundary."""
+    text = (str(exc).strip().splitlines() or ["no details"])[0]
+    if len(text) <= limit:
+        return text
+    return text[:limit].rsplit(" ", 1)[0] + " ..."
 
 
 def model_from_checkpoint(state: dict) -> tuple[nn.Module, TrainConfig]:

@@ -44,3 +44,13 @@ def reports_dir() -> Path:
 
 def notebooks_dir() -> Path:
     return PROJECT_ROOT / "notebooks"
+
+
+def display_path(path: str | os.PathLike) -> str:
+    """A path as written into reports and messages: relative to the project when inside it (so committed
+    outputs hold no machine's absolute paths), else absolute."""
+    path = Path(path).expanduser()
+    try:
+        return Path(os.path.abspath(path)).relative_to(PROJECT_ROOT).as_posix() or "."
+    except ValueError:
+        return str(Path(os.path.abspath(path)))

@@ -7,6 +7,7 @@ import io
 import math
 import os
 import shutil
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,8 +17,8 @@ import torch
 import torch.distributed as dist
 from torch.utils.data import DataLoader, RandomSampler, SequentialSampler
 from torch.utils.data.distributed import DistributedSampler
+from tqdm import tqdm
 
-from seglib import config as paths
 from seglib.checkpoint import (
     cpu_state_dict,
     load_checkpoint,
@@ -26,14 +27,17 @@ from seglib.checkpoint import (
     save_checkpoint,
     weights_description,
 )
+from seglib.config import display_path
 from seglib.data.dataset import SegmentationDataset
+from seglib.data.splits import split_fingerprint
 from seglib.ema import WeightEMA
-from seglib.errors import ConfigError, SeglibError
-from seglib.io import ensure_writable_dir, write_json_atomic, write_text_atomic
+from seglib.errors import CheckpointError, ConfigError, SeglibError
+from seglib.io import check_writable_dir, ensure_writable_dir, write_json_atomic, write_text_atomic
 from seglib.losses import DiceBCELoss
 from seglib.metrics import batch_iou_torch
-from seglib.model import build_model, count_parameters
-from seglib.settings import TrainConfig, config_from_dict, config_yaml
+from seglib.model import architecture, build_model, count_parameters
+from seglib.runs import Run
+from seglib.settings import TrainConfig, config_from_dict, config_yaml, make_config
 
 HISTORY_COLUMNS = ["epoch", "train_loss", "val_loss", "val_iou", "lr", "epoch_seconds", "images_per_second",
                    "best"]
@@ -73,12 +77,6 @@ class Runtime:
         return self.rank == 0
 
 
-def run_dir_for(name: str) -> Path:
-    if not name or "/" in name or name.startswith("."):
-        raise ConfigError(f"run name {name!r}: use a plain folder name (letters, digits, '-', '_')")
-    return paths.runs_dir() / name
-
-
 def setup_runtime(cfg: TrainConfig) -> Runtime:
     """Pick the device; join the process group when launched by torchrun."""
     world_size = int(os.environ.get("WORLD_SIZE", "1"))
@@ -104,29 +102,60 @@ def setup_runtime(cfg: TrainConfig) -> Runtime:
     return runtime
 
 
-def prepare_run_dir(run_dir: Path, *, resume: bool, overwrite: bool, runtime: Runtime) -> None:
-    """Refuse to touch an existing run unless asked to resume or to overwrite it."""
-    exists = run_dir.exists() and any(run_dir.iterdir())
+def prepare_run_dir(run: Run, *, resume: bool, overwrite: bool, runtime: Runtime) -> None:
+    """Refuse to touch an existing run unless asked to resume or to overwrite it (nothing is changed here)."""
     if resume:
-        if not (run_dir / "last.pt").is_file():
-            raise SeglibError(f"{run_dir}: nothing to resume (no last.pt)")
+        if not run.last.is_file():
+            raise SeglibError(_nothing_to_resume(run))
         if runtime.main:  # half-written checkpoints of a killed run (atomic_path's temporary files)
-            for stale in run_dir.glob(".*.pt.*.tmp"):
+            for stale in run.dir.glob(".*.pt.*.tmp"):
                 stale.unlink(missing_ok=True)
         return
-    if exists and not overwrite:
-        raise SeglibError(f"{run_dir}: run folder already exists; use --resume to continue it, "
+    if run.exists and not overwrite:
+        raise SeglibError(f"{display_path(run.dir)}: run folder already exists; use --resume to continue it, "
                           "--overwrite to replace it, or another --run name")
+    if run.dir.exists() and not run.dir.is_dir():
+        raise SeglibError(f"{display_path(run.dir)}: is a file, not a run folder")
     if runtime.main:
-        ensure_writable_dir(run_dir.parent)
+        check_writable_dir(run.dir.parent)
 
 
-def create_run_dir(run_dir: Path, *, overwrite: bool, runtime: Runtime) -> None:
-    """Called once the data has loaded, so a failed start leaves no empty run folder behind."""
-    if runtime.main:
-        if overwrite and run_dir.exists():
-            shutil.rmtree(run_dir)
-        ensure_writable_dir(run_dir)
+def _nothing_to_resume(run: Run) -> str:
+    if not run.dir.is_dir():
+        return (f"run {run.name!r} not found ({display_path(run.dir)} does not exist): nothing to resume; "
+                "drop --resume to start it")
+    return f"{display_path(run.dir)}: nothing to resume (no last.pt); drop --resume, or --overwrite to start again"
+
+
+def start_run_dir(run: Run, *, overwrite: bool, runtime: Runtime) -> None:
+    """Create the run folder once the data, model and optimiser are built, so a failed start leaves nothing.
+
+    With `overwrite` the old run is moved aside (`.NAME.replaced`), not deleted: it is deleted once the new run
+    has saved its first epoch, and put back if the new run fails or is interrupted before that.
+    """
+    if not runtime.main:
+        return
+    backup = run.replaced_backup
+    if backup.exists():  # left by a replacement that was killed before its first epoch: the older run wins
+        if run.dir.exists():
+            shutil.rmtree(run.dir)
+        os.replace(backup, run.dir)
+    if overwrite and run.dir.exists():
+        os.replace(run.dir, backup)
+    ensure_writable_dir(run.dir)
+
+
+def settle_replacement(run: Run, runtime: Runtime, *, keep_new: bool) -> None:
+    """Once a replacement run saved an epoch, delete the old one; if it failed before, put the old one back."""
+    backup = run.replaced_backup
+    if not runtime.main or not backup.exists():
+        return
+    if keep_new:
+        shutil.rmtree(backup)
+        return
+    if run.dir.exists():
+        shutil.rmtree(run.dir)
+    os.replace(backup, run.dir)
 
 
 def make_loaders(cfg: TrainConfig, runtime: Runtime, dataset_dir=None, splits_dir=None):
@@ -180,30 +209,48 @@ def set_epoch(loader: DataLoader, cfg: TrainConfig, epoch: int) -> None:
         sampler.generator.manual_seed(cfg.seed * 1000 + epoch)
 
 
-def train(cfg: TrainConfig, run_dir: str | Path, *, resume: bool = False, overwrite: bool = False,
+def load_resume_state(run: Run) -> dict:
+    """The last.pt of an interrupted run, with a message saying what to do when it cannot be read."""
+    if not run.last.is_file():
+        raise SeglibError(_nothing_to_resume(run))
+    try:
+        return load_checkpoint(run.last)
+    except CheckpointError as exc:
+        raise CheckpointError(f"{exc}; cannot resume: start again with --overwrite (best.pt is not a resume "
+                              "point)") from None
+
+
+def resume_config(saved: dict, profile: str | None, overrides: dict | None) -> TrainConfig:
+    """The config a resumed run continues with: the saved one; a profile or settings given again must match it."""
+    saved_cfg = config_from_dict(saved["config"])
+    if profile is None and not overrides:
+        return saved_cfg
+    requested = make_config(profile or saved_cfg.profile, overrides)
+    return _check_resume_config(requested, saved)
+
+
+def train(cfg: TrainConfig | None, run_dir: str | Path | Run, *, resume: bool = False, overwrite: bool = False,
           dataset_dir=None, splits_dir=None, progress: bool = True, stop_after_epoch: int | None = None,
           log=print) -> TrainResult:
-    """Train a U-Net; checkpoints, history and config go to `run_dir`.
+    """Train the configured network; checkpoints, history and config go to the run folder.
 
-    `stop_after_epoch` simulates an interruption (tests); Ctrl-C stops after the last saved epoch.
+    `cfg=None` with `resume` continues the saved config. `stop_after_epoch` simulates an interruption (tests);
+    Ctrl-C stops after the last saved epoch. Nothing in an existing run is touched until the data, the model and
+    the optimiser are built; a replaced run (`overwrite`) is only deleted once the new one has saved an epoch.
     """
-    from tqdm.auto import tqdm
-
-    run_dir = Path(run_dir)
-    # 1. runtime and run folder
-    if resume and (run_dir / "last.pt").is_file():
-        saved = load_checkpoint(run_dir / "last.pt")
+    run = Run.resolve(run_dir if isinstance(run_dir, Run) else Path(run_dir))
+    run_dir = run.dir
+    # 1. config, runtime and run folder checks (nothing written yet)
+    saved = None
+    if resume:
+        saved = load_resume_state(run)
         cfg = config_from_dict(saved["config"]) if cfg is None else _check_resume_config(cfg, saved)
-    else:
-        saved = None
+    elif cfg is None:
+        raise ConfigError("no configuration given (cfg=None is only for resume=True)")
     runtime = setup_runtime(cfg)
-    prepare_run_dir(run_dir, resume=resume, overwrite=overwrite, runtime=runtime)
+    prepare_run_dir(run, resume=resume, overwrite=overwrite, runtime=runtime)
     # 2. data
     train_loader, val_loader = make_loaders(cfg, runtime, dataset_dir, splits_dir)
-    if saved is None:
-        create_run_dir(run_dir, overwrite=overwrite, runtime=runtime)
-    if runtime.distributed:
-        dist.barrier()
     # 3. model, loss, optimiser, schedule, mixed precision
     torch.manual_seed(cfg.seed)
     model = build_model(cfg.model, base_channels=cfg.base_channels, depth=cfg.depth, encoder=cfg.encoder,
@@ -220,13 +267,17 @@ def train(cfg: TrainConfig, run_dir: str | Path, *, resume: bool = False, overwr
     history: list[dict] = []
     start_epoch, best_iou, best_epoch, bad_epochs = 1, -1.0, 0, 0
     if saved is not None:
-        if ema is not None:  # model_state holds the averaged weights; the raw ones are kept beside them
-            model.load_state_dict(saved["raw_model_state"])
-            ema.load_state_dict(saved["ema_state"], saved["model_state"])
-        else:
-            model.load_state_dict(saved["model_state"])
-        optimizer.load_state_dict(saved["optimizer_state"])
-        scheduler.load_state_dict(saved["scheduler_state"])
+        try:
+            if ema is not None:  # model_state holds the averaged weights; the raw ones are kept beside them
+                model.load_state_dict(saved["raw_model_state"])
+                ema.load_state_dict(saved["ema_state"], saved["model_state"])
+            else:
+                model.load_state_dict(saved["model_state"])
+            optimizer.load_state_dict(saved["optimizer_state"])
+            scheduler.load_state_dict(saved["scheduler_state"])
+        except (KeyError, RuntimeError, ValueError) as exc:
+            raise CheckpointError(f"{display_path(run.last)}: cannot resume from it ({type(exc).__name__}: "
+                                  f"{str(exc)[:120]}); start again with --overwrite") from None
         if saved.get("scaler_state"):
             scaler.load_state_dict(saved["scaler_state"])
         history = list(saved["history"])
@@ -236,32 +287,46 @@ def train(cfg: TrainConfig, run_dir: str | Path, *, resume: bool = False, overwr
         best_epoch = max((h["epoch"] for h in history if h.get("best")), default=0)
         if saved.get("stop_reason") in ("early-stopping", "time-budget", "completed"):
             start_epoch = cfg.epochs + 1
+    split_record = training_split_record(train_loader.dataset, val_loader.dataset, splits_dir)
+    if saved is not None and saved.get("data_split") and saved["data_split"] != split_record:
+        raise ConfigError(f"{display_path(run.last)}: the train/val split changed since this run started "
+                          "(data/splits rewritten?); restore the split it was trained on or start again with "
+                          "--overwrite")
     ddp_model = model
     if runtime.distributed:
         ddp_model = torch.nn.parallel.DistributedDataParallel(
             model, device_ids=[runtime.local_rank] if cuda else None)
     scored_model = ema.module if ema is not None else ddp_model  # what is validated and saved as model_state
+
+    # 4. only now is the run folder created (an old run being replaced is moved aside, not deleted)
+    if saved is None:
+        start_run_dir(run, overwrite=overwrite, runtime=runtime)
+    if runtime.distributed:
+        dist.barrier()
     if runtime.main and saved is None:
-        write_text_atomic(run_dir / "config.yaml", config_yaml(cfg))
-        log(f"run {run_dir.name}: profile {cfg.profile}, {cfg.model} ({count_parameters(model):,} parameters), "
-            f"{len(train_loader.dataset)} train / {len(val_loader.dataset)} val images at {cfg.input_size}px, "
+        write_text_atomic(run.config_file, config_yaml(cfg))
+        log(f"run {run.name}: profile {cfg.profile}, {architecture(cfg.model, cfg.base_channels, cfg.depth, cfg.encoder)} "
+            f"({count_parameters(model):,} parameters), {len(train_loader.dataset)} train / "
+            f"{len(val_loader.dataset)} val images at {cfg.input_size}px, {cfg.epochs} epochs, "
             f"device {runtime.device}{f' x{runtime.world_size}' if runtime.distributed else ''}, "
             f"weights: {weights_description(cfg)}")
     elif runtime.main:
-        log(f"run {run_dir.name}: resuming after epoch {start_epoch - 1} of {cfg.epochs}")
+        log(f"run {run.name}: resuming after epoch {start_epoch - 1} of {cfg.epochs} (profile {cfg.profile})")
 
-    # 4. the loop
+    # 5. the loop
     stop_reason = saved.get("stop_reason", "") if saved else ""
     train_seconds = sum(h["epoch_seconds"] for h in history)
+    saved_an_epoch = saved is not None
+    show = progress and runtime.main
+    epochs_bar = _epochs_bar(cfg, start_epoch, enabled=show and _in_jupyter())  # terminal: a bar per epoch
     try:
         for epoch in range(start_epoch, cfg.epochs + 1):
             t0 = time.perf_counter()
             set_epoch(train_loader, cfg, epoch)
             ddp_model.train()
             total_loss, seen = 0.0, 0
-            bar = tqdm(train_loader, desc=f"epoch {epoch}/{cfg.epochs}", leave=False,
-                       disable=not (progress and runtime.main))
-            for batch in bar:
+            for batch in tqdm(train_loader, desc=f"epoch {epoch}/{cfg.epochs}", leave=False, file=sys.stderr,
+                              disable=not show or epochs_bar is not None):
                 images = batch["image"].to(runtime.device, non_blocking=True)
                 masks = batch["mask"].to(runtime.device, non_blocking=True)
                 if cuda:
@@ -270,9 +335,11 @@ def train(cfg: TrainConfig, run_dir: str | Path, *, resume: bool = False, overwr
                     logits = ddp_model(images)
                     loss = loss_fn(logits.float(), masks)
                 if not torch.isfinite(loss):
+                    kept = (f"epochs 1-{history[-1]['epoch']} are kept in {display_path(run.last)}"
+                            if run.last.is_file() and history else "no epoch was saved")
                     raise TrainingDiverged(
-                        f"{run_dir}: loss became {loss.item()} at epoch {epoch}; training stopped "
-                        f"(lower lr, currently {cfg.lr}); last good checkpoint kept in last.pt")
+                        f"{display_path(run_dir)}: loss became {loss.item()} at epoch {epoch}; training stopped "
+                        f"(lower lr, currently {cfg.lr:g}); {kept}")
                 optimizer.zero_grad(set_to_none=True)
                 scaler.scale(loss).backward()
                 scaler.step(optimizer)
@@ -282,7 +349,9 @@ def train(cfg: TrainConfig, run_dir: str | Path, *, resume: bool = False, overwr
                     ema.update(model)
                 total_loss += loss.item() * images.shape[0]
                 seen += images.shape[0]
-                bar.set_postfix(loss=f"{loss.item():.3f}")
+                if epochs_bar is not None:
+                    epochs_bar.set_postfix_str(f"epoch {epoch}: {seen}/{len(train_loader.dataset)} images, "
+                                               f"loss {loss.item():.3f}", refresh=True)
             train_loss = _reduce_mean(total_loss, seen, runtime)
             val_loss, val_iou = validate(scored_model, val_loader, loss_fn, cfg, runtime, use_amp)
             seconds = time.perf_counter() - t0
@@ -306,16 +375,25 @@ def train(cfg: TrainConfig, run_dir: str | Path, *, resume: bool = False, overwr
                 state = make_checkpoint(scored_model, cfg, epoch=epoch, val_iou=val_iou, best_val_iou=best_iou,
                                         optimizer=optimizer, scheduler=scheduler, scaler=scaler, history=history,
                                         bad_epochs=bad_epochs, stop_reason=stop_reason)
+                state["data_split"] = split_record
                 if ema is not None:
                     state["raw_model_state"] = cpu_state_dict(model)
                     state["ema_state"] = ema.state_dict()
                 if improved:
-                    save_checkpoint(state, run_dir / "best.pt")
-                save_checkpoint(state, run_dir / "last.pt")
+                    save_checkpoint(state, run.best)
+                save_checkpoint(state, run.last)
                 write_history(run_dir, history)
+                if not saved_an_epoch:
+                    saved_an_epoch = True
+                    settle_replacement(run, runtime, keep_new=True)
+                if epochs_bar is not None:
+                    epochs_bar.update(1)
+                    epochs_bar.set_postfix_str(f"val IoU {val_iou:.4f}, best {best_iou:.4f}", refresh=True)
                 if progress:
+                    left = _minutes_left(history, cfg, start_epoch, epoch, train_seconds)
                     log(f"epoch {epoch:3d}/{cfg.epochs}  loss {train_loss:.4f}  val loss {val_loss:.4f}  "
-                        f"val IoU {val_iou:.4f}{' *' if improved else ''}  {row['images_per_second']:.1f} img/s")
+                        f"val IoU {val_iou:.4f}{' *' if improved else '  '}  {row['images_per_second']:.1f} img/s"
+                        f"  {seconds:.0f} s{left}")
             if stop_reason:
                 break
             if stop_after_epoch is not None and epoch >= stop_after_epoch:
@@ -323,22 +401,86 @@ def train(cfg: TrainConfig, run_dir: str | Path, *, resume: bool = False, overwr
     except KeyboardInterrupt:
         stop_reason = "interrupted"
         if runtime.main:
-            done = history[-1]["epoch"] if history else 0
-            log(f"interrupted: epochs 1-{done} are saved in {run_dir / 'last.pt'}; "
-                f"continue with `seglib train --run {run_dir.name} --resume`")
+            if not saved_an_epoch:
+                settle_replacement(run, runtime, keep_new=False)
+                log(f"interrupted before the first epoch was saved; {display_path(run_dir)} is as it was")
+            else:
+                done = history[-1]["epoch"] if history else 0
+                log(f"interrupted: epochs 1-{done} are saved in {display_path(run.last)}; "
+                    f"continue with `seglib train --run {run.name} --resume`")
+    except BaseException:
+        if runtime.main and not saved_an_epoch:
+            settle_replacement(run, runtime, keep_new=False)
+            if saved is None and not run.replaced_backup.exists() and run.dir.is_dir() \
+                    and not any(p.suffix == ".pt" for p in run.dir.iterdir()):
+                shutil.rmtree(run.dir)  # a new run that failed before its first epoch leaves nothing behind
+        raise
     finally:
+        if epochs_bar is not None:
+            epochs_bar.close()
         if runtime.distributed and dist.is_initialized():
             dist.barrier()
     result = TrainResult(run_dir, best_iou, best_epoch, len(history), train_seconds,
                          _mean_images_per_second(history), stop_reason or "completed", history)
     if runtime.main and stop_reason != "interrupted":
-        write_json_atomic(run_dir / "train_summary.json", {
+        write_json_atomic(run.summary_file, {
             "best_val_iou": best_iou, "best_epoch": best_epoch, "epochs_run": len(history),
             "train_seconds": train_seconds, "images_per_second": result.images_per_second,
             "stop_reason": result.stop_reason, "device": str(runtime.device), "world_size": runtime.world_size,
             "weights": weights_description(cfg), "parameters": count_parameters(model), "profile": cfg.profile,
+            "data_split": {k: v for k, v in split_record.items() if not k.endswith("_ids")},
         })
     return result
+
+
+def train_or_reuse(cfg: TrainConfig, run: Run, *, retrain: bool = False, dataset_dir=None, log=print) -> str:
+    """Notebook 03's step (the report runner announces the same decision): reuse a finished run, resume an
+    interrupted one, train a new one, or replace it when `retrain`. Returns the decision taken."""
+    decision = run.training_decision(retrain)
+    if decision == "reuse":
+        log(f"Reusing the trained run at {display_path(run.dir)} (set retrain=True to train again)")
+    elif decision == "resume":
+        log(f"Resuming the unfinished run at {display_path(run.dir)} from its last saved epoch")
+        train(cfg, run, resume=True, dataset_dir=dataset_dir, log=log)
+    else:
+        if decision == "retrain":
+            log(f"retrain=True: training {display_path(run.dir)} again; the old run is kept until the new one "
+                "has saved its first epoch")
+        train(cfg, run, overwrite=decision == "retrain", dataset_dir=dataset_dir, log=log)
+    return decision
+
+
+def training_split_record(train_ds, val_ds, splits_dir=None) -> dict:
+    """Which photos trained and validated the run, and a fingerprint of the split files it came from."""
+    record = {"train_ids": [str(i) for i in train_ds.items["id"]], "val_ids": [str(i) for i in val_ds.items["id"]]}
+    record.update(split_fingerprint(splits_dir))
+    return record
+
+
+def _in_jupyter() -> bool:
+    """Running inside a Jupyter kernel (a notebook, papermill), where a progress widget can be shown."""
+    shell = sys.modules.get("IPython") and sys.modules["IPython"].get_ipython()
+    return shell is not None and type(shell).__name__ == "ZMQInteractiveShell"
+
+
+def _epochs_bar(cfg: TrainConfig, start_epoch: int, *, enabled: bool):
+    """One progress widget over the epochs for Jupyter; None when disabled."""
+    if not enabled or start_epoch > cfg.epochs:
+        return None
+    from tqdm.notebook import tqdm as notebook_tqdm
+
+    return notebook_tqdm(total=cfg.epochs, initial=start_epoch - 1, desc="training", unit="epoch")
+
+
+def _minutes_left(history: list[dict], cfg: TrainConfig, start_epoch: int, epoch: int, train_seconds: float) -> str:
+    """'  ~N.N min left' from the mean epoch time so far (capped by max_train_minutes), '' when done."""
+    if epoch >= cfg.epochs:
+        return ""
+    recent = [h["epoch_seconds"] for h in history[-5:]]
+    left = (cfg.epochs - epoch) * sum(recent) / len(recent)
+    if cfg.max_train_minutes:
+        left = min(left, max(0.0, cfg.max_train_minutes * 60 - train_seconds))
+    return f"  ~{left / 60:.1f} min left"
 
 
 @torch.inference_mode()
@@ -396,9 +538,8 @@ def write_history(run_dir: Path, history: list[dict]) -> None:
     write_text_atomic(run_dir / "history.csv", buf.getvalue())
 
 
-def load_run(run: str | Path, which: str = "best"):
-    """(model, config, checkpoint dict) of a run folder's best or last checkpoint."""
-    run_dir = Path(run) if Path(run).is_dir() else run_dir_for(str(run))
-    state = load_checkpoint(run_dir / f"{which}.pt")
+def load_run(run: str | Path | Run, which: str = "best"):
+    """(model, config, checkpoint dict) of a run's best or last checkpoint."""
+    state = load_checkpoint(Run.resolve(run).require(which))
     model, cfg = model_from_checkpoint(state)
     return model, cfg, state

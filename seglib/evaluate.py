@@ -32,10 +32,13 @@ import pandas as pd
 
 import seglib
 from seglib import config
+from seglib.config import display_path
 from seglib.data.dataset import SegmentationDataset, load_pair
+from seglib.data.splits import check_scored_split
 from seglib.errors import SeglibError
-from seglib.io import ensure_writable_dir, load_mask_raw, write_json_atomic, write_text_atomic
+from seglib.io import check_writable_dir, load_mask_raw, write_json_atomic, write_text_atomic
 from seglib.metrics import image_scores, summarise
+from seglib.runs import Run, same_checkpoint
 from seglib.transforms import letterbox_box, unletterbox
 
 SPLITS = ("val", "test")
@@ -293,9 +296,7 @@ def baseline_scores(split: str, dataset_dir=None, *, splits_dir=None, n_boot: in
 
 
 def _resolve_target(run_or_dir, checkpoint, out_dir) -> tuple[Path | None, Path, str]:
-    """(checkpoint path or None, eval folder, run name) for a run name/folder or a loose checkpoint."""
-    from seglib.engine import run_dir_for
-
+    """(checkpoint path or None, eval folder, run name) for a run (name, Path or Run) or a loose checkpoint."""
     if run_or_dir is not None and checkpoint is not None:
         raise SeglibError("give a run or a checkpoint, not both")
     if checkpoint is not None:
@@ -307,20 +308,16 @@ def _resolve_target(run_or_dir, checkpoint, out_dir) -> tuple[Path | None, Path,
         return checkpoint, Path(out_dir), ""
     if run_or_dir is None:
         raise SeglibError("nothing to evaluate: give a run (--run NAME) or a checkpoint (--checkpoint PATH)")
-    candidate = Path(run_or_dir)
-    run_dir = candidate if candidate.is_dir() else run_dir_for(str(run_or_dir))
-    if not run_dir.is_dir():
-        raise SeglibError(f"run {run_or_dir!r} not found ({run_dir}); train it first with `seglib train`")
-    best = run_dir / "best.pt"
-    if not best.is_file():
-        raise SeglibError(f"{run_dir}: no best.pt (training has not finished an epoch)")
-    return best, Path(out_dir) if out_dir is not None else run_dir / "eval", run_dir.name
+    run = Run.resolve(run_or_dir)
+    best = run.require("best")
+    return best, Path(out_dir) if out_dir is not None else run.eval_root, run.name
 
 
 def _checkpoint_facts(predictor, checkpoint_path: Path | None, run_name: str) -> dict:
     state = getattr(predictor, "checkpoint", None) or {}
     cfg = state.get("config") or {}
-    source = str(checkpoint_path.resolve()) if checkpoint_path is not None else str(getattr(predictor, "source", ""))
+    source = checkpoint_path if checkpoint_path is not None else getattr(predictor, "source", "")
+    source = display_path(source) if source else ""
     return {
         "checkpoint": source,
         "checkpoint_epoch": state.get("epoch"),
@@ -373,7 +370,7 @@ def evaluate_run(run_or_dir=None, split: str = "test", *, checkpoint=None, out_d
                                               or (split_dir / "per_image.csv").exists()):
         raise SeglibError(f"{split_dir}: test is already scored (test is scored once per run); "
                           "pass overwrite=True / --overwrite to score it again")
-    ensure_writable_dir(split_dir)
+    check_writable_dir(split_dir)  # created with the first result file: a failed evaluation leaves no folder
     if predictor is None:
         from seglib.predict import Predictor
 
@@ -383,6 +380,11 @@ def evaluate_run(run_or_dir=None, split: str = "test", *, checkpoint=None, out_d
             predictor.tta = True
         tta = bool(getattr(predictor, "tta", False))
     facts = _checkpoint_facts(predictor, ckpt_path, run_name)
+    split_warnings = check_scored_split((getattr(predictor, "checkpoint", None) or {}).get("data_split"), split,
+                                        split_items(split, dataset_dir, splits_dir)["id"].astype(str).tolist(),
+                                        splits_dir)
+    for line in split_warnings:
+        log(f"warning: {split}: {line}")
 
     # threshold
     val_result = None
@@ -407,7 +409,7 @@ def evaluate_run(run_or_dir=None, split: str = "test", *, checkpoint=None, out_d
                                       dataset_dir=dataset_dir, splits_dir=splits_dir, tta=tta, progress=progress,
                                       n_boot=n_boot, predictor=predictor, batch_size=batch_size, log=log)
             threshold = val_result.threshold
-        source, threshold_from = "val sweep", str(val_json)
+        source, threshold_from = "val sweep", display_path(val_json)
 
     # the model, once
     records = collect_probabilities(predictor, split, dataset_dir, splits_dir, batch_size=batch_size,
@@ -443,8 +445,10 @@ def evaluate_run(run_or_dir=None, split: str = "test", *, checkpoint=None, out_d
             "mean-mask prior": f"average of the train split's masks letterboxed to {PRIOR_SIZE}x{PRIOR_SIZE}, "
                                "thresholded at 0.5, un-letterboxed to each image",
         },
+        "split_checked": bool((getattr(predictor, "checkpoint", None) or {}).get("data_split")),
+        "split_warnings": split_warnings,
         "dataset_dir": _dataset_dir_text(dataset_dir),
-        "splits_dir": str(Path(splits_dir).resolve() if splits_dir is not None else config.splits_dir()),
+        "splits_dir": display_path(Path(splits_dir) if splits_dir is not None else config.splits_dir()),
         "image_ids_sha1": hashlib.sha1(ids.encode()).hexdigest()[:12],
         "evaluated_at": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
         "seconds": round(time.perf_counter() - t0, 2),
@@ -463,7 +467,7 @@ def evaluate_run(run_or_dir=None, split: str = "test", *, checkpoint=None, out_d
 def _dataset_dir_text(dataset_dir) -> str:
     from seglib.data.catalog import find_dataset_dir
 
-    return str(find_dataset_dir(dataset_dir))
+    return display_path(find_dataset_dir(dataset_dir))
 
 
 # --------------------------------------------------------------------------------------------- tables
@@ -471,11 +475,7 @@ def _dataset_dir_text(dataset_dir) -> str:
 
 def load_metrics(run_or_dir, split: str = "test") -> dict:
     """metrics.json of a run name, run folder, or eval folder (one that holds <split>/metrics.json)."""
-    from seglib.engine import run_dir_for
-
-    path = Path(run_or_dir)
-    if not path.is_dir():
-        path = run_dir_for(str(run_or_dir))
+    path = Path(run_or_dir) if isinstance(run_or_dir, Path) else Run.resolve(run_or_dir).dir
     candidates = [path / "eval" / split / "metrics.json", path / split / "metrics.json", path / "metrics.json"]
     for c in candidates:
         if c.is_file():
@@ -547,12 +547,6 @@ def _checkpoint_epoch(path: Path):
     return load_checkpoint(path).get("epoch")
 
 
-def same_checkpoint(metrics: dict, epoch, tta: bool, name: str = "best.pt") -> bool:
-    """Was this evaluation made with the checkpoint file `name` at `epoch` and the same TTA setting?"""
-    return (Path(str(metrics.get("checkpoint", ""))).name == name and metrics.get("checkpoint_epoch") == epoch
-            and bool(metrics.get("tta")) == bool(tta))
-
-
 def load_or_evaluate(run_dir, split: str, *, dataset_dir=None, splits_dir=None, tta: bool | None = False,
                      rescore: bool = False, progress: bool = False, n_boot: int = 2000,
                      log: Callable[[str], None] = print):
@@ -564,11 +558,9 @@ def load_or_evaluate(run_dir, split: str, *, dataset_dir=None, splits_dir=None, 
     evaluation's TTA setting (none when there is no saved one). A run without best.pt is a SeglibError telling
     how to train it.
     """
-    run_dir = Path(run_dir)
-    best = run_dir / "best.pt"
-    if not best.is_file():
-        raise SeglibError(f"run {run_dir.name} not trained yet: run notebook 03 or "
-                          f"`seglib train --run {run_dir.name}` ({best} not found)")
+    run = Run.resolve(run_dir)
+    run_dir = run.dir
+    best = run.require("best")
     epoch = _checkpoint_epoch(best)
     saved = saved_result(run_dir, split)
     if tta is None:

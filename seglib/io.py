@@ -60,9 +60,33 @@ def _json_default(obj: Any) -> Any:
     raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
 
 
-def ensure_writable_dir(path: str | os.PathLike) -> Path:
-    """Create `path` if needed and prove it is writable, before any long work starts."""
+def check_writable_dir(path: str | os.PathLike) -> Path:
+    """Prove that `path` is (or can be created as) a writable folder, without creating anything.
+
+    A SeglibError names the path and the problem: a file where a folder should be, or a folder that cannot be
+    written. Called before long work starts; the folder itself is created when the first file is written.
+    """
     path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise SeglibError(f"{path}: is a file, not a folder")
+    ancestor = path
+    while not ancestor.exists():
+        if ancestor.parent == ancestor:
+            break
+        ancestor = ancestor.parent
+    if ancestor.exists() and not ancestor.is_dir():
+        raise SeglibError(f"{path}: output folder is not writable ({ancestor} is a file, not a folder)")
+    try:
+        with tempfile.NamedTemporaryFile(dir=ancestor, prefix=".write-test."):
+            pass
+    except OSError as exc:
+        raise SeglibError(f"{path}: output folder is not writable ({exc.strerror or exc})") from None
+    return path
+
+
+def ensure_writable_dir(path: str | os.PathLike) -> Path:
+    """Create `path` if needed and prove it is writable (see `check_writable_dir` to check without creating)."""
+    path = check_writable_dir(path)
     try:
         path.mkdir(parents=True, exist_ok=True)
         with tempfile.NamedTemporaryFile(dir=path, prefix=".write-test."):
@@ -70,6 +94,34 @@ def ensure_writable_dir(path: str | os.PathLike) -> Path:
     except OSError as exc:
         raise SeglibError(f"{path}: output folder is not writable ({exc.strerror or exc})") from None
     return path
+
+
+class NewFolder:
+    """Create a folder (and missing parents) for a piece of work and remember which ones were new, so that work
+    that failed or wrote nothing can remove them again (`rollback`): a failed command leaves no empty folder.
+    As a context manager it rolls back when the block raises."""
+
+    def __init__(self, path: str | os.PathLike):
+        self.path = Path(path)
+        self.created: list[Path] = []
+        probe = self.path
+        while not probe.exists() and probe.parent != probe:
+            self.created.append(probe)
+            probe = probe.parent
+        ensure_writable_dir(self.path)
+
+    def rollback(self) -> None:
+        """Remove the folders this object created, deepest first, as long as they are empty."""
+        for folder in self.created:
+            with contextlib.suppress(OSError):
+                folder.rmdir()  # only succeeds when empty
+
+    def __enter__(self) -> NewFolder:
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is not None:
+            self.rollback()
 
 
 def open_image(path: str | os.PathLike) -> Image.Image:

@@ -93,6 +93,8 @@ MODELS = ("unet", "smp-unet", "mediapipe-selfie")
 # MediaPipe's selfie segmentation model, copied unchanged from the mediapipe 0.10.21 wheel (Apache-2.0,
 # seglib/weights/NOTICE.md): the architecture and initial weights of model=mediapipe-selfie.
 MEDIAPIPE_SELFIE_TFLITE = Path(__file__).with_name("weights") / "selfie_segmentation.tflite"
+# BatchNorm momentum of smp models: PyTorch's default, whatever their encoder came with (see build_model)
+SMP_BATCHNORM_MOMENTUM = 0.1
 
 
 def build_model(name: str = "unet", *, base_channels: int = 16, depth: int = 4, encoder: str = "resnet18",
@@ -128,9 +130,18 @@ def build_model(name: str = "unet", *, base_channels: int = 16, depth: int = 4, 
                 "weights file"
             ) from None
         raise
+    # efficientnet BN momentum 0.01 lags from-scratch training (empty eval masks); set here, checkpoints too
+    set_batchnorm_momentum(model, SMP_BATCHNORM_MOMENTUM)
     if local_file:
         load_encoder_weights(model, weights)
     return model
+
+
+def set_batchnorm_momentum(model: nn.Module, momentum: float) -> None:
+    """Set the running-statistics momentum of every BatchNorm layer (timm's BatchNormAct2d included)."""
+    for module in model.modules():
+        if isinstance(module, nn.modules.batchnorm._BatchNorm):
+            module.momentum = momentum
 
 
 def build_tflite_model(weights: str | None, spec: dict | None = None) -> nn.Module:
@@ -149,21 +160,80 @@ def build_tflite_model(weights: str | None, spec: dict | None = None) -> nn.Modu
 
 
 def load_encoder_weights(model: nn.Module, path: str) -> None:
-    """Load a local encoder state dict (safe loader) into an smp model's encoder."""
+    """Load a local encoder state dict (safe loader) into an smp model's encoder: every tensor or none.
+
+    The file holds a plain state dict or {"state_dict": ...}. It must fit the encoder exactly: a missing, unexpected
+    or mis-shaped tensor is refused, naming it. The one allowance is what smp's encoders drop themselves when they
+    load ImageNet weights (the classifier: ResNet's fc.weight and fc.bias, EfficientNet's _fc.*, ...), so an
+    unmodified torchvision or timm checkpoint loads.
+    """
     if not os.path.isfile(path):
         raise ConfigError(f"{path}: encoder weights file not found")
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:
         raise ConfigError(f"{path}: not a loadable weights file ({type(exc).__name__}: {exc})") from None
-    state = state.get("state_dict", state) if isinstance(state, dict) else state
-    own = model.encoder.state_dict()
-    matching = {k: v for k, v in state.items() if k in own and own[k].shape == v.shape}
-    if len(matching) < len(own) // 2:
-        raise ConfigError(f"{path}: weights do not match the {type(model.encoder).__name__} encoder "
-                          f"({len(matching)} of {len(own)} tensors fit)")
-    own.update(matching)
-    model.encoder.load_state_dict(own)
+    if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
+        state = state["state_dict"]
+    if not (isinstance(state, dict) and state
+            and all(isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in state.items())):
+        raise ConfigError(f"{path}: not an encoder state dict (expected a dict of tensors, or "
+                          f"{{'state_dict': dict of tensors}}; found {_describe(state)})")
+    encoder = model.encoder
+    kept = _as_smp_passes_on(encoder, state)
+    own = encoder.state_dict()
+    # torch fills in a BatchNorm's num_batches_tracked when the file lacks it (torchvision's ImageNet files do)
+    missing = [k for k in own if k not in kept and not k.endswith("num_batches_tracked")]
+    unexpected = [k for k in kept if k not in own]
+    wrong_shape = [f"{k}: file {_shape(kept[k])} vs model {_shape(own[k])}"
+                   for k in own if k in kept and kept[k].shape != own[k].shape]
+    problems = [f"{label} {len(names)} ({_first_few(names)})"
+                for label, names in (("missing", missing), ("unexpected", unexpected), ("wrong shape", wrong_shape))
+                if names]
+    if problems:
+        raise ConfigError(f"{path}: encoder weights do not fit the {type(encoder).__name__}: {', '.join(problems)}")
+    encoder.load_state_dict(dict(state))
+
+
+class _Probe(Exception):
+    """Stops a load_state_dict before it copies anything (see _as_smp_passes_on)."""
+
+
+def _as_smp_passes_on(encoder: nn.Module, state: dict) -> dict:
+    """`state` as the encoder's own load_state_dict hands it on to torch, without loading anything.
+
+    smp's encoders drop the ImageNet classifier (and rename a few legacy keys) before calling torch's
+    load_state_dict; a pre-hook on the encoder sees the result first and stops the load there.
+    """
+    seen: dict = {}
+
+    def capture(module, state_dict, *args):
+        seen.update(state_dict)
+        raise _Probe
+
+    handle = encoder.register_load_state_dict_pre_hook(capture)
+    try:
+        encoder.load_state_dict(dict(state))
+    except _Probe:
+        pass
+    finally:
+        handle.remove()
+    return seen
+
+
+def _shape(tensor: torch.Tensor) -> str:
+    return "[" + ",".join(str(n) for n in tensor.shape) + "]"
+
+
+def _first_few(names: list[str], n: int = 3) -> str:
+    return ", ".join(names[:n]) + (", ..." if len(names) > n else "")
+
+
+def _describe(obj) -> str:
+    if isinstance(obj, dict):
+        keys = [str(k) for k in obj]
+        return f"a dict with {len(keys)} keys ({_first_few(keys)})" if keys else "an empty dict"
+    return f"a {type(obj).__name__}"
 
 
 def architecture(model: str, base_channels: int = 16, depth: int = 4, encoder: str = "resnet18") -> str:

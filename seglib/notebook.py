@@ -1,14 +1,122 @@
-"""Helpers the notebooks share: resolving their parameters and finding the run they work on."""
+"""Notebook parameters: typed and checked the same way in the kernel and by the report runner, then resolved
+into the profile, run and data folder the notebook works on."""
 
 from __future__ import annotations
 
+import contextlib
 import os
+from collections.abc import Callable, MutableMapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
+
+import yaml
 
 from seglib import config
-from seglib.errors import SeglibError
-from seglib.settings import default_profile, resolve_profile
+from seglib.errors import ConfigError, SeglibError
+from seglib.runs import Run, check_run_name
+from seglib.settings import CHOICES, PROFILE_NAMES, default_profile, resolve_profile
+
+TYPES = {"str": str, "int": int, "float": float, "bool": bool, "dict": dict, "list": list}
+EVAL_SPLITS = ("val", "test")
+
+
+def _positive(value) -> str:
+    return "" if value > 0 else "must be 1 or more"
+
+
+def _not_negative(value) -> str:
+    return "" if value >= 0 else "must be 0 or more"
+
+
+def _one_of(*allowed: str) -> Callable[[Any], str]:
+    return lambda value: "" if value in allowed else f"expected one of {', '.join(allowed)}"
+
+
+def _eval_splits(value) -> str:
+    if not value:
+        return "give at least one of val, test"
+    bad = [v for v in value if v not in EVAL_SPLITS]
+    return f"{', '.join(map(str, bad))}: not an evaluated split (val, test)" if bad else ""
+
+
+def _run_name(value) -> str:
+    if value in ("", "default"):
+        return ""
+    try:
+        check_run_name(value)
+    except ConfigError as exc:
+        return str(exc)
+    return ""
+
+
+# What a value must satisfy beyond its type, by parameter name (the same name means the same thing everywhere).
+PARAMETER_RULES: dict[str, Callable[[Any], str]] = {
+    "profile": _one_of("default", "", *PROFILE_NAMES),
+    "run": _run_name,
+    "augment": _one_of("default", "", *CHOICES["augment"]),
+    "n_samples": _positive,
+    "n_images": _positive,
+    "n_augmented": _positive,
+    "n_examples": _positive,
+    "k": _positive,
+    "seed": _not_negative,
+    "splits": _eval_splits,
+}
+
+
+def coerce_parameter(name: str, value: Any, type_name: str) -> Any:
+    """A parameter value as its declared type. Text (papermill `-p`, `seglib report -p`) is read as YAML
+    (`5`, `0.1`, `false`, `[val]`, `{epochs: 5}`), except for str parameters; a mismatch is a ConfigError."""
+    raw = value if isinstance(value, str) else None
+    if raw is not None:
+        if type_name == "str" or type_name not in TYPES:
+            return raw
+        try:
+            value = yaml.safe_load(raw) if raw.strip() else None
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"parameter {name}={raw!r}: not a valid value ({getattr(exc, 'problem', exc)})") from None
+    kind = TYPES.get(type_name)
+    if kind is None:
+        return value
+    if kind is float and isinstance(value, str) and raw is not None:
+        with contextlib.suppress(ValueError):
+            value = float(raw)  # YAML 1.1 reads "1e-3" as text
+    if kind is float and isinstance(value, int) and not isinstance(value, bool):
+        value = float(value)
+    if not isinstance(value, kind) or (kind in (int, float) and isinstance(value, bool)):
+        shown = raw if raw is not None else repr(value)
+        expected = f"{type_name} (true or false)" if kind is bool else type_name
+        raise ConfigError(f"parameter {name}={shown}: expected {expected}, got {type(value).__name__}")
+    return value
+
+
+def check_parameter(name: str, value: Any) -> None:
+    """ConfigError when a (typed) value breaks its rule in PARAMETER_RULES."""
+    rule = PARAMETER_RULES.get(name)
+    problem = rule(value) if rule is not None else ""
+    if problem:
+        raise ConfigError(f"parameter {name}={value!r}: {problem}")
+
+
+def check_parameters(namespace: MutableMapping[str, Any]) -> dict[str, Any]:
+    """Type and check every annotated parameter in a notebook's namespace (`check_parameters(globals())`).
+
+    Papermill injects `-p` values as text or as its own guess of a type (`-p retrain false` arrives as the
+    text "false"); here each one is converted to its declared type hint (`retrain: bool`) and checked, so a
+    value that is not a bool is an error and "false" is False. The typed values are written back; returns them.
+    """
+    show_user_errors_briefly()
+    hints = namespace.get("__annotations__", {})
+    typed = {}
+    for name, hint in hints.items():
+        if name not in namespace:
+            continue
+        type_name = hint.__name__ if isinstance(hint, type) else str(hint)
+        typed[name] = coerce_parameter(name, namespace[name], type_name)
+        check_parameter(name, typed[name])
+    namespace.update(typed)
+    return typed
 
 ENV_RUN = "SEGLIB_RUN"
 
@@ -22,6 +130,10 @@ class NotebookContext:
     run_dir: Path
     data_dir: Path | None
 
+    @property
+    def run_folder(self) -> Run:
+        return Run(self.run_dir)
+
 
 def resolve_params(profile: str = "default", run: str = "default", data_dir: str = "") -> NotebookContext:
     """Turn a notebook's literal parameters into concrete values.
@@ -31,10 +143,16 @@ def resolve_params(profile: str = "default", run: str = "default", data_dir: str
     """
     show_user_errors_briefly()
     name = resolve_profile(default_profile() if profile in ("", "default") else profile)
-    run_name = (os.environ.get(ENV_RUN) or name) if run in ("", "default") else run
-    from seglib.engine import run_dir_for
-
-    return NotebookContext(profile=name, run=run_name, run_dir=run_dir_for(run_name),
+    if run in ("", "default"):
+        run_name = os.environ.get(ENV_RUN, "").strip() or name
+        source = f"${ENV_RUN}"
+    else:
+        run_name, source = run, "run"
+    try:
+        run_obj = Run.named(run_name)
+    except ConfigError as exc:
+        raise ConfigError(f"{source}: {exc}") from None
+    return NotebookContext(profile=name, run=run_name, run_dir=run_obj.dir,
                            data_dir=Path(data_dir).expanduser().resolve() if data_dir else None)
 
 

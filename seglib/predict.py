@@ -16,7 +16,6 @@ Command line: `seglib predict (--run NAME | --checkpoint PATH) INPUT... --out DI
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,11 +25,15 @@ import numpy as np
 import torch
 
 from seglib.checkpoint import load_checkpoint, model_from_checkpoint
-from seglib.errors import CheckpointError, DataError, SeglibError
-from seglib.io import atomic_path, ensure_writable_dir, load_rgb, save_png_atomic
-from seglib.transforms import eval_transform, unletterbox
+from seglib.config import display_path
+from seglib.errors import DataError, SeglibError
+from seglib.export import load_onnx
+from seglib.io import NewFolder, atomic_path, check_writable_dir, load_rgb, save_png_atomic
+from seglib.runs import Run
+from seglib.settings import config_from_dict
+from seglib.transforms import NORMALIZATION, eval_transform, unletterbox
 
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".tif", ".tiff", ".gif", ".bmp")  # what Pillow decodes here
 MASK_SUFFIX = ".mask.png"
 OVERLAY_SUFFIX = ".overlay.jpg"
 OVERLAY_COLOR = (0, 255, 0)
@@ -82,31 +85,32 @@ class Predictor:
         return cls(model, cfg, state, source=str(path), **kwargs)
 
     @classmethod
-    def from_run(cls, run: str | Path, which: str = "best", **kwargs) -> Predictor:
-        """Load runs/NAME/best.pt; the threshold chosen on val (eval/val/metrics.json) is used when present."""
-        from seglib.engine import run_dir_for
-
-        run_dir = Path(run) if Path(run).is_dir() else run_dir_for(str(run))
-        if not run_dir.is_dir():
-            raise CheckpointError(f"run {str(run)!r} not found ({run_dir} does not exist; train it first or "
-                                  "pass --checkpoint PATH)")
-        predictor = cls.from_checkpoint(run_dir / f"{which}.pt", **kwargs)
+    def from_run(cls, run: str | Path | Run, which: str = "best", **kwargs) -> Predictor:
+        """Load a run's best.pt (a name means runs/NAME); the threshold chosen on val for this very checkpoint
+        (eval/val/metrics.json) is used when present and no threshold is given."""
+        run = Run.resolve(run)
+        predictor = cls.from_checkpoint(run.require(which), **kwargs)
+        predictor.source = display_path(predictor.source)
         if kwargs.get("threshold") is None:
-            val_metrics = run_dir / "eval" / "val" / "metrics.json"
-            if val_metrics.is_file():
-                try:
-                    metrics = json.loads(val_metrics.read_text())
-                    threshold = float(metrics["threshold"])
-                except (ValueError, KeyError, TypeError) as exc:
-                    raise CheckpointError(f"{val_metrics}: no usable threshold ({type(exc).__name__}: {exc}); "
-                                          "re-run the evaluation or pass --threshold") from None
-                # only a threshold chosen for this very checkpoint (file, epoch, TTA setting) applies
-                from seglib.evaluate import same_checkpoint
-
-                if same_checkpoint(metrics, predictor.checkpoint.get("epoch"), predictor.tta, f"{which}.pt"):
-                    predictor.threshold = threshold
-                    predictor.threshold_source = f"chosen on val, {val_metrics}"
+            chosen = run.val_threshold(predictor.checkpoint.get("epoch"), predictor.tta, which)
+            if chosen is not None:
+                predictor.threshold, predictor.threshold_source = chosen
         return predictor
+
+    @classmethod
+    def from_onnx(cls, path: str | Path, *, threads: int | None = None, **kwargs) -> Predictor:
+        """A Predictor running a model exported by `seglib export` in ONNX Runtime (same letterbox, threshold
+        and TTA as the PyTorch path)."""
+        model, checkpoint = load_onnx(path, threads=threads)
+        expected = {k: list(v) for k, v in NORMALIZATION.items()}
+        if checkpoint["normalization"] != expected:
+            raise SeglibError(f"{path}: normalisation {checkpoint['normalization']} differs from this seglib's "
+                              f"{expected}; predictions would be wrong")
+        try:
+            cfg = config_from_dict(checkpoint["config"])
+        except (SeglibError, TypeError) as exc:
+            raise SeglibError(f"{path}: stored config not usable by this seglib ({exc})") from None
+        return cls(model, cfg, checkpoint, source=display_path(path), **kwargs)
 
     def describe(self) -> str:
         """One line: which checkpoint, how good on val, which threshold, which device."""
@@ -152,7 +156,7 @@ def collect_inputs(paths, *, warn=None) -> list[Path]:
     """The image files named by `paths`, in the order given, each file once.
 
     A file is taken as given, whatever its extension (a bad one is reported when it is decoded). A folder
-    contributes its .jpg/.jpeg/.png files (any letter case), sorted by name; it is NOT searched
+    contributes its image files (IMAGE_SUFFIXES, any letter case), sorted by name; it is NOT searched
     recursively, and hidden files (".name") and this command's own outputs (`*.mask.png`,
     `*.overlay.*`) are left out. A path that does not exist is kept, so that it is reported as a failed
     input (not a crash). A folder with no images gets a note; no inputs at all is a SeglibError.
@@ -174,13 +178,14 @@ def collect_inputs(paths, *, warn=None) -> list[Path]:
         if p.is_dir():
             images = sorted((c for c in p.iterdir() if _is_candidate(c)), key=lambda c: c.name)
             if not images:
-                warn(f"seglib: note: {p}: no .jpg/.jpeg/.png files in this folder (subfolders are not searched)")
+                warn(f"seglib: note: {p}: no image files ({'/'.join(IMAGE_SUFFIXES)}) in this folder "
+                     "(subfolders are not searched)")
             for c in images:
                 add(c)
         else:
             add(p)
     if not found:
-        raise SeglibError("no input images (give JPEG/PNG files or folders that contain them)")
+        raise SeglibError("no input images (give image files or folders that contain them)")
     return found
 
 
@@ -206,9 +211,21 @@ def exif_orientation(path: str | Path) -> int:
 
 
 def load_input(path: str | Path) -> tuple[np.ndarray, int]:
-    """(HxWx3 uint8 RGB as viewers show it, EXIF orientation applied: 1 = none); DataError when unreadable."""
+    """(HxWx3 uint8 RGB as viewers show it, EXIF orientation applied: 1 = none); DataError when unreadable.
+    An animated image (GIF, WebP, multi-page TIFF) gives its first frame (`frame_count` tells)."""
     rgb = load_rgb(path, exif_transpose=True)
     return rgb, exif_orientation(path)
+
+
+def frame_count(path: str | Path) -> int:
+    """Number of frames (pages) in an image file; 1 for a still image or an unreadable header."""
+    from PIL import Image
+
+    try:
+        with Image.open(path) as img:
+            return int(getattr(img, "n_frames", 1) or 1)
+    except Exception:  # noqa: BLE001 - the image itself decoded; an odd header only means "one frame"
+        return 1
 
 
 def plan_outputs(inputs: list[Path], out_dir: str | Path, *, overlay: bool = False
@@ -310,7 +327,7 @@ def predict_files(predictor: Predictor, inputs, out_dir: str | Path, *, overlay:
     from tqdm.auto import tqdm
 
     paths = collect_inputs(inputs)
-    out_dir = ensure_writable_dir(out_dir)
+    out_dir = check_writable_dir(out_dir)  # created by the first mask written
     plan = plan_outputs(paths, out_dir, overlay=overlay)
     if not overwrite:
         refuse_existing(plan)
@@ -328,6 +345,9 @@ def predict_files(predictor: Predictor, inputs, out_dir: str | Path, *, overlay:
             say(f"seglib: skipped {path}: {_problem(exc, path)}", err=True)
             continue
         mask = predictor.predict_mask(rgb, threshold=threshold)
+        frames = frame_count(path)
+        if frames > 1:
+            say(f"{path}: {frames} frames (animated or multi-page); the mask is for the first frame")
         try:
             save_png_atomic(mask_path, (mask * 255).astype(np.uint8))
             if overlay_path is not None:
@@ -381,6 +401,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     source = p.add_mutually_exclusive_group(required=True)
     source.add_argument("--run", metavar="NAME", help="use runs/NAME/best.pt (and its val-chosen threshold)")
     source.add_argument("--checkpoint", type=Path, metavar="PATH", help="use this checkpoint file")
+    source.add_argument("--onnx", type=Path, metavar="FILE",
+                        help="use a model exported by `seglib export` (runs in ONNX Runtime on the CPU)")
     p.add_argument("--out", type=Path, required=True, metavar="DIR", help="folder for the masks (created)")
     p.add_argument("--overlay", action="store_true", help="also write <stem>.overlay.jpg (mask tinted on the photo)")
     p.add_argument("--tta", action="store_true", help="average with the horizontally flipped prediction")
@@ -395,20 +417,25 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 
 def cmd_predict(args) -> int:
     inputs = collect_inputs(args.inputs)
-    out_dir = ensure_writable_dir(args.out)  # before any work: a bad --out fails in a second, not after the batch
+    out_dir = check_writable_dir(args.out)  # before any work: a bad --out fails in a second, not after the batch
     plan = plan_outputs(inputs, out_dir, overlay=args.overlay)
     if not args.overwrite:
         refuse_existing(plan)
-    device = resolve_device(args.device)
+    device = resolve_device("cpu" if args.onnx is not None and args.device == "auto" else args.device)
     kwargs = dict(device=device, threshold=args.threshold, tta=args.tta)
     if args.threshold is not None:
         kwargs["threshold_source"] = "--threshold"
     if args.run is not None:
         predictor = Predictor.from_run(args.run, **kwargs)
+    elif args.onnx is not None:
+        predictor = Predictor.from_onnx(args.onnx, **kwargs)
     else:
         predictor = Predictor.from_checkpoint(args.checkpoint, **kwargs)
     print(f"predicting {len(inputs)} input{'s' if len(inputs) != 1 else ''} with {predictor.describe()}")
-    report = predict_files(predictor, inputs, out_dir, overlay=args.overlay,
-                           progress=getattr(args, "progress", True), overwrite=args.overwrite)
+    with NewFolder(out_dir) as folder:  # --out is created now, and removed again if nothing is written to it
+        report = predict_files(predictor, inputs, out_dir, overlay=args.overlay,
+                               progress=getattr(args, "progress", True), overwrite=args.overwrite)
+    if not report.written:
+        folder.rollback()
     print(report.summary())
     return 0 if report.ok else 1

@@ -22,6 +22,7 @@ import html
 import json
 import logging
 import os
+import re
 import shlex
 import shutil
 import sys
@@ -35,8 +36,11 @@ import yaml
 
 import seglib
 from seglib import config
+from seglib.config import display_path
 from seglib.errors import ConfigError, SeglibError
 from seglib.io import ensure_writable_dir, write_json_atomic, write_text_atomic
+from seglib.notebook import TYPES, check_parameter, coerce_parameter, resolve_params
+from seglib.runs import Run, read_json
 
 DEFAULT_KERNEL = "seglib"
 NOTEBOOK_PATTERN = "[0-9][0-9]_*.ipynb"
@@ -44,7 +48,6 @@ NOTEBOOK_PATTERN = "[0-9][0-9]_*.ipynb"
 RESERVED = {"profile": "--profile", "run": "--run", "data_dir": "--data-dir"}
 INLINE_BACKEND = "module://matplotlib_inline.backend_inline"
 WIDGET_MIME = "application/vnd.jupyter.widget-view+json"
-_TYPES = {"str": str, "int": int, "float": float, "bool": bool, "dict": dict, "list": list}
 
 
 # ------------------------------------------------------------------------------------------- parameters
@@ -104,7 +107,7 @@ def notebook_parameters(path: str | os.PathLike) -> dict[str, NotebookParam]:
             default = ast.literal_eval(value) if value is not None else None
         except ValueError:
             default = None
-        if not hint and default is not None and type(default).__name__ in _TYPES:
+        if not hint and default is not None and type(default).__name__ in TYPES:
             hint = type(default).__name__
         tail = lines[stmt.end_lineno - 1][stmt.end_col_offset:].strip()
         params[name] = NotebookParam(name, hint, default, tail[1:].strip() if tail.startswith("#") else "")
@@ -137,32 +140,14 @@ def parse_param_args(items: list[str] | None) -> dict[str, str]:
 
 
 def coerce_param(name: str, value: Any, type_name: str, where: str = "") -> Any:
-    """A `-p` value as the declared type: text is parsed as YAML (`5`, `0.1`, `true`, `{epochs: 5}`);
-    a str parameter keeps the text as typed. A mismatch is a ConfigError."""
-    place = f" (declared in {where})" if where else ""
-    if not isinstance(value, str):
-        parsed, raw = value, None
-    else:
-        raw = value
-        if type_name == "str":
-            return raw
-        try:
-            parsed = yaml.safe_load(raw) if raw.strip() else None
-        except yaml.YAMLError as exc:
-            raise ConfigError(f"-p {name}={raw!r}: not a valid value ({getattr(exc, 'problem', exc)})") from None
-    kind = _TYPES.get(type_name)
-    if kind is None:  # no (or an unusual) type hint: pass the parsed value through
-        return parsed
-    if kind is float and isinstance(parsed, str) and raw is not None:
-        with contextlib.suppress(ValueError):
-            parsed = float(raw)  # YAML 1.1 reads "1e-3" as text
-    ok = isinstance(parsed, kind) and not (kind in (int, float) and isinstance(parsed, bool))
-    if kind is float and isinstance(parsed, int) and not isinstance(parsed, bool):
-        parsed, ok = float(parsed), True
-    if not ok:
-        shown = raw if raw is not None else repr(value)
-        raise ConfigError(f"-p {name}={shown}: expected {type_name}, got {type(parsed).__name__}{place}")
-    return parsed
+    """A `-p` value as the declared type and within its rule (`seglib.notebook`: the kernel uses the same code)."""
+    try:
+        value = coerce_parameter(name, value, type_name)
+        check_parameter(name, value)
+    except ConfigError as exc:
+        place = f" (declared in {where})" if where else ""
+        raise ConfigError(f"-p {str(exc).removeprefix('parameter ')}{place}") from None
+    return value
 
 
 def notebook_arguments(declared: Mapping[str, Mapping[str, NotebookParam]], base: Mapping[str, Any],
@@ -202,16 +187,17 @@ def reuse_notes(run_dir: Path, declared: Mapping[str, Mapping[str, NotebookParam
     """Plain statements of what the batch will reuse from an earlier run rather than recompute."""
     notes = []
     shown = _show(run_dir)
+    run = Run(run_dir)
     trainer = next((nb for nb, params in declared.items() if "retrain" in params), None)
     if trainer is not None:
         retrain = bool(args.get(trainer, {}).get("retrain", declared[trainer]["retrain"].default))
-        summary_file = run_dir / "train_summary.json"
-        if retrain:
-            if run_dir.exists():
-                notes.append(f"retrain=true: {trainer} will train {shown} again, replacing it")
-        elif summary_file.is_file():
-            summary = _read_json(summary_file) or {}
-            when = _dt.datetime.fromtimestamp(summary_file.stat().st_mtime).strftime("%Y-%m-%d %H:%M")
+        decision = run.training_decision(retrain)
+        if decision == "retrain":
+            notes.append(f"retrain=true: {trainer} will train {shown} again, replacing it once the new run has "
+                         "saved its first epoch")
+        elif decision == "reuse":
+            summary = run.summary() or {}
+            when = _dt.datetime.fromtimestamp(run.summary_file.stat().st_mtime).strftime("%Y-%m-%d %H:%M")
             best = summary.get("best_val_iou")
             best_text = f", best val IoU {best:.4f}" if isinstance(best, (int, float)) else ""
             profile = f", profile {summary['profile']}" if summary.get("profile") else ""
@@ -220,13 +206,13 @@ def reuse_notes(run_dir: Path, declared: Mapping[str, Mapping[str, NotebookParam
             if args.get(trainer, {}).get("overrides"):
                 notes.append("-p overrides only take effect when training: they are compared with the reused "
                              "run's settings, not applied (pass -p retrain=true to apply them)")
-        elif (run_dir / "last.pt").is_file():
+        elif decision == "resume":
             notes.append(f"the unfinished run {shown} (last.pt, no train_summary.json) will be resumed by {trainer} "
                          "from its last saved epoch — pass -p retrain=true to start over")
     for split in ("val", "test"):
-        metrics_file = run_dir / "eval" / split / "metrics.json"
+        metrics_file = run.metrics_file(split)
         if metrics_file.is_file():
-            metrics = _read_json(metrics_file) or {}
+            metrics = read_json(metrics_file) or {}
             when = metrics.get("evaluated_at") or _dt.datetime.fromtimestamp(
                 metrics_file.stat().st_mtime).isoformat(timespec="minutes")
             notes.append(f"an earlier {split} evaluation exists at {_show(metrics_file.parent)} (evaluated {when}); "
@@ -273,8 +259,6 @@ def run_report(profile: str = "auto", run: str = "default", *, data_dir: str | o
     """
     t_batch = time.perf_counter()
     notebooks = find_notebooks(notebooks_dir)
-    from seglib.notebook import resolve_params
-
     ctx = resolve_params(profile, run)  # unknown profile / bad run name -> ConfigError
     data_path = None
     if data_dir not in (None, ""):
@@ -320,7 +304,7 @@ def run_report(profile: str = "auto", run: str = "default", *, data_dir: str | o
             log(f"[{i}/{n}] {nb.name} ...")
             t0 = time.perf_counter()
             try:
-                _execute(nb, out_nb, rec.parameters, kernel)
+                _execute(nb, out_nb, rec.parameters, kernel, log)
             except KeyboardInterrupt:
                 rec.status, rec.seconds = "interrupted", time.perf_counter() - t0
                 kept = _keep_failed(staging, failed, records, ctx, kernel, log)
@@ -361,7 +345,12 @@ def run_report(profile: str = "auto", run: str = "default", *, data_dir: str | o
     return final / "index.html"
 
 
-def _execute(nb: Path, out_nb: Path, parameters: dict, kernel: str) -> None:
+# Lines a notebook prints that the terminal should see while it runs (training progress from seglib.engine).
+PROGRESS_LINE = re.compile(r"^(run \S+: |epoch +\d+/\d+ |interrupted|Reusing the trained run|Resuming the unfinished "
+                           r"run|retrain=True: )")
+
+
+def _execute(nb: Path, out_nb: Path, parameters: dict, kernel: str, log: Callable[[str], Any] = print) -> None:
     import papermill
 
     # The runner has validated the parameters itself; papermill's own check misreads cells whose comments
@@ -370,13 +359,39 @@ def _execute(nb: Path, out_nb: Path, parameters: dict, kernel: str) -> None:
     loggers = [logging.getLogger("papermill"), logging.getLogger("papermill.translators")]
     for lg in loggers:
         lg.addFilter(quiet)
+    # Papermill hands every output of the kernel to its logger as it arrives (log_output=True): forward the
+    # progress lines, so a long training shows in the terminal, and nothing else.
+    stream = _ProgressLines(log)
+    main_logger = loggers[0]
+    saved = main_logger.level, main_logger.propagate
+    main_logger.addHandler(stream)
+    main_logger.setLevel(logging.INFO)
+    main_logger.propagate = False
     try:
         papermill.execute_notebook(str(nb), str(out_nb), parameters=parameters, kernel_name=kernel,
-                                   cwd=str(nb.parent), progress_bar=sys.stdout.isatty(), log_output=False,
+                                   cwd=str(nb.parent), progress_bar=sys.stdout.isatty(), log_output=True,
                                    start_timeout=180, extra_arguments=_kernel_arguments(kernel))
     finally:
+        main_logger.removeHandler(stream)
+        main_logger.setLevel(saved[0])
+        main_logger.propagate = saved[1]
         for lg in loggers:
             lg.removeFilter(quiet)
+
+
+class _ProgressLines(logging.Handler):
+    """Pass the notebook's progress lines (PROGRESS_LINE) to `log`, indented; drop all other output."""
+
+    def __init__(self, log: Callable[[str], Any]):
+        super().__init__(level=logging.INFO)
+        self.log = log
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if record.levelno >= logging.ERROR and record.name == "papermill":
+            return  # papermill's own errors reach the runner as exceptions
+        for line in str(record.getMessage()).splitlines():
+            if PROGRESS_LINE.match(line.strip()):
+                self.log(f"      {line.strip()}")
 
 
 def _kernel_arguments(kernel: str) -> list[str]:
@@ -483,7 +498,7 @@ def _summary(ctx, kernel: str, records: list[NotebookRecord], notes: list[str], 
     run_dir = ctx.run_dir
     headline = {}
     for split in ("test", "val"):
-        metrics = _read_json(run_dir / "eval" / split / "metrics.json")
+        metrics = read_json(run_dir / "eval" / split / "metrics.json")
         if metrics:
             headline[split] = {k: metrics.get(k) for k in ("n_images", "threshold", "mean_iou", "mean_iou_ci95",
                                                             "median_iou", "pooled_iou", "mean_dice",
@@ -496,7 +511,7 @@ def _summary(ctx, kernel: str, records: list[NotebookRecord], notes: list[str], 
         "command": command,
         "generated_at": _dt.datetime.now().astimezone().isoformat(timespec="seconds"),
         "seglib_version": seglib.__version__,
-        "run_dir": str(run_dir),
+        "run_dir": display_path(run_dir),
         "seconds_total": round(total, 2) if total is not None else None,
         "reused": notes,
         "notebooks": [
@@ -546,8 +561,8 @@ def index_html(summary: Mapping[str, Any], run_dir: Path, reports_root: Path | N
               '<table><tr><th class="num">#</th><th>report</th><th>notebook</th><th>status</th>'
               '<th class="num">run time (s)</th></tr>', *rows, "</table>"]
 
-    test = _read_json(run_dir / "eval" / "test" / "metrics.json")
-    val = _read_json(run_dir / "eval" / "val" / "metrics.json")
+    test = read_json(run_dir / "eval" / "test" / "metrics.json")
+    val = read_json(run_dir / "eval" / "val" / "metrics.json")
     parts.append("<h2>Headline metrics (test)</h2>")
     if test:
         parts.append(_headline_block(test))
@@ -556,7 +571,7 @@ def index_html(summary: Mapping[str, Any], run_dir: Path, reports_root: Path | N
     if val:
         parts += ["<h2>Validation metrics</h2>", _headline_block(val)]
 
-    train = _read_json(run_dir / "train_summary.json")
+    train = read_json(run_dir / "train_summary.json")
     if train:
         minutes = train.get("train_seconds", 0) / 60 if isinstance(train.get("train_seconds"), (int, float)) else None
         facts = {"initial weights": train.get("weights"), "epochs run": train.get("epochs_run"),
@@ -671,21 +686,9 @@ def _experiment_tables(reports_root: Path | None) -> list[Path]:
     return out
 
 
-def _read_json(path: Path) -> dict | None:
-    try:
-        data = json.loads(Path(path).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-    return data if isinstance(data, dict) else None
-
-
 def _show(path: Path) -> str:
-    """A path as the user would type it: relative to the working directory when it is inside it."""
-    path = Path(path)
-    try:
-        return str(path.resolve().relative_to(Path.cwd().resolve()))
-    except ValueError:
-        return str(path)
+    """A path as reports and messages write it: relative to the project when inside it (`config.display_path`)."""
+    return display_path(path)
 
 
 # ------------------------------------------------------------------------------------------- CLI

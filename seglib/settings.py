@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import typing
 from dataclasses import dataclass, fields
@@ -85,10 +86,10 @@ CHOICES = {
 }
 
 
-def resolve_profile(profile: str) -> str:
-    """'auto' means gpu when CUDA is present, else cpu."""
+def resolve_profile(profile: str, source: str = "profile") -> str:
+    """'auto' means gpu when CUDA is present, else cpu. `source` names where the value came from in errors."""
     if profile not in PROFILE_NAMES:
-        raise ConfigError(f"profile {profile!r} unknown; expected one of {', '.join(PROFILE_NAMES)}")
+        raise ConfigError(f"{source} {profile!r} unknown; expected one of {', '.join(PROFILE_NAMES)}")
     if profile == "auto":
         import torch
 
@@ -97,8 +98,13 @@ def resolve_profile(profile: str) -> str:
 
 
 def default_profile() -> str:
-    """The profile notebooks use by default: $SEGLIB_PROFILE (CI sets smoke), else auto."""
-    return os.environ.get(ENV_PROFILE, "auto") or "auto"
+    """The profile notebooks use by default: $SEGLIB_PROFILE (CI sets smoke), else auto; a bad value is an
+    error naming the variable."""
+    value = os.environ.get(ENV_PROFILE, "").strip() or "auto"
+    if value not in PROFILE_NAMES:
+        raise ConfigError(f"${ENV_PROFILE}={value!r} is not a profile; expected one of {', '.join(PROFILE_NAMES)} "
+                          f"(unset it or fix its value)")
+    return value
 
 
 def make_config(profile: str = "auto", overrides: dict | None = None) -> TrainConfig:
@@ -147,6 +153,10 @@ def coerce(key: str, value, kind: type):
 
 
 def validate(cfg: TrainConfig) -> None:
+    for f in fields(TrainConfig):
+        value = getattr(cfg, f.name)
+        if isinstance(value, float) and not math.isfinite(value):
+            raise ConfigError(f"setting {f.name}={value}: must be a finite number")
     for key, allowed in CHOICES.items():
         if getattr(cfg, key) not in allowed:
             raise ConfigError(f"setting {key}={getattr(cfg, key)!r}: expected one of {', '.join(allowed)}")
@@ -166,9 +176,14 @@ def validate(cfg: TrainConfig) -> None:
         raise ConfigError(f"setting ema_decay={cfg.ema_decay}: must be 0 (off) or between 0 and 1")
     if cfg.lr <= 0:
         raise ConfigError(f"setting lr={cfg.lr}: must be positive")
-    for key in ("limit_train", "limit_val", "patience", "threads"):
+    if cfg.num_workers < -1:
+        raise ConfigError(f"setting num_workers={cfg.num_workers}: must be -1 (auto), 0 or more")
+    for key in ("limit_train", "limit_val", "patience", "threads", "weight_decay", "dice_weight", "bce_weight",
+                "max_train_minutes"):
         if getattr(cfg, key) < 0:
             raise ConfigError(f"setting {key}={getattr(cfg, key)}: must be 0 or more")
+    if cfg.dice_weight == 0 and cfg.bce_weight == 0:
+        raise ConfigError("settings dice_weight=0 and bce_weight=0: the loss would be zero; give one a weight")
 
 
 def parse_set_args(items: list[str] | None) -> dict:

@@ -355,6 +355,7 @@ def test_load_or_evaluate_reuses_val_and_never_rescores_test_unasked(synthetic_s
     pd.testing.assert_frame_equal(again.per_image[["id", "iou"]], val.per_image[["id", "iou"]], atol=1e-5)
     test = load_or_evaluate(run_dir, "test", **kw)
     assert "not scored yet" in lines[-1]
+    assert test.metrics["split_checked"] is False  # a checkpoint not written by train() records no split
     stamp = (run_dir / "eval" / "test" / "metrics.json").stat().st_mtime_ns
     reused = load_or_evaluate(run_dir, "test", **kw)
     assert lines[-1].startswith("test was already scored for this run on ") and "showing those results" in lines[-1]

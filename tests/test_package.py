@@ -25,3 +25,27 @@ def test_python_dash_m_and_console_script():
 def test_unknown_command_is_a_usage_error():
     out = subprocess.run([sys.executable, "-m", "seglib", "frobnicate"], capture_output=True, text=True)
     assert out.returncode == 2 and "invalid choice" in out.stderr
+
+
+def test_make_help_lists_every_profile_and_writes_plain_text_to_a_file(tmp_path):
+    """`make help > file` holds no colour codes and no unexpanded `$$`; `reports` names every profile."""
+    import shutil
+
+    from seglib.config import PROJECT_ROOT
+    from seglib.settings import PROFILE_NAMES
+
+    if shutil.which("make") is None:
+        import pytest
+
+        pytest.skip("make not installed")
+    out = subprocess.run(["make", "-s", "-C", str(PROJECT_ROOT), "help"], capture_output=True, text=True,
+                         check=True).stdout
+    assert "\x1b[" not in out and "$$" not in out
+    reports_line = next(line for line in out.splitlines() if line.strip().startswith("reports "))
+    assert all(name in reports_line for name in PROFILE_NAMES)
+
+
+def test_train_help_says_which_network_each_profile_trains():
+    out = subprocess.run([sys.executable, "-m", "seglib", "train", "--help"], capture_output=True, text=True,
+                         check=True).stdout
+    assert "train a U-Net" not in out and "MediaPipe" in out and "cpu-scratch" in out

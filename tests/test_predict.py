@@ -195,7 +195,7 @@ def test_collect_inputs(tmp_path, capsys):
     (tmp_path / "empty").mkdir()
     with pytest.raises(SeglibError, match="no input images"):
         collect_inputs([tmp_path / "empty"])
-    assert "no .jpg/.jpeg/.png files" in capsys.readouterr().err
+    assert "no image files (.jpg/.jpeg/.png/" in capsys.readouterr().err
 
 
 def test_unsafe_checkpoint_is_refused_without_running_code(tmp_path):
@@ -207,7 +207,7 @@ def test_unsafe_checkpoint_is_refused_without_running_code(tmp_path):
 
     torch.save({"format": "seglib-checkpoint/1", "payload": Evil()}, tmp_path / "evil.pt")
     Image.fromarray(noise(8, 8)).save(tmp_path / "a.png")
-    with pytest.raises(CheckpointError, match="refused by the safe loader"):
+    with pytest.raises(CheckpointError, match="refused as unsafe"):
         run_cli(["predict", str(tmp_path / "a.png"), "--checkpoint", str(tmp_path / "evil.pt"),
                  "--out", str(tmp_path / "out")])
     assert not marker.exists()
@@ -219,7 +219,7 @@ def test_unwritable_out_fails_before_any_work(tmp_path):
     out = tmp_path / "out-is-a-file"
     out.write_text("")
     # the checkpoint does not exist either: the error must be about --out, raised before loading anything
-    with pytest.raises(SeglibError, match="output folder is not writable"):
+    with pytest.raises(SeglibError, match="out-is-a-file: is a file, not a folder"):
         run_cli(["predict", str(tmp_path / "a.png"), "--checkpoint", str(tmp_path / "none.pt"), "--out", str(out)])
 
 
@@ -268,3 +268,23 @@ def test_overlay_mask():
     np.testing.assert_array_equal(overlay_mask(rgb, mask // 255), out)  # 0/1 works the same
     with pytest.raises(ValueError, match="does not match"):
         overlay_mask(rgb, mask[:10])
+
+
+# case 15 of the new-user trial: a folder scan takes every format that works when named one by one
+def test_folder_scan_takes_webp_tiff_gif_and_says_when_an_animation_gives_its_first_frame(checkpoint, tmp_path,
+                                                                                          capsys):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    Image.fromarray(noise(21, 34)).save(folder / "a.webp")
+    Image.fromarray(noise(22, 35, 1)).save(folder / "b.tif")
+    Image.fromarray(noise(23, 36, 2)).save(folder / "c.bmp")
+    frames = [Image.fromarray(noise(24, 37, s)).convert("P") for s in range(3)]
+    frames[0].save(folder / "d.gif", save_all=True, append_images=frames[1:], duration=50)
+    assert [p.name for p in collect_inputs(folder)] == ["a.webp", "b.tif", "c.bmp", "d.gif"]
+    assert run_cli(["predict", "--checkpoint", str(checkpoint), str(folder), "--out", str(tmp_path / "out"),
+                    "--no-progress", "--device", "cpu"]) == 0
+    captured = capsys.readouterr()
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["a.mask.png", "b.mask.png", "c.mask.png",
+                                                                    "d.mask.png"]
+    assert Image.open(tmp_path / "out" / "d.mask.png").size == (37, 24)
+    assert "d.gif: 3 frames (animated or multi-page); the mask is for the first frame" in captured.out

@@ -59,5 +59,5 @@ def test_notebook_parameters_are_validated():
 
     with pytest.raises(ConfigError, match="profile 'fastest' unknown"):
         resolve_params(profile="fastest")
-    with pytest.raises(Exception, match="plain folder name"):
+    with pytest.raises(Exception, match="use a plain name"):
         resolve_params(profile="smoke", run="../elsewhere")

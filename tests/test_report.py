@@ -165,7 +165,8 @@ def test_reuse_of_a_trained_run_is_stated(tmp_path):
     assert "reusing the trained run" in notes[0] and "best val IoU 0.8123" in notes[0]
     assert "03_train.ipynb will not retrain" in notes[0] and "-p retrain=true" in notes[0]
     notes = report.reuse_notes(run_dir, declared, {"03_train.ipynb": {"retrain": True}})
-    assert notes == [f"retrain=true: 03_train.ipynb will train {run_dir} again, replacing it"]
+    assert notes == [f"retrain=true: 03_train.ipynb will train {run_dir} again, replacing it once the new run "
+                     "has saved its first epoch"]
     assert report.reuse_notes(tmp_path / "runs" / "new", declared, {"03_train.ipynb": {}}) == []
 
 
@@ -307,3 +308,49 @@ def test_render_html_drops_progress_widgets_but_keeps_text_and_figures(tmp_path)
     assert 'class="jp-InputArea' not in page
     with_code = report.render_html(tmp_path / "x.ipynb", tmp_path / "y.html", with_code=True).read_text()
     assert 'class="jp-InputArea' in with_code
+
+
+# case 13 of the new-user trial: values a notebook would refuse are refused before anything runs
+@pytest.mark.parametrize(("param", "says"), [("splits=[train]", "not an evaluated split"),
+                                             ("n_samples=-5", "must be 1 or more"),
+                                             ("retrain=maybe", "expected bool")])
+def test_out_of_range_params_fail_before_anything_runs(env, kernel, param, says):
+    nbs, reports = env
+    _write(nbs / "01_x.ipynb", [new_code_cell('n_samples: int = 3  # photos\nsplits: list = ["test"]  # splits\n'
+                                              'retrain: bool = False  # again'), new_code_cell("print(1)")])
+    with pytest.raises(ConfigError, match=re.escape(says)) as info:
+        report.run_report("smoke", "r1", params=report.parse_param_args([param]), notebooks_dir=nbs, kernel=kernel)
+    assert str(info.value).startswith(f"-p {param.split('=')[0]}=")
+    assert not reports.exists()
+
+
+# case 16: training progress reaches the terminal while a notebook runs
+def test_progress_lines_stream_to_the_terminal_while_a_notebook_runs(env, kernel):
+    nbs, _ = env
+    _write(nbs / "01_train.ipynb", [
+        new_code_cell('profile: str = "default"  # profile\nrun: str = "default"  # run name'),
+        new_code_cell("import time\nprint('run r1: profile smoke, tiny')\nprint('not a progress line')\n"
+                      "for e in (1, 2):\n    print(f'epoch {e:3d}/2  loss 0.5  val IoU 0.7')\n"
+                      "    time.sleep(0.3)")])
+    seen: list[tuple[float, str]] = []
+    import time
+
+    report.run_report("smoke", "r1", notebooks_dir=nbs, kernel=kernel,
+                      log=lambda line: seen.append((time.perf_counter(), line)))
+    lines = [line.strip() for _, line in seen]
+    assert "run r1: profile smoke, tiny" in lines
+    assert "epoch   1/2  loss 0.5  val IoU 0.7" in lines and "epoch   2/2  loss 0.5  val IoU 0.7" in lines
+    assert "not a progress line" not in lines
+    # streamed as they came, before the notebook's own "done" line
+    done = next(t for t, line in seen if line.startswith("[1/1] 01_train.ipynb ... ") and line.endswith(" s"))
+    first_epoch = next(t for t, line in seen if line.strip().startswith("epoch   1/2"))
+    assert first_epoch < done
+
+
+# case 17: committed reports hold paths relative to the project
+def test_report_paths_are_relative_to_the_project():
+    from seglib.config import PROJECT_ROOT, display_path
+
+    assert display_path(PROJECT_ROOT / "runs" / "reference" / "best.pt") == "runs/reference/best.pt"
+    assert display_path(PROJECT_ROOT / "data" / "splits") == "data/splits"
+    assert display_path("/elsewhere/x") == "/elsewhere/x"

@@ -21,7 +21,8 @@ from tqdm.auto import tqdm
 
 from seglib import config
 from seglib.data.catalog import listed_relative_path
-from seglib.errors import DataError
+from seglib.errors import DataError, SeglibError
+from seglib.io import NewFolder
 
 DEFAULT_MAX_BYTES = 200 * 2**20
 MAX_ZIP_MEMBERS = 10_000
@@ -102,10 +103,12 @@ def fetch_dataset(
 
     kind, where = _classify(src, from_env=source is None or not os.fspath(source).strip())
     try:
-        dest_root.mkdir(parents=True, exist_ok=True)
+        folder = NewFolder(dest_root)  # removed again if the fetch fails: a failed fetch leaves nothing
         work = Path(tempfile.mkdtemp(dir=dest_root, prefix=".fetch-"))
-    except OSError as exc:
-        raise DataError(f"{dest_root}: cannot create the data folder ({exc.strerror or exc})") from None
+    except (OSError, SeglibError) as exc:
+        raise DataError(f"{dest_root}: cannot create the data folder ({getattr(exc, 'strerror', None) or exc})") \
+            from None
+    ok = False
 
     try:
         if kind == "dir":
@@ -129,11 +132,14 @@ def fetch_dataset(
         if dest.exists() or dest.is_symlink():
             raise DataError(f"{dest}: appeared while fetching; left it untouched")
         os.rename(staged, dest)
+        ok = True
     except OSError as exc:
         where_ = exc.filename or dest_root
         raise DataError(f"{where_}: fetch failed ({exc.strerror or exc})") from None
     finally:
         shutil.rmtree(work, ignore_errors=True)
+        if not ok:
+            folder.rollback()
     return FetchResult(
         dest, action, n, src, f"{config.DATASET_NAME}: {how} to {dest} ({n} image/mask pairs verified)"
     )

@@ -1,0 +1,205 @@
+"""A training run's folder: the one place that knows its file names, its state and how a name maps to it.
+
+A run is named on the command line (`--run NAME`) and always lives in `runs/NAME/` (or `$SEGLIB_RUNS_DIR/NAME`):
+a name is never looked up in the current folder. Python callers may pass a `Path` to use any folder.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import yaml
+
+from seglib import config
+from seglib.errors import CheckpointError, ConfigError, SeglibError
+
+BEST, LAST = "best.pt", "last.pt"
+CONFIG, HISTORY, SUMMARY = "config.yaml", "history.csv", "train_summary.json"
+EVAL = "eval"
+METRICS, PER_IMAGE, SWEEP = "metrics.json", "per_image.csv", "threshold_sweep.csv"
+NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+
+
+def check_run_name(name) -> str:
+    """A plain folder name (letters, digits, '.', '-', '_'; not starting with '.'), else a ConfigError."""
+    if not isinstance(name, str) or not NAME_PATTERN.match(name) or name in (".", ".."):
+        raise ConfigError(f"run name {name!r}: use a plain name (letters, digits, '.', '-', '_'), "
+                          "not a path; the run lives in runs/NAME/")
+    return name
+
+
+class Run:
+    """A run folder: `best.pt`, `last.pt`, `config.yaml`, `history.csv`, `train_summary.json`, `eval/<split>/`."""
+
+    def __init__(self, directory: str | Path):
+        self.dir = Path(directory)
+
+    @classmethod
+    def named(cls, name: str) -> Run:
+        """runs/NAME (or $SEGLIB_RUNS_DIR/NAME): never the current folder."""
+        return cls(config.runs_dir() / check_run_name(name))
+
+    @classmethod
+    def resolve(cls, run: str | Path | Run) -> Run:
+        """A Run as given, a Path as that folder, a str as a run name."""
+        if isinstance(run, Run):
+            return run
+        if isinstance(run, Path):
+            return cls(run)
+        return cls.named(run)
+
+    def __repr__(self) -> str:
+        return f"Run({str(self.dir)!r})"
+
+    def __eq__(self, other) -> bool:
+        return isinstance(other, Run) and self.dir.resolve() == other.dir.resolve()
+
+    def __hash__(self) -> int:
+        return hash(self.dir.resolve())
+
+    @property
+    def name(self) -> str:
+        return self.dir.name
+
+    # ------------------------------------------------------------------ files
+    @property
+    def best(self) -> Path:
+        return self.dir / BEST
+
+    @property
+    def last(self) -> Path:
+        return self.dir / LAST
+
+    @property
+    def config_file(self) -> Path:
+        return self.dir / CONFIG
+
+    @property
+    def history_file(self) -> Path:
+        return self.dir / HISTORY
+
+    @property
+    def summary_file(self) -> Path:
+        return self.dir / SUMMARY
+
+    def checkpoint(self, which: str = "best") -> Path:
+        if which not in ("best", "last"):
+            raise ConfigError(f"checkpoint {which!r}: expected 'best' or 'last'")
+        return self.best if which == "best" else self.last
+
+    @property
+    def eval_root(self) -> Path:
+        return self.dir / EVAL
+
+    def eval_dir(self, split: str) -> Path:
+        return self.eval_root / split
+
+    def metrics_file(self, split: str) -> Path:
+        return self.eval_dir(split) / METRICS
+
+    @property
+    def replaced_backup(self) -> Path:
+        """Where the run being replaced (`--overwrite`) waits until its replacement has saved an epoch."""
+        return self.dir.with_name(f".{self.name}.replaced")
+
+    # ------------------------------------------------------------------ state
+    @property
+    def exists(self) -> bool:
+        """The folder exists and holds something."""
+        return self.dir.is_dir() and any(self.dir.iterdir())
+
+    @property
+    def trained(self) -> bool:
+        """Training finished (completed, early-stopped or out of time): train_summary.json is written."""
+        return self.summary_file.is_file()
+
+    @property
+    def resumable(self) -> bool:
+        """Interrupted: an epoch is saved in last.pt but training has not finished."""
+        return self.last.is_file() and not self.trained
+
+    def state(self) -> str:
+        """'new' (nothing there), 'trained', 'unfinished' (resumable) or 'other' (a folder without a checkpoint)."""
+        if not self.exists:
+            return "new"
+        if self.trained:
+            return "trained"
+        if self.resumable:
+            return "unfinished"
+        return "other"
+
+    def config(self) -> dict:
+        """The settings saved with the run (config.yaml), or a SeglibError when it cannot be read."""
+        try:
+            data = yaml.safe_load(self.config_file.read_text(encoding="utf-8"))
+        except (OSError, yaml.YAMLError) as exc:
+            raise SeglibError(f"{config.display_path(self.config_file)}: cannot read the run's settings "
+                              f"({type(exc).__name__})") from None
+        if not isinstance(data, dict):
+            raise SeglibError(f"{config.display_path(self.config_file)}: not a settings file")
+        return data
+
+    def summary(self) -> dict | None:
+        return read_json(self.summary_file)
+
+    def metrics(self, split: str) -> dict | None:
+        return read_json(self.metrics_file(split))
+
+    def val_threshold(self, epoch, tta: bool, which: str = "best") -> tuple[float, str] | None:
+        """(threshold, where it came from) chosen on val for this very checkpoint (file, epoch, TTA setting);
+        None when val was not evaluated for it. An unreadable metrics.json is a SeglibError."""
+        path = self.metrics_file("val")
+        if not path.is_file():
+            return None
+        metrics = read_json(path)
+        try:
+            threshold = float(metrics["threshold"])  # type: ignore[index]
+        except (KeyError, TypeError, ValueError):
+            raise SeglibError(f"{config.display_path(path)}: no usable threshold; re-run the evaluation or pass "
+                              "--threshold") from None
+        if not same_checkpoint(metrics, epoch, tta, self.checkpoint(which).name):
+            return None
+        return threshold, f"chosen on val, {config.display_path(path)}"
+
+    def require(self, which: str = "best") -> Path:
+        """The checkpoint file, or a SeglibError saying how to get it."""
+        path = self.checkpoint(which)
+        if path.is_file():
+            return path
+        if not self.dir.is_dir():
+            raise CheckpointError(f"run {self.name!r} not found ({config.display_path(self.dir)} does not exist): "
+                              f"train it with notebook 03 or `seglib train --run {self.name}`, or pass "
+                              "--checkpoint PATH")
+        raise CheckpointError(f"run {self.name} not trained yet: run notebook 03 or `seglib train --run {self.name}` "
+                          f"(no {path.name} in {config.display_path(self.dir)})")
+
+    def training_decision(self, retrain: bool) -> str:
+        """What notebook 03 and the report runner do with this run: 'train', 'reuse', 'resume' or 'retrain'."""
+        if retrain:
+            return "retrain" if self.exists else "train"
+        state = self.state()
+        if state == "trained":
+            return "reuse"
+        if state == "unfinished":
+            return "resume"
+        if state == "other":
+            raise SeglibError(f"{config.display_path(self.dir)}: the folder exists but holds no finished or "
+                              "resumable run; pick another run name, or retrain to replace it")
+        return "train"
+
+
+def read_json(path: Path) -> dict | None:
+    """A JSON object from a file, or None when the file is missing or unreadable."""
+    try:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def same_checkpoint(metrics: dict, epoch, tta: bool, name: str = BEST) -> bool:
+    """Was this evaluation made with the checkpoint file `name` at `epoch` and the same TTA setting?"""
+    return (Path(str(metrics.get("checkpoint", ""))).name == name and metrics.get("checkpoint_epoch") == epoch
+            and bool(metrics.get("tta")) == bool(tta))

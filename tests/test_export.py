@@ -1,0 +1,191 @@
+"""seglib.export: ONNX export of each model kind, verified against PyTorch; metadata round trip; ONNX-backed
+Predictor masks equal PyTorch's; dynamic sizes where claimed, fixed ones refused; overwrite and bad files."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+
+import numpy as np
+import onnx
+import pytest
+import torch
+from conftest import draw_pair, save_tiny_checkpoint
+
+from seglib.checkpoint import load_checkpoint, make_checkpoint, model_from_checkpoint, save_checkpoint
+from seglib.errors import CheckpointError, SeglibError
+from seglib.export import FORMAT, LOGIT_ATOL, LOGIT_RTOL, OnnxModel, export_onnx, load_onnx
+from seglib.model import build_model
+from seglib.predict import Predictor
+from seglib.settings import make_config
+
+SIZE = 64
+PROB_MARGIN = 1e-3  # pixels this close to the threshold may fall either way
+METADATA_KEYS = {"format", "threshold", "input_size", "normalization", "config", "weights", "seglib_version",
+                 "source", "source_sha256", "dynamic_hw"}
+DYNAMIC_HW = {"unet": True, "smp-unet": True, "mediapipe-selfie": False}
+
+
+def tiny_checkpoint(kind: str, path):
+    """A checkpoint file of an untrained small network of each kind (MediaPipe's: its bundled weights)."""
+    if kind == "unet":
+        return save_tiny_checkpoint(path, input_size=SIZE)
+    torch.manual_seed(0)
+    if kind == "smp-unet":
+        cfg = make_config("smoke", {"model": "smp-unet", "encoder": "resnet18", "encoder_weights": "none",
+                                    "input_size": SIZE})
+        model = build_model("smp-unet", encoder="resnet18", encoder_weights=None)
+    else:
+        cfg = make_config("smoke", {"model": "mediapipe-selfie", "encoder_weights": "mediapipe", "input_size": SIZE})
+        model = build_model("mediapipe-selfie", encoder_weights="mediapipe")
+    state = make_checkpoint(model, cfg, epoch=3, val_iou=0.6, best_val_iou=0.7)
+    return save_checkpoint(state, path)
+
+
+@pytest.fixture(scope="module", params=list(DYNAMIC_HW))
+def exported(request, tmp_path_factory):
+    """(kind, checkpoint path, ExportResult) for each model kind, exported once."""
+    folder = tmp_path_factory.mktemp(request.param)
+    checkpoint = tiny_checkpoint(request.param, folder / "model.pt")
+    return request.param, checkpoint, export_onnx(checkpoint, folder / "model.onnx")
+
+
+def photos() -> list[np.ndarray]:
+    rng = np.random.default_rng(7)
+    return [np.asarray(draw_pair(rng, w, h)[0]) for w, h in ((64, 64), (90, 37), (120, 200), (51, 33))]
+
+
+def test_export_is_valid_onnx_and_matches_pytorch(exported):
+    kind, checkpoint, result = exported
+    assert result.path.is_file() and result.input_size == SIZE
+    assert not [p for p in result.path.parent.iterdir() if p.name.startswith(".")]  # no temporary files left
+    onnx.checker.check_model(str(result.path), full_check=True)
+    proto = onnx.load(str(result.path))
+    assert [i.name for i in proto.graph.input] == ["image"] and [o.name for o in proto.graph.output] == ["logits"]
+    assert result.dynamic_hw is DYNAMIC_HW[kind]
+    expected_axes = {0: "batch", 2: "height", 3: "width"} if DYNAMIC_HW[kind] else {0: "batch"}
+    assert result.dynamic_axes == {"image": expected_axes, "logits": expected_axes}
+    assert 0 <= result.max_abs_diff <= result.tolerance
+    if not result.dynamic_hw:
+        assert "fixed at 64" in result.note
+    # independently of export_onnx's own check: fresh inputs, other batch sizes and (when dynamic) other sizes
+    model, _ = model_from_checkpoint(load_checkpoint(checkpoint))
+    onnx_model, _ = load_onnx(result.path)
+    assert isinstance(onnx_model, OnnxModel) and isinstance(onnx_model, torch.nn.Module)
+    shapes = [(3, SIZE, SIZE)] + ([(2, 96, 64), (1, 32, 128)] if result.dynamic_hw else [])
+    generator = torch.Generator().manual_seed(123)
+    for shape in shapes:
+        x = torch.randn(*shape[:1], 3, *shape[1:], generator=generator)
+        with torch.no_grad():
+            expected = model(x)
+        got = onnx_model(x)
+        assert got.shape == expected.shape == (shape[0], 1, *shape[1:]) and got.dtype == torch.float32
+        diff = (got - expected).abs().max().item()
+        assert diff <= LOGIT_ATOL + LOGIT_RTOL * expected.abs().max().item(), (kind, shape, diff)
+
+
+def test_metadata_round_trips(exported):
+    kind, checkpoint, result = exported
+    state = load_checkpoint(checkpoint)
+    props = {p.key: p.value for p in onnx.load(str(result.path)).metadata_props}
+    assert METADATA_KEYS <= set(props)
+    assert props["dynamic_hw"] == ("true" if DYNAMIC_HW[kind] else "false")
+    _, ck = load_onnx(result.path)
+    assert ck["format"] == FORMAT and ck["source"] == str(result.path)
+    for key in ("threshold", "input_size", "normalization", "config", "weights", "epoch", "best_val_iou"):
+        assert ck[key] == state[key], key
+    assert ck["exported_from"] == str(checkpoint)
+    assert ck["source_sha256"] == hashlib.sha256(checkpoint.read_bytes()).hexdigest()
+    assert ck["dynamic_hw"] is DYNAMIC_HW[kind]
+
+
+@pytest.mark.parametrize("tta", [False, True], ids=["plain", "tta"])
+def test_onnx_predictor_masks_equal_pytorch(exported, tta):
+    kind, checkpoint, result = exported
+    torch_predictor = Predictor.from_checkpoint(checkpoint, tta=tta)
+    onnx_pred = Predictor.from_onnx(result.path, tta=tta)
+    assert onnx_pred.input_size == SIZE and onnx_pred.threshold == torch_predictor.threshold
+    assert "epoch 3" in onnx_pred.describe() or kind == "unet"
+    images = photos()
+    expected_all = torch_predictor.predict_proba_batch(images)
+    got_all = onnx_pred.predict_proba_batch(images)
+    np.testing.assert_array_equal(onnx_pred.predict_mask(images[0]), got_all[0] >= onnx_pred.threshold)
+    compared = total = 0
+    for image, expected, got in zip(images, expected_all, got_all, strict=True):
+        assert got.shape == expected.shape == image.shape[:2]
+        assert np.abs(got - expected).max() < PROB_MARGIN
+        # the stored threshold, and the median probability so that both classes are present
+        for threshold in (torch_predictor.threshold, float(np.median(expected))):
+            clear = np.abs(expected - threshold) > PROB_MARGIN
+            np.testing.assert_array_equal((got >= threshold)[clear], (expected >= threshold)[clear])
+            compared, total = compared + clear.sum(), total + clear.size
+    assert compared > 0.5 * total  # the comparison is not vacuous
+
+
+def test_fixed_size_model_refuses_other_sizes(exported):
+    kind, _, result = exported
+    model, _ = load_onnx(result.path)
+    if result.dynamic_hw:
+        assert model.fixed_hw is None
+        return
+    assert model.fixed_hw == (SIZE, SIZE)
+    with pytest.raises(SeglibError, match=r"fixed 64x64 input; got 96x96") as info:
+        model(torch.zeros(1, 3, 96, 96))
+    assert str(result.path) in str(info.value) and "\n" not in str(info.value)
+
+
+def test_in_memory_checkpoint_and_overwrite_refusal(tmp_path):
+    state = load_checkpoint(save_tiny_checkpoint(tmp_path / "tiny.pt", input_size=SIZE))
+    out = tmp_path / "out.onnx"
+    out.write_bytes(b"keep me")
+    with pytest.raises(SeglibError, match="already exists") as info:
+        export_onnx(state, out)
+    assert str(out) in str(info.value) and out.read_bytes() == b"keep me"
+    result = export_onnx(state, out, overwrite=True, dynamic=False)
+    assert result.path == out and not result.dynamic_hw and result.max_abs_diff <= result.tolerance
+    _, ck = load_onnx(out)
+    assert ck["exported_from"] == "(in-memory checkpoint)" and ck["source_sha256"] == ""
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out.onnx", "tiny.pt"]
+
+
+def test_bad_inputs_fail_with_one_line(tmp_path):
+    garbage = tmp_path / "garbage.onnx"
+    garbage.write_bytes(os.urandom(300) + b"not a model")
+    plain = tmp_path / "plain.onnx"  # a valid ONNX model that seglib did not export
+    node = onnx.helper.make_node("Identity", ["x"], ["y"])
+    value = onnx.helper.make_tensor_value_info
+    graph = onnx.helper.make_graph([node], "g", [value("x", onnx.TensorProto.FLOAT, [1])],
+                                   [value("y", onnx.TensorProto.FLOAT, [1])])
+    onnx.save(onnx.helper.make_model(graph), str(plain))
+    bad_checkpoint = tmp_path / "bad.pt"
+    bad_checkpoint.write_bytes(b"\x00garbage")
+    cases = [
+        (lambda: load_onnx(garbage), SeglibError, garbage),
+        (lambda: load_onnx(plain), SeglibError, plain),
+        (lambda: load_onnx(tmp_path / "missing.onnx"), SeglibError, tmp_path / "missing.onnx"),
+        (lambda: Predictor.from_onnx(garbage), SeglibError, garbage),
+        (lambda: export_onnx(tmp_path / "missing.pt", tmp_path / "a.onnx"), CheckpointError, tmp_path / "missing.pt"),
+        (lambda: export_onnx(bad_checkpoint, tmp_path / "b.onnx"), CheckpointError, bad_checkpoint),
+    ]
+    for call, kind, path in cases:
+        with pytest.raises(kind) as info:
+            call()
+        message = str(info.value)
+        assert str(path) in message and "\n" not in message, message
+    assert not (tmp_path / "a.onnx").exists() and not (tmp_path / "b.onnx").exists()
+
+
+def test_threads_and_devices(exported):
+    import onnxruntime as ort
+
+    _, _, result = exported
+    model, _ = load_onnx(result.path)
+    assert model.session.get_session_options().intra_op_num_threads == os.cpu_count()
+    one, _ = load_onnx(result.path, threads=1)
+    assert one.session.get_session_options().intra_op_num_threads == 1
+    assert one.to("cpu") is one and one.eval() is one and one.to(torch.float32) is one
+    with pytest.raises(SeglibError, match="float32"):
+        one.to(torch.float16)
+    if "CUDAExecutionProvider" not in ort.get_available_providers():
+        with pytest.raises(SeglibError, match="CUDAExecutionProvider"):
+            one.to("cuda")
