@@ -15,9 +15,12 @@ STAMP := $(VENV)/.installed
 # otherwise `seglib data fetch` downloads it from GitHub. Set SEGLIB_DATASET_SOURCE to override.
 LOCAL_DATA := $(wildcard $(CURDIR)/../shared/datasets/Human-Segmentation-Dataset-master)
 export SEGLIB_DATASET_SOURCE ?= $(LOCAL_DATA)
+# The same for the external test set (Penn-Fudan pedestrians; otherwise downloaded from its authors' site).
+LOCAL_PENNFUDAN := $(wildcard $(CURDIR)/../shared/datasets/PennFudanPed)
+export SEGLIB_PENNFUDAN_SOURCE ?= $(LOCAL_PENNFUDAN)
 export NO_ALBUMENTATIONS_UPDATE := 1
 
-.PHONY: help setup data test test-slow reports lab lint bench mediapipe-anchor clean-reports
+.PHONY: help setup data test test-slow reports lab lint bench mediapipe-anchor publish-reference clean-reports
 
 help: ## list the targets
 	@if [ -t 1 ]; then on=$$'\033[36m'; off=$$'\033[0m'; else on=; off=; fi; \
@@ -33,9 +36,10 @@ $(STAMP): pyproject.toml
 
 setup: $(STAMP) ## create .venv, install seglib with its pinned dependencies, register the "seglib" Jupyter kernel
 
-data: setup ## fetch the data set into data/raw (or copy $SEGLIB_DATASET_SOURCE) and check it
+data: setup ## fetch the data set into data/raw (or copy $SEGLIB_DATASET_SOURCE) and check it; Penn-Fudan into data/external
 	$(BIN)/seglib data fetch
 	$(BIN)/seglib data check
+	$(BIN)/seglib data fetch-pennfudan
 
 test: data ## run the test suite and the five notebooks (smoke profile, runs in a temporary folder) — fast checks only
 	tmp=$$(mktemp -d) && trap 'rm -rf "$$tmp"' EXIT && \
@@ -56,7 +60,7 @@ lint: setup ## ruff over the package, tests and notebooks
 	$(BIN)/ruff check seglib tests notebooks
 
 bench: data ## benchmark training, data pipeline and prediction speed; writes reports/bench/
-	$(BIN)/python -m seglib.bench
+	$(BIN)/seglib bench
 
 MP_VENV := .venv-mediapipe
 $(MP_VENV)/.installed:
@@ -64,8 +68,18 @@ $(MP_VENV)/.installed:
 	$(MP_VENV)/bin/pip install --quiet mediapipe==0.10.21
 	touch $@
 
-mediapipe-anchor: data $(MP_VENV)/.installed ## score MediaPipe selfie segmentation off the shelf on val/test (own venv: it needs numpy<2)
-	$(BIN)/python -m seglib.anchors --python $(MP_VENV)/bin/python
+mediapipe-anchor: data $(MP_VENV)/.installed ## score MediaPipe off the shelf on val, test and Penn-Fudan (own venv: it needs numpy<2)
+	$(BIN)/seglib anchor --python $(MP_VENV)/bin/python --split val --split test --external pennfudan
+
+publish-reference: ## copy runs/reference's checkpoint, settings, history and scores into reports/reference (after make reports RUN=reference PROFILE=cpu)
+	test -f runs/reference/best.pt && test -f reports/reference/index.html
+	mkdir -p reports/reference/metrics
+	cp runs/reference/best.pt reports/reference/best.pt
+	cp runs/reference/config.yaml runs/reference/history.csv runs/reference/train_summary.json reports/reference/metrics/
+	for s in val test pennfudan; do \
+	  if [ -f runs/reference/eval/$$s/metrics.json ]; then \
+	    cp runs/reference/eval/$$s/metrics.json reports/reference/metrics/$${s}_metrics.json; \
+	    cp runs/reference/eval/$$s/per_image.csv reports/reference/metrics/$${s}_per_image.csv; fi; done
 
 clean-reports: ## remove generated reports (keeps reports/reference, bench, anchors)
 	find reports -mindepth 1 -maxdepth 1 ! -name reference ! -name experiments.csv ! -name bench ! -name anchors -exec rm -rf {} +

@@ -1,6 +1,6 @@
 """Off-the-shelf anchor: MediaPipe selfie segmentation, scored exactly like our models.
 
-`python -m seglib.anchors` (or `make mediapipe-anchor`) scores it on val and test at mask resolution with the
+`seglib anchor` (or `make mediapipe-anchor`) scores it on val and test at mask resolution with the
 fixed threshold 0.5, with the same baselines, and writes `reports/anchors/mediapipe-selfie/<split>/`.
 
 mediapipe 0.10.21 requires numpy<2 and opencv-contrib-python, which cannot share the main environment (numpy 2,
@@ -12,11 +12,9 @@ probabilities come back as .npy files. Its model (`selfie_segmentation.tflite`) 
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import subprocess
-import sys
 import tempfile
 from pathlib import Path
 
@@ -26,6 +24,7 @@ import numpy as np
 from seglib import config
 from seglib.errors import SeglibError
 from seglib.io import write_json_atomic
+from seglib.runs import METRICS, PER_IMAGE
 
 ENV_PYTHON = "SEGLIB_MEDIAPIPE_PYTHON"
 WORKER = Path(__file__).with_name("mediapipe_worker.py")
@@ -80,26 +79,31 @@ class MediaPipePredictor:
 
 
 def default_out_dir() -> Path:
-    return config.PROJECT_ROOT / "reports" / "anchors" / "mediapipe-selfie"
+    """reports/anchors/mediapipe-selfie ($SEGLIB_REPORTS_DIR moves it with the other reports)."""
+    return config.reports_dir() / "anchors" / "mediapipe-selfie"
 
 
 def score_anchor(splits=("val", "test"), *, out_dir=None, python=None, model_selection: int = 0,
-                 dataset_dir=None, splits_dir=None, overwrite: bool = False, progress: bool = True, log=print):
-    """Evaluate MediaPipe on each split like a model (fixed threshold 0.5); returns {split: EvalResult}."""
+                 dataset_dir=None, splits_dir=None, overwrite: bool = False, progress: bool = True, pairs=None,
+                 log=print):
+    """Evaluate MediaPipe on each split (and the external `pairs`, a `PairSet`) like a model (fixed threshold
+    0.5); returns {split or set name: EvalResult}."""
     from seglib.evaluate import evaluate_run
 
     predictor = MediaPipePredictor(python, model_selection)
     out_dir = Path(out_dir) if out_dir else default_out_dir()
     results = {}
-    for split in splits:
+    for split in [*splits, *([pairs] if pairs is not None else [])]:
         start = len(predictor.seconds)
-        result = evaluate_run(split=split, out_dir=out_dir, predictor=predictor, threshold_source="checkpoint",
-                              dataset_dir=dataset_dir, splits_dir=splits_dir, overwrite=overwrite,
-                              progress=progress, batch_size=64, log=log)
+        external = split if not isinstance(split, str) else None
+        result = evaluate_run(split=split if external is None else external.name, out_dir=out_dir,
+                              predictor=predictor, threshold_source="checkpoint", dataset_dir=dataset_dir,
+                              splits_dir=splits_dir, overwrite=overwrite, progress=progress, batch_size=64,
+                              pairs=external, log=log)
         spent = predictor.seconds[start:]
         result.metrics["mediapipe_ms_per_image_median"] = round(1000 * float(np.median(spent)), 2) if spent else None
-        write_json_atomic(result.out_dir / "metrics.json", result.metrics)
-        results[split] = result
+        write_json_atomic(result.out_dir / METRICS, result.metrics)
+        results[result.split] = result
     return results
 
 
@@ -111,7 +115,7 @@ def with_anchor(table, metrics: dict, out_dir=None):
     (same split and image list); otherwise `table` unchanged."""
     from seglib.evaluate import headline_from_metrics
 
-    path = (Path(out_dir) if out_dir else default_out_dir()) / str(metrics.get("split")) / "metrics.json"
+    path = (Path(out_dir) if out_dir else default_out_dir()) / str(metrics.get("split")) / METRICS
     if not path.is_file():
         return table
     try:
@@ -135,10 +139,10 @@ def paired_difference(per_image, metrics: dict, out_dir=None, n_boot: int = 2000
 
     folder = (Path(out_dir) if out_dir else default_out_dir()) / str(metrics.get("split"))
     try:
-        anchor = json.loads((folder / "metrics.json").read_text())
+        anchor = json.loads((folder / METRICS).read_text())
         if anchor.get("image_ids_sha1") != metrics.get("image_ids_sha1"):
             return None
-        theirs = pd.read_csv(folder / "per_image.csv", usecols=["id", "iou"], dtype={"id": str})
+        theirs = pd.read_csv(folder / PER_IMAGE, usecols=["id", "iou"], dtype={"id": str})
     except (OSError, ValueError, KeyError):
         return None
     both = per_image[["id", "iou"]].astype({"id": str}).merge(theirs, on="id", suffixes=("", "_anchor"))
@@ -148,35 +152,3 @@ def paired_difference(per_image, metrics: dict, out_dir=None, n_boot: int = 2000
     return {"n_images": len(diff), "mean_difference": float(diff.mean()),
             "ci95": bootstrap_ci(diff, n_boot=n_boot), "model_better": int((diff > 0).sum()),
             "anchor_better": int((diff < 0).sum())}
-
-
-def main(argv=None) -> int:
-    from seglib.evaluate import format_table
-
-    parser = argparse.ArgumentParser(prog="python -m seglib.anchors", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--split", action="append", choices=("val", "test"), help="default: val and test")
-    parser.add_argument("--out", type=Path, help="results folder (default: reports/anchors/mediapipe-selfie)")
-    parser.add_argument("--python", type=Path, help=f"the mediapipe environment's python (default: ${ENV_PYTHON} "
-                                                    "or .venv-mediapipe/bin/python)")
-    parser.add_argument("--model-selection", type=int, default=0, help="0: general (default), 1: landscape")
-    parser.add_argument("--data-dir", type=Path)
-    parser.add_argument("--overwrite", action="store_true", help="score test again")
-    args = parser.parse_args(argv)
-    try:
-        results = score_anchor(tuple(args.split or ("val", "test")), out_dir=args.out, python=args.python,
-                               model_selection=args.model_selection, dataset_dir=args.data_dir,
-                               overwrite=args.overwrite, progress=False)
-    except SeglibError as exc:
-        print(f"seglib: error: {exc}", file=sys.stderr)
-        return 2
-    for split, result in results.items():
-        m = result.metrics
-        print(f"{split}: {m['n_images']} images at mask resolution, threshold {m['threshold']:g}, MediaPipe "
-              f"{m['mediapipe_ms_per_image_median']} ms per image (median)")
-        print(format_table(result.table()))
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -6,7 +6,6 @@ the same run. Results go to reports/bench/bench.json and bench.md. A benchmark, 
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import platform
@@ -38,11 +37,11 @@ def measure(profile: str, overrides: dict, train_steps: int, predict_runs: int, 
 
     from seglib.checkpoint import make_checkpoint, save_checkpoint
     from seglib.data.dataset import SegmentationDataset
-    from seglib.engine import setup_runtime
     from seglib.io import load_rgb
     from seglib.losses import DiceBCELoss
     from seglib.model import architecture, build_model
     from seglib.predict import Predictor
+    from seglib.runtime import setup_runtime
     from seglib.settings import make_config
     from seglib.transforms import train_transform
 
@@ -117,7 +116,7 @@ def run_all(train_steps: int = 8, predict_runs: int = 20, out_dir: Path | None =
     results = {}
     for name, spec in CONFIGS.items():
         print(f"measuring {name} ...", flush=True)
-        cmd = [sys.executable, "-m", "seglib.bench", "--one", json.dumps(spec), "--train-steps", str(train_steps),
+        cmd = [sys.executable, "-m", "seglib", "bench", "--one", json.dumps(spec), "--train-steps", str(train_steps),
                "--predict-runs", str(predict_runs)]
         proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
         if proc.returncode:
@@ -173,22 +172,3 @@ def markdown_table(report: dict) -> str:
               f"Machine: {report['machine']['cpu_count']} CPU cores, {report['machine']['platform']}; "
               f"{report['generated']}."]
     return "\n".join(lines) + "\n"
-
-
-def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m seglib.bench", description=__doc__)
-    parser.add_argument("--one", help=argparse.SUPPRESS)
-    parser.add_argument("--train-steps", type=int, default=8)
-    parser.add_argument("--predict-runs", type=int, default=20)
-    parser.add_argument("--out", type=Path)
-    args = parser.parse_args(argv)
-    if args.one:
-        spec = json.loads(args.one)
-        print(json.dumps(measure(spec["profile"], spec["overrides"], args.train_steps, args.predict_runs)))
-        return 0
-    run_all(args.train_steps, args.predict_runs, args.out)
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

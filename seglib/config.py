@@ -13,6 +13,8 @@ ENV_DATA_DIR = "SEGLIB_DATA_DIR"  # where the fetched data set lives (default da
 ENV_RUNS_DIR = "SEGLIB_RUNS_DIR"  # where training runs go (default runs/)
 ENV_REPORTS_DIR = "SEGLIB_REPORTS_DIR"  # where `seglib report` writes (default reports/)
 ENV_PROFILE = "SEGLIB_PROFILE"  # default training profile for notebooks (CI sets "smoke")
+ENV_PENNFUDAN_DIR = "SEGLIB_PENNFUDAN_DIR"  # a Penn-Fudan copy to evaluate on (default data/external/PennFudanPed)
+ENV_PENNFUDAN_SOURCE = "SEGLIB_PENNFUDAN_SOURCE"  # DIR, ZIP or URL used by `seglib data fetch-pennfudan`
 
 DATASET_NAME = "Human-Segmentation-Dataset-master"
 DATASET_URL = "https://github.com/parth1620/Human-Segmentation-Dataset-master/archive/refs/heads/master.zip"
@@ -28,6 +30,11 @@ def _env_path(name: str, default: Path) -> Path:
 def raw_data_dir() -> Path:
     """Folder that holds the fetched data set folder (`data/raw` unless SEGLIB_DATA_DIR says otherwise)."""
     return _env_path(ENV_DATA_DIR, PROJECT_ROOT / "data" / "raw")
+
+
+def external_data_dir() -> Path:
+    """Folder for external evaluation sets (`data/external`, ignored by git)."""
+    return PROJECT_ROOT / "data" / "external"
 
 
 def splits_dir() -> Path:

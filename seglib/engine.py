@@ -12,7 +12,6 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import cv2
 import torch
 import torch.distributed as dist
 from torch.utils.data import DataLoader, RandomSampler, SequentialSampler
@@ -23,7 +22,6 @@ from seglib.checkpoint import (
     cpu_state_dict,
     load_checkpoint,
     make_checkpoint,
-    model_from_checkpoint,
     save_checkpoint,
     weights_description,
 )
@@ -32,11 +30,12 @@ from seglib.data.dataset import SegmentationDataset
 from seglib.data.splits import split_fingerprint
 from seglib.ema import WeightEMA
 from seglib.errors import CheckpointError, ConfigError, SeglibError
-from seglib.io import check_writable_dir, ensure_writable_dir, write_json_atomic, write_text_atomic
+from seglib.io import write_json_atomic, write_text_atomic
 from seglib.losses import DiceBCELoss
 from seglib.metrics import batch_iou_torch
 from seglib.model import architecture, build_model, count_parameters
 from seglib.runs import Run
+from seglib.runtime import Runtime, reduce_mean, setup_runtime
 from seglib.settings import TrainConfig, config_from_dict, config_yaml, make_config
 
 HISTORY_COLUMNS = ["epoch", "train_loss", "val_loss", "val_iou", "lr", "epoch_seconds", "images_per_second",
@@ -57,105 +56,6 @@ class TrainResult:
     images_per_second: float
     stop_reason: str
     history: list[dict] = field(default_factory=list)
-
-
-@dataclass
-class Runtime:
-    """Device and process-group facts for this process."""
-
-    device: torch.device
-    rank: int = 0
-    world_size: int = 1
-    local_rank: int = 0
-
-    @property
-    def distributed(self) -> bool:
-        return self.world_size > 1
-
-    @property
-    def main(self) -> bool:
-        return self.rank == 0
-
-
-def setup_runtime(cfg: TrainConfig) -> Runtime:
-    """Pick the device; join the process group when launched by torchrun."""
-    world_size = int(os.environ.get("WORLD_SIZE", "1"))
-    want_cuda = cfg.device == "cuda" or (cfg.device == "auto" and torch.cuda.is_available())
-    if cfg.device == "cuda" and not torch.cuda.is_available():
-        raise ConfigError("device=cuda requested but CUDA is not available")
-    if world_size > 1:
-        rank, local_rank = int(os.environ["RANK"]), int(os.environ.get("LOCAL_RANK", "0"))
-        if not dist.is_initialized():
-            dist.init_process_group(backend="nccl" if want_cuda else "gloo")
-        device = torch.device("cuda", local_rank) if want_cuda else torch.device("cpu")
-        if want_cuda:
-            torch.cuda.set_device(device)
-        runtime = Runtime(device, rank, world_size, local_rank)
-    else:
-        runtime = Runtime(torch.device("cuda") if want_cuda else torch.device("cpu"))
-    if runtime.device.type == "cuda":
-        torch.backends.cudnn.benchmark = True
-    else:
-        threads = cfg.threads or max(1, (os.cpu_count() or 1) // runtime.world_size)
-        torch.set_num_threads(threads)
-        cv2.setNumThreads(1)  # OpenCV's own pool would fight torch's threads for the same cores
-    return runtime
-
-
-def prepare_run_dir(run: Run, *, resume: bool, overwrite: bool, runtime: Runtime) -> None:
-    """Refuse to touch an existing run unless asked to resume or to overwrite it (nothing is changed here)."""
-    if resume:
-        if not run.last.is_file():
-            raise SeglibError(_nothing_to_resume(run))
-        if runtime.main:  # half-written checkpoints of a killed run (atomic_path's temporary files)
-            for stale in run.dir.glob(".*.pt.*.tmp"):
-                stale.unlink(missing_ok=True)
-        return
-    if run.exists and not overwrite:
-        raise SeglibError(f"{display_path(run.dir)}: run folder already exists; use --resume to continue it, "
-                          "--overwrite to replace it, or another --run name")
-    if run.dir.exists() and not run.dir.is_dir():
-        raise SeglibError(f"{display_path(run.dir)}: is a file, not a run folder")
-    if runtime.main:
-        check_writable_dir(run.dir.parent)
-
-
-def _nothing_to_resume(run: Run) -> str:
-    if not run.dir.is_dir():
-        return (f"run {run.name!r} not found ({display_path(run.dir)} does not exist): nothing to resume; "
-                "drop --resume to start it")
-    return f"{display_path(run.dir)}: nothing to resume (no last.pt); drop --resume, or --overwrite to start again"
-
-
-def start_run_dir(run: Run, *, overwrite: bool, runtime: Runtime) -> None:
-    """Create the run folder once the data, model and optimiser are built, so a failed start leaves nothing.
-
-    With `overwrite` the old run is moved aside (`.NAME.replaced`), not deleted: it is deleted once the new run
-    has saved its first epoch, and put back if the new run fails or is interrupted before that.
-    """
-    if not runtime.main:
-        return
-    backup = run.replaced_backup
-    if backup.exists():  # left by a replacement that was killed before its first epoch: the older run wins
-        if run.dir.exists():
-            shutil.rmtree(run.dir)
-        os.replace(backup, run.dir)
-    if overwrite and run.dir.exists():
-        os.replace(run.dir, backup)
-    ensure_writable_dir(run.dir)
-
-
-def settle_replacement(run: Run, runtime: Runtime, *, keep_new: bool) -> None:
-    """Once a replacement run saved an epoch, delete the old one; if it failed before, put the old one back."""
-    backup = run.replaced_backup
-    if not runtime.main or not backup.exists():
-        return
-    if keep_new:
-        shutil.rmtree(backup)
-        return
-    if run.dir.exists():
-        shutil.rmtree(run.dir)
-    os.replace(backup, run.dir)
 
 
 def make_loaders(cfg: TrainConfig, runtime: Runtime, dataset_dir=None, splits_dir=None):
@@ -212,7 +112,7 @@ def set_epoch(loader: DataLoader, cfg: TrainConfig, epoch: int) -> None:
 def load_resume_state(run: Run) -> dict:
     """The last.pt of an interrupted run, with a message saying what to do when it cannot be read."""
     if not run.last.is_file():
-        raise SeglibError(_nothing_to_resume(run))
+        raise SeglibError(run.nothing_to_resume())
     try:
         return load_checkpoint(run.last)
     except CheckpointError as exc:
@@ -248,7 +148,7 @@ def train(cfg: TrainConfig | None, run_dir: str | Path | Run, *, resume: bool = 
     elif cfg is None:
         raise ConfigError("no configuration given (cfg=None is only for resume=True)")
     runtime = setup_runtime(cfg)
-    prepare_run_dir(run, resume=resume, overwrite=overwrite, runtime=runtime)
+    run.check_can_start(resume=resume, overwrite=overwrite, main=runtime.main)
     # 2. data
     train_loader, val_loader = make_loaders(cfg, runtime, dataset_dir, splits_dir)
     # 3. model, loss, optimiser, schedule, mixed precision
@@ -300,7 +200,7 @@ def train(cfg: TrainConfig | None, run_dir: str | Path | Run, *, resume: bool = 
 
     # 4. only now is the run folder created (an old run being replaced is moved aside, not deleted)
     if saved is None:
-        start_run_dir(run, overwrite=overwrite, runtime=runtime)
+        run.start(overwrite=overwrite, main=runtime.main)
     if runtime.distributed:
         dist.barrier()
     if runtime.main and saved is None:
@@ -352,7 +252,7 @@ def train(cfg: TrainConfig | None, run_dir: str | Path | Run, *, resume: bool = 
                 if epochs_bar is not None:
                     epochs_bar.set_postfix_str(f"epoch {epoch}: {seen}/{len(train_loader.dataset)} images, "
                                                f"loss {loss.item():.3f}", refresh=True)
-            train_loss = _reduce_mean(total_loss, seen, runtime)
+            train_loss = reduce_mean(total_loss, seen, runtime)
             val_loss, val_iou = validate(scored_model, val_loader, loss_fn, cfg, runtime, use_amp)
             seconds = time.perf_counter() - t0
             train_seconds += seconds
@@ -385,7 +285,7 @@ def train(cfg: TrainConfig | None, run_dir: str | Path | Run, *, resume: bool = 
                 write_history(run_dir, history)
                 if not saved_an_epoch:
                     saved_an_epoch = True
-                    settle_replacement(run, runtime, keep_new=True)
+                    run.settle_replacement(keep_new=True, main=runtime.main)
                 if epochs_bar is not None:
                     epochs_bar.update(1)
                     epochs_bar.set_postfix_str(f"val IoU {val_iou:.4f}, best {best_iou:.4f}", refresh=True)
@@ -402,7 +302,7 @@ def train(cfg: TrainConfig | None, run_dir: str | Path | Run, *, resume: bool = 
         stop_reason = "interrupted"
         if runtime.main:
             if not saved_an_epoch:
-                settle_replacement(run, runtime, keep_new=False)
+                run.settle_replacement(keep_new=False, main=runtime.main)
                 log(f"interrupted before the first epoch was saved; {display_path(run_dir)} is as it was")
             else:
                 done = history[-1]["epoch"] if history else 0
@@ -410,7 +310,7 @@ def train(cfg: TrainConfig | None, run_dir: str | Path | Run, *, resume: bool = 
                     f"continue with `seglib train --run {run.name} --resume`")
     except BaseException:
         if runtime.main and not saved_an_epoch:
-            settle_replacement(run, runtime, keep_new=False)
+            run.settle_replacement(keep_new=False, main=runtime.main)
             if saved is None and not run.replaced_backup.exists() and run.dir.is_dir() \
                     and not any(p.suffix == ".pt" for p in run.dir.iterdir()):
                 shutil.rmtree(run.dir)  # a new run that failed before its first epoch leaves nothing behind
@@ -505,14 +405,6 @@ def validate(model, loader, loss_fn, cfg: TrainConfig, runtime: Runtime, use_amp
     return loss_sum / max(n, 1), iou_sum / max(n, 1)
 
 
-def _reduce_mean(total: float, count: int, runtime: Runtime) -> float:
-    if runtime.distributed:
-        t = torch.tensor([total, float(count)], dtype=torch.float64, device=runtime.device)
-        dist.all_reduce(t)
-        total, count = t.tolist()
-    return total / max(count, 1)
-
-
 def _mean_images_per_second(history: list[dict]) -> float:
     if not history:
         return 0.0
@@ -535,11 +427,4 @@ def write_history(run_dir: Path, history: list[dict]) -> None:
     writer.writeheader()
     for row in history:
         writer.writerow({k: (f"{v:.6g}" if isinstance(v, float) and math.isfinite(v) else v) for k, v in row.items()})
-    write_text_atomic(run_dir / "history.csv", buf.getvalue())
-
-
-def load_run(run: str | Path | Run, which: str = "best"):
-    """(model, config, checkpoint dict) of a run's best or last checkpoint."""
-    state = load_checkpoint(Run.resolve(run).require(which))
-    model, cfg = model_from_checkpoint(state)
-    return model, cfg, state
+    write_text_atomic(Run(run_dir).history_file, buf.getvalue())

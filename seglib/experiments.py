@@ -1,23 +1,22 @@
 """The experiment log, reports/experiments.csv: one row per recipe tried, compared on val.
 
-`python -m seglib.experiments RUN [RUN ...]` (re)writes the rows of those runs from their saved config,
+`seglib experiments RUN [RUN ...]` (re)writes the rows of those runs from their saved config,
 training summary and evaluation files. Test IoU is filled in only where a run's test split was scored,
 which this workbook does for the chosen recipe only.
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 from pathlib import Path
 
 import pandas as pd
-import yaml
 
 from seglib import config
 from seglib.errors import SeglibError
 from seglib.io import write_text_atomic
 from seglib.model import architecture
+from seglib.runs import METRICS, Run
 
 COLUMNS = ["run", "model", "encoder", "encoder_weights", "input_size", "epochs", "batch_size", "augment",
            "dice_weight", "bce_weight", "schedule", "lr", "ema_decay", "train_minutes", "images_per_second",
@@ -26,16 +25,17 @@ COLUMNS = ["run", "model", "encoder", "encoder_weights", "input_size", "epochs",
 
 
 def experiments_path() -> Path:
-    return config.PROJECT_ROOT / "reports" / "experiments.csv"
+    """reports/experiments.csv ($SEGLIB_REPORTS_DIR moves it with the other reports)."""
+    return config.reports_dir() / "experiments.csv"
 
 
 def experiment_row(run_dir: Path, notes: str = "") -> dict:
     """One row from a run folder; val metrics come from `seglib evaluate --split val` (mask resolution)."""
-    cfg_path, summary_path = run_dir / "config.yaml", run_dir / "train_summary.json"
-    if not summary_path.is_file():
-        raise SeglibError(f"{run_dir}: no train_summary.json (training not finished)")
-    cfg = yaml.safe_load(cfg_path.read_text())
-    summary = json.loads(summary_path.read_text())
+    run = Run.resolve(run_dir)
+    summary = run.summary()
+    if summary is None:
+        raise SeglibError(f"{config.display_path(run.dir)}: no {run.summary_file.name} (training not finished)")
+    cfg = run.config()
     val = _val_metrics(run_dir, tta=False)
     val_tta = _val_metrics(run_dir, tta=True)
     test = _metrics(run_dir, "test")
@@ -57,13 +57,13 @@ def experiment_row(run_dir: Path, notes: str = "") -> dict:
     }
 
 
-def record(runs: list[str], notes: str = "", path: Path | None = None) -> pd.DataFrame:
-    """Add or replace the rows of `runs` in reports/experiments.csv (or `path`); other rows are kept."""
+def record(runs: list[str | Path], notes: str = "", path: Path | None = None) -> pd.DataFrame:
+    """Add or replace the rows of `runs` (names under runs/, or Path folders) in reports/experiments.csv (or
+    `path`); other rows are kept."""
     path = Path(path) if path is not None else experiments_path()
     table = pd.read_csv(path, dtype=str) if path.is_file() else pd.DataFrame(columns=COLUMNS)
     for run in runs:
-        run_dir = Path(run) if Path(run).is_dir() else config.runs_dir() / run
-        row = experiment_row(run_dir, notes)
+        row = experiment_row(Run.resolve(run).dir, notes)
         kept_notes = table.loc[table["run"] == row["run"], "notes"]
         if not notes and len(kept_notes):
             row["notes"] = kept_notes.iloc[0]
@@ -74,7 +74,7 @@ def record(runs: list[str], notes: str = "", path: Path | None = None) -> pd.Dat
 
 
 def _metrics(run_dir: Path, split: str, folder: str = "eval") -> dict:
-    path = run_dir / folder / split / "metrics.json"
+    path = run_dir / folder / split / METRICS
     return json.loads(path.read_text()) if path.is_file() else {}
 
 
@@ -90,21 +90,3 @@ def _val_metrics(run_dir: Path, tta: bool) -> dict:
 
 def _round(value):
     return "" if value is None else round(float(value), 4)
-
-
-def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m seglib.experiments", description=__doc__)
-    parser.add_argument("runs", nargs="+")
-    parser.add_argument("--notes", default="")
-    args = parser.parse_args(argv)
-    try:
-        table = record(args.runs, args.notes)
-    except SeglibError as exc:
-        print(f"seglib: error: {exc}")
-        return 2
-    print(table.to_string(index=False))
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -19,6 +19,7 @@ from seglib.errors import DataError, SeglibError
 # Pillow's decompression-bomb guard, made an error instead of a warning: 64 megapixels is far above any
 # photo this workbook is meant for (the data set's largest image is under 1 megapixel).
 MAX_IMAGE_PIXELS = 64_000_000
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".tif", ".tiff", ".gif", ".bmp")  # what a folder scan takes
 Image.MAX_IMAGE_PIXELS = MAX_IMAGE_PIXELS
 
 

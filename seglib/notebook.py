@@ -13,12 +13,12 @@ from typing import Any
 import yaml
 
 from seglib import config
+from seglib.data.splits import EVAL_SPLITS
 from seglib.errors import ConfigError, SeglibError
 from seglib.runs import Run, check_run_name
 from seglib.settings import CHOICES, PROFILE_NAMES, default_profile, resolve_profile
 
 TYPES = {"str": str, "int": int, "float": float, "bool": bool, "dict": dict, "list": list}
-EVAL_SPLITS = ("val", "test")
 
 
 def _positive(value) -> str:

@@ -15,7 +15,6 @@ Command line: `seglib predict (--run NAME | --checkpoint PATH) INPUT... --out DI
 
 from __future__ import annotations
 
-import argparse
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,34 +25,19 @@ import torch
 
 from seglib.checkpoint import load_checkpoint, model_from_checkpoint
 from seglib.config import display_path
+from seglib.devices import resolve_device
 from seglib.errors import DataError, SeglibError
 from seglib.export import load_onnx
-from seglib.io import NewFolder, atomic_path, check_writable_dir, load_rgb, save_png_atomic
+from seglib.io import IMAGE_SUFFIXES, atomic_path, check_writable_dir, load_rgb, save_png_atomic
 from seglib.runs import Run
 from seglib.settings import config_from_dict
 from seglib.transforms import NORMALIZATION, eval_transform, unletterbox
 
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".tif", ".tiff", ".gif", ".bmp")  # what Pillow decodes here
 MASK_SUFFIX = ".mask.png"
 OVERLAY_SUFFIX = ".overlay.jpg"
 OVERLAY_COLOR = (0, 255, 0)
 OVERLAY_ALPHA = 0.45
 EXIF_ORIENTATION_TAG = 0x0112
-DEVICES = ("auto", "cpu", "cuda")
-
-
-def resolve_device(device: str | torch.device = "auto") -> torch.device:
-    """"auto" -> cuda when available, else cpu; asking for cuda without CUDA is a SeglibError."""
-    if isinstance(device, torch.device):
-        return device
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if str(device).startswith("cuda") and not torch.cuda.is_available():
-        raise SeglibError(f"device {device!r} requested but CUDA is not available (use --device cpu or auto)")
-    try:
-        return torch.device(device)
-    except RuntimeError:
-        raise SeglibError(f"device {device!r} unknown; expected one of {', '.join(DEVICES)}") from None
 
 
 class Predictor:
@@ -82,7 +66,7 @@ class Predictor:
     def from_checkpoint(cls, path: str | Path, **kwargs) -> Predictor:
         state = load_checkpoint(path)
         model, cfg = model_from_checkpoint(state)
-        return cls(model, cfg, state, source=str(path), **kwargs)
+        return cls(model, cfg, state, source=display_path(path), **kwargs)
 
     @classmethod
     def from_run(cls, run: str | Path | Run, which: str = "best", **kwargs) -> Predictor:
@@ -90,7 +74,6 @@ class Predictor:
         (eval/val/metrics.json) is used when present and no threshold is given."""
         run = Run.resolve(run)
         predictor = cls.from_checkpoint(run.require(which), **kwargs)
-        predictor.source = display_path(predictor.source)
         if kwargs.get("threshold") is None:
             chosen = run.val_threshold(predictor.checkpoint.get("epoch"), predictor.tta, which)
             if chosen is not None:
@@ -376,66 +359,3 @@ def _problem(exc: Exception, path: Path) -> str:
     return msg[len(prefix):] if msg.startswith(prefix) else msg
 
 
-# ------------------------------------------------------------------------------------------- command line
-
-
-def _threshold(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if not 0.0 < value < 1.0:
-        raise argparse.ArgumentTypeError(f"{text}: a probability threshold must be between 0 and 1 (exclusive)")
-    return value
-
-
-def add_parser(subparsers) -> argparse.ArgumentParser:
-    """Register `seglib predict`."""
-    p = subparsers.add_parser(
-        "predict", help="write a mask (and overlay) for each photo",
-        description="Predict a figure mask for each JPEG/PNG: one <stem>.mask.png (0/255) per input, at the "
-                    "input's exact size as viewers show it (EXIF rotation applied). Folders are scanned for "
-                    ".jpg/.jpeg/.png (not recursively). Unreadable files are reported and skipped; exit status "
-                    "0 = all written, 1 = some inputs failed, 2 = usage or setup error.")
-    p.add_argument("inputs", nargs="+", type=Path, metavar="INPUT", help="image files or folders of images")
-    source = p.add_mutually_exclusive_group(required=True)
-    source.add_argument("--run", metavar="NAME", help="use runs/NAME/best.pt (and its val-chosen threshold)")
-    source.add_argument("--checkpoint", type=Path, metavar="PATH", help="use this checkpoint file")
-    source.add_argument("--onnx", type=Path, metavar="FILE",
-                        help="use a model exported by `seglib export` (runs in ONNX Runtime on the CPU)")
-    p.add_argument("--out", type=Path, required=True, metavar="DIR", help="folder for the masks (created)")
-    p.add_argument("--overlay", action="store_true", help="also write <stem>.overlay.jpg (mask tinted on the photo)")
-    p.add_argument("--tta", action="store_true", help="average with the horizontally flipped prediction")
-    p.add_argument("--threshold", type=_threshold, metavar="FLOAT",
-                   help="probability threshold (default: chosen on val for --run, else the checkpoint's)")
-    p.add_argument("--overwrite", action="store_true", help="replace existing mask/overlay files in --out")
-    p.add_argument("--device", choices=DEVICES, default="auto", help="auto (cuda if available), cpu or cuda")
-    p.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
-    p.set_defaults(func=cmd_predict)
-    return p
-
-
-def cmd_predict(args) -> int:
-    inputs = collect_inputs(args.inputs)
-    out_dir = check_writable_dir(args.out)  # before any work: a bad --out fails in a second, not after the batch
-    plan = plan_outputs(inputs, out_dir, overlay=args.overlay)
-    if not args.overwrite:
-        refuse_existing(plan)
-    device = resolve_device("cpu" if args.onnx is not None and args.device == "auto" else args.device)
-    kwargs = dict(device=device, threshold=args.threshold, tta=args.tta)
-    if args.threshold is not None:
-        kwargs["threshold_source"] = "--threshold"
-    if args.run is not None:
-        predictor = Predictor.from_run(args.run, **kwargs)
-    elif args.onnx is not None:
-        predictor = Predictor.from_onnx(args.onnx, **kwargs)
-    else:
-        predictor = Predictor.from_checkpoint(args.checkpoint, **kwargs)
-    print(f"predicting {len(inputs)} input{'s' if len(inputs) != 1 else ''} with {predictor.describe()}")
-    with NewFolder(out_dir) as folder:  # --out is created now, and removed again if nothing is written to it
-        report = predict_files(predictor, inputs, out_dir, overlay=args.overlay,
-                               progress=getattr(args, "progress", True), overwrite=args.overwrite)
-    if not report.written:
-        folder.rollback()
-    print(report.summary())
-    return 0 if report.ok else 1

@@ -7,13 +7,16 @@ a name is never looked up in the current folder. Python callers may pass a `Path
 from __future__ import annotations
 
 import json
+import os
 import re
+import shutil
 from pathlib import Path
 
 import yaml
 
 from seglib import config
 from seglib.errors import CheckpointError, ConfigError, SeglibError
+from seglib.io import check_writable_dir, ensure_writable_dir
 
 BEST, LAST = "best.pt", "last.pt"
 CONFIG, HISTORY, SUMMARY = "config.yaml", "history.csv", "train_summary.json"
@@ -174,6 +177,62 @@ class Run:
                               "--checkpoint PATH")
         raise CheckpointError(f"run {self.name} not trained yet: run notebook 03 or `seglib train --run {self.name}` "
                           f"(no {path.name} in {config.display_path(self.dir)})")
+
+    # ------------------------------------------------------------------ lifecycle (used by the engine)
+    def nothing_to_resume(self) -> str:
+        """Why --resume cannot continue this run, and what to do instead."""
+        if not self.dir.is_dir():
+            return (f"run {self.name!r} not found ({config.display_path(self.dir)} does not exist): nothing to "
+                    "resume; drop --resume to start it")
+        return (f"{config.display_path(self.dir)}: nothing to resume (no last.pt); drop --resume, or --overwrite "
+                "to start again")
+
+    def check_can_start(self, *, resume: bool, overwrite: bool, main: bool = True) -> None:
+        """Refuse to touch an existing run unless asked to resume or to overwrite it (nothing is changed here,
+        except the temporary files of a checkpoint write that a kill cut short, on resume)."""
+        if resume:
+            if not self.last.is_file():
+                raise SeglibError(self.nothing_to_resume())
+            if main:
+                for stale in self.dir.glob(".*.pt.*.tmp"):
+                    stale.unlink(missing_ok=True)
+            return
+        if self.exists and not overwrite:
+            raise SeglibError(f"{config.display_path(self.dir)}: run folder already exists; use --resume to "
+                              "continue it, --overwrite to replace it, or another --run name")
+        if self.dir.exists() and not self.dir.is_dir():
+            raise SeglibError(f"{config.display_path(self.dir)}: is a file, not a run folder")
+        if main:
+            check_writable_dir(self.dir.parent)
+
+    def start(self, *, overwrite: bool, main: bool = True) -> None:
+        """Create the folder once the data, model and optimiser are built, so a failed start leaves nothing.
+
+        With `overwrite` the old run is moved aside (`.NAME.replaced`), not deleted: it is deleted once the new
+        run has saved its first epoch (`settle_replacement`), and put back if the new run fails before that.
+        """
+        if not main:
+            return
+        backup = self.replaced_backup
+        if backup.exists():  # left by a replacement killed before its first epoch: the older run wins
+            if self.dir.exists():
+                shutil.rmtree(self.dir)
+            os.replace(backup, self.dir)
+        if overwrite and self.dir.exists():
+            os.replace(self.dir, backup)
+        ensure_writable_dir(self.dir)
+
+    def settle_replacement(self, *, keep_new: bool, main: bool = True) -> None:
+        """Once a replacement saved an epoch, delete the old run; if it failed before, put the old run back."""
+        backup = self.replaced_backup
+        if not main or not backup.exists():
+            return
+        if keep_new:
+            shutil.rmtree(backup)
+            return
+        if self.dir.exists():
+            shutil.rmtree(self.dir)
+        os.replace(backup, self.dir)
 
     def training_decision(self, retrain: bool) -> str:
         """What notebook 03 and the report runner do with this run: 'train', 'reuse', 'resume' or 'retrain'."""

@@ -11,6 +11,7 @@ from dataclasses import dataclass, fields
 import yaml
 
 from seglib.config import ENV_PROFILE
+from seglib.devices import DEVICES
 from seglib.errors import ConfigError
 
 PROFILE_NAMES = ("smoke", "cpu", "gpu", "cpu-scratch", "auto")
@@ -82,7 +83,7 @@ CHOICES = {
     "model": ("unet", "smp-unet", "mediapipe-selfie"),
     "augment": ("none", "light", "standard", "strong"),
     "schedule": ("onecycle", "cosine", "constant"),
-    "device": ("auto", "cpu", "cuda"),
+    "device": DEVICES,
 }
 
 

@@ -53,7 +53,9 @@ def test_anchor_is_scored_at_mask_resolution_with_threshold_half(synthetic_split
 
 def test_missing_environment_is_one_clear_error(tmp_path, capsys):
     missing = tmp_path / "nowhere" / "python"
-    assert anchors.main(["--python", str(missing), "--out", str(tmp_path / "o")]) == 2
+    from seglib.cli import main
+
+    assert main(["anchor", "--python", str(missing), "--out", str(tmp_path / "o")]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith(f"seglib: error: {missing}: no mediapipe environment; run `make mediapipe-anchor`")
     assert len(err.splitlines()) == 1

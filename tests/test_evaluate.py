@@ -13,12 +13,12 @@ import pytest
 from conftest import run_subcommand, save_tiny_checkpoint
 from PIL import Image, ImageDraw
 
+from seglib.cli.evaluate import add_parser
 from seglib.data.dataset import load_pair
 from seglib.errors import SeglibError
 from seglib.evaluate import (
     BASELINES,
     SWEEP_THRESHOLDS,
-    add_parser,
     baseline_scores,
     choose_threshold,
     evaluate_run,

@@ -34,7 +34,7 @@ def test_rows_are_added_replaced_and_old_rows_kept(tmp_path):
     log = tmp_path / "experiments.csv"
     pd.DataFrame([{"run": "old", "val_mean_iou": "0.5", "notes": "from an older log"}]).to_csv(log, index=False)
     a = fake_run(tmp_path / "runs", "a", val=0.8, val_tta=0.82, ema=0.99)
-    record([str(a)], notes="first try", path=log)
+    record([a], notes="first try", path=log)
     table = pd.read_csv(log)
     assert list(table.columns) == COLUMNS
     assert table["run"].tolist() == ["old", "a"]
@@ -44,7 +44,7 @@ def test_rows_are_added_replaced_and_old_rows_kept(tmp_path):
     (a / "eval" / "test").mkdir()
     (a / "eval" / "test" / "metrics.json").write_text(json.dumps({"mean_iou": 0.7, "tta": True,
                                                                    "mean_iou_ci95": [0.65, 0.75]}))
-    record([str(a)], path=log)  # no new notes: the old ones stay
+    record([a], path=log)  # no new notes: the old ones stay
     row = pd.read_csv(log).set_index("run").loc["a"]
     assert row["val_mean_iou"] == 0.8 and row["val_mean_iou_tta"] == 0.82
     assert row["test_mean_iou"] == 0.7 and row["test_mean_iou_ci95"] == "0.6500 - 0.7500"
@@ -56,7 +56,7 @@ def test_unfinished_run_is_refused(tmp_path):
     run = tmp_path / "half"
     run.mkdir()
     with pytest.raises(SeglibError, match="no train_summary.json"):
-        record([str(run)], path=tmp_path / "log.csv")
+        record([run], path=tmp_path / "log.csv")
 
 
 def test_plain_and_tta_val_are_found_whichever_folder_holds_them(tmp_path):
@@ -64,6 +64,6 @@ def test_plain_and_tta_val_are_found_whichever_folder_holds_them(tmp_path):
     for folder, value, tta in (("eval", 0.84, True), ("eval-notta", 0.83, False)):
         (run / folder / "val").mkdir(parents=True, exist_ok=True)
         (run / folder / "val" / "metrics.json").write_text(json.dumps({"mean_iou": value, "tta": tta}))
-    record([str(run)], path=tmp_path / "log.csv")
+    record([run], path=tmp_path / "log.csv")
     row = pd.read_csv(tmp_path / "log.csv").iloc[0]
     assert (row["val_mean_iou"], row["val_mean_iou_tta"]) == (0.83, 0.84)

@@ -49,3 +49,10 @@ def test_train_help_says_which_network_each_profile_trains():
     out = subprocess.run([sys.executable, "-m", "seglib", "train", "--help"], capture_output=True, text=True,
                          check=True).stdout
     assert "train a U-Net" not in out and "MediaPipe" in out and "cpu-scratch" in out
+
+
+def test_seglib_help_lists_every_command():
+    out = subprocess.run([sys.executable, "-m", "seglib", "--help"], capture_output=True, text=True,
+                         check=True).stdout
+    for command in ("data", "train", "evaluate", "predict", "export", "report", "anchor", "bench", "experiments"):
+        assert f"    {command} " in out or f"    {command}\n" in out, command

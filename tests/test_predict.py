@@ -14,10 +14,10 @@ from conftest import run_subcommand, save_tiny_checkpoint
 from PIL import Image
 
 from seglib.checkpoint import load_checkpoint
+from seglib.cli.predict import add_parser
 from seglib.errors import CheckpointError, SeglibError
 from seglib.predict import (
     Predictor,
-    add_parser,
     collect_inputs,
     load_input,
     overlay_mask,

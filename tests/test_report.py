@@ -11,6 +11,7 @@ import pytest
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 
 from seglib import report
+from seglib.cli import report as report_cli
 from seglib.errors import ConfigError, SeglibError
 
 PARAMS_SRC = ('profile: str = "default"  # smoke | cpu | gpu | auto; "default" = $SEGLIB_PROFILE, else auto\n'
@@ -71,7 +72,7 @@ def env(tmp_path, monkeypatch):
 def _cli(argv):
     parser = argparse.ArgumentParser(prog="seglib")
     sub = parser.add_subparsers(dest="command", required=True)
-    report.add_parser(sub)
+    report_cli.add_parser(sub)
     args = parser.parse_args(argv)
     return args.func(args)
 

@@ -101,7 +101,9 @@ def fetch_dataset(
             f"{config.DATASET_NAME} already present at {dest} ({n} image/mask pairs verified); nothing to do",
         )
 
-    kind, where = _classify(src, from_env=source is None or not os.fspath(source).strip())
+    from_env = source is None or not os.fspath(source).strip()
+    origin = f" (from {config.ENV_DATASET_SOURCE})" if from_env and src != config.DATASET_URL else ""
+    kind, where = classify_source(src, origin=origin)
     try:
         folder = NewFolder(dest_root)  # removed again if the fetch fails: a failed fetch leaves nothing
         work = Path(tempfile.mkdtemp(dir=dest_root, prefix=".fetch-"))
@@ -120,7 +122,7 @@ def fetch_dataset(
         else:
             zip_path = Path(where) if kind == "zip" else work / "download.zip"
             if kind == "url":
-                size = _download(where, zip_path, max_bytes=max_bytes, timeout=timeout, progress=progress)
+                size = download(where, zip_path, max_bytes=max_bytes, timeout=timeout, progress=progress)
                 action, how = "downloaded", f"downloaded from {where} ({size / 2**20:.1f} MiB)"
             else:
                 action, how = "extracted", f"extracted from {zip_path}"
@@ -212,7 +214,7 @@ def _member_target(base: Path, info: zipfile.ZipInfo, shown: str) -> Path:
     return target
 
 
-def _download(url: str, dest_file: Path, *, max_bytes: int, timeout: float, progress: bool) -> int:
+def download(url: str, dest_file: Path, *, max_bytes: int, timeout: float, progress: bool) -> int:
     request = urllib.request.Request(url, headers={"User-Agent": "seglib-fetch"})
     received = 0
     try:
@@ -254,9 +256,9 @@ def _download(url: str, dest_file: Path, *, max_bytes: int, timeout: float, prog
     return received
 
 
-def _classify(src: str, *, from_env: bool) -> tuple[str, str | Path]:
-    """('url', url) | ('dir', path) | ('zip', path), or DataError for anything else."""
-    origin = f" (from {config.ENV_DATASET_SOURCE})" if from_env and src != config.DATASET_URL else ""
+def classify_source(src: str, *, origin: str = "") -> tuple[str, str | Path]:
+    """('url', url) | ('dir', path) | ('zip', path), or DataError for anything else; `origin` says where the
+    source came from in messages."""
     if _SCHEME_RE.match(src):
         scheme = src.split("://", 1)[0].lower()
         if scheme in ("http", "https"):

@@ -15,6 +15,7 @@ from seglib.errors import DataError
 from seglib.io import check_writable_dir, write_text_atomic
 
 SPLITS = ("train", "val", "test")
+EVAL_SPLITS = ("val", "test")  # the splits a model is scored on (train is what it saw)
 DEFAULT_FRACTIONS = {"train": 0.70, "val": 0.15, "test": 0.15}
 N_STRATA = 4  # foreground-fraction quartiles
 SPLIT_COLUMNS = ["id", "image", "mask", "fg_fraction", "stratum"]

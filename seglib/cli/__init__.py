@@ -1,0 +1,39 @@
+"""The `seglib` command line: one parser and one error handler; each command's options live in its own module
+here, and the domain modules they call only compute and return values."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from seglib import __version__
+from seglib.cli import anchor, bench, data, evaluate, experiments, export, predict, report, train
+from seglib.errors import SeglibError
+
+COMMANDS = (data, train, evaluate, predict, export, report, anchor, bench, experiments)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="seglib", description="Human figure segmentation workbook: data, "
+                                     "training, evaluation, prediction, export, reports.")
+    parser.add_argument("--version", action="version", version=f"seglib {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for command in COMMANDS:
+        command.add_parser(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.func(args)
+    except SeglibError as exc:
+        print(f"seglib: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("seglib: interrupted", file=sys.stderr)
+        return 130
+    except MemoryError:
+        print("seglib: error: out of memory (try a smaller batch_size or input_size)", file=sys.stderr)
+        return 2

@@ -1,0 +1,51 @@
+"""`seglib evaluate`: score a run or checkpoint on val, test or an external set."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from seglib.data.splits import EVAL_SPLITS
+from seglib.errors import SeglibError
+
+
+def add_parser(subparsers) -> None:
+    """Register `seglib evaluate`."""
+    p = subparsers.add_parser("evaluate", help="score a run on val or test at mask resolution, with baselines")
+    target = p.add_mutually_exclusive_group(required=True)
+    target.add_argument("--run", help="run name (runs/NAME/best.pt; results in runs/NAME/eval/<split>/)")
+    target.add_argument("--checkpoint", type=Path, help="a checkpoint outside runs/ (needs --out)")
+    p.add_argument("--out", type=Path, help="folder for the results (<out>/<split>/); required with --checkpoint")
+    p.add_argument("--split", choices=EVAL_SPLITS, default="test", help="val (chooses the threshold) or test (default)")
+    p.add_argument("--external", metavar="SET",
+                   help="score an external labelled set instead of a split, with val's threshold: pennfudan "
+                        "($SEGLIB_PENNFUDAN_DIR or data/external/PennFudanPed), a pairs CSV (image,mask columns) or "
+                        "IMAGES_DIR:MASKS_DIR; results in <eval>/<set name>/")
+    p.add_argument("--tta", action="store_true", help="average with a horizontally flipped prediction")
+    p.add_argument("--overwrite", action="store_true", help="score test again although it is already scored")
+    p.add_argument("--threshold-from", choices=("val", "checkpoint"), default="val",
+                   help="val: sweep on val (default); checkpoint: the training threshold")
+    p.add_argument("--data-dir", type=Path, help="data set folder (default: $SEGLIB_DATA_DIR or data/raw)")
+    p.add_argument("--splits-dir", type=Path, help="folder with train/val/test CSVs (default: data/splits)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_evaluate)
+
+
+def cmd_evaluate(args) -> int:
+    from seglib.data.external import external_set
+    from seglib.evaluate import evaluate_run, format_table
+
+    if args.checkpoint is not None and args.out is None:
+        raise SeglibError("--checkpoint needs --out DIR (where the results go)")
+    pairs = external_set(args.external) if args.external else None
+    result = evaluate_run(args.run, args.split, checkpoint=args.checkpoint, out_dir=args.out,
+                          dataset_dir=args.data_dir, splits_dir=args.splits_dir, tta=args.tta,
+                          overwrite=args.overwrite, progress=not args.quiet, threshold_source=args.threshold_from,
+                          pairs=pairs)
+    m = result.metrics
+    print(f"{m['split']}: {m['n_images']} images scored at {m['scored_at']}, threshold {m['threshold']:.2f} "
+          f"({m['threshold_source']}){', TTA' if m['tta'] else ''}")
+    print(format_table(result.table()))
+    for r in ([result.val_result] if result.val_result else []) + [result]:
+        for path in r.paths:
+            print(f"wrote {path}")
+    return 0

@@ -1,0 +1,75 @@
+"""`seglib predict`: a mask (and overlay) for each photo."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from seglib.devices import DEVICES
+from seglib.io import IMAGE_SUFFIXES
+
+
+def _threshold(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not 0.0 < value < 1.0:
+        raise argparse.ArgumentTypeError(f"{text}: a probability threshold must be between 0 and 1 (exclusive)")
+    return value
+
+
+def add_parser(subparsers) -> argparse.ArgumentParser:
+    """Register `seglib predict`."""
+    p = subparsers.add_parser(
+        "predict", help="write a mask (and overlay) for each photo",
+        description="Predict a figure mask for each photo: one <stem>.mask.png (0/255) per input, at the "
+                    "input's exact size as viewers show it (EXIF rotation applied). Folders are scanned for "
+                    f"{'/'.join(IMAGE_SUFFIXES)} (not recursively). Unreadable files are reported and skipped; exit status "
+                    "0 = all written, 1 = some inputs failed, 2 = usage or setup error.")
+    p.add_argument("inputs", nargs="+", type=Path, metavar="INPUT", help="image files or folders of images")
+    source = p.add_mutually_exclusive_group(required=True)
+    source.add_argument("--run", metavar="NAME", help="use runs/NAME/best.pt (and its val-chosen threshold)")
+    source.add_argument("--checkpoint", type=Path, metavar="PATH", help="use this checkpoint file")
+    source.add_argument("--onnx", type=Path, metavar="FILE",
+                        help="use a model exported by `seglib export` (runs in ONNX Runtime on the CPU)")
+    p.add_argument("--out", type=Path, required=True, metavar="DIR", help="folder for the masks (created)")
+    p.add_argument("--overlay", action="store_true", help="also write <stem>.overlay.jpg (mask tinted on the photo)")
+    p.add_argument("--tta", action="store_true", help="average with the horizontally flipped prediction")
+    p.add_argument("--threshold", type=_threshold, metavar="FLOAT",
+                   help="probability threshold (default: chosen on val for --run, else the checkpoint's)")
+    p.add_argument("--overwrite", action="store_true", help="replace existing mask/overlay files in --out")
+    p.add_argument("--device", choices=DEVICES, default="auto", help="auto (cuda if available), cpu or cuda")
+    p.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
+    p.set_defaults(func=cmd_predict)
+    return p
+
+
+def cmd_predict(args) -> int:
+    from seglib.devices import resolve_device
+    from seglib.io import NewFolder, check_writable_dir
+    from seglib.predict import Predictor, collect_inputs, plan_outputs, predict_files, refuse_existing
+
+    inputs = collect_inputs(args.inputs)
+    out_dir = check_writable_dir(args.out)  # before any work: a bad --out fails in a second, not after the batch
+    plan = plan_outputs(inputs, out_dir, overlay=args.overlay)
+    if not args.overwrite:
+        refuse_existing(plan)
+    device = resolve_device("cpu" if args.onnx is not None and args.device == "auto" else args.device)
+    kwargs = dict(device=device, threshold=args.threshold, tta=args.tta)
+    if args.threshold is not None:
+        kwargs["threshold_source"] = "--threshold"
+    if args.run is not None:
+        predictor = Predictor.from_run(args.run, **kwargs)
+    elif args.onnx is not None:
+        predictor = Predictor.from_onnx(args.onnx, **kwargs)
+    else:
+        predictor = Predictor.from_checkpoint(args.checkpoint, **kwargs)
+    print(f"predicting {len(inputs)} input{'s' if len(inputs) != 1 else ''} with {predictor.describe()}")
+    with NewFolder(out_dir) as folder:  # --out is created now, and removed again if nothing is written to it
+        report = predict_files(predictor, inputs, out_dir, overlay=args.overlay,
+                               progress=getattr(args, "progress", True), overwrite=args.overwrite)
+    if not report.written:
+        folder.rollback()
+    print(report.summary())
+    return 0 if report.ok else 1

@@ -1,0 +1,50 @@
+"""`seglib train`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from seglib.config import display_path
+from seglib.errors import SeglibError
+
+
+def add_parser(sub) -> None:
+    """Register `seglib train`."""
+    train = sub.add_parser("train", help="train a segmentation network (which one: the profile's `model`)",
+                           description="Train the profile's network: cpu/gpu fine-tune MediaPipe's selfie segmenter, "
+                                       "cpu-scratch trains our U-Net from random weights, smoke a tiny U-Net.")
+    train.add_argument("--profile", default=None,
+                       help="smoke | cpu | gpu | cpu-scratch | auto (gpu if CUDA, else cpu); default auto "
+                            "(with --resume: the run's own profile)")
+    train.add_argument("--run", required=True, help="run name: outputs go to runs/NAME/")
+    train.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a setting (repeatable)")
+    train.add_argument("--resume", action="store_true", help="continue runs/NAME/last.pt")
+    train.add_argument("--overwrite", action="store_true", help="replace an existing run folder")
+    train.add_argument("--data-dir", type=Path, help="data set folder (default: the fetched copy)")
+    train.add_argument("--splits-dir", type=Path, help="folder with train/val/test CSVs (default: data/splits)")
+    train.set_defaults(func=cmd_train)
+
+
+def cmd_train(args) -> int:
+    from seglib.engine import load_resume_state, resume_config, train
+    from seglib.runs import Run
+    from seglib.settings import make_config, parse_set_args
+
+    overrides = parse_set_args(args.set)
+    run = Run.named(args.run)
+    if args.resume:
+        if args.overwrite:
+            raise SeglibError("--resume continues a run and --overwrite replaces it: give one of them")
+        cfg = resume_config(load_resume_state(run), args.profile, overrides)
+    else:
+        cfg = make_config(args.profile or "auto", overrides)
+    result = train(cfg, run, resume=args.resume, overwrite=args.overwrite, dataset_dir=args.data_dir,
+                   splits_dir=args.splits_dir)
+    if result.stop_reason == "interrupted":
+        return 130
+    print(f"best val IoU {result.best_val_iou:.4f} at epoch {result.best_epoch}; {result.epochs_run} epochs in "
+          f"{result.train_seconds / 60:.1f} min ({result.images_per_second:.1f} img/s); checkpoints in "
+          f"{display_path(run.dir)}")
+    return 0
+
+

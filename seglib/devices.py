@@ -1,0 +1,28 @@
+"""Which device runs a model: the allowed names and the one rule for "auto" (CUDA when present, else the CPU)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from seglib.errors import SeglibError
+
+if TYPE_CHECKING:
+    import torch
+
+DEVICES = ("auto", "cpu", "cuda")
+
+
+def resolve_device(device: str | torch.device = "auto") -> torch.device:
+    """"auto" -> cuda when available, else cpu; asking for cuda without CUDA is a SeglibError."""
+    import torch  # here, not at the top: the CLI's --help and the settings need no torch
+
+    if isinstance(device, torch.device):
+        return device
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if str(device).startswith("cuda") and not torch.cuda.is_available():
+        raise SeglibError(f"device {device!r} requested but CUDA is not available (use --device cpu or auto)")
+    try:
+        return torch.device(device)
+    except RuntimeError:
+        raise SeglibError(f"device {device!r} unknown; expected one of {', '.join(DEVICES)}") from None

@@ -1,0 +1,96 @@
+"""Baselines scored like a model: all-background, all-foreground and the mean-mask prior of the train split."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pandas as pd
+
+from seglib import config
+from seglib.errors import SeglibError
+from seglib.evaluate.records import split_items
+from seglib.io import load_mask_raw
+from seglib.metrics import image_scores, summarise
+from seglib.transforms import letterbox_box, unletterbox
+
+PRIOR_SIZE = 128
+
+
+BASELINES = ("all-background", "all-foreground", "mean-mask prior")
+
+
+BASELINE_KEYS = ("mean_iou", "median_iou", "pooled_iou", "mean_dice", "mean_boundary_iou", "mean_iou_ci95")
+
+
+_PRIOR_CACHE: dict[tuple, np.ndarray] = {}
+
+
+def _binary_mask(path: Path) -> np.ndarray:
+    raw = load_mask_raw(path)
+    return (raw > (127 if raw.max() > 1 else 0)).astype(np.uint8)
+
+
+def _letterbox_mask(mask: np.ndarray, size: int) -> np.ndarray:
+    """A 0/1 mask letterboxed into a size x size float square (area filter, zero padding)."""
+    h, w = mask.shape
+    top, left, nh, nw = letterbox_box(h, w, size)
+    out = np.zeros((size, size), dtype=np.float32)
+    out[top:top + nh, left:left + nw] = cv2.resize(mask.astype(np.float32), (nw, nh), interpolation=cv2.INTER_AREA)
+    return out
+
+
+def mean_mask_prior(dataset_dir=None, splits_dir=None, size: int = PRIOR_SIZE) -> np.ndarray:
+    """The TRAIN split's masks letterboxed to size x size, averaged, thresholded at 0.5 (uint8 0/1).
+
+    Never fitted on val or test. Cached in memory per (data set, splits folder, size).
+    """
+    items = split_items("train", dataset_dir, splits_dir)
+    split_file = (Path(splits_dir) if splits_dir is not None else config.splits_dir()) / "train.csv"
+    key = (str(Path(items["mask_path"].iloc[0]).parent.resolve()) if len(items) else "",
+           str(split_file.resolve()), split_file.stat().st_mtime_ns, size)
+    if key not in _PRIOR_CACHE:
+        if not len(items):
+            raise SeglibError(f"{split_file}: train split is empty; the mean-mask prior needs training masks")
+        total = np.zeros((size, size), dtype=np.float64)
+        for path in items["mask_path"]:
+            total += _letterbox_mask(_binary_mask(Path(path)), size)
+        _PRIOR_CACHE[key] = (total / len(items) >= 0.5).astype(np.uint8)
+    return _PRIOR_CACHE[key]
+
+
+def prior_for(prior: np.ndarray, height: int, width: int) -> np.ndarray:
+    """The square prior un-letterboxed to an HxW image (bilinear, then >= 0.5)."""
+    return (unletterbox(prior.astype(np.float32), height, width) >= 0.5).astype(np.uint8)
+
+
+def _baseline_predictions(mask: np.ndarray, prior: np.ndarray) -> dict[str, np.ndarray]:
+    h, w = mask.shape
+    return {"all-background": np.zeros((h, w), dtype=np.uint8),
+            "all-foreground": np.ones((h, w), dtype=np.uint8),
+            "mean-mask prior": prior_for(prior, h, w)}
+
+
+def _baseline_summaries(masks: list[np.ndarray], prior: np.ndarray, n_boot: int) -> dict[str, dict]:
+    rows: dict[str, list[dict]] = {name: [] for name in BASELINES}
+    for mask in masks:
+        for name, pred in _baseline_predictions(mask, prior).items():
+            rows[name].append(image_scores(pred, mask))
+    out = {}
+    for name in BASELINES:
+        summary = summarise(pd.DataFrame(rows[name]), n_boot=n_boot)
+        out[name] = {k: summary[k] for k in BASELINE_KEYS}
+    return out
+
+
+def baseline_scores(split: str, dataset_dir=None, *, splits_dir=None, n_boot: int = 2000) -> dict[str, dict]:
+    """all-background, all-foreground and mean-mask prior, scored at mask resolution on `split`.
+
+    name -> {mean_iou, median_iou, pooled_iou, mean_dice, mean_boundary_iou, mean_iou_ci95}.
+    """
+    items = split_items(split, dataset_dir, splits_dir)
+    masks = [_binary_mask(Path(p)) for p in items["mask_path"]]
+    if not masks:
+        raise SeglibError(f"split {split!r} has no images")
+    return _baseline_summaries(masks, mean_mask_prior(dataset_dir, splits_dir), n_boot)

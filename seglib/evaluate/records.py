@@ -1,0 +1,112 @@
+"""The model run once over a split (or an external set): probabilities and masks at mask resolution, with
+each photo's covariates."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pandas as pd
+
+from seglib.data.dataset import SegmentationDataset, load_pair
+from seglib.data.external import PairSet
+from seglib.data.splits import EVAL_SPLITS
+from seglib.errors import SeglibError
+
+SPLITS = EVAL_SPLITS
+
+
+PER_IMAGE_COLUMNS = ["id", "iou", "dice", "boundary_iou", "precision", "recall", "tp", "fp", "fn", "fg_fraction",
+                     "fg_fraction_pred", "height", "width", "image_height", "image_width", "resized",
+                     "mean_brightness", "aspect_ratio", "is_grayscale", "uncertain_fraction"]
+
+
+def split_items(split: str, dataset_dir=None, splits_dir=None) -> pd.DataFrame:
+    """id, image_path, mask_path of every pair in a split (nothing decoded yet)."""
+    return SegmentationDataset.from_split(split, dataset_dir, splits_dir, cache=False).items
+
+
+def _image_facts(rgb: np.ndarray, image_path: Path) -> dict:
+    """Per-image covariates for error analysis (computed on the image at mask size)."""
+    from PIL import Image
+
+    with Image.open(image_path) as img:  # header only: the stored size, before resizing to the mask
+        width, height = img.size
+    h, w = rgb.shape[:2]
+    gray = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)
+    return {
+        "image_height": height,
+        "image_width": width,
+        "resized": (height, width) != (h, w),
+        "mean_brightness": float(gray.mean() / 255.0),
+        "aspect_ratio": w / h,
+        "is_grayscale": bool((rgb[..., 0] == rgb[..., 1]).all() and (rgb[..., 1] == rgb[..., 2]).all()),
+    }
+
+
+def _iter_batches(items: pd.DataFrame, batch_size: int, progress: bool, desc: str, loader=load_pair):
+    from tqdm.auto import tqdm
+
+    bar = tqdm(total=len(items), desc=desc, leave=False, disable=not progress)
+    try:
+        for start in range(0, len(items), batch_size):
+            rows = items.iloc[start:start + batch_size]
+            pairs = [loader(Path(r.image_path), Path(r.mask_path)) for r in rows.itertuples(index=False)]
+            yield rows, pairs
+            bar.update(len(rows))
+    finally:
+        bar.close()
+
+
+def _predict(predictor, images: list[np.ndarray], masks: list[np.ndarray], ids: list[str]) -> list[np.ndarray]:
+    probs = predictor.predict_proba_batch(images)
+    out = []
+    for prob, mask, id_ in zip(probs, masks, ids, strict=True):
+        prob = np.asarray(prob, dtype=np.float32)
+        if prob.shape != mask.shape:
+            raise SeglibError(f"image {id_}: prediction is {prob.shape[1]}x{prob.shape[0]} but its mask is "
+                              f"{mask.shape[1]}x{mask.shape[0]}; predictions must be at mask resolution")
+        out.append(prob)
+    return out
+
+
+def collect_probabilities(predictor, split: str, dataset_dir=None, splits_dir=None, *, batch_size: int = 8,
+                          progress: bool = True, limit: int | None = None, pairs: PairSet | None = None) -> list[dict]:
+    """Run the model once over a split (or the external `pairs`); records hold id, mask (uint8 0/1) and prob
+    (float32), both at mask size, plus the image covariates. Kept in memory so a threshold sweep never re-runs
+    the model."""
+    items = pairs.items if pairs is not None else split_items(split, dataset_dir, splits_dir)
+    loader = pairs.load if pairs is not None else load_pair
+    if limit:
+        items = items.head(limit)
+    records = []
+    for rows, pairs in _iter_batches(items, batch_size, progress, f"evaluate {split}", loader):
+        ids = rows["id"].astype(str).tolist()
+        images, masks = [p[0] for p in pairs], [p[1] for p in pairs]
+        probs = _predict(predictor, images, masks, ids)
+        for id_, row, image, mask, prob in zip(ids, rows.itertuples(index=False), images, masks, probs,
+                                               strict=True):
+            records.append({"id": id_, "mask": mask, "prob": prob, **_image_facts(image, Path(row.image_path))})
+    return records
+
+
+def predictions_for_split(predictor, split: str, dataset_dir=None, limit: int | None = None, *,
+                          splits_dir=None, batch_size: int = 8, progress: bool = False) -> list[dict]:
+    """Images, masks and probabilities of a split for display (notebooks 04/05).
+
+    Each dict: id, image (HxWx3 uint8 RGB at the mask's size), mask (uint8 0/1), prob (float32 HxW),
+    pred (uint8 0/1 at `predictor.threshold`).
+    """
+    items = split_items(split, dataset_dir, splits_dir)
+    if limit:
+        items = items.head(limit)
+    out = []
+    for rows, pairs in _iter_batches(items, batch_size, progress, f"predict {split}"):
+        ids = rows["id"].astype(str).tolist()
+        images, masks = [p[0] for p in pairs], [p[1] for p in pairs]
+        probs = _predict(predictor, images, masks, ids)
+        for id_, image, mask, prob in zip(ids, images, masks, probs, strict=True):
+            out.append({"id": id_, "image": image, "mask": mask, "prob": prob,
+                        "pred": (prob >= predictor.threshold).astype(np.uint8)})
+    return out

@@ -1,0 +1,94 @@
+"""Saved evaluations: reused when they belong to the current checkpoint, scored otherwise (notebooks 04/05)."""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+from collections.abc import Callable
+from pathlib import Path
+
+import pandas as pd
+
+from seglib.config import display_path
+from seglib.data.external import PairSet
+from seglib.errors import SeglibError
+from seglib.evaluate.protocol import evaluate_run
+from seglib.evaluate.tables import EvalResult
+from seglib.runs import METRICS, PER_IMAGE, SWEEP, Run, same_checkpoint
+
+
+def _when(metrics: dict) -> str:
+    stamp = metrics.get("evaluated_at", "")
+    try:
+        return _dt.datetime.fromisoformat(stamp).strftime("%Y-%m-%d %H:%M UTC")
+    except (TypeError, ValueError):
+        return stamp or "an unknown date"
+
+
+def saved_result(run_dir, split: str):
+    """The evaluation saved in `<run_dir>/eval/<split>/` as an EvalResult, or None when it is not complete
+    (metrics.json is written last)."""
+    folder = Run.resolve(Path(run_dir)).eval_dir(split)
+    if not (folder / METRICS).is_file():
+        return None
+    metrics = json.loads((folder / METRICS).read_text())
+    per_image = pd.read_csv(folder / PER_IMAGE, dtype={"id": str})
+    sweep_path = folder / SWEEP
+    sweep = pd.read_csv(sweep_path) if sweep_path.is_file() else None
+    return EvalResult(split, folder, metrics, per_image, sweep,
+                      [p for p in (folder / PER_IMAGE, sweep_path, folder / METRICS) if p.is_file()])
+
+
+def _checkpoint_epoch(path: Path):
+    from seglib.checkpoint import load_checkpoint
+
+    return load_checkpoint(path).get("epoch")
+
+
+def load_or_evaluate(run_dir, split: str, *, dataset_dir=None, splits_dir=None, tta: bool | None = False,
+                     rescore: bool = False, progress: bool = False, n_boot: int = 2000, pairs: PairSet | None = None,
+                     log: Callable[[str], None] = print):
+    """The run's evaluation on `split` (or the external `pairs`), reused when possible, and a line saying which.
+
+    val: reused when `eval/val/metrics.json` was made from the current best.pt (same epoch) with the same TTA
+    setting, otherwise evaluated again. test and external sets: an existing score is always reused (scored once
+    per run) unless `rescore`; a warning is added when it belongs to another checkpoint. `tta=None` takes the
+    saved evaluation's TTA setting (none when there is no saved one). A run without best.pt is a SeglibError
+    telling how to train it.
+    """
+    run = Run.resolve(run_dir)
+    run_dir = run.dir
+    best = run.require("best")
+    epoch = _checkpoint_epoch(best)
+    name = pairs.name if pairs is not None else split
+    saved = saved_result(run_dir, name)
+    if tta is None:
+        tta = bool(saved.metrics.get("tta")) if saved is not None else False
+    kind = f"best.pt, epoch {epoch}" + (", TTA" if tta else "")
+    if name == "test" or pairs is not None:
+        if saved is not None and not rescore:
+            line = (f"{name} was already scored for this run on {_when(saved.metrics)}; showing those results "
+                    f"({name} is scored once per run; rescore=True scores it again).")
+            if not same_checkpoint(saved.metrics, epoch, tta):
+                line += (f" Note: they were scored with epoch {saved.metrics.get('checkpoint_epoch')}"
+                         f"{' with TTA' if saved.metrics.get('tta') else ''}, not the current {kind}.")
+            log(line)
+            return saved
+        if saved is None and (run.eval_dir(name) / PER_IMAGE).exists() and not rescore:
+            raise SeglibError(f"{display_path(run.eval_dir(name))}: an earlier {name} scoring did not finish "
+                              f"(per_image.csv without metrics.json); pass rescore=True to score {name} again")
+        log(f"rescore=True: scoring {name} again ({kind}), replacing the results of {_when(saved.metrics)}."
+            if saved is not None else f"{name}: not scored yet; scoring it now ({kind}) with the threshold chosen "
+                                      "on val.")
+        return evaluate_run(run_dir, name, dataset_dir=dataset_dir, splits_dir=splits_dir, tta=tta,
+                            overwrite=rescore, progress=progress, n_boot=n_boot, pairs=pairs, log=log)
+    if saved is not None and same_checkpoint(saved.metrics, epoch, tta) \
+            and saved.metrics.get("threshold_source") == "val sweep":
+        log(f"{split}: reusing the evaluation of {_when(saved.metrics)} (same checkpoint: {kind}; "
+            f"threshold {saved.metrics['threshold']:g}).")
+        return saved
+    why = "not evaluated yet" if saved is None else \
+        "the saved evaluation is for another checkpoint, TTA setting or threshold source"
+    log(f"{split}: {why}; evaluating now ({kind}).")
+    return evaluate_run(run_dir, split, dataset_dir=dataset_dir, splits_dir=splits_dir, tta=tta, progress=progress,
+                        n_boot=n_boot, log=log)

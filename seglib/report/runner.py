@@ -1,0 +1,337 @@
+"""The batch: run the numbered notebooks with papermill into a staging folder, stream training progress,
+keep a failed attempt, and publish the report only when every notebook succeeded."""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as _dt
+import json
+import logging
+import os
+import re
+import shlex
+import shutil
+import sys
+import time
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import seglib
+from seglib import config
+from seglib.config import display_path
+from seglib.errors import SeglibError
+from seglib.io import ensure_writable_dir, write_json_atomic, write_text_atomic
+from seglib.notebook import resolve_params
+from seglib.report.html import _DropMessages, _show, render_html
+from seglib.report.index import index_html
+from seglib.report.params import NotebookParam, find_notebooks, notebook_arguments, notebook_parameters
+from seglib.runs import Run, read_json
+
+DEFAULT_KERNEL = "seglib"
+
+
+INLINE_BACKEND = "module://matplotlib_inline.backend_inline"
+
+
+def reuse_notes(run_dir: Path, declared: Mapping[str, Mapping[str, NotebookParam]],
+                args: Mapping[str, Mapping[str, Any]]) -> list[str]:
+    """Plain statements of what the batch will reuse from an earlier run rather than recompute."""
+    notes = []
+    shown = _show(run_dir)
+    run = Run(run_dir)
+    trainer = next((nb for nb, params in declared.items() if "retrain" in params), None)
+    if trainer is not None:
+        retrain = bool(args.get(trainer, {}).get("retrain", declared[trainer]["retrain"].default))
+        decision = run.training_decision(retrain)
+        if decision == "retrain":
+            notes.append(f"retrain=true: {trainer} will train {shown} again, replacing it once the new run has "
+                         "saved its first epoch")
+        elif decision == "reuse":
+            summary = run.summary() or {}
+            when = _dt.datetime.fromtimestamp(run.summary_file.stat().st_mtime).strftime("%Y-%m-%d %H:%M")
+            best = summary.get("best_val_iou")
+            best_text = f", best val IoU {best:.4f}" if isinstance(best, (int, float)) else ""
+            profile = f", profile {summary['profile']}" if summary.get("profile") else ""
+            notes.append(f"reusing the trained run {shown} (trained {when}{best_text}{profile}); {trainer} will "
+                         "not retrain — delete it or pass -p retrain=true to train again")
+            if args.get(trainer, {}).get("overrides"):
+                notes.append("-p overrides only take effect when training: they are compared with the reused "
+                             "run's settings, not applied (pass -p retrain=true to apply them)")
+        elif decision == "resume":
+            notes.append(f"the unfinished run {shown} (last.pt, no train_summary.json) will be resumed by {trainer} "
+                         "from its last saved epoch — pass -p retrain=true to start over")
+    for split in ("val", "test"):
+        metrics_file = run.metrics_file(split)
+        if metrics_file.is_file():
+            metrics = read_json(metrics_file) or {}
+            when = metrics.get("evaluated_at") or _dt.datetime.fromtimestamp(
+                metrics_file.stat().st_mtime).isoformat(timespec="minutes")
+            notes.append(f"an earlier {split} evaluation exists at {_show(metrics_file.parent)} (evaluated {when}); "
+                         "the evaluation notebook's output says whether it is reused or scored again")
+    return notes
+
+
+@dataclass
+class NotebookRecord:
+    notebook: str
+    status: str = "not run"  # ok | failed | interrupted | not run
+    seconds: float | None = None
+    html_seconds: float | None = None
+    parameters: dict = field(default_factory=dict)
+    error: str = ""
+
+    @property
+    def stem(self) -> str:
+        return Path(self.notebook).stem
+
+
+def check_kernel(kernel: str) -> None:
+    from jupyter_client.kernelspec import KernelSpecManager
+
+    specs = KernelSpecManager().find_kernel_specs()
+    if kernel not in specs:
+        extra = " (or pass --kernel python3)" if "python3" in specs else ""
+        raise SeglibError(f"Jupyter kernel {kernel!r} not found; run `make setup`{extra}"
+                          f" — installed kernels: {', '.join(sorted(specs)) or 'none'}")
+
+
+def run_report(profile: str = "auto", run: str = "default", *, data_dir: str | os.PathLike | None = None,
+               params: Mapping[str, Any] | None = None, with_code: bool = False, overwrite: bool = False,
+               kernel: str = DEFAULT_KERNEL, notebooks_dir: str | os.PathLike | None = None,
+               out_root: str | os.PathLike | None = None, log: Callable[[str], Any] = print) -> Path:
+    """Execute the numbered notebooks into `reports/NAME/` and write its index.html; returns that path.
+
+    `params`: extra notebook parameters {name: value}; text values are parsed as YAML and checked against the
+    declaring notebooks' type hints. Raises ConfigError / SeglibError before anything runs when a setting is
+    wrong, and SeglibError naming the notebook and cell when a notebook fails.
+    """
+    t_batch = time.perf_counter()
+    notebooks = find_notebooks(notebooks_dir)
+    ctx = resolve_params(profile, run)  # unknown profile / bad run name -> ConfigError
+    data_path = None
+    if data_dir not in (None, ""):
+        from seglib.data.catalog import find_dataset_dir
+
+        data_path = Path(data_dir).expanduser().resolve()
+        find_dataset_dir(data_path)  # DataError now rather than in the first notebook
+    declared = {nb.name: notebook_parameters(nb) for nb in notebooks}
+    base = {"profile": ctx.profile, "run": ctx.run, "data_dir": str(data_path) if data_path else None}
+    args = notebook_arguments(declared, base, params, ctx.profile)
+    command = ["seglib", "report", "--profile", ctx.profile, "--run", ctx.run]
+    command += ["--data-dir", str(data_path)] if data_path else []
+    for key, value in (params or {}).items():
+        command += ["-p", f"{key}={value if isinstance(value, str) else json.dumps(value)}"]
+    command += (["--with-code"] if with_code else []) + (["--kernel", kernel] if kernel != DEFAULT_KERNEL else [])
+    check_kernel(kernel)
+
+    root = Path(out_root).expanduser().resolve() if out_root is not None else config.reports_dir()
+    final, staging, failed = root / ctx.run, root / f".{ctx.run}.partial", root / f"{ctx.run}.failed"
+    if final.exists() and not overwrite:
+        raise SeglibError(f"{_show(final)} already exists; pass --overwrite to replace it (it is replaced only "
+                          "if every notebook succeeds) or choose another --run")
+    ensure_writable_dir(root)
+
+    n = len(notebooks)
+    log(f"report '{ctx.run}': profile {ctx.profile}, kernel {kernel}, {n} notebook{'' if n == 1 else 's'} "
+        f"from {_show(notebooks[0].parent)}")
+    notes = reuse_notes(ctx.run_dir, declared, args)
+    for note in notes:
+        log(note)
+    if final.exists():
+        log(f"replacing the previous report at {_show(final)} once every notebook has succeeded "
+            "(it stays as it is if one fails)")
+    if staging.exists():
+        log(f"removing the staging folder of an earlier, unfinished batch: {_show(staging)}")
+        shutil.rmtree(staging)
+    staging.mkdir(parents=True)
+
+    records = [NotebookRecord(nb.name, parameters=args[nb.name]) for nb in notebooks]
+    with _kernel_environment(data_path):
+        for i, (nb, rec) in enumerate(zip(notebooks, records, strict=True), 1):
+            out_nb = staging / nb.name
+            log(f"[{i}/{n}] {nb.name} ...")
+            t0 = time.perf_counter()
+            try:
+                _execute(nb, out_nb, rec.parameters, kernel, log)
+            except KeyboardInterrupt:
+                rec.status, rec.seconds = "interrupted", time.perf_counter() - t0
+                kept = _keep_failed(staging, failed, records, ctx, kernel, log)
+                log(f"interrupted during {nb.name}; partial notebook kept at {_show(kept / nb.name)}")
+                raise
+            except Exception as exc:  # noqa: BLE001 - papermill, nbclient and kernel errors all stop the batch
+                rec.status, rec.seconds = "failed", time.perf_counter() - t0
+                rec.error = _describe_failure(exc)
+                with contextlib.suppress(Exception):  # best effort: the HTML of the partial notebook helps too
+                    render_html(out_nb, out_nb.with_suffix(".html"), with_code=with_code)
+                kept = _keep_failed(staging, failed, records, ctx, kernel, log)
+                raise SeglibError(f"notebook {nb.name} failed {rec.error}; partial notebook kept at "
+                                  f"{_show(kept / nb.name)}") from None
+            rec.status, rec.seconds = "ok", time.perf_counter() - t0
+            t1 = time.perf_counter()
+            render_html(out_nb, out_nb.with_suffix(".html"), with_code=with_code)
+            rec.html_seconds = time.perf_counter() - t1
+            log(f"[{i}/{n}] {nb.name} ... {rec.seconds:.1f} s")
+
+    total = time.perf_counter() - t_batch
+    summary = _summary(ctx, kernel, records, notes, with_code, total, shlex.join(command))
+    write_json_atomic(staging / "summary.json", summary)
+    write_text_atomic(staging / "index.html", index_html(summary, ctx.run_dir, root))
+    if final.exists():
+        old = root / f".{ctx.run}.old"
+        if old.exists():
+            shutil.rmtree(old)
+        os.replace(final, old)
+        os.replace(staging, final)
+        shutil.rmtree(old)
+        log(f"replaced the previous report at {_show(final)}")
+    else:
+        os.replace(staging, final)
+    if failed.exists():
+        log(f"removing {_show(failed)}: the failed attempt it holds is superseded by this report")
+        shutil.rmtree(failed)
+    log(f"{n} notebook{'' if n == 1 else 's'} in {total:.1f} s; report in {_show(final)}")
+    return final / "index.html"
+
+
+# Lines a notebook prints that the terminal should see while it runs (training progress from seglib.engine).
+PROGRESS_LINE = re.compile(r"^(run \S+: |epoch +\d+/\d+ |interrupted|Reusing the trained run|Resuming the unfinished "
+                           r"run|retrain=True: )")
+
+
+def _execute(nb: Path, out_nb: Path, parameters: dict, kernel: str, log: Callable[[str], Any] = print) -> None:
+    import papermill
+
+    # The runner has validated the parameters itself; papermill's own check misreads cells whose comments
+    # contain "=" and would warn about parameters that are in fact declared.
+    quiet = _DropMessages("Passed unknown parameter", "Unable to parse line")
+    loggers = [logging.getLogger("papermill"), logging.getLogger("papermill.translators")]
+    for lg in loggers:
+        lg.addFilter(quiet)
+    # Papermill hands every output of the kernel to its logger as it arrives (log_output=True): forward the
+    # progress lines, so a long training shows in the terminal, and nothing else.
+    stream = _ProgressLines(log)
+    main_logger = loggers[0]
+    saved = main_logger.level, main_logger.propagate
+    main_logger.addHandler(stream)
+    main_logger.setLevel(logging.INFO)
+    main_logger.propagate = False
+    try:
+        papermill.execute_notebook(str(nb), str(out_nb), parameters=parameters, kernel_name=kernel,
+                                   cwd=str(nb.parent), progress_bar=sys.stdout.isatty(), log_output=True,
+                                   start_timeout=180, extra_arguments=_kernel_arguments(kernel))
+    finally:
+        main_logger.removeHandler(stream)
+        main_logger.setLevel(saved[0])
+        main_logger.propagate = saved[1]
+        for lg in loggers:
+            lg.removeFilter(quiet)
+
+
+class _ProgressLines(logging.Handler):
+    """Pass the notebook's progress lines (PROGRESS_LINE) to `log`, indented; drop all other output."""
+
+    def __init__(self, log: Callable[[str], Any]):
+        super().__init__(level=logging.INFO)
+        self.log = log
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if record.levelno >= logging.ERROR and record.name == "papermill":
+            return  # papermill's own errors reach the runner as exceptions
+        for line in str(record.getMessage()).splitlines():
+            if PROGRESS_LINE.match(line.strip()):
+                self.log(f"      {line.strip()}")
+
+
+def _kernel_arguments(kernel: str) -> list[str]:
+    """For an IPython kernel: log errors only. Its one routine warning (the localhost connection papermill
+    sets up is "running over TCP without encryption") would otherwise be printed once per notebook."""
+    from jupyter_client.kernelspec import KernelSpecManager
+
+    try:
+        argv = KernelSpecManager().get_kernel_spec(kernel).argv
+    except Exception:  # noqa: BLE001 - unknown spec: start it as it is
+        return []
+    return ["--IPKernelApp.log_level=ERROR"] if any("ipykernel" in str(a) for a in argv) else []
+
+
+def _describe_failure(exc: BaseException) -> str:
+    from papermill.exceptions import PapermillExecutionError
+
+    if isinstance(exc, PapermillExecutionError):
+        first = str(exc.evalue).strip().splitlines()
+        detail = f"{exc.ename}: {first[0]}" if first else exc.ename
+        where = f"In [{exc.exec_count}]" if exc.exec_count is not None else f"#{exc.cell_index + 1}"
+        code = next((line.strip() for line in str(exc.source or "").splitlines() if line.strip()), "")
+        if len(code) > 60:
+            code = code[:57] + "..."
+        starts = f", which starts {code!r}" if code else ""
+        return f"at cell {where}{starts} ({detail})"
+    text = str(exc).strip().splitlines()
+    return f"({type(exc).__name__}: {text[0] if text else 'no message'})"
+
+
+def _keep_failed(staging: Path, failed: Path, records: list[NotebookRecord], ctx, kernel: str, log) -> Path:
+    """Move the staging folder (partial notebook included) to NAME.failed; the previous report stays."""
+    with contextlib.suppress(Exception):
+        write_json_atomic(staging / "summary.json", _summary(ctx, kernel, records, [], False, None))
+    if failed.exists():
+        log(f"replacing the older failed attempt at {_show(failed)}")
+        shutil.rmtree(failed)
+    os.replace(staging, failed)
+    return failed
+
+
+@contextlib.contextmanager
+def _kernel_environment(data_dir: Path | None) -> Iterator[None]:
+    """The kernel's environment: absolute SEGLIB_* paths (it runs in notebooks/, where relative ones would
+    point elsewhere), --data-dir as SEGLIB_DATA_DIR, and matplotlib's inline backend (a MPLBACKEND=Agg left in
+    the shell would otherwise keep every figure out of the report)."""
+    names = (config.ENV_DATA_DIR, config.ENV_RUNS_DIR, config.ENV_REPORTS_DIR)
+    saved = {name: os.environ.get(name) for name in (*names, "MPLBACKEND")}
+    try:
+        for name in names:
+            if os.environ.get(name):
+                os.environ[name] = str(Path(os.environ[name]).expanduser().resolve())
+        if data_dir is not None:
+            os.environ[config.ENV_DATA_DIR] = str(data_dir)
+        os.environ["MPLBACKEND"] = INLINE_BACKEND
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
+def _summary(ctx, kernel: str, records: list[NotebookRecord], notes: list[str], with_code: bool,
+             total: float | None, command: str = "") -> dict:
+    run_dir = ctx.run_dir
+    headline = {}
+    for split in ("test", "val"):
+        metrics = read_json(Run(run_dir).metrics_file(split))
+        if metrics:
+            headline[split] = {k: metrics.get(k) for k in ("n_images", "threshold", "mean_iou", "mean_iou_ci95",
+                                                            "median_iou", "pooled_iou", "mean_dice",
+                                                            "mean_boundary_iou") if k in metrics}
+    return {
+        "run": ctx.run,
+        "profile": ctx.profile,
+        "kernel": kernel,
+        "with_code": with_code,
+        "command": command,
+        "generated_at": _dt.datetime.now().astimezone().isoformat(timespec="seconds"),
+        "seglib_version": seglib.__version__,
+        "run_dir": display_path(run_dir),
+        "seconds_total": round(total, 2) if total is not None else None,
+        "reused": notes,
+        "notebooks": [
+            {"notebook": r.notebook, "html": f"{r.stem}.html", "status": r.status,
+             "seconds": round(r.seconds, 2) if r.seconds is not None else None,
+             "parameters": r.parameters, **({"error": r.error} if r.error else {})}
+            for r in records
+        ],
+        "headline": headline,
+    }

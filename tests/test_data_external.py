@@ -1,0 +1,159 @@
+"""seglib.data.external: external labelled pairs (Penn-Fudan, CSV, folders) for measuring generalisation."""
+
+from __future__ import annotations
+
+import io
+import threading
+import zipfile
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from PIL import Image
+
+from seglib.data import external
+from seglib.data.external import (
+    PairSet,
+    external_set,
+    fetch_pennfudan,
+    pairs_from_csv,
+    pairs_from_folders,
+    pennfudan,
+)
+from seglib.errors import DataError, SeglibError
+
+
+def make_pennfudan(root: Path, n: int = 3) -> Path:
+    """A Penn-Fudan-like folder: PNGImages/<stem>.png, PedMasks/<stem>_mask.png holding instance ids 0, 1, 2."""
+    folder = root / "PennFudanPed"
+    (folder / "PNGImages").mkdir(parents=True)
+    (folder / "PedMasks").mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(1, n + 1):
+        Image.fromarray((rng.random((30, 40, 3)) * 255).astype(np.uint8)).save(folder / "PNGImages" / f"P{i}.png")
+        mask = np.zeros((30, 40), np.uint8)
+        mask[5:15, 5:15] = 1
+        mask[18:28, 20:35] = 2  # a second pedestrian
+        Image.fromarray(mask).save(folder / "PedMasks" / f"P{i}_mask.png")
+    (folder / "readme.txt").write_text("test copy")
+    return folder
+
+
+def test_pennfudan_instance_masks_become_one_person_mask(tmp_path):
+    pairs = pennfudan(make_pennfudan(tmp_path))
+    assert pairs.name == "pennfudan" and list(pairs.items["id"]) == ["P1", "P2", "P3"]
+    image, mask = pairs.load(Path(pairs.items["image_path"][0]), Path(pairs.items["mask_path"][0]))
+    assert image.shape == (30, 40, 3) and set(np.unique(mask)) == {0, 1}
+    assert int(mask.sum()) == 10 * 10 + 10 * 15  # both pedestrians are "person"
+
+
+def test_missing_pennfudan_says_how_to_get_it(tmp_path, monkeypatch):
+    monkeypatch.setenv("SEGLIB_PENNFUDAN_DIR", str(tmp_path / "nowhere"))
+    with pytest.raises(DataError, match="seglib data fetch-pennfudan"):
+        external_set("pennfudan")
+
+
+def test_folders_and_csv_pairs(tmp_path):
+    images, masks = tmp_path / "img", tmp_path / "msk"
+    images.mkdir()
+    masks.mkdir()
+    for stem in ("a", "b"):
+        Image.new("RGB", (20, 10)).save(images / f"{stem}.jpg")
+        Image.new("L", (20, 10), 255).save(masks / f"{stem}.png")
+    pairs = external_set(f"{images}:{masks}")
+    assert list(pairs.items["id"]) == ["a", "b"] and pairs.mask_rule == "binary"
+    (tmp_path / "pairs.csv").write_text("image,mask\nimg/a.jpg,msk/a.png\nimg/b.jpg,msk/b.png\n")
+    assert list(pairs_from_csv(tmp_path / "pairs.csv").items["id"]) == ["a", "b"]
+    (masks / "b.png").unlink()
+    with pytest.raises(DataError, match=r"b\.png: mask not found for b\.jpg"):
+        pairs_from_folders(images, masks)
+    with pytest.raises(DataError, match=r"msk/b\.png: listed in pairs\.csv but not found"):
+        pairs_from_csv(tmp_path / "pairs.csv")
+    (tmp_path / "bad.csv").write_text("a,b\n1,2\n")
+    with pytest.raises(DataError, match="needs the columns image and mask"):
+        pairs_from_csv(tmp_path / "bad.csv")
+    with pytest.raises(DataError, match="give pennfudan"):
+        external_set("nonsense")
+
+
+def test_fetch_from_a_folder_then_nothing_to_do(tmp_path, monkeypatch):
+    monkeypatch.setattr(external, "PENNFUDAN_N", 3)
+    src = make_pennfudan(tmp_path / "src")
+    dest, message = fetch_pennfudan(src, tmp_path / "ext", progress=False)
+    assert dest == tmp_path / "ext" / "PennFudanPed" and "copied from" in message
+    assert sorted(p.name for p in (tmp_path / "ext").iterdir()) == ["PennFudanPed"]
+    assert "nothing to do" in fetch_pennfudan(src, tmp_path / "ext", progress=False)[1]
+
+
+def test_incomplete_copy_is_refused_and_leaves_nothing(tmp_path):
+    src = make_pennfudan(tmp_path / "src")  # 3 pairs, not 170
+    with pytest.raises(DataError, match="3 image/mask pairs, expected 170"):
+        fetch_pennfudan(src, tmp_path / "ext", progress=False)
+    assert not (tmp_path / "ext").exists()
+
+
+class _Zip(BaseHTTPRequestHandler):
+    def do_GET(self):
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(self.server.body)))
+        self.end_headers()
+        self.wfile.write(self.server.body)
+
+    def log_message(self, *args):
+        pass
+
+
+def test_fetch_downloads_the_archive_over_http(tmp_path, monkeypatch):
+    """The real download code, against a server on 127.0.0.1 serving a zip laid out like the authors'."""
+    monkeypatch.setattr(external, "PENNFUDAN_N", 3)
+    monkeypatch.setenv("no_proxy", "*")
+    src = make_pennfudan(tmp_path / "src")
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as zf:
+        for path in sorted(src.rglob("*")):
+            if path.is_file():
+                zf.write(path, path.relative_to(src.parent).as_posix())
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), _Zip)
+    httpd.body = buf.getvalue()
+    thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+    thread.start()
+    try:
+        url = f"http://127.0.0.1:{httpd.server_address[1]}/PennFudanPed.zip"
+        dest, message = fetch_pennfudan(url, tmp_path / "ext", progress=False)
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+        thread.join(5)
+    assert message.startswith(f"PennFudanPed: downloaded from {url}") and len(pennfudan(dest).items) == 3
+
+
+def test_external_set_is_scored_like_test_with_vals_threshold(tmp_path):
+    from seglib.evaluate import evaluate_run
+
+    pairs = pennfudan(make_pennfudan(tmp_path))
+
+    class Truth:
+        """Predicts each photo's own mask (looked up by size and content)."""
+
+        threshold, tta, source = 0.5, False, "truth"
+        checkpoint = {"epoch": 0, "threshold": 0.5, "weights": "ground truth", "config": {"profile": "test"}}
+
+        def predict_proba_batch(self, images):
+            return [pairs.load(Path(i), Path(m))[1].astype(np.float32)
+                    for i, m in zip(pairs.items["image_path"][:len(images)], pairs.items["mask_path"][:len(images)],
+                                    strict=True)]
+
+    result = evaluate_run(predictor=Truth(), out_dir=tmp_path / "ev", pairs=pairs, threshold_source="checkpoint",
+                          progress=False, n_boot=20, batch_size=8, dataset_dir=None)
+    assert result.split == "pennfudan" and result.metrics["mean_iou"] == 1.0
+    assert result.metrics["external_set"]["mask_rule"] == "nonzero" and result.metrics["n_images"] == 3
+    assert (tmp_path / "ev" / "pennfudan" / "per_image.csv").is_file()
+    with pytest.raises(SeglibError, match="pennfudan is already scored"):
+        evaluate_run(predictor=Truth(), out_dir=tmp_path / "ev", pairs=pairs, threshold_source="checkpoint",
+                     progress=False, n_boot=20)
+    clash = PairSet("test", pairs.items, "nonzero")
+    with pytest.raises(SeglibError, match="clashes with a split"):
+        evaluate_run(predictor=Truth(), out_dir=tmp_path / "ev2", pairs=clash, progress=False)
+    assert isinstance(pd.read_csv(tmp_path / "ev" / "pennfudan" / "per_image.csv"), pd.DataFrame)
