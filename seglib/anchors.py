@@ -50,13 +50,14 @@ class MediaPipePredictor:
         self.model_selection = model_selection
         self.threshold, self.tta = THRESHOLD, False
         self.source = f"mediapipe=={MEDIAPIPE_VERSION} selfie segmentation, model_selection={model_selection}"
-        self.checkpoint = {
-            "threshold": THRESHOLD,
-            "weights": f"MediaPipe selfie_segmentation{'_landscape' if model_selection else ''}.tflite "
-                       f"(inside the mediapipe {MEDIAPIPE_VERSION} wheel, Apache-2.0), off the shelf",
-            "config": {"model": "mediapipe-selfie", "profile": "off the shelf"},
-        }
+        self.weights = (f"MediaPipe selfie_segmentation{'_landscape' if model_selection else ''}.tflite "
+                        f"(inside the mediapipe {MEDIAPIPE_VERSION} wheel, Apache-2.0), off the shelf")
         self.seconds: list[float] = []  # MediaPipe's own time per image, as the worker measured it
+
+    def facts(self) -> dict:
+        """What evaluation records about it (`evaluate.ProbabilityModel`): no epoch, no training split."""
+        return {"epoch": None, "val_iou": None, "weights": self.weights, "profile": "off the shelf",
+                "model": "mediapipe-selfie", "input_size": None, "threshold": THRESHOLD, "data_split": None}
 
     def predict_proba_batch(self, images: list[np.ndarray]) -> list[np.ndarray]:
         if not images:

@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from seglib import config
+from seglib.errors import SeglibError
 from seglib.io import write_json_atomic, write_text_atomic
 
 # The public course solution: smp U-Net, timm-efficientnet-b0 encoder, 320 px, batch 16, Adam 3e-3, Dice + BCE.
@@ -39,7 +40,7 @@ def measure(profile: str, overrides: dict, train_steps: int, predict_runs: int, 
     from seglib.data.dataset import SegmentationDataset
     from seglib.io import load_rgb
     from seglib.losses import DiceBCELoss
-    from seglib.model import architecture, build_model
+    from seglib.model import architecture, model_for
     from seglib.predict import Predictor
     from seglib.runtime import setup_runtime
     from seglib.settings import make_config
@@ -61,8 +62,7 @@ def measure(profile: str, overrides: dict, train_steps: int, predict_runs: int, 
         ds[i]
     pipeline_ips = n_items / (time.perf_counter() - t0)
     # training: data loading + forward + backward + step, batch as configured
-    model = build_model(cfg.model, base_channels=cfg.base_channels, depth=cfg.depth, encoder=cfg.encoder,
-                        encoder_weights=None)
+    model = model_for(cfg, pretrained=False)
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr)
     loss_fn = DiceBCELoss(cfg.dice_weight, cfg.bce_weight)
     loader = torch.utils.data.DataLoader(ds, batch_size=cfg.batch_size, shuffle=True, drop_last=True)
@@ -111,16 +111,18 @@ def measure(profile: str, overrides: dict, train_steps: int, predict_runs: int, 
     }
 
 
-def run_all(train_steps: int = 8, predict_runs: int = 20, out_dir: Path | None = None) -> dict:
+def run_all(train_steps: int = 8, predict_runs: int = 20, out_dir: Path | None = None, log=lambda _: None) -> dict:
+    """Measure every configuration (each in its own process) and write reports/bench/bench.json and bench.md."""
     out_dir = Path(out_dir) if out_dir else config.reports_dir() / "bench"
     results = {}
     for name, spec in CONFIGS.items():
-        print(f"measuring {name} ...", flush=True)
+        log(f"measuring {name} ...")
         cmd = [sys.executable, "-m", "seglib", "bench", "--one", json.dumps(spec), "--train-steps", str(train_steps),
                "--predict-runs", str(predict_runs)]
         proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
         if proc.returncode:
-            raise SystemExit(f"seglib: error: benchmark of {name} failed: {proc.stderr.strip().splitlines()[-1:]}")
+            last = (proc.stderr.strip().splitlines() or ["no message"])[-1]
+            raise SeglibError(f"benchmark of {name} failed: {last}")
         results[name] = json.loads(proc.stdout.strip().splitlines()[-1])
     ours, theirs = results["ours (cpu profile)"], results["course solution"]
     ratios = {
@@ -134,7 +136,6 @@ def run_all(train_steps: int = 8, predict_runs: int = 20, out_dir: Path | None =
               "predict_runs": predict_runs, "results": results, "ratios_ours_over_theirs": ratios}
     write_json_atomic(out_dir / "bench.json", report)
     write_text_atomic(out_dir / "bench.md", markdown_table(report))
-    print(markdown_table(report))
     return report
 
 

@@ -12,6 +12,7 @@ from torch import nn
 import seglib
 from seglib.errors import CheckpointError
 from seglib.io import atomic_path
+from seglib.model import model_for
 from seglib.settings import TrainConfig, config_from_dict
 from seglib.transforms import NORMALIZATION
 
@@ -124,13 +125,10 @@ def _short(exc: BaseException, limit: int = 120) -> str:
 
 def model_from_checkpoint(state: dict) -> tuple[nn.Module, TrainConfig]:
     """Rebuild the model a checkpoint was trained with and load its weights (no downloads)."""
-    from seglib.model import build_model
-
     cfg = config_from_dict(state["config"])
     if cfg.model == "mediapipe-selfie" and not isinstance(state.get("model_spec"), dict):
         raise CheckpointError("checkpoint of model=mediapipe-selfie holds no model_spec (its graph)")
-    model = build_model(cfg.model, base_channels=cfg.base_channels, depth=cfg.depth, encoder=cfg.encoder,
-                        encoder_weights=None, spec=state.get("model_spec"))
+    model = model_for(cfg, pretrained=False, spec=state.get("model_spec"))
     try:
         model.load_state_dict(state["model_state"])
     except RuntimeError as exc:

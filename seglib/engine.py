@@ -33,7 +33,7 @@ from seglib.errors import CheckpointError, ConfigError, SeglibError
 from seglib.io import write_json_atomic, write_text_atomic
 from seglib.losses import DiceBCELoss
 from seglib.metrics import batch_iou_torch
-from seglib.model import architecture, build_model, count_parameters
+from seglib.model import architecture, count_parameters, model_for
 from seglib.runs import Run
 from seglib.runtime import Runtime, reduce_mean, setup_runtime
 from seglib.settings import TrainConfig, config_from_dict, config_yaml, make_config
@@ -153,8 +153,7 @@ def train(cfg: TrainConfig | None, run_dir: str | Path | Run, *, resume: bool = 
     train_loader, val_loader = make_loaders(cfg, runtime, dataset_dir, splits_dir)
     # 3. model, loss, optimiser, schedule, mixed precision
     torch.manual_seed(cfg.seed)
-    model = build_model(cfg.model, base_channels=cfg.base_channels, depth=cfg.depth, encoder=cfg.encoder,
-                        encoder_weights=cfg.encoder_weights).to(runtime.device)
+    model = model_for(cfg).to(runtime.device)
     cuda = runtime.device.type == "cuda"
     if cuda:
         model = model.to(memory_format=torch.channels_last)

@@ -20,15 +20,14 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
-import cv2
 import numpy as np
 import pandas as pd
 
 from seglib.errors import SeglibError
+from seglib.image_facts import FACT_COLUMNS, image_facts
 
 SMALL_FIGURE = 0.10  # true foreground fraction below: a small figure
 LARGE_FIGURE = 0.40  # above: a large figure
-PERSON_SHARE = 0.02  # a mask component counts as a person when its area exceeds this share of the largest one
 DARK_BRIGHTNESS = 0.3  # mean brightness (0-1) below: a dark image
 BACKLIT_RATIO = 0.6  # figure brightness below this times the background's: backlit
 ASPECT_LOW, ASPECT_HIGH = 0.6, 1.8  # width / height outside this range: unusual aspect ratio
@@ -72,37 +71,6 @@ def size_bucket(fg_fraction: float) -> str:
     return "medium"
 
 
-def count_people(mask: np.ndarray, share: float = PERSON_SHARE) -> int:
-    """Connected components (8-connected) of the mask whose area exceeds `share` of the largest one's."""
-    m = (np.asarray(mask) > 0).astype(np.uint8)
-    if not m.any():
-        return 0
-    _, _, stats, _ = cv2.connectedComponentsWithStats(m, connectivity=8)
-    areas = stats[1:, cv2.CC_STAT_AREA]
-    return int((areas > share * areas.max()).sum())
-
-
-def image_attributes(image: np.ndarray, mask: np.ndarray) -> dict:
-    """Attributes of one image (HxWx3 uint8 RGB) and its mask (HxW, 0/1) at the same size."""
-    rgb = np.asarray(image)
-    m = np.asarray(mask) > 0
-    if rgb.shape[:2] != m.shape:
-        raise ValueError(f"image {rgb.shape[:2]} and mask {m.shape} differ in size")
-    gray = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY).astype(np.float32) / 255.0 if rgb.ndim == 3 \
-        else rgb.astype(np.float32) / 255.0
-    grayscale = rgb.ndim == 2 or bool((rgb[..., 0] == rgb[..., 1]).all() and (rgb[..., 1] == rgb[..., 2]).all())
-    return {
-        "n_people": count_people(m),
-        "brightness": float(gray.mean()),
-        "figure_brightness": float(gray[m].mean()) if m.any() else float("nan"),
-        "background_brightness": float(gray[~m].mean()) if (~m).any() else float("nan"),
-        "is_grayscale": grayscale,
-        "fg_fraction": float(m.mean()),
-        "height": m.shape[0],
-        "width": m.shape[1],
-    }
-
-
 def _pairs_by_id(ids: Sequence[str], dataset_dir=None, split: str | None = None, splits_dir=None) -> dict:
     """id -> (image, mask) at mask resolution, decoded from the data set (split items, or the whole catalog)."""
     from seglib.data.dataset import load_pair
@@ -128,7 +96,7 @@ def attributes(per_image: pd.DataFrame, dataset_dir=None, *, records: Sequence[d
     """`per_image` (an evaluation's table, needs `id`; `iou` for the tables) plus measurable attributes.
 
     Added columns: size_bucket (small/medium/large figure, from the true foreground fraction), n_people
-    (mask components larger than PERSON_SHARE of the largest), brightness, figure_brightness,
+    (mask components larger than `image_facts.PERSON_SHARE` of the largest), brightness, figure_brightness,
     background_brightness (0-1, inside / outside the true mask), and one boolean column per category of
     `CATEGORIES`. Images and masks come from `records` (dicts with id, image, mask, e.g. from
     `predictions_for_split`) when given, else they are decoded from the data set (the `split`'s items, or the
@@ -138,20 +106,25 @@ def attributes(per_image: pd.DataFrame, dataset_dir=None, *, records: Sequence[d
     df = per_image.copy()
     df["id"] = df["id"].astype(str)
     ids = df["id"].tolist()
-    if records is not None:
-        given = {str(r["id"]): (r["image"], r["mask"]) for r in records}
-        missing = [i for i in ids if i not in given]
-        pairs = {**given, **(_pairs_by_id(missing, dataset_dir, split, splits_dir) if missing else {})}
-    else:
-        pairs = _pairs_by_id(ids, dataset_dir, split, splits_dir)
-    facts = pd.DataFrame([image_attributes(*pairs[i]) for i in ids], index=df.index)
-    for col in ("fg_fraction", "is_grayscale", "height", "width"):
-        if col not in df:
+    decoded: dict = {}
+
+    def pairs() -> dict:  # images and masks are decoded only when a measurement is missing from the table
+        if not decoded:
+            given = {str(r["id"]): (r["image"], r["mask"]) for r in records or []}
+            missing = [i for i in ids if i not in given]
+            decoded.update(given, **(_pairs_by_id(missing, dataset_dir, split, splits_dir) if missing else {}))
+        return decoded
+
+    missing_facts = [col for col in FACT_COLUMNS if col not in df]
+    if missing_facts:  # evaluations made before seglib measured them all: measure what is missing now
+        facts = pd.DataFrame([image_facts(*pairs()[i]) for i in ids], index=df.index)
+        for col in missing_facts:
             df[col] = facts[col]
-    df["n_people"] = facts["n_people"]
-    df["brightness"] = df["mean_brightness"] if "mean_brightness" in df else facts["brightness"]
-    df["figure_brightness"] = facts["figure_brightness"]
-    df["background_brightness"] = facts["background_brightness"]
+    for col, measure in (("fg_fraction", lambda m: float((m > 0).mean())), ("height", lambda m: m.shape[0]),
+                         ("width", lambda m: m.shape[1])):
+        if col not in df:
+            df[col] = [measure(pairs()[i][1]) for i in ids]
+    df["brightness"] = df["mean_brightness"]
     aspect = df["aspect_ratio"] if "aspect_ratio" in df else df["width"] / df["height"]
     df["size_bucket"] = [size_bucket(f) for f in df["fg_fraction"]]
     df["small_figure"] = df["size_bucket"] == "small"
@@ -161,7 +134,7 @@ def attributes(per_image: pd.DataFrame, dataset_dir=None, *, records: Sequence[d
     df["dark"] = df["brightness"] < DARK_BRIGHTNESS
     df["backlit"] = (df["figure_brightness"] < BACKLIT_RATIO * df["background_brightness"]).fillna(False)
     df["unusual_aspect"] = (aspect < ASPECT_LOW) | (aspect > ASPECT_HIGH)
-    df["grayscale"] = df["is_grayscale"].astype(bool) | facts["is_grayscale"].astype(bool)
+    df["grayscale"] = df["is_grayscale"].astype(bool)
     df["small_image"] = df[["height", "width"]].max(axis=1) < SMALL_SIDE
     for col in CATEGORIES:
         df[col] = df[col].astype(bool)

@@ -144,6 +144,13 @@ def set_batchnorm_momentum(model: nn.Module, momentum: float) -> None:
             module.momentum = momentum
 
 
+def model_for(cfg, *, pretrained: bool = True, spec: dict | None = None) -> nn.Module:
+    """The network a TrainConfig describes: with its `encoder_weights` when `pretrained`, else untrained
+    (to load a checkpoint's weights into; `spec` is a mediapipe-selfie checkpoint's saved graph)."""
+    return build_model(cfg.model, base_channels=cfg.base_channels, depth=cfg.depth, encoder=cfg.encoder,
+                       encoder_weights=cfg.encoder_weights if pretrained else None, spec=spec)
+
+
 def build_tflite_model(weights: str | None, spec: dict | None = None) -> nn.Module:
     """MediaPipe's graph as a TFLiteNet: its weights, a random initialisation ("none"), or a checkpoint's spec."""
     from seglib.tflite_net import TFLiteNet, read_tflite

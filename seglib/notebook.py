@@ -3,22 +3,17 @@ into the profile, run and data folder the notebook works on."""
 
 from __future__ import annotations
 
-import contextlib
 import os
 from collections.abc import Callable, MutableMapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from seglib import config
 from seglib.data.splits import EVAL_SPLITS
 from seglib.errors import ConfigError, SeglibError
 from seglib.runs import Run, check_run_name
-from seglib.settings import CHOICES, PROFILE_NAMES, default_profile, resolve_profile
-
-TYPES = {"str": str, "int": int, "float": float, "bool": bool, "dict": dict, "list": list}
+from seglib.settings import CHOICES, PROFILE_NAMES, coerce_value, default_profile, resolve_profile
 
 
 def _positive(value) -> str:
@@ -66,29 +61,8 @@ PARAMETER_RULES: dict[str, Callable[[Any], str]] = {
 
 
 def coerce_parameter(name: str, value: Any, type_name: str) -> Any:
-    """A parameter value as its declared type. Text (papermill `-p`, `seglib report -p`) is read as YAML
-    (`5`, `0.1`, `false`, `[val]`, `{epochs: 5}`), except for str parameters; a mismatch is a ConfigError."""
-    raw = value if isinstance(value, str) else None
-    if raw is not None:
-        if type_name == "str" or type_name not in TYPES:
-            return raw
-        try:
-            value = yaml.safe_load(raw) if raw.strip() else None
-        except yaml.YAMLError as exc:
-            raise ConfigError(f"parameter {name}={raw!r}: not a valid value ({getattr(exc, 'problem', exc)})") from None
-    kind = TYPES.get(type_name)
-    if kind is None:
-        return value
-    if kind is float and isinstance(value, str) and raw is not None:
-        with contextlib.suppress(ValueError):
-            value = float(raw)  # YAML 1.1 reads "1e-3" as text
-    if kind is float and isinstance(value, int) and not isinstance(value, bool):
-        value = float(value)
-    if not isinstance(value, kind) or (kind in (int, float) and isinstance(value, bool)):
-        shown = raw if raw is not None else repr(value)
-        expected = f"{type_name} (true or false)" if kind is bool else type_name
-        raise ConfigError(f"parameter {name}={shown}: expected {expected}, got {type(value).__name__}")
-    return value
+    """A parameter value as its declared type (`settings.coerce_value`, the same rule as `--set`)."""
+    return coerce_value(name, value, type_name, "parameter")
 
 
 def check_parameter(name: str, value: Any) -> None:

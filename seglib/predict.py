@@ -16,6 +16,7 @@ Command line: `seglib predict (--run NAME | --checkpoint PATH) INPUT... --out DI
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -95,6 +96,14 @@ class Predictor:
             raise SeglibError(f"{path}: stored config not usable by this seglib ({exc})") from None
         return cls(model, cfg, checkpoint, source=display_path(path), **kwargs)
 
+    def facts(self) -> dict:
+        """What evaluation records about the model (`evaluate.ProbabilityModel`), from its checkpoint."""
+        ck = self.checkpoint
+        cfg = ck.get("config") or {}
+        return {"epoch": ck.get("epoch"), "val_iou": ck.get("val_iou"), "weights": ck.get("weights", ""),
+                "profile": cfg.get("profile", ""), "model": cfg.get("model", ""), "input_size": ck.get("input_size"),
+                "threshold": ck.get("threshold", self.threshold), "data_split": ck.get("data_split")}
+
     def describe(self) -> str:
         """One line: which checkpoint, how good on val, which threshold, which device."""
         ck = self.checkpoint
@@ -142,9 +151,10 @@ def collect_inputs(paths, *, warn=None) -> list[Path]:
     contributes its image files (IMAGE_SUFFIXES, any letter case), sorted by name; it is NOT searched
     recursively, and hidden files (".name") and this command's own outputs (`*.mask.png`,
     `*.overlay.*`) are left out. A path that does not exist is kept, so that it is reported as a failed
-    input (not a crash). A folder with no images gets a note; no inputs at all is a SeglibError.
+    input (not a crash). A folder with no images gets a note (passed to `warn`); no inputs at all is a
+    SeglibError.
     """
-    warn = warn or (lambda msg: print(msg, file=sys.stderr))
+    warn = warn or (lambda msg: None)
     if isinstance(paths, (str, Path)):
         paths = [paths]
     found: list[Path] = []
@@ -243,11 +253,12 @@ def refuse_existing(plan: list[tuple[Path, Path, Path | None]]) -> None:
 
 
 def overlay_mask(rgb: np.ndarray, mask: np.ndarray, color=OVERLAY_COLOR, alpha: float = OVERLAY_ALPHA,
-                 outline: bool = True) -> np.ndarray:
+                 outline: bool = True, thickness: int | None = None) -> np.ndarray:
     """The photo with the mask tinted (green, 45 %) and its edge drawn solid; other pixels unchanged.
 
     `rgb`: HxWx3 uint8; `mask`: HxW bool, 0/1 or 0/255. The outline grows with the image (about 1 px per
-    500 px of the longest side) so it stays visible on large photos.
+    500 px of the longest side, unless `thickness` is given) so it stays visible on large photos. The one
+    overlay of the workbook: the notebooks' figures (`viz.overlay`) use it too.
     """
     image = np.asarray(rgb)
     m = np.asarray(mask)
@@ -261,7 +272,7 @@ def overlay_mask(rgb: np.ndarray, mask: np.ndarray, color=OVERLAY_COLOR, alpha: 
         col = np.asarray(color, np.float32)
         out[m] = np.clip(image[m].astype(np.float32) * (1 - alpha) + col * alpha + 0.5, 0, 255).astype(np.uint8)
         if outline:
-            thickness = max(1, round(max(m.shape) / 500))
+            thickness = thickness or max(1, round(max(m.shape) / 500))
             inner = cv2.erode(m.astype(np.uint8), np.ones((3, 3), np.uint8), iterations=thickness,
                               borderType=cv2.BORDER_CONSTANT, borderValue=0) > 0
             out[m & ~inner] = np.asarray(color, np.uint8)
@@ -298,14 +309,15 @@ class PredictReport:
 
 
 def predict_files(predictor: Predictor, inputs, out_dir: str | Path, *, overlay: bool = False,
-                  progress: bool = True, overwrite: bool = False, threshold: float | None = None) -> PredictReport:
+                  progress: bool = True, overwrite: bool = False, threshold: float | None = None,
+                  log: Callable[[str, bool], None] | None = None) -> PredictReport:
     """Predict a mask for every input and write `<stem>.mask.png` (0/255, the input's exact size as viewers
     show it) into `out_dir`, plus `<stem>.overlay.jpg` with `overlay`.
 
     `inputs`: files and/or folders (see `collect_inputs`). Existing outputs are refused up front (SeglibError,
     nothing written) unless `overwrite`. An input that cannot be decoded (missing, empty, corrupt,
-    truncated, not an image, too large) is reported on stderr as `seglib: skipped <path>: <problem>` and the
-    batch goes on. Files are written atomically (never half-written).
+    truncated, not an image, too large) is recorded in the report (and passed to `log(line, is_error)` as
+    `seglib: skipped <path>: <problem>`) and the batch goes on. Files are written atomically (never half-written).
     """
     from tqdm.auto import tqdm
 
@@ -318,7 +330,8 @@ def predict_files(predictor: Predictor, inputs, out_dir: str | Path, *, overlay:
     bar = tqdm(plan, desc="predict", unit="img", disable=not progress or len(plan) < 2, file=sys.stderr)
 
     def say(msg: str, err: bool = False) -> None:
-        tqdm.write(msg, file=sys.stderr if err else sys.stdout)
+        if log is not None:
+            log(msg, err)
 
     for path, mask_path, overlay_path in bar:
         try:

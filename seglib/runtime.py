@@ -9,7 +9,8 @@ import cv2
 import torch
 import torch.distributed as dist
 
-from seglib.errors import ConfigError
+from seglib.devices import resolve_device
+from seglib.errors import ConfigError, SeglibError
 from seglib.settings import TrainConfig
 
 
@@ -34,9 +35,10 @@ class Runtime:
 def setup_runtime(cfg: TrainConfig) -> Runtime:
     """Pick the device; join the process group when launched by torchrun."""
     world_size = int(os.environ.get("WORLD_SIZE", "1"))
-    want_cuda = cfg.device == "cuda" or (cfg.device == "auto" and torch.cuda.is_available())
-    if cfg.device == "cuda" and not torch.cuda.is_available():
-        raise ConfigError("device=cuda requested but CUDA is not available")
+    try:
+        want_cuda = resolve_device(cfg.device).type == "cuda"
+    except SeglibError as exc:
+        raise ConfigError(f"setting device={cfg.device}: {exc}") from None
     if world_size > 1:
         rank, local_rank = int(os.environ["RANK"]), int(os.environ.get("LOCAL_RANK", "0"))
         if not dist.is_initialized():

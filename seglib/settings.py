@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import math
 import os
 import typing
 from dataclasses import dataclass, fields
+from typing import Any
 
 import yaml
 
@@ -122,35 +124,46 @@ def apply_overrides(cfg: TrainConfig, overrides: dict) -> TrainConfig:
     for key, value in overrides.items():
         if key not in known or key == "profile":
             raise ConfigError(f"unknown setting {key!r}; known: {', '.join(k for k in known if k != 'profile')}")
-        changes[key] = coerce(key, value, hints[key])
+        changes[key] = coerce_value(key, value, hints[key].__name__)
     cfg = cfg.replace(**changes)
     validate(cfg)
     return cfg
 
 
-def coerce(key: str, value, kind: type):
-    """Turn a value from the command line (`--set key=value`) or papermill into the field's type."""
-    try:
-        if kind is bool:
-            if isinstance(value, bool):
-                return value
-            text = str(value).strip().lower()
-            if text in ("1", "true", "yes", "on"):
-                return True
-            if text in ("0", "false", "no", "off"):
-                return False
-            raise ValueError
-        if kind is int:
-            if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
-                raise ValueError
-            return int(str(value)) if not isinstance(value, (int, float)) else int(value)
-        if kind is float:
-            if isinstance(value, bool):
-                raise ValueError
-            return float(value)
-        return str(value)
-    except (TypeError, ValueError):
-        raise ConfigError(f"setting {key}={value!r}: expected {kind.__name__}") from None
+TYPES = {"str": str, "int": int, "float": float, "bool": bool, "dict": dict, "list": list}
+
+
+def coerce_value(name: str, value: Any, type_name: str, what: str = "setting") -> Any:
+    """A value from the command line (`--set`, `-p`) or papermill as its declared type.
+
+    Text is read as YAML (`5`, `0.1`, `false`, `[val]`, `{epochs: 5}`), except for str; a bool also takes 0/1, an
+    int a whole float. A mismatch is a ConfigError "<what> <name>=<value>: expected <type>".
+    """
+    raw = value if isinstance(value, str) else None
+    if raw is not None:
+        if type_name == "str" or type_name not in TYPES:
+            return raw
+        try:
+            value = yaml.safe_load(raw) if raw.strip() else None
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"{what} {name}={raw!r}: not a valid value ({getattr(exc, 'problem', exc)})") from None
+    kind = TYPES.get(type_name)
+    if kind is None:
+        return value
+    if kind is float and isinstance(value, str) and raw is not None:
+        with contextlib.suppress(ValueError):
+            value = float(raw)  # YAML 1.1 reads "1e-3" and "nan" as text
+    if kind is float and isinstance(value, int) and not isinstance(value, bool):
+        value = float(value)
+    if kind is int and isinstance(value, float) and value.is_integer():
+        value = int(value)
+    if kind is bool and type(value) is int and value in (0, 1):
+        value = bool(value)
+    if not isinstance(value, kind) or (kind in (int, float) and isinstance(value, bool)):
+        shown = raw if raw is not None else repr(value)
+        expected = f"{type_name} (true or false)" if kind is bool else type_name
+        raise ConfigError(f"{what} {name}={shown}: expected {expected}, got {type(value).__name__}")
+    return value
 
 
 def validate(cfg: TrainConfig) -> None:
@@ -187,15 +200,20 @@ def validate(cfg: TrainConfig) -> None:
         raise ConfigError("settings dice_weight=0 and bce_weight=0: the loss would be zero; give one a weight")
 
 
-def parse_set_args(items: list[str] | None) -> dict:
-    """['key=value', ...] from `--set` into a dict (values typed later by apply_overrides)."""
-    overrides = {}
+def parse_assignments(items: list[str] | None, option: str = "--set") -> dict[str, str]:
+    """['key=value', ...] from `--set` or `-p` into {key: raw text} (typed later, by `coerce_value`)."""
+    out: dict[str, str] = {}
     for item in items or []:
-        if "=" not in item:
-            raise ConfigError(f"--set {item!r}: expected key=value")
-        key, value = item.split("=", 1)
-        overrides[key.strip()] = value.strip()
-    return overrides
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"{option} {item!r}: expected key=value")
+        out[key.strip()] = value.strip()
+    return out
+
+
+def parse_set_args(items: list[str] | None) -> dict[str, str]:
+    """`--set key=value ...` as a dict (values typed later by apply_overrides)."""
+    return parse_assignments(items, "--set")
 
 
 def config_from_dict(data: dict) -> TrainConfig:

@@ -1,36 +1,13 @@
-"""seglib.data.catalog / check: paths, quirks and one clear line per problem."""
+"""seglib.data.check: the data set's quirks and one clear line per problem."""
 
 from __future__ import annotations
-
-import shutil
-from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
 
 from seglib.cli import main
-from seglib.data.catalog import find_dataset_dir, read_pairs_csv, resolve_listed_path
 from seglib.data.check import check_dataset, relation
-from seglib.errors import DataError
-
-
-def test_listed_paths_resolve_inside_folder_whatever_its_name(synthetic_dataset, tmp_path):
-    renamed = tmp_path / "Human-Segmentation-Dataset-master-master"
-    shutil.copytree(synthetic_dataset, renamed)
-    pairs, problems = read_pairs_csv(renamed)
-    assert not problems
-    assert all(Path(p).is_file() and renamed in Path(p).parents for p in pairs["image_path"])
-
-
-@pytest.mark.parametrize("listed", ["../etc/passwd", "x/../../secret.png", "/etc/passwd"])
-def test_paths_leading_outside_are_refused(tmp_path, listed):
-    with pytest.raises(DataError, match="outside|absolute"):
-        resolve_listed_path(tmp_path, listed)
-
-
-def test_find_dataset_dir_accepts_parent_folder(synthetic_dataset):
-    assert find_dataset_dir(synthetic_dataset.parent) == synthetic_dataset
 
 
 def test_relation():

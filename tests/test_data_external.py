@@ -138,7 +138,9 @@ def test_external_set_is_scored_like_test_with_vals_threshold(tmp_path):
         """Predicts each photo's own mask (looked up by size and content)."""
 
         threshold, tta, source = 0.5, False, "truth"
-        checkpoint = {"epoch": 0, "threshold": 0.5, "weights": "ground truth", "config": {"profile": "test"}}
+
+        def facts(self):
+            return {"epoch": 0, "threshold": 0.5, "weights": "ground truth", "profile": "test"}
 
         def predict_proba_batch(self, images):
             return [pairs.load(Path(i), Path(m))[1].astype(np.float32)

@@ -95,8 +95,7 @@ class LookupPredictor:
 
     def __init__(self, folder: Path, fg: float = 1.0, bg: float = 0.0):
         self.threshold, self.tta, self.source = 0.5, False, "lookup"
-        self.checkpoint = {"epoch": 0, "threshold": 0.5, "weights": "none (ground truth lookup)",
-                           "config": {"profile": "test"}}
+        self.facts = lambda: {"epoch": 0, "threshold": 0.5, "weights": "none (ground truth lookup)", "profile": "test"}
         self.table = {}
         for i in PAIRS:
             rgb, mask = load_pair(folder / "Training_Images" / f"{i}.jpg", folder / "Ground_Truth" / f"{i}.png")

@@ -14,8 +14,8 @@ from seglib import report
 from seglib.cli import report as report_cli
 from seglib.errors import ConfigError, SeglibError
 
-PARAMS_SRC = ('profile: str = "default"  # smoke | cpu | gpu | auto; "default" = $SEGLIB_PROFILE, else auto\n'
-              'run: str = "default"  # run name; "default" = the profile name\n'
+PARAMS_SRC = ('profile: str = "default"  # smoke | cpu | gpu | auto; "default" means $SEGLIB_PROFILE, else auto\n'
+              'run: str = "default"  # run name; "default" means the profile name\n'
               'n_points: int = 5  # points plotted\n'
               'scale: float = 1.0  # y scale\n'
               'label: str = "curve"  # legend label\n')
@@ -80,11 +80,20 @@ def _cli(argv):
 # ------------------------------------------------------------------------------------------- parameters
 
 
-def test_parameters_are_read_although_comments_contain_equals(tmp_path):
+def test_parameters_are_read_as_papermill_reads_them(tmp_path):
     params = report.notebook_parameters(_good(tmp_path))
     assert list(params) == ["profile", "run", "n_points", "scale", "label"]
     assert params["profile"].type_name == "str" and params["profile"].default == "default"
     assert params["n_points"].type_name == "int" and params["n_points"].help == "points plotted"
+    assert params["n_points"].default == 5 and params["scale"].default == 1.0
+
+
+def test_a_parameter_line_papermill_cannot_read_is_an_error(tmp_path):
+    """papermill skips `name = value  # a = b` lines, so `-p name` would be silently ignored: refuse it."""
+    bad = _write(tmp_path / "01_bad.ipynb", [new_code_cell('n: int = 3  # n = how many\nk: int = 1  # k'),
+                                             new_code_cell("print(n, k)")])
+    with pytest.raises(SeglibError, match=r"01_bad.ipynb: papermill cannot read the parameter line of n"):
+        report.notebook_parameters(bad)
 
 
 @pytest.mark.parametrize(("raw", "kind", "expected"), [
@@ -105,7 +114,7 @@ def test_coerce_param_rejects_mismatched_values(raw, kind):
 
 def test_parse_param_args():
     assert report.parse_param_args(["a=1", "b = {x: 1}", "c="]) == {"a": "1", "b": "{x: 1}", "c": ""}
-    with pytest.raises(ConfigError, match="KEY=VALUE"):
+    with pytest.raises(ConfigError, match="key=value"):
         report.parse_param_args(["novalue"])
 
 

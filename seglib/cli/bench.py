@@ -20,11 +20,12 @@ def add_parser(subparsers) -> None:
 
 
 def cmd_bench(args) -> int:
-    from seglib.bench import measure, run_all
+    from seglib.bench import markdown_table, measure, run_all
 
     if args.one:
         spec = json.loads(args.one)
         print(json.dumps(measure(spec["profile"], spec["overrides"], args.train_steps, args.predict_runs)))
         return 0
-    run_all(args.train_steps, args.predict_runs, args.out)
+    report = run_all(args.train_steps, args.predict_runs, args.out, log=lambda line: print(line, flush=True))
+    print(markdown_table(report))
     return 0

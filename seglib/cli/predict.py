@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 from seglib.devices import DEVICES
@@ -50,7 +51,7 @@ def cmd_predict(args) -> int:
     from seglib.io import NewFolder, check_writable_dir
     from seglib.predict import Predictor, collect_inputs, plan_outputs, predict_files, refuse_existing
 
-    inputs = collect_inputs(args.inputs)
+    inputs = collect_inputs(args.inputs, warn=lambda msg: print(msg, file=sys.stderr))
     out_dir = check_writable_dir(args.out)  # before any work: a bad --out fails in a second, not after the batch
     plan = plan_outputs(inputs, out_dir, overlay=args.overlay)
     if not args.overwrite:
@@ -67,9 +68,16 @@ def cmd_predict(args) -> int:
         predictor = Predictor.from_checkpoint(args.checkpoint, **kwargs)
     print(f"predicting {len(inputs)} input{'s' if len(inputs) != 1 else ''} with {predictor.describe()}")
     with NewFolder(out_dir) as folder:  # --out is created now, and removed again if nothing is written to it
-        report = predict_files(predictor, inputs, out_dir, overlay=args.overlay,
+        report = predict_files(predictor, inputs, out_dir, overlay=args.overlay, log=_say,
                                progress=getattr(args, "progress", True), overwrite=args.overwrite)
     if not report.written:
         folder.rollback()
     print(report.summary())
     return 0 if report.ok else 1
+
+
+def _say(line: str, is_error: bool = False) -> None:
+    """Print a line of predict's progress without breaking the progress bar (stderr for problems)."""
+    from tqdm.auto import tqdm
+
+    tqdm.write(line, file=sys.stderr if is_error else sys.stdout)

@@ -17,7 +17,7 @@ from seglib.data.splits import check_scored_split
 from seglib.devices import resolve_device
 from seglib.errors import SeglibError
 from seglib.evaluate.baselines import PRIOR_SIZE, _baseline_summaries, mean_mask_prior
-from seglib.evaluate.records import SPLITS, collect_probabilities, split_items
+from seglib.evaluate.records import SPLITS, ProbabilityModel, collect_probabilities, split_items
 from seglib.evaluate.scoring import (
     SCORED_AT,
     SWEEP_THRESHOLDS,
@@ -49,20 +49,19 @@ def _resolve_target(run_or_dir, checkpoint, out_dir) -> tuple[Path | None, Path,
     return best, Path(out_dir) if out_dir is not None else run.eval_root, run.name
 
 
-def _checkpoint_facts(predictor, checkpoint_path: Path | None, run_name: str) -> dict:
-    state = getattr(predictor, "checkpoint", None) or {}
-    cfg = state.get("config") or {}
+def _checkpoint_facts(predictor: ProbabilityModel, checkpoint_path: Path | None, run_name: str) -> dict:
+    facts = predictor.facts()
     # a file is named relative to the project; another source (e.g. "mediapipe==0.10.21 ...") as it says itself
-    source = display_path(checkpoint_path) if checkpoint_path is not None else str(getattr(predictor, "source", ""))
+    source = display_path(checkpoint_path) if checkpoint_path is not None else str(predictor.source)
     return {
         "checkpoint": source,
-        "checkpoint_epoch": state.get("epoch"),
-        "checkpoint_val_iou": state.get("val_iou"),  # training-time val IoU (letterboxed size, t=0.5)
-        "weights": state.get("weights", ""),
+        "checkpoint_epoch": facts.get("epoch"),
+        "checkpoint_val_iou": facts.get("val_iou"),  # training-time val IoU (letterboxed size, t=0.5)
+        "weights": facts.get("weights", ""),
         "run": run_name,
-        "profile": cfg.get("profile", ""),
-        "model": cfg.get("model", ""),
-        "input_size": state.get("input_size"),
+        "profile": facts.get("profile", ""),
+        "model": facts.get("model", ""),
+        "input_size": facts.get("input_size"),
     }
 
 
@@ -114,10 +113,11 @@ def evaluate_run(run_or_dir=None, split: str = "test", *, checkpoint=None, out_d
     else:  # an in-memory predictor keeps its own TTA flag unless tta=True asks for it
         if tta:
             predictor.tta = True
-        tta = bool(getattr(predictor, "tta", False))
+        tta = bool(predictor.tta)
     facts = _checkpoint_facts(predictor, ckpt_path, run_name)
+    trained_on = predictor.facts().get("data_split")
     split_warnings = [] if pairs is not None else check_scored_split(
-        (getattr(predictor, "checkpoint", None) or {}).get("data_split"), split,
+        trained_on, split,
         split_items(split, dataset_dir, splits_dir)["id"].astype(str).tolist(), splits_dir)
     for line in split_warnings:
         log(f"warning: {split}: {line}")
@@ -127,8 +127,7 @@ def evaluate_run(run_or_dir=None, split: str = "test", *, checkpoint=None, out_d
     sweep = None
     threshold_from = ""
     if threshold_source == "checkpoint":
-        threshold = float(predictor.checkpoint["threshold"]) if getattr(predictor, "checkpoint", None) \
-            else float(predictor.threshold)
+        threshold = float(predictor.facts().get("threshold", predictor.threshold))
         source = "checkpoint"
     elif split == "val":
         threshold, source = None, "val sweep"
@@ -183,7 +182,7 @@ def evaluate_run(run_or_dir=None, split: str = "test", *, checkpoint=None, out_d
         },
         **({"external_set": {"name": pairs.name, "source": pairs.source, "mask_rule": pairs.mask_rule,
                              "n_pairs": len(pairs.items)}} if pairs is not None else {}),
-        "split_checked": bool((getattr(predictor, "checkpoint", None) or {}).get("data_split")),
+        "split_checked": bool(trained_on),
         "split_warnings": split_warnings,
         "dataset_dir": _dataset_dir_text(dataset_dir) if pairs is None else display_path(
             os.path.commonpath([str(Path(p).parent) for p in pairs.items["image_path"]])),

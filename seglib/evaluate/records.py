@@ -4,8 +4,8 @@ each photo's covariates."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Protocol
 
-import cv2
 import numpy as np
 import pandas as pd
 
@@ -13,13 +13,29 @@ from seglib.data.dataset import SegmentationDataset, load_pair
 from seglib.data.external import PairSet
 from seglib.data.splits import EVAL_SPLITS
 from seglib.errors import SeglibError
+from seglib.image_facts import FACT_COLUMNS, image_facts
 
 SPLITS = EVAL_SPLITS
 
 
 PER_IMAGE_COLUMNS = ["id", "iou", "dice", "boundary_iou", "precision", "recall", "tp", "fp", "fn", "fg_fraction",
                      "fg_fraction_pred", "height", "width", "image_height", "image_width", "resized",
-                     "mean_brightness", "aspect_ratio", "is_grayscale", "uncertain_fraction"]
+                     "aspect_ratio", *FACT_COLUMNS, "uncertain_fraction"]
+
+
+class ProbabilityModel(Protocol):
+    """What evaluation needs from a model (our `Predictor`, the MediaPipe anchor, test doubles): person
+    probabilities at each photo's own size, its TTA setting and threshold, and `facts()` about it."""
+
+    threshold: float
+    tta: bool
+    source: str
+
+    def predict_proba_batch(self, images: list[np.ndarray]) -> list[np.ndarray]: ...
+
+    def facts(self) -> dict:
+        """epoch, val_iou, weights, profile, model, input_size, threshold (its own), data_split (or None)."""
+        ...
 
 
 def split_items(split: str, dataset_dir=None, splits_dir=None) -> pd.DataFrame:
@@ -27,22 +43,15 @@ def split_items(split: str, dataset_dir=None, splits_dir=None) -> pd.DataFrame:
     return SegmentationDataset.from_split(split, dataset_dir, splits_dir, cache=False).items
 
 
-def _image_facts(rgb: np.ndarray, image_path: Path) -> dict:
-    """Per-image covariates for error analysis (computed on the image at mask size)."""
+def _image_facts(rgb: np.ndarray, mask: np.ndarray, image_path: Path) -> dict:
+    """Per-image covariates for error analysis, computed once here (on the image at mask size)."""
     from PIL import Image
 
     with Image.open(image_path) as img:  # header only: the stored size, before resizing to the mask
         width, height = img.size
     h, w = rgb.shape[:2]
-    gray = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)
-    return {
-        "image_height": height,
-        "image_width": width,
-        "resized": (height, width) != (h, w),
-        "mean_brightness": float(gray.mean() / 255.0),
-        "aspect_ratio": w / h,
-        "is_grayscale": bool((rgb[..., 0] == rgb[..., 1]).all() and (rgb[..., 1] == rgb[..., 2]).all()),
-    }
+    return {"image_height": height, "image_width": width, "resized": (height, width) != (h, w),
+            "aspect_ratio": w / h, **image_facts(rgb, mask)}
 
 
 def _iter_batches(items: pd.DataFrame, batch_size: int, progress: bool, desc: str, loader=load_pair):
@@ -87,7 +96,7 @@ def collect_probabilities(predictor, split: str, dataset_dir=None, splits_dir=No
         probs = _predict(predictor, images, masks, ids)
         for id_, row, image, mask, prob in zip(ids, rows.itertuples(index=False), images, masks, probs,
                                                strict=True):
-            records.append({"id": id_, "mask": mask, "prob": prob, **_image_facts(image, Path(row.image_path))})
+            records.append({"id": id_, "mask": mask, "prob": prob, **_image_facts(image, mask, Path(row.image_path))})
     return records
 
 

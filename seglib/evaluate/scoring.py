@@ -7,6 +7,7 @@ import pandas as pd
 
 from seglib.errors import SeglibError
 from seglib.evaluate.records import PER_IMAGE_COLUMNS
+from seglib.image_facts import FACT_COLUMNS
 from seglib.metrics import image_scores
 
 SWEEP_THRESHOLDS = tuple(float(t) for t in np.round(np.arange(0.30, 0.70 + 1e-9, 0.05), 2))
@@ -29,8 +30,7 @@ def score_records(records: list[dict], threshold: float) -> pd.DataFrame:
             "fg_fraction_pred": scores["fg_fraction_pred"],
             "height": mask.shape[0],
             "width": mask.shape[1],
-            **{k: rec[k] for k in ("image_height", "image_width", "resized", "mean_brightness", "aspect_ratio",
-                                   "is_grayscale")},
+            **{k: rec[k] for k in ("image_height", "image_width", "resized", "aspect_ratio", *FACT_COLUMNS)},
             "uncertain_fraction": float(((prob > 0.3) & (prob < 0.7)).mean()),
         })
     return pd.DataFrame(rows, columns=PER_IMAGE_COLUMNS)

@@ -12,7 +12,7 @@ from seglib.io import write_text_atomic
 WIDGET_MIME = "application/vnd.jupyter.widget-view+json"
 
 
-class _DropMessages(logging.Filter):
+class DropMessages(logging.Filter):
     def __init__(self, *prefixes: str):
         super().__init__()
         self.prefixes = prefixes
@@ -36,7 +36,7 @@ def render_html(ipynb: str | os.PathLike, html_path: str | os.PathLike, *, with_
     hide = not with_code
     exporter = HTMLExporter(exclude_input=hide, exclude_input_prompt=hide, exclude_output_prompt=hide,
                             embed_images=True)
-    quiet = _DropMessages("Alternative text is missing")  # matplotlib figures have no alt text; not news
+    quiet = DropMessages("Alternative text is missing")  # matplotlib figures have no alt text; not news
     exporter.log.addFilter(quiet)
     try:
         body, _ = exporter.from_notebook_node(nb)

@@ -12,6 +12,7 @@ import yaml
 
 from seglib import config
 from seglib.errors import SeglibError
+from seglib.evaluate import headline_from_metrics
 from seglib.report.html import _show
 from seglib.runs import Run
 
@@ -61,6 +62,14 @@ def index_html(summary: Mapping[str, Any], run_dir: Path, reports_root: Path | N
         parts.append(f'<p class="muted">No test evaluation found ({e(_show(run.eval_dir("test")))}).</p>')
     if val:
         parts += ["<h2>Validation metrics</h2>", _headline_block(val)]
+    external = sorted(p.name for p in run.eval_root.iterdir() if p.is_dir() and p.name not in ("val", "test")) \
+        if run.eval_root.is_dir() else []
+    for name in external:
+        metrics = run.metrics(name)
+        if metrics and metrics.get("external_set"):
+            source = metrics["external_set"].get("source", "")
+            parts += [f'<h2>External test set: {e(name)} <span class="muted">({e(source)}; never used for '
+                      f'training or choosing)</span></h2>', _headline_block(metrics)]
 
     train = run.summary()
     if train:
@@ -123,22 +132,18 @@ def _headline_block(metrics: Mapping[str, Any]) -> str:
             f'{_num(metrics.get("threshold"), 3)}'
             f'{" · TTA" if metrics.get("tta") else ""}'
             f'{" · evaluated " + e(str(metrics["evaluated_at"])) if metrics.get("evaluated_at") else ""}</span></p>')
-    cols = [("mean_iou", "mean IoU"), ("mean_iou_ci95", "95% CI"), ("median_iou", "median IoU"),
-            ("pooled_iou", "pooled IoU"), ("mean_dice", "mean Dice"), ("mean_boundary_iou", "mean boundary IoU")]
+    try:  # the same table the CLI prints and notebook 04 shows (`evaluate.headline_from_metrics`)
+        table = headline_from_metrics(dict(metrics))
+    except (KeyError, TypeError, ValueError):
+        return lead
+    cols = [("mean_iou", "mean IoU"), ("ci95", "95% CI"), ("median_iou", "median IoU"), ("pooled_iou", "pooled IoU"),
+            ("mean_dice", "mean Dice"), ("mean_boundary_iou", "mean boundary IoU")]
     head = "".join(f'<th class="num">{label}</th>' for _, label in cols)
-    rows = [("model", metrics, True)] + [(name, scores, False)
-                                         for name, scores in (metrics.get("baselines") or {}).items()]
     body = []
-    for name, scores, is_model in rows:
-        cells = []
-        for key, _ in cols:
-            value = scores.get(key) if isinstance(scores, Mapping) else None
-            if key == "mean_iou_ci95":
-                lo, hi = (value or [None, None])[:2] if isinstance(value, (list, tuple)) else (None, None)
-                cells.append(f'<td class="num">{_num(lo, 3)}–{_num(hi, 3)}</td>')
-            else:
-                cells.append(f'<td class="num">{_num(value, 4)}</td>')
-        body.append(f'<tr{" class=model" if is_model else ""}><td>{e(name)}</td>{"".join(cells)}</tr>')
+    for name, row in table.iterrows():
+        cells = [f'<td class="num">{_num(row.ci95_low, 3)}–{_num(row.ci95_high, 3)}</td>' if key == "ci95"
+                 else f'<td class="num">{_num(row[key], 4)}</td>' for key, _ in cols]
+        body.append(f'<tr{" class=model" if name == "model" else ""}><td>{e(str(name))}</td>{"".join(cells)}</tr>')
     return lead + f"<table><tr><th>predictor</th>{head}</tr>{''.join(body)}</table>"
 
 

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import ast
+import logging
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -12,7 +13,9 @@ from typing import Any
 
 from seglib import config
 from seglib.errors import ConfigError, SeglibError
-from seglib.notebook import TYPES, check_parameter, coerce_parameter
+from seglib.notebook import check_parameter, coerce_parameter
+from seglib.report.html import DropMessages
+from seglib.settings import parse_assignments
 
 NOTEBOOK_PATTERN = "[0-9][0-9]_*.ipynb"
 
@@ -41,13 +44,14 @@ def find_notebooks(notebooks_dir: str | os.PathLike | None = None) -> list[Path]
 
 
 def notebook_parameters(path: str | os.PathLike) -> dict[str, NotebookParam]:
-    """Names, type hints, defaults and help of the cell tagged `parameters` ({} when there is none).
+    """Names, type hints, defaults and help of the cell tagged `parameters` ({} when there is none), as
+    papermill's own inspector reads them (`papermill.inspect_notebook`, what `papermill --help-notebook` shows).
 
-    Parsed with `ast`: papermill's own inspector (`papermill.inspect_notebook`) skips every line with a second
-    `=` (e.g. `profile: str = "default"  # "default" = $SEGLIB_PROFILE`), which would hide real parameters.
-    It is still used as a fallback for a cell that is not plain Python.
+    A name the cell assigns but papermill cannot read (it skips a line whose comment holds a second `=`) is a
+    SeglibError: papermill would silently ignore `-p NAME` for it.
     """
     import nbformat
+    import papermill
 
     path = Path(path)
     try:
@@ -57,54 +61,46 @@ def notebook_parameters(path: str | os.PathLike) -> dict[str, NotebookParam]:
     cells = [c for c in nb.cells if c.cell_type == "code" and "parameters" in c.get("metadata", {}).get("tags", [])]
     if not cells:
         return {}
-    source = cells[0].source
+    quiet = DropMessages("Unable to parse line")
+    logger = logging.getLogger("papermill.translators")
+    logger.addFilter(quiet)
     try:
-        tree = ast.parse(source)
-    except SyntaxError:
-        return _papermill_parameters(path)
-    lines = source.splitlines()
-    params: dict[str, NotebookParam] = {}
-    for stmt in tree.body:
-        if isinstance(stmt, ast.AnnAssign) and isinstance(stmt.target, ast.Name):
-            name, hint, value = stmt.target.id, ast.unparse(stmt.annotation).strip("'\""), stmt.value
-        elif isinstance(stmt, ast.Assign) and len(stmt.targets) == 1 and isinstance(stmt.targets[0], ast.Name):
-            name, hint, value = stmt.targets[0].id, "", stmt.value
-        else:
-            continue
-        try:
-            default = ast.literal_eval(value) if value is not None else None
-        except ValueError:
-            default = None
-        if not hint and default is not None and type(default).__name__ in TYPES:
-            hint = type(default).__name__
-        tail = lines[stmt.end_lineno - 1][stmt.end_col_offset:].strip()
-        params[name] = NotebookParam(name, hint, default, tail[1:].strip() if tail.startswith("#") else "")
-    return params
-
-
-def _papermill_parameters(path: Path) -> dict[str, NotebookParam]:
-    import papermill
-
-    found = papermill.inspect_notebook(str(path))
+        found = papermill.inspect_notebook(str(path))
+    finally:
+        logger.removeFilter(quiet)
+    unread = [name for name in _assigned_names(cells[0].source) if name not in found]
+    if unread:
+        raise SeglibError(f"{path.name}: papermill cannot read the parameter line of {', '.join(unread)} "
+                          "(keep '=' out of its comment)")
     params = {}
     for name, info in found.items():
         hint = info.get("inferred_type_name") or ""
-        params[name] = NotebookParam(name, "" if hint == "None" else hint, info.get("default"), info.get("help", ""))
+        try:
+            default = ast.literal_eval(info.get("default") or "None")
+        except (ValueError, SyntaxError):
+            default = None
+        params[name] = NotebookParam(name, "" if hint == "None" else hint, default, info.get("help", ""))
     return params
+
+
+def _assigned_names(source: str) -> list[str]:
+    """Names a cell assigns at its top level (empty when it is not plain Python)."""
+    try:
+        tree = ast.parse(source)
+    except SyntaxError:
+        return []
+    names = []
+    for stmt in tree.body:
+        if isinstance(stmt, ast.AnnAssign) and isinstance(stmt.target, ast.Name):
+            names.append(stmt.target.id)
+        elif isinstance(stmt, ast.Assign) and len(stmt.targets) == 1 and isinstance(stmt.targets[0], ast.Name):
+            names.append(stmt.targets[0].id)
+    return names
 
 
 def parse_param_args(items: list[str] | None) -> dict[str, str]:
     """['key=value', ...] from `-p` into {key: raw text} (typed later against the notebooks' hints)."""
-    out: dict[str, str] = {}
-    for item in items or []:
-        if "=" not in item:
-            raise ConfigError(f"-p {item!r}: expected KEY=VALUE")
-        key, value = item.split("=", 1)
-        key = key.strip()
-        if not key:
-            raise ConfigError(f"-p {item!r}: expected KEY=VALUE")
-        out[key] = value.strip()
-    return out
+    return parse_assignments(items, "-p")
 
 
 def coerce_param(name: str, value: Any, type_name: str, where: str = "") -> Any:

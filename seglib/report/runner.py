@@ -24,7 +24,7 @@ from seglib.config import display_path
 from seglib.errors import SeglibError
 from seglib.io import ensure_writable_dir, write_json_atomic, write_text_atomic
 from seglib.notebook import resolve_params
-from seglib.report.html import _DropMessages, _show, render_html
+from seglib.report.html import DropMessages, _show, render_html
 from seglib.report.index import index_html
 from seglib.report.params import NotebookParam, find_notebooks, notebook_arguments, notebook_parameters
 from seglib.runs import Run, read_json
@@ -203,9 +203,9 @@ PROGRESS_LINE = re.compile(r"^(run \S+: |epoch +\d+/\d+ |interrupted|Reusing the
 def _execute(nb: Path, out_nb: Path, parameters: dict, kernel: str, log: Callable[[str], Any] = print) -> None:
     import papermill
 
-    # The runner has validated the parameters itself; papermill's own check misreads cells whose comments
-    # contain "=" and would warn about parameters that are in fact declared.
-    quiet = _DropMessages("Passed unknown parameter", "Unable to parse line")
+    # The runner has validated the parameters with papermill's own inspector already (params.py); its repeat
+    # of that check would only print the same findings again for every notebook.
+    quiet = DropMessages("Passed unknown parameter", "Unable to parse line")
     loggers = [logging.getLogger("papermill"), logging.getLogger("papermill.translators")]
     for lg in loggers:
         lg.addFilter(quiet)

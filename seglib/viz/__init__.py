@@ -14,13 +14,16 @@ One module per notebook stage: `style`, `images` (shared photo panels), `data` (
 notebooks use `viz.NAME`.
 """
 
-from seglib.viz.augment import (  # noqa: F401
+from seglib.arrays import as_mask, to_rgb  # noqa: F401
+from seglib.transform_checks import (  # noqa: F401
     ALIGNED_SHARE,
     alignment_verdict,
     apply_transform,
-    augmentation_grid,
     binary_alignment_check,
     check_image,
+)
+from seglib.viz.augment import (  # noqa: F401
+    augmentation_grid,
     named_ops,
     ops_table,
     per_transform_grid,
@@ -46,7 +49,6 @@ from seglib.viz.images import (  # noqa: F401
     BAND_COLOR,
     CONTOUR_COLOR,
     add_error_legend,
-    as_mask,
     boundary_legend_handles,
     boundary_overlay,
     downscale,
@@ -55,7 +57,6 @@ from seglib.viz.images import (  # noqa: F401
     overlay,
     prediction_grid,
     sample_grid,
-    to_rgb,
 )
 from seglib.viz.style import (  # noqa: F401
     DPI,

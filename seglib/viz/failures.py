@@ -8,11 +8,10 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
+from seglib.arrays import as_mask, check_shapes
 from seglib.viz.evaluation import _boxplot
 from seglib.viz.images import (
-    _check_shapes,
     _image_axis,
-    as_mask,
     boundary_legend_handles,
     boundary_overlay,
     downscale,
@@ -48,7 +47,7 @@ def failure_gallery(records: Sequence[Mapping], per_image: pd.DataFrame, k: int 
         img = to_rgb(rec["image"])
         t = as_mask(rec["mask"])
         p = as_mask(rec["pred"] if "pred" in rec else rec["prob"])
-        _check_shapes(img, t, p)
+        check_shapes(img, t, p)
         small, ts, ps = (downscale(img, max_side), downscale(t, max_side, is_mask=True),
                          downscale(p, max_side, is_mask=True))
         pixels = t.size

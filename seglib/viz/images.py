@@ -11,6 +11,8 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.patches import Patch
 
+from seglib.arrays import as_mask, check_shapes, to_rgb
+from seglib.predict import overlay_mask
 from seglib.viz.style import (
     FN_COLOR,
     FP_COLOR,
@@ -22,39 +24,6 @@ from seglib.viz.style import (
     new_figure,
     styled,
 )
-
-
-def to_rgb(image) -> np.ndarray:
-    """HxWx3 uint8 from a gray, RGB or RGBA array (uint8, or float in [0, 1]), or a CHW tensor/array."""
-    a = np.asarray(image.detach().cpu() if hasattr(image, "detach") else image)
-    if a.ndim == 3 and a.shape[0] in (1, 3) and a.shape[2] not in (1, 3, 4):
-        a = a.transpose(1, 2, 0)
-    if a.ndim == 3 and a.shape[2] == 1:
-        a = a[:, :, 0]
-    if a.ndim == 2:
-        a = np.repeat(a[:, :, None], 3, axis=2)
-    if a.ndim != 3 or a.shape[2] not in (3, 4):
-        raise ValueError(f"expected an HxW or HxWx3 image, got shape {a.shape}")
-    a = a[:, :, :3]
-    if a.dtype != np.uint8:
-        a = a.astype(np.float32)
-        if a.size and a.max() <= 1.0:
-            a = a * 255.0
-        a = np.clip(a + 0.5, 0, 255).astype(np.uint8)
-    return np.ascontiguousarray(a)
-
-
-def as_mask(mask, threshold: float = 0.5) -> np.ndarray:
-    """HxW bool from a bool, 0/1, 0/255 or probability mask (probabilities: >= threshold)."""
-    m = np.asarray(mask.detach().cpu() if hasattr(mask, "detach") else mask)
-    m = np.squeeze(m) if m.ndim == 3 else m
-    if m.ndim != 2:
-        raise ValueError(f"expected an HxW mask, got shape {m.shape}")
-    if m.dtype == bool:
-        return m
-    if np.issubdtype(m.dtype, np.floating):
-        return m >= (127.5 if m.size and m.max() > 1.0 else threshold)
-    return m > (127 if m.size and m.max() > 1 else 0)
 
 
 def downscale(image: np.ndarray, max_side: int | None = MAX_SIDE, *, is_mask: bool = False) -> np.ndarray:
@@ -69,12 +38,6 @@ def downscale(image: np.ndarray, max_side: int | None = MAX_SIDE, *, is_mask: bo
     return cv2.resize(image, size, interpolation=cv2.INTER_AREA)
 
 
-def _check_shapes(image: np.ndarray, *masks: np.ndarray) -> None:
-    for m in masks:
-        if m.shape != image.shape[:2]:
-            raise ValueError(f"mask shape {m.shape} does not match image shape {image.shape[:2]}")
-
-
 def _blend(out: np.ndarray, base: np.ndarray, where: np.ndarray, color, alpha: float) -> None:
     if where.any():
         col = np.asarray(color, np.float32)
@@ -83,23 +46,19 @@ def _blend(out: np.ndarray, base: np.ndarray, where: np.ndarray, color, alpha: f
 
 def overlay(rgb, mask, color=TRUTH_COLOR, alpha: float = 0.45, outline: bool = True,
             thickness: int = 1) -> np.ndarray:
-    """The photo with the mask's pixels tinted by `color` (and its inner edge drawn solid); other pixels unchanged."""
+    """The photo with the mask's pixels tinted by `color` (and its inner edge drawn solid); other pixels unchanged.
+    Any image and mask `to_rgb` / `as_mask` accept; drawn by `predict.overlay_mask`, the one overlay."""
     image = to_rgb(rgb)
     m = as_mask(mask)
-    _check_shapes(image, m)
-    out = image.copy()
-    _blend(out, image, m, color, alpha)
-    if outline and m.any():
-        inner = cv2.erode(m.astype(np.uint8), np.ones((3, 3), np.uint8), iterations=max(1, thickness)) > 0
-        out[m & ~inner] = np.asarray(color, np.uint8)
-    return out
+    check_shapes(image, m)
+    return overlay_mask(image, m, color=color, alpha=alpha, outline=outline, thickness=thickness)
 
 
 def error_overlay(rgb, pred, truth, tp_alpha: float = 0.3, alpha: float = 0.75, threshold: float = 0.5) -> np.ndarray:
     """Prediction errors on the photo: TP lightly tinted green, FP magenta, FN cyan; TN pixels unchanged."""
     image = to_rgb(rgb)
     p, t = as_mask(pred, threshold), as_mask(truth)
-    _check_shapes(image, p, t)
+    check_shapes(image, p, t)
     out = image.copy()
     _blend(out, image, p & t, TP_COLOR, tp_alpha)
     _blend(out, image, p & ~t, FP_COLOR, alpha)
@@ -148,7 +107,7 @@ def _display_pair(image, mask, max_side: int | None) -> tuple[np.ndarray, np.nda
     if mask is None:
         return downscale(img, max_side), None
     m = as_mask(mask)
-    _check_shapes(img, m)
+    check_shapes(img, m)
     return downscale(img, max_side), downscale(m, max_side, is_mask=True)
 
 
@@ -195,7 +154,7 @@ def prediction_grid(images: Sequence, truths: Sequence, probs_or_preds: Sequence
     for row, (image, truth, pred, title) in enumerate(zip(images, truths, probs_or_preds, titles, strict=False)):
         img = to_rgb(image)
         t, p = as_mask(truth), as_mask(pred, threshold)
-        _check_shapes(img, t, p)
+        check_shapes(img, t, p)
         score = iou(p, t)
         small, ts, ps = downscale(img, max_side), downscale(t, max_side, is_mask=True), downscale(p, max_side,
                                                                                                  is_mask=True)
@@ -222,7 +181,7 @@ def boundary_overlay(rgb, pred, truth, *, dilation_ratio: float = 0.02, max_side
 
     image = to_rgb(rgb)
     p, t = as_mask(pred, threshold), as_mask(truth)
-    _check_shapes(image, p, t)
+    check_shapes(image, p, t)
     band = mask_to_boundary(t, dilation_ratio)
     small = downscale(image, max_side)
     band_s = downscale(band, max_side, is_mask=True)
