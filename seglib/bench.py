@@ -38,6 +38,7 @@ def measure(profile: str, overrides: dict, train_steps: int, predict_runs: int, 
 
     from seglib.checkpoint import make_checkpoint, save_checkpoint
     from seglib.data.dataset import SegmentationDataset
+    from seglib.engine import train_step
     from seglib.io import load_rgb
     from seglib.losses import DiceBCELoss
     from seglib.model import architecture, model_for
@@ -65,6 +66,7 @@ def measure(profile: str, overrides: dict, train_steps: int, predict_runs: int, 
     model = model_for(cfg, pretrained=False)
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr)
     loss_fn = DiceBCELoss(cfg.dice_weight, cfg.bce_weight)
+    scaler = torch.amp.GradScaler("cuda", enabled=False)
     loader = torch.utils.data.DataLoader(ds, batch_size=cfg.batch_size, shuffle=True, drop_last=True)
     batches = iter(loader)
     model.train()
@@ -72,10 +74,7 @@ def measure(profile: str, overrides: dict, train_steps: int, predict_runs: int, 
     for step in range(train_steps + 2):
         t = time.perf_counter()
         batch = next(batches)
-        loss = loss_fn(model(batch["image"]), batch["mask"])
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
+        train_step(model, batch["image"], batch["mask"], loss_fn, optimizer, scaler)
         if step >= 2:  # the first two steps warm up allocators and kernels
             timed += time.perf_counter() - t
             images += batch["image"].shape[0]

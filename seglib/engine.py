@@ -6,7 +6,6 @@ import csv
 import io
 import math
 import os
-import shutil
 import sys
 import time
 from dataclasses import dataclass, field
@@ -230,19 +229,13 @@ def train(cfg: TrainConfig | None, run_dir: str | Path | Run, *, resume: bool = 
                 masks = batch["mask"].to(runtime.device, non_blocking=True)
                 if cuda:
                     images = images.contiguous(memory_format=torch.channels_last)
-                with torch.autocast(device_type=runtime.device.type, dtype=torch.float16, enabled=use_amp):
-                    logits = ddp_model(images)
-                    loss = loss_fn(logits.float(), masks)
+                loss = train_step(ddp_model, images, masks, loss_fn, optimizer, scaler, use_amp=use_amp)
                 if not torch.isfinite(loss):
                     kept = (f"epochs 1-{history[-1]['epoch']} are kept in {display_path(run.last)}"
                             if run.last.is_file() and history else "no epoch was saved")
                     raise TrainingDiverged(
                         f"{display_path(run_dir)}: loss became {loss.item()} at epoch {epoch}; training stopped "
                         f"(lower lr, currently {cfg.lr:g}); {kept}")
-                optimizer.zero_grad(set_to_none=True)
-                scaler.scale(loss).backward()
-                scaler.step(optimizer)
-                scaler.update()
                 scheduler.step()
                 if ema is not None:
                     ema.update(model)
@@ -301,18 +294,15 @@ def train(cfg: TrainConfig | None, run_dir: str | Path | Run, *, resume: bool = 
         stop_reason = "interrupted"
         if runtime.main:
             if not saved_an_epoch:
-                run.settle_replacement(keep_new=False, main=runtime.main)
+                run.abandon_start(new=saved is None, main=runtime.main)
                 log(f"interrupted before the first epoch was saved; {display_path(run_dir)} is as it was")
             else:
                 done = history[-1]["epoch"] if history else 0
                 log(f"interrupted: epochs 1-{done} are saved in {display_path(run.last)}; "
                     f"continue with `seglib train --run {run.name} --resume`")
     except BaseException:
-        if runtime.main and not saved_an_epoch:
-            run.settle_replacement(keep_new=False, main=runtime.main)
-            if saved is None and not run.replaced_backup.exists() and run.dir.is_dir() \
-                    and not any(p.suffix == ".pt" for p in run.dir.iterdir()):
-                shutil.rmtree(run.dir)  # a new run that failed before its first epoch leaves nothing behind
+        if not saved_an_epoch:
+            run.abandon_start(new=saved is None, main=runtime.main)
         raise
     finally:
         if epochs_bar is not None:
@@ -380,6 +370,22 @@ def _minutes_left(history: list[dict], cfg: TrainConfig, start_epoch: int, epoch
     if cfg.max_train_minutes:
         left = min(left, max(0.0, cfg.max_train_minutes * 60 - train_seconds))
     return f"  ~{left / 60:.1f} min left"
+
+
+def train_step(model, images: torch.Tensor, masks: torch.Tensor, loss_fn, optimizer, scaler, *,
+               use_amp: bool = False) -> torch.Tensor:
+    """Forward, loss, backward and one optimiser step on a batch (mixed precision with `use_amp`); a non-finite
+    loss is returned before any step, for the caller to stop on. The benchmark times exactly this."""
+    with torch.autocast(device_type=images.device.type, dtype=torch.float16, enabled=use_amp):
+        logits = model(images)
+        loss = loss_fn(logits.float(), masks)
+    if not torch.isfinite(loss):
+        return loss
+    optimizer.zero_grad(set_to_none=True)
+    scaler.scale(loss).backward()
+    scaler.step(optimizer)
+    scaler.update()
+    return loss
 
 
 @torch.inference_mode()

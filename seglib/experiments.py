@@ -16,7 +16,7 @@ from seglib import config
 from seglib.errors import SeglibError
 from seglib.io import write_text_atomic
 from seglib.model import architecture
-from seglib.runs import METRICS, Run
+from seglib.runs import EVAL, METRICS, Run
 
 COLUMNS = ["run", "model", "encoder", "encoder_weights", "input_size", "epochs", "batch_size", "augment",
            "dice_weight", "bce_weight", "schedule", "lr", "ema_decay", "train_minutes", "images_per_second",
@@ -73,7 +73,7 @@ def record(runs: list[str | Path], notes: str = "", path: Path | None = None) ->
     return table
 
 
-def _metrics(run_dir: Path, split: str, folder: str = "eval") -> dict:
+def _metrics(run_dir: Path, split: str, folder: str = EVAL) -> dict:
     path = run_dir / folder / split / METRICS
     return json.loads(path.read_text()) if path.is_file() else {}
 
@@ -81,7 +81,7 @@ def _metrics(run_dir: Path, split: str, folder: str = "eval") -> dict:
 def _val_metrics(run_dir: Path, tta: bool) -> dict:
     """The run's val evaluation with or without flip TTA, from eval/ or a side folder (eval-tta/, eval-notta/,
     written with `seglib evaluate --checkpoint RUN/best.pt --out RUN/eval-tta --split val [--tta]`)."""
-    for folder in ("eval", "eval-tta", "eval-notta"):
+    for folder in (EVAL, f"{EVAL}-tta", f"{EVAL}-notta"):
         metrics = _metrics(run_dir, "val", folder)
         if metrics and bool(metrics.get("tta")) == tta:
             return metrics

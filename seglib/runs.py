@@ -234,6 +234,16 @@ class Run:
             shutil.rmtree(self.dir)
         os.replace(backup, self.dir)
 
+    def abandon_start(self, *, new: bool, main: bool = True) -> None:
+        """A start that saved no epoch (a crash, Ctrl-C): put the replaced run back, or remove the folder a `new`
+        run created, so nothing is lost and nothing half-made is left behind."""
+        if not main:
+            return
+        replaced = self.replaced_backup.exists()
+        self.settle_replacement(keep_new=False, main=main)
+        if new and not replaced and self.dir.is_dir() and not any(p.suffix == ".pt" for p in self.dir.iterdir()):
+            shutil.rmtree(self.dir)
+
     def training_decision(self, retrain: bool) -> str:
         """What notebook 03 and the report runner do with this run: 'train', 'reuse', 'resume' or 'retrain'."""
         if retrain:

@@ -364,3 +364,39 @@ def test_report_paths_are_relative_to_the_project():
     assert display_path(PROJECT_ROOT / "runs" / "reference" / "best.pt") == "runs/reference/best.pt"
     assert display_path(PROJECT_ROOT / "data" / "splits") == "data/splits"
     assert display_path("/elsewhere/x") == "/elsewhere/x"
+
+
+def test_model_card_of_a_trained_run_and_its_section_in_the_index(tmp_path):
+    """The card says what the model is, its weights, uses, data, scores with CIs and subgroups (#15)."""
+    from seglib.image_facts import FACT_COLUMNS
+    from seglib.report.model_card import model_card
+    from seglib.runs import Run
+
+    run = Run(tmp_path / "runs" / "r1")
+    run.eval_dir("test").mkdir(parents=True)
+    run.config_file.write_text("profile: cpu\nmodel: mediapipe-selfie\nencoder_weights: mediapipe\ninput_size: 448\n")
+    run.summary_file.write_text(json.dumps({"parameters": 106401, "weights": "MediaPipe weights, fine-tuned",
+                                            "epochs_run": 30, "best_epoch": 23, "train_seconds": 660,
+                                            "device": "cpu", "stop_reason": "completed"}))
+    metrics = {"n_images": 4, "threshold": 0.45, "mean_iou": 0.81, "mean_iou_ci95": [0.7, 0.9], "median_iou": 0.8,
+               "pooled_iou": 0.83, "mean_dice": 0.88, "mean_boundary_iou": 0.41, "tta": True}
+    run.metrics_file("test").write_text(json.dumps(metrics))
+    per_image = {"id": ["1", "2", "3", "4"], "iou": [0.2, 0.9, 0.95, 0.9], "fg_fraction": [0.05, 0.3, 0.5, 0.3],
+                 "height": [400] * 4, "width": [300] * 4, "aspect_ratio": [0.75] * 4, "mean_brightness": [0.5] * 4,
+                 "figure_brightness": [0.5] * 4, "background_brightness": [0.5] * 4, "is_grayscale": [False] * 4,
+                 "n_people": [1, 1, 2, 1]}
+    assert set(FACT_COLUMNS) <= set(per_image)  # measured at evaluation: the card decodes no photo
+    import pandas as pd
+
+    pd.DataFrame(per_image).to_csv(run.eval_dir("test") / "per_image.csv", index=False)
+    card = model_card(run, "seglib report --profile cpu --run r1")
+    for section in ("## Model", "## Intended use", "## Data", "## Metrics", "## Metrics by subgroup (test)",
+                    "## Limitations", "## How to reproduce"):
+        assert section in card
+    assert "Apache-2.0" in card and "106,401 parameters" in card and "neither repository states a licence" in card
+    assert "| test | 4 | 0.810 (0.700–0.900) |" in card and "| val | — | not scored yet |" in card
+    assert "small figures (< 10% of the picture) | 1 | 0.200 |" in card
+    assert "scores lowest on small figures" in card
+    page = report.index_html({"run": "r1", "profile": "cpu", "generated_at": "now", "seglib_version": "x",
+                              "kernel": "k", "notebooks": []}, run.dir, card=card)
+    assert '<a href="model_card.md">model_card.md</a>' in page and "<h3>Intended use</h3>" in page

@@ -64,3 +64,22 @@ def test_val_threshold_belongs_to_its_checkpoint(tmp_path):
     with pytest.raises(SeglibError, match="no usable threshold"):
         run.val_threshold(3, True)
     assert isinstance(run.config_file, Path)
+
+
+def test_a_start_that_saved_nothing_is_undone(tmp_path):
+    run = Run(tmp_path / "r")
+    run.start(overwrite=False)
+    run.config_file.write_text("x: 1\n")
+    run.abandon_start(new=True)
+    assert not run.dir.exists()  # a new run that saved no epoch leaves nothing
+    run.start(overwrite=False)
+    run.best.write_bytes(b"old model")
+    run.start(overwrite=True)  # the replacement starts: the old run waits aside
+    assert run.replaced_backup.is_dir() and not run.best.exists()
+    run.config_file.write_text("x: 2\n")
+    run.abandon_start(new=True)
+    assert run.best.read_bytes() == b"old model" and not run.replaced_backup.exists()
+    run.start(overwrite=True)
+    run.best.write_bytes(b"new model")
+    run.settle_replacement(keep_new=True)
+    assert run.best.read_bytes() == b"new model" and not run.replaced_backup.exists()

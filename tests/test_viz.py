@@ -6,7 +6,6 @@ import matplotlib
 
 matplotlib.use("Agg")
 
-import albumentations as A
 import numpy as np
 import pandas as pd
 import pytest
@@ -141,32 +140,6 @@ def test_augmentation_figures_run_without_normalize_and_with_it():
     assert "GaussNoise" in table.loc[table["op"] == "OneOf", "settings"].iloc[0]
     fig = viz.per_transform_grid(image, mask, ops, seed=0)
     assert isinstance(fig, Figure) and len([a for a in fig.axes if a.get_visible()]) == 1 + len(ops)
-
-
-def test_binary_alignment_check_passes_real_pipeline_and_catches_misalignment():
-    image, mask = pair(60, 80)
-    table = viz.binary_alignment_check(image, mask, train_transform(64, "strong", normalize=False, seed=0), n=12)
-    assert list(table.columns) == ["sample", "mask_values", "binary", "fg_fraction", "mask_on_white",
-                                    "background_on_black", "aligned"]
-    assert len(table) == 12 and table["binary"].all() and table["aligned"].all()
-    assert viz.alignment_verdict(table).startswith("All 12")
-
-    def flip_image_only(image, mask):
-        return {"image": image[:, ::-1], "mask": mask}
-
-    bad = viz.binary_alignment_check(image, np.pad(mask[:, 20:], ((0, 0), (0, 20))), flip_image_only, n=2)
-    assert not bad["aligned"].any()
-    assert viz.alignment_verdict(bad).startswith("WARNING")
-
-    def shift_image_4px(image, mask):
-        return {"image": np.roll(image, 4, axis=1), "mask": mask}
-
-    assert not viz.binary_alignment_check(image, mask, shift_image_4px, n=1)["aligned"].any()
-
-    def blur_mask(image, mask):
-        return {"image": image, "mask": (A.GaussianBlur(blur_limit=(5, 5), p=1.0)(image=mask * 255)["image"])}
-
-    assert not viz.binary_alignment_check(image, mask, blur_mask, n=1)["binary"].any()
 
 
 def test_training_curves(tmp_path):

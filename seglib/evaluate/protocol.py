@@ -103,7 +103,7 @@ def evaluate_run(run_or_dir=None, split: str = "test", *, checkpoint=None, out_d
     split_dir = eval_dir / split
     scored_once = split == "test" or pairs is not None
     if scored_once and not overwrite and ((split_dir / METRICS).exists() or (split_dir / PER_IMAGE).exists()):
-        raise SeglibError(f"{split_dir}: {split} is already scored ({split} is scored once per run); "
+        raise SeglibError(f"{display_path(split_dir)}: {split} is already scored ({split} is scored once per run); "
                           "pass overwrite=True / --overwrite to score it again")
     check_writable_dir(split_dir)  # created with the first result file: a failed evaluation leaves no folder
     if predictor is None:

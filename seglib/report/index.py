@@ -8,6 +8,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+import mistune
 import yaml
 
 from seglib import config
@@ -28,8 +29,10 @@ td.num,th.num{text-align:right;font-variant-numeric:tabular-nums}tr.model td{fon
 """
 
 
-def index_html(summary: Mapping[str, Any], run_dir: Path, reports_root: Path | None = None) -> str:
-    """The report's landing page: self-contained HTML (inline CSS, no scripts, no external assets)."""
+def index_html(summary: Mapping[str, Any], run_dir: Path, reports_root: Path | None = None,
+               card: str | None = None) -> str:
+    """The report's landing page: self-contained HTML (inline CSS, no scripts, no external assets); `card`, the
+    run's model card (Markdown, written beside it as model_card.md), is shown as a section."""
     e = html.escape
     run, profile = summary["run"], summary["profile"]
     parts = [
@@ -89,6 +92,12 @@ def index_html(summary: Mapping[str, Any], run_dir: Path, reports_root: Path | N
         if isinstance(cfg, dict) and cfg:
             parts += [f"<h2>Run configuration <span class=\"muted\">({e(_show(cfg_file))})</span></h2>",
                       _kv_table(cfg)]
+
+    if card:
+        text = card.split("\n", 1)[1] if card.startswith("# ") else card  # the page has its own title
+        body = mistune.html(text.replace("\n## ", "\n### "))
+        parts += ['<h2>Model card <span class="muted">(<a href="model_card.md">model_card.md</a>)</span></h2>',
+                  f'<div class="card">{body}</div>']
 
     parts.append("<h2>Data and splits</h2>")
     try:

@@ -26,6 +26,7 @@ from seglib.io import ensure_writable_dir, write_json_atomic, write_text_atomic
 from seglib.notebook import resolve_params
 from seglib.report.html import DropMessages, _show, render_html
 from seglib.report.index import index_html
+from seglib.report.model_card import MODEL_CARD, model_card
 from seglib.report.params import NotebookParam, find_notebooks, notebook_arguments, notebook_parameters
 from seglib.runs import Run, read_json
 
@@ -177,7 +178,10 @@ def run_report(profile: str = "auto", run: str = "default", *, data_dir: str | o
     total = time.perf_counter() - t_batch
     summary = _summary(ctx, kernel, records, notes, with_code, total, shlex.join(command))
     write_json_atomic(staging / "summary.json", summary)
-    write_text_atomic(staging / "index.html", index_html(summary, ctx.run_dir, root))
+    card = model_card(Run(ctx.run_dir), shlex.join(command)) if Run(ctx.run_dir).trained else None
+    if card is not None:
+        write_text_atomic(staging / MODEL_CARD, card)
+    write_text_atomic(staging / "index.html", index_html(summary, ctx.run_dir, root, card=card))
     if final.exists():
         old = root / f".{ctx.run}.old"
         if old.exists():
