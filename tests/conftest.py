@@ -31,6 +31,15 @@ def draw_pair(rng: np.random.Generator, width: int, height: int, mask_scale: flo
     return pil, mask
 
 
+def image_and_box_mask(h: int = 40, w: int = 56, seed: int = 0):
+    """A noise photo and a 0/1 mask holding one centred box (half the height, a third of the width)."""
+    rng = np.random.default_rng(seed)
+    image = (rng.random((h, w, 3)) * 255).astype(np.uint8)
+    mask = np.zeros((h, w), np.uint8)
+    mask[h // 4: 3 * h // 4, w // 3: 2 * w // 3] = 1
+    return image, mask
+
+
 def make_dataset(root: Path, n: int = 10, seed: int = 0, scaled_every: int = 3) -> Path:
     """Write a synthetic data set in the real layout (train.csv paths relative to the folder's parent)."""
     rng = np.random.default_rng(seed)

@@ -4,17 +4,14 @@ from __future__ import annotations
 
 import albumentations as A
 import numpy as np
+from conftest import image_and_box_mask
 
 from seglib.transform_checks import alignment_verdict, apply_transform, binary_alignment_check, check_image
 from seglib.transforms import train_transform
 
 
 def pair(h=40, w=56, seed=0):
-    rng = np.random.default_rng(seed)
-    image = (rng.random((h, w, 3)) * 255).astype(np.uint8)
-    mask = np.zeros((h, w), np.uint8)
-    mask[h // 4: 3 * h // 4, w // 3: 2 * w // 3] = 1
-    return image, mask
+    return image_and_box_mask(h, w, seed)
 
 
 def test_binary_alignment_check_passes_real_pipeline_and_catches_misalignment():

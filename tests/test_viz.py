@@ -9,6 +9,7 @@ matplotlib.use("Agg")
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import image_and_box_mask
 from matplotlib.figure import Figure
 
 from seglib import viz
@@ -17,11 +18,7 @@ from seglib.transforms import eval_transform, geometric_ops, photometric_ops, tr
 
 
 def pair(h=40, w=56, seed=0):
-    rng = np.random.default_rng(seed)
-    image = (rng.random((h, w, 3)) * 255).astype(np.uint8)
-    mask = np.zeros((h, w), np.uint8)
-    mask[h // 4: 3 * h // 4, w // 3: 2 * w // 3] = 1
-    return image, mask
+    return image_and_box_mask(h, w, seed)
 
 
 def check_table():
