@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 import seglib
-from seglib.errors import CheckpointError
+from seglib.errors import CheckpointError, first_line
 from seglib.io import atomic_path
 from seglib.model import model_for
 from seglib.settings import TrainConfig, config_from_dict
@@ -104,23 +104,15 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
         state = torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as exc:
         raise CheckpointError(f"{path}: refused as unsafe: it holds objects other than tensors and plain data, "
-                              f"which the safe loader does not run ({_short(exc)})") from None
+                              f"which the safe loader does not run ({first_line(exc, 120)})") from None
     except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError, KeyError) as exc:
-        raise CheckpointError(f"{path}: truncated or corrupt checkpoint ({type(exc).__name__}: {_short(exc)})") \
+        raise CheckpointError(f"{path}: truncated or corrupt checkpoint ({type(exc).__name__}: {first_line(exc, 120)})") \
             from None
     if not isinstance(state, dict) or state.get("format") != FORMAT:
         found = state.get("format") if isinstance(state, dict) else type(state).__name__
         raise CheckpointError(f"{path}: a PyTorch file, but not a seglib checkpoint (format {found!r}); "
                               "give a best.pt or last.pt written by `seglib train`")
     return state
-
-
-def _short(exc: BaseException, limit: int = 120) -> str:
-    """The first line of an exception's text, cut at a word boundary."""
-    text = (str(exc).strip().splitlines() or ["no details"])[0]
-    if len(text) <= limit:
-        return text
-    return text[:limit].rsplit(" ", 1)[0] + " ..."
 
 
 def model_from_checkpoint(state: dict) -> tuple[nn.Module, TrainConfig]:

@@ -15,3 +15,12 @@ class ConfigError(SeglibError):
 
 class CheckpointError(SeglibError):
     """A checkpoint is missing, unreadable, or refused by the safe loader."""
+
+
+def first_line(exc: BaseException, limit: int = 160) -> str:
+    """The first line of an exception's text (its type when it has none), cut at a word boundary: what a
+    one-line error message quotes of a library's own error."""
+    text = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+    if len(text) <= limit:
+        return text
+    return text[:limit].rsplit(" ", 1)[0] + " ..."

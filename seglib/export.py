@@ -17,7 +17,7 @@ from torch import nn
 import seglib
 from seglib.checkpoint import FORMAT as CHECKPOINT_FORMAT
 from seglib.checkpoint import load_checkpoint, model_from_checkpoint
-from seglib.errors import CheckpointError, SeglibError
+from seglib.errors import CheckpointError, SeglibError, first_line
 from seglib.io import atomic_path
 
 FORMAT = "seglib-onnx/1"  # metadata_props["format"] of every file export_onnx writes
@@ -151,7 +151,7 @@ def _compare(model: nn.Module, session, shapes: list[tuple[int, int, int]]) -> t
         try:
             got = session.run([OUTPUT_NAME], {INPUT_NAME: x.numpy()})[0]
         except Exception as exc:  # noqa: BLE001 - onnxruntime raises its own exception types
-            raise SeglibError(f"onnxruntime failed on input {n}x3x{h}x{w} ({_first_line(exc)})") from None
+            raise SeglibError(f"onnxruntime failed on input {n}x3x{h}x{w} ({first_line(exc, 200)})") from None
         if got.shape != expected.shape:
             raise SeglibError(f"onnxruntime gave logits {got.shape} for input {n}x3x{h}x{w}, PyTorch {expected.shape}")
         max_diff = max(max_diff, float(np.abs(got - expected).max()))
@@ -177,11 +177,6 @@ def _session(data: bytes, *, threads: int | None, providers: list[str]):
     return ort.InferenceSession(data, options, providers=providers)
 
 
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return (text.splitlines()[0] if text else type(exc).__name__)[:200]
-
-
 class OnnxModel(nn.Module):
     """An exported model run by onnxruntime, usable where seglib expects a torch model: `model(batch)` takes an
     (N,3,H,W) float tensor and returns (N,1,H,W) logits as a torch tensor on the batch's device.
@@ -201,7 +196,7 @@ class OnnxModel(nn.Module):
         try:
             self.session = _session(self._data, threads=threads, providers=[self.provider])
         except Exception as exc:  # noqa: BLE001 - onnxruntime's own exception types
-            raise SeglibError(f"{self.path}: onnxruntime cannot load it ({_first_line(exc)})") from None
+            raise SeglibError(f"{self.path}: onnxruntime cannot load it ({first_line(exc, 200)})") from None
         shape = self.session.get_inputs()[0].shape
         self.fixed_hw = tuple(shape[2:]) if all(isinstance(d, int) for d in shape[2:]) else None
 
@@ -256,7 +251,7 @@ def read_metadata(path: str | os.PathLike, data: bytes | None = None) -> dict[st
     try:
         proto = onnx.load_from_string(data)
     except Exception as exc:  # noqa: BLE001 - protobuf's DecodeError and friends
-        raise SeglibError(f"{path}: not an ONNX model ({_first_line(exc)})") from None
+        raise SeglibError(f"{path}: not an ONNX model ({first_line(exc, 200)})") from None
     props = {p.key: p.value for p in proto.metadata_props}
     if props.get("format") != FORMAT or not proto.graph.node:
         raise SeglibError(f"{path}: not an ONNX model exported by seglib (no {FORMAT} metadata; "
@@ -290,5 +285,5 @@ def load_onnx(path: str | os.PathLike, *, threads: int | None = None) -> tuple[O
                 checkpoint[key] = value
     except (KeyError, ValueError, TypeError) as exc:
         raise SeglibError(f"{path}: seglib metadata incomplete or malformed ({type(exc).__name__}: "
-                          f"{_first_line(exc)})") from None
+                          f"{first_line(exc, 200)})") from None
     return OnnxModel(path, threads=threads, data=data), checkpoint

@@ -17,7 +17,7 @@ from seglib.data.splits import check_scored_split
 from seglib.devices import resolve_device
 from seglib.errors import SeglibError
 from seglib.evaluate.baselines import PRIOR_SIZE, _baseline_summaries, mean_mask_prior
-from seglib.evaluate.records import SPLITS, ProbabilityModel, collect_probabilities, split_items
+from seglib.evaluate.records import SPLITS, collect_probabilities, split_items
 from seglib.evaluate.scoring import (
     SCORED_AT,
     SWEEP_THRESHOLDS,
@@ -28,7 +28,7 @@ from seglib.evaluate.scoring import (
 from seglib.evaluate.tables import EvalResult
 from seglib.io import check_writable_dir, write_json_atomic, write_text_atomic
 from seglib.metrics import summarise
-from seglib.runs import METRICS, PER_IMAGE, SWEEP, Run
+from seglib.runs import METRICS, PER_IMAGE, SWEEP, Run, same_checkpoint
 
 
 def _resolve_target(run_or_dir, checkpoint, out_dir) -> tuple[Path | None, Path, str]:
@@ -49,10 +49,9 @@ def _resolve_target(run_or_dir, checkpoint, out_dir) -> tuple[Path | None, Path,
     return best, Path(out_dir) if out_dir is not None else run.eval_root, run.name
 
 
-def _checkpoint_facts(predictor: ProbabilityModel, checkpoint_path: Path | None, run_name: str) -> dict:
-    facts = predictor.facts()
+def _checkpoint_facts(facts: dict, source: str, checkpoint_path: Path | None, run_name: str) -> dict:
     # a file is named relative to the project; another source (e.g. "mediapipe==0.10.21 ...") as it says itself
-    source = display_path(checkpoint_path) if checkpoint_path is not None else str(predictor.source)
+    source = display_path(checkpoint_path) if checkpoint_path is not None else source
     return {
         "checkpoint": source,
         "checkpoint_epoch": facts.get("epoch"),
@@ -66,9 +65,9 @@ def _checkpoint_facts(predictor: ProbabilityModel, checkpoint_path: Path | None,
 
 
 def _same_model(metrics: dict, facts: dict, tta: bool) -> bool:
-    return (metrics.get("checkpoint") == facts["checkpoint"]
-            and metrics.get("checkpoint_epoch") == facts["checkpoint_epoch"]
-            and bool(metrics.get("tta")) == bool(tta))
+    """The run rule (`runs.same_checkpoint`: file, epoch, TTA) and, for a loose checkpoint, the same path."""
+    return metrics.get("checkpoint") == facts["checkpoint"] and same_checkpoint(
+        metrics, facts["checkpoint_epoch"], tta, Path(facts["checkpoint"]).name)
 
 
 def evaluate_run(run_or_dir=None, split: str = "test", *, checkpoint=None, out_dir=None, dataset_dir=None,
@@ -114,8 +113,9 @@ def evaluate_run(run_or_dir=None, split: str = "test", *, checkpoint=None, out_d
         if tta:
             predictor.tta = True
         tta = bool(predictor.tta)
-    facts = _checkpoint_facts(predictor, ckpt_path, run_name)
-    trained_on = predictor.facts().get("data_split")
+    model_facts = predictor.facts()
+    facts = _checkpoint_facts(model_facts, str(predictor.source), ckpt_path, run_name)
+    trained_on = model_facts.get("data_split")
     split_warnings = [] if pairs is not None else check_scored_split(
         trained_on, split,
         split_items(split, dataset_dir, splits_dir)["id"].astype(str).tolist(), splits_dir)
@@ -127,7 +127,7 @@ def evaluate_run(run_or_dir=None, split: str = "test", *, checkpoint=None, out_d
     sweep = None
     threshold_from = ""
     if threshold_source == "checkpoint":
-        threshold = float(predictor.facts().get("threshold", predictor.threshold))
+        threshold = float(model_facts.get("threshold", predictor.threshold))
         source = "checkpoint"
     elif split == "val":
         threshold, source = None, "val sweep"

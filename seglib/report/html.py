@@ -6,7 +6,6 @@ import logging
 import os
 from pathlib import Path
 
-from seglib.config import display_path
 from seglib.io import write_text_atomic
 
 WIDGET_MIME = "application/vnd.jupyter.widget-view+json"
@@ -44,8 +43,3 @@ def render_html(ipynb: str | os.PathLike, html_path: str | os.PathLike, *, with_
         exporter.log.removeFilter(quiet)
     write_text_atomic(html_path, body)
     return Path(html_path)
-
-
-def _show(path: Path) -> str:
-    """A path as reports and messages write it: relative to the project when inside it (`config.display_path`)."""
-    return display_path(path)

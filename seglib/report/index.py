@@ -12,9 +12,9 @@ import mistune
 import yaml
 
 from seglib import config
+from seglib.config import display_path
 from seglib.errors import SeglibError
 from seglib.evaluate import headline_from_metrics
-from seglib.report.html import _show
 from seglib.runs import Run
 
 _CSS = """
@@ -62,7 +62,7 @@ def index_html(summary: Mapping[str, Any], run_dir: Path, reports_root: Path | N
     if test:
         parts.append(_headline_block(test))
     else:
-        parts.append(f'<p class="muted">No test evaluation found ({e(_show(run.eval_dir("test")))}).</p>')
+        parts.append(f'<p class="muted">No test evaluation found ({e(display_path(run.eval_dir("test")))}).</p>')
     if val:
         parts += ["<h2>Validation metrics</h2>", _headline_block(val)]
     external = sorted(p.name for p in run.eval_root.iterdir() if p.is_dir() and p.name not in ("val", "test")) \
@@ -90,7 +90,7 @@ def index_html(summary: Mapping[str, Any], run_dir: Path, reports_root: Path | N
         except yaml.YAMLError:
             cfg = {}
         if isinstance(cfg, dict) and cfg:
-            parts += [f"<h2>Run configuration <span class=\"muted\">({e(_show(cfg_file))})</span></h2>",
+            parts += [f"<h2>Run configuration <span class=\"muted\">({e(display_path(cfg_file))})</span></h2>",
                       _kv_table(cfg)]
 
     if card:
@@ -115,7 +115,7 @@ def index_html(summary: Mapping[str, Any], run_dir: Path, reports_root: Path | N
             table = pd.read_csv(csv)
         except Exception:  # noqa: BLE001 - an unreadable side table must not break the index
             continue
-        parts += [f'<h2>Experiments <span class="muted">({e(_show(csv))})</span></h2>',
+        parts += [f'<h2>Experiments <span class="muted">({e(display_path(csv))})</span></h2>',
                   table.to_html(index=False, float_format=lambda v: f"{v:.4g}", border=0, na_rep="")]
 
     parts += ["<h2>Timing</h2>", '<table><tr><th>notebook</th><th class="num">run (s)</th></tr>']

@@ -24,7 +24,7 @@ from seglib.config import display_path
 from seglib.errors import SeglibError
 from seglib.io import ensure_writable_dir, write_json_atomic, write_text_atomic
 from seglib.notebook import resolve_params
-from seglib.report.html import DropMessages, _show, render_html
+from seglib.report.html import DropMessages, render_html
 from seglib.report.index import index_html
 from seglib.report.model_card import MODEL_CARD, model_card
 from seglib.report.params import NotebookParam, find_notebooks, notebook_arguments, notebook_parameters
@@ -40,7 +40,7 @@ def reuse_notes(run_dir: Path, declared: Mapping[str, Mapping[str, NotebookParam
                 args: Mapping[str, Mapping[str, Any]]) -> list[str]:
     """Plain statements of what the batch will reuse from an earlier run rather than recompute."""
     notes = []
-    shown = _show(run_dir)
+    shown = display_path(run_dir)
     run = Run(run_dir)
     trainer = next((nb for nb, params in declared.items() if "retrain" in params), None)
     if trainer is not None:
@@ -69,7 +69,7 @@ def reuse_notes(run_dir: Path, declared: Mapping[str, Mapping[str, NotebookParam
             metrics = read_json(metrics_file) or {}
             when = metrics.get("evaluated_at") or _dt.datetime.fromtimestamp(
                 metrics_file.stat().st_mtime).isoformat(timespec="minutes")
-            notes.append(f"an earlier {split} evaluation exists at {_show(metrics_file.parent)} (evaluated {when}); "
+            notes.append(f"an earlier {split} evaluation exists at {display_path(metrics_file.parent)} (evaluated {when}); "
                          "the evaluation notebook's output says whether it is reused or scored again")
     return notes
 
@@ -130,21 +130,21 @@ def run_report(profile: str = "auto", run: str = "default", *, data_dir: str | o
     root = Path(out_root).expanduser().resolve() if out_root is not None else config.reports_dir()
     final, staging, failed = root / ctx.run, root / f".{ctx.run}.partial", root / f"{ctx.run}.failed"
     if final.exists() and not overwrite:
-        raise SeglibError(f"{_show(final)} already exists; pass --overwrite to replace it (it is replaced only "
+        raise SeglibError(f"{display_path(final)} already exists; pass --overwrite to replace it (it is replaced only "
                           "if every notebook succeeds) or choose another --run")
     ensure_writable_dir(root)
 
     n = len(notebooks)
     log(f"report '{ctx.run}': profile {ctx.profile}, kernel {kernel}, {n} notebook{'' if n == 1 else 's'} "
-        f"from {_show(notebooks[0].parent)}")
+        f"from {display_path(notebooks[0].parent)}")
     notes = reuse_notes(ctx.run_dir, declared, args)
     for note in notes:
         log(note)
     if final.exists():
-        log(f"replacing the previous report at {_show(final)} once every notebook has succeeded "
+        log(f"replacing the previous report at {display_path(final)} once every notebook has succeeded "
             "(it stays as it is if one fails)")
     if staging.exists():
-        log(f"removing the staging folder of an earlier, unfinished batch: {_show(staging)}")
+        log(f"removing the staging folder of an earlier, unfinished batch: {display_path(staging)}")
         shutil.rmtree(staging)
     staging.mkdir(parents=True)
 
@@ -159,7 +159,7 @@ def run_report(profile: str = "auto", run: str = "default", *, data_dir: str | o
             except KeyboardInterrupt:
                 rec.status, rec.seconds = "interrupted", time.perf_counter() - t0
                 kept = _keep_failed(staging, failed, records, ctx, kernel, log)
-                log(f"interrupted during {nb.name}; partial notebook kept at {_show(kept / nb.name)}")
+                log(f"interrupted during {nb.name}; partial notebook kept at {display_path(kept / nb.name)}")
                 raise
             except Exception as exc:  # noqa: BLE001 - papermill, nbclient and kernel errors all stop the batch
                 rec.status, rec.seconds = "failed", time.perf_counter() - t0
@@ -168,7 +168,7 @@ def run_report(profile: str = "auto", run: str = "default", *, data_dir: str | o
                     render_html(out_nb, out_nb.with_suffix(".html"), with_code=with_code)
                 kept = _keep_failed(staging, failed, records, ctx, kernel, log)
                 raise SeglibError(f"notebook {nb.name} failed {rec.error}; partial notebook kept at "
-                                  f"{_show(kept / nb.name)}") from None
+                                  f"{display_path(kept / nb.name)}") from None
             rec.status, rec.seconds = "ok", time.perf_counter() - t0
             t1 = time.perf_counter()
             render_html(out_nb, out_nb.with_suffix(".html"), with_code=with_code)
@@ -189,13 +189,13 @@ def run_report(profile: str = "auto", run: str = "default", *, data_dir: str | o
         os.replace(final, old)
         os.replace(staging, final)
         shutil.rmtree(old)
-        log(f"replaced the previous report at {_show(final)}")
+        log(f"replaced the previous report at {display_path(final)}")
     else:
         os.replace(staging, final)
     if failed.exists():
-        log(f"removing {_show(failed)}: the failed attempt it holds is superseded by this report")
+        log(f"removing {display_path(failed)}: the failed attempt it holds is superseded by this report")
         shutil.rmtree(failed)
-    log(f"{n} notebook{'' if n == 1 else 's'} in {total:.1f} s; report in {_show(final)}")
+    log(f"{n} notebook{'' if n == 1 else 's'} in {total:.1f} s; report in {display_path(final)}")
     return final / "index.html"
 
 
@@ -281,7 +281,7 @@ def _keep_failed(staging: Path, failed: Path, records: list[NotebookRecord], ctx
     with contextlib.suppress(Exception):
         write_json_atomic(staging / "summary.json", _summary(ctx, kernel, records, [], False, None))
     if failed.exists():
-        log(f"replacing the older failed attempt at {_show(failed)}")
+        log(f"replacing the older failed attempt at {display_path(failed)}")
         shutil.rmtree(failed)
     os.replace(staging, failed)
     return failed
