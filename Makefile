@@ -41,7 +41,7 @@ data: setup ## fetch the data set into data/raw (or copy $SEGLIB_DATASET_SOURCE)
 	$(BIN)/seglib data check
 	$(BIN)/seglib data fetch-pennfudan
 
-test: data ## run the test suite and the five notebooks (smoke profile, runs in a temporary folder) — fast checks only
+test: data ## run the test suite and the six notebooks (smoke profile, runs in a temporary folder) — fast checks only
 	tmp=$$(mktemp -d) && trap 'rm -rf "$$tmp"' EXIT && \
 	SEGLIB_PROFILE=smoke SEGLIB_RUNS_DIR=$$tmp/runs SEGLIB_REPORTS_DIR=$$tmp/reports \
 	$(BIN)/python -m pytest -m "not slow" tests notebooks --nbval-lax --nbval-current-env
@@ -50,7 +50,7 @@ test-slow: data ## run the slow checks too (the committed reference checkpoint r
 	tmp=$$(mktemp -d) && trap 'rm -rf "$$tmp"' EXIT && \
 	SEGLIB_PROFILE=smoke SEGLIB_RUNS_DIR=$$tmp/runs SEGLIB_REPORTS_DIR=$$tmp/reports $(BIN)/python -m pytest tests
 
-reports: data ## train, evaluate and render notebooks 01-05 to reports/RUN/ (PROFILE=auto|cpu|gpu|cpu-scratch|smoke, RUN=name)
+reports: data ## train, evaluate and render notebooks 01-06 to reports/RUN/ (PROFILE=auto|cpu|gpu|cpu-unet|cpu-scratch|smoke, RUN=name)
 	$(BIN)/seglib report --profile $(PROFILE) --run $(RUN) $(REPORT_ARGS)
 
 lab: setup ## start Jupyter Lab on the notebooks
@@ -59,8 +59,9 @@ lab: setup ## start Jupyter Lab on the notebooks
 lint: setup ## ruff over the package, tests and notebooks
 	$(BIN)/ruff check seglib tests notebooks
 
-bench: data ## benchmark training, data pipeline and prediction speed; writes reports/bench/
-	$(BIN)/seglib bench
+BENCH_ARGS ?=
+bench: data ## training and prediction speed; the reference in PyTorch and ONNX Runtime vs MediaPipe on the test photos (BENCH_ARGS="--only prediction --photos 5"); writes reports/bench/
+	$(BIN)/seglib bench $(BENCH_ARGS)
 
 MP_VENV := .venv-mediapipe
 $(MP_VENV)/.installed:

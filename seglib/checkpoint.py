@@ -23,9 +23,11 @@ def weights_description(cfg: TrainConfig) -> str:
     """Which initial weights a run used, in words, for the run's record."""
     if cfg.model == "unet" or cfg.encoder_weights in ("", "none"):
         return "random initialisation (trained from scratch)"
-    if cfg.model == "mediapipe-selfie":
+    if cfg.model in ("mediapipe-selfie", "mediapipe-unet"):
         source = ("the bundled selfie_segmentation.tflite (mediapipe 0.10.21 wheel, Apache-2.0)"
                   if cfg.encoder_weights == "mediapipe" else f"local file {cfg.encoder_weights}")
+        if cfg.model == "mediapipe-unet":
+            return f"encoder from MediaPipe selfie segmentation weights ({source}); decoder from random initialisation"
         return f"MediaPipe selfie segmentation weights from {source}, fine-tuned"
     if cfg.encoder_weights == "imagenet":
         return f"ImageNet-pretrained {cfg.encoder} encoder (downloaded by smp)"
@@ -118,8 +120,8 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
 def model_from_checkpoint(state: dict) -> tuple[nn.Module, TrainConfig]:
     """Rebuild the model a checkpoint was trained with and load its weights (no downloads)."""
     cfg = config_from_dict(state["config"])
-    if cfg.model == "mediapipe-selfie" and not isinstance(state.get("model_spec"), dict):
-        raise CheckpointError("checkpoint of model=mediapipe-selfie holds no model_spec (its graph)")
+    if cfg.model in ("mediapipe-selfie", "mediapipe-unet") and not isinstance(state.get("model_spec"), dict):
+        raise CheckpointError(f"checkpoint of model={cfg.model} holds no model_spec (its graph)")
     model = model_for(cfg, pretrained=False, spec=state.get("model_spec"))
     try:
         model.load_state_dict(state["model_state"])

@@ -26,3 +26,12 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
         return torch.device(device)
     except RuntimeError:
         raise SeglibError(f"device {device!r} unknown; expected one of {', '.join(DEVICES)}") from None
+
+
+def device_name(device: torch.device) -> str:
+    """The device in words for a run's record: 'cpu', or 'cuda (NVIDIA H100 80GB HBM3)'."""
+    import torch
+
+    if device.type == "cuda":
+        return f"cuda ({torch.cuda.get_device_name(device)})"
+    return str(device)

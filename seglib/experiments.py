@@ -1,8 +1,9 @@
-"""The experiment log, reports/experiments.csv: one row per recipe tried, compared on val.
+"""The experiment log, reports/experiments.csv: one row per recipe tried.
 
-`seglib experiments RUN [RUN ...]` (re)writes the rows of those runs from their saved config,
-training summary and evaluation files. Test IoU is filled in only where a run's test split was scored,
-which this workbook does for the chosen recipe only.
+Older rows compare runs on the 44 val photos; rows with `cv_folds` compare recipes on the 5 folds of train+val
+(`seglib cv`: mean and sd over folds, each fold's score beside them). `seglib experiments RUN [RUN ...]` (re)writes
+the rows of those runs from their saved config, training summary and evaluation files. Test IoU is filled in only
+where a run's test split was scored, which this workbook does for the chosen recipes only.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from seglib.runs import EVAL, METRICS, Run
 COLUMNS = ["run", "model", "encoder", "encoder_weights", "input_size", "epochs", "batch_size", "augment",
            "dice_weight", "bce_weight", "schedule", "lr", "ema_decay", "train_minutes", "images_per_second",
            "best_epoch", "val_iou_training", "val_mean_iou", "val_pooled_iou", "val_threshold", "val_mean_iou_tta",
+           "cv_folds", "cv_mean_iou_tta", "cv_sd", "cv_fold_ious", "cv_boundary_iou", "geometry", "dice_per_image",
            "test_mean_iou", "test_mean_iou_ci95", "test_tta", "device", "notes"]
 
 
@@ -53,23 +55,55 @@ def experiment_row(run_dir: Path, notes: str = "") -> dict:
         "test_mean_iou_ci95": (" - ".join(f"{v:.4f}" for v in test["mean_iou_ci95"])
                                if test.get("mean_iou_ci95") else ""),
         "test_tta": test.get("tta", "") if test else "",
+        "geometry": cfg.get("geometry", "letterbox"), "dice_per_image": cfg.get("dice_per_image", False),
         "device": summary.get("device", ""), "notes": notes,
+    }
+
+
+def cv_row(result: dict, notes: str = "") -> dict:
+    """One row from a cross-validation result (seglib.crossval): the recipe and its fold scores."""
+    cfg = result["config"]
+    return {
+        "run": result["recipe"], "model": cfg["model"],
+        "encoder": architecture(cfg["model"], cfg["base_channels"], cfg["depth"], cfg["encoder"]),
+        "encoder_weights": cfg["encoder_weights"], "input_size": cfg["input_size"], "epochs": result["epochs"],
+        "batch_size": cfg["batch_size"], "augment": cfg["augment"], "dice_weight": cfg["dice_weight"],
+        "bce_weight": cfg["bce_weight"], "schedule": cfg["schedule"], "lr": cfg["lr"],
+        "ema_decay": cfg.get("ema_decay", 0.0),
+        "train_minutes": _round(result["train_minutes_per_fold"]),
+        "images_per_second": _round(result["images_per_second"]),
+        "cv_folds": len(result["folds"]), "cv_mean_iou_tta": _round(result["mean_iou"]), "cv_sd": _round(result["sd_iou"]),
+        "cv_fold_ious": " ".join(f"{f['mean_iou']:.4f}" for f in result["folds"]),
+        "cv_boundary_iou": _round(result["boundary_iou"]),
+        "geometry": cfg.get("geometry", "letterbox"), "dice_per_image": cfg.get("dice_per_image", False),
+        "device": result["device"], "notes": notes,
     }
 
 
 def record(runs: list[str | Path], notes: str = "", path: Path | None = None) -> pd.DataFrame:
     """Add or replace the rows of `runs` (names under runs/, or Path folders) in reports/experiments.csv (or
     `path`); other rows are kept."""
+    return _upsert([experiment_row(Run.resolve(run).dir, notes) for run in runs], notes, path)
+
+
+def record_cv(recipes: list[str], notes: str = "", path: Path | None = None) -> pd.DataFrame:
+    """Add or replace the rows of cross-validated `recipes` (reports/cv/RECIPE.json) in the experiment log."""
+    from seglib.crossval import load_result
+
+    return _upsert([cv_row(load_result(r), notes) for r in recipes], notes, path)
+
+
+def _upsert(rows: list[dict], notes: str, path: Path | None) -> pd.DataFrame:
     path = Path(path) if path is not None else experiments_path()
     table = pd.read_csv(path, dtype=str) if path.is_file() else pd.DataFrame(columns=COLUMNS)
-    for run in runs:
-        row = experiment_row(Run.resolve(run).dir, notes)
+    for row in rows:
         kept_notes = table.loc[table["run"] == row["run"], "notes"]
         if not notes and len(kept_notes):
             row["notes"] = kept_notes.iloc[0]
         table = table[table["run"] != row["run"]]
         table = pd.concat([table, pd.DataFrame([row]).astype(str)], ignore_index=True)
-    write_text_atomic(path, table.reindex(columns=COLUMNS).to_csv(index=False, lineterminator="\n"))
+    table = table.reindex(columns=COLUMNS)
+    write_text_atomic(path, table.to_csv(index=False, lineterminator="\n"))
     return table
 
 

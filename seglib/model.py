@@ -11,6 +11,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from seglib.errors import ConfigError
+from seglib.settings import MODELS
 
 
 class DoubleConv(nn.Module):
@@ -89,7 +90,6 @@ class UNet(nn.Module):
         return self.outc(x)
 
 
-MODELS = ("unet", "smp-unet", "mediapipe-selfie")
 # MediaPipe's selfie segmentation model, copied unchanged from the mediapipe 0.10.21 wheel (Apache-2.0,
 # seglib/weights/NOTICE.md): the architecture and initial weights of model=mediapipe-selfie.
 MEDIAPIPE_SELFIE_TFLITE = Path(__file__).with_name("weights") / "selfie_segmentation.tflite"
@@ -108,6 +108,8 @@ def build_model(name: str = "unet", *, base_channels: int = 16, depth: int = 4, 
     """
     if name == "mediapipe-selfie":
         return build_tflite_model(encoder_weights, spec)
+    if name == "mediapipe-unet":
+        return build_mediapipe_unet(encoder_weights, spec, width=base_channels)
     if name == "unet":
         if encoder_weights not in (None, "none"):
             raise ConfigError("encoder_weights applies to model=smp-unet only; the compact unet trains from scratch")
@@ -151,19 +153,38 @@ def model_for(cfg, *, pretrained: bool = True, spec: dict | None = None) -> nn.M
                        encoder_weights=cfg.encoder_weights if pretrained else None, spec=spec)
 
 
+def _read_mediapipe(weights: str | None, model: str) -> tuple[dict, dict | None]:
+    """MediaPipe's graph and its weights (None for a random initialisation, encoder_weights=none)."""
+    from seglib.tflite_net import read_tflite
+
+    source = MEDIAPIPE_SELFIE_TFLITE if weights in (None, "none", "mediapipe") else Path(weights)
+    if weights not in (None, "none", "mediapipe") and source.suffix != ".tflite":
+        raise ConfigError(f"{weights}: model={model} takes encoder_weights=mediapipe, none or a .tflite file")
+    spec, tensors = read_tflite(source)
+    return spec, None if weights in (None, "none") else tensors
+
+
 def build_tflite_model(weights: str | None, spec: dict | None = None) -> nn.Module:
     """MediaPipe's graph as a TFLiteNet: its weights, a random initialisation ("none"), or a checkpoint's spec."""
-    from seglib.tflite_net import TFLiteNet, read_tflite
+    from seglib.tflite_net import TFLiteNet
 
     if spec is not None:
         return TFLiteNet(spec)
-    source = MEDIAPIPE_SELFIE_TFLITE if weights in (None, "none", "mediapipe") else Path(weights)
-    if weights not in (None, "none", "mediapipe") and source.suffix != ".tflite":
-        raise ConfigError(f"{weights}: model=mediapipe-selfie takes encoder_weights=mediapipe, none or a .tflite file")
-    spec, tensors = read_tflite(source)
-    if weights in (None, "none"):
-        return TFLiteNet(spec)  # same graph, PyTorch's default initialisation
-    return TFLiteNet(spec, tensors)
+    return TFLiteNet(*_read_mediapipe(weights, "mediapipe-selfie"))
+
+
+def build_mediapipe_unet(weights: str | None, spec: dict | None = None, *, width: int = 16) -> nn.Module:
+    """The canonical U-Net on MediaPipe's encoder (seglib.mediapipe_unet); `spec` is a checkpoint's encoder graph."""
+    from seglib.mediapipe_unet import MediaPipeUNet, TFLiteEncoder, encoder_spec
+
+    if spec is not None:
+        return MediaPipeUNet(TFLiteEncoder(spec), width=width)
+    full, tensors = _read_mediapipe(weights, "mediapipe-unet")
+    try:
+        cut = encoder_spec(full)
+        return MediaPipeUNet(TFLiteEncoder(cut, tensors), width=width)
+    except ValueError as exc:
+        raise ConfigError(f"{weights}: no MediaPipe selfie-segmenter encoder to build a U-Net on ({exc})") from None
 
 
 def load_encoder_weights(model: nn.Module, path: str) -> None:
@@ -249,6 +270,8 @@ def architecture(model: str, base_channels: int = 16, depth: int = 4, encoder: s
         return f"U-Net width {base_channels}, depth {depth}"
     if model == "mediapipe-selfie":
         return "MediaPipe selfie segmenter (MobileNetV3-style)"
+    if model == "mediapipe-unet":
+        return f"U-Net on MediaPipe's encoder, decoder width {base_channels}"
     return f"smp U-Net, {encoder} encoder"
 
 

@@ -32,7 +32,7 @@ from seglib.export import load_onnx
 from seglib.io import IMAGE_SUFFIXES, atomic_path, check_writable_dir, load_rgb, save_png_atomic
 from seglib.runs import Run
 from seglib.settings import config_from_dict
-from seglib.transforms import NORMALIZATION, eval_transform, unletterbox
+from seglib.transforms import NORMALIZATION, eval_transform, to_photo
 
 MASK_SUFFIX = ".mask.png"
 OVERLAY_SUFFIX = ".overlay.jpg"
@@ -61,7 +61,14 @@ class Predictor:
         self.threshold_source = threshold_source or ("given" if threshold is not None else "stored in the checkpoint")
         self.tta = tta
         self.source = source
-        self.transform = eval_transform(self.input_size)
+        self.geometry = getattr(cfg, "geometry", "letterbox")
+        self.transform = eval_transform(self.input_size, geometry=self.geometry)
+
+    def set_input_size(self, size: int) -> None:
+        """Run the network at another square input size than it was trained at (fully convolutional networks;
+        an ONNX file exported with dynamic height and width): fewer pixels, faster, usually less accurate."""
+        self.input_size = int(size)
+        self.transform = eval_transform(self.input_size, geometry=self.geometry)
 
     @classmethod
     def from_checkpoint(cls, path: str | Path, **kwargs) -> Predictor:
@@ -130,7 +137,7 @@ class Predictor:
             flipped = torch.sigmoid(self.model(torch.flip(batch, dims=[3])))
             probs = 0.5 * (probs + torch.flip(flipped, dims=[3]))
         probs = probs[:, 0].float().cpu().numpy()
-        return [unletterbox(p, img.shape[0], img.shape[1]) for p, img in zip(probs, images, strict=True)]
+        return [to_photo(p, img.shape[0], img.shape[1], self.geometry) for p, img in zip(probs, images, strict=True)]
 
     def predict_proba(self, image: np.ndarray) -> np.ndarray:
         return self.predict_proba_batch([image])[0]

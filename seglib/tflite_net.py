@@ -139,6 +139,13 @@ def _same_padding(size: int, kernel: int, stride: int, dilation: int) -> tuple[i
     return total // 2, total - total // 2
 
 
+def _same_padding_divisible(kernel: int, stride: int, dilation: int) -> tuple[int, int]:
+    """`_same_padding` for any size divisible by `stride` (always true at stride 1): it does not depend on the
+    size then, so a traced (ONNX) graph holds no shape arithmetic and accepts other input sizes."""
+    total = max((kernel - 1) * dilation + 1 - stride, 0)
+    return total // 2, total - total // 2
+
+
 def _activate(x: torch.Tensor, name: str | None) -> torch.Tensor:
     if name == "RELU":
         return F.relu(x)
@@ -198,6 +205,11 @@ class TFLiteNet(nn.Module):
                 raise ConfigError(f"{self.spec['source']}: transposed convolution with kernel {kh}x{kw} and "
                                   f"options {op['options']} is not supported (only kernel == stride, SAME)")
             return nn.ConvTranspose2d(in_c, out_c, (kh, kw), stride=(kh, kw), bias=True)
+        if kind == "RESIZE_BILINEAR":
+            (_, in_h, in_w, _), (_, out_h, out_w, _) = self._shape(op["inputs"][0]), self._shape(op["outputs"][0])
+            if out_h % in_h or out_w % in_w:
+                raise ConfigError(f"{self.spec['source']}: RESIZE_BILINEAR from {in_h}x{in_w} to {out_h}x{out_w} "
+                                  "is not supported (only whole-number factors)")
         return None
 
     @staticmethod
@@ -234,8 +246,12 @@ class TFLiteNet(nn.Module):
             layer = self.layers[str(number)]
             if options["padding"] == "SAME":
                 (kh, kw), (sh, sw), (dh, dw) = layer.kernel_size, layer.stride, layer.dilation
-                top, bottom = _same_padding(x.shape[2], kh, sh, dh)
-                left, right = _same_padding(x.shape[3], kw, sw, dw)
+                if x.shape[2] % sh or x.shape[3] % sw:  # sizes the network is not meant for: TF's exact rule
+                    top, bottom = _same_padding(x.shape[2], kh, sh, dh)
+                    left, right = _same_padding(x.shape[3], kw, sw, dw)
+                else:
+                    top, bottom = _same_padding_divisible(kh, sh, dh)
+                    left, right = _same_padding_divisible(kw, sw, dw)
                 if top or bottom or left or right:
                     x = F.pad(x, (left, right, top, bottom))
             return _activate(layer(x), options.get("activation"))
@@ -262,6 +278,7 @@ class TFLiteNet(nn.Module):
         if kind == "RESIZE_BILINEAR":
             _, in_h, in_w, _ = self._shape(op["inputs"][0])
             _, out_h, out_w, _ = self._shape(op["outputs"][0])
-            size = (x.shape[2] * out_h // in_h, x.shape[3] * out_w // in_w)
-            return F.interpolate(x, size=size, mode="bilinear", align_corners=options["align_corners"])
+            # a scale factor, not a size computed from x.shape: ONNX tracing would freeze that size
+            return F.interpolate(x, scale_factor=(out_h // in_h, out_w // in_w), mode="bilinear",
+                                 align_corners=options["align_corners"])
         raise ConfigError(f"{self.spec['source']}: operator {kind} is not supported")  # pragma: no cover

@@ -1,4 +1,5 @@
-"""Albumentations pipelines: seeded training augmentation and the deterministic letterbox for evaluation.
+"""Albumentations pipelines: seeded training augmentation and the deterministic photo -> square input step
+(letterbox or plain resize, `geometry`) for evaluation, and its inverse for predictions.
 
 (seglib/__init__.py, imported before this module, sets NO_ALBUMENTATIONS_UPDATE=1 so albumentations does not
 check for updates over the network.)
@@ -12,6 +13,7 @@ import numpy as np
 from albumentations.pytorch import ToTensorV2
 
 from seglib.errors import ConfigError
+from seglib.settings import GEOMETRIES
 
 # ImageNet statistics: the normalisation smp encoders expect; stored in every checkpoint.
 NORMALIZATION = {"mean": (0.485, 0.456, 0.406), "std": (0.229, 0.224, 0.225)}
@@ -25,6 +27,18 @@ def letterbox_ops(size: int) -> list[A.BasicTransform]:
         A.PadIfNeeded(min_height=size, min_width=size, position="center", border_mode=cv2.BORDER_CONSTANT,
                       fill=0, fill_mask=0),
     ]
+
+
+def resize_ops(size: int) -> list[A.BasicTransform]:
+    """Stretch to size x size (area filter for images, nearest for masks): MediaPipe's own pre-processing."""
+    return [A.Resize(size, size, interpolation=cv2.INTER_AREA, mask_interpolation=cv2.INTER_NEAREST)]
+
+
+def input_ops(size: int, geometry: str = "letterbox") -> list[A.BasicTransform]:
+    """The photo -> square network input step of a `geometry` (letterbox or resize)."""
+    if geometry not in GEOMETRIES:
+        raise ConfigError(f"geometry {geometry!r} unknown; expected one of {', '.join(GEOMETRIES)}")
+    return letterbox_ops(size) if geometry == "letterbox" else resize_ops(size)
 
 
 def geometric_ops(strength: str) -> list[A.BasicTransform]:
@@ -55,17 +69,18 @@ def photometric_ops(strength: str) -> list[A.BasicTransform]:
 
 
 def train_transform(size: int, strength: str = "standard", normalize: bool = True,
-                    seed: int | None = None) -> A.Compose:
-    """Training pipeline: letterbox, then geometric and photometric augmentation, then Normalize + tensor."""
+                    seed: int | None = None, geometry: str = "letterbox") -> A.Compose:
+    """Training pipeline: letterbox (or resize), then geometric and photometric augmentation, then Normalize +
+    tensor."""
     if strength not in AUGMENTATIONS:
         raise ConfigError(f"augmentation {strength!r} unknown; expected one of {', '.join(AUGMENTATIONS)}")
-    ops = letterbox_ops(size) + geometric_ops(strength) + photometric_ops(strength)
+    ops = input_ops(size, geometry) + geometric_ops(strength) + photometric_ops(strength)
     return A.Compose(ops + _tensor_ops(normalize), seed=seed)
 
 
-def eval_transform(size: int, normalize: bool = True) -> A.Compose:
-    """Evaluation pipeline: the deterministic letterbox only."""
-    return A.Compose(letterbox_ops(size) + _tensor_ops(normalize))
+def eval_transform(size: int, normalize: bool = True, geometry: str = "letterbox") -> A.Compose:
+    """Evaluation pipeline: the deterministic letterbox (or resize) only."""
+    return A.Compose(input_ops(size, geometry) + _tensor_ops(normalize))
 
 
 def _tensor_ops(normalize: bool) -> list[A.BasicTransform]:
@@ -87,6 +102,13 @@ def unletterbox(prob: np.ndarray, height: int, width: int) -> np.ndarray:
     top, left, new_h, new_w = letterbox_box(height, width, size)
     crop = np.ascontiguousarray(prob[top:top + new_h, left:left + new_w], dtype=np.float32)
     return cv2.resize(crop, (width, height), interpolation=cv2.INTER_LINEAR)
+
+
+def to_photo(prob: np.ndarray, height: int, width: int, geometry: str = "letterbox") -> np.ndarray:
+    """Map a square probability map back to the photo's HxW: undo the letterbox, or resize back (bilinear)."""
+    if geometry == "letterbox":
+        return unletterbox(prob, height, width)
+    return cv2.resize(np.ascontiguousarray(prob, dtype=np.float32), (width, height), interpolation=cv2.INTER_LINEAR)
 
 
 def denormalize(image: np.ndarray) -> np.ndarray:

@@ -121,3 +121,14 @@ def run_subcommand(add_parser, argv: list[str]) -> int:
     add_parser(parser.add_subparsers())
     args = parser.parse_args(argv)
     return args.func(args)
+
+
+def rebuilt_without_the_tflite_file(net, cfg, tmp_path: Path, monkeypatch):
+    """(checkpoint state, model) of `net` saved and rebuilt while the bundled .tflite file is unreachable."""
+    from seglib import model as model_module
+    from seglib.checkpoint import load_checkpoint, make_checkpoint, model_from_checkpoint, save_checkpoint
+
+    path = save_checkpoint(make_checkpoint(net, cfg, epoch=1, val_iou=0.5, best_val_iou=0.5), tmp_path / "best.pt")
+    monkeypatch.setattr(model_module, "MEDIAPIPE_SELFIE_TFLITE", tmp_path / "missing.tflite")
+    state = load_checkpoint(path)
+    return state, model_from_checkpoint(state)[0]

@@ -1,8 +1,32 @@
-"""seglib.bench: the table `make bench` writes (the measurements themselves are not asserted)."""
+"""seglib.bench: the tables `make bench` writes, and its prediction part run on a tiny model and a few photos
+(how it times, scores and reports; the speeds themselves are not asserted)."""
 
 from __future__ import annotations
 
-from seglib.bench import markdown_table, target_checks
+import json
+
+import numpy as np
+import pytest
+from conftest import save_tiny_checkpoint
+
+from seglib import bench
+from seglib.anchors import default_python
+from seglib.bench import (
+    MEDIAPIPE,
+    ONNX,
+    ONNX_ONE_PASS,
+    ONNX_SMALL,
+    PYTORCH,
+    markdown_table,
+    prediction_findings,
+    run_all,
+    target_checks,
+    val_protocol,
+)
+from seglib.checkpoint import load_checkpoint
+from seglib.errors import SeglibError
+from seglib.evaluate import collect_probabilities, score_records
+from seglib.predict import Predictor
 
 
 def report(ours_ips=10.0, theirs_ips=4.0, pipeline=300.0, predict_ms=20.0):
@@ -31,3 +55,125 @@ def test_markdown_table_names_both_configurations_and_the_targets():
     assert "| training images/s | 5.0 | 4.0 |" in text
     assert "| our training vs the course configuration | 1.25x | no (>= 1.5x) |" in text
     assert "| predict per 640x480 photo | 20.0 ms | yes (<= 50 ms) |" in text
+
+
+# ------------------------------------------------------------------------------ prediction side by side
+
+PREVIOUS_TRAINING = {**report(), "generated": "earlier", "train_steps": 8, "predict_runs": 20}
+
+
+def publish(checkpoint, *, threshold=0.4, tta=True, epoch=1):
+    """A val evaluation of `checkpoint` where `make publish-reference` puts it."""
+    metrics = checkpoint.parent / "metrics" / "val_metrics.json"
+    metrics.parent.mkdir(exist_ok=True)
+    metrics.write_text(json.dumps({"threshold": threshold, "tta": tta, "checkpoint_epoch": epoch,
+                                   "checkpoint": "runs/x/best.pt"}))
+    return metrics
+
+
+def test_prediction_part_times_scores_and_keeps_the_training_numbers(synthetic_splits, tmp_path):
+    data, splits = synthetic_splits
+    checkpoint = save_tiny_checkpoint(tmp_path / "model" / "best.pt", input_size=32)
+    publish(checkpoint)
+    out = tmp_path / "bench"
+    out.mkdir()
+    (out / "bench.json").write_text(json.dumps(PREVIOUS_TRAINING))
+    missing = tmp_path / "no-env" / "python"
+    result = run_all(out_dir=out, parts=("prediction",), checkpoint=checkpoint, photos=1,
+                     mediapipe_python=missing, dataset_dir=data, splits_dir=splits)
+    part = result["prediction"]
+    assert result["results"] == PREVIOUS_TRAINING["results"] and result["generated"] == "earlier"
+    assert json.loads((out / "bench.json").read_text()) == json.loads(json.dumps(result))
+    assert sorted(p.name for p in out.iterdir()) == ["bench.json", "bench.md"]  # atomic: no temporary files left
+    rows = part["models"]
+    assert list(rows) == [PYTORCH, ONNX, ONNX_ONE_PASS, ONNX_SMALL, MEDIAPIPE] and part["n_photos"] == 1
+    assert rows[ONNX_SMALL]["input"].startswith("256x256") and not rows[ONNX_SMALL]["tta"]
+    assert rows[ONNX_SMALL]["flops_per_photo"] > rows[ONNX_ONE_PASS]["flops_per_photo"]  # 256 px vs the 32 px trained
+    for name in (PYTORCH, ONNX, ONNX_ONE_PASS, ONNX_SMALL):
+        row = rows[name]
+        assert row["status"] == "measured" and row["n_photos"] == 1 and len(row["ms_per_photo"]) == 1
+        assert 0 < row["ms_median"] <= row["ms_p90"] and row["threshold"] == 0.4
+        assert row["parameters"] > 0 and row["flops_per_photo"] == row["flops_per_pass"] * (2 if row["tta"] else 1)
+    assert rows[PYTORCH]["tta"] and rows[ONNX]["tta"] and not rows[ONNX_ONE_PASS]["tta"]
+    # the mean IoU is seglib evaluate's for this checkpoint with the val threshold and TTA
+    predictor = Predictor.from_checkpoint(checkpoint, tta=True, threshold=0.4)
+    records = collect_probabilities(predictor, "test", data, splits, limit=1, progress=False)
+    assert rows[PYTORCH]["mean_iou"] == pytest.approx(score_records(records, 0.4)["iou"].mean(), abs=1e-12)
+    assert part["parity"]["equal_to_3_decimals"] and part["parity"]["onnxruntime_mean_iou"] == pytest.approx(
+        rows[PYTORCH]["mean_iou"], abs=5e-4)
+    assert rows[MEDIAPIPE]["status"] == "skipped" and str(missing) in rows[MEDIAPIPE]["reason"]
+    assert rows[MEDIAPIPE]["input"].startswith("256x256") and rows[MEDIAPIPE]["parameters"] == 106_401
+    text = (out / "bench.md").read_text()
+    assert "| training images/s | 10.0 | 4.0 |" in text  # the training table is still there
+    assert "Prediction side by side: 1 test photos" in text and "equal to 3 decimals" in text
+    assert f"MediaPipe skipped: {missing}" in text and "| MediaPipe off the shelf |" in text
+
+
+def test_mediapipe_times_leave_out_its_warm_up(synthetic_splits, tmp_path, monkeypatch):
+    """Its worker's first call (graph initialisation) is run on a copy of the first photo and not counted."""
+    data, splits = synthetic_splits
+    calls = []
+
+    class FakeMediaPipe:
+        threshold, tta, source = 0.5, False, "fake"
+
+        def __init__(self, python=None):
+            self.seconds = []
+
+        def facts(self):
+            return {}
+
+        def predict_proba_batch(self, images):
+            calls.append(len(images))
+            self.seconds += [1.0] + [0.004 + 0.002 * i for i in range(len(images) - 1)]
+            return [np.full(image.shape[:2], 0.9, np.float32) for image in images]
+
+    monkeypatch.setattr(bench, "MediaPipePredictor", FakeMediaPipe)
+    row = bench._mediapipe_row(None, "test", None, data, splits)
+    assert calls == [3]  # the two test photos and the warm-up copy, in one worker
+    assert row["status"] == "measured" and row["n_photos"] == 2
+    assert row["ms_median"] == pytest.approx(5.0) and row["ms_p90"] == pytest.approx(5.8)
+    assert 0 < row["mean_iou"] < 1  # everything called a person: the IoU is the foreground fraction
+
+
+def test_findings_say_how_far_ours_is_from_mediapipe():
+    row = {"status": "measured", "tta": True, "input": "448x448 (letterboxed)", "flops_per_photo": 6e8}
+    part = {"parity": {"onnxruntime_mean_iou": 0.91131, "pytorch_mean_iou": 0.91128, "equal_to_3_decimals": True,
+                       "export_max_abs_logit_diff": 1e-3},
+            "models": {ONNX: {**row, "ms_median": 25.0, "mean_iou": 0.911},
+                       ONNX_ONE_PASS: {**row, "tta": False, "ms_median": 12.5, "mean_iou": 0.905},
+                       MEDIAPIPE: {**row, "tta": False, "input": "256x256", "flops_per_photo": 1e8,
+                                   "ms_median": 5.0, "mean_iou": 0.867}}}
+    parity, speed, one_pass = prediction_findings(part)
+    assert "ONNX Runtime 0.9113, in PyTorch 0.9113: equal to 3 decimals" in parity
+    assert "5.0x MediaPipe's time (5.0 ms), at +0.044 mean IoU" in speed and "6.0x MediaPipe's FLOPs" in speed
+    assert "12.5 ms per photo, 2.5x MediaPipe's time, mean IoU 0.905 (+0.038 over MediaPipe)" in one_pass
+    part["models"][ONNX]["ms_median"] = 4.0
+    assert "1.2x faster than MediaPipe" in prediction_findings(part)[1]
+
+
+def test_threshold_and_tta_come_from_this_checkpoints_val_evaluation(tmp_path):
+    checkpoint = save_tiny_checkpoint(tmp_path / "run" / "best.pt", epoch=5)
+    state = load_checkpoint(checkpoint)
+    assert val_protocol(checkpoint, state) == (state["threshold"], False,
+                                               "stored in the checkpoint (no val evaluation of it found)")
+    publish(checkpoint, threshold=0.35, tta=True, epoch=4)  # another epoch: not this checkpoint's
+    assert val_protocol(checkpoint, state)[:2] == (state["threshold"], False)
+    run_val = checkpoint.parent / "eval" / "val" / "metrics.json"  # a run's own val evaluation comes first
+    run_val.parent.mkdir(parents=True)
+    run_val.write_text(json.dumps({"threshold": 0.55, "tta": False, "checkpoint_epoch": 5}))
+    assert val_protocol(checkpoint, state) == (0.55, False, f"chosen on val, {run_val}")
+    with pytest.raises(SeglibError, match="photos 0: give at least 1"):
+        bench.compare_predictions(checkpoint, photos=0)
+    with pytest.raises(SeglibError, match="bench parts"):
+        run_all(out_dir=tmp_path / "out", parts=("speed",))
+    with pytest.raises(SeglibError, match="missing.pt: checkpoint not found"):
+        run_all(out_dir=tmp_path / "out", checkpoint=tmp_path / "missing.pt")  # before the training part runs
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.skipif(not default_python().is_file(), reason="no .venv-mediapipe (make mediapipe-anchor)")
+def test_real_mediapipe_worker_is_timed(synthetic_splits):
+    data, splits = synthetic_splits
+    row = bench._mediapipe_row(None, "test", 1, data, splits)
+    assert row["status"] == "measured" and row["n_photos"] == 1 and 0 < row["ms_median"] < 1000

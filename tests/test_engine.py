@@ -75,6 +75,19 @@ def test_run_writes_checkpoints_history_and_config(synthetic_splits, tmp_path):
     assert best["val_iou"] == pytest.approx(history["val_iou"].max(), abs=1e-5)
 
 
+def test_refit_on_train_and_val_trains_on_both_and_keeps_the_last_epoch(synthetic_splits, tmp_path):
+    from seglib.data.splits import read_split
+
+    folder, splits = synthetic_splits
+    result = train(tiny_config(epochs=3, train_on="train+val"), tmp_path / "run", dataset_dir=folder,
+                   splits_dir=splits, progress=False)
+    best = load_checkpoint(tmp_path / "run" / "best.pt")
+    assert best["epoch"] == 3 and result.best_epoch == 3  # no held-out photos to pick an epoch with
+    trained = set(best["data_split"]["train_ids"])
+    assert trained == set(read_split("train", splits)["id"]) | set(read_split("val", splits)["id"])
+    assert not trained & set(read_split("test", splits)["id"])
+
+
 def test_existing_run_is_never_overwritten_silently(synthetic_splits, tmp_path):
     folder, splits = synthetic_splits
     run = tmp_path / "run"

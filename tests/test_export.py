@@ -1,5 +1,6 @@
 """seglib.export: ONNX export of each model kind, verified against PyTorch; metadata round trip; ONNX-backed
-Predictor masks equal PyTorch's; dynamic sizes where claimed, fixed ones refused; overwrite and bad files."""
+Predictor masks equal PyTorch's; every kind takes other image sizes (MediaPipe's graph too), a graph that bakes
+its size in is exported at a fixed size, fixed sizes are refused; overwrite and bad files."""
 
 from __future__ import annotations
 
@@ -23,7 +24,8 @@ SIZE = 64
 PROB_MARGIN = 1e-3  # pixels this close to the threshold may fall either way
 METADATA_KEYS = {"format", "threshold", "input_size", "normalization", "config", "weights", "seglib_version",
                  "source", "source_sha256", "dynamic_hw"}
-DYNAMIC_HW = {"unet": True, "smp-unet": True, "mediapipe-selfie": False}
+KINDS = ["unet", "smp-unet", "mediapipe-selfie"]  # every kind exports with dynamic height and width
+OTHER_SIZES = [(2, 96, 64), (1, 32, 128), (1, 448, 448), (1, 480, 416)]  # (batch, H, W) besides the exported size
 
 
 def tiny_checkpoint(kind: str, path):
@@ -42,7 +44,7 @@ def tiny_checkpoint(kind: str, path):
     return save_checkpoint(state, path)
 
 
-@pytest.fixture(scope="module", params=list(DYNAMIC_HW))
+@pytest.fixture(scope="module", params=KINDS)
 def exported(request, tmp_path_factory):
     """(kind, checkpoint path, ExportResult) for each model kind, exported once."""
     folder = tmp_path_factory.mktemp(request.param)
@@ -62,17 +64,15 @@ def test_export_is_valid_onnx_and_matches_pytorch(exported):
     onnx.checker.check_model(str(result.path), full_check=True)
     proto = onnx.load(str(result.path))
     assert [i.name for i in proto.graph.input] == ["image"] and [o.name for o in proto.graph.output] == ["logits"]
-    assert result.dynamic_hw is DYNAMIC_HW[kind]
-    expected_axes = {0: "batch", 2: "height", 3: "width"} if DYNAMIC_HW[kind] else {0: "batch"}
+    assert result.dynamic_hw and result.note == "", (kind, result.note)
+    expected_axes = {0: "batch", 2: "height", 3: "width"}
     assert result.dynamic_axes == {"image": expected_axes, "logits": expected_axes}
     assert 0 <= result.max_abs_diff <= result.tolerance
-    if not result.dynamic_hw:
-        assert "fixed at 64" in result.note
     # independently of export_onnx's own check: fresh inputs, other batch sizes and (when dynamic) other sizes
     model, _ = model_from_checkpoint(load_checkpoint(checkpoint))
     onnx_model, _ = load_onnx(result.path)
     assert isinstance(onnx_model, OnnxModel) and isinstance(onnx_model, torch.nn.Module)
-    shapes = [(3, SIZE, SIZE)] + ([(2, 96, 64), (1, 32, 128)] if result.dynamic_hw else [])
+    shapes = [(3, SIZE, SIZE), *OTHER_SIZES]
     generator = torch.Generator().manual_seed(123)
     for shape in shapes:
         x = torch.randn(*shape[:1], 3, *shape[1:], generator=generator)
@@ -89,14 +89,14 @@ def test_metadata_round_trips(exported):
     state = load_checkpoint(checkpoint)
     props = {p.key: p.value for p in onnx.load(str(result.path)).metadata_props}
     assert METADATA_KEYS <= set(props)
-    assert props["dynamic_hw"] == ("true" if DYNAMIC_HW[kind] else "false")
+    assert props["dynamic_hw"] == "true"
     _, ck = load_onnx(result.path)
     assert ck["format"] == FORMAT and ck["source"] == str(result.path)
     for key in ("threshold", "input_size", "normalization", "config", "weights", "epoch", "best_val_iou"):
         assert ck[key] == state[key], key
     assert ck["exported_from"] == str(checkpoint)
     assert ck["source_sha256"] == hashlib.sha256(checkpoint.read_bytes()).hexdigest()
-    assert ck["dynamic_hw"] is DYNAMIC_HW[kind]
+    assert ck["dynamic_hw"] is True
 
 
 @pytest.mark.parametrize("tta", [False, True], ids=["plain", "tta"])
@@ -122,16 +122,39 @@ def test_onnx_predictor_masks_equal_pytorch(exported, tta):
     assert compared > 0.5 * total  # the comparison is not vacuous
 
 
-def test_fixed_size_model_refuses_other_sizes(exported):
-    kind, _, result = exported
+def test_fixed_size_model_refuses_other_sizes(exported, tmp_path):
+    kind, checkpoint, dynamic = exported
+    assert load_onnx(dynamic.path)[0].fixed_hw is None
+    result = export_onnx(checkpoint, tmp_path / "fixed.onnx", dynamic=False)
+    assert not result.dynamic_hw and "fixed at 64" in result.note
     model, _ = load_onnx(result.path)
-    if result.dynamic_hw:
-        assert model.fixed_hw is None
-        return
     assert model.fixed_hw == (SIZE, SIZE)
     with pytest.raises(SeglibError, match=r"fixed 64x64 input; got 96x96") as info:
         model(torch.zeros(1, 3, 96, 96))
     assert str(result.path) in str(info.value) and "\n" not in str(info.value)
+
+
+class SizeBakedIn(torch.nn.Module):
+    """Right in PyTorch at any size, but int() freezes the traced output size at the exported one."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = torch.nn.Conv2d(3, 1, 3, padding=1)
+
+    def forward(self, x):
+        return torch.nn.functional.interpolate(self.conv(x)[:, :, ::2, ::2], size=(int(x.shape[2]), int(x.shape[3])))
+
+
+def test_graph_that_bakes_its_size_in_is_exported_at_a_fixed_size(tmp_path, monkeypatch):
+    from seglib import export
+
+    checkpoint = save_tiny_checkpoint(tmp_path / "tiny.pt", input_size=SIZE)
+    monkeypatch.setattr(export, "model_from_checkpoint", lambda state: (SizeBakedIn().eval(),
+                                                                        model_from_checkpoint(state)[1]))
+    result = export_onnx(checkpoint, tmp_path / "baked.onnx")
+    assert not result.dynamic_hw and result.dynamic_axes["image"] == {0: "batch"}
+    assert "height/width fixed at 64" in result.note and "96x32" in result.note
+    assert load_onnx(result.path)[0].fixed_hw == (SIZE, SIZE)
 
 
 def test_in_memory_checkpoint_and_overwrite_refusal(tmp_path):

@@ -285,7 +285,7 @@ def test_real_notebooks_smoke_report(real_dataset, tmp_path, monkeypatch):
     index = report.run_report("smoke", "smoke-report", data_dir=real_dataset, kernel=kernel)
     folder = index.parent
     notebooks = report.find_notebooks()
-    assert [nb.name[:2] for nb in notebooks] == ["01", "02", "03", "04", "05"]
+    assert [nb.name[:2] for nb in notebooks] == ["01", "02", "03", "04", "05", "06"]
     html = index.read_text()
     for nb in notebooks:
         page = folder / f"{nb.stem}.html"

@@ -8,13 +8,13 @@ import cv2
 import numpy as np
 import pytest
 import torch
+from conftest import rebuilt_without_the_tflite_file
 
-from seglib import model as model_module
-from seglib.checkpoint import load_checkpoint, make_checkpoint, model_from_checkpoint, save_checkpoint
+from seglib.checkpoint import load_checkpoint
 from seglib.errors import ConfigError
 from seglib.model import MEDIAPIPE_SELFIE_TFLITE, build_model
 from seglib.settings import make_config
-from seglib.tflite_net import TFLiteNet, _same_padding, read_tflite
+from seglib.tflite_net import TFLiteNet, _same_padding, _same_padding_divisible, read_tflite
 from seglib.transforms import NORMALIZATION
 
 FIXTURES = Path(__file__).with_name("fixtures")
@@ -74,14 +74,19 @@ def test_same_padding_puts_the_extra_pixel_after():
     assert _same_padding(16, 5, 1, 1) == (2, 2)
 
 
+def test_same_padding_of_divisible_sizes_needs_no_size():
+    """What lets the ONNX export take any size: for sizes divisible by the stride, SAME padding is a constant."""
+    for kernel, stride, dilation in [(3, 2, 1), (5, 2, 1), (1, 2, 1), (3, 1, 1), (5, 1, 2), (2, 2, 1)]:
+        for size in range(stride, 40 * stride, stride):
+            assert _same_padding_divisible(kernel, stride, dilation) == _same_padding(size, kernel, stride, dilation)
+    assert _same_padding_divisible(3, 2, 1) == (0, 1) and _same_padding_divisible(5, 1, 1) == (2, 2)
+
+
 def test_checkpoint_rebuilds_without_the_tflite_file(tmp_path, monkeypatch, selfie):
     cfg = make_config("smoke", {"model": "mediapipe-selfie", "encoder_weights": "mediapipe", "input_size": 64})
     net = TFLiteNet(*selfie).eval()
-    path = save_checkpoint(make_checkpoint(net, cfg, epoch=1, val_iou=0.5, best_val_iou=0.5), tmp_path / "best.pt")
-    monkeypatch.setattr(model_module, "MEDIAPIPE_SELFIE_TFLITE", tmp_path / "missing.tflite")
-    state = load_checkpoint(path)
+    state, rebuilt = rebuilt_without_the_tflite_file(net, cfg, tmp_path, monkeypatch)
     assert "MediaPipe" in state["weights"]
-    rebuilt, _ = model_from_checkpoint(state)
     x = torch.randn(1, 3, 64, 64)
     with torch.no_grad():
         assert torch.allclose(rebuilt(x), net(x))
@@ -107,6 +112,17 @@ def test_unsupported_operator_is_named(monkeypatch):
     monkeypatch.setattr(tflite_net, "SUPPORTED", tuple(op for op in tflite_net.SUPPORTED if op != "HARD_SWISH"))
     with pytest.raises(ConfigError, match=r"selfie_segmentation.tflite: operator HARD_SWISH \(number \d+\) is not supported"):
         read_tflite(MEDIAPIPE_SELFIE_TFLITE)
+
+
+def test_resize_by_a_non_integer_factor_is_refused(selfie):
+    import copy
+
+    spec, weights = selfie
+    spec = copy.deepcopy(spec)
+    resize = next(op for op in spec["ops"] if op["type"] == "RESIZE_BILINEAR")
+    spec["shapes"][str(resize["outputs"][0])][1] = 24  # 16 -> 24: a factor of 1.5
+    with pytest.raises(ConfigError, match="RESIZE_BILINEAR from 16x16 to 24x32 is not supported"):
+        TFLiteNet(spec, weights)
 
 
 def test_fine_tuning_run_resumes_and_predicts(synthetic_splits, tmp_path):

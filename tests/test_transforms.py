@@ -7,6 +7,7 @@ import cv2
 import numpy as np
 import pytest
 
+from seglib.errors import ConfigError
 from seglib.transforms import (
     eval_transform,
     geometric_ops,
@@ -65,3 +66,22 @@ def test_letterbox_box_matches_pipeline_and_inverts(h, w):
     assert (ys.min(), ys.max() + 1, xs.min(), xs.max() + 1) == (top, top + nh, left, left + nw)
     back = unletterbox(out.astype(np.float32), h, w)
     assert back.shape == (h, w) and back.min() > 0.99
+
+
+def test_resize_geometry_stretches_to_the_square_and_back():
+    from seglib.transforms import to_photo
+
+    image = np.zeros((60, 30, 3), np.uint8)
+    mask = np.zeros((60, 30), np.uint8)
+    mask[:, :15] = 1  # left half
+    out = eval_transform(32, normalize=False, geometry="resize")(image=image, mask=mask)
+    assert out["image"].shape == (32, 32, 3)
+    assert out["mask"][:, :16].all() and not out["mask"][:, 16:].any()  # stretched, no padding
+    back = to_photo(out["mask"].astype(np.float32), 60, 30, "resize")
+    assert back.shape == (60, 30)
+    assert (back[:, :14] > 0.5).all() and (back[:, 16:] < 0.5).all()
+
+
+def test_unknown_geometry_is_refused():
+    with pytest.raises(ConfigError, match="geometry 'crop' unknown"):
+        eval_transform(32, geometry="crop")

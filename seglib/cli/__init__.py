@@ -7,10 +7,10 @@ import argparse
 import sys
 
 from seglib import __version__
-from seglib.cli import anchor, bench, data, evaluate, experiments, export, predict, report, train
+from seglib.cli import anchor, bench, cv, data, evaluate, experiments, export, predict, report, train
 from seglib.errors import SeglibError
 
-COMMANDS = (data, train, evaluate, predict, export, report, anchor, bench, experiments)
+COMMANDS = (data, train, cv, evaluate, predict, export, report, anchor, bench, experiments)
 
 
 def build_parser() -> argparse.ArgumentParser:

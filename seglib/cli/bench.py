@@ -1,4 +1,4 @@
-"""`seglib bench`: training, data pipeline and prediction speed (make bench)."""
+"""`seglib bench`: training and prediction speed, and the shipped model side by side with MediaPipe (make bench)."""
 
 from __future__ import annotations
 
@@ -9,23 +9,36 @@ from pathlib import Path
 
 def add_parser(subparsers) -> None:
     """Register `seglib bench`."""
-    p = subparsers.add_parser("bench", help="benchmark training, data pipeline and prediction speed (make bench)",
-                              description="Measure each configuration in its own process on this machine; writes "
-                                          "reports/bench/bench.json and bench.md. Run it on an idle machine.")
+    p = subparsers.add_parser(
+        "bench", help="benchmark training and prediction speed, ours vs MediaPipe (make bench)",
+        description="Training: each configuration in its own process. Prediction: a checkpoint (default the "
+                    "committed reference) in PyTorch and in ONNX Runtime next to MediaPipe off the shelf, on the "
+                    "test photos end to end, with mean IoU. Writes reports/bench/bench.json and bench.md (a part "
+                    "left out keeps its previous numbers). Run it on an idle machine.")
     p.add_argument("--one", help=argparse.SUPPRESS)  # one configuration, in the worker process
+    p.add_argument("--only", choices=("training", "prediction"), help="measure one part only")
     p.add_argument("--train-steps", type=int, default=8, help="timed training steps per configuration")
-    p.add_argument("--predict-runs", type=int, default=20, help="timed predictions per configuration")
+    p.add_argument("--predict-runs", type=int, default=20, help="timed predictions per configuration (training part)")
+    p.add_argument("--checkpoint", type=Path, help="the model to compare with MediaPipe (default: "
+                                                   "reports/reference/best.pt)")
+    p.add_argument("--photos", type=int, metavar="N", help="only the first N test photos (a quick check; "
+                                                            "default: all 44)")
+    p.add_argument("--mediapipe-python", type=Path, help="the mediapipe environment's python (default: "
+                                                         "$SEGLIB_MEDIAPIPE_PYTHON or .venv-mediapipe/bin/python)")
+    p.add_argument("--data-dir", type=Path)
     p.add_argument("--out", type=Path, help="results folder (default: reports/bench)")
     p.set_defaults(func=cmd_bench)
 
 
 def cmd_bench(args) -> int:
-    from seglib.bench import markdown_table, measure, run_all
+    from seglib.bench import PARTS, measure, render_markdown, run_all
 
     if args.one:
         spec = json.loads(args.one)
         print(json.dumps(measure(spec["profile"], spec["overrides"], args.train_steps, args.predict_runs)))
         return 0
-    report = run_all(args.train_steps, args.predict_runs, args.out, log=lambda line: print(line, flush=True))
-    print(markdown_table(report))
+    report = run_all(args.train_steps, args.predict_runs, args.out, log=lambda line: print(line, flush=True),
+                     parts=(args.only,) if args.only else PARTS, checkpoint=args.checkpoint, photos=args.photos,
+                     mediapipe_python=args.mediapipe_python, dataset_dir=args.data_dir)
+    print(render_markdown(report))
     return 0

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from seglib.cli.options import add_data_options
 from seglib.data.splits import EVAL_SPLITS
 from seglib.errors import SeglibError
 
@@ -24,8 +25,7 @@ def add_parser(subparsers) -> None:
     p.add_argument("--overwrite", action="store_true", help="score test again although it is already scored")
     p.add_argument("--threshold-from", choices=("val", "checkpoint"), default="val",
                    help="val: sweep on val (default); checkpoint: the training threshold")
-    p.add_argument("--data-dir", type=Path, help="data set folder (default: $SEGLIB_DATA_DIR or data/raw)")
-    p.add_argument("--splits-dir", type=Path, help="folder with train/val/test CSVs (default: data/splits)")
+    add_data_options(p)
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_evaluate)
 

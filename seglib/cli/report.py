@@ -13,7 +13,7 @@ def add_parser(subparsers) -> None:
         "report", help="run the numbered notebooks with papermill and render them to reports/NAME/ as HTML",
         description="Execute notebooks/NN_*.ipynb in order with one profile and run name, write the executed "
                     "notebooks, their HTML and an index.html to reports/NAME/ (or $SEGLIB_REPORTS_DIR/NAME).")
-    p.add_argument("--profile", default="auto", help="smoke | cpu | gpu | cpu-scratch | auto (gpu if CUDA, else cpu); "
+    p.add_argument("--profile", default="auto", help="smoke | cpu | gpu | cpu-scratch | cpu-unet | auto (gpu if CUDA, else cpu); "
                                                       "'default' = $SEGLIB_PROFILE, else auto")
     p.add_argument("--run", default="default", help="run name: trains/reads runs/NAME, writes reports/NAME "
                                                     "(default: the resolved profile's name)")

@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
+from seglib.cli.options import PROFILE_HELP, add_data_options, add_settings_options
 from seglib.config import display_path
 from seglib.errors import SeglibError
 
@@ -12,16 +11,15 @@ def add_parser(sub) -> None:
     """Register `seglib train`."""
     train = sub.add_parser("train", help="train a segmentation network (which one: the profile's `model`)",
                            description="Train the profile's network: cpu/gpu fine-tune MediaPipe's selfie segmenter, "
-                                       "cpu-scratch trains our U-Net from random weights, smoke a tiny U-Net.")
+                                       "cpu-unet trains a canonical U-Net on MediaPipe's encoder, cpu-scratch our "
+                                       "compact U-Net from random weights, smoke a tiny U-Net.")
     train.add_argument("--profile", default=None,
-                       help="smoke | cpu | gpu | cpu-scratch | auto (gpu if CUDA, else cpu); default auto "
-                            "(with --resume: the run's own profile)")
+                       help=f"{PROFILE_HELP}; default auto (with --resume: the run's own profile)")
     train.add_argument("--run", required=True, help="run name: outputs go to runs/NAME/")
-    train.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a setting (repeatable)")
+    add_settings_options(train)
     train.add_argument("--resume", action="store_true", help="continue runs/NAME/last.pt")
     train.add_argument("--overwrite", action="store_true", help="replace an existing run folder")
-    train.add_argument("--data-dir", type=Path, help="data set folder (default: the fetched copy)")
-    train.add_argument("--splits-dir", type=Path, help="folder with train/val/test CSVs (default: data/splits)")
+    add_data_options(train)
     train.set_defaults(func=cmd_train)
 
 

@@ -76,8 +76,13 @@ class SegmentationDataset(Dataset):
     def from_split(cls, split: str, dataset_dir: str | Path | None = None, splits_dir: Path | None = None,
                    limit: int | None = None, **kwargs) -> SegmentationDataset:
         """Dataset over a committed split (data/splits/<split>.csv) of the fetched data set."""
+        return cls.from_table(read_split(split, splits_dir), dataset_dir, limit=limit, **kwargs)
+
+    @classmethod
+    def from_table(cls, table: pd.DataFrame, dataset_dir: str | Path | None = None, limit: int | None = None,
+                   **kwargs) -> SegmentationDataset:
+        """Dataset over rows of a split table (id, image, mask relative to the data set folder)."""
         folder = find_dataset_dir(dataset_dir)
-        table = read_split(split, splits_dir)
         if limit:
             table = table.head(limit)
         items = pd.DataFrame({

@@ -163,6 +163,37 @@ def read_split(name: str, splits_dir: Path | None = None) -> pd.DataFrame:
     return table
 
 
+def fold_split(fold: int, splits_dir: Path | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(train, val) tables for cross-validation fold `fold`: train+val less that fold of folds.csv, and the fold.
+
+    Test never enters a fold. A folds.csv that does not cover train+val exactly is refused."""
+    folder = Path(splits_dir) if splits_dir is not None else config.splits_dir()
+    path = folder / "folds.csv"
+    if not path.is_file():
+        raise DataError(f"{path}: folds file not found (run `seglib data split --folds 5`)")
+    folds = pd.read_csv(path, dtype={"id": str})
+    if list(folds.columns[:2]) != ["id", "fold"]:
+        raise DataError(f"{path}: expected columns id,fold")
+    dev = pd.concat([read_split("train", folder), read_split("val", folder)], ignore_index=True)
+    if set(folds["id"]) != set(dev["id"]) or folds["id"].duplicated().any():
+        raise DataError(f"{path}: its ids are not exactly the train and val photos (split rewritten since?)")
+    numbers = sorted(folds["fold"].unique().tolist())
+    if fold not in numbers:
+        raise DataError(f"{path}: no fold {fold}; folds are {', '.join(map(str, numbers))}")
+    held_out = set(folds.loc[folds["fold"] == fold, "id"])
+    in_fold = dev["id"].isin(held_out)
+    return dev[~in_fold].reset_index(drop=True), dev[in_fold].reset_index(drop=True)
+
+
+def fold_numbers(splits_dir: Path | None = None) -> list[int]:
+    """The fold numbers of data/splits/folds.csv."""
+    folder = Path(splits_dir) if splits_dir is not None else config.splits_dir()
+    path = folder / "folds.csv"
+    if not path.is_file():
+        raise DataError(f"{path}: folds file not found (run `seglib data split --folds 5`)")
+    return sorted(int(f) for f in pd.read_csv(path)["fold"].unique())
+
+
 def split_summary(splits_dir: Path | None = None) -> pd.DataFrame:
     """Per split: number of images and foreground-fraction statistics."""
     rows = []

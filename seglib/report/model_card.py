@@ -102,7 +102,7 @@ def _config(run: Run) -> dict:
 
 
 def _weights_licence(cfg: Mapping[str, Any]) -> str:
-    if cfg.get("model") == "mediapipe-selfie" and cfg.get("encoder_weights") not in (None, "none"):
+    if cfg.get("model") in ("mediapipe-selfie", "mediapipe-unet") and cfg.get("encoder_weights") not in (None, "none"):
         return ("- **Licence of the weights:** derived from MediaPipe's selfie segmentation model (Apache-2.0; "
                 "`seglib/weights/NOTICE.md`).")
     return "- **Licence of the weights:** trained here from random initialisation (no third-party weights)."

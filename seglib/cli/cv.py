@@ -1,0 +1,43 @@
+"""`seglib cv`: compare a recipe on the folds of train+val (never on test)."""
+
+from __future__ import annotations
+
+from seglib.cli.options import PROFILE_HELP, add_data_options, add_settings_options
+from seglib.errors import SeglibError
+
+
+def add_parser(sub) -> None:
+    """Register `seglib cv`."""
+    p = sub.add_parser("cv", help="cross-validate a recipe on the folds of train+val (data/splits/folds.csv)",
+                       description="Train the recipe once per fold (runs/RECIPE-foldK), score each fold's last epoch "
+                                   "on its held-out photos (mask resolution, flip TTA, threshold 0.5), save "
+                                   "reports/cv/RECIPE.json and the recipe's row in reports/experiments.csv "
+                                   "(mean and sd over folds). Test is never touched.")
+    p.add_argument("--recipe", required=True, help="recipe name: runs/RECIPE-foldK, reports/cv/RECIPE.json")
+    p.add_argument("--profile", default="auto", help=f"{PROFILE_HELP}; default auto")
+    add_settings_options(p)
+    p.add_argument("--folds", help="comma-separated fold numbers (default: every fold of folds.csv)")
+    p.add_argument("--overwrite", action="store_true", help="retrain fold runs that already finished")
+    p.add_argument("--notes", default="", help="free text for the experiment log's notes column")
+    add_data_options(p)
+    p.set_defaults(func=cmd_cv)
+
+
+def cmd_cv(args) -> int:
+    from seglib.crossval import cross_validate
+    from seglib.experiments import record_cv
+    from seglib.settings import make_config, parse_set_args
+
+    folds = None
+    if args.folds:
+        try:
+            folds = [int(f) for f in args.folds.split(",")]
+        except ValueError:
+            raise SeglibError(f"--folds {args.folds!r}: expected comma-separated fold numbers, e.g. 0,1,2") from None
+    cfg = make_config(args.profile, parse_set_args(args.set))
+    result = cross_validate(cfg, args.recipe, folds=folds, overwrite=args.overwrite, dataset_dir=args.data_dir,
+                            splits_dir=args.splits_dir)
+    record_cv([args.recipe], args.notes)
+    print(f"{args.recipe}: mean IoU {result['mean_iou']:.4f} ± {result['sd_iou']:.4f} (sd over "
+          f"{len(result['folds'])} folds), boundary IoU {result['boundary_iou']:.4f}")
+    return 0

@@ -1,0 +1,113 @@
+"""Recipes compared on the folds of train+val (data/splits/folds.csv), never on test.
+
+`cross_validate(cfg, recipe)` trains the recipe once per fold (runs/RECIPE-foldK: train+val less fold K) and
+scores each fold's *last* epoch on its held-out photos -- no checkpoint or threshold is picked on the photos
+that score it: mask resolution, flip TTA, threshold 0.5. The result (fold scores, mean, sd) is saved to
+reports/cv/RECIPE.json and becomes the recipe's row in reports/experiments.csv.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import statistics
+from pathlib import Path
+
+from seglib import config
+from seglib.errors import SeglibError
+from seglib.io import write_json_atomic
+from seglib.runs import Run, check_run_name
+
+FOLD_SCORE = "cv_score.json"  # a fold run's score on its held-out fold, kept in the run folder
+CV_THRESHOLD = 0.5  # fixed: choosing it on the held-out fold would score the fold with what it picked
+CV_TTA = True
+
+
+def cv_dir() -> Path:
+    """reports/cv/ ($SEGLIB_REPORTS_DIR moves it with the other reports)."""
+    return config.reports_dir() / "cv"
+
+
+def fold_run_name(recipe: str, fold: int) -> str:
+    return f"{check_run_name(recipe)}-fold{fold}"
+
+
+def score_fold(run: Run, fold: int, *, dataset_dir=None, splits_dir=None) -> dict:
+    """Mean IoU and boundary IoU of a fold run's last epoch on its held-out fold (TTA, threshold 0.5)."""
+    from seglib.data.dataset import SegmentationDataset
+    from seglib.data.external import PairSet
+    from seglib.data.splits import fold_split
+    from seglib.evaluate.records import collect_probabilities
+    from seglib.evaluate.scoring import score_records
+    from seglib.predict import Predictor
+
+    _, held_out = fold_split(fold, splits_dir)
+    items = SegmentationDataset.from_table(held_out, dataset_dir, cache=False).items
+    predictor = Predictor.from_checkpoint(run.require("last"), tta=CV_TTA, threshold=CV_THRESHOLD)
+    records = collect_probabilities(predictor, "val", pairs=PairSet(f"fold {fold}", items), progress=False)
+    table = score_records(records, CV_THRESHOLD)
+    return {"fold": fold, "n_images": len(table), "mean_iou": float(table["iou"].mean()),
+            "boundary_iou": float(table["boundary_iou"].mean()), "epoch": predictor.checkpoint.get("epoch")}
+
+
+def summarise(recipe: str, cfg_dict: dict, folds: list[dict], train_summaries: list[dict]) -> dict:
+    """Mean and sample sd over folds of each score, plus what trained them."""
+    ious = [f["mean_iou"] for f in folds]
+    boundary = [f["boundary_iou"] for f in folds]
+    minutes = [s["train_seconds"] / 60 for s in train_summaries]
+    return {
+        "recipe": recipe, "config": cfg_dict, "folds": folds,
+        "mean_iou": statistics.fmean(ious), "sd_iou": statistics.stdev(ious) if len(ious) > 1 else 0.0,
+        "boundary_iou": statistics.fmean(boundary),
+        "sd_boundary_iou": statistics.stdev(boundary) if len(boundary) > 1 else 0.0,
+        "train_minutes_per_fold": statistics.fmean(minutes) if minutes else None,
+        "images_per_second": statistics.fmean(s["images_per_second"] for s in train_summaries) if minutes else None,
+        "epochs": max((s["epochs_run"] for s in train_summaries), default=None),
+        "device": train_summaries[0].get("device", "") if train_summaries else "",
+        "protocol": f"last epoch of each fold run, scored on its held-out fold at mask resolution, "
+                    f"{'flip TTA, ' if CV_TTA else ''}threshold {CV_THRESHOLD}",
+        "date": datetime.date.today().isoformat(),
+    }
+
+
+def cross_validate(cfg, recipe: str, *, folds: list[int] | None = None, overwrite: bool = False,
+                   dataset_dir=None, splits_dir=None, log=print) -> dict:
+    """Train and score `cfg` on each fold; a fold whose run already finished with this config is reused."""
+    from seglib.data.splits import fold_numbers
+    from seglib.engine import train
+
+    numbers = folds if folds is not None else fold_numbers(splits_dir)
+    scores, summaries = [], []
+    for fold in numbers:
+        run = Run.named(fold_run_name(recipe, fold))
+        fold_cfg = cfg.replace(fold=fold)
+        saved_score = run.dir / FOLD_SCORE
+        if run.summary() is not None and run.config() == fold_cfg.to_dict() and not overwrite:
+            log(f"fold {fold}: reusing the finished run {config.display_path(run.dir)}")
+        else:
+            log(f"fold {fold}: training {config.display_path(run.dir)}")
+            saved_score.unlink(missing_ok=True)
+            train(fold_cfg, run, overwrite=overwrite or run.dir.exists(), dataset_dir=dataset_dir,
+                  splits_dir=splits_dir, progress=False)
+        summary = run.summary()
+        if summary is None:
+            raise SeglibError(f"{config.display_path(run.dir)}: training did not finish")
+        summaries.append(summary)
+        if saved_score.is_file():
+            scores.append(json.loads(saved_score.read_text()))
+        else:
+            scores.append(score_fold(run, fold, dataset_dir=dataset_dir, splits_dir=splits_dir))
+            write_json_atomic(saved_score, scores[-1])
+        log(f"fold {fold}: mean IoU {scores[-1]['mean_iou']:.4f}, boundary IoU {scores[-1]['boundary_iou']:.4f} "
+            f"({summary['train_seconds'] / 60:.1f} min)")
+    result = summarise(recipe, cfg.to_dict(), scores, summaries)
+    write_json_atomic(cv_dir() / f"{recipe}.json", result)
+    return result
+
+
+def load_result(recipe: str) -> dict:
+    """A recipe's saved cross-validation result (reports/cv/RECIPE.json)."""
+    path = cv_dir() / f"{check_run_name(recipe)}.json"
+    if not path.is_file():
+        raise SeglibError(f"{config.display_path(path)}: no cross-validation result (run `seglib cv` first)")
+    return json.loads(path.read_text())

@@ -1,0 +1,93 @@
+"""seglib.crossval and data.splits.fold_split: recipes compared on folds of train+val, never on test."""
+
+from __future__ import annotations
+
+import json
+
+import pandas as pd
+import pytest
+
+from seglib import config
+from seglib.cli import main
+from seglib.crossval import cross_validate, load_result
+from seglib.data.splits import fold_numbers, fold_split, read_split
+from seglib.errors import DataError
+from seglib.experiments import record_cv
+from seglib.settings import make_config
+
+
+@pytest.fixture
+def folded_splits(synthetic_dataset, tmp_path):
+    """(dataset, splits) with 2 folds over train+val."""
+    from seglib.data.check import check_dataset
+    from seglib.data.splits import make_split, write_split
+
+    table = make_split(check_dataset(synthetic_dataset), seed=0, n_folds=2,
+                       fractions={"train": 0.6, "val": 0.2, "test": 0.2})
+    splits = tmp_path / "splits"
+    write_split(table, splits)
+    return synthetic_dataset, splits
+
+
+def test_each_fold_holds_out_part_of_train_val_and_never_test(folded_splits):
+    _, splits = folded_splits
+    dev = set(read_split("train", splits)["id"]) | set(read_split("val", splits)["id"])
+    test = set(read_split("test", splits)["id"])
+    held = []
+    for fold in fold_numbers(splits):
+        train, val = fold_split(fold, splits)
+        assert not set(train["id"]) & set(val["id"])
+        assert set(train["id"]) | set(val["id"]) == dev
+        assert not (set(train["id"]) | set(val["id"])) & test
+        held += list(val["id"])
+    assert sorted(held) == sorted(dev)  # every train+val photo is held out exactly once
+
+
+def test_folds_that_no_longer_match_the_split_are_refused(folded_splits):
+    _, splits = folded_splits
+    folds = pd.read_csv(splits / "folds.csv", dtype={"id": str})
+    folds.iloc[1:].to_csv(splits / "folds.csv", index=False)  # one photo dropped
+    with pytest.raises(DataError, match="folds.csv: its ids are not exactly the train and val photos"):
+        fold_split(0, splits)
+    with pytest.raises(DataError, match="no fold 7"):
+        folds.to_csv(splits / "folds.csv", index=False)
+        fold_split(7, splits)
+
+
+def test_cross_validation_trains_each_fold_scores_it_and_reuses_it(folded_splits, tmp_path, monkeypatch):
+    monkeypatch.setenv("SEGLIB_RUNS_DIR", str(tmp_path / "runs"))
+    monkeypatch.setenv("SEGLIB_REPORTS_DIR", str(tmp_path / "reports"))
+    dataset, splits = folded_splits
+    cfg = make_config("smoke", {"epochs": 1, "input_size": 32})
+    lines: list[str] = []
+    result = cross_validate(cfg, "tiny", dataset_dir=dataset, splits_dir=splits, log=lines.append)
+    assert [f["fold"] for f in result["folds"]] == [0, 1]
+    assert all(0 <= f["mean_iou"] <= 1 for f in result["folds"])
+    assert result["mean_iou"] == pytest.approx(sum(f["mean_iou"] for f in result["folds"]) / 2)
+    run0 = config.runs_dir() / "tiny-fold0"
+    trained_on = yaml_fold(run0)
+    assert trained_on == 0
+    # the fold run validated on its held-out photos only
+    state_ids = json.loads((run0 / "cv_score.json").read_text())
+    assert state_ids["n_images"] == len(fold_split(0, splits)[1])
+    # a second call reuses the finished runs and their scores: nothing is trained again
+    stamp = (run0 / "last.pt").stat().st_mtime_ns
+    lines.clear()
+    again = cross_validate(cfg, "tiny", dataset_dir=dataset, splits_dir=splits, log=lines.append)
+    assert again["folds"] == result["folds"] and (run0 / "last.pt").stat().st_mtime_ns == stamp
+    assert any("reusing" in line for line in lines)
+    table = record_cv(["tiny"])
+    row = table.set_index("run").loc["tiny"]
+    assert row["cv_folds"] == "2" and len(row["cv_fold_ious"].split()) == 2
+    assert float(row["cv_mean_iou_tta"]) == pytest.approx(round(load_result("tiny")["mean_iou"], 4))
+
+
+def yaml_fold(run_dir) -> int:
+    import yaml
+
+    return yaml.safe_load((run_dir / "config.yaml").read_text())["fold"]
+
+
+def test_cli_rejects_bad_fold_lists(capsys):
+    assert main(["cv", "--recipe", "x", "--profile", "smoke", "--folds", "a,b"]) == 2
+    assert "--folds 'a,b'" in capsys.readouterr().err

@@ -1,0 +1,84 @@
+"""seglib.widget: the try-it callback and the widget's wiring, without a browser (a tiny untrained model)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import io
+
+import numpy as np
+import pytest
+from conftest import draw_pair, save_tiny_checkpoint
+from PIL import Image
+
+from seglib.predict import Predictor, overlay_mask
+from seglib.widget import UPLOAD_NAME, TryIt, try_photo
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.fixture
+def predictor(tmp_path):
+    return Predictor.from_checkpoint(save_tiny_checkpoint(tmp_path / "tiny.pt"), threshold=0.5)
+
+
+@pytest.fixture
+def photo(tmp_path):
+    image, _ = draw_pair(np.random.default_rng(3), 90, 60)
+    path = tmp_path / "person.jpg"
+    image.save(path, quality=95)
+    return path
+
+
+def upload_value(name: str, content: bytes) -> tuple[dict, ...]:
+    """What ipywidgets' FileUpload holds after the browser sent one file."""
+    return ({"name": name, "type": "image/jpeg", "size": len(content), "content": memoryview(content),
+             "last_modified": dt.datetime.now(dt.UTC)},)
+
+
+def test_a_photo_gives_its_mask_overlay_time_and_message(predictor, photo):
+    result = try_photo(predictor, photo)
+    rgb = np.asarray(Image.open(photo).convert("RGB"))
+    assert result.ok and result.name == "person.jpg"
+    np.testing.assert_array_equal(result.image, rgb)
+    assert result.mask.shape == (60, 90) and set(np.unique(result.mask)) <= {0, 1}
+    np.testing.assert_array_equal(result.mask, predictor.predict_mask(rgb))
+    np.testing.assert_array_equal(result.overlay, overlay_mask(rgb, result.mask))
+    assert result.ms > 0
+    assert result.message.startswith("person.jpg: 90x60, person on ") and "ms (threshold 0.5)" in result.message
+    assert "\n" not in result.message
+
+
+def test_uploaded_bytes_give_the_same_mask_as_the_file(predictor, photo):
+    by_path = try_photo(predictor, photo)
+    uploaded = try_photo(predictor, memoryview(photo.read_bytes()), "../elsewhere/mine.jpg")
+    assert uploaded.ok and uploaded.name == "mine.jpg"
+    np.testing.assert_array_equal(uploaded.mask, by_path.mask)
+    assert try_photo(predictor, photo.read_bytes()).name == UPLOAD_NAME
+
+
+@pytest.mark.parametrize(("content", "says"), [(b"just some notes", "not an image"), (b"", "empty file"),
+                                                (b"\xff\xd8\xff\xe0" + b"\x00" * 40, "not an image")])
+def test_a_file_that_is_not_an_image_gives_one_line_and_no_mask(predictor, tmp_path, content, says):
+    result = try_photo(predictor, content, "notes.txt")
+    assert not result.ok and result.mask is None and result.overlay is None and result.ms is None
+    assert result.message.startswith("notes.txt: ") and says in result.message
+    assert "\n" not in result.message and "seglib-tryit" not in result.message  # no temporary path shown
+    (tmp_path / "notes.txt").write_bytes(content)
+    assert try_photo(predictor, tmp_path / "notes.txt").message == result.message
+    assert "file not found" in try_photo(predictor, tmp_path / "missing.jpg").message
+
+
+def test_the_widget_shows_a_chosen_photo_then_an_upload_then_a_bad_file(predictor, photo):
+    tryit = TryIt(predictor, {"test photo 1": photo})
+    assert [label for label, _ in tryit.choose.options] == ["choose a photo", "test photo 1"]
+    assert "application/vnd.jupyter.widget-view+json" in tryit._repr_mimebundle_()
+    tryit.choose.value = str(photo)
+    assert tryit.last.ok and tryit.message.value == tryit.last.message
+    assert bytes(tryit.overlay.value).startswith(PNG_SIGNATURE) and bytes(tryit.mask.value).startswith(PNG_SIGNATURE)
+    shown = np.asarray(Image.open(io.BytesIO(bytes(tryit.mask.value))))
+    np.testing.assert_array_equal(shown, tryit.last.mask * 255)
+    tryit.upload.value = upload_value("holiday.jpg", photo.read_bytes())
+    assert tryit.last.ok and tryit.last.name == "holiday.jpg" and tryit.message.value.startswith("holiday.jpg: 90x60")
+    tryit.upload.value = upload_value("notes.txt", b"not a photo")
+    assert not tryit.last.ok and tryit.message.value.startswith("notes.txt: not an image")
+    assert bytes(tryit.overlay.value) == b"" and bytes(tryit.mask.value) == b""
