@@ -60,7 +60,7 @@ def measure(profile: str, overrides: dict, train_steps: int, predict_runs: int, 
 
     from seglib.checkpoint import make_checkpoint, save_checkpoint
     from seglib.data.dataset import SegmentationDataset
-    from seglib.engine import train_step
+    from seglib.engine import MEMORY_FORMAT, train_step
     from seglib.io import load_rgb
     from seglib.losses import DiceBCELoss
     from seglib.model import architecture, model_for
@@ -85,9 +85,9 @@ def measure(profile: str, overrides: dict, train_steps: int, predict_runs: int, 
         ds[i]
     pipeline_ips = n_items / (time.perf_counter() - t0)
     # training: data loading + forward + backward + step, batch as configured
-    model = model_for(cfg, pretrained=False)
+    model = model_for(cfg, pretrained=False).to(memory_format=MEMORY_FORMAT)  # as the engine trains it
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr)
-    loss_fn = DiceBCELoss(cfg.dice_weight, cfg.bce_weight)
+    loss_fn = DiceBCELoss.for_config(cfg)
     scaler = torch.amp.GradScaler("cuda", enabled=False)
     loader = torch.utils.data.DataLoader(ds, batch_size=cfg.batch_size, shuffle=True, drop_last=True)
     batches = iter(loader)
@@ -96,7 +96,8 @@ def measure(profile: str, overrides: dict, train_steps: int, predict_runs: int, 
     for step in range(train_steps + 2):
         t = time.perf_counter()
         batch = next(batches)
-        train_step(model, batch["image"], batch["mask"], loss_fn, optimizer, scaler)
+        train_step(model, batch["image"].contiguous(memory_format=MEMORY_FORMAT), batch["mask"], loss_fn, optimizer,
+                   scaler)
         if step >= 2:  # the first two steps warm up allocators and kernels
             timed += time.perf_counter() - t
             images += batch["image"].shape[0]
@@ -137,9 +138,9 @@ PARTS = ("training", "prediction")
 
 def run_all(train_steps: int = 8, predict_runs: int = 20, out_dir: Path | None = None, log=lambda _: None, *,
             parts=PARTS, checkpoint=None, photos: int | None = None, mediapipe_python=None, dataset_dir=None,
-            splits_dir=None) -> dict:
+            splits_dir=None, fast_checkpoint=None) -> dict:
     """Measure the parts asked for and write reports/bench/bench.json and bench.md (other parts keep their
-    numbers from the previous bench.json)."""
+    numbers from the previous bench.json). `fast_checkpoint`: default FAST_CHECKPOINT where it exists."""
     unknown = set(parts) - set(PARTS)
     if unknown or not parts:
         raise SeglibError(f"bench parts {sorted(unknown) or 'none'}: choose from {', '.join(PARTS)}")
@@ -151,8 +152,11 @@ def run_all(train_steps: int = 8, predict_runs: int = 20, out_dir: Path | None =
     if "training" in parts:
         report.update(measure_training(train_steps, predict_runs, log))
     if "prediction" in parts:
+        if fast_checkpoint is None and FAST_CHECKPOINT.is_file():
+            fast_checkpoint = FAST_CHECKPOINT
         report["prediction"] = compare_predictions(checkpoint, photos=photos, mediapipe_python=mediapipe_python,
-                                                   dataset_dir=dataset_dir, splits_dir=splits_dir, log=log)
+                                                   dataset_dir=dataset_dir, splits_dir=splits_dir,
+                                                   fast_checkpoint=fast_checkpoint, log=log)
     write_json_atomic(out_dir / "bench.json", report)
     write_text_atomic(out_dir / "bench.md", render_markdown(report))
     return report
@@ -188,6 +192,8 @@ def measure_training(train_steps: int, predict_runs: int, log=lambda _: None) ->
 # ------------------------------------------------------------------------------ prediction side by side
 
 DEFAULT_CHECKPOINT = config.PROJECT_ROOT / "reports" / "reference" / "best.pt"
+# the same recipe trained at MediaPipe's own input size (256 px), published for the speed comparison
+FAST_CHECKPOINT = config.PROJECT_ROOT / "reports" / "reference-256" / "best.pt"
 # Where `make publish-reference` puts the val evaluation of a published checkpoint, relative to its folder.
 PUBLISHED_VAL_METRICS = Path("metrics") / "val_metrics.json"
 WARMUP_RUNS = 2  # untimed predictions before the first timed one (allocators, kernels, graph initialisation)
@@ -196,6 +202,7 @@ WARMUP_SECONDS = 1.5
 PYTORCH, ONNX, ONNX_ONE_PASS, MEDIAPIPE = ("ours, PyTorch", "ours, ONNX Runtime", "ours, ONNX Runtime, no TTA",
                                           "MediaPipe off the shelf")
 ONNX_SMALL = "ours, ONNX Runtime, no TTA, MediaPipe's input size"
+ONNX_FAST = "ours trained at 256 px, ONNX Runtime"
 
 
 class _Timed:
@@ -277,12 +284,13 @@ def _timed_row(timed, split: str, photos: int | None, dataset_dir, splits_dir, b
 
 def compare_predictions(checkpoint=None, *, photos: int | None = None, split: str = "test", mediapipe_python=None,
                         threads: int | None = None, dataset_dir=None, splits_dir=None, small_size: int = 256,
-                        log=lambda _: None) -> dict:
+                        fast_checkpoint=None, log=lambda _: None) -> dict:
     """The prediction part: `checkpoint` (default the committed reference) in PyTorch and exported to ONNX
     Runtime (`threads` default: every core), with the threshold and TTA its val evaluation chose, next to
     MediaPipe off the shelf, on the first `photos` photos of `split` (default all). MediaPipe is `skipped`, with
     the reason, when its environment is missing or its worker fails. The exported model also runs once at
-    `small_size` (MediaPipe's own input size) without TTA, where its graph takes any size."""
+    `small_size` (MediaPipe's own input size) without TTA, where its graph takes any size. `fast_checkpoint`
+    (a model trained at that size) adds a row of its own, in ONNX Runtime with its own val protocol."""
     checkpoint = Path(checkpoint) if checkpoint else DEFAULT_CHECKPOINT
     if photos is not None and photos < 1:
         raise SeglibError(f"photos {photos}: give at least 1 (or leave it out for the whole split)")
@@ -317,6 +325,10 @@ def compare_predictions(checkpoint=None, *, photos: int | None = None, split: st
                                 "input": f"{small_size}x{small_size} (letterboxed; trained at {size})",
                                 "flops_per_pass": forward_flops(model, small_size, small_size),
                                 "flops_per_photo": forward_flops(model, small_size, small_size), "runtime": runtime}
+        if fast_checkpoint is not None:
+            # one thread: at 256 px a pass took 3.6 ms on one thread and 5.0-8.0 ms on two on this 2-core machine
+            rows[ONNX_FAST] = _onnx_row(Path(fast_checkpoint), Path(tmp) / "fast.onnx", 1, args,
+                                        f"ONNX Runtime {onnxruntime.__version__}, 1 thread")
     log(f"{PYTORCH}: {display_path(checkpoint)}, threshold {threshold:g} ({threshold_source}), "
         f"{'flip TTA' if tta else 'no TTA'}")
     pytorch = Predictor.from_checkpoint(checkpoint, tta=tta, threshold=threshold, threshold_source=threshold_source)
@@ -336,6 +348,20 @@ def compare_predictions(checkpoint=None, *, photos: int | None = None, split: st
             "parity": {"pytorch_mean_iou": pt, "onnxruntime_mean_iou": ort,
                        "equal_to_3_decimals": round(pt, 3) == round(ort, 3),
                        "export_max_abs_logit_diff": exported.max_abs_diff, "export_tolerance": exported.tolerance}}
+
+
+def _onnx_row(checkpoint: Path, onnx_path: Path, threads: int, args: tuple, runtime: str) -> dict:
+    """Another checkpoint exported and timed in ONNX Runtime with the threshold and TTA its val evaluation chose."""
+    state = load_checkpoint(checkpoint)
+    threshold, tta, source = val_protocol(checkpoint, state)
+    model, _ = model_from_checkpoint(state)
+    size = int(state["input_size"])
+    flops = forward_flops(model, size, size)
+    predictor = Predictor.from_onnx(export_onnx(checkpoint, onnx_path).path, threads=threads, tta=tta,
+                                    threshold=threshold, threshold_source=source)
+    return {**_timed_row(TimedPredictor(predictor), *args), "input": f"{size}x{size} (letterboxed)",
+            "parameters": count_parameters(model), "threshold_source": f"{display_path(checkpoint)}: {source}",
+            "flops_per_pass": flops, "flops_per_photo": flops * (2 if tta else 1), "runtime": runtime}
 
 
 def _mediapipe_row(python, split: str, photos: int | None, dataset_dir, splits_dir) -> dict:
@@ -445,6 +471,15 @@ def prediction_findings(part: dict) -> list[str]:
                  f"({theirs['ms_median']:.1f} ms), at {ours['mean_iou'] - theirs['mean_iou']:+.3f} mean IoU; "
                  f"it computes {ours['flops_per_photo'] / theirs['flops_per_photo']:.1f}x MediaPipe's FLOPs per "
                  f"photo ({ours['input']}{', two passes for TTA' if ours['tta'] else ''} vs {theirs['input']}).")
+    if ONNX_FAST in rows:
+        fast = rows[ONNX_FAST]
+        ratio = fast["ms_median"] / theirs["ms_median"]
+        verdict = ("no slower than" if ratio <= 1 else f"{ratio:.2f}x the time of")
+        better = "higher" if fast["mean_iou"] > theirs["mean_iou"] else "not higher"
+        lines.append(f"Ours trained at 256 px in ONNX Runtime: {fast['ms_median']:.1f} ms per photo (median), "
+                     f"{verdict} MediaPipe ({theirs['ms_median']:.1f} ms), mean IoU {fast['mean_iou']:.3f}, "
+                     f"{better} than MediaPipe's ({fast['mean_iou'] - theirs['mean_iou']:+.3f}); "
+                     f"{fast['flops_per_photo'] / theirs['flops_per_photo']:.1f}x MediaPipe's FLOPs per photo.")
     if ONNX_ONE_PASS in rows:
         one = rows[ONNX_ONE_PASS]
         lines.append(f"Ours in ONNX Runtime without TTA (same threshold): {one['ms_median']:.1f} ms per photo, "

@@ -14,6 +14,7 @@ from seglib.anchors import default_python
 from seglib.bench import (
     MEDIAPIPE,
     ONNX,
+    ONNX_FAST,
     ONNX_ONE_PASS,
     ONNX_SMALL,
     PYTORCH,
@@ -80,16 +81,17 @@ def test_prediction_part_times_scores_and_keeps_the_training_numbers(synthetic_s
     (out / "bench.json").write_text(json.dumps(PREVIOUS_TRAINING))
     missing = tmp_path / "no-env" / "python"
     result = run_all(out_dir=out, parts=("prediction",), checkpoint=checkpoint, photos=1,
-                     mediapipe_python=missing, dataset_dir=data, splits_dir=splits)
+                     mediapipe_python=missing, dataset_dir=data, splits_dir=splits, fast_checkpoint=checkpoint)
     part = result["prediction"]
     assert result["results"] == PREVIOUS_TRAINING["results"] and result["generated"] == "earlier"
     assert json.loads((out / "bench.json").read_text()) == json.loads(json.dumps(result))
     assert sorted(p.name for p in out.iterdir()) == ["bench.json", "bench.md"]  # atomic: no temporary files left
     rows = part["models"]
-    assert list(rows) == [PYTORCH, ONNX, ONNX_ONE_PASS, ONNX_SMALL, MEDIAPIPE] and part["n_photos"] == 1
+    assert list(rows) == [PYTORCH, ONNX, ONNX_ONE_PASS, ONNX_SMALL, ONNX_FAST, MEDIAPIPE] and part["n_photos"] == 1
+    assert rows[ONNX_FAST]["runtime"].endswith("1 thread") and rows[ONNX_FAST]["tta"]  # its own val protocol
     assert rows[ONNX_SMALL]["input"].startswith("256x256") and not rows[ONNX_SMALL]["tta"]
     assert rows[ONNX_SMALL]["flops_per_photo"] > rows[ONNX_ONE_PASS]["flops_per_photo"]  # 256 px vs the 32 px trained
-    for name in (PYTORCH, ONNX, ONNX_ONE_PASS, ONNX_SMALL):
+    for name in (PYTORCH, ONNX, ONNX_ONE_PASS, ONNX_SMALL, ONNX_FAST):
         row = rows[name]
         assert row["status"] == "measured" and row["n_photos"] == 1 and len(row["ms_per_photo"]) == 1
         assert 0 < row["ms_median"] <= row["ms_p90"] and row["threshold"] == 0.4

@@ -21,6 +21,9 @@ def add_parser(subparsers) -> None:
     p.add_argument("--predict-runs", type=int, default=20, help="timed predictions per configuration (training part)")
     p.add_argument("--checkpoint", type=Path, help="the model to compare with MediaPipe (default: "
                                                    "reports/reference/best.pt)")
+    p.add_argument("--fast-checkpoint", type=Path, help="a model trained at MediaPipe's input size, timed in ONNX "
+                                                        "Runtime beside it (default: reports/reference-256/best.pt "
+                                                        "where it exists)")
     p.add_argument("--photos", type=int, metavar="N", help="only the first N test photos (a quick check; "
                                                             "default: all 44)")
     p.add_argument("--mediapipe-python", type=Path, help="the mediapipe environment's python (default: "
@@ -39,6 +42,7 @@ def cmd_bench(args) -> int:
         return 0
     report = run_all(args.train_steps, args.predict_runs, args.out, log=lambda line: print(line, flush=True),
                      parts=(args.only,) if args.only else PARTS, checkpoint=args.checkpoint, photos=args.photos,
+                     fast_checkpoint=args.fast_checkpoint,
                      mediapipe_python=args.mediapipe_python, dataset_dir=args.data_dir)
     print(render_markdown(report))
     return 0
