@@ -290,3 +290,25 @@ def test_folder_scan_takes_webp_tiff_gif_and_says_when_an_animation_gives_its_fi
                                                                     "d.mask.png"]
     assert Image.open(tmp_path / "out" / "d.mask.png").size == (37, 24)
     assert "d.gif: 3 frames (animated or multi-page); the mask is for the first frame" in captured.out
+
+
+def test_a_model_trained_on_stretched_photos_predicts_on_stretched_photos(tmp_path):
+    """geometry=resize travels with the checkpoint: the photo is stretched to the square, not letterboxed."""
+    from seglib.checkpoint import make_checkpoint, save_checkpoint
+    from seglib.model import UNet
+    from seglib.settings import make_config
+
+    torch.manual_seed(0)
+    model = UNet(base_channels=4, depth=2)
+    photo = np.random.default_rng(0).integers(0, 255, (30, 90, 3), dtype=np.uint8)  # 3:1 landscape
+    probs = {}
+    for geometry in ("letterbox", "resize"):
+        cfg = make_config("smoke", {"input_size": 32, "geometry": geometry})
+        path = save_checkpoint(make_checkpoint(model, cfg, epoch=1, val_iou=0.5, best_val_iou=0.5),
+                               tmp_path / f"{geometry}.pt")
+        predictor = Predictor.from_checkpoint(path)
+        assert predictor.geometry == geometry
+        probs[geometry] = predictor.predict_proba(photo)
+        assert probs[geometry].shape == (30, 90)
+    # the letterboxed input is mostly padding (a 32x11 strip of photo), the stretched one all photo
+    assert not np.allclose(probs["letterbox"], probs["resize"], atol=1e-3)
