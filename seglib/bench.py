@@ -482,13 +482,14 @@ def prediction_findings(part: dict) -> list[str]:
                      f"{better} than MediaPipe's ({fast['mean_iou'] - theirs['mean_iou']:+.3f}); "
                      f"{fast['flops_per_photo'] / theirs['flops_per_photo']:.1f}x MediaPipe's FLOPs per photo.")
     if ONNX_ONE_PASS in rows:
-        one = rows[ONNX_ONE_PASS]
-        lines.append(f"Ours in ONNX Runtime without TTA (same threshold): {one['ms_median']:.1f} ms per photo, "
-                     f"{one['ms_median'] / theirs['ms_median']:.1f}x MediaPipe's time, mean IoU {one['mean_iou']:.3f} "
-                     f"({one['mean_iou'] - theirs['mean_iou']:+.3f} over MediaPipe).")
+        lines.append(_against_mediapipe("Ours in ONNX Runtime without TTA (same threshold)", rows[ONNX_ONE_PASS], theirs))
     if ONNX_SMALL in rows:
         small = rows[ONNX_SMALL]
-        lines.append(f"Ours in ONNX Runtime at {small['input']}, no TTA: {small['ms_median']:.1f} ms per photo, "
-                     f"{small['ms_median'] / theirs['ms_median']:.1f}x MediaPipe's time, mean IoU "
-                     f"{small['mean_iou']:.3f} ({small['mean_iou'] - theirs['mean_iou']:+.3f} over MediaPipe).")
+        lines.append(_against_mediapipe(f"Ours in ONNX Runtime at {small['input']}, no TTA", small, theirs))
     return lines
+
+
+def _against_mediapipe(label: str, ours: dict, theirs: dict) -> str:
+    return (f"{label}: {ours['ms_median']:.1f} ms per photo, {ours['ms_median'] / theirs['ms_median']:.1f}x "
+            f"MediaPipe's time, mean IoU {ours['mean_iou']:.3f} ({ours['mean_iou'] - theirs['mean_iou']:+.3f} over "
+            "MediaPipe).")

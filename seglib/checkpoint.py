@@ -13,7 +13,7 @@ import seglib
 from seglib.errors import CheckpointError, first_line
 from seglib.io import atomic_path
 from seglib.model import model_for
-from seglib.settings import TrainConfig, config_from_dict
+from seglib.settings import MEDIAPIPE_MODELS, TrainConfig, config_from_dict
 from seglib.transforms import NORMALIZATION
 
 FORMAT = "seglib-checkpoint/1"
@@ -23,7 +23,7 @@ def weights_description(cfg: TrainConfig) -> str:
     """Which initial weights a run used, in words, for the run's record."""
     if cfg.model == "unet" or cfg.encoder_weights in ("", "none"):
         return "random initialisation (trained from scratch)"
-    if cfg.model in ("mediapipe-selfie", "mediapipe-unet"):
+    if cfg.model in MEDIAPIPE_MODELS:
         source = ("the bundled selfie_segmentation.tflite (mediapipe 0.10.21 wheel, Apache-2.0)"
                   if cfg.encoder_weights == "mediapipe" else f"local file {cfg.encoder_weights}")
         if cfg.model == "mediapipe-unet":
@@ -120,7 +120,7 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
 def model_from_checkpoint(state: dict) -> tuple[nn.Module, TrainConfig]:
     """Rebuild the model a checkpoint was trained with and load its weights (no downloads)."""
     cfg = config_from_dict(state["config"])
-    if cfg.model in ("mediapipe-selfie", "mediapipe-unet") and not isinstance(state.get("model_spec"), dict):
+    if cfg.model in MEDIAPIPE_MODELS and not isinstance(state.get("model_spec"), dict):
         raise CheckpointError(f"checkpoint of model={cfg.model} holds no model_spec (its graph)")
     model = model_for(cfg, pretrained=False, spec=state.get("model_spec"))
     try:

@@ -42,11 +42,8 @@ def experiment_row(run_dir: Path, notes: str = "") -> dict:
     val_tta = _val_metrics(run_dir, tta=True)
     test = _metrics(run_dir, "test")
     return {
-        "run": run_dir.name, "model": cfg["model"], "encoder": architecture(cfg["model"], cfg["base_channels"], cfg["depth"], cfg["encoder"]),
-        "encoder_weights": cfg["encoder_weights"],
-        "input_size": cfg["input_size"], "epochs": summary["epochs_run"], "batch_size": cfg["batch_size"],
-        "augment": cfg["augment"], "dice_weight": cfg["dice_weight"], "bce_weight": cfg["bce_weight"],
-        "schedule": cfg["schedule"], "lr": cfg["lr"], "ema_decay": cfg.get("ema_decay", 0.0), "train_minutes": round(summary["train_seconds"] / 60, 1),
+        "run": run_dir.name, **_recipe_columns(cfg), "epochs": summary["epochs_run"],
+        "train_minutes": round(summary["train_seconds"] / 60, 1),
         "images_per_second": round(summary["images_per_second"], 2), "best_epoch": summary["best_epoch"],
         "val_iou_training": round(summary["best_val_iou"], 4),
         "val_mean_iou": _round(val.get("mean_iou")), "val_pooled_iou": _round(val.get("pooled_iou")),
@@ -55,27 +52,30 @@ def experiment_row(run_dir: Path, notes: str = "") -> dict:
         "test_mean_iou_ci95": (" - ".join(f"{v:.4f}" for v in test["mean_iou_ci95"])
                                if test.get("mean_iou_ci95") else ""),
         "test_tta": test.get("tta", "") if test else "",
-        "geometry": cfg.get("geometry", "letterbox"), "dice_per_image": cfg.get("dice_per_image", False),
         "device": summary.get("device", ""), "notes": notes,
+    }
+
+
+def _recipe_columns(cfg: dict) -> dict:
+    """The columns that describe a recipe, from its saved settings (older runs lack the newer settings)."""
+    return {
+        "model": cfg["model"], "encoder": architecture(cfg["model"], cfg["base_channels"], cfg["depth"], cfg["encoder"]),
+        "encoder_weights": cfg["encoder_weights"], "input_size": cfg["input_size"], "batch_size": cfg["batch_size"],
+        "augment": cfg["augment"], "dice_weight": cfg["dice_weight"], "bce_weight": cfg["bce_weight"],
+        "schedule": cfg["schedule"], "lr": cfg["lr"], "ema_decay": cfg.get("ema_decay", 0.0),
+        "geometry": cfg.get("geometry", "letterbox"), "dice_per_image": cfg.get("dice_per_image", False),
     }
 
 
 def cv_row(result: dict, notes: str = "") -> dict:
     """One row from a cross-validation result (seglib.crossval): the recipe and its fold scores."""
-    cfg = result["config"]
     return {
-        "run": result["recipe"], "model": cfg["model"],
-        "encoder": architecture(cfg["model"], cfg["base_channels"], cfg["depth"], cfg["encoder"]),
-        "encoder_weights": cfg["encoder_weights"], "input_size": cfg["input_size"], "epochs": result["epochs"],
-        "batch_size": cfg["batch_size"], "augment": cfg["augment"], "dice_weight": cfg["dice_weight"],
-        "bce_weight": cfg["bce_weight"], "schedule": cfg["schedule"], "lr": cfg["lr"],
-        "ema_decay": cfg.get("ema_decay", 0.0),
+        "run": result["recipe"], **_recipe_columns(result["config"]), "epochs": result["epochs"],
         "train_minutes": _round(result["train_minutes_per_fold"]),
         "images_per_second": _round(result["images_per_second"]),
         "cv_folds": len(result["folds"]), "cv_mean_iou_tta": _round(result["mean_iou"]), "cv_sd": _round(result["sd_iou"]),
         "cv_fold_ious": " ".join(f"{f['mean_iou']:.4f}" for f in result["folds"]),
         "cv_boundary_iou": _round(result["boundary_iou"]),
-        "geometry": cfg.get("geometry", "letterbox"), "dice_per_image": cfg.get("dice_per_image", False),
         "device": result["device"], "notes": notes,
     }
 

@@ -11,8 +11,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from seglib.model import Up
 from seglib.tflite_net import TFLiteNet
+from seglib.unet_parts import Up
 
 # The selfie segmenter's tensors the U-Net reads (tensor index in the .tflite graph, stride, channels):
 # after the stem (h_swish), after the first squeeze-excite block, after the stride-8 inverted residuals, and
@@ -45,11 +45,7 @@ class TFLiteEncoder(TFLiteNet):
                 raise ValueError(f"{spec['source']}: tensor {index} has {shape[3]} channels, expected {channels}")
 
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
-        if x.shape[1] != 3:
-            raise ValueError(f"{self.spec['source']} expects 3 input channels, got {x.shape[1]}")
-        values: dict[int, torch.Tensor] = {self.spec["input"]: x * self.input_std + self.input_mean}
-        for number, op in enumerate(self.ops):
-            values[op["outputs"][0]] = self._run(number, op, values)
+        values = self.tensors(x)
         return [values[index] for index, _, _ in self.taps]
 
 

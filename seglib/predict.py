@@ -56,13 +56,12 @@ class Predictor:
         self.model = model.to(self.device).eval()
         self.cfg = cfg
         self.checkpoint = checkpoint
-        self.input_size = int(checkpoint["input_size"])
         self.threshold = float(threshold if threshold is not None else checkpoint["threshold"])
         self.threshold_source = threshold_source or ("given" if threshold is not None else "stored in the checkpoint")
         self.tta = tta
         self.source = source
         self.geometry = getattr(cfg, "geometry", "letterbox")
-        self.transform = eval_transform(self.input_size, geometry=self.geometry)
+        self.set_input_size(checkpoint["input_size"])
 
     def set_input_size(self, size: int) -> None:
         """Run the network at another square input size than it was trained at (fully convolutional networks;

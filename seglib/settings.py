@@ -17,6 +17,7 @@ from seglib.devices import DEVICES
 from seglib.errors import ConfigError
 
 MODELS = ("unet", "smp-unet", "mediapipe-selfie", "mediapipe-unet")
+MEDIAPIPE_MODELS = ("mediapipe-selfie", "mediapipe-unet")  # built from MediaPipe's .tflite graph (stride 16)
 # how a photo becomes the square network input (seglib.transforms): aspect kept and padded, or stretched
 GEOMETRIES = ("letterbox", "resize")
 PROFILE_NAMES = ("smoke", "cpu", "gpu", "cpu-scratch", "cpu-unet", "auto")
@@ -194,7 +195,7 @@ def validate(cfg: TrainConfig) -> None:
         raise ConfigError(f"setting input_size={cfg.input_size}: must be divisible by 2**depth = {2**cfg.depth}")
     if cfg.model == "smp-unet" and cfg.input_size % 32:
         raise ConfigError(f"setting input_size={cfg.input_size}: smp-unet needs a multiple of 32")
-    if cfg.model in ("mediapipe-selfie", "mediapipe-unet") and cfg.input_size % 16:
+    if cfg.model in MEDIAPIPE_MODELS and cfg.input_size % 16:
         raise ConfigError(f"setting input_size={cfg.input_size}: {cfg.model} needs a multiple of 16")
     if cfg.fold >= 0 and cfg.train_on != "train":
         raise ConfigError(f"settings fold={cfg.fold} and train_on={cfg.train_on}: a fold run trains on the other folds")

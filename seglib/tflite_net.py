@@ -232,12 +232,16 @@ class TFLiteNet(nn.Module):
         return max(1, height // smallest)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.tensors(x)[self.output_index]
+
+    def tensors(self, x: torch.Tensor) -> dict[int, torch.Tensor]:
+        """Every tensor of the graph for input `x` (seglib-normalised NCHW), by its index in the .tflite file."""
         if x.shape[1] != 3:
             raise ValueError(f"{self.spec['source']} expects 3 input channels, got {x.shape[1]}")
         values: dict[int, torch.Tensor] = {self.spec["input"]: x * self.input_std + self.input_mean}
         for number, op in enumerate(self.ops):
             values[op["outputs"][0]] = self._run(number, op, values)
-        return values[self.output_index]
+        return values
 
     def _run(self, number: int, op: dict, values: dict[int, torch.Tensor]) -> torch.Tensor:
         kind, options = op["type"], op["options"]

@@ -34,11 +34,8 @@ def test_encoder_features_are_the_pretrained_networks_own(selfie):
     spec, weights = selfie
     full, encoder = TFLiteNet(spec, weights).eval(), TFLiteEncoder(encoder_spec(spec), weights).eval()
     x = torch.randn(1, 3, 64, 64)
-    values = {spec["input"]: x * full.input_std + full.input_mean}
     with torch.no_grad():
-        for number, op in enumerate(full.ops):
-            values[op["outputs"][0]] = full._run(number, op, values)
-        tapped = encoder(x)
+        values, tapped = full.tensors(x), encoder(x)
     for (index, _, _), feature in zip(MEDIAPIPE_TAPS, tapped, strict=True):
         assert torch.equal(feature, values[index])
 

@@ -168,12 +168,7 @@ def fold_split(fold: int, splits_dir: Path | None = None) -> tuple[pd.DataFrame,
 
     Test never enters a fold. A folds.csv that does not cover train+val exactly is refused."""
     folder = Path(splits_dir) if splits_dir is not None else config.splits_dir()
-    path = folder / "folds.csv"
-    if not path.is_file():
-        raise DataError(f"{path}: folds file not found (run `seglib data split --folds 5`)")
-    folds = pd.read_csv(path, dtype={"id": str})
-    if list(folds.columns[:2]) != ["id", "fold"]:
-        raise DataError(f"{path}: expected columns id,fold")
+    path, folds = _read_folds(folder)
     dev = pd.concat([read_split("train", folder), read_split("val", folder)], ignore_index=True)
     if set(folds["id"]) != set(dev["id"]) or folds["id"].duplicated().any():
         raise DataError(f"{path}: its ids are not exactly the train and val photos (split rewritten since?)")
@@ -187,11 +182,19 @@ def fold_split(fold: int, splits_dir: Path | None = None) -> tuple[pd.DataFrame,
 
 def fold_numbers(splits_dir: Path | None = None) -> list[int]:
     """The fold numbers of data/splits/folds.csv."""
-    folder = Path(splits_dir) if splits_dir is not None else config.splits_dir()
+    _, folds = _read_folds(Path(splits_dir) if splits_dir is not None else config.splits_dir())
+    return sorted(int(f) for f in folds["fold"].unique())
+
+
+def _read_folds(folder: Path) -> tuple[Path, pd.DataFrame]:
+    """(path, table) of folder/folds.csv: columns id, fold."""
     path = folder / "folds.csv"
     if not path.is_file():
         raise DataError(f"{path}: folds file not found (run `seglib data split --folds 5`)")
-    return sorted(int(f) for f in pd.read_csv(path)["fold"].unique())
+    folds = pd.read_csv(path, dtype={"id": str})
+    if list(folds.columns[:2]) != ["id", "fold"]:
+        raise DataError(f"{path}: expected columns id,fold")
+    return path, folds
 
 
 def split_summary(splits_dir: Path | None = None) -> pd.DataFrame:

@@ -14,6 +14,7 @@ from seglib.data.external import PENNFUDAN_CITATION
 from seglib.failures import CATEGORIES, attributes, category_table
 from seglib.model import architecture
 from seglib.runs import PER_IMAGE, Run
+from seglib.settings import MEDIAPIPE_MODELS
 
 DATASET = ("parth1620/Human-Segmentation-Dataset-master on GitHub (290 photos of people with binary masks; it "
            "credits VikramShenoy97/Human-Segmentation-Dataset; neither repository states a licence)")
@@ -102,7 +103,7 @@ def _config(run: Run) -> dict:
 
 
 def _weights_licence(cfg: Mapping[str, Any]) -> str:
-    if cfg.get("model") in ("mediapipe-selfie", "mediapipe-unet") and cfg.get("encoder_weights") not in (None, "none"):
+    if cfg.get("model") in MEDIAPIPE_MODELS and cfg.get("encoder_weights") not in (None, "none"):
         return ("- **Licence of the weights:** derived from MediaPipe's selfie segmentation model (Apache-2.0; "
                 "`seglib/weights/NOTICE.md`).")
     return "- **Licence of the weights:** trained here from random initialisation (no third-party weights)."
