@@ -359,8 +359,9 @@ def _onnx_row(checkpoint: Path, onnx_path: Path, threads: int, args: tuple, runt
     flops = forward_flops(model, size, size)
     predictor = Predictor.from_onnx(export_onnx(checkpoint, onnx_path).path, threads=threads, tta=tta,
                                     threshold=threshold, threshold_source=source)
-    how = "letterboxed" if predictor.geometry == "letterbox" else "stretched, as MediaPipe does"
-    return {**_timed_row(TimedPredictor(predictor), *args), "input": f"{size}x{size} ({how})",
+    how = {"letterbox": f"{size}x{size}, letterboxed", "resize": f"{size}x{size}, stretched, as MediaPipe does",
+           "rect": f"longest side {size}, aspect kept"}[predictor.geometry]
+    return {**_timed_row(TimedPredictor(predictor), *args), "input": how,
             "parameters": count_parameters(model), "threshold_source": f"{display_path(checkpoint)}: {source}",
             "flops_per_pass": flops, "flops_per_photo": flops * (2 if tta else 1), "runtime": runtime}
 

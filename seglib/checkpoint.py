@@ -20,7 +20,15 @@ FORMAT = "seglib-checkpoint/1"
 
 
 def weights_description(cfg: TrainConfig) -> str:
-    """Which initial weights a run used, in words, for the run's record."""
+    """Which initial weights a run used (and the teacher it was distilled toward), in words, for the run's record."""
+    described = _initial_weights(cfg)
+    if getattr(cfg, "distill_weight", 0.0):
+        described += (f"; distilled toward MediaPipe's selfie segmenter's own predictions (distill_weight="
+                      f"{cfg.distill_weight:g})")
+    return described
+
+
+def _initial_weights(cfg: TrainConfig) -> str:
     if cfg.model == "unet" or cfg.encoder_weights in ("", "none"):
         return "random initialisation (trained from scratch)"
     if cfg.model in MEDIAPIPE_MODELS:

@@ -82,7 +82,7 @@ def cross_validate(cfg, recipe: str, *, folds: list[int] | None = None, overwrit
         run = Run.named(fold_run_name(recipe, fold))
         fold_cfg = cfg.replace(fold=fold)
         saved_score = run.dir / FOLD_SCORE
-        if run.summary() is not None and run.config() == fold_cfg.to_dict() and not overwrite:
+        if run.summary() is not None and _saved_settings(run) == fold_cfg.to_dict() and not overwrite:
             log(f"fold {fold}: reusing the finished run {config.display_path(run.dir)}")
         else:
             log(f"fold {fold}: training {config.display_path(run.dir)}")
@@ -103,6 +103,17 @@ def cross_validate(cfg, recipe: str, *, folds: list[int] | None = None, overwrit
     result = summarise(recipe, cfg.to_dict(), scores, summaries)
     write_json_atomic(cv_dir() / f"{recipe}.json", result)
     return result
+
+
+def _saved_settings(run: Run) -> dict | None:
+    """A run's saved settings, with the defaults of settings added since it trained (they were those values)."""
+    from seglib.settings import config_from_dict
+
+    saved = run.config()
+    try:
+        return config_from_dict(saved).to_dict() if saved is not None else None
+    except SeglibError:  # settings this seglib does not know: not the same recipe
+        return None
 
 
 def load_result(recipe: str) -> dict:

@@ -26,18 +26,19 @@ from seglib.checkpoint import (
     weights_description,
 )
 from seglib.config import display_path
+from seglib.data.batching import ShapeBatchSampler, pad_collate
 from seglib.data.dataset import SegmentationDataset
 from seglib.data.splits import fold_split, read_split, split_fingerprint
 from seglib.devices import device_name
 from seglib.ema import WeightEMA
 from seglib.errors import CheckpointError, ConfigError, SeglibError
 from seglib.io import write_json_atomic, write_text_atomic
-from seglib.losses import DiceBCELoss
+from seglib.losses import DiceBCELoss, distillation_loss
 from seglib.metrics import batch_iou_torch
-from seglib.model import architecture, count_parameters, model_for
+from seglib.model import architecture, count_parameters, model_for, teacher_for
 from seglib.runs import Run
 from seglib.runtime import Runtime, reduce_mean, setup_runtime
-from seglib.settings import TrainConfig, config_from_dict, config_yaml, make_config
+from seglib.settings import TrainConfig, config_from_dict, config_yaml, input_multiple, make_config
 
 HISTORY_COLUMNS = ["epoch", "train_loss", "val_loss", "val_iou", "lr", "epoch_seconds", "images_per_second",
                    "best"]
@@ -67,6 +68,7 @@ class TrainResult:
 def make_loaders(cfg: TrainConfig, runtime: Runtime, dataset_dir=None, splits_dir=None):
     """Datasets (decoded once, cached in memory) and loaders for train and val."""
     from seglib.transforms import eval_transform, train_transform
+    multiple = input_multiple(cfg)
 
     if cfg.fold >= 0:  # cross-validation: the fold is the val set, the rest of train+val trains
         train_table, val_table = fold_split(cfg.fold, splits_dir)
@@ -76,16 +78,19 @@ def make_loaders(cfg: TrainConfig, runtime: Runtime, dataset_dir=None, splits_di
         train_table = pd.concat([train_table, val_table], ignore_index=True)
     train_ds = SegmentationDataset.from_table(
         train_table, dataset_dir, limit=cfg.limit_train or None,
-        transform=train_transform(cfg.input_size, cfg.augment, geometry=cfg.geometry), max_side=cfg.cache_max_side,
+        transform=train_transform(cfg.input_size, cfg.augment, geometry=cfg.geometry, multiple=multiple),
+        max_side=cfg.cache_max_side,
         seed=cfg.seed)
     val_ds = SegmentationDataset.from_table(
         val_table, dataset_dir, limit=cfg.limit_val or None,
-        transform=eval_transform(cfg.input_size, geometry=cfg.geometry), max_side=cfg.cache_max_side)
+        transform=eval_transform(cfg.input_size, geometry=cfg.geometry, multiple=multiple), max_side=cfg.cache_max_side)
     cuda = runtime.device.type == "cuda"
     workers = cfg.num_workers if cfg.num_workers >= 0 else (min(8, os.cpu_count() or 1) if cuda else 0)
     # decode once in the main process: forked workers share the cache instead of decoding every epoch
     train_ds.preload()
     val_ds.preload()
+    if cfg.geometry == "rect":
+        return _rect_loaders(cfg, runtime, train_ds, val_ds, workers)
     if runtime.distributed:
         train_sampler = DistributedSampler(train_ds, runtime.world_size, runtime.rank, shuffle=True, seed=cfg.seed)
         val_sampler = DistributedSampler(val_ds, runtime.world_size, runtime.rank, shuffle=False)
@@ -102,6 +107,27 @@ def make_loaders(cfg: TrainConfig, runtime: Runtime, dataset_dir=None, splits_di
     return train_loader, val_loader
 
 
+def _rect_loaders(cfg: TrainConfig, runtime: Runtime, train_ds, val_ds, workers: int):
+    """Loaders of rectangular inputs: batches grouped by input shape (ShapeBatchSampler), padded to the largest."""
+    from functools import partial
+
+    from seglib.transforms import input_shape, pad_value
+
+    def shapes(ds):
+        return [input_shape(*ds.load(i)[1].shape, cfg.input_size, "rect", input_multiple(cfg)) for i in range(len(ds))]
+
+    cuda = runtime.device.type == "cuda"
+    collate = partial(pad_collate, image_fill=pad_value())
+    train_batches = ShapeBatchSampler(shapes(train_ds), cfg.batch_size, shuffle=True,
+                                      drop_last=len(train_ds) > cfg.batch_size, seed=cfg.seed, rank=runtime.rank,
+                                      world_size=runtime.world_size)
+    val_batches = ShapeBatchSampler(shapes(val_ds), cfg.batch_size, rank=runtime.rank, world_size=runtime.world_size)
+    train_loader = DataLoader(train_ds, batch_sampler=train_batches, collate_fn=collate, num_workers=workers,
+                              pin_memory=cuda, persistent_workers=workers > 0)
+    val_loader = DataLoader(val_ds, batch_sampler=val_batches, collate_fn=collate, num_workers=0, pin_memory=cuda)
+    return train_loader, val_loader
+
+
 def make_scheduler(cfg: TrainConfig, optimizer, steps_per_epoch: int):
     total = max(1, cfg.epochs * steps_per_epoch)
     if cfg.schedule == "onecycle":
@@ -115,6 +141,9 @@ def make_scheduler(cfg: TrainConfig, optimizer, steps_per_epoch: int):
 def set_epoch(loader: DataLoader, cfg: TrainConfig, epoch: int) -> None:
     """Make epoch `epoch`'s order and augmentation a function of (seed, epoch) alone: resumes replay exactly."""
     loader.dataset.set_epoch(epoch)
+    if isinstance(loader.batch_sampler, ShapeBatchSampler):
+        loader.batch_sampler.set_epoch(epoch)
+        return
     sampler = loader.sampler
     if isinstance(sampler, DistributedSampler):
         sampler.set_epoch(epoch)
@@ -175,6 +204,7 @@ def train(cfg: TrainConfig | None, run_dir: str | Path | Run, *, resume: bool = 
     use_amp = cuda and cfg.amp
     scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
     ema = WeightEMA(model, cfg.ema_decay) if cfg.ema_decay else None
+    teacher = teacher_for(cfg).to(runtime.device, memory_format=MEMORY_FORMAT) if cfg.distill_weight else None
     history: list[dict] = []
     start_epoch, best_iou, best_epoch, bad_epochs = 1, -1.0, 0, 0
     if saved is not None:
@@ -241,7 +271,8 @@ def train(cfg: TrainConfig | None, run_dir: str | Path | Run, *, resume: bool = 
                 images = batch["image"].to(runtime.device, non_blocking=True)
                 masks = batch["mask"].to(runtime.device, non_blocking=True)
                 images = images.contiguous(memory_format=MEMORY_FORMAT)
-                loss = train_step(ddp_model, images, masks, loss_fn, optimizer, scaler, use_amp=use_amp)
+                loss = train_step(ddp_model, images, masks, loss_fn, optimizer, scaler, use_amp=use_amp,
+                                  teacher=teacher, distill_weight=cfg.distill_weight)
                 if not torch.isfinite(loss):
                     kept = (f"epochs 1-{history[-1]['epoch']} are kept in {display_path(run.last)}"
                             if run.last.is_file() and history else "no epoch was saved")
@@ -386,12 +417,17 @@ def _minutes_left(history: list[dict], cfg: TrainConfig, start_epoch: int, epoch
 
 
 def train_step(model, images: torch.Tensor, masks: torch.Tensor, loss_fn, optimizer, scaler, *,
-               use_amp: bool = False) -> torch.Tensor:
-    """Forward, loss, backward and one optimiser step on a batch (mixed precision with `use_amp`); a non-finite
-    loss is returned before any step, for the caller to stop on. The benchmark times exactly this."""
+               use_amp: bool = False, teacher=None, distill_weight: float = 0.0) -> torch.Tensor:
+    """Forward, loss (plus `distill_weight` x the distillation term toward a frozen `teacher`), backward and one
+    optimiser step on a batch (mixed precision with `use_amp`); a non-finite loss is returned before any step, for
+    the caller to stop on. The benchmark times exactly this."""
     with torch.autocast(device_type=images.device.type, dtype=torch.float16, enabled=use_amp):
         logits = model(images)
         loss = loss_fn(logits.float(), masks)
+        if teacher is not None:
+            with torch.no_grad():
+                teacher_logits = teacher(images)
+            loss = loss + distill_weight * distillation_loss(logits, teacher_logits)
     if not torch.isfinite(loss):
         return loss
     optimizer.zero_grad(set_to_none=True)

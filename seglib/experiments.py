@@ -23,7 +23,7 @@ COLUMNS = ["run", "model", "encoder", "encoder_weights", "input_size", "epochs",
            "dice_weight", "bce_weight", "schedule", "lr", "ema_decay", "train_minutes", "images_per_second",
            "best_epoch", "val_iou_training", "val_mean_iou", "val_pooled_iou", "val_threshold", "val_mean_iou_tta",
            "cv_folds", "cv_mean_iou_tta", "cv_sd", "cv_fold_ious", "cv_boundary_iou", "geometry", "dice_per_image",
-           "test_mean_iou", "test_mean_iou_ci95", "test_tta", "device", "notes"]
+           "distill_weight", "test_mean_iou", "test_mean_iou_ci95", "test_tta", "device", "notes"]
 
 
 def experiments_path() -> Path:
@@ -64,6 +64,7 @@ def _recipe_columns(cfg: dict) -> dict:
         "augment": cfg["augment"], "dice_weight": cfg["dice_weight"], "bce_weight": cfg["bce_weight"],
         "schedule": cfg["schedule"], "lr": cfg["lr"], "ema_decay": cfg.get("ema_decay", 0.0),
         "geometry": cfg.get("geometry", "letterbox"), "dice_per_image": cfg.get("dice_per_image", False),
+        "distill_weight": cfg.get("distill_weight", 0.0),
     }
 
 

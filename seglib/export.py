@@ -107,6 +107,8 @@ def export_onnx(checkpoint_path_or_state: str | os.PathLike | dict, out_path: st
             max_diff, max_logit = _compare(model, session, [square])
     else:
         note = f"height/width fixed at {size} (dynamic=False)"
+    if cfg.geometry == "rect" and not dynamic:  # its inputs are as wide and tall as each photo's aspect makes them
+        raise SeglibError(f"{source}: geometry rect needs an export with dynamic height and width; {note}")
     tolerance = _tolerance(max_diff, max_logit, shapes)
     with atomic_path(out_path) as tmp:
         tmp.write_bytes(data)

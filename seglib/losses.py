@@ -1,10 +1,12 @@
-"""Dice + binary cross-entropy loss on logits, weights configurable; Dice pooled over the batch or per image."""
+"""Dice + binary cross-entropy loss on logits, weights configurable; Dice pooled over the batch or per image;
+the distillation term toward a frozen teacher's predictions."""
 
 from __future__ import annotations
 
 import torch
 from segmentation_models_pytorch.losses import DiceLoss
 from torch import nn
+from torch.nn import functional as F
 
 
 def per_image_dice_loss(logits: torch.Tensor, target: torch.Tensor, smooth: float = 1.0) -> torch.Tensor:
@@ -44,3 +46,9 @@ class DiceBCELoss(nn.Module):
     def for_config(cls, cfg) -> DiceBCELoss:
         """The loss a TrainConfig describes."""
         return cls(cfg.dice_weight, cfg.bce_weight, dice_per_image=cfg.dice_per_image)
+
+
+def distillation_loss(logits: torch.Tensor, teacher_logits: torch.Tensor) -> torch.Tensor:
+    """Binary cross-entropy of the predictions against a teacher's probabilities (soft targets): the
+    regulariser that keeps a fine-tuned network close to what the pretrained one predicted on the same photo."""
+    return F.binary_cross_entropy_with_logits(logits.float(), torch.sigmoid(teacher_logits.float()))

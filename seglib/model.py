@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from seglib.errors import ConfigError
-from seglib.settings import MODELS
+from seglib.settings import MEDIAPIPE_MODELS, MODELS
 from seglib.unet_parts import DoubleConv, Down, OutConv, Up
 
 
@@ -99,6 +99,16 @@ def model_for(cfg, *, pretrained: bool = True, spec: dict | None = None) -> nn.M
     (to load a checkpoint's weights into; `spec` is a mediapipe-selfie checkpoint's saved graph)."""
     return build_model(cfg.model, base_channels=cfg.base_channels, depth=cfg.depth, encoder=cfg.encoder,
                        encoder_weights=cfg.encoder_weights if pretrained else None, spec=spec)
+
+
+def teacher_for(cfg) -> nn.Module:
+    """The frozen network `distill_weight` pulls toward: MediaPipe's selfie segmenter with the run's MediaPipe
+    weights (mediapipe-* models) or the bundled ones (other models), in eval mode, without gradients."""
+    weights = cfg.encoder_weights if cfg.model in MEDIAPIPE_MODELS else "mediapipe"
+    teacher = build_tflite_model("mediapipe" if weights in ("", "none") else weights).eval()
+    for p in teacher.parameters():
+        p.requires_grad_(False)
+    return teacher
 
 
 def _read_mediapipe(weights: str | None, model: str) -> tuple[dict, dict | None]:

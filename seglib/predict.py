@@ -31,7 +31,7 @@ from seglib.errors import DataError, SeglibError
 from seglib.export import load_onnx
 from seglib.io import IMAGE_SUFFIXES, atomic_path, check_writable_dir, load_rgb, save_png_atomic
 from seglib.runs import Run
-from seglib.settings import config_from_dict
+from seglib.settings import config_from_dict, input_multiple
 from seglib.transforms import NORMALIZATION, eval_transform, to_photo
 
 MASK_SUFFIX = ".mask.png"
@@ -67,7 +67,8 @@ class Predictor:
         """Run the network at another square input size than it was trained at (fully convolutional networks;
         an ONNX file exported with dynamic height and width): fewer pixels, faster, usually less accurate."""
         self.input_size = int(size)
-        self.transform = eval_transform(self.input_size, geometry=self.geometry)
+        multiple = input_multiple(self.cfg) if hasattr(self.cfg, "model") else 32
+        self.transform = eval_transform(self.input_size, geometry=self.geometry, multiple=multiple)
 
     @classmethod
     def from_checkpoint(cls, path: str | Path, **kwargs) -> Predictor:
@@ -128,15 +129,24 @@ class Predictor:
     @torch.inference_mode()
     def predict_proba_batch(self, images: list[np.ndarray]) -> list[np.ndarray]:
         """Probabilities for several HxWx3 uint8 RGB images, each at its own size."""
-        if not images:
-            return []
-        batch = torch.stack([self.transform(image=img)["image"] for img in images]).to(self.device)
+        inputs = [self.transform(image=img)["image"] for img in images]
+        probs: list[np.ndarray | None] = [None] * len(images)
+        by_shape: dict[tuple, list[int]] = {}
+        for i, tensor in enumerate(inputs):  # one shape per square geometry; rect inputs differ by aspect
+            by_shape.setdefault(tuple(tensor.shape), []).append(i)
+        for group in by_shape.values():
+            for i, prob in zip(group, self._probabilities(torch.stack([inputs[i] for i in group])), strict=True):
+                probs[i] = to_photo(prob, images[i].shape[0], images[i].shape[1], self.geometry)
+        return probs
+
+    def _probabilities(self, batch: torch.Tensor) -> np.ndarray:
+        """Foreground probabilities (N,H,W) of a batch of network inputs, flip TTA averaged in when on."""
+        batch = batch.to(self.device)
         probs = torch.sigmoid(self.model(batch))
         if self.tta:
             flipped = torch.sigmoid(self.model(torch.flip(batch, dims=[3])))
             probs = 0.5 * (probs + torch.flip(flipped, dims=[3]))
-        probs = probs[:, 0].float().cpu().numpy()
-        return [to_photo(p, img.shape[0], img.shape[1], self.geometry) for p, img in zip(probs, images, strict=True)]
+        return probs[:, 0].float().cpu().numpy()
 
     def predict_proba(self, image: np.ndarray) -> np.ndarray:
         return self.predict_proba_batch([image])[0]

@@ -18,8 +18,9 @@ from seglib.errors import ConfigError
 
 MODELS = ("unet", "smp-unet", "mediapipe-selfie", "mediapipe-unet")
 MEDIAPIPE_MODELS = ("mediapipe-selfie", "mediapipe-unet")  # built from MediaPipe's .tflite graph (stride 16)
-# how a photo becomes the square network input (seglib.transforms): aspect kept and padded, or stretched
-GEOMETRIES = ("letterbox", "resize")
+# how a photo becomes the network input (seglib.transforms): aspect kept and padded to a square, stretched to a
+# square, or aspect kept and padded only to a multiple of the network's stride (rectangular inputs)
+GEOMETRIES = ("letterbox", "resize", "rect")
 PROFILE_NAMES = ("smoke", "cpu", "gpu", "cpu-scratch", "cpu-unet", "auto")
 
 
@@ -36,7 +37,8 @@ class TrainConfig:
     encoder_weights: str = "none"  # none | imagenet or a local file (smp-unet) | mediapipe or a .tflite (mediapipe-*)
     # data
     input_size: int = 128  # side of the square network input in pixels
-    geometry: str = "letterbox"  # photo -> square input: letterbox (keep aspect, pad) | resize (stretch, MediaPipe's)
+    geometry: str = "letterbox"  # photo -> input: letterbox (keep aspect, pad to a square) | resize (stretch to a
+    # square, MediaPipe's) | rect (keep aspect, longest side input_size, pad to a multiple of the stride)
     augment: str = "standard"  # none | light | standard | strong
     cache_max_side: int = 256  # decoded training images are shrunk to this longest side once, in memory
     limit_train: int = 0  # use only the first N training images (0 = all)
@@ -53,6 +55,7 @@ class TrainConfig:
     bce_weight: float = 1.0
     dice_per_image: bool = False  # soft Dice of each image, averaged (like mean IoU); False: pooled over the batch
     ema_decay: float = 0.0  # exponential moving average of the weights, evaluated and saved (0 = off)
+    distill_weight: float = 0.0  # pull predictions toward MediaPipe's frozen own on the same photo (0 = off)
     patience: int = 0  # early stopping: epochs without val IoU gain (0 = off)
     max_train_minutes: float = 0.0  # stop after this many minutes of training (0 = no limit)
     # evaluation
@@ -100,6 +103,13 @@ CHOICES = {
     "schedule": ("onecycle", "cosine", "constant"),
     "device": DEVICES,
 }
+
+
+def input_multiple(cfg: TrainConfig) -> int:
+    """What the network's input height and width must be multiples of (its total stride)."""
+    if cfg.model == "unet":
+        return 2**cfg.depth
+    return 16 if cfg.model in MEDIAPIPE_MODELS else 32
 
 
 def resolve_profile(profile: str, source: str = "profile") -> str:
@@ -191,12 +201,10 @@ def validate(cfg: TrainConfig) -> None:
     for key in positive:
         if getattr(cfg, key) <= 0:
             raise ConfigError(f"setting {key}={getattr(cfg, key)!r}: must be positive")
-    if cfg.input_size % 2**cfg.depth and cfg.model == "unet":
-        raise ConfigError(f"setting input_size={cfg.input_size}: must be divisible by 2**depth = {2**cfg.depth}")
-    if cfg.model == "smp-unet" and cfg.input_size % 32:
-        raise ConfigError(f"setting input_size={cfg.input_size}: smp-unet needs a multiple of 32")
-    if cfg.model in MEDIAPIPE_MODELS and cfg.input_size % 16:
-        raise ConfigError(f"setting input_size={cfg.input_size}: {cfg.model} needs a multiple of 16")
+    if cfg.input_size % input_multiple(cfg):
+        stride = "2**depth" if cfg.model == "unet" else "its stride"
+        raise ConfigError(f"setting input_size={cfg.input_size}: must be divisible by {input_multiple(cfg)} "
+                          f"({cfg.model}: {stride})")
     if cfg.fold >= 0 and cfg.train_on != "train":
         raise ConfigError(f"settings fold={cfg.fold} and train_on={cfg.train_on}: a fold run trains on the other folds")
     if cfg.fold < -1:
@@ -210,7 +218,7 @@ def validate(cfg: TrainConfig) -> None:
     if cfg.num_workers < -1:
         raise ConfigError(f"setting num_workers={cfg.num_workers}: must be -1 (auto), 0 or more")
     for key in ("limit_train", "limit_val", "patience", "threads", "weight_decay", "dice_weight", "bce_weight",
-                "max_train_minutes"):
+                "max_train_minutes", "distill_weight"):
         if getattr(cfg, key) < 0:
             raise ConfigError(f"setting {key}={getattr(cfg, key)}: must be 0 or more")
     if cfg.dice_weight == 0 and cfg.bce_weight == 0:

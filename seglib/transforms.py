@@ -1,5 +1,5 @@
-"""Albumentations pipelines: seeded training augmentation and the deterministic photo -> square input step
-(letterbox or plain resize, `geometry`) for evaluation, and its inverse for predictions.
+"""Albumentations pipelines: seeded training augmentation and the deterministic photo -> network input step
+(`geometry`: square letterbox, plain resize, or rectangular `rect`) for evaluation, and its inverse for predictions.
 
 (seglib/__init__.py, imported before this module, sets NO_ALBUMENTATIONS_UPDATE=1 so albumentations does not
 check for updates over the network.)
@@ -34,11 +34,32 @@ def resize_ops(size: int) -> list[A.BasicTransform]:
     return [A.Resize(size, size, interpolation=cv2.INTER_AREA, mask_interpolation=cv2.INTER_NEAREST)]
 
 
-def input_ops(size: int, geometry: str = "letterbox") -> list[A.BasicTransform]:
-    """The photo -> square network input step of a `geometry` (letterbox or resize)."""
+def rect_ops(size: int, multiple: int) -> list[A.BasicTransform]:
+    """Resize the longest side to `size`, keep the aspect, pad (centred) only up to a multiple of `multiple` (the
+    network's stride): a 4:3 photo at 448 becomes 448x336, not 448x448 with a quarter of it padding."""
+    return [
+        A.LongestMaxSize(max_size=size, interpolation=cv2.INTER_AREA, mask_interpolation=cv2.INTER_NEAREST),
+        A.PadIfNeeded(min_height=None, min_width=None, pad_height_divisor=multiple, pad_width_divisor=multiple,
+                      position="center", border_mode=cv2.BORDER_CONSTANT, fill=0, fill_mask=0),
+    ]
+
+
+def input_ops(size: int, geometry: str = "letterbox", multiple: int = 32) -> list[A.BasicTransform]:
+    """The photo -> network input step of a `geometry`: letterbox or resize (square), rect (HxW multiples of
+    `multiple`)."""
     if geometry not in GEOMETRIES:
         raise ConfigError(f"geometry {geometry!r} unknown; expected one of {', '.join(GEOMETRIES)}")
+    if geometry == "rect":
+        return rect_ops(size, multiple)
     return letterbox_ops(size) if geometry == "letterbox" else resize_ops(size)
+
+
+def input_shape(height: int, width: int, size: int, geometry: str = "letterbox", multiple: int = 32) -> tuple[int, int]:
+    """The network input's HxW for an HxW photo (what `input_ops` produces; batches group photos by it)."""
+    if geometry != "rect":
+        return size, size
+    _, _, new_h, new_w = letterbox_box(height, width, size)
+    return -(-new_h // multiple) * multiple, -(-new_w // multiple) * multiple
 
 
 def geometric_ops(strength: str) -> list[A.BasicTransform]:
@@ -69,18 +90,18 @@ def photometric_ops(strength: str) -> list[A.BasicTransform]:
 
 
 def train_transform(size: int, strength: str = "standard", normalize: bool = True,
-                    seed: int | None = None, geometry: str = "letterbox") -> A.Compose:
-    """Training pipeline: letterbox (or resize), then geometric and photometric augmentation, then Normalize +
-    tensor."""
+                    seed: int | None = None, geometry: str = "letterbox", multiple: int = 32) -> A.Compose:
+    """Training pipeline: the input step (`geometry`), then geometric and photometric augmentation, then
+    Normalize + tensor."""
     if strength not in AUGMENTATIONS:
         raise ConfigError(f"augmentation {strength!r} unknown; expected one of {', '.join(AUGMENTATIONS)}")
-    ops = input_ops(size, geometry) + geometric_ops(strength) + photometric_ops(strength)
+    ops = input_ops(size, geometry, multiple) + geometric_ops(strength) + photometric_ops(strength)
     return A.Compose(ops + _tensor_ops(normalize), seed=seed)
 
 
-def eval_transform(size: int, normalize: bool = True, geometry: str = "letterbox") -> A.Compose:
-    """Evaluation pipeline: the deterministic letterbox (or resize) only."""
-    return A.Compose(input_ops(size, geometry) + _tensor_ops(normalize))
+def eval_transform(size: int, normalize: bool = True, geometry: str = "letterbox", multiple: int = 32) -> A.Compose:
+    """Evaluation pipeline: the deterministic input step (`geometry`) only."""
+    return A.Compose(input_ops(size, geometry, multiple) + _tensor_ops(normalize))
 
 
 def _tensor_ops(normalize: bool) -> list[A.BasicTransform]:
@@ -89,26 +110,35 @@ def _tensor_ops(normalize: bool) -> list[A.BasicTransform]:
     return [A.Normalize(mean=NORMALIZATION["mean"], std=NORMALIZATION["std"]), ToTensorV2()]
 
 
-def letterbox_box(height: int, width: int, size: int) -> tuple[int, int, int, int]:
-    """Where an HxW image lands inside the size x size letterbox: (top, left, new_h, new_w)."""
+def letterbox_box(height: int, width: int, size: int, padded: tuple[int, int] | None = None
+                  ) -> tuple[int, int, int, int]:
+    """Where an HxW image, its longest side resized to `size`, lands inside the centred padding: (top, left,
+    new_h, new_w). The padded input is size x size (letterbox) unless `padded` gives its HxW (rect)."""
     scale = size / max(height, width)
     new_h, new_w = max(1, int(round(height * scale))), max(1, int(round(width * scale)))
-    return (size - new_h) // 2, (size - new_w) // 2, new_h, new_w
+    padded_h, padded_w = padded or (size, size)
+    return (padded_h - new_h) // 2, (padded_w - new_w) // 2, new_h, new_w
 
 
 def unletterbox(prob: np.ndarray, height: int, width: int) -> np.ndarray:
-    """Map a size x size probability map back to the original HxW (crop the padding, resize bilinearly)."""
-    size = prob.shape[-1]
-    top, left, new_h, new_w = letterbox_box(height, width, size)
+    """Map a padded probability map (square letterbox or rect) back to the original HxW: crop the padding,
+    resize bilinearly. The longest side of the map is the input size (sizes are multiples of the stride)."""
+    padded = prob.shape[-2], prob.shape[-1]
+    top, left, new_h, new_w = letterbox_box(height, width, max(padded), padded)
     crop = np.ascontiguousarray(prob[top:top + new_h, left:left + new_w], dtype=np.float32)
     return cv2.resize(crop, (width, height), interpolation=cv2.INTER_LINEAR)
 
 
 def to_photo(prob: np.ndarray, height: int, width: int, geometry: str = "letterbox") -> np.ndarray:
-    """Map a square probability map back to the photo's HxW: undo the letterbox, or resize back (bilinear)."""
-    if geometry == "letterbox":
+    """Map a probability map back to the photo's HxW: undo the padding (letterbox, rect), or resize back."""
+    if geometry in ("letterbox", "rect"):
         return unletterbox(prob, height, width)
     return cv2.resize(np.ascontiguousarray(prob, dtype=np.float32), (width, height), interpolation=cv2.INTER_LINEAR)
+
+
+def pad_value() -> tuple[float, ...]:
+    """A black pixel after Normalize: what the padding of a batch of mixed input shapes is filled with."""
+    return tuple(-m / s for m, s in zip(NORMALIZATION["mean"], NORMALIZATION["std"], strict=True))
 
 
 def denormalize(image: np.ndarray) -> np.ndarray:

@@ -76,6 +76,16 @@ def test_cross_validation_trains_each_fold_scores_it_and_reuses_it(folded_splits
     again = cross_validate(cfg, "tiny", dataset_dir=dataset, splits_dir=splits, log=lines.append)
     assert again["folds"] == result["folds"] and (run0 / "last.pt").stat().st_mtime_ns == stamp
     assert any("reusing" in line for line in lines)
+    # a run saved before a setting existed had that setting's default: still the same recipe, still reused
+    import yaml
+
+    saved = yaml.safe_load((run0 / "config.yaml").read_text())
+    del saved["distill_weight"]
+    (run0 / "config.yaml").write_text(yaml.safe_dump(saved))
+    lines.clear()
+    assert cross_validate(cfg, "tiny", dataset_dir=dataset, splits_dir=splits, log=lines.append)["folds"] == \
+        result["folds"]
+    assert (run0 / "last.pt").stat().st_mtime_ns == stamp and sum("reusing" in line for line in lines) == 2
     table = record_cv(["tiny"])
     row = table.set_index("run").loc["tiny"]
     assert row["cv_folds"] == "2" and len(row["cv_fold_ious"].split()) == 2

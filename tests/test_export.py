@@ -157,6 +157,17 @@ def test_graph_that_bakes_its_size_in_is_exported_at_a_fixed_size(tmp_path, monk
     assert load_onnx(result.path)[0].fixed_hw == (SIZE, SIZE)
 
 
+def test_rect_geometry_needs_dynamic_height_and_width(tmp_path):
+    torch.manual_seed(0)
+    cfg = make_config("smoke", {"input_size": SIZE, "geometry": "rect"})
+    state = make_checkpoint(build_model("unet", base_channels=4, depth=2), cfg, epoch=1, val_iou=0.5,
+                            best_val_iou=0.5)
+    assert export_onnx(state, tmp_path / "rect.onnx").dynamic_hw
+    with pytest.raises(SeglibError, match="geometry rect needs an export with dynamic height and width"):
+        export_onnx(state, tmp_path / "fixed.onnx", dynamic=False)
+    assert not (tmp_path / "fixed.onnx").exists()
+
+
 def test_in_memory_checkpoint_and_overwrite_refusal(tmp_path):
     state = load_checkpoint(save_tiny_checkpoint(tmp_path / "tiny.pt", input_size=SIZE))
     out = tmp_path / "out.onnx"

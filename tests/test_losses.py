@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from seglib.losses import DiceBCELoss
+from seglib.losses import DiceBCELoss, distillation_loss
 
 
 def test_confident_right_logits_cost_little_and_wrong_ones_a_lot():
@@ -44,3 +44,14 @@ def test_per_image_dice_of_a_perfect_prediction_is_zero_even_for_an_empty_mask()
     target[0, :, 2:6, 2:6] = 1
     logits = (target * 2 - 1) * 30
     assert DiceBCELoss(1.0, 0.0, dice_per_image=True)(logits, target).item() < 1e-3
+
+
+def test_distillation_pulls_toward_the_teachers_probabilities():
+    teacher = torch.randn(2, 1, 8, 8) * 3
+    logits = torch.zeros_like(teacher, requires_grad=True)
+    distillation_loss(logits, teacher).backward()
+    assert torch.allclose(logits.grad, (0.5 - torch.sigmoid(teacher)) / teacher.numel())  # toward the teacher
+    same = teacher.clone().requires_grad_(True)
+    distillation_loss(same, teacher).backward()
+    assert same.grad.abs().max() < 1e-7  # at the teacher's own predictions there is nothing to pull
+    assert distillation_loss(teacher, teacher) < distillation_loss(-teacher, teacher)

@@ -312,3 +312,23 @@ def test_a_model_trained_on_stretched_photos_predicts_on_stretched_photos(tmp_pa
         assert probs[geometry].shape == (30, 90)
     # the letterboxed input is mostly padding (a 32x11 strip of photo), the stretched one all photo
     assert not np.allclose(probs["letterbox"], probs["resize"], atol=1e-3)
+
+
+def test_rect_predictions_in_a_batch_of_mixed_shapes_equal_one_by_one(tmp_path):
+    """geometry=rect: photos of different aspects in one call are grouped by input shape; same result as alone."""
+    from seglib.checkpoint import make_checkpoint, save_checkpoint
+    from seglib.model import UNet
+    from seglib.settings import make_config
+
+    torch.manual_seed(0)
+    cfg = make_config("smoke", {"input_size": 32, "geometry": "rect"})
+    path = save_checkpoint(make_checkpoint(UNet(base_channels=4, depth=2), cfg, epoch=1, val_iou=0.5,
+                                           best_val_iou=0.5), tmp_path / "rect.pt")
+    predictor = Predictor.from_checkpoint(path, tta=True)
+    assert predictor.transform(image=np.zeros((30, 90, 3), np.uint8))["image"].shape == (3, 12, 32)
+    rng = np.random.default_rng(0)
+    photos = [rng.integers(0, 255, shape, dtype=np.uint8) for shape in [(30, 90, 3), (90, 30, 3), (31, 88, 3)]]
+    together = predictor.predict_proba_batch(photos)
+    for photo, prob in zip(photos, together, strict=True):
+        assert prob.shape == photo.shape[:2]
+        np.testing.assert_allclose(prob, predictor.predict_proba(photo), atol=1e-5)

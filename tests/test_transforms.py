@@ -11,8 +11,11 @@ from seglib.errors import ConfigError
 from seglib.transforms import (
     eval_transform,
     geometric_ops,
+    input_shape,
     letterbox_box,
+    pad_value,
     photometric_ops,
+    to_photo,
     train_transform,
     unletterbox,
 )
@@ -80,6 +83,31 @@ def test_resize_geometry_stretches_to_the_square_and_back():
     back = to_photo(out["mask"].astype(np.float32), 60, 30, "resize")
     assert back.shape == (60, 30)
     assert (back[:, :14] > 0.5).all() and (back[:, 16:] < 0.5).all()
+
+
+@pytest.mark.parametrize(("h", "w"), [(577, 433), (408, 612), (183, 275), (31, 97), (64, 64), (480, 270)])
+def test_rect_geometry_keeps_the_aspect_pads_to_the_stride_and_inverts(h, w):
+    mask = np.ones((h, w), np.uint8)
+    out = eval_transform(64, normalize=False, geometry="rect", multiple=16)(image=np.zeros((h, w, 3), np.uint8),
+                                                                             mask=mask)
+    shape = input_shape(h, w, 64, "rect", 16)
+    assert out["mask"].shape == out["image"].shape[:2] == shape
+    assert max(shape) == 64 and shape[0] % 16 == 0 and shape[1] % 16 == 0
+    top, left, nh, nw = letterbox_box(h, w, 64, shape)
+    ys, xs = np.nonzero(out["mask"])
+    assert (ys.min(), ys.max() + 1, xs.min(), xs.max() + 1) == (top, top + nh, left, left + nw)
+    assert out["mask"].size - out["mask"].sum() < 16 * 64  # less than one stride of padding, not a square's
+    back = to_photo(out["mask"].astype(np.float32), h, w, "rect")
+    assert back.shape == (h, w) and back.min() > 0.99
+
+
+def test_square_geometries_have_one_input_shape():
+    assert input_shape(480, 270, 64, "letterbox") == input_shape(480, 270, 64, "resize") == (64, 64)
+
+
+def test_pad_value_is_black_after_normalize():
+    black = eval_transform(32)(image=np.zeros((40, 32, 3), np.uint8))["image"]  # letterbox padding and photo
+    assert np.allclose(black[:, 20, 16].numpy(), pad_value(), atol=1e-5)
 
 
 def test_unknown_geometry_is_refused():

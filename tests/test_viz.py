@@ -229,3 +229,11 @@ def test_category_plot_orders_by_mean_and_counts():
     assert labels == ["several people (n=1)", "dark (n=2)", "all images (n=4)"]
     with pytest.raises(ValueError):
         viz.category_plot(data.iloc[:0])
+
+
+def test_geometry_grid_shows_each_input_shape_and_its_padding():
+    image, mask = image_and_box_mask(h=48, w=64)  # 4:3 landscape
+    fig = viz.geometry_grid(image, mask, 32, multiple=8)
+    titles = [ax.get_title() for ax in fig.axes]
+    assert titles == ["photo 64x48", "letterbox: 32x32, 25% padding", "resize: 32x32, 0% padding",
+                      "rect: 32x24, 0% padding"]

@@ -24,6 +24,7 @@ from seglib.transform_checks import (  # noqa: F401
 )
 from seglib.viz.augment import (  # noqa: F401
     augmentation_grid,
+    geometry_grid,
     named_ops,
     ops_table,
     per_transform_grid,

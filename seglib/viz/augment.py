@@ -53,6 +53,26 @@ def augmentation_grid(image: np.ndarray, mask: np.ndarray, transform, n: int = 8
     return sample_grid(images, masks, titles, ncols=ncols, max_side=max_side, suptitle=title, alpha=alpha)
 
 
+def geometry_grid(image: np.ndarray, mask: np.ndarray, size: int, multiple: int = 32, *,
+                  max_side: int | None = MAX_SIDE) -> Figure:
+    """The photo as each `geometry` makes it a network input (letterbox, resize, rect), titled with the input's
+    HxW and the share of it that is padding."""
+    from seglib.settings import GEOMETRIES
+    from seglib.transforms import eval_transform
+
+    panels = [(image, mask, f"photo {mask.shape[1]}x{mask.shape[0]}")]
+    for geometry in GEOMETRIES:
+        out = eval_transform(size, normalize=False, geometry=geometry, multiple=multiple)(image=image, mask=mask)
+        h, w = out["mask"].shape
+        photo = eval_transform(size, normalize=False, geometry=geometry, multiple=multiple)(
+            image=np.full_like(image, 255))["image"][..., 0]  # white where the photo is, black padding
+        padding = float((photo == 0).mean())
+        panels.append((out["image"], out["mask"], f"{geometry}: {w}x{h}, {padding:.0%} padding"))
+    images, masks, titles = zip(*panels, strict=True)
+    return sample_grid(images, masks, titles, ncols=len(panels), max_side=max_side,
+                       suptitle=f"network input at {size} px, by geometry")
+
+
 def named_ops(ops: Sequence, seed: int | None = None, always: bool = True) -> dict:
     """{name: Compose([op])} for showing transforms one at a time.
 
