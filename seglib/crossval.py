@@ -21,6 +21,7 @@ from seglib.runs import Run, check_run_name
 FOLD_SCORE = "cv_score.json"  # a fold run's score on its held-out fold, kept in the run folder
 CV_THRESHOLD = 0.5  # fixed: choosing it on the held-out fold would score the fold with what it picked
 CV_TTA = True
+ADOPT_MARGIN = 0.005  # the README's rule: a change is adopted only when it raises the fold mean by more than this
 
 
 def cv_dir() -> Path:
@@ -122,3 +123,38 @@ def load_result(recipe: str) -> dict:
     if not path.is_file():
         raise SeglibError(f"{config.display_path(path)}: no cross-validation result (run `seglib cv` first)")
     return json.loads(path.read_text())
+
+
+def compare(baseline: str, recipe: str) -> dict:
+    """`recipe` minus `baseline`, fold by fold, from their saved results, and what the written rule decides:
+    adopt only when the mean difference exceeds ADOPT_MARGIN and both were trained on the same kind of device."""
+    base, other = load_result(baseline), load_result(recipe)
+    base_folds = {f["fold"]: f["mean_iou"] for f in base["folds"]}
+    other_folds = {f["fold"]: f["mean_iou"] for f in other["folds"]}
+    folds = sorted(base_folds.keys() & other_folds.keys())
+    if not folds:
+        raise SeglibError(f"{baseline} and {recipe}: no fold scored in both; nothing to compare")
+    differences = [other_folds[k] - base_folds[k] for k in folds]
+    mean = statistics.fmean(differences)
+    same_device = base.get("device", "") == other.get("device", "")
+    return {"baseline": baseline, "recipe": recipe, "folds": folds, "differences": differences,
+            "mean_difference": mean, "better_on": sum(d > 0 for d in differences), "same_device": same_device,
+            "devices": (base.get("device", ""), other.get("device", "")),
+            "adopt": same_device and mean > ADOPT_MARGIN}
+
+
+def describe_comparison(result: dict) -> str:
+    """The comparison in two lines: the differences, then the rule's decision and why."""
+    per_fold = " ".join(f"{d:+.4f}" for d in result["differences"])
+    n = len(result["folds"])
+    lines = [f"{result['recipe']} minus {result['baseline']}: {result['mean_difference']:+.4f} mean over {n} folds "
+             f"(per fold {per_fold}), better on {result['better_on']} of {n}"]
+    if not result["same_device"]:
+        base_device, device = result["devices"]
+        lines.append(f"not comparable: trained on {base_device} and {device}; compare recipes trained on the same "
+                     f"device")
+    elif result["adopt"]:
+        lines.append(f"adopt: more than +{ADOPT_MARGIN} (the rule in the README)")
+    else:
+        lines.append(f"keep {result['baseline']}: not more than +{ADOPT_MARGIN} (the rule in the README)")
+    return "\n".join(lines)

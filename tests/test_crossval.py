@@ -9,9 +9,9 @@ import pytest
 
 from seglib import config
 from seglib.cli import main
-from seglib.crossval import cross_validate, load_result
+from seglib.crossval import compare, cross_validate, load_result
 from seglib.data.splits import fold_numbers, fold_split, read_split
-from seglib.errors import DataError
+from seglib.errors import DataError, SeglibError
 from seglib.experiments import record_cv
 from seglib.settings import make_config
 
@@ -101,3 +101,34 @@ def yaml_fold(run_dir) -> int:
 def test_cli_rejects_bad_fold_lists(capsys):
     assert main(["cv", "--recipe", "x", "--profile", "smoke", "--folds", "a,b"]) == 2
     assert "--folds 'a,b'" in capsys.readouterr().err
+
+
+def saved_result(name: str, ious: list[float], device: str = "cpu") -> None:
+    """A cross-validation result as `seglib cv` saves it (the fields compare reads)."""
+    path = config.reports_dir() / "cv" / f"{name}.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({"recipe": name, "device": device,
+                                "folds": [{"fold": k, "mean_iou": v} for k, v in enumerate(ious)]}))
+
+
+def test_compare_applies_the_written_rule(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("SEGLIB_REPORTS_DIR", str(tmp_path / "reports"))
+    saved_result("base", [0.90, 0.88, 0.86])
+    saved_result("small", [0.905, 0.884, 0.862])  # +0.004 on average, better on every fold: not enough
+    saved_result("big", [0.91, 0.89, 0.865])
+    saved_result("gpu", [0.95, 0.95, 0.95], device="cuda")
+    small = compare("base", "small")
+    assert small["better_on"] == 3 and small["mean_difference"] == pytest.approx(0.0037, abs=1e-4)
+    assert not small["adopt"]
+    assert compare("base", "big")["adopt"]
+    assert not compare("base", "gpu")["adopt"]  # not the same device: not comparable
+    assert main(["cv", "--compare", "base", "big"]) == 0
+    out = capsys.readouterr().out
+    assert "big minus base: +0.0083 mean over 3 folds (per fold +0.0100 +0.0100 +0.0050), better on 3 of 3" in out
+    assert "adopt: more than +0.005" in out
+    assert main(["cv", "--compare", "base", "gpu"]) == 0
+    assert "not comparable: trained on cpu and cuda" in capsys.readouterr().out
+    with pytest.raises(SeglibError, match="no cross-validation result"):
+        compare("base", "missing")
+    assert main(["cv", "--compare", "base", "missing"]) != 0
+    assert "missing.json: no cross-validation result" in capsys.readouterr().err

@@ -13,7 +13,11 @@ def add_parser(sub) -> None:
                                    "on its held-out photos (mask resolution, flip TTA, threshold 0.5), save "
                                    "reports/cv/RECIPE.json and the recipe's row in reports/experiments.csv "
                                    "(mean and sd over folds). Test is never touched.")
-    p.add_argument("--recipe", required=True, help="recipe name: runs/RECIPE-foldK, reports/cv/RECIPE.json")
+    what = p.add_mutually_exclusive_group(required=True)
+    what.add_argument("--recipe", help="recipe name: runs/RECIPE-foldK, reports/cv/RECIPE.json")
+    what.add_argument("--compare", nargs=2, metavar=("BASELINE", "RECIPE"),
+                      help="train nothing: print RECIPE minus BASELINE fold by fold from their saved results, and "
+                           "whether the README's rule adopts it (more than +0.005 on the same kind of device)")
     p.add_argument("--profile", default="auto", help=f"{PROFILE_HELP}; default auto")
     add_settings_options(p)
     p.add_argument("--folds", help="comma-separated fold numbers (default: every fold of folds.csv)")
@@ -28,6 +32,11 @@ def cmd_cv(args) -> int:
     from seglib.experiments import record_cv
     from seglib.settings import make_config, parse_set_args
 
+    if args.compare:
+        from seglib.crossval import compare, describe_comparison
+
+        print(describe_comparison(compare(*args.compare)))
+        return 0
     folds = None
     if args.folds:
         try:
