@@ -43,6 +43,7 @@ from seglib.model import MEDIAPIPE_SELFIE_TFLITE, count_parameters
 from seglib.predict import Predictor
 from seglib.runs import Run, read_json
 from seglib.tflite_net import TFLiteNet, read_tflite
+from seglib.transforms import describe_input
 
 # The public course solution: smp U-Net, timm-efficientnet-b0 encoder, 320 px, batch 16, Adam 3e-3, Dice + BCE.
 # Here its encoder starts from scratch (no ImageNet download), which does not change its speed.
@@ -296,12 +297,12 @@ def compare_predictions(checkpoint=None, *, photos: int | None = None, split: st
         raise SeglibError(f"photos {photos}: give at least 1 (or leave it out for the whole split)")
     state = load_checkpoint(checkpoint)
     threshold, tta, threshold_source = val_protocol(checkpoint, state)
-    model, _ = model_from_checkpoint(state)
+    model, cfg = model_from_checkpoint(state)
     size = int(state["input_size"])
     flops = forward_flops(model, size, size)
     passes = 2 if tta else 1
     threads = int(threads or os.cpu_count() or 1)
-    ours = {"input": f"{size}x{size} (letterboxed)", "parameters": count_parameters(model),
+    ours = {"input": describe_input(size, cfg.geometry), "parameters": count_parameters(model),
             "threshold_source": threshold_source, "flops_per_pass": flops}
     rows: dict[str, dict] = {}
     args = (split, photos, dataset_dir, splits_dir, 8)  # the photos, and 8 of them decoded at a time
@@ -322,7 +323,7 @@ def compare_predictions(checkpoint=None, *, photos: int | None = None, split: st
             onnx.tta = False
             onnx.set_input_size(small_size)
             rows[ONNX_SMALL] = {**_timed_row(TimedPredictor(onnx), *args), **ours,
-                                "input": f"{small_size}x{small_size} (letterboxed; trained at {size})",
+                                "input": f"{describe_input(small_size, cfg.geometry)}; trained at {size}",
                                 "flops_per_pass": forward_flops(model, small_size, small_size),
                                 "flops_per_photo": forward_flops(model, small_size, small_size), "runtime": runtime}
         if fast_checkpoint is not None:
@@ -359,9 +360,7 @@ def _onnx_row(checkpoint: Path, onnx_path: Path, threads: int, args: tuple, runt
     flops = forward_flops(model, size, size)
     predictor = Predictor.from_onnx(export_onnx(checkpoint, onnx_path).path, threads=threads, tta=tta,
                                     threshold=threshold, threshold_source=source)
-    how = {"letterbox": f"{size}x{size}, letterboxed", "resize": f"{size}x{size}, stretched, as MediaPipe does",
-           "rect": f"longest side {size}, aspect kept"}[predictor.geometry]
-    return {**_timed_row(TimedPredictor(predictor), *args), "input": how,
+    return {**_timed_row(TimedPredictor(predictor), *args), "input": describe_input(size, predictor.geometry),
             "parameters": count_parameters(model), "threshold_source": f"{display_path(checkpoint)}: {source}",
             "flops_per_pass": flops, "flops_per_photo": flops * (2 if tta else 1), "runtime": runtime}
 

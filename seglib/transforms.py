@@ -54,6 +54,13 @@ def input_ops(size: int, geometry: str = "letterbox", multiple: int = 32) -> lis
     return letterbox_ops(size) if geometry == "letterbox" else resize_ops(size)
 
 
+def describe_input(size: int, geometry: str = "letterbox") -> str:
+    """How a photo becomes the network input, in words (model cards, the bench)."""
+    return {"letterbox": f"{size}x{size} px, letterboxed (aspect kept, padded to the square)",
+            "resize": f"{size}x{size} px, stretched (as MediaPipe does)",
+            "rect": f"longest side {size} px, aspect kept (padded to a multiple of the network's stride)"}[geometry]
+
+
 def input_shape(height: int, width: int, size: int, geometry: str = "letterbox", multiple: int = 32) -> tuple[int, int]:
     """The network input's HxW for an HxW photo (what `input_ops` produces; batches group photos by it)."""
     if geometry != "rect":

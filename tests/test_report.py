@@ -394,6 +394,9 @@ def test_model_card_of_a_trained_run_and_its_section_in_the_index(tmp_path):
                     "## Limitations", "## How to reproduce"):
         assert section in card
     assert "Apache-2.0" in card and "106,401 parameters" in card and "neither repository states a licence" in card
+    assert "input 448x448 px, letterboxed" in card  # saved before `geometry` existed: letterboxed
+    run.config_file.write_text(run.config_file.read_text() + "geometry: resize\n")
+    assert "input 448x448 px, stretched (as MediaPipe does)" in model_card(run)
     assert "| test | 4 | 0.810 (0.700–0.900) |" in card and "| val | — | not scored yet |" in card
     assert "small figures (< 10% of the picture) | 1 | 0.200 |" in card
     assert "scores lowest on small figures" in card

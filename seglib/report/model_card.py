@@ -39,8 +39,7 @@ def model_card(run: Run, command: str = "") -> str:
         "",
         "## Model",
         f"- **What it is:** person segmentation (one probability per pixel that it belongs to a person), {arch}, "
-        f"{size}input letterboxed to {cfg.get('input_size', '?')} px; the mask is mapped back to each photo's "
-        "own size.",
+        f"{size}input {_input(cfg)}; the mask is mapped back to each photo's own size.",
         f"- **Initial weights:** {summary.get('weights', '?')}.",
         _weights_licence(cfg),
         f"- **Training:** profile `{cfg.get('profile', '?')}`, {summary.get('epochs_run', '?')} epochs "
@@ -166,3 +165,10 @@ def _subgroups(run: Run, metrics: dict | None) -> tuple[list[str], pd.DataFrame 
     note = (f"Categories are measured from each photo and its mask ({len(CATEGORIES)} kinds; notebook 05). "
             "With a few photos per subgroup the means are rough: read them as where to look, not as rankings.")
     return head + rows + ["", note, ""], table
+
+
+def _input(cfg: dict) -> str:
+    """The network input in words (runs saved before `geometry` existed were letterboxed)."""
+    from seglib.transforms import describe_input
+
+    return describe_input(cfg.get("input_size", "?"), cfg.get("geometry", "letterbox"))
