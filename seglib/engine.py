@@ -68,8 +68,8 @@ class TrainResult:
 def make_loaders(cfg: TrainConfig, runtime: Runtime, dataset_dir=None, splits_dir=None):
     """Datasets (decoded once, cached in memory) and loaders for train and val."""
     from seglib.transforms import eval_transform, train_transform
-    multiple = input_multiple(cfg)
 
+    multiple = input_multiple(cfg)
     if cfg.fold >= 0:  # cross-validation: the fold is the val set, the rest of train+val trains
         train_table, val_table = fold_split(cfg.fold, splits_dir)
     else:
