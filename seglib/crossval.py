@@ -127,7 +127,8 @@ def load_result(recipe: str) -> dict:
 
 def compare(baseline: str, recipe: str) -> dict:
     """`recipe` minus `baseline`, fold by fold, from their saved results, and what the written rule decides:
-    adopt only when the mean difference exceeds ADOPT_MARGIN and both were trained on the same kind of device."""
+    adopt only when both were scored on the same folds, trained on the same kind of device, and the mean difference
+    exceeds ADOPT_MARGIN."""
     base, other = load_result(baseline), load_result(recipe)
     base_folds = {f["fold"]: f["mean_iou"] for f in base["folds"]}
     other_folds = {f["fold"]: f["mean_iou"] for f in other["folds"]}
@@ -137,10 +138,11 @@ def compare(baseline: str, recipe: str) -> dict:
     differences = [other_folds[k] - base_folds[k] for k in folds]
     mean = statistics.fmean(differences)
     same_device = base.get("device", "") == other.get("device", "")
+    complete = base_folds.keys() == other_folds.keys()
     return {"baseline": baseline, "recipe": recipe, "folds": folds, "differences": differences,
             "mean_difference": mean, "better_on": sum(d > 0 for d in differences), "same_device": same_device,
-            "devices": (base.get("device", ""), other.get("device", "")),
-            "adopt": same_device and mean > ADOPT_MARGIN}
+            "devices": (base.get("device", ""), other.get("device", "")), "complete": complete,
+            "adopt": same_device and complete and mean > ADOPT_MARGIN}
 
 
 def describe_comparison(result: dict) -> str:
@@ -153,6 +155,8 @@ def describe_comparison(result: dict) -> str:
         base_device, device = result["devices"]
         lines.append(f"not comparable: trained on {base_device} and {device}; compare recipes trained on the same "
                      f"device")
+    elif not result["complete"]:
+        lines.append("undecided: the two were not scored on the same folds; the rule compares every fold")
     elif result["adopt"]:
         lines.append(f"adopt: more than +{ADOPT_MARGIN} (the rule in the README)")
     else:

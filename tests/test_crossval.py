@@ -122,6 +122,10 @@ def test_compare_applies_the_written_rule(tmp_path, monkeypatch, capsys):
     assert not small["adopt"]
     assert compare("base", "big")["adopt"]
     assert not compare("base", "gpu")["adopt"]  # not the same device: not comparable
+    saved_result("partial", [0.95, 0.95])  # two folds only: far better on them, still undecided
+    assert not compare("base", "partial")["adopt"]
+    assert main(["cv", "--compare", "base", "partial"]) == 0
+    assert "undecided: the two were not scored on the same folds" in capsys.readouterr().out
     assert main(["cv", "--compare", "base", "big"]) == 0
     out = capsys.readouterr().out
     assert "big minus base: +0.0083 mean over 3 folds (per fold +0.0100 +0.0100 +0.0050), better on 3 of 3" in out
