@@ -203,7 +203,7 @@ def validate(cfg: TrainConfig) -> None:
             raise ConfigError(f"setting {key}={getattr(cfg, key)!r}: must be positive")
     if cfg.input_size % input_multiple(cfg):
         stride = "2**depth" if cfg.model == "unet" else "its stride"
-        raise ConfigError(f"setting input_size={cfg.input_size}: must be divisible by {input_multiple(cfg)} "
+        raise ConfigError(f"setting input_size={cfg.input_size}: must be a multiple of {input_multiple(cfg)} "
                           f"({cfg.model}: {stride})")
     if cfg.fold >= 0 and cfg.train_on != "train":
         raise ConfigError(f"settings fold={cfg.fold} and train_on={cfg.train_on}: a fold run trains on the other folds")

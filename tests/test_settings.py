@@ -41,7 +41,7 @@ def test_overrides_are_typed():
         ({"epochs": "three"}, "expected int"),
         ({"epochs": 2.5}, "expected int"),
         ({"augment": "wild"}, "expected one of"),
-        ({"input_size": 66}, "divisible"),
+        ({"input_size": 66}, r"multiple of 4 \(unet: 2\*\*depth\)"),
         ({"threshold": 1.5}, "between 0 and 1"),
         ({"amp": "maybe"}, "expected bool"),
     ],
