@@ -90,7 +90,7 @@ def make_loaders(cfg: TrainConfig, runtime: Runtime, dataset_dir=None, splits_di
     train_ds.preload()
     val_ds.preload()
     if cfg.geometry == "rect":
-        return _rect_loaders(cfg, runtime, train_ds, val_ds, workers)
+        return _rect_loaders(cfg, runtime, train_ds, val_ds, workers, multiple)
     if runtime.distributed:
         train_sampler = DistributedSampler(train_ds, runtime.world_size, runtime.rank, shuffle=True, seed=cfg.seed)
         val_sampler = DistributedSampler(val_ds, runtime.world_size, runtime.rank, shuffle=False)
@@ -107,14 +107,14 @@ def make_loaders(cfg: TrainConfig, runtime: Runtime, dataset_dir=None, splits_di
     return train_loader, val_loader
 
 
-def _rect_loaders(cfg: TrainConfig, runtime: Runtime, train_ds, val_ds, workers: int):
+def _rect_loaders(cfg: TrainConfig, runtime: Runtime, train_ds, val_ds, workers: int, multiple: int):
     """Loaders of rectangular inputs: batches grouped by input shape (ShapeBatchSampler), padded to the largest."""
     from functools import partial
 
     from seglib.transforms import input_shape, pad_value
 
     def shapes(ds):
-        return [input_shape(*ds.load(i)[1].shape, cfg.input_size, "rect", input_multiple(cfg)) for i in range(len(ds))]
+        return [input_shape(*ds.load(i)[1].shape, cfg.input_size, "rect", multiple) for i in range(len(ds))]
 
     cuda = runtime.device.type == "cuda"
     collate = partial(pad_collate, image_fill=pad_value())

@@ -67,8 +67,7 @@ class Predictor:
         """Run the network at another square input size than it was trained at (fully convolutional networks;
         an ONNX file exported with dynamic height and width): fewer pixels, faster, usually less accurate."""
         self.input_size = int(size)
-        multiple = input_multiple(self.cfg) if hasattr(self.cfg, "model") else 32
-        self.transform = eval_transform(self.input_size, geometry=self.geometry, multiple=multiple)
+        self.transform = eval_transform(self.input_size, geometry=self.geometry, multiple=input_multiple(self.cfg))
 
     @classmethod
     def from_checkpoint(cls, path: str | Path, **kwargs) -> Predictor:

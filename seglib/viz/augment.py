@@ -62,10 +62,10 @@ def geometry_grid(image: np.ndarray, mask: np.ndarray, size: int, multiple: int 
 
     panels = [(image, mask, f"photo {mask.shape[1]}x{mask.shape[0]}")]
     for geometry in GEOMETRIES:
-        out = eval_transform(size, normalize=False, geometry=geometry, multiple=multiple)(image=image, mask=mask)
+        transform = eval_transform(size, normalize=False, geometry=geometry, multiple=multiple)
+        out = transform(image=image, mask=mask)
         h, w = out["mask"].shape
-        photo = eval_transform(size, normalize=False, geometry=geometry, multiple=multiple)(
-            image=np.full_like(image, 255))["image"][..., 0]  # white where the photo is, black padding
+        photo = transform(image=np.full_like(image, 255))["image"][..., 0]  # white where the photo is, black padding
         padding = float((photo == 0).mean())
         panels.append((out["image"], out["mask"], f"{geometry}: {w}x{h}, {padding:.0%} padding"))
     images, masks, titles = zip(*panels, strict=True)
