@@ -145,11 +145,15 @@ def compare(baseline: str, recipe: str) -> dict:
             "adopt": same_device and complete and mean > ADOPT_MARGIN}
 
 
+def fold_count(n: int) -> str:
+    return f"{n} fold" if n == 1 else f"{n} folds"
+
+
 def describe_comparison(result: dict) -> str:
     """The comparison in two lines: the differences, then the rule's decision and why."""
     per_fold = " ".join(f"{d:+.4f}" for d in result["differences"])
     n = len(result["folds"])
-    lines = [f"{result['recipe']} minus {result['baseline']}: {result['mean_difference']:+.4f} mean over {n} folds "
+    lines = [f"{result['recipe']} minus {result['baseline']}: {result['mean_difference']:+.4f} mean over {fold_count(n)} "
              f"(per fold {per_fold}), better on {result['better_on']} of {n}"]
     if not result["same_device"]:
         base_device, device = result["devices"]

@@ -3,7 +3,8 @@
 Older rows compare runs on the 44 val photos; rows with `cv_folds` compare recipes on the 5 folds of train+val
 (`seglib cv`: mean and sd over folds, each fold's score beside them). `seglib experiments RUN [RUN ...]` (re)writes
 the rows of those runs from their saved config, training summary and evaluation files. Test IoU is filled in only
-where a run's test split was scored, which this workbook does for the chosen recipes only.
+where a run's test split was scored, which this workbook does for the chosen recipes only. `fold_table`,
+`val_table` and `unscored` split the log into what notebook 04 shows.
 """
 
 from __future__ import annotations
@@ -106,6 +107,55 @@ def _upsert(rows: list[dict], notes: str, path: Path | None) -> pd.DataFrame:
     table = table.reindex(columns=COLUMNS)
     write_text_atomic(path, table.to_csv(index=False, lineterminator="\n"))
     return table
+
+
+def read_log(path: Path | None = None) -> pd.DataFrame:
+    """The experiment log as written (every cell a string, blanks blank); a missing log is an error."""
+    path = Path(path) if path is not None else experiments_path()
+    if not path.is_file():
+        raise SeglibError(f"{config.display_path(path)}: no experiment log yet (`seglib cv` and `seglib experiments` "
+                          "write it)")
+    return pd.read_csv(path, dtype=str, keep_default_na=False)
+
+
+def fold_table(log: pd.DataFrame) -> pd.DataFrame:
+    """The recipes compared on the folds, grouped by device and best fold mean first, each with its distance to
+    the best fold mean of its device (the README's rule compares recipes trained on the same device only); a
+    recipe stopped before its last fold is listed without a distance."""
+    rows = log[log["cv_folds"] != ""].copy()
+    for column, default in (("geometry", "letterbox"), ("dice_per_image", "False"), ("distill_weight", "0.0")):
+        rows[column] = rows[column].replace("", default)  # rows written before the setting existed had its default
+    rows["fold_mean"] = pd.to_numeric(rows["cv_mean_iou_tta"])
+    rows["n_folds"] = pd.to_numeric(rows["cv_folds"])
+    complete = rows["fold_mean"].where(rows["n_folds"] == rows["n_folds"].max())  # a recipe stopped after some folds is not ranked
+    rows["minus_best_of_device"] = (complete - complete.groupby(rows["device"]).transform("max")).round(4)
+    rows = rows.sort_values(["device", "fold_mean"], ascending=[True, False])
+    table = pd.DataFrame({
+        "device": rows["device"], "recipe": rows["run"], "model": rows["model"], "input_size": rows["input_size"],
+        "geometry": rows["geometry"], "epochs": rows["epochs"], "dice_per_image": rows["dice_per_image"],
+        "distill_weight": rows["distill_weight"],
+        "fold_mean_iou": [f"{m:.4f} ± {float(sd):.4f}" if n > 1 else f"{m:.4f} (1 fold)"
+                          for m, sd, n in zip(rows["fold_mean"], rows["cv_sd"], rows["n_folds"], strict=True)],
+        "minus_best_of_device": rows["minus_best_of_device"], "per_fold": rows["cv_fold_ious"],
+        "boundary_iou": rows["cv_boundary_iou"],
+        "minutes_per_fold_run": pd.to_numeric(rows["train_minutes"]).round(1),
+        "notes": rows["notes"]})
+    return table.set_index(["device", "recipe"])
+
+
+def val_table(log: pd.DataFrame) -> pd.DataFrame:
+    """The runs compared on the 44 val photos (the log's older rows), with test where it was scored."""
+    columns = ["run", "model", "encoder", "input_size", "epochs", "augment", "schedule", "lr", "ema_decay",
+               "train_minutes", "device", "best_epoch", "val_mean_iou", "val_mean_iou_tta", "val_threshold",
+               "test_mean_iou", "test_mean_iou_ci95", "test_tta", "notes"]
+    scored = log[(log["cv_folds"] == "") & log[["val_mean_iou", "val_mean_iou_tta", "test_mean_iou"]].ne("").any(axis=1)]
+    return scored[columns].set_index("run")
+
+
+def unscored(log: pd.DataFrame) -> pd.DataFrame:
+    """Rows recorded without any score (a recipe started or planned but not finished), with the notes saying why."""
+    scores = ["cv_mean_iou_tta", "val_mean_iou", "val_mean_iou_tta", "test_mean_iou"]
+    return log.loc[log[scores].eq("").all(axis=1), ["run", "device", "notes"]].set_index("run")
 
 
 def _metrics(run_dir: Path, split: str, folder: str = EVAL) -> dict:

@@ -8,8 +8,9 @@ import pandas as pd
 import pytest
 import yaml
 
+from seglib import config
 from seglib.errors import SeglibError
-from seglib.experiments import COLUMNS, record
+from seglib.experiments import COLUMNS, fold_table, read_log, record, unscored, val_table
 from seglib.settings import make_config
 
 
@@ -67,3 +68,39 @@ def test_plain_and_tta_val_are_found_whichever_folder_holds_them(tmp_path):
     record([run], path=tmp_path / "log.csv")
     row = pd.read_csv(tmp_path / "log.csv").iloc[0]
     assert (row["val_mean_iou"], row["val_mean_iou_tta"]) == (0.83, 0.84)
+
+
+def write_log(path, rows):
+    pd.DataFrame([{c: row.get(c, "") for c in COLUMNS} for row in rows]).to_csv(path, index=False)
+
+
+def test_log_splits_into_fold_rows_by_device_val_rows_and_unscored_rows(tmp_path):
+    gpu = "cuda (NVIDIA H100 80GB HBM3)"
+    write_log(tmp_path / "log.csv", [
+        {"run": "old-val", "val_mean_iou": "0.93", "test_mean_iou": "0.91", "device": "cpu"},
+        {"run": "a-cpu", "cv_folds": "5", "cv_mean_iou_tta": "0.9065", "cv_sd": "0.0162", "device": "cpu"},
+        {"run": "b-cpu", "cv_folds": "5", "cv_mean_iou_tta": "0.9075", "cv_sd": "0.0123", "device": "cpu"},
+        {"run": "c-gpu", "cv_folds": "5", "cv_mean_iou_tta": "0.9023", "cv_sd": "0.017", "device": gpu},
+        {"run": "stopped-cpu", "cv_folds": "1", "cv_mean_iou_tta": "0.95", "cv_sd": "0.0", "device": "cpu"},
+        {"run": "planned", "device": gpu, "notes": "not started"},
+    ])
+    log = read_log(tmp_path / "log.csv")
+    folds = fold_table(log)
+    assert folds.index.tolist() == [("cpu", "stopped-cpu"), ("cpu", "b-cpu"), ("cpu", "a-cpu"), (gpu, "c-gpu")]
+    # measured against its own device's best complete recipe only; one stopped after a fold is not ranked
+    assert folds["minus_best_of_device"].tolist()[1:] == [0.0, -0.001, 0.0]
+    assert pd.isna(folds.loc[("cpu", "stopped-cpu"), "minus_best_of_device"])
+    assert folds.loc[("cpu", "stopped-cpu"), "fold_mean_iou"] == "0.9500 (1 fold)"
+    assert folds.loc[("cpu", "b-cpu"), "fold_mean_iou"] == "0.9075 ± 0.0123"
+    assert val_table(log).index.tolist() == ["old-val"]
+    assert unscored(log).to_dict("index") == {"planned": {"device": gpu, "notes": "not started"}}
+
+
+def test_missing_log_is_one_line(tmp_path):
+    with pytest.raises(SeglibError, match="no experiment log yet"):
+        read_log(tmp_path / "none.csv")
+
+
+def test_committed_log_reads_into_the_three_tables():
+    log = read_log(config.PROJECT_ROOT / "reports" / "experiments.csv")  # make test moves SEGLIB_REPORTS_DIR away
+    assert len(fold_table(log)) + len(val_table(log)) + len(unscored(log)) == len(log)

@@ -28,7 +28,7 @@ def add_parser(sub) -> None:
 
 
 def cmd_cv(args) -> int:
-    from seglib.crossval import cross_validate
+    from seglib.crossval import cross_validate, fold_count
     from seglib.experiments import record_cv
     from seglib.settings import make_config, parse_set_args
 
@@ -48,5 +48,5 @@ def cmd_cv(args) -> int:
                             splits_dir=args.splits_dir)
     record_cv([args.recipe], args.notes)
     print(f"{args.recipe}: mean IoU {result['mean_iou']:.4f} ± {result['sd_iou']:.4f} (sd over "
-          f"{len(result['folds'])} folds), boundary IoU {result['boundary_iou']:.4f}")
+          f"{fold_count(len(result['folds']))}), boundary IoU {result['boundary_iou']:.4f}")
     return 0
