@@ -153,8 +153,8 @@ def describe_comparison(result: dict) -> str:
     """The comparison in two lines: the differences, then the rule's decision and why."""
     per_fold = " ".join(f"{d:+.4f}" for d in result["differences"])
     n = len(result["folds"])
-    lines = [f"{result['recipe']} minus {result['baseline']}: {result['mean_difference']:+.4f} mean over {fold_count(n)} "
-             f"(per fold {per_fold}), better on {result['better_on']} of {n}"]
+    lines = [f"{result['recipe']} minus {result['baseline']}: {result['mean_difference']:+.4f} mean over "
+             f"{fold_count(n)} (per fold {per_fold}), better on {result['better_on']} of {n}"]
     if not result["same_device"]:
         base_device, device = result["devices"]
         lines.append(f"not comparable: trained on {base_device} and {device}; compare recipes trained on the same "

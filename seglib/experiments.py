@@ -19,12 +19,16 @@ from seglib.errors import SeglibError
 from seglib.io import write_text_atomic
 from seglib.model import architecture
 from seglib.runs import EVAL, METRICS, Run
+from seglib.settings import TrainConfig
 
 COLUMNS = ["run", "model", "encoder", "encoder_weights", "input_size", "epochs", "batch_size", "augment",
            "dice_weight", "bce_weight", "schedule", "lr", "ema_decay", "train_minutes", "images_per_second",
            "best_epoch", "val_iou_training", "val_mean_iou", "val_pooled_iou", "val_threshold", "val_mean_iou_tta",
            "cv_folds", "cv_mean_iou_tta", "cv_sd", "cv_fold_ious", "cv_boundary_iou", "geometry", "dice_per_image",
            "distill_weight", "test_mean_iou", "test_mean_iou_ci95", "test_tta", "device", "notes"]
+# settings added after the log began: rows and runs from before had the default
+NEWER_SETTINGS = ("ema_decay", "geometry", "dice_per_image", "distill_weight")
+DEFAULTS = {key: getattr(TrainConfig, key) for key in NEWER_SETTINGS}
 
 
 def experiments_path() -> Path:
@@ -63,9 +67,8 @@ def _recipe_columns(cfg: dict) -> dict:
         "model": cfg["model"], "encoder": architecture(cfg["model"], cfg["base_channels"], cfg["depth"], cfg["encoder"]),
         "encoder_weights": cfg["encoder_weights"], "input_size": cfg["input_size"], "batch_size": cfg["batch_size"],
         "augment": cfg["augment"], "dice_weight": cfg["dice_weight"], "bce_weight": cfg["bce_weight"],
-        "schedule": cfg["schedule"], "lr": cfg["lr"], "ema_decay": cfg.get("ema_decay", 0.0),
-        "geometry": cfg.get("geometry", "letterbox"), "dice_per_image": cfg.get("dice_per_image", False),
-        "distill_weight": cfg.get("distill_weight", 0.0),
+        "schedule": cfg["schedule"], "lr": cfg["lr"],
+        **{key: cfg.get(key, DEFAULTS[key]) for key in NEWER_SETTINGS},
     }
 
 
@@ -123,11 +126,11 @@ def fold_table(log: pd.DataFrame) -> pd.DataFrame:
     the best fold mean of its device (the README's rule compares recipes trained on the same device only); a
     recipe stopped before its last fold is listed without a distance."""
     rows = log[log["cv_folds"] != ""].copy()
-    for column, default in (("geometry", "letterbox"), ("dice_per_image", "False"), ("distill_weight", "0.0")):
-        rows[column] = rows[column].replace("", default)  # rows written before the setting existed had its default
+    for key in NEWER_SETTINGS:
+        rows[key] = rows[key].replace("", str(DEFAULTS[key]))
     rows["fold_mean"] = pd.to_numeric(rows["cv_mean_iou_tta"])
     rows["n_folds"] = pd.to_numeric(rows["cv_folds"])
-    complete = rows["fold_mean"].where(rows["n_folds"] == rows["n_folds"].max())  # a recipe stopped after some folds is not ranked
+    complete = rows["fold_mean"].where(rows["n_folds"] == rows["n_folds"].max())  # stopped early: not ranked
     rows["minus_best_of_device"] = (complete - complete.groupby(rows["device"]).transform("max")).round(4)
     rows = rows.sort_values(["device", "fold_mean"], ascending=[True, False])
     table = pd.DataFrame({
@@ -148,7 +151,8 @@ def val_table(log: pd.DataFrame) -> pd.DataFrame:
     columns = ["run", "model", "encoder", "input_size", "epochs", "augment", "schedule", "lr", "ema_decay",
                "train_minutes", "device", "best_epoch", "val_mean_iou", "val_mean_iou_tta", "val_threshold",
                "test_mean_iou", "test_mean_iou_ci95", "test_tta", "notes"]
-    scored = log[(log["cv_folds"] == "") & log[["val_mean_iou", "val_mean_iou_tta", "test_mean_iou"]].ne("").any(axis=1)]
+    val_or_test = log[["val_mean_iou", "val_mean_iou_tta", "test_mean_iou"]].ne("").any(axis=1)
+    scored = log[(log["cv_folds"] == "") & val_or_test]
     return scored[columns].set_index("run")
 
 
