@@ -44,7 +44,7 @@ data: setup ## fetch the data set into data/raw (or copy $SEGLIB_DATASET_SOURCE)
 test: data ## run the test suite and the six notebooks (smoke profile, runs in a temporary folder) — fast checks only
 	tmp=$$(mktemp -d) && trap 'rm -rf "$$tmp"' EXIT && \
 	SEGLIB_PROFILE=smoke SEGLIB_RUNS_DIR=$$tmp/runs SEGLIB_REPORTS_DIR=$$tmp/reports \
-	$(BIN)/python -m pytest -m "not slow" tests notebooks --nbval-lax --nbval-current-env
+	$(BIN)/python -m pytest -m "not slow" --durations=15 tests notebooks --nbval-lax --nbval-current-env
 
 test-slow: data ## run the slow checks too (the committed reference checkpoint re-scored on the test split)
 	tmp=$$(mktemp -d) && trap 'rm -rf "$$tmp"' EXIT && \
@@ -82,5 +82,7 @@ publish-reference: ## copy runs/reference's checkpoint, settings, history and sc
 	    cp runs/reference/eval/$$s/metrics.json reports/reference/metrics/$${s}_metrics.json; \
 	    cp runs/reference/eval/$$s/per_image.csv reports/reference/metrics/$${s}_per_image.csv; fi; done
 
-clean-reports: ## remove generated reports (keeps reports/reference, bench, anchors)
-	find reports -mindepth 1 -maxdepth 1 ! -name reference ! -name experiments.csv ! -name bench ! -name anchors -exec rm -rf {} +
+clean-reports: ## remove generated reports: only files git ignores (committed results in reports/ are kept)
+	@if git rev-parse --is-inside-work-tree >/dev/null 2>&1; then git clean -fdX -q -- reports; \
+	else find reports -mindepth 1 -maxdepth 1 ! -name reference ! -name reference-256 ! -name cv \
+	  ! -name experiments.csv ! -name bench ! -name anchors -exec rm -rf {} +; fi

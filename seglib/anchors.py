@@ -45,6 +45,9 @@ class MediaPipePredictor:
         if not self.python.is_file():
             raise SeglibError(f"{self.python}: no mediapipe environment; run `make mediapipe-anchor` (it makes "
                               f".venv-mediapipe with mediapipe=={MEDIAPIPE_VERSION}) or set {ENV_PYTHON}")
+        if not os.access(self.python, os.X_OK):
+            raise SeglibError(f"{self.python}: not executable; give the mediapipe environment's python "
+                              f"(.venv-mediapipe/bin/python, made by `make mediapipe-anchor`) or chmod +x it")
         if model_selection not in (0, 1):
             raise SeglibError(f"model_selection {model_selection}: 0 (general, 256x256) or 1 (landscape, 144x256)")
         self.model_selection = model_selection
@@ -66,8 +69,12 @@ class MediaPipePredictor:
             folder = Path(tmp)
             for i, rgb in enumerate(images):
                 cv2.imwrite(str(folder / f"{i}.png"), cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
-            proc = subprocess.run([str(self.python), str(WORKER), str(folder), str(self.model_selection)],
-                                  capture_output=True, text=True)
+            try:
+                proc = subprocess.run([str(self.python), str(WORKER), str(folder), str(self.model_selection)],
+                                      capture_output=True, text=True)
+            except OSError as exc:  # not a program (no interpreter line, another architecture)
+                raise SeglibError(f"{self.python}: cannot be run as the mediapipe python "
+                                  f"({exc.strerror or exc})") from None
             if proc.returncode:
                 last = (proc.stderr.strip().splitlines() or ["no message"])[-1]
                 raise SeglibError(f"mediapipe worker ({self.python}) failed: {last}")

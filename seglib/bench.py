@@ -327,14 +327,14 @@ def compare_predictions(checkpoint=None, *, photos: int | None = None, split: st
                                 "flops_per_pass": forward_flops(model, small_size, small_size),
                                 "flops_per_photo": forward_flops(model, small_size, small_size), "runtime": runtime}
         if fast_checkpoint is not None:
-            # one thread: at 256 px a pass took 3.6 ms on one thread and 5.0-8.0 ms on two on this 2-core machine
+            # one thread: at 256 px two threads were slower than one on a 2-core machine (reports/bench/bench.md)
             rows[ONNX_FAST] = _onnx_row(Path(fast_checkpoint), Path(tmp) / "fast.onnx", 1, args,
                                         f"ONNX Runtime {onnxruntime.__version__}, 1 thread")
     log(f"{PYTORCH}: {display_path(checkpoint)}, threshold {threshold:g} ({threshold_source}), "
         f"{'flip TTA' if tta else 'no TTA'}")
     pytorch = Predictor.from_checkpoint(checkpoint, tta=tta, threshold=threshold, threshold_source=threshold_source)
-    # PyTorch after ONNX Runtime: its idle OpenMP threads keep spinning for a while and slowed ONNX Runtime's
-    # threads on 2 cores (the same ONNX row took 31 or 67 ms depending on what ran just before)
+    # PyTorch after ONNX Runtime: its idle OpenMP threads keep spinning for a while and slow ONNX Runtime's
+    # threads on 2 cores, so the ONNX rows would depend on what ran just before them
     rows[PYTORCH] = {**_timed_row(TimedPredictor(pytorch), *args), **ours, "flops_per_photo": passes * flops,
                      "runtime": f"PyTorch {torch.__version__}, {torch.get_num_threads()} threads"}
     del pytorch

@@ -1,4 +1,5 @@
-"""Checkpoints: written atomically, loaded with the safe (weights-only) unpickler."""
+"""Checkpoints: written atomically, loaded with the safe (weights-only) unpickler and checked against the one
+schema of stored models (`seglib.schema`) before anything uses them."""
 
 from __future__ import annotations
 
@@ -13,10 +14,11 @@ import seglib
 from seglib.errors import CheckpointError, first_line
 from seglib.io import atomic_path
 from seglib.model import model_for
+from seglib.schema import CHECKPOINT_FORMAT, validate_checkpoint
 from seglib.settings import MEDIAPIPE_MODELS, TrainConfig, config_from_dict
 from seglib.transforms import NORMALIZATION
 
-FORMAT = "seglib-checkpoint/1"
+FORMAT = CHECKPOINT_FORMAT
 
 
 def weights_description(cfg: TrainConfig) -> str:
@@ -95,7 +97,8 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     """Load with `weights_only=True`: a file holding pickled code is refused and nothing from it runs.
 
     A file that cannot be used is a CheckpointError saying what it is: missing, a folder, empty, not a
-    checkpoint at all, truncated or corrupt, unsafe, or a PyTorch file that seglib did not write.
+    checkpoint at all, truncated or corrupt, unsafe, a PyTorch file that seglib did not write, or a checkpoint
+    whose fields fail the schema (`seglib.schema`: the field and the problem named, on one line).
     """
     path = Path(path)
     if not path.exists():
@@ -118,10 +121,12 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError, KeyError) as exc:
         raise CheckpointError(f"{path}: truncated or corrupt checkpoint ({type(exc).__name__}: {first_line(exc, 120)})") \
             from None
-    if not isinstance(state, dict) or state.get("format") != FORMAT:
+    family = FORMAT.rpartition("/")[0] + "/"
+    if not isinstance(state, dict) or not str(state.get("format")).startswith(family):
         found = state.get("format") if isinstance(state, dict) else type(state).__name__
         raise CheckpointError(f"{path}: a PyTorch file, but not a seglib checkpoint (format {found!r}); "
                               "give a best.pt or last.pt written by `seglib train`")
+    validate_checkpoint(state, str(path))  # fields, types, ranges, finite weights, format and seglib version
     return state
 
 

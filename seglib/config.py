@@ -7,7 +7,7 @@ from pathlib import Path
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 
-# Environment variables (documented in the README).
+# Environment variables (documented in the README's table).
 ENV_DATASET_SOURCE = "SEGLIB_DATASET_SOURCE"  # DIR, ZIP or URL used by `seglib data fetch`
 ENV_DATA_DIR = "SEGLIB_DATA_DIR"  # where the fetched data set lives (default data/raw)
 ENV_RUNS_DIR = "SEGLIB_RUNS_DIR"  # where training runs go (default runs/)
@@ -16,15 +16,31 @@ ENV_PROFILE = "SEGLIB_PROFILE"  # default training profile for notebooks (CI set
 ENV_PENNFUDAN_DIR = "SEGLIB_PENNFUDAN_DIR"  # a Penn-Fudan copy to evaluate on (default data/external/PennFudanPed)
 ENV_PENNFUDAN_SOURCE = "SEGLIB_PENNFUDAN_SOURCE"  # DIR, ZIP or URL used by `seglib data fetch-pennfudan`
 
+# Names the command line needs before anything heavy is imported (`seglib --help` imports no numpy or torch).
+SPLITS = ("train", "val", "test")
+EVAL_SPLITS = ("val", "test")  # the splits a model is scored on (train is what it saw)
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".tif", ".tiff", ".gif", ".bmp")  # what a folder scan takes
+JUPYTER_KERNEL = "seglib"  # the kernel `make setup` registers; papermill and nbval run the notebooks in it
+
 DATASET_NAME = "Human-Segmentation-Dataset-master"
 DATASET_URL = "https://github.com/parth1620/Human-Segmentation-Dataset-master/archive/refs/heads/master.zip"
 # GitHub archives are not byte-stable; the content is verified instead (train.csv + every listed file).
 TRAIN_CSV_SHA256 = "0f9f3999cdbd8ba6ee454daa5712d5ac18c72d8e58f6a13ebe6feb54f3a27609"
 
 
+def user_path(value: str | os.PathLike) -> Path:
+    """A path as the user typed it, `~` and `~user` expanded; an unknown user is a one-line ConfigError."""
+    try:
+        return Path(value).expanduser()
+    except RuntimeError:  # pathlib: "Could not determine home directory"
+        from seglib.errors import ConfigError
+
+        raise ConfigError(f"{value}: no home folder for '{str(value).split('/')[0]}'") from None
+
+
 def _env_path(name: str, default: Path) -> Path:
     value = os.environ.get(name)
-    return Path(value).expanduser().resolve() if value else default
+    return user_path(value).resolve() if value else default
 
 
 def raw_data_dir() -> Path:
@@ -56,7 +72,10 @@ def notebooks_dir() -> Path:
 def display_path(path: str | os.PathLike) -> str:
     """A path as written into reports and messages: relative to the project when inside it (so committed
     outputs hold no machine's absolute paths), else absolute."""
-    path = Path(path).expanduser()
+    try:
+        path = Path(path).expanduser()
+    except RuntimeError:  # '~nobody': shown as typed
+        return str(path)
     try:
         return Path(os.path.abspath(path)).relative_to(PROJECT_ROOT).as_posix() or "."
     except ValueError:

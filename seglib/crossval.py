@@ -8,20 +8,22 @@ reports/cv/RECIPE.json and becomes the recipe's row in reports/experiments.csv.
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import json
 import statistics
 from pathlib import Path
 
-from seglib import config
-from seglib.errors import SeglibError
+from seglib import config, locks
+from seglib.errors import ConfigError, SeglibError
 from seglib.io import write_json_atomic
 from seglib.runs import Run, check_run_name
 
 FOLD_SCORE = "cv_score.json"  # a fold run's score on its held-out fold, kept in the run folder
 CV_THRESHOLD = 0.5  # fixed: choosing it on the held-out fold would score the fold with what it picked
 CV_TTA = True
-ADOPT_MARGIN = 0.005  # the README's rule: a change is adopted only when it raises the fold mean by more than this
+RUNNING_ONLY = ("threads", "num_workers")  # settings of how a run ran, not of what it trained
+ADOPT_MARGIN = 0.005  # the adoption rule (docs/recipes.md): a change is adopted only when it raises the fold mean by more than this
 
 
 def cv_dir() -> Path:
@@ -73,37 +75,121 @@ def summarise(recipe: str, cfg_dict: dict, folds: list[dict], train_summaries: l
 
 def cross_validate(cfg, recipe: str, *, folds: list[int] | None = None, overwrite: bool = False,
                    dataset_dir=None, splits_dir=None, log=print) -> dict:
-    """Train and score `cfg` on each fold; a fold whose run already finished with this config is reused."""
+    """Train and score `cfg` on each fold. A fold run that finished with these settings is reused, one stopped
+    part-way resumes; one trained with other settings is refused before anything is trained, unless `overwrite`.
+    The result and every fold run are locked meanwhile: a second writer of either is refused at once."""
     from seglib.data.splits import fold_numbers
+
+    numbers = check_folds(folds, fold_numbers(splits_dir))
+    with contextlib.ExitStack() as held:
+        held.enter_context(result_lock(recipe))
+        runs = {fold: Run.named(fold_run_name(recipe, fold)) for fold in numbers}
+        for run in runs.values():
+            held.enter_context(run.lock())
+        plans = {fold: fold_plan(runs[fold], cfg.replace(fold=fold), overwrite) for fold in numbers}
+        fold = numbers[0]
+        try:
+            scores, summaries = [], []
+            for fold in numbers:
+                score, summary = _run_fold(cfg.replace(fold=fold), runs[fold], plans[fold], dataset_dir=dataset_dir,
+                                           splits_dir=splits_dir, log=log)
+                scores.append(score)
+                summaries.append(summary)
+        except KeyboardInterrupt:
+            log(f"cv {recipe}: stopped at fold {fold}; run the same command again to continue (finished folds are "
+                "reused, an unfinished one resumes from its last saved epoch)")
+            raise
+        result = summarise(recipe, cfg.to_dict(), scores, summaries)
+        write_json_atomic(result_path(recipe), result)
+    return result
+
+
+def _run_fold(fold_cfg, run: Run, plan: str, *, dataset_dir, splits_dir, log) -> tuple[dict, dict]:
+    """(score, training summary) of one fold run, trained, resumed or reused as `plan` says."""
     from seglib.engine import train
 
-    numbers = folds if folds is not None else fold_numbers(splits_dir)
-    scores, summaries = [], []
-    for fold in numbers:
-        run = Run.named(fold_run_name(recipe, fold))
-        fold_cfg = cfg.replace(fold=fold)
-        saved_score = run.dir / FOLD_SCORE
-        if run.summary() is not None and _saved_settings(run) == fold_cfg.to_dict() and not overwrite:
-            log(f"fold {fold}: reusing the finished run {config.display_path(run.dir)}")
-        else:
-            log(f"fold {fold}: training {config.display_path(run.dir)}")
-            saved_score.unlink(missing_ok=True)
-            train(fold_cfg, run, overwrite=overwrite or run.dir.exists(), dataset_dir=dataset_dir,
-                  splits_dir=splits_dir, progress=False)
-        summary = run.summary()
-        if summary is None:
-            raise SeglibError(f"{config.display_path(run.dir)}: training did not finish")
-        summaries.append(summary)
-        if saved_score.is_file():
-            scores.append(json.loads(saved_score.read_text()))
-        else:
-            scores.append(score_fold(run, fold, dataset_dir=dataset_dir, splits_dir=splits_dir))
-            write_json_atomic(saved_score, scores[-1])
-        log(f"fold {fold}: mean IoU {scores[-1]['mean_iou']:.4f}, boundary IoU {scores[-1]['boundary_iou']:.4f} "
-            f"({summary['train_seconds'] / 60:.1f} min)")
-    result = summarise(recipe, cfg.to_dict(), scores, summaries)
-    write_json_atomic(cv_dir() / f"{recipe}.json", result)
-    return result
+    fold = fold_cfg.fold
+    saved_score = run.dir / FOLD_SCORE
+    if plan == "reuse":
+        log(f"fold {fold}: reusing the finished run {config.display_path(run.dir)}")
+    else:
+        log(f"fold {fold}: {'resuming' if plan == 'resume' else 'training'} {config.display_path(run.dir)}")
+        saved_score.unlink(missing_ok=True)
+        trained = train(fold_cfg, run, resume=plan == "resume", overwrite=plan == "retrain", dataset_dir=dataset_dir,
+                        splits_dir=splits_dir, progress=False)
+        if trained.stop_reason == "interrupted":  # Ctrl-C: train saved what it had and said so
+            raise KeyboardInterrupt
+    summary = run.summary()
+    if summary is None:
+        raise SeglibError(f"{config.display_path(run.dir)}: training did not finish")
+    if saved_score.is_file():
+        score = json.loads(saved_score.read_text())
+    else:
+        score = score_fold(run, fold, dataset_dir=dataset_dir, splits_dir=splits_dir)
+        write_json_atomic(saved_score, score)
+    log(f"fold {fold}: mean IoU {score['mean_iou']:.4f}, boundary IoU {score['boundary_iou']:.4f} "
+        f"({summary['train_seconds'] / 60:.1f} min)")
+    return score, summary
+
+
+def check_folds(folds: list[int] | None, available: list[int]) -> list[int]:
+    """The folds to run (all of `available` when None): each one of folds.csv's, none twice (an aggregate over
+    folds must count each fold once), at least one."""
+    if folds is None:
+        return list(available)
+    if not folds:
+        raise ConfigError("folds: no fold given; give fold numbers, or none for every fold")
+    seen: set[int] = set()
+    for fold in folds:
+        if fold in seen:
+            raise ConfigError(f"folds {','.join(map(str, folds))}: fold {fold} given twice (each fold counts once "
+                              "in the mean)")
+        if fold not in available:
+            raise ConfigError(f"fold {fold}: not in folds.csv (folds are {', '.join(map(str, available))})")
+        seen.add(fold)
+    return list(folds)
+
+
+def fold_plan(run: Run, fold_cfg, overwrite: bool) -> str:
+    """What to do with a fold run: 'train' (none yet), 'reuse' (finished with these settings), 'resume' (stopped
+    part-way with them), 'retrain' (`overwrite`, or a folder without a checkpoint made with them); a run trained
+    with other settings is refused: replacing it without being asked would lose it."""
+    state = run.state()
+    if state == "new":
+        return "train"
+    if overwrite:
+        return "retrain"
+    difference = settings_difference(run, fold_cfg)
+    if difference:
+        raise SeglibError(f"{config.display_path(run.dir)}: this fold run has other settings ({difference}); "
+                          "pass --overwrite to retrain it, or give the recipe another name")
+    return {"trained": "reuse", "unfinished": "resume", "other": "retrain"}[state]
+
+
+def settings_difference(run: Run, fold_cfg) -> str:
+    """How the run's saved settings differ from `fold_cfg` ('' when they do not; how it runs -- threads, loader
+    workers -- does not count)."""
+    try:
+        saved = _saved_settings(run)
+    except SeglibError:
+        return f"its {run.config_file.name} cannot be read"
+    if saved is None:
+        return f"its {run.config_file.name} has settings this seglib does not know"
+    wanted = fold_cfg.to_dict()
+    differ = [f"{k}: saved {saved.get(k)!r}, now {v!r}" for k, v in wanted.items()
+              if saved.get(k) != v and k not in RUNNING_ONLY]
+    return "; ".join(differ[:4]) + (f"; {len(differ) - 4} more" if len(differ) > 4 else "")
+
+
+def result_path(recipe: str) -> Path:
+    """reports/cv/RECIPE.json."""
+    return cv_dir() / f"{check_run_name(recipe)}.json"
+
+
+def result_lock(recipe: str):
+    """The lock of a recipe's result (reports/cv/RECIPE.json): one `seglib cv --recipe RECIPE` at a time."""
+    path = result_path(recipe)
+    return locks.reentrant(path, f"cv result {config.display_path(path)}")
 
 
 def _saved_settings(run: Run) -> dict | None:
@@ -119,7 +205,7 @@ def _saved_settings(run: Run) -> dict | None:
 
 def load_result(recipe: str) -> dict:
     """A recipe's saved cross-validation result (reports/cv/RECIPE.json)."""
-    path = cv_dir() / f"{check_run_name(recipe)}.json"
+    path = result_path(recipe)
     if not path.is_file():
         raise SeglibError(f"{config.display_path(path)}: no cross-validation result (run `seglib cv` first)")
     return json.loads(path.read_text())
@@ -162,7 +248,7 @@ def describe_comparison(result: dict) -> str:
     elif not result["complete"]:
         lines.append("undecided: the two were not scored on the same folds; the rule compares every fold")
     elif result["adopt"]:
-        lines.append(f"adopt: more than +{ADOPT_MARGIN} (the rule in the README)")
+        lines.append(f"adopt: more than +{ADOPT_MARGIN} (the rule in docs/recipes.md)")
     else:
-        lines.append(f"keep {result['baseline']}: not more than +{ADOPT_MARGIN} (the rule in the README)")
+        lines.append(f"keep {result['baseline']}: not more than +{ADOPT_MARGIN} (the rule in docs/recipes.md)")
     return "\n".join(lines)

@@ -12,7 +12,7 @@ if TYPE_CHECKING:
 DEVICES = ("auto", "cpu", "cuda")
 
 
-def resolve_device(device: str | torch.device = "auto") -> torch.device:
+def resolve_device(device: str | torch.device = "auto", option: str = "--device ") -> torch.device:
     """"auto" -> cuda when available, else cpu; asking for cuda without CUDA is a SeglibError."""
     import torch  # here, not at the top: the CLI's --help and the settings need no torch
 
@@ -21,7 +21,7 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if str(device).startswith("cuda") and not torch.cuda.is_available():
-        raise SeglibError(f"device {device!r} requested but CUDA is not available (use --device cpu or auto)")
+        raise SeglibError(f"device {device!r} requested but CUDA is not available (use {option}cpu or {option}auto)")
     try:
         return torch.device(device)
     except RuntimeError:

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import csv
-import io
-import math
+import contextlib
 import os
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -28,7 +27,7 @@ from seglib.checkpoint import (
 from seglib.config import display_path
 from seglib.data.batching import ShapeBatchSampler, pad_collate
 from seglib.data.dataset import SegmentationDataset
-from seglib.data.splits import fold_split, read_split, split_fingerprint
+from seglib.data.splits import split_fingerprint
 from seglib.devices import device_name
 from seglib.ema import WeightEMA
 from seglib.errors import CheckpointError, ConfigError, SeglibError
@@ -39,17 +38,16 @@ from seglib.model import architecture, count_parameters, model_for, teacher_for
 from seglib.runs import Run
 from seglib.runtime import Runtime, reduce_mean, setup_runtime
 from seglib.settings import TrainConfig, config_from_dict, config_yaml, input_multiple, make_config
-
-HISTORY_COLUMNS = ["epoch", "train_loss", "val_loss", "val_iou", "lr", "epoch_seconds", "images_per_second",
-                   "best"]
+from seglib.signals import Terminated, stop_on_signals
+from seglib.training_log import epochs_widget, in_jupyter, mean_images_per_second, minutes_left, write_history
 
 
 class TrainingDiverged(SeglibError):
     """The loss became NaN or infinite."""
 
 
-# channels-last on CPU too: a training step of the cpu profile's network ran 1.4x faster on 2 cores (448 px),
-# mediapipe-unet's 2.8x; results equal up to float rounding (a run is no longer bit-identical to one trained before)
+# channels-last on CPU too: faster training steps for the MediaPipe networks (reports/bench/bench.md); results
+# equal up to float rounding (a run is no longer bit-identical to one trained before the change)
 MEMORY_FORMAT = torch.channels_last
 
 
@@ -66,16 +64,28 @@ class TrainResult:
 
 
 def make_loaders(cfg: TrainConfig, runtime: Runtime, dataset_dir=None, splits_dir=None):
-    """Datasets (decoded once, cached in memory) and loaders for train and val."""
+    """Datasets (decoded once, cached in memory) and loaders for train and val.
+
+    The split files are read once (`data.snapshot`: one version, checked unchanged after the photos are
+    decoded); a val split that shares photos with train is refused. Both datasets carry that snapshot as
+    `split_snapshot`, for the record of what trained the run."""
+    from seglib.data.snapshot import snapshot_splits
+    from seglib.data.splits import check_val_apart_from_train
     from seglib.transforms import eval_transform, train_transform
 
     multiple = input_multiple(cfg)
+    snapshot = snapshot_splits(splits_dir, during="the training data was being read")
+    folder = display_path(snapshot.folder)
     if cfg.fold >= 0:  # cross-validation: the fold is the val set, the rest of train+val trains
-        train_table, val_table = fold_split(cfg.fold, splits_dir)
+        train_table, val_table = snapshot.fold_split(cfg.fold)
+        names = (f"{folder}/train.csv + val.csv less fold {cfg.fold}", f"{folder}/folds.csv fold {cfg.fold}")
     else:
-        train_table, val_table = read_split("train", splits_dir), read_split("val", splits_dir)
+        train_table, val_table = snapshot.table("train"), snapshot.table("val")
+        names = (f"{folder}/train.csv", f"{folder}/val.csv")
     if cfg.train_on == "train+val":  # refit: val trains too; its scores only show that training runs
         train_table = pd.concat([train_table, val_table], ignore_index=True)
+    else:  # the epoch (and the threshold) are chosen on val: never on photos that train
+        check_val_apart_from_train(train_table["id"], val_table["id"], *names)
     train_ds = SegmentationDataset.from_table(
         train_table, dataset_dir, limit=cfg.limit_train or None,
         transform=train_transform(cfg.input_size, cfg.augment, geometry=cfg.geometry, multiple=multiple),
@@ -89,6 +99,8 @@ def make_loaders(cfg: TrainConfig, runtime: Runtime, dataset_dir=None, splits_di
     # decode once in the main process: forked workers share the cache instead of decoding every epoch
     train_ds.preload()
     val_ds.preload()
+    snapshot.check_unchanged("the training data was being read")
+    train_ds.split_snapshot = val_ds.split_snapshot = snapshot
     if cfg.geometry == "rect":
         return _rect_loaders(cfg, runtime, train_ds, val_ds, workers, multiple)
     if runtime.distributed:
@@ -97,8 +109,8 @@ def make_loaders(cfg: TrainConfig, runtime: Runtime, dataset_dir=None, splits_di
     else:
         train_sampler = RandomSampler(train_ds, generator=torch.Generator())
         val_sampler = SequentialSampler(val_ds)
-    # persistent workers: starting them every epoch cost more than the epoch itself on a GPU (1.5 s for 202
-    # images on an H200); they read the epoch from shared memory, so augmentation stays (seed, epoch, index)
+    # persistent workers: starting them every epoch cost more than the epoch itself on a GPU; they read the
+    # epoch from shared memory, so augmentation stays a function of (seed, epoch, index)
     train_loader = DataLoader(train_ds, batch_size=cfg.batch_size, sampler=train_sampler,
                               drop_last=len(train_ds) > cfg.batch_size, num_workers=workers, pin_memory=cuda,
                               persistent_workers=workers > 0)
@@ -154,6 +166,8 @@ def set_epoch(loader: DataLoader, cfg: TrainConfig, epoch: int) -> None:
 def load_resume_state(run: Run) -> dict:
     """The last.pt of an interrupted run, with a message saying what to do when it cannot be read."""
     if not run.last.is_file():
+        run.recover()  # a run left aside by a replacement killed before its first epoch comes back first
+    if not run.last.is_file():
         raise SeglibError(run.nothing_to_resume())
     try:
         return load_checkpoint(run.last)
@@ -173,15 +187,38 @@ def resume_config(saved: dict, profile: str | None, overrides: dict | None) -> T
 
 def train(cfg: TrainConfig | None, run_dir: str | Path | Run, *, resume: bool = False, overwrite: bool = False,
           dataset_dir=None, splits_dir=None, progress: bool = True, stop_after_epoch: int | None = None,
-          log=print) -> TrainResult:
+          on_epoch_end: Callable[[int], None] | None = None, log=print) -> TrainResult:
     """Train the configured network; checkpoints, history and config go to the run folder.
 
-    `cfg=None` with `resume` continues the saved config. `stop_after_epoch` simulates an interruption (tests);
-    Ctrl-C stops after the last saved epoch. Nothing in an existing run is touched until the data, the model and
-    the optimiser are built; a replaced run (`overwrite`) is only deleted once the new one has saved an epoch.
+    `cfg=None` with `resume` continues the saved config. `on_epoch_end(epoch)` is called once each epoch is saved
+    (raising KeyboardInterrupt there stops like Ctrl-C); `stop_after_epoch` is its shorthand for tests. Ctrl-C
+    stops after the last saved epoch and returns; SIGTERM/SIGHUP do the same, then raise `Terminated` so that the
+    process still stops. Nothing in an existing run is touched until the data, the model and the optimiser are
+    built; a replaced run (`overwrite`) is only deleted once the new one has saved an epoch, and put back
+    otherwise. The run's lock is held throughout: a second writer of the same run is refused at once.
     """
     run = Run.resolve(run_dir if isinstance(run_dir, Run) else Path(run_dir))
+    # signals handled here too, not only under `seglib`: a notebook's or papermill kernel's SIGTERM saves/restores
+    with stop_on_signals(), writer_lock(run):
+        return _train(cfg, run, resume=resume, overwrite=overwrite, dataset_dir=dataset_dir, splits_dir=splits_dir,
+                      progress=progress, stop_after_epoch=stop_after_epoch, on_epoch_end=on_epoch_end, log=log)
+
+
+def _main_process() -> bool:
+    """Rank 0 under torchrun (read before the process group exists), else True: only it writes the run."""
+    return int(os.environ.get("RANK", "0")) == 0 if int(os.environ.get("WORLD_SIZE", "1")) > 1 else True
+
+
+def writer_lock(run: Run):
+    """The run's lock on the main process, nothing on the others (they write nothing)."""
+    return run.lock() if _main_process() else contextlib.nullcontext()
+
+
+def _train(cfg: TrainConfig | None, run: Run, *, resume: bool, overwrite: bool, dataset_dir, splits_dir,
+           progress: bool, stop_after_epoch: int | None, on_epoch_end, log) -> TrainResult:
     run_dir = run.dir
+    if _main_process():
+        run.recover()  # what a killed replacement left: the old run back, before the folder is judged
     # 1. config, runtime and run folder checks (nothing written yet)
     saved = None
     if resume:
@@ -239,28 +276,31 @@ def train(cfg: TrainConfig | None, run_dir: str | Path | Run, *, resume: bool = 
             model, device_ids=[runtime.local_rank] if cuda else None)
     scored_model = ema.module if ema is not None else ddp_model  # what is validated and saved as model_state
 
-    # 4. only now is the run folder created (an old run being replaced is moved aside, not deleted)
-    if saved is None:
-        run.start(overwrite=overwrite, main=runtime.main)
-    if runtime.distributed:
-        dist.barrier()
-    if runtime.main and saved is None:
-        write_text_atomic(run.config_file, config_yaml(cfg))
-        log(f"run {run.name}: profile {cfg.profile}, {architecture(cfg.model, cfg.base_channels, cfg.depth, cfg.encoder)} "
-            f"({count_parameters(model):,} parameters), {len(train_loader.dataset)} train / "
-            f"{len(val_loader.dataset)} val images at {cfg.input_size}px, {cfg.epochs} epochs, "
-            f"device {runtime.device}{f' x{runtime.world_size}' if runtime.distributed else ''}, "
-            f"weights: {weights_description(cfg)}")
-    elif runtime.main:
-        log(f"run {run.name}: resuming after epoch {start_epoch - 1} of {cfg.epochs} (profile {cfg.profile})")
-
-    # 5. the loop
     stop_reason = saved.get("stop_reason", "") if saved else ""
     train_seconds = sum(h["epoch_seconds"] for h in history)
     saved_an_epoch = saved is not None
+    created = saved is None and not run.dir.exists()  # a folder this call makes (removed again if it saves nothing)
     show = progress and runtime.main
-    epochs_bar = _epochs_bar(cfg, start_epoch, enabled=show and _in_jupyter())  # terminal: a bar per epoch
+    epochs_bar = epochs_widget(cfg, start_epoch, enabled=show and in_jupyter())  # terminal: a bar per epoch
     try:
+        # 4. only now is the run folder created (an old run being replaced is moved aside, not deleted); inside
+        # the try, so that a signal even between moving the old run aside and creating the new folder restores it
+        if saved is None:
+            run.start(overwrite=overwrite, main=runtime.main)
+        if runtime.distributed:
+            dist.barrier()
+        if runtime.main and saved is None:
+            write_text_atomic(run.config_file, config_yaml(cfg))
+            log(f"run {run.name}: profile {cfg.profile}, "
+                f"{architecture(cfg.model, cfg.base_channels, cfg.depth, cfg.encoder)} "
+                f"({count_parameters(model):,} parameters), {len(train_loader.dataset)} train / "
+                f"{len(val_loader.dataset)} val images at {cfg.input_size}px, {cfg.epochs} epochs, "
+                f"device {runtime.device}{f' x{runtime.world_size}' if runtime.distributed else ''}, "
+                f"weights: {weights_description(cfg)}")
+        elif runtime.main:
+            log(f"run {run.name}: resuming after epoch {start_epoch - 1} of {cfg.epochs} (profile {cfg.profile})")
+
+        # 5. the loop
         for epoch in range(start_epoch, cfg.epochs + 1):
             t0 = time.perf_counter()
             set_epoch(train_loader, cfg, epoch)
@@ -318,35 +358,33 @@ def train(cfg: TrainConfig | None, run_dir: str | Path | Run, *, resume: bool = 
                 if improved:
                     save_checkpoint(state, run.best)
                 save_checkpoint(state, run.last)
+                first_save, saved_an_epoch = not saved_an_epoch, True  # at once: a stop from here on keeps it
                 write_history(run_dir, history)
-                if not saved_an_epoch:
-                    saved_an_epoch = True
+                if first_save:
                     run.settle_replacement(keep_new=True, main=runtime.main)
                 if epochs_bar is not None:
                     epochs_bar.update(1)
                     epochs_bar.set_postfix_str(f"val IoU {val_iou:.4f}, best {best_iou:.4f}", refresh=True)
                 if progress:
-                    left = _minutes_left(history, cfg, start_epoch, epoch, train_seconds)
+                    left = minutes_left(history, cfg, start_epoch, epoch, train_seconds)
                     log(f"epoch {epoch:3d}/{cfg.epochs}  loss {train_loss:.4f}  val loss {val_loss:.4f}  "
                         f"val IoU {val_iou:.4f}{' *' if improved else '  '}  {row['images_per_second']:.1f} img/s"
                         f"  {seconds:.0f} s{left}")
+            if on_epoch_end is not None:
+                on_epoch_end(epoch)
             if stop_reason:
                 break
             if stop_after_epoch is not None and epoch >= stop_after_epoch:
                 raise KeyboardInterrupt
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as exc:
         stop_reason = "interrupted"
         if runtime.main:
-            if not saved_an_epoch:
-                run.abandon_start(new=saved is None, main=runtime.main)
-                log(f"interrupted before the first epoch was saved; {display_path(run_dir)} is as it was")
-            else:
-                done = history[-1]["epoch"] if history else 0
-                log(f"interrupted: epochs 1-{done} are saved in {display_path(run.last)}; "
-                    f"continue with `seglib train --run {run.name} --resume`")
+            _stopped(run, history, saved_an_epoch=saved_an_epoch, created=created, log=log)
+        if isinstance(exc, Terminated):  # cleaned up; the process was asked to stop, so it still does
+            raise
     except BaseException:
         if not saved_an_epoch:
-            run.abandon_start(new=saved is None, main=runtime.main)
+            run.abandon_start(new=created, main=runtime.main)
         raise
     finally:
         if epochs_bar is not None:
@@ -354,7 +392,7 @@ def train(cfg: TrainConfig | None, run_dir: str | Path | Run, *, resume: bool = 
         if runtime.distributed and dist.is_initialized():
             dist.barrier()
     result = TrainResult(run_dir, best_iou, best_epoch, len(history), train_seconds,
-                         _mean_images_per_second(history), stop_reason or "completed", history)
+                         mean_images_per_second(history), stop_reason or "completed", history)
     if runtime.main and stop_reason != "interrupted":
         write_json_atomic(run.summary_file, {
             "best_val_iou": best_iou, "best_epoch": best_epoch, "epochs_run": len(history),
@@ -366,9 +404,27 @@ def train(cfg: TrainConfig | None, run_dir: str | Path | Run, *, resume: bool = 
     return result
 
 
+def _stopped(run: Run, history: list[dict], *, saved_an_epoch: bool, created: bool, log) -> None:
+    """After Ctrl-C or SIGTERM: put a replaced run back when nothing was saved, and say how to go on."""
+    if not saved_an_epoch:
+        run.abandon_start(new=created)
+        log(f"interrupted before the first epoch was saved; {display_path(run.dir)} is as it was")
+        return
+    run.settle_replacement(keep_new=True)  # stopped just after the first save, before the old run was deleted
+    done = history[-1]["epoch"] if history else 0
+    log(f"interrupted: epochs 1-{done} are saved in {display_path(run.last)}; "
+        f"continue with `seglib train --run {run.name} --resume`")
+
+
 def train_or_reuse(cfg: TrainConfig, run: Run, *, retrain: bool = False, dataset_dir=None, log=print) -> str:
     """Notebook 03's step (the report runner announces the same decision): reuse a finished run, resume an
-    interrupted one, train a new one, or replace it when `retrain`. Returns the decision taken."""
+    interrupted one, train a new one, or replace it when `retrain`. Returns the decision taken. The run's lock is
+    held from the decision to the end of training."""
+    with writer_lock(run):
+        return _train_or_reuse(cfg, run, retrain=retrain, dataset_dir=dataset_dir, log=log)
+
+
+def _train_or_reuse(cfg: TrainConfig, run: Run, *, retrain: bool, dataset_dir, log) -> str:
     decision = run.training_decision(retrain)
     if decision == "reuse":
         log(f"Reusing the trained run at {display_path(run.dir)} (set retrain=True to train again)")
@@ -386,34 +442,9 @@ def train_or_reuse(cfg: TrainConfig, run: Run, *, retrain: bool = False, dataset
 def training_split_record(train_ds, val_ds, splits_dir=None) -> dict:
     """Which photos trained and validated the run, and a fingerprint of the split files it came from."""
     record = {"train_ids": [str(i) for i in train_ds.items["id"]], "val_ids": [str(i) for i in val_ds.items["id"]]}
-    record.update(split_fingerprint(splits_dir))
+    snapshot = getattr(train_ds, "split_snapshot", None)  # the very version make_loaders read, when it has one
+    record.update(snapshot.fingerprint() if snapshot is not None else split_fingerprint(splits_dir))
     return record
-
-
-def _in_jupyter() -> bool:
-    """Running inside a Jupyter kernel (a notebook, papermill), where a progress widget can be shown."""
-    shell = sys.modules.get("IPython") and sys.modules["IPython"].get_ipython()
-    return shell is not None and type(shell).__name__ == "ZMQInteractiveShell"
-
-
-def _epochs_bar(cfg: TrainConfig, start_epoch: int, *, enabled: bool):
-    """One progress widget over the epochs for Jupyter; None when disabled."""
-    if not enabled or start_epoch > cfg.epochs:
-        return None
-    from tqdm.notebook import tqdm as notebook_tqdm
-
-    return notebook_tqdm(total=cfg.epochs, initial=start_epoch - 1, desc="training", unit="epoch")
-
-
-def _minutes_left(history: list[dict], cfg: TrainConfig, start_epoch: int, epoch: int, train_seconds: float) -> str:
-    """'  ~N.N min left' from the mean epoch time so far (capped by max_train_minutes), '' when done."""
-    if epoch >= cfg.epochs:
-        return ""
-    recent = [h["epoch_seconds"] for h in history[-5:]]
-    left = (cfg.epochs - epoch) * sum(recent) / len(recent)
-    if cfg.max_train_minutes:
-        left = min(left, max(0.0, cfg.max_train_minutes * 60 - train_seconds))
-    return f"  ~{left / 60:.1f} min left"
 
 
 def train_step(model, images: torch.Tensor, masks: torch.Tensor, loss_fn, optimizer, scaler, *,
@@ -459,12 +490,6 @@ def validate(model, loader, loss_fn, cfg: TrainConfig, runtime: Runtime, use_amp
     return loss_sum / max(n, 1), iou_sum / max(n, 1)
 
 
-def _mean_images_per_second(history: list[dict]) -> float:
-    if not history:
-        return 0.0
-    return sum(h["images_per_second"] for h in history) / len(history)
-
-
 def _check_resume_config(cfg: TrainConfig, saved: dict) -> TrainConfig:
     saved_cfg = config_from_dict(saved["config"])
     diff = {k: (v, getattr(cfg, k)) for k, v in saved_cfg.to_dict().items()
@@ -473,12 +498,3 @@ def _check_resume_config(cfg: TrainConfig, saved: dict) -> TrainConfig:
         listed = ", ".join(f"{k}: saved {a!r} vs given {b!r}" for k, (a, b) in diff.items())
         raise ConfigError(f"--resume continues the saved config; these settings differ: {listed}")
     return saved_cfg
-
-
-def write_history(run_dir: Path, history: list[dict]) -> None:
-    buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=HISTORY_COLUMNS, lineterminator="\n")
-    writer.writeheader()
-    for row in history:
-        writer.writerow({k: (f"{v:.6g}" if isinstance(v, float) and math.isfinite(v) else v) for k, v in row.items()})
-    write_text_atomic(Run(run_dir).history_file, buf.getvalue())

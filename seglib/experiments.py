@@ -123,7 +123,7 @@ def read_log(path: Path | None = None) -> pd.DataFrame:
 
 def fold_table(log: pd.DataFrame) -> pd.DataFrame:
     """The recipes compared on the folds, grouped by device and best fold mean first, each with its distance to
-    the best fold mean of its device (the README's rule compares recipes trained on the same device only); a
+    the best fold mean of its device (the adoption rule, docs/recipes.md, compares recipes trained on the same device only); a
     recipe stopped before its last fold is listed without a distance."""
     rows = log[log["cv_folds"] != ""].copy()
     for key in NEWER_SETTINGS:

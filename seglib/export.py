@@ -1,4 +1,7 @@
-"""ONNX export of trained checkpoints (verified against PyTorch) and an ONNX Runtime model to predict with."""
+"""ONNX export of trained checkpoints (verified against PyTorch) and an ONNX Runtime model to predict with.
+
+An exported file's seglib metadata is checked on load against the same schema as a checkpoint (`seglib.schema`),
+and its graph against what seglib feeds it (input "image" N x 3 x H x W, output "logits", finite weights)."""
 
 from __future__ import annotations
 
@@ -15,23 +18,27 @@ import torch
 from torch import nn
 
 import seglib
-from seglib.checkpoint import FORMAT as CHECKPOINT_FORMAT
 from seglib.checkpoint import load_checkpoint, model_from_checkpoint
 from seglib.errors import CheckpointError, SeglibError, first_line
-from seglib.io import atomic_path
+from seglib.io import atomic_path, check_writable_dir
+from seglib.schema import ONNX_FORMAT, decode_onnx_metadata, validate_checkpoint
 
-FORMAT = "seglib-onnx/1"  # metadata_props["format"] of every file export_onnx writes
+FORMAT = ONNX_FORMAT  # metadata_props["format"] of every file export_onnx writes
+IN_MEMORY = "(in-memory checkpoint)"
 OPSET = 17
 INPUT_NAME, OUTPUT_NAME = "image", "logits"
 # Export is verified on logits: |onnxruntime - PyTorch| <= LOGIT_ATOL + LOGIT_RTOL * (largest |logit| seen).
 # Both run float32 but sum each convolution in a different order (MLAS vs oneDNN), so after dozens of layers
 # differences of tens of float32 ulps (eps 1.2e-7) of the largest activations are normal: MediaPipe's network
-# gives logits near +-1000 on random inputs, where 1e-5 relative is about 80 ulps (measured: up to 1.5e-3,
-# i.e. 1.5e-6 relative). The absolute floor 1e-3 bounds the probability error by 2.5e-4 (sigmoid slope <= 1/4).
+# gives logits near +-1000 on random inputs, where 1e-5 relative is about 80 ulps. The absolute floor 1e-3 bounds the probability error by 2.5e-4 (sigmoid slope <= 1/4).
 # A broken export (wrong padding, resize or layer) is off by a sizeable fraction of the logits themselves.
 LOGIT_ATOL = 1e-3
 LOGIT_RTOL = 1e-5
 VERIFY_SEED = 0
+
+
+class NonFiniteLogits(SeglibError):
+    """The model's logits hold NaN or inf: nothing can be verified, and its masks would be meaningless."""
 
 
 @dataclass
@@ -57,14 +64,10 @@ def export_onnx(checkpoint_path_or_state: str | os.PathLike | dict, out_path: st
     second size, else they are fixed at the checkpoint's input_size (ExportResult.note says why).
     """
     out_path = Path(out_path)
-    if out_path.is_dir():
-        raise SeglibError(f"{out_path}: is a folder; give the .onnx file to write")
-    if out_path.exists() and not overwrite:
-        raise SeglibError(f"{out_path}: already exists (pass overwrite=True to replace it)")
+    check_out_path(out_path, overwrite, hint="pass overwrite=True")
     if isinstance(checkpoint_path_or_state, dict):
-        state, source, source_sha = checkpoint_path_or_state, "(in-memory checkpoint)", ""
-        if state.get("format") != CHECKPOINT_FORMAT:
-            raise CheckpointError(f"not a seglib checkpoint (format {state.get('format')!r})")
+        state, source, source_sha = checkpoint_path_or_state, IN_MEMORY, ""
+        validate_checkpoint(state, IN_MEMORY)  # what load_checkpoint checks of a file
     else:
         state = load_checkpoint(checkpoint_path_or_state)
         source = str(checkpoint_path_or_state)
@@ -99,6 +102,8 @@ def export_onnx(checkpoint_path_or_state: str | os.PathLike | dict, out_path: st
             _tolerance(diff, logit, [other])
             shapes.append(other)
             max_diff, max_logit = max(max_diff, diff), max(max_logit, logit)
+        except NonFiniteLogits:
+            raise
         except SeglibError as exc:  # the traced graph baked the size in somewhere: export at input_size
             note = f"height/width fixed at {size}: with dynamic H/W the graph fails at {other[1]}x{other[2]} ({exc})"
             dynamic = False
@@ -110,10 +115,26 @@ def export_onnx(checkpoint_path_or_state: str | os.PathLike | dict, out_path: st
     if cfg.geometry == "rect" and not dynamic:  # its inputs are as wide and tall as each photo's aspect makes them
         raise SeglibError(f"{source}: geometry rect needs an export with dynamic height and width; {note}")
     tolerance = _tolerance(max_diff, max_logit, shapes)
-    with atomic_path(out_path) as tmp:
-        tmp.write_bytes(data)
+    try:
+        with atomic_path(out_path) as tmp:
+            tmp.write_bytes(data)
+    except OSError as exc:
+        raise SeglibError(f"{out_path}: could not be written ({exc.strerror or exc})") from None
     return ExportResult(path=out_path, input_size=size, dynamic_axes=_dynamic_axes(dynamic), dynamic_hw=dynamic,
                         max_abs_diff=max_diff, tolerance=tolerance, checked_shapes=shapes, note=note)
+
+
+def check_out_path(out_path: Path, overwrite: bool, hint: str) -> None:
+    """Refuse, before any work, an output that is a folder, lies under a file, or exists (unless `overwrite`;
+    `hint` says how to allow that: the option of the caller's interface)."""
+    if out_path.is_dir():
+        raise SeglibError(f"{out_path}: is a folder; give the .onnx file to write")
+    if out_path.exists() and not overwrite:
+        raise SeglibError(f"{out_path}: already exists; refusing to overwrite it ({hint} to replace it)")
+    try:
+        check_writable_dir(out_path.parent)
+    except SeglibError as exc:
+        raise SeglibError(f"{out_path}: cannot be written there ({exc})") from None
 
 
 def _dynamic_axes(dynamic_hw: bool) -> dict[str, dict[int, str]]:
@@ -150,12 +171,18 @@ def _compare(model: nn.Module, session, shapes: list[tuple[int, int, int]]) -> t
     for n, h, w in shapes:
         x = torch.randn(n, 3, h, w, generator=generator)
         expected = model(x).float().numpy()
+        if not np.isfinite(expected).all():  # NaN would pass every comparison below (max() skips it)
+            raise NonFiniteLogits(f"PyTorch's logits for a random input {n}x3x{h}x{w} are not finite (NaN or inf): "
+                                  "the weights are unusable (the training diverged?); nothing written")
         try:
             got = session.run([OUTPUT_NAME], {INPUT_NAME: x.numpy()})[0]
         except Exception as exc:  # noqa: BLE001 - onnxruntime raises its own exception types
             raise SeglibError(f"onnxruntime failed on input {n}x3x{h}x{w} ({first_line(exc, 200)})") from None
         if got.shape != expected.shape:
             raise SeglibError(f"onnxruntime gave logits {got.shape} for input {n}x3x{h}x{w}, PyTorch {expected.shape}")
+        if not np.isfinite(got).all():
+            raise NonFiniteLogits(f"onnxruntime's logits for a random input {n}x3x{h}x{w} are not finite (NaN or "
+                                  "inf) while PyTorch's are; nothing written")
         max_diff = max(max_diff, float(np.abs(got - expected).max()))
         max_logit = max(max_logit, float(np.abs(expected).max()))
     return max_diff, max_logit
@@ -176,7 +203,7 @@ def _session(data: bytes, *, threads: int | None, providers: list[str]):
     options = ort.SessionOptions()
     options.intra_op_num_threads = int(threads or os.cpu_count() or 1)
     # no busy-waiting between calls: spinning threads competed with pre- and post-processing on a 2-core machine
-    # (median time per photo varied 34-67 ms between runs with it, see reports/bench)
+    # (times per photo then varied widely from run to run: reports/bench)
     options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     options.log_severity_level = 3  # errors only
     return ort.InferenceSession(data, options, providers=providers)
@@ -202,8 +229,7 @@ class OnnxModel(nn.Module):
             self.session = _session(self._data, threads=threads, providers=[self.provider])
         except Exception as exc:  # noqa: BLE001 - onnxruntime's own exception types
             raise SeglibError(f"{self.path}: onnxruntime cannot load it ({first_line(exc, 200)})") from None
-        shape = self.session.get_inputs()[0].shape
-        self.fixed_hw = tuple(shape[2:]) if all(isinstance(d, int) for d in shape[2:]) else None
+        self.fixed_hw = check_graph(self.session, self.path)
 
     def to(self, device=None, dtype=None, non_blocking: bool = False) -> OnnxModel:
         if isinstance(device, torch.dtype):
@@ -240,8 +266,47 @@ class OnnxModel(nn.Module):
             raise SeglibError(f"{self.path}: exported with a fixed {h}x{w} input; got {batch.shape[2]}x"
                               f"{batch.shape[3]} (letterbox to the model's input_size first)")
         x = batch.detach().to("cpu", torch.float32).contiguous().numpy()
-        logits = self.session.run([OUTPUT_NAME], {INPUT_NAME: x})[0]
+        try:
+            logits = self.session.run([OUTPUT_NAME], {INPUT_NAME: x})[0]
+        except Exception as exc:  # noqa: BLE001 - onnxruntime's own exception types
+            raise SeglibError(f"{self.path}: onnxruntime failed on an input of {x.shape[0]}x3x{x.shape[2]}x"
+                              f"{x.shape[3]} ({first_line(exc, 160)})") from None
         return torch.from_numpy(logits).to(batch.device)
+
+
+def check_graph(session, path: Path) -> tuple[int, int] | None:
+    """The graph takes what seglib feeds it: one input "image" of shape (N, 3, H, W) and an output "logits";
+    returns its fixed (H, W), or None when they are dynamic. One-line CheckpointError naming what differs."""
+    inputs, outputs = session.get_inputs(), session.get_outputs()
+    names = [i.name for i in inputs]
+    if names != [INPUT_NAME]:
+        raise CheckpointError(f"{path}: graph input name is {', '.join(map(repr, names)) or 'missing'}, expected one "
+                              f"input named {INPUT_NAME!r} (N x 3 x H x W); export it with `seglib export`")
+    if OUTPUT_NAME not in [o.name for o in outputs]:
+        raise CheckpointError(f"{path}: graph output names are {', '.join(repr(o.name) for o in outputs)}, expected "
+                              f"one named {OUTPUT_NAME!r}; export it with `seglib export`")
+    shape = list(inputs[0].shape)
+    if len(shape) != 4 or (isinstance(shape[1], int) and shape[1] != 3):
+        raise CheckpointError(f"{path}: graph input {INPUT_NAME!r} has shape {shape}, expected N x 3 x H x W")
+    if not all(isinstance(d, int) for d in shape[2:]):
+        return None
+    if min(shape[2:]) <= 0:
+        raise CheckpointError(f"{path}: graph input {INPUT_NAME!r} has shape {shape}: height and width must be "
+                              "positive")
+    return shape[2], shape[3]
+
+
+def check_finite_initializers(proto, path: Path) -> None:
+    """The graph's stored weights (initializers and constants) are finite: NaN weights give NaN logits."""
+    from onnx import numpy_helper
+
+    tensors = list(proto.graph.initializer)
+    tensors += [a.t for node in proto.graph.node if node.op_type == "Constant" for a in node.attribute if a.name == "value"]
+    for tensor in tensors:
+        array = numpy_helper.to_array(tensor)
+        if np.issubdtype(array.dtype, np.floating) and not np.isfinite(array).all():
+            raise CheckpointError(f"{path}: weight {tensor.name or '(constant)'!r} holds non-finite values (NaN or "
+                                  "inf); the model it was exported from diverged? export a good checkpoint")
 
 
 def read_metadata(path: str | os.PathLike, data: bytes | None = None) -> dict[str, str]:
@@ -258,9 +323,10 @@ def read_metadata(path: str | os.PathLike, data: bytes | None = None) -> dict[st
     except Exception as exc:  # noqa: BLE001 - protobuf's DecodeError and friends
         raise SeglibError(f"{path}: not an ONNX model ({first_line(exc, 200)})") from None
     props = {p.key: p.value for p in proto.metadata_props}
-    if props.get("format") != FORMAT or not proto.graph.node:
+    if not props.get("format", "").startswith(FORMAT.rpartition("/")[0] + "/") or not proto.graph.node:
         raise SeglibError(f"{path}: not an ONNX model exported by seglib (no {FORMAT} metadata; "
                           "export it with seglib.export.export_onnx)")
+    check_finite_initializers(proto, path)
     return props
 
 
@@ -271,24 +337,26 @@ def load_onnx(path: str | os.PathLike, *, threads: int | None = None) -> tuple[O
         raise SeglibError(f"{path}: ONNX model not found")
     data = path.read_bytes()
     props = read_metadata(path, data)
-    try:
-        checkpoint = {
-            "format": props["format"],
-            "threshold": float(props["threshold"]),
-            "input_size": int(props["input_size"]),
-            "normalization": json.loads(props["normalization"]),
-            "config": json.loads(props["config"]),
-            "weights": props["weights"],
-            "source": str(path),
-            "exported_from": props.get("source", ""),
-            "source_sha256": props.get("source_sha256", ""),
-            "seglib_version": props.get("seglib_version", ""),
-            "dynamic_hw": props.get("dynamic_hw") == "true",
-        }
-        for key in ("epoch", "best_val_iou"):  # Predictor.describe shows them when present
-            if (value := json.loads(props.get(key, "null"))) is not None:
-                checkpoint[key] = value
-    except (KeyError, ValueError, TypeError) as exc:
-        raise SeglibError(f"{path}: seglib metadata incomplete or malformed ({type(exc).__name__}: "
-                          f"{first_line(exc, 200)})") from None
-    return OnnxModel(path, threads=threads, data=data), checkpoint
+    meta = decode_onnx_metadata(props, str(path))  # the checkpoint schema: fields, types, ranges, versions
+    checkpoint = {
+        "format": meta["format"],
+        "threshold": float(meta["threshold"]),
+        "input_size": int(meta["input_size"]),
+        "normalization": meta["normalization"],
+        "config": meta["config"],
+        "weights": meta.get("weights", ""),
+        "source": str(path),
+        "exported_from": meta.get("source", ""),
+        "source_sha256": meta.get("source_sha256", ""),
+        "seglib_version": meta["seglib_version"],
+        "dynamic_hw": meta.get("dynamic_hw") == "true",
+    }
+    for key in ("epoch", "best_val_iou"):  # Predictor.describe shows them when present
+        if meta.get(key) is not None:
+            checkpoint[key] = meta[key]
+    model = OnnxModel(path, threads=threads, data=data)
+    size = checkpoint["input_size"]
+    if model.fixed_hw is not None and model.fixed_hw != (size, size):
+        raise CheckpointError(f"{path}: field 'input_size' is {size}, but the graph's input is fixed at "
+                              f"{model.fixed_hw[0]}x{model.fixed_hw[1]}")
+    return model, checkpoint

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
+import stat
 import tempfile
 import warnings
 from collections.abc import Iterator
@@ -19,7 +21,6 @@ from seglib.errors import DataError, SeglibError
 # Pillow's decompression-bomb guard, made an error instead of a warning: 64 megapixels is far above any
 # photo this workbook is meant for (the data set's largest image is under 1 megapixel).
 MAX_IMAGE_PIXELS = 64_000_000
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".tif", ".tiff", ".gif", ".bmp")  # what a folder scan takes
 Image.MAX_IMAGE_PIXELS = MAX_IMAGE_PIXELS
 
 
@@ -85,6 +86,22 @@ def check_writable_dir(path: str | os.PathLike) -> Path:
     return path
 
 
+def is_within(path: str | os.PathLike, folder: str | os.PathLike) -> bool:
+    """`path` is `folder` or lies inside it, after resolving links (neither needs to exist)."""
+    path, folder = Path(path).resolve(), Path(folder).resolve()
+    return path == folder or folder in path.parents
+
+
+def refuse_writing_into(out: str | os.PathLike, inputs, *, option: str = "--out") -> None:
+    """A SeglibError when the output folder `out` is one of `inputs` ((folder, description) pairs) or lies
+    inside one: a command never writes into what it reads."""
+    for folder, description in inputs:
+        if folder is not None and is_within(out, folder):
+            where = "is" if Path(out).resolve() == Path(folder).resolve() else f"is inside {folder},"
+            raise SeglibError(f"{out}: {where} {description}; refusing to write there, even with --overwrite; "
+                              f"choose another {option}")
+
+
 def ensure_writable_dir(path: str | os.PathLike) -> Path:
     """Create `path` if needed and prove it is writable (see `check_writable_dir` to check without creating)."""
     path = check_writable_dir(path)
@@ -125,15 +142,35 @@ class NewFolder:
             self.rollback()
 
 
+def _check_image_file(path: Path) -> None:
+    """A DataError unless `path` is a non-empty regular file: names a missing file, a broken link, a link loop,
+    a folder, a FIFO or device, or an unreadable one for what it is."""
+    try:
+        info = path.stat()
+    except FileNotFoundError:
+        if path.is_symlink():
+            raise DataError(f"{path}: broken symbolic link (it points to {os.readlink(path)}, which does not "
+                            "exist)") from None
+        raise DataError(f"{path}: file not found") from None
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise DataError(f"{path}: symbolic link loop (the link leads back to itself); point it at an image "
+                            "file") from None
+        raise DataError(f"{path}: cannot read ({exc.strerror or exc})") from None
+    if stat.S_ISDIR(info.st_mode):
+        raise DataError(f"{path}: is a folder, not an image")
+    if stat.S_ISFIFO(info.st_mode):
+        raise DataError(f"{path}: is a named pipe (FIFO), not an image file")
+    if not stat.S_ISREG(info.st_mode):
+        raise DataError(f"{path}: is a special file (a device or socket), not an image file")
+    if info.st_size == 0:
+        raise DataError(f"{path}: empty file (0 bytes)")
+
+
 def open_image(path: str | os.PathLike) -> Image.Image:
     """Open and fully decode an image, or raise DataError naming the file and the problem."""
     path = Path(path)
-    if not path.exists():
-        raise DataError(f"{path}: file not found")
-    if path.is_dir():
-        raise DataError(f"{path}: is a folder, not an image")
-    if path.stat().st_size == 0:
-        raise DataError(f"{path}: empty file (0 bytes)")
+    _check_image_file(path)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
@@ -145,6 +182,8 @@ def open_image(path: str | os.PathLike) -> Image.Image:
         raise DataError(
             f"{path}: image too large (over {MAX_IMAGE_PIXELS // 1_000_000} megapixels; decompression-bomb guard)"
         ) from None
+    except PermissionError as exc:
+        raise DataError(f"{path}: cannot read ({exc.strerror or exc})") from None
     except OSError as exc:
         raise DataError(f"{path}: corrupt or truncated image ({exc})") from None
     except (ValueError, SyntaxError) as exc:
@@ -161,16 +200,40 @@ def load_rgb(path: str | os.PathLike, exif_transpose: bool = True) -> np.ndarray
     img = open_image(path)
     if exif_transpose:
         img = ImageOps.exif_transpose(img)
-    return to_rgb_array(img)
+    return to_rgb_array(img, path)
 
 
-def to_rgb_array(img: Image.Image) -> np.ndarray:
-    """Convert a decoded PIL image of any mode to HxWx3 uint8."""
-    if img.mode in ("I;16", "I;16B", "I;16L", "I"):
-        arr = np.asarray(img, dtype=np.float64)
-        hi = 65535.0 if arr.max() > 255 else 255.0
-        arr = np.clip(arr / hi * 255.0 + 0.5, 0, 255).astype(np.uint8)
-        return np.repeat(arr[..., None], 3, axis=2)
+def _is_wide(img: Image.Image) -> bool:
+    """16-bit, 32-bit integer or 32-bit float pixels (one channel), which need scaling to 8 bits."""
+    return img.mode in ("I", "F") or img.mode.startswith("I;16")
+
+
+def _wide_to_uint8(img: Image.Image, path) -> np.ndarray:
+    """A 16/32-bit integer or float single-channel image as HxW uint8, scaled by its range: floats up to 1 are
+    0-1 values, values up to 255 are 8-bit, up to 65535 are 16-bit. Anything else (negative values, NaN,
+    more than 16 bits) is a DataError naming the file and its values: a guess would silently decode black or
+    saturate."""
+    arr = np.asarray(img, dtype=np.float64)
+    kind = "float" if img.mode == "F" else "32-bit integer" if img.mode == "I" else "16-bit"
+    if not np.isfinite(arr).all():
+        raise DataError(f"{path}: {kind} image holds NaN or infinite values; save it as an 8- or 16-bit image")
+    lo, hi = (float(arr.min()), float(arr.max())) if arr.size else (0.0, 0.0)
+    if lo < 0 or hi > 65535:
+        raise DataError(f"{path}: {kind} image with values from {lo:g} to {hi:g}; expected 0-1, 0-255 or 0-65535 "
+                        "(save it as an 8- or 16-bit image)")
+    if img.mode == "F" and hi <= 1.0:
+        scale = 255.0
+    elif hi <= 255:
+        scale = 1.0
+    else:
+        scale = 255.0 / 65535.0
+    return np.clip(np.rint(arr * scale), 0, 255).astype(np.uint8)
+
+
+def to_rgb_array(img: Image.Image, path="image") -> np.ndarray:
+    """Convert a decoded PIL image of any mode to HxWx3 uint8 (`path` names it in errors)."""
+    if _is_wide(img):
+        return np.repeat(_wide_to_uint8(img, path)[..., None], 3, axis=2)
     if img.mode == "P" and "transparency" in img.info:
         img = img.convert("RGBA")
     if img.mode in ("RGBA", "LA", "PA"):
@@ -181,17 +244,38 @@ def to_rgb_array(img: Image.Image) -> np.ndarray:
 
 
 def load_mask_raw(path: str | os.PathLike) -> np.ndarray:
-    """Decode a mask to a 2-D uint8 array of its stored values (colour masks are reduced to their max channel)."""
+    """Decode a mask to a 2-D uint8 array of its stored values, by an explicit rule.
+
+    Grey (1-bit, 8-bit, 16/32-bit scaled by range) and palette masks are read as today's grey levels (a
+    palette colour by its brightest channel); an RGB mask whose channels are equal is grey too. A true colour
+    mask (channels differ, e.g. a white person on a blue background) has no such rule and is a DataError naming
+    the file and its most common colours.
+    """
     img = open_image(path)
-    if img.mode in ("I;16", "I;16B", "I;16L", "I"):
-        arr = np.asarray(img, dtype=np.float64)
-        return np.clip(arr / (257.0 if arr.max() > 255 else 1.0), 0, 255).astype(np.uint8)
+    if _is_wide(img):
+        return _wide_to_uint8(img, path)
     if img.mode in ("1", "L"):
         return np.asarray(img.convert("L"), dtype=np.uint8).copy()
     if img.mode in ("LA",):
         return np.asarray(img.getchannel(0), dtype=np.uint8).copy()
     rgb = np.asarray(img.convert("RGB"), dtype=np.uint8)
-    return rgb.max(axis=2)
+    if img.mode in ("P", "PA"):
+        return rgb.max(axis=2)
+    if (rgb[..., 0] == rgb[..., 1]).all() and (rgb[..., 1] == rgb[..., 2]).all():
+        return rgb[..., 0].copy()
+    raise DataError(f"{path}: colour mask ({_colour_summary(rgb)}); a mask must be grey levels or a palette "
+                    "image (person 255 on background 0): save it as a single-channel PNG")
+
+
+def _colour_summary(rgb: np.ndarray, shown: int = 3) -> str:
+    """'N colours, most common (r,g,b) share, ...' of an HxWx3 uint8 array."""
+    packed = (rgb[..., 0].astype(np.uint32) << 16) | (rgb[..., 1].astype(np.uint32) << 8) | rgb[..., 2]
+    values, counts = np.unique(packed.ravel(), return_counts=True)
+    order = np.argsort(-counts, kind="stable")[:shown]
+    total = counts.sum()
+    top = ", ".join(f"({v >> 16},{(v >> 8) & 255},{v & 255}) {counts[i] / total:.0%}"
+                    for i, v in zip(order, values[order], strict=True))
+    return f"{len(values)} colour{'s' if len(values) != 1 else ''}, most common {top}"
 
 
 def save_png_atomic(path: str | os.PathLike, array: np.ndarray) -> None:

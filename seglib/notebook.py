@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from seglib import config
-from seglib.data.splits import EVAL_SPLITS
+from seglib.config import EVAL_SPLITS, user_path
 from seglib.errors import ConfigError, SeglibError
 from seglib.runs import Run, check_run_name
 from seglib.settings import CHOICES, PROFILE_NAMES, coerce_value, default_profile, resolve_profile
@@ -36,8 +36,10 @@ def _eval_splits(value) -> str:
 
 
 def _run_name(value) -> str:
-    if value in ("", "default"):
+    if value == "default":
         return ""
+    if not str(value).strip():
+        return EMPTY_RUN
     try:
         check_run_name(value)
     except ConfigError as exc:
@@ -45,9 +47,12 @@ def _run_name(value) -> str:
     return ""
 
 
+EMPTY_RUN = "an empty run name; give a name, or 'default' for $SEGLIB_RUN, else the profile's name"
+
+
 # What a value must satisfy beyond its type, by parameter name (the same name means the same thing everywhere).
 PARAMETER_RULES: dict[str, Callable[[Any], str]] = {
-    "profile": _one_of("default", "", *PROFILE_NAMES),
+    "profile": _one_of("default", *PROFILE_NAMES),
     "run": _run_name,
     "augment": _one_of("default", "", *CHOICES["augment"]),
     "n_samples": _positive,
@@ -116,8 +121,10 @@ def resolve_params(profile: str = "default", run: str = "default", data_dir: str
     run "default" -> $SEGLIB_RUN, else the resolved profile's name. data_dir "" -> $SEGLIB_DATA_DIR or data/raw.
     """
     show_user_errors_briefly()
-    name = resolve_profile(default_profile() if profile in ("", "default") else profile)
-    if run in ("", "default"):
+    if not str(run).strip():  # "" is a mistake (an unset shell variable), not a request for the default run
+        raise ConfigError(f"run {run!r}: {EMPTY_RUN}")
+    name = resolve_profile(default_profile() if profile == "default" else profile)
+    if run == "default":
         run_name = os.environ.get(ENV_RUN, "").strip() or name
         source = f"${ENV_RUN}"
     else:
@@ -127,7 +134,7 @@ def resolve_params(profile: str = "default", run: str = "default", data_dir: str
     except ConfigError as exc:
         raise ConfigError(f"{source}: {exc}") from None
     return NotebookContext(profile=name, run=run_name, run_dir=run_obj.dir,
-                           data_dir=Path(data_dir).expanduser().resolve() if data_dir else None)
+                           data_dir=user_path(data_dir).resolve() if data_dir else None)
 
 
 def _one_line(shell, etype, value, tb, tb_offset=None) -> list[str]:

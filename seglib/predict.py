@@ -25,14 +25,14 @@ import numpy as np
 import torch
 
 from seglib.checkpoint import load_checkpoint, model_from_checkpoint
-from seglib.config import display_path
+from seglib.config import IMAGE_SUFFIXES, display_path, user_path
 from seglib.devices import resolve_device
 from seglib.errors import DataError, SeglibError
 from seglib.export import load_onnx
-from seglib.io import IMAGE_SUFFIXES, atomic_path, check_writable_dir, load_rgb, save_png_atomic
+from seglib.io import atomic_path, check_writable_dir, load_rgb, save_png_atomic
 from seglib.runs import Run
 from seglib.settings import config_from_dict, input_multiple
-from seglib.transforms import NORMALIZATION, eval_transform, to_photo
+from seglib.transforms import eval_transform, to_photo
 
 MASK_SUFFIX = ".mask.png"
 OVERLAY_SUFFIX = ".overlay.jpg"
@@ -57,6 +57,8 @@ class Predictor:
         self.cfg = cfg
         self.checkpoint = checkpoint
         self.threshold = float(threshold if threshold is not None else checkpoint["threshold"])
+        if not 0.0 < self.threshold < 1.0:  # a stored one is checked on load (seglib.schema); this is a given one
+            raise SeglibError(f"threshold {self.threshold:g}: a probability threshold must be between 0 and 1")
         self.threshold_source = threshold_source or ("given" if threshold is not None else "stored in the checkpoint")
         self.tta = tta
         self.source = source
@@ -90,17 +92,10 @@ class Predictor:
     @classmethod
     def from_onnx(cls, path: str | Path, *, threads: int | None = None, **kwargs) -> Predictor:
         """A Predictor running a model exported by `seglib export` in ONNX Runtime (same letterbox, threshold
-        and TTA as the PyTorch path)."""
+        and TTA as the PyTorch path). Its metadata is checked on load like a checkpoint (`seglib.schema`):
+        threshold, input size, config and a normalisation equal to the one the PyTorch path feeds."""
         model, checkpoint = load_onnx(path, threads=threads)
-        expected = {k: list(v) for k, v in NORMALIZATION.items()}
-        if checkpoint["normalization"] != expected:
-            raise SeglibError(f"{path}: normalisation {checkpoint['normalization']} differs from this seglib's "
-                              f"{expected}; predictions would be wrong")
-        try:
-            cfg = config_from_dict(checkpoint["config"])
-        except (SeglibError, TypeError) as exc:
-            raise SeglibError(f"{path}: stored config not usable by this seglib ({exc})") from None
-        return cls(model, cfg, checkpoint, source=display_path(path), **kwargs)
+        return cls(model, config_from_dict(checkpoint["config"]), checkpoint, source=display_path(path), **kwargs)
 
     def facts(self) -> dict:
         """What evaluation records about the model (`evaluate.ProbabilityModel`), from its checkpoint."""
@@ -165,9 +160,9 @@ def collect_inputs(paths, *, warn=None) -> list[Path]:
     A file is taken as given, whatever its extension (a bad one is reported when it is decoded). A folder
     contributes its image files (IMAGE_SUFFIXES, any letter case), sorted by name; it is NOT searched
     recursively, and hidden files (".name") and this command's own outputs (`*.mask.png`,
-    `*.overlay.*`) are left out. A path that does not exist is kept, so that it is reported as a failed
-    input (not a crash). A folder with no images gets a note (passed to `warn`); no inputs at all is a
-    SeglibError.
+    `*.overlay.*`) are left out, the latter with a note saying how many (passed to `warn`). A path that does
+    not exist is kept, so that it is reported as a failed input (not a crash). A folder with no images gets
+    a note too; no inputs at all is a SeglibError.
     """
     warn = warn or (lambda msg: None)
     if isinstance(paths, (str, Path)):
@@ -182,9 +177,14 @@ def collect_inputs(paths, *, warn=None) -> list[Path]:
             found.append(p)
 
     for raw in paths:
-        p = Path(raw).expanduser()
+        p = user_path(raw)
         if p.is_dir():
-            images = sorted((c for c in p.iterdir() if _is_candidate(c)), key=lambda c: c.name)
+            children = list(p.iterdir())
+            images = sorted((c for c in children if _is_candidate(c)), key=lambda c: c.name)
+            outputs = sum(1 for c in children if _is_own_output(c))
+            if outputs:
+                warn(f"seglib: note: {p}: left out {outputs} file{'s' if outputs != 1 else ''} named "
+                     f"*{MASK_SUFFIX} or *.overlay.* (predict's own outputs); name a file to predict it anyway")
             if not images:
                 warn(f"seglib: note: {p}: no image files ({'/'.join(IMAGE_SUFFIXES)}) in this folder "
                      "(subfolders are not searched)")
@@ -199,11 +199,16 @@ def collect_inputs(paths, *, warn=None) -> list[Path]:
 
 def _is_candidate(path: Path) -> bool:
     name = path.name.lower()
-    if name.startswith(".") or not path.is_file():
-        return False
-    if name.endswith(MASK_SUFFIX) or ".overlay." in name:
+    if name.startswith(".") or not path.is_file() or _is_own_output(path):
         return False
     return path.suffix.lower() in IMAGE_SUFFIXES
+
+
+def _is_own_output(path: Path) -> bool:
+    """A mask or overlay this command writes (left out of folder scans, so a second run does not predict them)."""
+    name = path.name.lower()
+    return (not name.startswith(".") and path.suffix.lower() in IMAGE_SUFFIXES and path.is_file()
+            and (name.endswith(MASK_SUFFIX) or ".overlay." in name))
 
 
 def exif_orientation(path: str | Path) -> int:
@@ -311,6 +316,7 @@ class PredictReport:
     failed: list[tuple[Path, str]] = field(default_factory=list)  # (input, one-line problem)
     exif_rotated: list[Path] = field(default_factory=list)  # inputs whose EXIF orientation was applied
     outputs: dict[Path, Path] = field(default_factory=dict)  # input -> mask file
+    planned: int = 0  # inputs the batch was given
 
     @property
     def ok(self) -> bool:
@@ -321,6 +327,16 @@ class PredictReport:
         if self.overlays:
             what += f" and {len(self.overlays)} overlay{'s' if len(self.overlays) != 1 else ''}"
         return f"wrote {what} to {self.out_dir}; {len(self.failed)} failed"
+
+    def interrupted_summary(self, signal_name: str = "SIGINT") -> str:
+        """What an interrupted batch left: how many masks, where, and that each file is complete."""
+        done = len(self.written)
+        if not done:
+            return f"predict stopped by {signal_name} before writing any of {self.planned} masks; nothing written"
+        left = self.planned - done - len(self.failed)
+        return (f"predict stopped by {signal_name} after writing {done} of {self.planned} masks to {self.out_dir}; "
+                f"each file written is complete, {left} not written; run again with --overwrite to redo them all, "
+                "or with another --out")
 
 
 def predict_files(predictor: Predictor, inputs, out_dir: str | Path, *, overlay: bool = False,
@@ -333,6 +349,8 @@ def predict_files(predictor: Predictor, inputs, out_dir: str | Path, *, overlay:
     nothing written) unless `overwrite`. An input that cannot be decoded (missing, empty, corrupt,
     truncated, not an image, too large) is recorded in the report (and passed to `log(line, is_error)` as
     `seglib: skipped <path>: <problem>`) and the batch goes on. Files are written atomically (never half-written).
+    An interrupt (KeyboardInterrupt, which SIGTERM/SIGHUP raise too) propagates with the report so far attached
+    as `exc.predict_report` (`PredictReport.interrupted_summary` says what was left).
     """
     from tqdm.auto import tqdm
 
@@ -341,43 +359,62 @@ def predict_files(predictor: Predictor, inputs, out_dir: str | Path, *, overlay:
     plan = plan_outputs(paths, out_dir, overlay=overlay)
     if not overwrite:
         refuse_existing(plan)
-    report = PredictReport(out_dir=out_dir)
+    report = PredictReport(out_dir=out_dir, planned=len(plan))
     bar = tqdm(plan, desc="predict", unit="img", disable=not progress or len(plan) < 2, file=sys.stderr)
 
     def say(msg: str, err: bool = False) -> None:
         if log is not None:
             log(msg, err)
 
-    for path, mask_path, overlay_path in bar:
-        try:
-            rgb, orientation = load_input(path)
-        except DataError as exc:
-            report.failed.append((path, _problem(exc, path)))
-            say(f"seglib: skipped {path}: {_problem(exc, path)}", err=True)
-            continue
-        mask = predictor.predict_mask(rgb, threshold=threshold)
-        frames = frame_count(path)
-        if frames > 1:
-            say(f"{path}: {frames} frames (animated or multi-page); the mask is for the first frame")
-        try:
-            save_png_atomic(mask_path, (mask * 255).astype(np.uint8))
-            if overlay_path is not None:
-                save_jpeg_atomic(overlay_path, overlay_mask(rgb, mask))
-        except OSError as exc:
-            report.failed.append((path, f"could not write output ({exc.strerror or exc})"))
-            say(f"seglib: skipped {path}: could not write output ({exc.strerror or exc})", err=True)
-            continue
-        report.written.append(mask_path)
-        report.outputs[path] = mask_path
-        if overlay_path is not None:
-            report.overlays.append(overlay_path)
-        if orientation != 1:
-            report.exif_rotated.append(path)
-            h, w = rgb.shape[:2]
-            stored = f"{h}x{w}" if orientation >= 5 else f"{w}x{h}"
-            say(f"{path}: EXIF orientation {orientation} applied; mask matches the photo as viewers show it "
-                f"({w}x{h}; stored {stored})")
+    try:
+        for path, mask_path, overlay_path in bar:
+            _predict_one(predictor, report, path, mask_path, overlay_path, threshold, say)
+    except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM/SIGHUP (seglib.signals): the files written so far are
+        exc.predict_report = report  # whole (atomic writes); the caller says how many
+        raise
+    finally:
+        bar.close()
     return report
+
+
+def _predict_one(predictor: Predictor, report: PredictReport, path: Path, mask_path: Path,
+                 overlay_path: Path | None, threshold: float | None, say: Callable[..., None]) -> None:
+    """Predict and write one input's mask (and overlay), recording the outcome in `report`."""
+    try:
+        rgb, orientation = load_input(path)
+    except DataError as exc:
+        report.failed.append((path, _problem(exc, path)))
+        say(f"seglib: skipped {path}: {_problem(exc, path)}", err=True)
+        return
+    mask = predictor.predict_mask(rgb, threshold=threshold)
+    frames = frame_count(path)
+    if frames > 1:
+        say(f"{path}: {frames} frames (animated or multi-page); the mask is for the first frame")
+    try:
+        save_png_atomic(mask_path, (mask * 255).astype(np.uint8))
+    except OSError as exc:
+        _write_failed(report, path, exc, say)
+        return
+    report.written.append(mask_path)  # at once: an interrupt while the overlay is written still counts this mask
+    report.outputs[path] = mask_path
+    if overlay_path is not None:
+        try:
+            save_jpeg_atomic(overlay_path, overlay_mask(rgb, mask))
+        except OSError as exc:
+            _write_failed(report, path, exc, say)
+            return
+        report.overlays.append(overlay_path)
+    if orientation != 1:
+        report.exif_rotated.append(path)
+        h, w = rgb.shape[:2]
+        stored = f"{h}x{w}" if orientation >= 5 else f"{w}x{h}"
+        say(f"{path}: EXIF orientation {orientation} applied; mask matches the photo as viewers show it "
+            f"({w}x{h}; stored {stored})")
+
+
+def _write_failed(report: PredictReport, path: Path, exc: OSError, say: Callable[..., None]) -> None:
+    report.failed.append((path, f"could not write output ({exc.strerror or exc})"))
+    say(f"seglib: skipped {path}: could not write output ({exc.strerror or exc})", err=True)
 
 
 def _problem(exc: Exception, path: Path) -> str:

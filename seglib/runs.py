@@ -10,26 +10,31 @@ import json
 import os
 import re
 import shutil
+import sys
 from pathlib import Path
 
-import yaml
-
-from seglib import config
+from seglib import config, locks
 from seglib.errors import CheckpointError, ConfigError, SeglibError
 from seglib.io import check_writable_dir, ensure_writable_dir
+from seglib.settings import load_settings_file
 
 BEST, LAST = "best.pt", "last.pt"
 CONFIG, HISTORY, SUMMARY = "config.yaml", "history.csv", "train_summary.json"
 EVAL = "eval"
 METRICS, PER_IMAGE, SWEEP = "metrics.json", "per_image.csv", "threshold_sweep.csv"
-NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
+MAX_NAME_LENGTH = 100  # room for the suffixes made from it (RECIPE-foldK, .NAME.replaced) within a file name
 
 
 def check_run_name(name) -> str:
-    """A plain folder name (letters, digits, '.', '-', '_'; not starting with '.'), else a ConfigError."""
-    if not isinstance(name, str) or not NAME_PATTERN.match(name) or name in (".", ".."):
+    """A plain folder name (letters, digits, '.', '-', '_'; not starting with '.'; at most MAX_NAME_LENGTH
+    characters), else a ConfigError."""
+    # fullmatch: `$` would also match before a trailing newline, and "nl\n" would become a folder
+    if not isinstance(name, str) or not NAME_PATTERN.fullmatch(name) or name in (".", ".."):
         raise ConfigError(f"run name {name!r}: use a plain name (letters, digits, '.', '-', '_'), "
                           "not a path; the run lives in runs/NAME/")
+    if len(name) > MAX_NAME_LENGTH:
+        raise ConfigError(f"run name {name[:20]!r}... ({len(name)} characters): use at most {MAX_NAME_LENGTH}")
     return name
 
 
@@ -124,7 +129,9 @@ class Run:
         return self.last.is_file() and not self.trained
 
     def state(self) -> str:
-        """'new' (nothing there), 'trained', 'unfinished' (resumable) or 'other' (a folder without a checkpoint)."""
+        """'new' (nothing there), 'trained', 'unfinished' (resumable) or 'other' (a folder without a checkpoint);
+        a run left aside by a replacement killed before its first epoch is put back first (`recover`)."""
+        self.recover()
         if not self.exists:
             return "new"
         if self.trained:
@@ -135,14 +142,8 @@ class Run:
 
     def config(self) -> dict:
         """The settings saved with the run (config.yaml), or a SeglibError when it cannot be read."""
-        try:
-            data = yaml.safe_load(self.config_file.read_text(encoding="utf-8"))
-        except (OSError, yaml.YAMLError) as exc:
-            raise SeglibError(f"{config.display_path(self.config_file)}: cannot read the run's settings "
-                              f"({type(exc).__name__})") from None
-        if not isinstance(data, dict):
-            raise SeglibError(f"{config.display_path(self.config_file)}: not a settings file")
-        return data
+
+        return load_settings_file(self.config_file, config.display_path(self.config_file))
 
     def summary(self) -> dict | None:
         return read_json(self.summary_file)
@@ -169,14 +170,60 @@ class Run:
     def require(self, which: str = "best") -> Path:
         """The checkpoint file, or a SeglibError saying how to get it."""
         path = self.checkpoint(which)
+        if not path.is_file():
+            self.recover()
         if path.is_file():
             return path
+        if self.replaced_backup.exists():
+            raise CheckpointError(f"run {self.name}: being replaced by a training in progress (the previous run "
+                                  f"waits in {config.display_path(self.replaced_backup)} until the new one saves "
+                                  "an epoch); wait for it to save one, then run this again")
         if not self.dir.is_dir():
             raise CheckpointError(f"run {self.name!r} not found ({config.display_path(self.dir)} does not exist): "
                               f"train it with notebook 03 or `seglib train --run {self.name}`, or pass "
                               "--checkpoint PATH")
         raise CheckpointError(f"run {self.name} not trained yet: run notebook 03 or `seglib train --run {self.name}` "
                           f"(no {path.name} in {config.display_path(self.dir)})")
+
+    # ------------------------------------------------------------------ writers and recovery
+    def lock(self):
+        """Hold the run's lock (`.NAME.lock` beside it): one writer at a time; a second process is refused at once
+        with a LockedError naming the holder's pid. A holder in this process may take it again."""
+        return locks.reentrant(self.dir, f"run {config.display_path(self.dir)}")
+
+    def recover(self, log=None) -> None:
+        """Settle what a replacement (`--overwrite`) killed before it could clean up left behind, unless a live
+        process is writing the run: the run moved aside (`.NAME.replaced`) is put back when the replacement saved
+        no epoch, else deleted (the replacement is the run now). Either way it is said in one line."""
+        backup = self.replaced_backup
+        if not backup.exists():
+            return
+        try:
+            with self.lock():
+                self._settle_leftover(log or _stderr)
+        except locks.LockedError:
+            return  # a live training is replacing the run: its own clean-up decides
+
+    def _settle_leftover(self, log) -> None:
+        backup = self.replaced_backup
+        if not backup.exists():
+            return
+        if self.last.is_file():  # killed between its first saved epoch and deleting the old run
+            shutil.rmtree(backup)
+            log(f"{config.display_path(self.dir)}: deleted {backup.name}, the run it replaced (the replacement "
+                "had saved an epoch before it was stopped)")
+            return
+        self._put_back()
+        log(f"{config.display_path(self.dir)}: put back the previous run from {backup.name} (a replacement was "
+            "stopped before its first epoch)")
+
+    def _put_back(self) -> None:
+        """The run moved aside back in place of the replacement's folder (which holds no saved epoch)."""
+        if self.dir.is_dir():
+            shutil.rmtree(self.dir)
+        elif self.dir.exists():
+            self.dir.unlink()
+        os.replace(self.replaced_backup, self.dir)
 
     # ------------------------------------------------------------------ lifecycle (used by the engine)
     def nothing_to_resume(self) -> str:
@@ -213,13 +260,9 @@ class Run:
         """
         if not main:
             return
-        backup = self.replaced_backup
-        if backup.exists():  # left by a replacement killed before its first epoch: the older run wins
-            if self.dir.exists():
-                shutil.rmtree(self.dir)
-            os.replace(backup, self.dir)
+        self._settle_leftover(_stderr)  # the caller holds the lock
         if overwrite and self.dir.exists():
-            os.replace(self.dir, backup)
+            os.replace(self.dir, self.replaced_backup)
         ensure_writable_dir(self.dir)
 
     def settle_replacement(self, *, keep_new: bool, main: bool = True) -> None:
@@ -230,9 +273,7 @@ class Run:
         if keep_new:
             shutil.rmtree(backup)
             return
-        if self.dir.exists():
-            shutil.rmtree(self.dir)
-        os.replace(backup, self.dir)
+        self._put_back()
 
     def abandon_start(self, *, new: bool, main: bool = True) -> None:
         """A start that saved no epoch (a crash, Ctrl-C): put the replaced run back, or remove the folder a `new`
@@ -246,6 +287,7 @@ class Run:
 
     def training_decision(self, retrain: bool) -> str:
         """What notebook 03 and the report runner do with this run: 'train', 'reuse', 'resume' or 'retrain'."""
+        self.recover()
         if retrain:
             return "retrain" if self.exists else "train"
         state = self.state()
@@ -257,6 +299,10 @@ class Run:
             raise SeglibError(f"{config.display_path(self.dir)}: the folder exists but holds no finished or "
                               "resumable run; pick another run name, or retrain to replace it")
         return "train"
+
+
+def _stderr(message: str) -> None:
+    print(f"seglib: {message}", file=sys.stderr)
 
 
 def read_json(path: Path) -> dict | None:

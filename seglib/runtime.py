@@ -36,7 +36,7 @@ def setup_runtime(cfg: TrainConfig) -> Runtime:
     """Pick the device; join the process group when launched by torchrun."""
     world_size = int(os.environ.get("WORLD_SIZE", "1"))
     try:
-        want_cuda = resolve_device(cfg.device).type == "cuda"
+        want_cuda = resolve_device(cfg.device, option="--set device=").type == "cuda"  # a setting here
     except SeglibError as exc:
         raise ConfigError(f"setting device={cfg.device}: {exc}") from None
     if world_size > 1:

@@ -8,6 +8,7 @@ import math
 import os
 import typing
 from dataclasses import dataclass, fields
+from pathlib import Path
 from typing import Any
 
 import yaml
@@ -78,19 +79,19 @@ PROFILES: dict[str, dict] = {
     # seconds: tests and CI
     "smoke": dict(base_channels=4, depth=2, input_size=64, cache_max_side=96, limit_train=16, limit_val=8,
                   epochs=2, batch_size=4, augment="light", lr=1e-2),
-    # best quality reachable in about 20 minutes of training on a 2-core CPU: MediaPipe's selfie segmenter
-    # (bundled, Apache-2.0) fine-tuned on our training split -- chosen on val, reports/experiments.csv
+    # the best recipe found within a 20-minute training budget on a 2-core CPU: MediaPipe's selfie segmenter
+    # (bundled, Apache-2.0) fine-tuned on our training split; how it was chosen: docs/recipes.md and the log
     "cpu": dict(model="mediapipe-selfie", encoder_weights="mediapipe", input_size=448, cache_max_side=560,
                 epochs=30, batch_size=8, lr=1e-3, schedule="onecycle", augment="standard"),
-    # full quality on one GPU: the same recipe at a larger input (val rose with input size on the CPU), batch 16
-    # for as many optimiser steps as the cpu profile (more epochs did not help there); not yet run on a GPU
+    # one GPU: the same recipe at a larger input, batch 16 for as many optimiser steps as the cpu profile;
+    # its runs are rows of reports/experiments.csv (docs/results.md)
     "gpu": dict(model="mediapipe-selfie", encoder_weights="mediapipe", input_size=512, cache_max_side=640,
                 epochs=60, batch_size=16, lr=1e-3, schedule="onecycle", augment="standard", patience=0),
-    # our compact U-Net trained from scratch, no pretrained weights (the cpu profile before fine-tuning won):
-    # 128 px for 75 epochs beat 160 px for 50 in the same ~20 CPU minutes
+    # our compact U-Net trained from scratch, no pretrained weights (the cpu profile before fine-tuning won);
+    # input size and epochs chosen within the same 20-minute budget (reports/experiments.csv)
     "cpu-scratch": dict(model="unet", base_channels=16, depth=4, input_size=128, cache_max_side=256, epochs=75,
                         batch_size=8, lr=3e-3, schedule="onecycle", augment="standard"),
-    # the canonical U-Net (concatenated skips) on MediaPipe's pretrained encoder, within about 20 CPU minutes
+    # the canonical U-Net (concatenated skips) on MediaPipe's pretrained encoder, within the 20-minute budget
     "cpu-unet": dict(model="mediapipe-unet", encoder_weights="mediapipe", base_channels=16, input_size=320,
                      cache_max_side=400, epochs=30, batch_size=8, lr=1e-3, schedule="onecycle", augment="standard"),
 }
@@ -154,46 +155,98 @@ def apply_overrides(cfg: TrainConfig, overrides: dict) -> TrainConfig:
 
 
 TYPES = {"str": str, "int": int, "float": float, "bool": bool, "dict": dict, "list": list}
+# what each type means in messages: a user types text, so "expected int, got str" alone would be about Python
+TYPE_WORDS = {"int": "a whole number", "float": "a number", "bool": "true or false", "dict": "a mapping such as "
+              "{epochs: 5}", "list": "a list such as [val, test]", "str": "text"}
+GOT_WORDS = {"str": "text", "int": "a whole number", "float": "a number", "bool": "true/false", "dict": "a mapping",
+             "list": "a list", "NoneType": "nothing"}
+MAX_INT = 2**31 - 1  # the largest whole number a setting takes (torch and numpy take 32-bit values)
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """YAML's safe loader, refusing a key given twice in one mapping (YAML itself keeps the last silently)."""
+
+
+def _construct_unique_mapping(loader, node, deep=False):
+    seen = set()
+    for key_node, _ in node.value:
+        key = loader.construct_object(key_node, deep=True)
+        if key in seen:
+            raise ConfigError(f"key {key!r} is given twice (line {key_node.start_mark.line + 1}); give it once")
+        seen.add(key)
+    return loader.construct_mapping(node, deep)
+
+
+_UniqueKeyLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_unique_mapping)
+
+
+def load_yaml(text: str, where: str) -> Any:
+    """YAML text (a settings file, a `--set`/`-p` value) as data; a syntax error or a duplicate key is a
+    ConfigError naming `where`."""
+    try:
+        return yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 - a SafeLoader subclass
+    except ConfigError as exc:
+        raise ConfigError(f"{where}: {exc}") from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{where}: not valid YAML ({getattr(exc, 'problem', None) or exc})") from None
 
 
 def coerce_value(name: str, value: Any, type_name: str, what: str = "setting") -> Any:
     """A value from the command line (`--set`, `-p`) or papermill as its declared type.
 
     Text is read as YAML (`5`, `0.1`, `false`, `[val]`, `{epochs: 5}`), except for str; a bool also takes 0/1, an
-    int a whole float. A mismatch is a ConfigError "<what> <name>=<value>: expected <type>".
+    int any whole number (`2.0`, `1e3`). A mismatch is a ConfigError "<what> <name>=<value>: expected <words>".
     """
     raw = value if isinstance(value, str) else None
     if raw is not None:
         if type_name == "str" or type_name not in TYPES:
             return raw
-        try:
-            value = yaml.safe_load(raw) if raw.strip() else None
-        except yaml.YAMLError as exc:
-            raise ConfigError(f"{what} {name}={raw!r}: not a valid value ({getattr(exc, 'problem', exc)})") from None
+        if not raw.strip():
+            raise ConfigError(f"{what} {name}=: empty; expected {type_name} ({TYPE_WORDS[type_name]})")
+        value = load_yaml(raw, f"{what} {name}={raw}")
     kind = TYPES.get(type_name)
     if kind is None:
         return value
-    if kind is float and isinstance(value, str) and raw is not None:
+    if kind in (int, float) and isinstance(value, str) and raw is not None:
         with contextlib.suppress(ValueError):
-            value = float(raw)  # YAML 1.1 reads "1e-3" and "nan" as text
+            value = float(raw)  # YAML 1.1 reads "1e-3", "1e9" and "nan" as text
     if kind is float and isinstance(value, int) and not isinstance(value, bool):
         value = float(value)
-    if kind is int and isinstance(value, float) and value.is_integer():
+    if kind is int and isinstance(value, float):
+        if not value.is_integer():
+            shown = raw if raw is not None else repr(value)
+            raise ConfigError(f"{what} {name}={shown}: expected {type_name} (a whole number), got {value:g}")
         value = int(value)
     if kind is bool and type(value) is int and value in (0, 1):
         value = bool(value)
     if not isinstance(value, kind) or (kind in (int, float) and isinstance(value, bool)):
         shown = raw if raw is not None else repr(value)
-        expected = f"{type_name} (true or false)" if kind is bool else type_name
-        raise ConfigError(f"{what} {name}={shown}: expected {expected}, got {type(value).__name__}")
+        got = GOT_WORDS.get(type(value).__name__, type(value).__name__)
+        raise ConfigError(f"{what} {name}={shown}: expected {type_name} ({TYPE_WORDS[type_name]}), got {got}")
+    if kind is int and not -MAX_INT <= value <= MAX_INT:
+        shown = raw if raw is not None else repr(value)
+        raise ConfigError(f"{what} {name}={shown}: too large (at most {MAX_INT})")
     return value
 
 
+# largest values that make sense (larger ones only fail later, deep inside torch, numpy or the OS)
+UPPER_LIMITS = {"input_size": 8192, "cache_max_side": 8192, "base_channels": 1024, "depth": 12,
+                "batch_size": 65536, "threads": 1024, "num_workers": 256}
+
+
 def validate(cfg: TrainConfig) -> None:
+    """ConfigError (one line, naming the setting and its rule) when a field has the wrong type or range."""
+    hints = typing.get_type_hints(TrainConfig)
     for f in fields(TrainConfig):
-        value = getattr(cfg, f.name)
+        value, kind = getattr(cfg, f.name), TYPES[hints[f.name].__name__]
+        if not isinstance(value, kind) or (kind is not bool and isinstance(value, bool)):
+            if not (kind is float and type(value) is int):
+                raise ConfigError(f"setting {f.name}={value!r}: expected {hints[f.name].__name__} "
+                                  f"({TYPE_WORDS[hints[f.name].__name__]})")
         if isinstance(value, float) and not math.isfinite(value):
             raise ConfigError(f"setting {f.name}={value}: must be a finite number")
+        if type(value) is int and not -MAX_INT <= value <= MAX_INT:
+            raise ConfigError(f"setting {f.name}={value}: too large (at most {MAX_INT})")
     for key, allowed in CHOICES.items():
         if getattr(cfg, key) not in allowed:
             raise ConfigError(f"setting {key}={getattr(cfg, key)!r}: expected one of {', '.join(allowed)}")
@@ -201,6 +254,9 @@ def validate(cfg: TrainConfig) -> None:
     for key in positive:
         if getattr(cfg, key) <= 0:
             raise ConfigError(f"setting {key}={getattr(cfg, key)!r}: must be positive")
+    for key, limit in UPPER_LIMITS.items():
+        if getattr(cfg, key) > limit:
+            raise ConfigError(f"setting {key}={getattr(cfg, key)}: at most {limit}")
     if cfg.input_size % input_multiple(cfg):
         stride = "2**depth" if cfg.model == "unet" else "its stride"
         raise ConfigError(f"setting input_size={cfg.input_size}: must be a multiple of {input_multiple(cfg)} "
@@ -217,8 +273,8 @@ def validate(cfg: TrainConfig) -> None:
         raise ConfigError(f"setting lr={cfg.lr}: must be positive")
     if cfg.num_workers < -1:
         raise ConfigError(f"setting num_workers={cfg.num_workers}: must be -1 (auto), 0 or more")
-    for key in ("limit_train", "limit_val", "patience", "threads", "weight_decay", "dice_weight", "bce_weight",
-                "max_train_minutes", "distill_weight"):
+    for key in ("seed", "limit_train", "limit_val", "patience", "threads", "weight_decay", "dice_weight",
+                "bce_weight", "max_train_minutes", "distill_weight"):
         if getattr(cfg, key) < 0:
             raise ConfigError(f"setting {key}={getattr(cfg, key)}: must be 0 or more")
     if cfg.dice_weight == 0 and cfg.bce_weight == 0:
@@ -226,13 +282,17 @@ def validate(cfg: TrainConfig) -> None:
 
 
 def parse_assignments(items: list[str] | None, option: str = "--set") -> dict[str, str]:
-    """['key=value', ...] from `--set` or `-p` into {key: raw text} (typed later, by `coerce_value`)."""
+    """['key=value', ...] from `--set` or `-p` into {key: raw text} (typed later, by `coerce_value`); a key
+    given twice is refused rather than the last one silently winning."""
     out: dict[str, str] = {}
     for item in items or []:
         key, sep, value = item.partition("=")
-        if not sep or not key.strip():
+        key = key.strip()
+        if not sep or not key:
             raise ConfigError(f"{option} {item!r}: expected key=value")
-        out[key.strip()] = value.strip()
+        if key in out:
+            raise ConfigError(f"{option} {key}: given twice ({key}={out[key]}, {key}={value.strip()}); give it once")
+        out[key] = value.strip()
     return out
 
 
@@ -241,13 +301,43 @@ def parse_set_args(items: list[str] | None) -> dict[str, str]:
     return parse_assignments(items, "--set")
 
 
-def config_from_dict(data: dict) -> TrainConfig:
-    """Rebuild a config saved with a run; unknown keys (from a newer seglib) are an error."""
-    known = {f.name for f in fields(TrainConfig)}
-    unknown = set(data) - known
+def config_from_dict(data: Any, source: str = "saved config") -> TrainConfig:
+    """Rebuild a config saved with a run or a checkpoint, checked like `--set` values: every field's type and
+    range (`validate`). Missing fields take their defaults (settings added since it was saved); an unknown key
+    (from a newer seglib), text where a number belongs or a value out of range is a ConfigError naming
+    `source` and the field."""
+    if not isinstance(data, dict):
+        raise ConfigError(f"{source}: not a mapping of settings (found {type(data).__name__})")
+    hints = typing.get_type_hints(TrainConfig)
+    unknown = sorted(str(k) for k in data if k not in hints)
     if unknown:
-        raise ConfigError(f"saved config has unknown setting(s): {', '.join(sorted(unknown))}")
-    return TrainConfig(**data)
+        raise ConfigError(f"{source}: unknown setting(s) {', '.join(unknown)} (written by a newer seglib?)")
+    typed = {}
+    try:
+        for key, value in data.items():
+            type_name = hints[key].__name__
+            if isinstance(value, str) and type_name != "str":
+                raise ConfigError(f"setting {key}={value!r}: expected {type_name} ({TYPE_WORDS[type_name]}), got text")
+            typed[key] = coerce_value(key, value, type_name)
+        cfg = TrainConfig(**typed)
+        validate(cfg)
+    except ConfigError as exc:
+        raise ConfigError(f"{source}: {exc}") from None
+    return cfg
+
+
+def load_settings_file(path: str | os.PathLike, source: str | None = None) -> dict:
+    """A YAML settings file (a run's config.yaml) as a dict; unreadable text, a duplicate key or anything but a
+    mapping is a ConfigError naming the file. Check the values with `config_from_dict`."""
+    where = source or str(path)
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{where}: cannot read the settings ({getattr(exc, 'strerror', None) or exc})") from None
+    data = load_yaml(text, where)
+    if not isinstance(data, dict):
+        raise ConfigError(f"{where}: not a settings file (expected key: value lines)")
+    return data
 
 
 def config_yaml(cfg: TrainConfig) -> str:

@@ -102,3 +102,25 @@ def test_paired_difference_is_photo_by_photo_on_the_same_images(synthetic_splits
     other = {**theirs.metrics, "image_ids_sha1": "another-list"}
     assert anchors.paired_difference(ours, other, out_dir=tmp_path / "anchor") is None
     assert anchors.paired_difference(ours.iloc[1:], theirs.metrics, out_dir=tmp_path / "anchor") is None
+
+
+def test_a_python_that_is_not_executable_is_one_line(tmp_path, capsys):
+    from seglib.cli import main
+
+    plain = tmp_path / "python"
+    plain.write_text("not a program\n")
+    plain.chmod(0o644)
+    assert main(["anchor", "--python", str(plain), "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err
+    assert err.strip() == (f"seglib: error: {plain}: not executable; give the mediapipe environment's python "
+                           "(.venv-mediapipe/bin/python, made by `make mediapipe-anchor`) or chmod +x it")
+    assert not (tmp_path / "o").exists()
+
+
+def test_a_python_that_cannot_be_run_is_a_seglib_error(tmp_path):
+    garbage = tmp_path / "python"
+    garbage.write_bytes(b"\x00\x01 not an interpreter")
+    garbage.chmod(0o755)
+    predictor = anchors.MediaPipePredictor(garbage)
+    with pytest.raises(SeglibError, match=rf"{garbage}: cannot be run as the mediapipe python \(Exec format error\)"):
+        predictor.predict_proba_batch([np.zeros((8, 8, 3), np.uint8)])

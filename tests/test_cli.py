@@ -7,6 +7,7 @@ code before it.
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
 import pytest
@@ -72,7 +73,7 @@ def test_overwrite_that_crashes_before_its_first_epoch_restores_the_old_run(cli_
 
     monkeypatch.setattr(seglib.engine, "validate", crash)
     with pytest.raises(RuntimeError, match="simulated crash"):
-        main(["train", "--profile", "smoke", "--run", "r1", *TINY, "--overwrite"])
+        run(capsys, "train", "--profile", "smoke", "--run", "r1", *TINY, "--overwrite")  # with the synthetic data
     assert (runs / "r1" / "best.pt").read_bytes() == before
     assert not (runs / ".r1.replaced").exists()
 
@@ -278,3 +279,29 @@ def test_export_then_predict_with_onnx_runtime(tmp_path, capsys):
     a = Image.open(tmp_path / "onnx" / "photo.mask.png")
     b = Image.open(tmp_path / "checkpoint" / "photo.mask.png")
     assert a.size == (50, 30) and a.tobytes() == b.tobytes()
+
+
+# issue 21: settings on the command line are refused in one line that says what is wrong
+@pytest.mark.parametrize(("settings", "says"), [
+    (["--set", "epochs=2", "--set", "epochs=3"], r"--set epochs: given twice \(epochs=2, epochs=3\); give it once"),
+    (["--set", "seed=-1"], "setting seed=-1: must be 0 or more"),
+    (["--set", "epochs=1e12"], r"setting epochs=1e12: too large \(at most 2147483647\)"),
+    (["--set", "epochs=2.5"], r"setting epochs=2.5: expected int \(a whole number\), got 2.5"),
+])
+def test_repeated_negative_or_impossible_settings_are_one_line(cli_env, capsys, settings, says):
+    run, runs = cli_env
+    code, _, err = run(capsys, "train", "--profile", "smoke", "--run", "r3", *settings)
+    assert code == 2
+    assert re.fullmatch(f"seglib: error: {says}", _one_line_error(err))
+    assert not (runs / "r3").exists()
+
+
+def test_train_without_cuda_does_not_suggest_an_option_train_lacks(cli_env, capsys, monkeypatch):
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    run, _ = cli_env
+    code, _, err = run(capsys, "train", "--profile", "smoke", "--run", "r4", "--set", "device=cuda")
+    line = _one_line_error(err)
+    assert code == 2 and "CUDA is not available" in line
+    assert "--device" not in line and "--set device=cpu" in line

@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pandas as pd
 import pytest
 
 from seglib import config
+from seglib.checkpoint import load_checkpoint
 from seglib.cli import main
 from seglib.crossval import compare, cross_validate, load_result
 from seglib.data.splits import fold_numbers, fold_split, read_split
-from seglib.errors import DataError, SeglibError
+from seglib.errors import ConfigError, DataError, SeglibError
 from seglib.experiments import record_cv
 from seglib.settings import make_config
 
@@ -136,3 +138,96 @@ def test_compare_applies_the_written_rule(tmp_path, monkeypatch, capsys):
         compare("base", "missing")
     assert main(["cv", "--compare", "base", "missing"]) != 0
     assert "missing.json: no cross-validation result" in capsys.readouterr().err
+
+
+@pytest.fixture
+def cv_cli(folded_splits, tmp_path, monkeypatch):
+    """(run `seglib cv ...` in this process -> (code, out, err), runs folder, reports folder)."""
+    dataset, splits = folded_splits
+    monkeypatch.setenv("SEGLIB_RUNS_DIR", str(tmp_path / "runs"))
+    monkeypatch.setenv("SEGLIB_REPORTS_DIR", str(tmp_path / "reports"))
+    fast = ["--profile", "smoke", "--set", "input_size=32", "--set", "threads=1", "--set", "cache_max_side=64"]
+
+    def run(capsys, *argv):
+        code = main(["cv", *argv, *fast, "--data-dir", str(dataset), "--splits-dir", str(splits)])
+        out, err = capsys.readouterr()
+        return code, out, err
+
+    return run, tmp_path / "runs", tmp_path / "reports"
+
+
+def _stamps(*paths) -> dict:
+    return {str(p): (p.read_bytes(), p.stat().st_mtime_ns) for p in paths}
+
+
+def test_cv_refuses_to_replace_fold_runs_trained_with_other_settings(cv_cli, capsys):
+    """Case 2: a finished fold run with other settings is kept unless --overwrite; the recipe's result and its
+    experiment-log row are not rewritten either."""
+    run, runs, reports = cv_cli
+    assert run(capsys, "--recipe", "r", "--folds", "0", "--set", "epochs=1")[0] == 0
+    kept = _stamps(runs / "r-fold0" / "last.pt", runs / "r-fold0" / "config.yaml", reports / "cv" / "r.json",
+                   reports / "experiments.csv")
+    code, _, err = run(capsys, "--recipe", "r", "--folds", "0", "--set", "epochs=2")
+    assert code == 2
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and "r-fold0: this fold run has other settings (epochs: saved 1, now 2)" in lines[0]
+    assert "--overwrite" in lines[0] and "another name" in lines[0]
+    assert _stamps(*map(Path, kept)) == kept
+    code, out, err = run(capsys, "--recipe", "r", "--folds", "0", "--set", "epochs=2", "--overwrite")
+    assert code == 0, err
+    assert load_checkpoint(runs / "r-fold0" / "last.pt")["epoch"] == 2
+    assert load_result("r")["config"]["epochs"] == 2
+
+
+@pytest.mark.parametrize("folds, message", [("", "--folds '': expected comma-separated fold numbers"),
+                                            ("0,0", "--folds '0,0': fold 0 given twice"),
+                                            ("-1", "fold numbers start at 0"),
+                                            ("7", "fold 7: not in folds.csv")])
+def test_cv_fold_lists_that_are_empty_repeated_or_unknown_are_refused_before_training(cv_cli, capsys, folds,
+                                                                                       message):
+    run, runs, reports = cv_cli
+    code, _, err = run(capsys, "--recipe", "r", "--folds", folds, "--set", "epochs=1")
+    assert code == 2 and message in err and len(err.strip().splitlines()) == 1
+    assert not runs.exists() and not (reports / "cv" / "r.json").exists()  # nothing trained, nothing written
+
+
+def test_cross_validate_never_counts_a_fold_twice(folded_splits):
+    dataset, splits = folded_splits
+    with pytest.raises(ConfigError, match="fold 0 given twice"):
+        cross_validate(make_config("smoke"), "r", folds=[0, 0], dataset_dir=dataset, splits_dir=splits)
+
+
+def test_cv_of_a_recipe_in_use_is_refused_at_once(cv_cli, capsys):
+    from seglib import locks
+
+    run, runs, reports = cv_cli
+    with locks.exclusive(reports / "cv" / "r.json", "cv result r"):  # another `seglib cv --recipe r`
+        code, _, err = run(capsys, "--recipe", "r", "--folds", "0", "--set", "epochs=1")
+    assert code == 2 and "in use by pid" in err and not runs.exists()
+    with locks.exclusive(runs / "r-fold1", "run r-fold1"):  # a `seglib train --run r-fold1`
+        code, _, err = run(capsys, "--recipe", "r", "--set", "epochs=1")
+    assert code == 2 and "in use by pid" in err and not (runs / "r-fold0").exists()
+
+
+def test_sigterm_during_cv_stops_cleanly_and_the_same_command_continues(cv_cli, capsys, monkeypatch):
+    import os
+    import signal
+
+    import seglib.engine
+
+    run, runs, reports = cv_cli
+    real = seglib.engine.write_history
+
+    def save_then_stop(*args):
+        real(*args)
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    monkeypatch.setattr(seglib.engine, "write_history", save_then_stop)
+    code, out, err = run(capsys, "--recipe", "r", "--set", "epochs=2")
+    assert code == 143 and "Traceback" not in err
+    assert "cv r: stopped at fold 0; run the same command again to continue" in out
+    assert load_checkpoint(runs / "r-fold0" / "last.pt")["epoch"] == 1 and not (reports / "cv" / "r.json").exists()
+    monkeypatch.setattr(seglib.engine, "write_history", real)
+    code, out, err = run(capsys, "--recipe", "r", "--set", "epochs=2")
+    assert code == 0, err
+    assert "fold 0: resuming" in out and [f["fold"] for f in load_result("r")["folds"]] == [0, 1]

@@ -129,7 +129,7 @@ def test_fetch_downloads_the_archive_over_http(tmp_path, monkeypatch):
     assert message.startswith(f"PennFudanPed: downloaded from {url}") and len(pennfudan(dest).items) == 3
 
 
-def test_external_set_is_scored_like_test_with_vals_threshold(tmp_path):
+def test_external_set_is_scored_like_test_with_vals_threshold(synthetic_splits, tmp_path):
     from seglib.evaluate import evaluate_run
 
     pairs = pennfudan(make_pennfudan(tmp_path))
@@ -148,14 +148,79 @@ def test_external_set_is_scored_like_test_with_vals_threshold(tmp_path):
                                     strict=True)]
 
     result = evaluate_run(predictor=Truth(), out_dir=tmp_path / "ev", pairs=pairs, threshold_source="checkpoint",
-                          progress=False, n_boot=20, batch_size=8, dataset_dir=None)
+                          progress=False, n_boot=20, batch_size=8, dataset_dir=synthetic_splits[0],
+                          splits_dir=synthetic_splits[1])  # the data set's train split gives the prior baseline
     assert result.split == "pennfudan" and result.metrics["mean_iou"] == 1.0
     assert result.metrics["external_set"]["mask_rule"] == "nonzero" and result.metrics["n_images"] == 3
     assert (tmp_path / "ev" / "pennfudan" / "per_image.csv").is_file()
     with pytest.raises(SeglibError, match="pennfudan is already scored"):
         evaluate_run(predictor=Truth(), out_dir=tmp_path / "ev", pairs=pairs, threshold_source="checkpoint",
-                     progress=False, n_boot=20)
+                     progress=False, n_boot=20, dataset_dir=synthetic_splits[0], splits_dir=synthetic_splits[1])
     clash = PairSet("test", pairs.items, "nonzero")
     with pytest.raises(SeglibError, match="clashes with a split"):
         evaluate_run(predictor=Truth(), out_dir=tmp_path / "ev2", pairs=clash, progress=False)
     assert isinstance(pd.read_csv(tmp_path / "ev" / "pennfudan" / "per_image.csv"), pd.DataFrame)
+
+
+# ------------------------------------------------------------------------------------------- identified by content
+
+
+def _user_set(folder: Path, box: tuple[int, int], csv_name: str = "ok.csv") -> Path:
+    """A pairs CSV in `folder` with two photos whose masks hold a box of the given height and width."""
+    (folder / "img").mkdir(parents=True)
+    (folder / "msk").mkdir()
+    rng = np.random.default_rng(1)
+    for stem in ("a", "b"):
+        Image.fromarray((rng.random((24, 32, 3)) * 255).astype(np.uint8)).save(folder / "img" / f"{stem}.png")
+        mask = np.zeros((24, 32), np.uint8)
+        mask[:box[0], :box[1]] = 255
+        Image.fromarray(mask).save(folder / "msk" / f"{stem}.png")
+    (folder / csv_name).write_text("image,mask\nimg/a.png,msk/a.png\nimg/b.png,msk/b.png\n")
+    return folder / csv_name
+
+
+def test_two_csvs_of_the_same_name_are_two_sets(tmp_path):
+    first = external_set(str(_user_set(tmp_path / "a", (12, 16))))
+    second = external_set(str(_user_set(tmp_path / "b", (20, 8))))
+    assert first.name.startswith("ok-") and second.name.startswith("ok-") and first.name != second.name
+    assert first.content_sha1 != second.content_sha1 and first.ids_sha1 == second.ids_sha1  # same ids, not content
+    copy = tmp_path / "c"
+    copy.mkdir()
+    for sub in ("img", "msk"):
+        (copy / sub).mkdir()
+        for f in (tmp_path / "a" / sub).iterdir():
+            (copy / sub / f.name).write_bytes(f.read_bytes())
+    (copy / "ok.csv").write_text((tmp_path / "a" / "ok.csv").read_text())
+    assert external_set(str(copy / "ok.csv")).name == first.name  # the same content is the same set
+
+
+def test_a_user_file_named_pennfudan_is_not_the_penn_fudan_database(tmp_path):
+    mine = external_set(str(_user_set(tmp_path / "mine", (12, 16), csv_name="pennfudan.csv")))
+    assert mine.name != "pennfudan" and mine.name.startswith("pennfudan-") and not mine.registered
+    assert mine.source == str(tmp_path / "mine" / "pennfudan.csv") and "Penn-Fudan" not in mine.source
+    registered = pennfudan(make_pennfudan(tmp_path / "pf"))
+    assert registered.name == "pennfudan" and registered.registered and "Penn-Fudan" in registered.source
+
+
+def test_scores_of_one_external_set_are_never_shown_for_another(synthetic_splits, tmp_path):
+    from conftest import save_tiny_checkpoint
+
+    from seglib.evaluate import load_or_evaluate
+
+    folder, splits = synthetic_splits
+    run_dir = tmp_path / "runs" / "r1"
+    save_tiny_checkpoint(run_dir / "best.pt")
+    lines: list[str] = []
+    kw = {"dataset_dir": folder, "splits_dir": splits, "n_boot": 10, "log": lines.append}
+    first = external_set(str(_user_set(tmp_path / "a", (12, 16))))
+    second = external_set(str(_user_set(tmp_path / "b", (24, 32))))  # all person: another all-foreground score
+    a = load_or_evaluate(run_dir, first.name, pairs=first, **kw)
+    b = load_or_evaluate(run_dir, second.name, pairs=second, **kw)
+    assert "not scored yet" in lines[-1] and a.out_dir != b.out_dir
+    assert a.metrics["baselines"]["all-foreground"]["mean_iou"] == pytest.approx(0.25)
+    assert b.metrics["baselines"]["all-foreground"]["mean_iou"] == pytest.approx(1.0)
+    assert b.metrics["external_set"]["content_sha1"] == second.content_sha1
+    assert load_or_evaluate(run_dir, first.name, pairs=first, **kw).metrics == a.metrics  # its own scores reused
+    clash = PairSet(first.name, second.items, "binary")  # the same name on other photos
+    with pytest.raises(SeglibError, match=f"holds scores of other photos under the name '{first.name}'"):
+        load_or_evaluate(run_dir, clash.name, pairs=clash, **kw)

@@ -17,7 +17,7 @@ from PIL import Image
 from seglib import config
 from seglib.data import fetch as fetch_mod
 from seglib.data.fetch import FetchResult, fetch_dataset, resolve_source, verify_dataset_dir
-from seglib.errors import DataError
+from seglib.errors import DataError, SeglibError
 
 NAME = config.DATASET_NAME
 N_PAIRS = 3
@@ -349,3 +349,26 @@ def test_real_dataset_copy(tmp_path):
     assert result.action == "copied"
     assert result.n_pairs == 290
     assert fetch_dataset(real, tmp_path / "raw", progress=False).action == "already-present"
+
+
+def test_fetch_never_writes_into_the_data_set_folder_it_copies_from(fake, tmp_path):
+    src, sha = fake
+    before = sorted(str(p.relative_to(src)) for p in src.rglob("*"))
+    with pytest.raises(SeglibError, match="is the source folder it copies from") as info:
+        fetch_dataset(src, src, progress=False, expected_sha256=sha)
+    assert "\n" not in str(info.value) and "--dest" in str(info.value)
+    with pytest.raises(SeglibError, match="is inside .*, a data set folder"):
+        fetch_dataset(make_zip(tmp_path / "d.zip", src), src / "Ground_Truth", progress=False, expected_sha256=sha)
+    assert sorted(str(p.relative_to(src)) for p in src.rglob("*")) == before
+
+
+def test_fetch_pennfudan_never_writes_into_the_folder_it_copies_from(tmp_path):
+    from test_data_external import make_pennfudan
+
+    from seglib.data.external import fetch_pennfudan
+
+    src = make_pennfudan(tmp_path / "src")
+    before = sorted(str(p.relative_to(src)) for p in src.rglob("*"))
+    with pytest.raises(SeglibError, match="the Penn-Fudan folder it copies from"):
+        fetch_pennfudan(src, src / "copy", progress=False)
+    assert sorted(str(p.relative_to(src)) for p in src.rglob("*")) == before

@@ -164,6 +164,30 @@ def test_nan_loss_stops_with_a_clear_message(synthetic_splits, tmp_path, monkeyp
         train(tiny_config(epochs=2), tmp_path / "run", dataset_dir=folder, splits_dir=splits, progress=False)
 
 
+def test_a_stop_by_the_time_budget_is_named_in_the_last_line(synthetic_splits, tmp_path, monkeypatch, capsys):
+    from seglib.cli import main
+
+    folder, splits = synthetic_splits
+    monkeypatch.setenv("SEGLIB_RUNS_DIR", str(tmp_path / "runs"))
+    sets = [f"--set={k}={v}" for k, v in {**TINY, "epochs": 50, "max_train_minutes": 0.0001}.items()]
+    assert main(["train", "--profile", "smoke", "--run", "t", "--data-dir", str(folder), "--splits-dir", str(splits),
+                 *sets]) == 0
+    last = capsys.readouterr().out.strip().splitlines()[-1]
+    assert "1 epochs in" in last and last.endswith("stopped: time budget of 0.0001 min reached")
+
+
+def test_on_epoch_end_is_called_after_each_saved_epoch(synthetic_splits, tmp_path):
+    folder, splits = synthetic_splits
+    seen = []
+
+    def check(epoch):
+        seen.append((epoch, load_checkpoint(tmp_path / "run" / "last.pt")["epoch"]))
+
+    train(tiny_config(epochs=2), tmp_path / "run", dataset_dir=folder, splits_dir=splits, progress=False,
+          on_epoch_end=check)
+    assert seen == [(1, 1), (2, 2)]
+
+
 def _seglib(*args, env=None, **kwargs):
     return subprocess.run([sys.executable, "-m", "seglib", *args], capture_output=True, text=True,
                           env={**os.environ, **(env or {})}, **kwargs)
@@ -256,7 +280,10 @@ def test_sigkill_keeps_last_good_checkpoint_and_resume_matches(kill_point, synth
         assert all(torch.equal(a[k], b[k]) for k in b), name
 
 
-def test_sigint_stops_cleanly_after_saving(synthetic_splits, tmp_path):
+@pytest.mark.parametrize("signum, status", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_sigint_and_sigterm_stop_cleanly_after_saving(synthetic_splits, tmp_path, signum, status):
+    """Ctrl-C, and SIGTERM as `timeout`, `kill` or a batch scheduler send it: the last epoch is kept, the way to
+    resume is said, and the exit status is the shell's (not 0: the training did not finish)."""
     folder, splits = synthetic_splits
     runs = tmp_path / "runs"
     proc = subprocess.Popen([sys.executable, "-m", "seglib", *_train_args(folder, splits, "c", epochs=100_000)],
@@ -267,12 +294,12 @@ def test_sigint_stops_cleanly_after_saving(synthetic_splits, tmp_path):
     deadline = time.time() + 60
     while not (runs / "c" / "last.pt").exists() and time.time() < deadline:
         time.sleep(0.2)
-    proc.send_signal(signal.SIGINT)
+    proc.send_signal(signum)
     try:
         out, err = proc.communicate(timeout=120)
     finally:
         proc.kill()
-    assert proc.returncode == 130
+    assert proc.returncode == status, err
     assert "interrupted" in out and "--resume" in out
     assert "Traceback" not in err
     assert load_checkpoint(runs / "c" / "last.pt")["epoch"] >= 1

@@ -15,7 +15,7 @@ from PIL import Image, ImageDraw
 
 from seglib.cli.evaluate import add_parser
 from seglib.data.dataset import load_pair
-from seglib.errors import SeglibError
+from seglib.errors import DataError, SeglibError
 from seglib.evaluate import (
     BASELINES,
     SWEEP_THRESHOLDS,
@@ -364,7 +364,8 @@ def test_load_or_evaluate_reuses_val_and_never_rescores_test_unasked(synthetic_s
     load_or_evaluate(run_dir, "val", **kw)
     assert "another checkpoint" in lines[-1]
     load_or_evaluate(run_dir, "test", **kw)
-    assert "Note: they were scored with epoch 1" in lines[-1]
+    assert "Note: they were scored with best.pt, epoch 1, without TTA, not as asked now (best.pt, epoch 2, " \
+           "without TTA)" in lines[-1]
     kw_any = {**kw, "tta": None}  # None: whatever the saved evaluation used
     assert load_or_evaluate(run_dir, "val", **kw_any).metrics["tta"] is False and "reusing" in lines[-1]
     rescored = load_or_evaluate(run_dir, "test", rescore=True, **kw)
@@ -419,3 +420,82 @@ def test_smoke_run_on_real_val(real_dataset, tmp_path):
     assert base["all-background"]["mean_iou"] == 0.0
     assert 0.2 < base["all-foreground"]["mean_iou"] < 0.8
     assert base["mean-mask prior"]["mean_iou"] > base["all-background"]["mean_iou"]
+
+
+# ------------------------------------------------------------------------------------------- one split version
+
+
+def test_a_split_rewritten_during_the_evaluation_is_refused_not_recorded_as_checked(data, tmp_path, monkeypatch):
+    import seglib.evaluate.protocol as protocol
+
+    folder, splits = data
+    out = tmp_path / "ev"
+    evaluate_run(split="val", predictor=LookupPredictor(folder), out_dir=out, dataset_dir=folder,
+                 splits_dir=splits, progress=False, n_boot=10)
+    real_score = protocol.score_records
+
+    def split_rewritten_meanwhile(records, threshold):
+        write_split(splits, "test", ["1", "2"])  # `data split --overwrite` while test is being scored
+        return real_score(records, threshold)
+
+    monkeypatch.setattr(protocol, "score_records", split_rewritten_meanwhile)
+    with pytest.raises(DataError, match="test.csv changed while test was being scored") as info:
+        evaluate_run(split="test", predictor=LookupPredictor(folder), out_dir=out, dataset_dir=folder,
+                     splits_dir=splits, progress=False, n_boot=10)
+    assert "nothing was written" in str(info.value) and "\n" not in str(info.value)
+    assert not (out / "test").exists()  # no metrics.json saying `split_warnings: []`, `split_checked: true`
+
+
+def test_one_evaluation_reads_the_split_files_once(data, tmp_path, monkeypatch):
+    import seglib.data.snapshot as snap
+
+    folder, splits = data
+    reads: list[Path] = []
+    real_read = snap._read_files
+    monkeypatch.setattr(snap, "_read_files", lambda folder: reads.append(folder) or real_read(folder))
+    res = evaluate_run(split="test", predictor=LookupPredictor(folder), out_dir=tmp_path / "ev", dataset_dir=folder,
+                       splits_dir=splits, progress=False, n_boot=10)
+    # the one read and its check right after, then a check before val's and before test's results are written:
+    # val, scored first for test's threshold, uses the same snapshot
+    assert len(reads) == 4
+    assert res.metrics["splits_sha1"] == res.val_result.metrics["splits_sha1"]
+
+
+def test_a_duplicated_split_row_is_refused_not_scored_twice(data, tmp_path):
+    folder, splits = data
+    write_split(splits, "val", ["4", "5", "4"])
+    with pytest.raises(DataError, match=r"val.csv: id 4 is listed 2 times \(lines 2, 4\)"):
+        evaluate_run(split="val", predictor=LookupPredictor(folder), out_dir=tmp_path / "ev", dataset_dir=folder,
+                     splits_dir=splits, progress=False, n_boot=10)
+    assert not (tmp_path / "ev").exists()
+
+
+def test_the_reuse_note_names_the_tta_setting_of_both_evaluations(synthetic_splits, tmp_path):
+    folder, splits = synthetic_splits
+    run_dir = tmp_path / "runs" / "r1"
+    save_best(run_dir, 1)
+    lines: list[str] = []
+    kw = {"dataset_dir": folder, "splits_dir": splits, "n_boot": 10, "log": lines.append}
+    load_or_evaluate(run_dir, "test", tta=False, **kw)  # scored without TTA (e.g. by `seglib evaluate`)
+    assert "not scored yet; scoring it now (best.pt, epoch 1, without TTA)" in " ".join(lines)
+    load_or_evaluate(run_dir, "test", tta=True, **kw)  # notebook 04 asks for TTA: the saved scores are shown
+    assert "they were scored with best.pt, epoch 1, without TTA, not as asked now (best.pt, epoch 1, with flip " \
+           "TTA)" in lines[-1]
+
+
+def test_cli_scores_two_external_csvs_of_the_same_name_as_two_sets(data, tiny_checkpoint, tmp_path, capsys):
+    folder, splits = data
+    sets = {}
+    for sub, ids in (("a", ["1", "2"]), ("b", ["4", "6"])):  # same file name, other photos
+        (tmp_path / sub).mkdir()
+        rows = [f"{folder}/Training_Images/{i}.jpg,{folder}/Ground_Truth/{i}.png" for i in ids]
+        (tmp_path / sub / "ok.csv").write_text("image,mask\n" + "\n".join(rows) + "\n")
+        common = ["--checkpoint", str(tiny_checkpoint), "--out", str(tmp_path / "ev"), "--data-dir", str(folder),
+                  "--splits-dir", str(splits), "--quiet", "--threshold-from", "checkpoint"]
+        assert run_cli(["evaluate", *common, "--external", str(tmp_path / sub / "ok.csv")]) == 0
+        written = [line for line in capsys.readouterr().out.splitlines() if line.endswith("metrics.json")]
+        sets[sub] = json.loads(Path(written[-1].removeprefix("wrote ")).read_text())
+    assert sets["a"]["split"] != sets["b"]["split"] and sets["a"]["split"].startswith("ok-")
+    per_image = {k: pd.read_csv(tmp_path / "ev" / m["split"] / "per_image.csv", dtype={"id": str})["id"].tolist()
+                 for k, m in sets.items()}
+    assert per_image == {"a": ["1", "2"], "b": ["4", "6"]}

@@ -223,3 +223,128 @@ def test_threads_and_devices(exported):
     if "CUDAExecutionProvider" not in ort.get_available_providers():
         with pytest.raises(SeglibError, match="CUDAExecutionProvider"):
             one.to("cuda")
+
+
+# ------------------------------------------------- refused weights, outputs and ONNX files (issue 21, case 10)
+
+
+def _unet_state(scale: float = 1.0, poison: float | None = None) -> dict:
+    """An in-memory checkpoint of a tiny U-Net: its conv weights times `scale`, one weight set to `poison`."""
+    torch.manual_seed(0)
+    model = build_model("unet", base_channels=4, depth=2)
+    with torch.no_grad():
+        for p in model.parameters():
+            if p.ndim == 4:
+                p.mul_(scale)
+        if poison is not None:
+            model.outc.conv.weight.view(-1)[0] = poison
+    return make_checkpoint(model, make_config("smoke", {"input_size": SIZE}), epoch=1, val_iou=0.5,
+                           best_val_iou=0.5)
+
+
+def test_export_refuses_nan_weights_and_writes_nothing(tmp_path, capsys):
+    from seglib.cli import main
+
+    state = _unet_state(poison=float("nan"))
+    with pytest.raises(CheckpointError, match=r"field 'model_state' holds non-finite weights .* 'outc.conv.weight'"):
+        export_onnx(state, tmp_path / "a.onnx")
+    path = save_checkpoint(state, tmp_path / "diverged.pt")
+    assert main(["export", "--checkpoint", str(path), "--out", str(tmp_path / "b.onnx")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and f"{path}: field 'model_state' holds non-finite weights" in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["diverged.pt"]
+
+
+def test_export_refuses_finite_weights_whose_logits_are_not_finite(tmp_path):
+    state = _unet_state(scale=1e12)  # finite weights, but activations overflow float32: NaN logits
+    with pytest.raises(SeglibError, match=r"PyTorch's logits .* are not finite \(NaN or inf\)") as info:
+        export_onnx(state, tmp_path / "a.onnx")
+    assert "\n" not in str(info.value) and "largest difference" not in str(info.value)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_export_out_under_a_file_is_one_line_and_names_the_option(tmp_path, capsys):
+    from seglib.cli import main
+
+    checkpoint = save_tiny_checkpoint(tmp_path / "tiny.pt", input_size=SIZE)
+    (tmp_path / "notes.txt").write_text("mine\n")
+    for out in ("notes.txt/model.onnx", "notes.txt/sub/model.onnx"):
+        assert main(["export", "--checkpoint", str(checkpoint), "--out", str(tmp_path / out)]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith(f"seglib: error: {tmp_path / out}: cannot be written there") and err.count("\n") == 1
+        assert "notes.txt" in err and "is a file, not a folder" in err and "Traceback" not in err
+    with pytest.raises(SeglibError, match="cannot be written there"):
+        export_onnx(checkpoint, tmp_path / "notes.txt" / "model.onnx")
+    assert (tmp_path / "notes.txt").read_text() == "mine\n"
+    (tmp_path / "model.onnx").write_bytes(b"keep me")
+    assert main(["export", "--checkpoint", str(checkpoint), "--out", str(tmp_path / "model.onnx")]) == 2
+    err = capsys.readouterr().err
+    assert "already exists" in err and "--overwrite" in err and "overwrite=True" not in err
+    assert (tmp_path / "model.onnx").read_bytes() == b"keep me"
+
+
+def _edited_onnx(source, out, *, props: dict | None = None, rename_input: str | None = None,
+                 poison: bool = False):
+    """A copy of a seglib ONNX export with metadata values replaced, its input renamed or a weight set to NaN."""
+    from onnx import numpy_helper
+
+    proto = onnx.load(str(source))
+    for p in proto.metadata_props:
+        if props and p.key in props:
+            p.value = props[p.key]
+    if rename_input:
+        for node in proto.graph.node:
+            node.input[:] = [rename_input if i == "image" else i for i in node.input]
+        proto.graph.input[0].name = rename_input
+    if poison:
+        tensor = next(t for t in proto.graph.initializer if numpy_helper.to_array(t).dtype == np.float32)
+        array = numpy_helper.to_array(tensor).copy()
+        array.flat[0] = np.nan
+        tensor.CopyFrom(numpy_helper.from_array(array, tensor.name))
+    onnx.save(proto, str(out))
+    return out
+
+
+@pytest.fixture(scope="module")
+def unet_onnx(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("unet-onnx")
+    return export_onnx(save_tiny_checkpoint(folder / "tiny.pt", input_size=SIZE), folder / "model.onnx").path
+
+
+@pytest.mark.parametrize(("edit", "says"), [
+    (dict(rename_input="input"), "graph input name is 'input', expected one input named 'image'"),
+    (dict(props={"input_size": "0"}), "field 'input_size' is 0, expected a positive whole number"),
+    (dict(props={"input_size": "big"}), "field 'input_size' is 'big' (text), expected a positive whole number"),
+    (dict(props={"input_size": "66"}), "field 'input_size' is 66, expected a positive multiple of 4"),
+    (dict(props={"threshold": "1.5"}), "field 'threshold' is 1.5, expected a number between 0 and 1"),
+    (dict(props={"threshold": "nan"}), "field 'threshold' is nan"),
+    (dict(props={"config": "{not json"}), "field 'config' is '{not json' (text), expected a table"),
+    (dict(props={"normalization": '{"mean": [0.5, 0.5, 0.5], "std": [0.5, 0.5, 0.5]}'}),
+     "field 'normalization' is mean [0.5, 0.5, 0.5]"),
+    (dict(props={"seglib_version": "99.0.0"}), "written by seglib 99.0.0, newer than this seglib"),
+    (dict(props={"format": "seglib-onnx/7"}), "format 'seglib-onnx/7' is newer than this seglib"),
+    (dict(poison=True), "holds non-finite values (NaN or inf)"),
+])
+def test_a_bad_onnx_file_is_refused_with_one_line_naming_the_file_and_the_field(unet_onnx, tmp_path, capsys,
+                                                                                edit, says):
+    from PIL import Image
+
+    from seglib.cli import main
+
+    bad = _edited_onnx(unet_onnx, tmp_path / "bad.onnx", **edit)
+    with pytest.raises(SeglibError) as info:
+        load_onnx(bad)
+    assert str(info.value).startswith(f"{bad}: ") and says in str(info.value) and "\n" not in str(info.value)
+    photo = tmp_path / "photo.png"
+    Image.new("RGB", (40, 30), (90, 60, 30)).save(photo)
+    assert main(["predict", "--onnx", str(bad), str(photo), "--out", str(tmp_path / "masks"), "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert err == f"seglib: error: {info.value}\n" and not (tmp_path / "masks").exists()
+
+
+def test_an_onnx_file_whose_fixed_input_differs_from_its_input_size_is_refused(unet_onnx, tmp_path):
+    fixed = export_onnx(save_tiny_checkpoint(tmp_path / "tiny.pt", input_size=SIZE), tmp_path / "fixed.onnx",
+                        dynamic=False).path
+    bad = _edited_onnx(fixed, tmp_path / "bad.onnx", props={"input_size": "32"})
+    with pytest.raises(CheckpointError, match=r"field 'input_size' is 32, but the graph's input is fixed at 64x64"):
+        load_onnx(bad)

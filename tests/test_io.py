@@ -93,3 +93,82 @@ def test_unwritable_output_folder_is_reported(tmp_path):
     with pytest.raises(SeglibError, match="not writable"):
         ensure_writable_dir(blocker / "sub")
     assert os.path.isfile(blocker)
+
+
+# ------------------------------------------------------------------------------------------- masks by an explicit rule
+
+
+def test_a_colour_mask_is_refused_naming_the_file_and_its_colours(tmp_path):
+    rgb = np.zeros((10, 10, 3), np.uint8)
+    rgb[..., 2] = 255  # blue background
+    rgb[2:8, 3:7] = 255  # a white person
+    Image.fromarray(rgb).save(tmp_path / "blue.png")
+    with pytest.raises(DataError) as info:
+        load_mask_raw(tmp_path / "blue.png")
+    text = str(info.value)
+    assert str(tmp_path / "blue.png") in text and "colour mask (2 colours" in text and "\n" not in text
+    assert "(0,0,255) 76%" in text and "(255,255,255) 24%" in text
+
+
+def test_grey_palette_and_one_bit_masks_read_as_before(tmp_path):
+    values = np.array([[0, 255], [255, 0]], np.uint8)
+    Image.fromarray(np.repeat(values[..., None], 3, axis=2)).save(tmp_path / "grey_rgb.png")  # R == G == B
+    Image.fromarray(values).convert("1").save(tmp_path / "bits.png")
+    Image.fromarray(values).convert("P").save(tmp_path / "palette.png")
+    pal = Image.fromarray(np.array([[0, 1], [2, 0]], np.uint8), mode="P")
+    pal.putpalette([0, 0, 0, 128, 0, 0, 0, 128, 0])  # instance ids with colours, as Penn-Fudan's masks
+    pal.save(tmp_path / "ids.png")
+    for name in ("grey_rgb.png", "bits.png", "palette.png"):
+        assert load_mask_raw(tmp_path / name).tolist() == values.tolist(), name
+    assert load_mask_raw(tmp_path / "ids.png").tolist() == [[0, 128], [128, 0]]  # brightest channel, as before
+
+
+# ------------------------------------------------------------------------------------------- wide TIFFs
+
+
+def test_float_tiffs_are_scaled_by_their_range_not_decoded_black(tmp_path):
+    photo = np.array([[0.0, 0.5], [1.0, 0.25]], np.float32)
+    Image.fromarray(photo).save(tmp_path / "photo.tif")
+    assert load_rgb(tmp_path / "photo.tif")[..., 0].tolist() == [[0, 128], [255, 64]]
+    Image.fromarray(np.array([[0.0, 1.0], [1.0, 0.0]], np.float32)).save(tmp_path / "mask01.tif")
+    assert load_mask_raw(tmp_path / "mask01.tif").tolist() == [[0, 255], [255, 0]]
+    Image.fromarray(np.array([[0.0, 255.0], [255.0, 0.0]], np.float32)).save(tmp_path / "mask255.tif")
+    assert load_mask_raw(tmp_path / "mask255.tif").tolist() == [[0, 255], [255, 0]]
+
+
+def test_int32_tiffs_are_scaled_or_refused_never_saturated(tmp_path):
+    Image.fromarray(np.array([[0, 65535], [32896, 0]], np.int32)).save(tmp_path / "sixteen.tif")
+    assert load_rgb(tmp_path / "sixteen.tif")[..., 0].tolist() == [[0, 255], [128, 0]]
+    assert load_mask_raw(tmp_path / "sixteen.tif").tolist() == [[0, 255], [128, 0]]
+    Image.fromarray(np.array([[0, 70000], [100, 0]], np.int32)).save(tmp_path / "wide.tif")
+    for load in (load_rgb, load_mask_raw):
+        with pytest.raises(DataError) as info:
+            load(tmp_path / "wide.tif")
+        text = str(info.value)
+        assert str(tmp_path / "wide.tif") in text and "values from 0 to 70000" in text and "\n" not in text
+    Image.fromarray(np.array([[0.0, np.nan]], np.float32)).save(tmp_path / "nan.tif")
+    with pytest.raises(DataError, match="NaN or infinite"):
+        load_rgb(tmp_path / "nan.tif")
+
+
+# ------------------------------------------------------------------------------------------- what the path is
+
+
+def test_a_fifo_is_not_called_an_empty_file(tmp_path):
+    fifo = tmp_path / "pipe.png"
+    os.mkfifo(fifo)
+    with pytest.raises(DataError) as info:
+        load_rgb(fifo)  # must not block on opening the pipe
+    assert str(info.value) == f"{fifo}: is a named pipe (FIFO), not an image file"
+
+
+def test_a_symlink_loop_and_a_broken_link_are_named_as_such(tmp_path):
+    loop = tmp_path / "loop.png"
+    loop.symlink_to(loop)
+    with pytest.raises(DataError) as info:
+        open_image(loop)
+    assert "symbolic link loop" in str(info.value) and "not found" not in str(info.value)
+    broken = tmp_path / "broken.png"
+    broken.symlink_to(tmp_path / "gone.png")
+    with pytest.raises(DataError, match=r"broken symbolic link \(it points to .*gone.png, which does not exist\)"):
+        open_image(broken)

@@ -155,3 +155,26 @@ def test_retrain_false_from_papermill_reuses_the_run(tmp_path, monkeypatch):
         expected = "cannot read the run's settings" if value == "false" else "parameter retrain=maybe"
         assert any(expected in line for line in lines), lines
         assert run.best.read_bytes() == b"the user's trained model"
+
+
+@pytest.mark.parametrize("run", ["", "  "])
+def test_an_empty_run_name_is_refused_not_taken_for_the_default_run(run, monkeypatch):
+    from seglib.notebook import check_parameters
+
+    monkeypatch.setenv("SEGLIB_PROFILE", "smoke")
+    with pytest.raises(ConfigError, match=r"an empty run name; give a name, or 'default'") as info:
+        check_parameters({"__annotations__": {"run": str}, "run": run})  # papermill -p run ''
+    assert "\n" not in str(info.value)
+    with pytest.raises(ConfigError, match=r"an empty run name"):
+        resolve_params("smoke", run)
+    assert resolve_params("smoke", "default").run == "smoke"
+
+
+def test_an_empty_profile_is_refused_not_taken_for_the_default(monkeypatch):
+    from seglib.notebook import check_parameters
+
+    monkeypatch.setenv("SEGLIB_PROFILE", "smoke")
+    with pytest.raises(ConfigError, match="parameter profile='': expected one of default, smoke"):
+        check_parameters({"__annotations__": {"profile": str}, "profile": ""})
+    with pytest.raises(ConfigError, match="profile '' unknown"):
+        resolve_params("")

@@ -56,3 +56,62 @@ def test_seglib_help_lists_every_command():
                          check=True).stdout
     for command in ("data", "train", "evaluate", "predict", "export", "report", "anchor", "bench", "experiments"):
         assert f"    {command} " in out or f"    {command}\n" in out, command
+
+
+def test_make_clean_reports_removes_generated_reports_and_no_committed_file(tmp_path):
+    """On a fresh clone, `make clean-reports` deletes an ignored, generated report folder and leaves every
+    committed file of reports/ (cv results, reference-256's checkpoint, ...) in place."""
+    import shutil
+
+    import pytest
+
+    from seglib.config import PROJECT_ROOT
+
+    if shutil.which("make") is None or shutil.which("git") is None:
+        pytest.skip("make or git not installed")
+    if subprocess.run(["git", "-C", str(PROJECT_ROOT), "rev-parse", "HEAD"], capture_output=True).returncode:
+        pytest.skip("not a git checkout")
+    clone = tmp_path / "clone"
+    subprocess.run(["git", "clone", "-q", "--depth", "1", f"file://{PROJECT_ROOT}", str(clone)], check=True)
+    generated = clone / "reports" / "some-run" / "index.html"
+    generated.parent.mkdir(parents=True)
+    generated.write_text("<html></html>")
+    subprocess.run(["make", "-s", "-C", str(clone), "clean-reports"], check=True, capture_output=True)
+    status = subprocess.run(["git", "-C", str(clone), "status", "--porcelain"], capture_output=True, text=True,
+                            check=True).stdout
+    assert not generated.exists()
+    assert [line for line in status.splitlines() if line[:2].strip() == "D"] == []
+
+
+def test_no_measured_figure_in_a_code_comment():
+    """Measurements live in the experiment log and the generated docs, where they do not go stale: no comment in
+    seglib quotes a time, a speed-up, a size or an IoU (a decimal with a unit, or a score with three decimals)."""
+    import io
+    import re
+    import tokenize
+
+    from seglib.config import PROJECT_ROOT
+
+    measured = re.compile(r"\b\d+(\.\d+)?\s?(ms|s|sec|min|minutes|seconds|hours|x|%|img/s|MB|GB|GiB|MiB)(?![\w/])"
+                          r"|\b0\.\d{3,}\b")
+    found = []
+    for path in sorted((PROJECT_ROOT / "seglib").rglob("*.py")):
+        for token in tokenize.generate_tokens(io.StringIO(path.read_text()).readline):
+            if token.type == tokenize.COMMENT and measured.search(token.string):
+                found.append(f"{path.relative_to(PROJECT_ROOT)}:{token.start[0]}: {token.string.strip()}")
+    assert found == []
+
+
+def test_the_command_line_answers_without_importing_numpy_pandas_or_torch():
+    """`seglib --help`, every `seglib COMMAND --help` and a usage error import no heavy library: they answer at
+    once (the heavy modules are imported inside the command that needs them)."""
+    code = ("import sys, contextlib, io\n"
+            "from seglib.cli import build_parser, COMMANDS\n"
+            "parser = build_parser()\n"
+            "for argv in [['--help']] + [[c.__name__.rsplit('.', 1)[1], '--help'] for c in COMMANDS] + [['train']]:\n"
+            "    with contextlib.suppress(SystemExit), contextlib.redirect_stdout(io.StringIO()), "
+            "contextlib.redirect_stderr(io.StringIO()):\n"
+            "        parser.parse_args(argv)\n"
+            "print(sorted(m for m in ('numpy', 'pandas', 'torch', 'PIL', 'albumentations') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"

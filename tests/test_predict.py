@@ -332,3 +332,159 @@ def test_rect_predictions_in_a_batch_of_mixed_shapes_equal_one_by_one(tmp_path):
     for photo, prob in zip(photos, together, strict=True):
         assert prob.shape == photo.shape[:2]
         np.testing.assert_allclose(prob, predictor.predict_proba(photo), atol=1e-5)
+
+
+# ---------------------------------------------------- stored normalisation, given thresholds, interrupts (issue 21)
+
+
+def test_a_checkpoint_whose_stored_normalisation_differs_is_refused_not_ignored(tmp_path, checkpoint):
+    state = torch.load(checkpoint, weights_only=True)
+    state["normalization"] = {"mean": [0.5, 0.5, 0.5], "std": [0.25, 0.25, 0.25]}
+    path = tmp_path / "other-normalisation.pt"
+    torch.save(state, path)
+    with pytest.raises(CheckpointError) as info:
+        Predictor.from_checkpoint(path)
+    message = str(info.value)
+    assert message.startswith(f"{path}: field 'normalization' is mean [0.5, 0.5, 0.5] std [0.25, 0.25, 0.25]")
+    assert "its masks would be wrong" in message and "\n" not in message
+
+
+@pytest.mark.parametrize("threshold", [0.0, 1.0, 1.5, -0.1, float("nan")])
+def test_a_given_threshold_outside_0_and_1_is_refused_by_the_predictor(checkpoint, threshold):
+    with pytest.raises(SeglibError, match="must be between 0 and 1"):
+        Predictor.from_checkpoint(checkpoint, threshold=threshold)
+
+
+def _photos(folder, n: int = 5) -> list:
+    folder.mkdir(parents=True, exist_ok=True)
+    for i in range(n):
+        Image.fromarray(noise(20 + i, 30, i)).save(folder / f"p{i}.png")
+    return sorted(folder.iterdir())
+
+
+def _interrupt_on_call(monkeypatch, module, name: str, call: int, raise_it) -> None:
+    """Replace module.name so that its `call`-th call runs `raise_it()` (before doing its work)."""
+    real, calls = getattr(module, name), []
+
+    def patched(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == call:
+            raise_it()
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(module, name, patched)
+
+
+def _ctrl_c() -> None:
+    raise KeyboardInterrupt
+
+
+def _sigterm() -> None:
+    """A real SIGTERM to this process: seglib.cli.main's handler turns it into Terminated right here."""
+    import signal
+
+    os.kill(os.getpid(), signal.SIGTERM)
+
+
+@pytest.mark.parametrize(("stop", "code", "named"), [(_ctrl_c, 130, "SIGINT"), (_sigterm, 143, "SIGTERM")],
+                         ids=["ctrl-c", "sigterm"])
+def test_an_interrupted_predict_says_how_many_masks_it_wrote_and_where(tmp_path, checkpoint, capsys, monkeypatch,
+                                                                        stop, code, named):
+    import seglib.predict as predict_module
+    from seglib.cli import main
+
+    photos = _photos(tmp_path / "photos")
+    _interrupt_on_call(monkeypatch, predict_module, "load_input", 3, stop)
+    out = tmp_path / "masks"
+    assert main(["predict", "--checkpoint", str(checkpoint), *map(str, photos), "--out", str(out),
+                 "--no-progress"]) == code
+    err = capsys.readouterr().err
+    assert f"predict stopped by {named} after writing 2 of 5 masks to {out}" in err and "3 not written" in err
+    assert "Traceback" not in err
+    assert sorted(p.name for p in out.iterdir()) == ["p0.mask.png", "p1.mask.png"]  # no temporary file left
+
+
+def test_an_interrupt_while_a_mask_is_being_written_leaves_no_half_written_file(tmp_path, checkpoint, capsys,
+                                                                                monkeypatch):
+    import signal
+
+    from seglib.cli import main
+    from seglib.signals import Terminated
+
+    photos = _photos(tmp_path / "photos", 4)
+    real_save, saves = Image.Image.save, []
+
+    def save_then_stop(self, fp, *args, **kwargs):  # the third mask: half its bytes on disk, then SIGTERM
+        saves.append(fp)
+        if len(saves) == 3:
+            with open(fp, "wb") as fh:
+                fh.write(b"\x89PNG\r\n\x1a\n half")
+            raise Terminated(signal.SIGTERM)
+        return real_save(self, fp, *args, **kwargs)
+
+    monkeypatch.setattr(Image.Image, "save", save_then_stop)
+    out = tmp_path / "masks"
+    assert main(["predict", "--checkpoint", str(checkpoint), *map(str, photos), "--out", str(out), "--overlay",
+                 "--no-progress"]) == 143
+    err = capsys.readouterr().err
+    # p0: mask + overlay written; p1's mask was the interrupted write: its temporary file is gone, not renamed
+    assert "after writing 1 of 4 masks" in err and "3 not written" in err
+    assert sorted(p.name for p in out.iterdir()) == ["p0.mask.png", "p0.overlay.jpg"]
+    for mask in out.glob("*.png"):
+        with Image.open(mask) as m:
+            m.load()
+
+
+def test_predict_stopped_by_sigterm_from_outside_exits_143_and_says_what_it_wrote(tmp_path, checkpoint):
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    photos = _photos(tmp_path / "photos", 40)
+    out = tmp_path / "masks"
+    slow = ("import sys, time; import seglib.predict as p; real = p.load_input\n"
+            "p.load_input = lambda path: (time.sleep(0.1), real(path))[1]\n"
+            "from seglib.cli import main; sys.exit(main(sys.argv[1:]))")
+    child = subprocess.Popen([sys.executable, "-c", slow, "predict", "--checkpoint", str(checkpoint),
+                              *map(str, photos), "--out", str(out), "--no-progress"],
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 60
+    while not (out.is_dir() and any(out.glob("*.mask.png"))) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    child.send_signal(signal.SIGTERM)
+    _, err = child.communicate(timeout=60)
+    assert child.returncode == 143, err
+    written = sorted(p.name for p in out.iterdir())
+    assert all(name.endswith(".mask.png") for name in written) and 0 < len(written) < 40  # nothing half-written
+    assert f"predict stopped by SIGTERM after writing {len(written)} of 40 masks to {out}" in err
+    assert "Traceback" not in err
+
+
+def test_a_folder_scan_says_how_many_of_predicts_own_outputs_it_left_out(tmp_path, checkpoint, capsys):
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    for name in ("a.png", "b.mask.png", "c.overlay.jpg", "d.Mask.PNG"):
+        Image.fromarray(noise(8, 8)).save(folder / name, format="PNG")
+    notes: list[str] = []
+    assert [p.name for p in collect_inputs([folder], warn=notes.append)] == ["a.png"]
+    assert notes == [f"seglib: note: {folder}: left out 3 files named *.mask.png or *.overlay.* (predict's own "
+                     "outputs); name a file to predict it anyway"]
+    given = collect_inputs([folder / "b.mask.png"], warn=notes.append)  # named as a file: taken as given
+    assert [p.name for p in given] == ["b.mask.png"] and len(notes) == 1
+    assert run_cli(["predict", str(folder), "--checkpoint", str(checkpoint), "--out", str(tmp_path / "o"),
+                    "--no-progress"]) == 0
+    assert "left out 3 files named *.mask.png" in capsys.readouterr().err
+
+
+def test_predict_interrupted_before_its_first_mask_says_nothing_was_written_and_leaves_no_folder(
+        tmp_path, checkpoint, capsys, monkeypatch):
+    import seglib.predict as predict_module
+    from seglib.cli import main
+
+    photos = _photos(tmp_path / "photos", 3)
+    _interrupt_on_call(monkeypatch, predict_module, "load_input", 1, _ctrl_c)
+    out = tmp_path / "new" / "masks"
+    assert main(["predict", "--checkpoint", str(checkpoint), *map(str, photos), "--out", str(out)]) == 130
+    assert "predict stopped by SIGINT before writing any of 3 masks; nothing written" in capsys.readouterr().err
+    assert not (tmp_path / "new").exists()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import re
 
 import nbformat
@@ -148,7 +149,7 @@ def test_unknown_param_is_an_error_before_anything_runs(env, kernel):
 def test_bad_value_type_is_an_error_before_anything_runs(env, kernel):
     nbs, reports = env
     _good(nbs)
-    with pytest.raises(ConfigError, match=r"-p n_points=many: expected int, got str \(declared in 01_a.ipynb\)"):
+    with pytest.raises(ConfigError, match=r"-p n_points=many: expected int \(a whole number\), got text \(declared in 01_a.ipynb\)"):
         report.run_report("smoke", "r1", params={"n_points": "many"}, notebooks_dir=nbs, kernel=kernel)
     assert not reports.exists()
 
@@ -403,3 +404,106 @@ def test_model_card_of_a_trained_run_and_its_section_in_the_index(tmp_path):
     page = report.index_html({"run": "r1", "profile": "cpu", "generated_at": "now", "seglib_version": "x",
                               "kernel": "k", "notebooks": []}, run.dir, card=card)
     assert '<a href="model_card.md">model_card.md</a>' in page and "<h3>Intended use</h3>" in page
+
+
+# ------------------------------------------------------------------------------------------- issue 21
+
+
+def test_report_profile_defaults_to_the_seglib_profile_variable(env, kernel, monkeypatch):
+    """`seglib report --help` says the default is $SEGLIB_PROFILE (as in the notebooks): it is."""
+    nbs, reports = env
+    _good(nbs)
+    monkeypatch.setattr(report.config, "notebooks_dir", lambda: nbs)
+    monkeypatch.setenv("SEGLIB_PROFILE", "cpu-scratch")  # not what auto resolves to on any machine
+    assert _cli(["report", "--kernel", kernel]) == 0
+    summary = json.loads((reports / "cpu-scratch" / "summary.json").read_text())
+    assert summary["profile"] == "cpu-scratch" and summary["run"] == "cpu-scratch"
+    monkeypatch.setenv("SEGLIB_PROFILE", "fast")
+    with pytest.raises(ConfigError, match=r"\$SEGLIB_PROFILE='fast' is not a profile"):
+        _cli(["report", "--kernel", kernel, "--run", "x"])
+
+
+@pytest.mark.parametrize(("argv", "says"), [(["--run", ""], "an empty run name"),
+                                            (["-p", "n_points=1", "-p", "n_points=2"], "-p n_points: given twice"),
+                                            (["-p", "n_points="], r"-p n_points=: empty; expected int"),
+                                            (["-p", "n_points=1e400"], r"-p n_points=1e400: expected int")])
+def test_an_empty_run_a_repeated_or_empty_parameter_is_one_line(env, kernel, monkeypatch, argv, says):
+    nbs, reports = env
+    _good(nbs)
+    monkeypatch.setattr(report.config, "notebooks_dir", lambda: nbs)
+    with pytest.raises(ConfigError, match=says) as info:
+        _cli(["report", "--profile", "smoke", "--kernel", kernel, *argv])
+    assert "\n" not in str(info.value)
+    assert not reports.exists()
+
+
+def test_a_second_report_of_the_same_run_is_refused_while_one_is_written(env, kernel):
+    from seglib.locks import LockedError, exclusive
+
+    nbs, reports = env
+    _good(nbs)
+    with exclusive(reports / "r1", "report reports/r1"):  # as a running `seglib report --run r1` holds it
+        with pytest.raises(LockedError, match=rf"in use by pid {os.getpid()}"):
+            report.run_report("smoke", "r1", notebooks_dir=nbs, kernel=kernel, log=lambda _: None)
+        assert sorted(p.name for p in reports.iterdir()) == [".r1.lock"]  # nothing staged
+    report.run_report("smoke", "r1", notebooks_dir=nbs, kernel=kernel, log=lambda _: None)
+    assert sorted(p.name for p in reports.iterdir()) == ["r1"]  # and the lock is gone after
+
+
+SLEEPER_SRC = ("import os, signal, time\n"
+               "try:\n"
+               "    os.kill(os.getppid(), getattr(signal, STOP))  # the user stops `seglib report` now\n"
+               "    time.sleep(60)\n"
+               "except KeyboardInterrupt:  # what a training cell does on Ctrl-C: stop cleanly, keep its state\n"
+               "    time.sleep(3)\n"
+               "    open('stopped-cleanly.txt', 'w').close()\n"
+               "    raise")
+
+
+@pytest.mark.parametrize("stop", ["SIGINT", "SIGTERM", "SIGHUP"])
+def test_a_stopped_report_stops_cleanly_and_keeps_the_previous_report(env, kernel, capfd, stop):
+    """Ctrl-C (or SIGTERM/SIGHUP, as the CLI handles them) while a notebook runs: the kernel is interrupted, not
+    killed mid-cell; no kernel traceback reaches the terminal; the previous report is untouched; the attempt is
+    kept as NAME.failed with whole notebooks only; no staging folder, temporary notebook or lock is left."""
+    import signal
+
+    from seglib.signals import stop_on_signals
+
+    nbs, reports = env
+    _good(nbs)
+    _write(nbs / "02_stop.ipynb", [new_code_cell(f'STOP: str = "{stop}"  # signal'), new_code_cell(SLEEPER_SRC)])
+    previous = reports / "r1"
+    previous.mkdir(parents=True)
+    (previous / "index.html").write_text("the previous good report")
+    lines: list[str] = []
+    with pytest.raises(KeyboardInterrupt) as info, stop_on_signals():
+        report.run_report("smoke", "r1", overwrite=True, notebooks_dir=nbs, kernel=kernel, log=lines.append)
+    assert (info.value.args[0] if info.value.args else "SIGINT") == stop
+    err = capfd.readouterr().err
+    assert "Traceback" not in err and "ZMQError" not in err, err
+    assert lines[-1] == (f"{stop} during 02_stop.ipynb: the notebooks run so far are kept at {reports / 'r1.failed'}; "
+                         f"the previous report at {previous} is unchanged")
+    assert (previous / "index.html").read_text() == "the previous good report"
+    assert sorted(p.name for p in reports.iterdir()) == ["r1", "r1.failed"]
+    failed = reports / "r1.failed"
+    assert sorted(p.name for p in failed.iterdir()) == ["01_a.html", "01_a.ipynb", "02_stop.ipynb", "summary.json"]
+    nbformat.read(str(failed / "02_stop.ipynb"), as_version=4)  # a whole notebook
+    assert (nbs / "stopped-cleanly.txt").is_file()  # the kernel was interrupted before it was shut down
+    summary = json.loads((failed / "summary.json").read_text())
+    assert [nb["status"] for nb in summary["notebooks"]] == ["ok", "interrupted"]
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
+def test_a_stop_while_the_report_is_renamed_into_place_waits_for_the_renames():
+    import signal
+
+    from seglib.report.kernel import stops_deferred
+
+    done = []
+    with pytest.raises(KeyboardInterrupt):
+        with stops_deferred():
+            os.kill(os.getpid(), signal.SIGINT)
+            done.append("first rename")
+            done.append("second rename")
+    assert done == ["first rename", "second rename"]
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler

@@ -3,18 +3,34 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import pytest
 
 from seglib.errors import ConfigError, SeglibError
-from seglib.runs import Run, check_run_name, same_checkpoint
+from seglib.runs import BEST, LAST, SUMMARY, Run, check_run_name, same_checkpoint
 
 
-@pytest.mark.parametrize("bad", ["", ".", "..", ".hidden", "a/b", "/abs", "a\\b", "with space", None])
+@pytest.mark.parametrize("bad", ["", ".", "..", ".hidden", "a/b", "/abs", "a\\b", "with space", None, "nl\n",
+                                 "x" * 101])
 def test_run_names_are_plain_names(bad):
-    with pytest.raises(ConfigError, match="run name"):
+    with pytest.raises(ConfigError, match="run name") as caught:
         check_run_name(bad)
+    assert "\n" not in str(caught.value) and len(str(caught.value)) < 200  # one line, even for a long name
+
+
+def test_a_name_with_a_trailing_newline_or_too_long_creates_nothing(tmp_path, monkeypatch, capsys):
+    from seglib.cli import main
+
+    monkeypatch.setenv("SEGLIB_RUNS_DIR", str(tmp_path / "runs"))
+    monkeypatch.setenv("SEGLIB_DATA_DIR", str(tmp_path / "no-data"))  # the name must be refused before data is read
+    for name in ("nl\n", "x" * 300):
+        assert main(["train", "--profile", "smoke", "--run", name]) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and "seglib: error: run name" in err and "Traceback" not in err
+    assert check_run_name("x" * 100) == "x" * 100
+    assert not (tmp_path / "runs").exists()
 
 
 def test_a_name_lives_under_the_runs_folder_never_the_current_one(tmp_path, monkeypatch):
@@ -83,3 +99,45 @@ def test_a_start_that_saved_nothing_is_undone(tmp_path):
     run.best.write_bytes(b"new model")
     run.settle_replacement(keep_new=True)
     assert run.best.read_bytes() == b"new model" and not run.replaced_backup.exists()
+
+
+def _left_by_a_killed_replacement(tmp_path) -> Run:
+    """What SIGKILL during `train --overwrite`, before the new run's first epoch, leaves: the finished old run moved
+    aside, the new folder holding only its config.yaml."""
+    run = Run(tmp_path / "r")
+    run.dir.mkdir()
+    for name, content in ((BEST, b"old best"), (LAST, b"old last"), (SUMMARY, b"{}")):
+        (run.dir / name).write_bytes(content)
+    run.dir.rename(run.replaced_backup)
+    run.dir.mkdir()
+    run.config_file.write_text("seed: 7\n")
+    return run
+
+
+def test_a_run_left_aside_by_a_killed_replacement_is_found_by_any_look_at_it(tmp_path, capsys):
+    for look in (lambda run: run.require(), lambda run: run.state(), lambda run: run.training_decision(False)):
+        run = _left_by_a_killed_replacement(tmp_path)
+        look(run)
+        assert "put back the previous run from .r.replaced" in capsys.readouterr().err
+        assert run.best.read_bytes() == b"old best" and run.state() == "trained"
+        assert not run.replaced_backup.exists() and not run.config_file.exists()
+        shutil.rmtree(run.dir)
+
+
+def test_a_run_being_replaced_by_a_live_training_is_left_to_it(tmp_path):
+    from seglib import locks
+
+    run = _left_by_a_killed_replacement(tmp_path)
+    with locks.exclusive(run.dir, "run r"):  # the replacement is still at work
+        with pytest.raises(SeglibError, match="being replaced by a training in progress"):
+            run.require()
+        assert run.state() == "other"
+    assert run.replaced_backup.is_dir()  # untouched while it ran
+
+
+def test_a_killed_replacement_that_had_saved_an_epoch_is_the_run(tmp_path, capsys):
+    run = _left_by_a_killed_replacement(tmp_path)
+    run.last.write_bytes(b"new last")  # killed after its first epoch, before the old run was deleted
+    assert run.state() == "unfinished"
+    assert "deleted .r.replaced, the run it replaced" in capsys.readouterr().err
+    assert run.last.read_bytes() == b"new last" and not run.replaced_backup.exists()

@@ -5,7 +5,17 @@ from __future__ import annotations
 import pytest
 
 from seglib.errors import ConfigError
-from seglib.settings import PROFILES, TrainConfig, make_config, parse_set_args
+from seglib.settings import (
+    PROFILES,
+    TrainConfig,
+    coerce_value,
+    config_from_dict,
+    load_settings_file,
+    load_yaml,
+    make_config,
+    parse_set_args,
+    validate,
+)
 
 
 def test_profiles_build_and_differ():
@@ -59,3 +69,72 @@ def test_unknown_profile():
 def test_set_arg_needs_equals():
     with pytest.raises(ConfigError, match="key=value"):
         parse_set_args(["epochs"])
+
+
+def test_a_setting_given_twice_is_refused_not_last_wins():
+    with pytest.raises(ConfigError, match=r"^--set epochs: given twice \(epochs=2, epochs=3\); give it once$"):
+        parse_set_args(["epochs=2", "epochs=3"])
+    with pytest.raises(ConfigError, match="given twice"):
+        parse_set_args(["epochs=2", " epochs =2"])  # the same key however it is spaced
+
+
+def test_a_key_given_twice_in_yaml_is_refused():
+    with pytest.raises(ConfigError, match=r"key 'epochs' is given twice \(line 2\); give it once"):
+        load_yaml("epochs: 2\nepochs: 3\n", "settings.yaml")
+    with pytest.raises(ConfigError, match=r"^-p overrides=\{epochs: 2, epochs: 3\}: key 'epochs' is given twice"):
+        coerce_value("overrides", "{epochs: 2, epochs: 3}", "dict", "-p")
+
+
+def test_a_settings_file_with_a_key_given_twice_is_refused(tmp_path):
+    path = tmp_path / "config.yaml"
+    path.write_text("epochs: 2\nlr: 0.1\nepochs: 3\n")
+    with pytest.raises(ConfigError, match=rf"^{path}: key 'epochs' is given twice \(line 3\); give it once$"):
+        load_settings_file(path)
+    path.write_text("- a list\n")
+    with pytest.raises(ConfigError, match="not a settings file"):
+        load_settings_file(path)
+
+
+@pytest.mark.parametrize(("setting", "says"), [
+    ("seed=-1", "setting seed=-1: must be 0 or more"),
+    ("seed=99999999999", r"setting seed=99999999999: too large \(at most 2147483647\)"),
+    ("epochs=1e12", r"setting epochs=1e12: too large"),
+    ("epochs=2.5", r"setting epochs=2.5: expected int \(a whole number\), got 2.5"),
+    ("epochs=nan", r"setting epochs=nan: expected int \(a whole number\), got nan"),
+    ("epochs=three", r"setting epochs=three: expected int \(a whole number\), got text"),
+    ("epochs=", r"setting epochs=: empty; expected int \(a whole number\)"),
+    ("threads=100000", "setting threads=100000: at most 1024"),
+    ("input_size=65536", "setting input_size=65536: at most 8192"),
+    ("num_workers=100000", "setting num_workers=100000: at most 256"),
+])
+def test_out_of_range_and_mistyped_settings_are_one_line_errors(setting, says):
+    with pytest.raises(ConfigError, match=f"^{says}") as info:
+        make_config("smoke", parse_set_args([setting]))
+    assert "\n" not in str(info.value)
+
+
+def test_a_whole_number_in_any_notation_is_an_int():
+    cfg = make_config("smoke", parse_set_args(["epochs=1e3", "batch_size=2.0"]))
+    assert (cfg.epochs, cfg.batch_size) == (1000, 2)
+    assert type(cfg.epochs) is int
+
+
+def test_a_saved_config_is_checked_field_by_field():
+    saved = make_config("smoke").to_dict()
+    assert config_from_dict(saved) == make_config("smoke")
+    assert config_from_dict({k: v for k, v in saved.items() if k != "ema_decay"}).ema_decay == 0.0  # added later
+    bad = [({**saved, "threshold": 1.5}, "threshold=1.5: must be between 0 and 1"),
+           ({**saved, "epochs": "5"}, r"epochs='5': expected int \(a whole number\), got text"),
+           ({**saved, "model": 3}, r"model=3: expected str \(text\), got a whole number"),
+           ({**saved, "lr": float("nan")}, "lr=nan: must be a finite number"),
+           ({**saved, "seed": -1}, "seed=-1: must be 0 or more"),
+           ({**saved, "newer": 1}, r"unknown setting\(s\) newer \(written by a newer seglib\?\)"),
+           (["epochs"], r"not a mapping of settings \(found list\)")]
+    for data, says in bad:
+        with pytest.raises(ConfigError, match=f"^best.pt: (setting )?{says}"):
+            config_from_dict(data, "best.pt")
+
+
+def test_validate_refuses_a_config_built_with_wrong_types():
+    with pytest.raises(ConfigError, match=r"setting amp='yes': expected bool"):
+        validate(TrainConfig(amp="yes"))

@@ -7,10 +7,11 @@ import argparse
 import sys
 
 from seglib import __version__
-from seglib.cli import anchor, bench, cv, data, evaluate, experiments, export, predict, report, train
-from seglib.errors import SeglibError
+from seglib.cli import anchor, bench, cv, data, docs, evaluate, experiments, export, predict, report, train
+from seglib.errors import SeglibError, first_line
+from seglib.signals import exit_code, stop_on_signals
 
-COMMANDS = (data, train, cv, evaluate, predict, export, report, anchor, bench, experiments)
+COMMANDS = (data, train, cv, evaluate, predict, export, report, anchor, bench, experiments, docs)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -27,13 +28,18 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        return args.func(args)
+        with stop_on_signals():  # SIGTERM and SIGHUP stop like Ctrl-C: last saved state kept, replaced run restored
+            return args.func(args)
     except SeglibError as exc:
         print(f"seglib: error: {exc}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print("seglib: interrupted", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as exc:
+        print(f"seglib: interrupted ({exc.args[0] if exc.args else 'SIGINT'})", file=sys.stderr)
+        return exit_code(exc)
     except MemoryError:
         print("seglib: error: out of memory (try a smaller batch_size or input_size)", file=sys.stderr)
+        return 2
+    except OSError as exc:  # the file system refused (name too long, permission, disk full): name the file
+        where = f"{exc.filename}: " if exc.filename else ""
+        print(f"seglib: error: {where}{exc.strerror or first_line(exc)}", file=sys.stderr)
         return 2

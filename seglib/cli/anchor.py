@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from seglib.data.splits import EVAL_SPLITS
+from seglib.config import EVAL_SPLITS
 
 
 def add_parser(subparsers) -> None:
@@ -14,14 +14,14 @@ def add_parser(subparsers) -> None:
         description="Score MediaPipe's selfie segmenter (mediapipe 0.10.21, run in its own environment "
                     ".venv-mediapipe as a worker process) on val and test at mask resolution with threshold 0.5, "
                     "and optionally on an external set; results in reports/anchors/mediapipe-selfie/<split>/.")
-    p.add_argument("--split", action="append", choices=EVAL_SPLITS, help="default: val and test")
+    p.add_argument("--split", action="append", choices=EVAL_SPLITS, help="a split to score (repeatable; default: val and test)")
     p.add_argument("--external", metavar="SET", help="score an external set (pennfudan, a pairs CSV, "
                                                      "IMAGES_DIR:MASKS_DIR); alone unless --split is given")
     p.add_argument("--out", type=Path, help="results folder (default: reports/anchors/mediapipe-selfie)")
     p.add_argument("--python", type=Path, help="the mediapipe environment's python (default: "
                                                "$SEGLIB_MEDIAPIPE_PYTHON or .venv-mediapipe/bin/python)")
     p.add_argument("--model-selection", type=int, default=0, help="0: general (default), 1: landscape")
-    p.add_argument("--data-dir", type=Path)
+    p.add_argument("--data-dir", type=Path, help="data set folder (default: $SEGLIB_DATA_DIR or data/raw)")
     p.add_argument("--overwrite", action="store_true", help="score test (or the external set) again")
     p.set_defaults(func=cmd_anchor)
 

@@ -17,8 +17,10 @@ def add_parser(subparsers) -> None:
                     "left out keeps its previous numbers). Run it on an idle machine.")
     p.add_argument("--one", help=argparse.SUPPRESS)  # one configuration, in the worker process
     p.add_argument("--only", choices=("training", "prediction"), help="measure one part only")
-    p.add_argument("--train-steps", type=int, default=8, help="timed training steps per configuration")
-    p.add_argument("--predict-runs", type=int, default=20, help="timed predictions per configuration (training part)")
+    p.add_argument("--train-steps", type=int, default=8,
+                   help="timed training steps per configuration (default: %(default)s)")
+    p.add_argument("--predict-runs", type=int, default=20,
+                   help="timed predictions per configuration, training part (default: %(default)s)")
     p.add_argument("--checkpoint", type=Path, help="the model to compare with MediaPipe (default: "
                                                    "reports/reference/best.pt)")
     p.add_argument("--fast-checkpoint", type=Path, help="a model trained at MediaPipe's input size, timed in ONNX "
@@ -28,7 +30,7 @@ def add_parser(subparsers) -> None:
                                                             "default: all 44)")
     p.add_argument("--mediapipe-python", type=Path, help="the mediapipe environment's python (default: "
                                                          "$SEGLIB_MEDIAPIPE_PYTHON or .venv-mediapipe/bin/python)")
-    p.add_argument("--data-dir", type=Path)
+    p.add_argument("--data-dir", type=Path, help="data set folder (default: $SEGLIB_DATA_DIR or data/raw)")
     p.add_argument("--out", type=Path, help="results folder (default: reports/bench)")
     p.set_defaults(func=cmd_bench)
 
@@ -37,7 +39,7 @@ def cmd_bench(args) -> int:
     from seglib.bench import PARTS, measure, render_markdown, run_all
 
     if args.one:
-        spec = json.loads(args.one)
+        spec = _worker_spec(args.one)
         print(json.dumps(measure(spec["profile"], spec["overrides"], args.train_steps, args.predict_runs)))
         return 0
     report = run_all(args.train_steps, args.predict_runs, args.out, log=lambda line: print(line, flush=True),
@@ -46,3 +48,18 @@ def cmd_bench(args) -> int:
                      mediapipe_python=args.mediapipe_python, dataset_dir=args.data_dir)
     print(render_markdown(report))
     return 0
+
+
+def _worker_spec(text: str) -> dict:
+    """The configuration a worker process measures (`--one`, written by the bench itself), or a ConfigError."""
+    from seglib.errors import ConfigError
+
+    try:
+        spec = json.loads(text)
+    except ValueError:
+        spec = None
+    if not (isinstance(spec, dict) and isinstance(spec.get("profile"), str)
+            and isinstance(spec.get("overrides", {}), dict)):
+        raise ConfigError(f"--one {text[:60]!r}: expected the JSON object the bench passes its workers "
+                          '({"profile": NAME, "overrides": {...}})')
+    return {"profile": spec["profile"], "overrides": spec.get("overrides", {})}

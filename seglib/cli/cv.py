@@ -17,7 +17,7 @@ def add_parser(sub) -> None:
     what.add_argument("--recipe", help="recipe name: runs/RECIPE-foldK, reports/cv/RECIPE.json")
     what.add_argument("--compare", nargs=2, metavar=("BASELINE", "RECIPE"),
                       help="train nothing: print RECIPE minus BASELINE fold by fold from their saved results, and "
-                           "whether the README's rule adopts it (more than +0.005 on the same kind of device)")
+                           "whether the adoption rule (docs/recipes.md) adopts it (more than +0.005 on the same kind of device)")
     p.add_argument("--profile", default="auto", help=f"{PROFILE_HELP}; default auto")
     add_settings_options(p)
     p.add_argument("--folds", help="comma-separated fold numbers (default: every fold of folds.csv)")
@@ -28,7 +28,7 @@ def add_parser(sub) -> None:
 
 
 def cmd_cv(args) -> int:
-    from seglib.crossval import cross_validate, fold_count
+    from seglib.crossval import cross_validate, fold_count, result_lock
     from seglib.experiments import record_cv
     from seglib.settings import make_config, parse_set_args
 
@@ -37,16 +37,28 @@ def cmd_cv(args) -> int:
 
         print(describe_comparison(compare(*args.compare)))
         return 0
-    folds = None
-    if args.folds:
-        try:
-            folds = [int(f) for f in args.folds.split(",")]
-        except ValueError:
-            raise SeglibError(f"--folds {args.folds!r}: expected comma-separated fold numbers, e.g. 0,1,2") from None
+    folds = parse_folds(args.folds) if args.folds is not None else None
     cfg = make_config(args.profile, parse_set_args(args.set))
-    result = cross_validate(cfg, args.recipe, folds=folds, overwrite=args.overwrite, dataset_dir=args.data_dir,
-                            splits_dir=args.splits_dir)
-    record_cv([args.recipe], args.notes)
+    with result_lock(args.recipe):  # the result and its experiment-log row are written by one cv at a time
+        result = cross_validate(cfg, args.recipe, folds=folds, overwrite=args.overwrite, dataset_dir=args.data_dir,
+                                splits_dir=args.splits_dir)
+        record_cv([args.recipe], args.notes)
     print(f"{args.recipe}: mean IoU {result['mean_iou']:.4f} ± {result['sd_iou']:.4f} (sd over "
           f"{fold_count(len(result['folds']))}), boundary IoU {result['boundary_iou']:.4f}")
     return 0
+
+
+def parse_folds(text: str) -> list[int]:
+    """--folds 0,2: fold numbers, each once; '' is an error, not every fold (leave --folds out for those)."""
+    try:
+        folds = [int(part) for part in text.split(",")]
+    except ValueError:
+        raise SeglibError(f"--folds {text!r}: expected comma-separated fold numbers, e.g. 0,1,2 (leave --folds out "
+                          "for every fold)") from None
+    repeated = sorted({f for f in folds if folds.count(f) > 1})
+    if repeated:
+        raise SeglibError(f"--folds {text!r}: fold {repeated[0]} given twice; give each fold once (the mean counts "
+                          "each fold once)")
+    if any(f < 0 for f in folds):
+        raise SeglibError(f"--folds {text!r}: fold numbers start at 0")
+    return folds

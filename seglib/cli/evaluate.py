@@ -5,13 +5,19 @@ from __future__ import annotations
 from pathlib import Path
 
 from seglib.cli.options import add_data_options
-from seglib.data.splits import EVAL_SPLITS
+from seglib.config import EVAL_SPLITS
 from seglib.errors import SeglibError
 
 
 def add_parser(subparsers) -> None:
     """Register `seglib evaluate`."""
-    p = subparsers.add_parser("evaluate", help="score a run on val or test at mask resolution, with baselines")
+    p = subparsers.add_parser(
+        "evaluate", help="score a run on val or test at mask resolution, with baselines",
+        description="Score a run's best.pt (or a checkpoint) on val or test, or on an external labelled set: "
+                    "each photo at its mask's resolution, mean IoU with a 95% bootstrap interval, Dice and "
+                    "boundary IoU, beside the all-background and all-foreground baselines. The threshold is "
+                    "chosen on val (scoring val first when needed); test is scored once unless --overwrite. "
+                    "Results go to runs/NAME/eval/<split>/ or --out (metrics.json, per_image.csv).")
     target = p.add_mutually_exclusive_group(required=True)
     target.add_argument("--run", help="run name (runs/NAME/best.pt; results in runs/NAME/eval/<split>/)")
     target.add_argument("--checkpoint", type=Path, help="a checkpoint outside runs/ (needs --out)")

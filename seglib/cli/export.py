@@ -26,11 +26,12 @@ def add_parser(sub) -> None:
 
 
 def cmd_export(args) -> int:
-    from seglib.export import export_onnx
+    from seglib.export import check_out_path, export_onnx
     from seglib.runs import Run
 
     if args.out.suffix.lower() != ".onnx":
         raise SeglibError(f"{args.out}: the output file should end in .onnx")
+    check_out_path(args.out, args.overwrite, hint="pass --overwrite")  # before the checkpoint is read and traced
     checkpoint = Run.named(args.run).require("best") if args.run is not None else args.checkpoint
     result = export_onnx(checkpoint, args.out, dynamic=not args.fixed_size, overwrite=args.overwrite)
     size = "any input size (multiples of the network's stride)" if result.dynamic_hw else \

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
 from pathlib import Path
 
+from seglib.config import IMAGE_SUFFIXES
 from seglib.devices import DEVICES
-from seglib.io import IMAGE_SUFFIXES
 
 
 def _threshold(text: str) -> float:
@@ -40,7 +41,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--threshold", type=_threshold, metavar="FLOAT",
                    help="probability threshold (default: chosen on val for --run, else the checkpoint's)")
     p.add_argument("--overwrite", action="store_true", help="replace existing mask/overlay files in --out")
-    p.add_argument("--device", choices=DEVICES, default="auto", help="auto (cuda if available), cpu or cuda")
+    p.add_argument("--device", choices=DEVICES, default="auto", help="auto (cuda if available), cpu or cuda (default: %(default)s)")
     p.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
     p.set_defaults(func=cmd_predict)
     return p
@@ -68,8 +69,12 @@ def cmd_predict(args) -> int:
         predictor = Predictor.from_checkpoint(args.checkpoint, **kwargs)
     print(f"predicting {len(inputs)} input{'s' if len(inputs) != 1 else ''} with {predictor.describe()}")
     with NewFolder(out_dir) as folder:  # --out is created now, and removed again if nothing is written to it
-        report = predict_files(predictor, inputs, out_dir, overlay=args.overlay, log=_say,
-                               progress=getattr(args, "progress", True), overwrite=args.overwrite)
+        try:
+            report = predict_files(predictor, inputs, out_dir, overlay=args.overlay, log=_say,
+                                   progress=getattr(args, "progress", True), overwrite=args.overwrite)
+        except KeyboardInterrupt as exc:  # Ctrl-C or SIGTERM/SIGHUP: say what is there; seglib.cli exits 130/143
+            _say_interrupted(exc)
+            raise
     if not report.written:
         folder.rollback()
     print(report.summary())
@@ -81,3 +86,13 @@ def _say(line: str, is_error: bool = False) -> None:
     from tqdm.auto import tqdm
 
     tqdm.write(line, file=sys.stderr if is_error else sys.stdout)
+
+
+def _say_interrupted(exc: KeyboardInterrupt) -> None:
+    """How many masks an interrupted batch wrote, and where (printed before `seglib: interrupted`)."""
+    report = getattr(exc, "predict_report", None)
+    if report is not None:
+        from seglib.signals import Terminated
+
+        name = signal.Signals(exc.signum).name if isinstance(exc, Terminated) else "SIGINT"
+        print(f"seglib: {report.interrupted_summary(name)}", file=sys.stderr)

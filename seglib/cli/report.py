@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from seglib.report import DEFAULT_KERNEL
+from seglib.cli.options import PROFILE_HELP
+from seglib.config import JUPYTER_KERNEL as DEFAULT_KERNEL
 
 
 def add_parser(subparsers) -> None:
@@ -13,10 +14,10 @@ def add_parser(subparsers) -> None:
         "report", help="run the numbered notebooks with papermill and render them to reports/NAME/ as HTML",
         description="Execute notebooks/NN_*.ipynb in order with one profile and run name, write the executed "
                     "notebooks, their HTML and an index.html to reports/NAME/ (or $SEGLIB_REPORTS_DIR/NAME).")
-    p.add_argument("--profile", default="auto", help="smoke | cpu | gpu | cpu-scratch | cpu-unet | auto (gpu if CUDA, else cpu); "
-                                                      "'default' = $SEGLIB_PROFILE, else auto")
+    p.add_argument("--profile", default="default",
+                   help=f"{PROFILE_HELP}; default: $SEGLIB_PROFILE when set, else auto (as in the notebooks)")
     p.add_argument("--run", default="default", help="run name: trains/reads runs/NAME, writes reports/NAME "
-                                                    "(default: the resolved profile's name)")
+                                                    "(default: $SEGLIB_RUN when set, else the resolved profile's name)")
     p.add_argument("--data-dir", type=Path, help="data set folder (default: $SEGLIB_DATA_DIR or data/raw)")
     p.add_argument("-p", "--param", action="append", default=[], metavar="KEY=VALUE",
                    help="a notebook parameter, e.g. -p retrain=true -p 'overrides={epochs: 5}' (repeatable; "

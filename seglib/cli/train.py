@@ -24,25 +24,33 @@ def add_parser(sub) -> None:
 
 
 def cmd_train(args) -> int:
-    from seglib.engine import load_resume_state, resume_config, train
+    from seglib.engine import load_resume_state, resume_config, train, writer_lock
     from seglib.runs import Run
     from seglib.settings import make_config, parse_set_args
 
     overrides = parse_set_args(args.set)
     run = Run.named(args.run)
-    if args.resume:
-        if args.overwrite:
-            raise SeglibError("--resume continues a run and --overwrite replaces it: give one of them")
-        cfg = resume_config(load_resume_state(run), args.profile, overrides)
-    else:
-        cfg = make_config(args.profile or "auto", overrides)
-    result = train(cfg, run, resume=args.resume, overwrite=args.overwrite, dataset_dir=args.data_dir,
-                   splits_dir=args.splits_dir)
-    if result.stop_reason == "interrupted":
+    if args.resume and args.overwrite:
+        raise SeglibError("--resume continues a run and --overwrite replaces it: give one of them")
+    with writer_lock(run):  # from the first look at the run to its end: a second `train --run NAME` is refused
+        if args.resume:
+            cfg = resume_config(load_resume_state(run), args.profile, overrides)
+        else:
+            cfg = make_config(args.profile or "auto", overrides)
+        result = train(cfg, run, resume=args.resume, overwrite=args.overwrite, dataset_dir=args.data_dir,
+                       splits_dir=args.splits_dir)
+    if result.stop_reason == "interrupted":  # Ctrl-C (SIGTERM/SIGHUP raise through to the exit status instead)
         return 130
     print(f"best val IoU {result.best_val_iou:.4f} at epoch {result.best_epoch}; {result.epochs_run} epochs in "
           f"{result.train_seconds / 60:.1f} min ({result.images_per_second:.1f} img/s); checkpoints in "
-          f"{display_path(run.dir)}")
+          f"{display_path(run.dir)}{stop_note(result.stop_reason, cfg)}")
     return 0
 
 
+def stop_note(stop_reason: str, cfg) -> str:
+    """Why training stopped before its last epoch, for the final line ('' when it ran them all)."""
+    if stop_reason == "time-budget":
+        return f"; stopped: time budget of {cfg.max_train_minutes:g} min reached"
+    if stop_reason == "early-stopping":
+        return f"; stopped early: val IoU did not improve for {cfg.patience} epochs"
+    return ""

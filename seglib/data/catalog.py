@@ -35,6 +35,25 @@ def find_dataset_dir(path: str | Path | None = None) -> Path:
     raise DataError(f"{root}: several data set folders ({names}); pass one with --data-dir")
 
 
+def is_pairs_listing(csv_path: str | Path) -> bool:
+    """`csv_path` is a data set's train.csv (a `masks,images` header), not e.g. a split file of the same name."""
+    try:
+        with open(csv_path, newline="", encoding="utf-8-sig") as fh:
+            header = next(csv.reader(fh), [])
+    except (OSError, UnicodeDecodeError, csv.Error):
+        return False
+    return sorted(h.strip() for h in header) == sorted(CSV_COLUMNS)
+
+
+def enclosing_dataset_dir(path: str | Path) -> Path | None:
+    """The nearest folder at or above `path` that is a data set folder (holds a pairs-listing train.csv)."""
+    probe = Path(path).resolve()
+    for folder in (probe, *probe.parents):
+        if (folder / CSV_NAME).is_file() and is_pairs_listing(folder / CSV_NAME):
+            return folder
+    return None
+
+
 def listed_relative_path(listed: str, where: str) -> str:
     """A train.csv path made relative to the data set folder ('/'-separated), or a DataError naming `where`.
 

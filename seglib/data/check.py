@@ -14,7 +14,8 @@ from seglib.errors import DataError
 from seglib.io import open_image
 
 # Masks smaller or larger than their image are accepted when they are a uniform rescale of it:
-# width and height ratios agree within this relative tolerance (the real data's worst case is 0.17%).
+# width and height ratios agree within this relative tolerance (well above the rounding of a downscaled
+# mask's whole-pixel size).
 ASPECT_TOLERANCE = 0.01
 
 

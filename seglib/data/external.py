@@ -6,10 +6,16 @@ else `data/external/PennFudanPed`, put there by `seglib data fetch-pennfudan`), 
 
 Masks are read by a rule: `binary` (0/255 or 0/1, as in our data set) or `nonzero` (instance ids, e.g. Penn-Fudan's
 0 = background, 1..N = one id per pedestrian: person = value > 0).
+
+A set is identified by its content (`PairSet.content_sha1`: a hash of its ids, the bytes of every image and mask
+and its mask rule), never by a file name alone: a CSV or folder gets the name `<stem>-<first 8 hex digits>`, so
+two different `ok.csv` files are two sets, and only the registered Penn-Fudan copy is called `pennfudan` (a user
+file named pennfudan.csv is `pennfudan-<hash>`, never presented as the Penn-Fudan database).
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
 import shutil
@@ -21,12 +27,14 @@ import numpy as np
 import pandas as pd
 
 from seglib import config
+from seglib.config import user_path
 from seglib.data.dataset import load_pair
 from seglib.data.fetch import (
     DEFAULT_MAX_BYTES,
     DOWNLOAD_TIMEOUT_S,
     classify_source,
     download,
+    refuse_fetch_into,
     safe_extract_zip,
 )
 from seglib.errors import DataError
@@ -35,7 +43,7 @@ from seglib.io import NewFolder, load_mask_raw, load_rgb
 MASK_RULES = ("binary", "nonzero")
 PENNFUDAN = "pennfudan"
 PENNFUDAN_FOLDER = "PennFudanPed"
-# The authors' archive (the one the PyTorch detection tutorial downloads); about 51 MiB.
+# The authors' archive (the one the PyTorch detection tutorial downloads).
 PENNFUDAN_URL = "https://www.cis.upenn.edu/~jshi/ped_html/PennFudanPed.zip"
 PENNFUDAN_CITATION = "the Penn-Fudan pedestrian database (Wang, Shi, Song, Shen, ACCV 2007)"
 PENNFUDAN_N = 170
@@ -49,6 +57,7 @@ class PairSet:
     items: pd.DataFrame
     mask_rule: str = "binary"
     source: str = ""
+    registered: bool = False  # the Penn-Fudan database as `seglib data fetch-pennfudan` puts it, not a user's file
 
     def load(self, image_path: Path, mask_path: Path) -> tuple[np.ndarray, np.ndarray]:
         """(RGB uint8 at the mask's size, mask uint8 0/1): the same contract as `load_pair`."""
@@ -64,6 +73,30 @@ class PairSet:
     @property
     def ids_sha1(self) -> str:
         return hashlib.sha1(",".join(self.items["id"]).encode()).hexdigest()[:12]
+
+    @functools.cached_property
+    def content_sha1(self) -> str:
+        """Short hash of what is scored: each id with the bytes of its image and mask, and the mask rule."""
+        return content_hash(self.items, self.mask_rule)
+
+
+def content_hash(items: pd.DataFrame, mask_rule: str) -> str:
+    """Short hash of a pairs table's ids, the bytes of its images and masks, and the mask rule."""
+    digest = hashlib.sha1(f"rule:{mask_rule}\0".encode())
+    for row in items.itertuples(index=False):
+        digest.update(f"{row.id}\0".encode())
+        for path in (row.image_path, row.mask_path):
+            try:
+                with open(path, "rb") as fh:
+                    digest.update(hashlib.file_digest(fh, "sha1").digest())
+            except OSError as exc:
+                raise DataError(f"{path}: cannot read ({exc.strerror or exc})") from None
+    return digest.hexdigest()[:12]
+
+
+def _content_name(stem: str, items: pd.DataFrame, mask_rule: str) -> str:
+    """`<stem>-<8 hex digits of the content hash>`: a name two different sets never share."""
+    return f"{stem.lower()}-{content_hash(items, mask_rule)[:8]}"
 
 
 def _check_rule(rule: str) -> str:
@@ -91,7 +124,8 @@ def pairs_from_folders(images_dir: str | Path, masks_dir: str | Path, *, mask_su
         raise DataError(f"{missing[0][2]}: mask not found for {missing[0][1].name}"
                         f"{f' (and {len(missing) - 1} more)' if len(missing) > 1 else ''}")
     items = pd.DataFrame(rows, columns=["id", "image_path", "mask_path"])
-    return PairSet(name or images_dir.name.lower(), items, _check_rule(mask_rule), str(images_dir))
+    rule = _check_rule(mask_rule)
+    return PairSet(name or _content_name(images_dir.name, items, rule), items, rule, str(images_dir))
 
 
 def pairs_from_csv(csv_path: str | Path, *, mask_rule: str = "binary", name: str | None = None) -> PairSet:
@@ -118,13 +152,18 @@ def pairs_from_csv(csv_path: str | Path, *, mask_rule: str = "binary", name: str
     items = pd.DataFrame({"id": list(ids), "image_path": [i for i, _ in paths], "mask_path": [m for _, m in paths]})
     if items["id"].duplicated().any():
         raise DataError(f"{csv_path}: ids are not unique (add an id column)")
-    return PairSet(name or csv_path.stem.lower(), items, _check_rule(mask_rule), str(csv_path))
+    repeated = items["image_path"].map(lambda p: Path(p).resolve()).duplicated()
+    if repeated.any():
+        raise DataError(f"{csv_path}: {items['image_path'][repeated].iloc[0]} is listed more than once; list each "
+                        "photo once (a repeated row would be scored twice)")
+    rule = _check_rule(mask_rule)
+    return PairSet(name or _content_name(csv_path.stem, items, rule), items, rule, str(csv_path))
 
 
 def pennfudan_dir() -> Path:
     """$SEGLIB_PENNFUDAN_DIR, else data/external/PennFudanPed."""
     value = os.environ.get(config.ENV_PENNFUDAN_DIR, "").strip()
-    return Path(value).expanduser() if value else config.external_data_dir() / PENNFUDAN_FOLDER
+    return user_path(value) if value else config.external_data_dir() / PENNFUDAN_FOLDER
 
 
 def pennfudan(root: str | Path | None = None) -> PairSet:
@@ -135,7 +174,7 @@ def pennfudan(root: str | Path | None = None) -> PairSet:
                         f"fetch-pennfudan` ({PENNFUDAN_URL}) or point ${config.ENV_PENNFUDAN_DIR} at a copy")
     pairs = pairs_from_folders(root / "PNGImages", root / "PedMasks", mask_suffix="_mask", mask_rule="nonzero",
                                name=PENNFUDAN)
-    return PairSet(PENNFUDAN, pairs.items, "nonzero", PENNFUDAN_CITATION)
+    return PairSet(PENNFUDAN, pairs.items, "nonzero", PENNFUDAN_CITATION, registered=True)
 
 
 def external_set(spec: str) -> PairSet:
@@ -157,13 +196,14 @@ def fetch_pennfudan(source: str | os.PathLike | None = None, dest_root: str | os
     `source`: a folder (PennFudanPed or its parent), a .zip or an http(s) URL; default $SEGLIB_PENNFUDAN_SOURCE,
     else the authors' archive. Already present and complete: nothing to do. A failed fetch leaves nothing.
     """
-    dest_root = Path(dest_root).expanduser() if dest_root is not None else config.external_data_dir()
+    dest_root = user_path(dest_root) if dest_root is not None else config.external_data_dir()
     dest = dest_root / PENNFUDAN_FOLDER
     if dest.exists():
         n = len(_check_pennfudan(dest).items)
         return dest, f"{PENNFUDAN_FOLDER} already present at {config.display_path(dest)} ({n} pairs); nothing to do"
     src = str(source or os.environ.get(config.ENV_PENNFUDAN_SOURCE, "").strip() or PENNFUDAN_URL)
     kind, where = classify_source(src)
+    refuse_fetch_into(dest_root, Path(where) if kind == "dir" else None, "the Penn-Fudan folder it copies from")
     with NewFolder(dest_root) as folder:
         work = Path(tempfile.mkdtemp(dir=dest_root, prefix=".fetch-"))
         try:

@@ -20,9 +20,10 @@ from pathlib import Path, PureWindowsPath
 from tqdm.auto import tqdm
 
 from seglib import config
-from seglib.data.catalog import listed_relative_path
+from seglib.config import user_path
+from seglib.data.catalog import enclosing_dataset_dir, listed_relative_path
 from seglib.errors import DataError, SeglibError
-from seglib.io import NewFolder
+from seglib.io import NewFolder, refuse_writing_into
 
 DEFAULT_MAX_BYTES = 200 * 2**20
 MAX_ZIP_MEMBERS = 10_000
@@ -82,7 +83,7 @@ def fetch_dataset(
     unpacked size. Nothing is left behind on failure, and an existing destination is never overwritten.
     """
     src = resolve_source(source)
-    dest_root = Path(dest_root).expanduser() if dest_root is not None else config.raw_data_dir()
+    dest_root = user_path(dest_root) if dest_root is not None else config.raw_data_dir()
     dest = dest_root / config.DATASET_NAME
 
     if dest.exists() or dest.is_symlink():
@@ -104,6 +105,7 @@ def fetch_dataset(
     from_env = source is None or not os.fspath(source).strip()
     origin = f" (from {config.ENV_DATASET_SOURCE})" if from_env and src != config.DATASET_URL else ""
     kind, where = classify_source(src, origin=origin)
+    refuse_fetch_into(dest_root, Path(where) if kind == "dir" else None, "the source folder it copies from")
     try:
         folder = NewFolder(dest_root)  # removed again if the fetch fails: a failed fetch leaves nothing
         work = Path(tempfile.mkdtemp(dir=dest_root, prefix=".fetch-"))
@@ -145,6 +147,12 @@ def fetch_dataset(
     return FetchResult(
         dest, action, n, src, f"{config.DATASET_NAME}: {how} to {dest} ({n} image/mask pairs verified)"
     )
+
+
+def refuse_fetch_into(dest_root: Path, source_dir: Path | None, description: str) -> None:
+    """A fetch never writes into a data set folder, nor into the folder it copies from."""
+    dataset = enclosing_dataset_dir(dest_root)
+    refuse_writing_into(dest_root, [(source_dir, description), (dataset, "a data set folder")], option="--dest")
 
 
 def safe_extract_zip(
@@ -266,7 +274,7 @@ def classify_source(src: str, *, origin: str = "") -> tuple[str, str | Path]:
         raise DataError(
             f"{src}{origin}: unsupported URL scheme {scheme!r}; use http(s)://, a folder or a .zip file"
         )
-    path = Path(src).expanduser()
+    path = user_path(src)
     if path.is_dir():
         return "dir", path
     if path.is_file():

@@ -3,22 +3,25 @@
 from __future__ import annotations
 
 import hashlib
+import io
+import numbers
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from seglib import config
-from seglib.config import display_path
+from seglib.config import SPLITS, display_path
+from seglib.data.catalog import enclosing_dataset_dir
 from seglib.data.check import CheckReport, duplicate_groups
-from seglib.errors import DataError
-from seglib.io import check_writable_dir, write_text_atomic
+from seglib.errors import ConfigError, DataError
+from seglib.io import check_writable_dir, refuse_writing_into, write_text_atomic
+from seglib.locks import exclusive
 
-SPLITS = ("train", "val", "test")
-EVAL_SPLITS = ("val", "test")  # the splits a model is scored on (train is what it saw)
 DEFAULT_FRACTIONS = {"train": 0.70, "val": 0.15, "test": 0.15}
 N_STRATA = 4  # foreground-fraction quartiles
 SPLIT_COLUMNS = ["id", "image", "mask", "fg_fraction", "stratum"]
+FOLDS_COLUMNS = ["id", "fold"]
 
 
 def make_split(
@@ -32,6 +35,7 @@ def make_split(
     Pairs are stratified by foreground-fraction quartile; byte-identical images form one group and land
     in the same split. The result depends only on the data and `seed`.
     """
+    check_seed(seed)
     if not report.ok:
         raise DataError(f"{report.dataset_dir}: data check found {len(report.problems)} problem(s); run `seglib data check`")
     fractions = fractions or DEFAULT_FRACTIONS
@@ -67,6 +71,13 @@ def make_split(
     return table.sort_values("id", key=_natural_key).reset_index(drop=True)
 
 
+def check_seed(seed) -> int:
+    """A split seed is a whole number 0 or more (numpy's generators take no negative seed)."""
+    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or seed < 0:
+        raise ConfigError(f"seed {seed!r}: expected a whole number 0 or more")
+    return int(seed)
+
+
 def split_files(table: pd.DataFrame) -> dict[str, str]:
     """{file name: CSV text} of a split table: one CSV per split, plus folds.csv when folds were made."""
     files = {}
@@ -79,32 +90,80 @@ def split_files(table: pd.DataFrame) -> dict[str, str]:
     return files
 
 
-def write_split(table: pd.DataFrame, out_dir: Path | None = None, *, overwrite: bool = False) -> list[Path]:
+def write_split(table: pd.DataFrame, out_dir: Path | None = None, *, overwrite: bool = False,
+                inputs=()) -> list[Path]:
     """Write the split's CSVs (byte-stable for a given table); returns the files written.
 
-    A folder that already holds a different split is refused unless `overwrite`: runs trained on the old split
-    would otherwise be scored on their own training photos. Files that would not change are left alone.
+    A folder that already holds a different split is refused unless `overwrite`: runs trained on it would
+    otherwise be scored on their own training photos. A data set folder (or a folder inside one), one of
+    `inputs` ((folder, description) pairs: what the command read), and a file that is not a split file (a data
+    set's pair listing) are refused even with `overwrite`. Files that would not change are left alone. The
+    folder is locked while it is compared and written: a second writer is refused at once.
     """
     out_dir = Path(out_dir) if out_dir is not None else config.splits_dir()
+    refuse_split_folder(out_dir, inputs)
     check_writable_dir(out_dir)
     files = split_files(table)
-    changed = [name for name, text in files.items()
-               if (out_dir / name).is_file() and (out_dir / name).read_text(encoding="utf-8") != text]
-    if changed and not overwrite:
-        raise DataError(f"{display_path(out_dir)} already holds a different split ({', '.join(changed)} would "
-                        "change); runs trained on it would then be scored on their own training photos. Pass "
-                        "--overwrite to replace it, or --out DIR to write the new split elsewhere")
-    written = []
-    for name, text in files.items():
-        path = out_dir / name
-        if path.is_file() and path.read_text(encoding="utf-8") == text:
-            continue
-        try:
-            write_text_atomic(path, text)
-        except OSError as exc:
-            raise DataError(f"{path}: cannot write ({exc.strerror or exc})") from None
-        written.append(path)
+    with exclusive(lock_target(out_dir), f"splits folder {display_path(out_dir)}"):
+        refuse_split_folder(out_dir, inputs)  # again under the lock: the folder may have been filled meanwhile
+        current = {name: _read_text(out_dir / name) for name in files}
+        changed = [name for name, text in current.items() if text is not None and text != files[name]]
+        if changed and not overwrite:
+            raise DataError(f"{display_path(out_dir)} already holds a different split ({', '.join(changed)} "
+                            "would change); runs trained on it would then be scored on their own training "
+                            "photos. Pass --overwrite to replace it, or --out DIR to write the new split elsewhere")
+        written = []
+        for name, text in files.items():
+            if current[name] == text:
+                continue
+            path = out_dir / name
+            try:
+                write_text_atomic(path, text)
+            except OSError as exc:
+                raise DataError(f"{path}: cannot write ({exc.strerror or exc})") from None
+            written.append(path)
     return written
+
+
+def lock_target(folder: Path) -> Path:
+    """The path whose lock guards a splits folder: the folder resolved (so `.` and a link name the same lock)."""
+    resolved = Path(folder).resolve()
+    if not resolved.name:
+        raise DataError(f"{folder}: the file system root is no place for split files; choose another --out")
+    return resolved
+
+
+def refuse_split_folder(out_dir: Path, inputs=()) -> None:
+    """A SeglibError when `out_dir` is (inside) a data set folder (one whose train.csv lists pairs) or one of
+    `inputs`, or holds a CSV of a split's name that is not a split file: writing there would break the data set
+    (its train.csv) or replace another file."""
+    dataset = enclosing_dataset_dir(out_dir)
+    refuse_writing_into(out_dir, [*inputs, *([(dataset, "a data set folder")] if dataset else [])])
+    for name in (*(f"{s}.csv" for s in SPLITS), "folds.csv"):
+        path = out_dir / name
+        if not path.exists():
+            continue
+        columns = FOLDS_COLUMNS if name == "folds.csv" else SPLIT_COLUMNS
+        if not path.is_file() or _header(path)[:len(columns)] != columns:
+            raise DataError(f"{path}: not a split file (its columns are not {','.join(columns)}); refusing to "
+                            "replace it, even with --overwrite; choose another --out")
+
+
+def _header(path: Path) -> list[str]:
+    try:
+        with open(path, encoding="utf-8") as fh:
+            return [c.strip() for c in fh.readline().strip().split(",")]
+    except (OSError, UnicodeDecodeError):
+        return []
+
+
+def _read_text(path: Path) -> str | None:
+    try:
+        return path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise DataError(f"{path}: cannot read ({getattr(exc, 'strerror', None) or exc})") from None
 
 
 def split_fingerprint(splits_dir: Path | None = None) -> dict:
@@ -128,21 +187,41 @@ def check_scored_split(record: dict | None, split: str, ids: list[str], splits_d
     """
     if not record:  # written before seglib recorded splits: nothing to check against (metrics say so)
         return []
-    seen = set(map(str, record.get("train_ids", [])))
+    seen = list(record.get("train_ids", []))
     if split == "test":
-        seen |= set(map(str, record.get("val_ids", [])))
-    overlap = sorted(set(map(str, ids)) & seen, key=lambda i: (len(i), i))
+        seen += list(record.get("val_ids", []))
+    overlap = shared_photos(ids, seen)
     folder = display_path(Path(splits_dir) if splits_dir is not None else config.splits_dir())
     if overlap:
-        shown = ", ".join(overlap[:5]) + (", ..." if len(overlap) > 5 else "")
-        raise DataError(f"{folder}/{split}.csv: {len(overlap)} of its {len(ids)} photos (ids {shown}) trained or "
-                        f"selected this model (it was trained on the split in {record.get('splits_dir', '?')} as "
-                        "it was then); restore that split (e.g. `git checkout data/splits`) or pass --splits-dir")
+        raise DataError(f"{folder}/{split}.csv: {len(overlap)} of its {len(ids)} photos (ids {_shown(overlap)}) "
+                        f"trained or selected this model (it was trained on the split in "
+                        f"{record.get('splits_dir', '?')} as it was then); restore that split (e.g. `git checkout "
+                        "data/splits`) or pass --splits-dir")
     key = f"{split}_sha1"
     if record.get(key) and record[key] != _ids_hash(list(ids)):
         return [f"the {split} split in {folder} is not the one this model was trained beside (its photos differ); "
                 "no training photo is among them, but scores are not comparable with runs on the committed split"]
     return []
+
+
+def shared_photos(ids, seen) -> list[str]:
+    """The ids of `ids` that are also in `seen`, in natural order: the one rule by which a scored or
+    validating split may share no photo with what trained (and, for test, selected) a model."""
+    return sorted(set(map(str, ids)) & set(map(str, seen)), key=lambda i: (len(i), i))
+
+
+def check_val_apart_from_train(train_ids, val_ids, train_file: str, val_file: str) -> None:
+    """Refuse training whose val photos are also training photos (`shared_photos`, the rule evaluation applies
+    later): the best epoch and the threshold would be chosen on photos the model trained on."""
+    overlap = shared_photos(val_ids, train_ids)
+    if overlap:
+        raise DataError(f"{val_file}: {len(overlap)} of its {len(list(val_ids))} photos (ids {_shown(overlap)}) are "
+                        f"also in {train_file}; the best epoch would be chosen on training photos. Write a split "
+                        "whose val and train are apart (`seglib data split`) or pass another --splits-dir")
+
+
+def _shown(ids: list[str], n: int = 5) -> str:
+    return ", ".join(ids[:n]) + (", ..." if len(ids) > n else "")
 
 
 def _ids_hash(ids: list) -> str:
@@ -156,11 +235,45 @@ def read_split(name: str, splits_dir: Path | None = None) -> pd.DataFrame:
     path = (Path(splits_dir) if splits_dir is not None else config.splits_dir()) / f"{name}.csv"
     if not path.is_file():
         raise DataError(f"{path}: split file not found (run `seglib data split`)")
-    table = pd.read_csv(path, dtype={"id": str})
+    return parse_split(_read_bytes(path), path)
+
+
+def parse_split(data: bytes, path: Path) -> pd.DataFrame:
+    """A split table from the bytes of its CSV (`path` names it in errors): columns id, image, mask at least,
+    each id once (a repeated row would be scored or trained on twice)."""
+    try:
+        table = pd.read_csv(io.BytesIO(data), dtype={"id": str})
+    except (ValueError, UnicodeDecodeError, pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
+        raise DataError(f"{path}: not a readable split CSV ({str(exc).splitlines()[0] if str(exc) else exc})") \
+            from None
     missing = [c for c in ("id", "image", "mask") if c not in table.columns]
     if missing:
         raise DataError(f"{path}: missing column(s) {', '.join(missing)}")
+    repeated = table["id"][table["id"].duplicated()].unique().tolist()
+    if repeated:
+        lines = [str(i + 2) for i in table.index[table["id"] == repeated[0]]]
+        raise DataError(f"{path}: id {repeated[0]} is listed {len(lines)} times (lines {', '.join(lines)})"
+                        f"{f' and {len(repeated) - 1} more id(s) too' if len(repeated) > 1 else ''}; each photo "
+                        "belongs once: remove the repeated rows, or write the split again with `seglib data split`")
     return table
+
+
+def parse_folds(data: bytes, path: Path) -> pd.DataFrame:
+    """folds.csv from its bytes: columns id, fold."""
+    try:
+        folds = pd.read_csv(io.BytesIO(data), dtype={"id": str})
+    except (ValueError, UnicodeDecodeError, pd.errors.ParserError, pd.errors.EmptyDataError):
+        raise DataError(f"{path}: not a readable folds CSV (expected columns id,fold)") from None
+    if list(folds.columns[:2]) != FOLDS_COLUMNS:
+        raise DataError(f"{path}: expected columns id,fold")
+    return folds
+
+
+def _read_bytes(path: Path) -> bytes:
+    try:
+        return path.read_bytes()
+    except OSError as exc:
+        raise DataError(f"{path}: cannot read ({exc.strerror or exc})") from None
 
 
 def fold_split(fold: int, splits_dir: Path | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -169,7 +282,13 @@ def fold_split(fold: int, splits_dir: Path | None = None) -> tuple[pd.DataFrame,
     Test never enters a fold. A folds.csv that does not cover train+val exactly is refused."""
     folder = Path(splits_dir) if splits_dir is not None else config.splits_dir()
     path, folds = _read_folds(folder)
-    dev = pd.concat([read_split("train", folder), read_split("val", folder)], ignore_index=True)
+    return fold_tables(fold, folds, read_split("train", folder), read_split("val", folder), path)
+
+
+def fold_tables(fold: int, folds: pd.DataFrame, train: pd.DataFrame, val: pd.DataFrame, path: Path
+                ) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(train, val) of fold `fold` from the folds table and the train and val tables (`path`: folds.csv)."""
+    dev = pd.concat([train, val], ignore_index=True)
     if set(folds["id"]) != set(dev["id"]) or folds["id"].duplicated().any():
         raise DataError(f"{path}: its ids are not exactly the train and val photos (split rewritten since?)")
     numbers = sorted(folds["fold"].unique().tolist())
@@ -191,10 +310,7 @@ def _read_folds(folder: Path) -> tuple[Path, pd.DataFrame]:
     path = folder / "folds.csv"
     if not path.is_file():
         raise DataError(f"{path}: folds file not found (run `seglib data split --folds 5`)")
-    folds = pd.read_csv(path, dtype={"id": str})
-    if list(folds.columns[:2]) != ["id", "fold"]:
-        raise DataError(f"{path}: expected columns id,fold")
-    return path, folds
+    return path, parse_folds(_read_bytes(path), path)
 
 
 def split_summary(splits_dir: Path | None = None) -> pd.DataFrame:

@@ -9,7 +9,11 @@ Protocol (`seglib evaluate`):
   IoU; ties go to the threshold closest to 0.5) and then applied unchanged to test;
 - test is scored once per run: re-scoring an existing `eval/test` needs `overwrite=True` (`--overwrite`);
 - three baselines are scored the same way on the same split: all-background, all-foreground and a
-  mean-mask prior built from the TRAIN split only.
+  mean-mask prior built from the TRAIN split only;
+- the split files are read once per evaluation (`data.snapshot`): every table comes from that one version,
+  and a split rewritten before the results are written is refused (nothing is written);
+- an external set is identified by its content (`PairSet.content_sha1`), so saved scores are never shown for
+  another set of the same name.
 
 Outputs go to `runs/NAME/eval/<split>/` (or `OUT/<split>/` for a checkpoint outside runs/):
 `per_image.csv`, `metrics.json` (written last: its presence means the evaluation completed) and, on val,

@@ -8,7 +8,7 @@ import cv2
 import numpy as np
 import pandas as pd
 
-from seglib import config
+from seglib.data.snapshot import snapshot_splits
 from seglib.errors import SeglibError
 from seglib.evaluate.records import split_items
 from seglib.io import load_mask_raw
@@ -41,15 +41,17 @@ def _letterbox_mask(mask: np.ndarray, size: int) -> np.ndarray:
     return out
 
 
-def mean_mask_prior(dataset_dir=None, splits_dir=None, size: int = PRIOR_SIZE) -> np.ndarray:
+def mean_mask_prior(dataset_dir=None, splits_dir=None, size: int = PRIOR_SIZE, *, snapshot=None) -> np.ndarray:
     """The TRAIN split's masks letterboxed to size x size, averaged, thresholded at 0.5 (uint8 0/1).
 
-    Never fitted on val or test. Cached in memory per (data set, splits folder, size).
+    Never fitted on val or test. `snapshot`: the splits folder as the caller read it (read now when None).
+    Cached in memory per (data set, train.csv's content, size).
     """
-    items = split_items("train", dataset_dir, splits_dir)
-    split_file = (Path(splits_dir) if splits_dir is not None else config.splits_dir()) / "train.csv"
+    snapshot = snapshot if snapshot is not None else snapshot_splits(splits_dir)
+    items = split_items("train", dataset_dir, snapshot=snapshot)
+    split_file = snapshot.folder / "train.csv"
     key = (str(Path(items["mask_path"].iloc[0]).parent.resolve()) if len(items) else "",
-           str(split_file.resolve()), split_file.stat().st_mtime_ns, size)
+           snapshot.sha1("train.csv"), size)
     if key not in _PRIOR_CACHE:
         if not len(items):
             raise SeglibError(f"{split_file}: train split is empty; the mean-mask prior needs training masks")
@@ -89,8 +91,9 @@ def baseline_scores(split: str, dataset_dir=None, *, splits_dir=None, n_boot: in
 
     name -> {mean_iou, median_iou, pooled_iou, mean_dice, mean_boundary_iou, mean_iou_ci95}.
     """
-    items = split_items(split, dataset_dir, splits_dir)
+    snapshot = snapshot_splits(splits_dir)
+    items = split_items(split, dataset_dir, snapshot=snapshot)
     masks = [_binary_mask(Path(p)) for p in items["mask_path"]]
     if not masks:
         raise SeglibError(f"split {split!r} has no images")
-    return _baseline_summaries(masks, mean_mask_prior(dataset_dir, splits_dir), n_boot)
+    return _baseline_summaries(masks, mean_mask_prior(dataset_dir, snapshot=snapshot), n_boot)

@@ -13,6 +13,7 @@ import seglib
 from seglib import config
 from seglib.config import display_path
 from seglib.data.external import PairSet
+from seglib.data.snapshot import SplitSnapshot, snapshot_splits
 from seglib.data.splits import check_scored_split
 from seglib.devices import resolve_device
 from seglib.errors import SeglibError
@@ -73,7 +74,8 @@ def _same_model(metrics: dict, facts: dict, tta: bool) -> bool:
 def evaluate_run(run_or_dir=None, split: str = "test", *, checkpoint=None, out_dir=None, dataset_dir=None,
                  splits_dir=None, tta: bool = False, overwrite: bool = False, progress: bool = True,
                  n_boot: int = 2000, threshold_source: str = "val", predictor=None, device: str | None = None,
-                 batch_size: int = 8, pairs: PairSet | None = None, log=print) -> EvalResult:
+                 batch_size: int = 8, pairs: PairSet | None = None, snapshot: SplitSnapshot | None = None,
+                 log=print) -> EvalResult:
     """Score a run's best.pt (or a `checkpoint` with `out_dir`) on val or test at mask resolution.
 
     val: sweeps thresholds, picks the best mean IoU (ties -> closest to 0.5), writes threshold_sweep.csv.
@@ -83,6 +85,8 @@ def evaluate_run(run_or_dir=None, split: str = "test", *, checkpoint=None, out_d
     `predictor` replaces loading one from the checkpoint (an in-memory model; needs `out_dir`).
     `pairs`: an external labelled set (`seglib.data.external`) scored like test (val's threshold, scored once),
     its results under `<eval>/<pairs.name>/`; it is for measuring generalisation only.
+    `snapshot`: the splits folder as already read (`data.snapshot`); read here when None. Every table of the
+    evaluation comes from that one version, and a split rewritten before the results are written is refused.
     """
     t0 = time.perf_counter()
     if pairs is not None:
@@ -103,7 +107,7 @@ def evaluate_run(run_or_dir=None, split: str = "test", *, checkpoint=None, out_d
     scored_once = split == "test" or pairs is not None
     if scored_once and not overwrite and ((split_dir / METRICS).exists() or (split_dir / PER_IMAGE).exists()):
         raise SeglibError(f"{display_path(split_dir)}: {split} is already scored ({split} is scored once per run); "
-                          "pass overwrite=True / --overwrite to score it again")
+                          "score it again with --overwrite (in Python: overwrite=True)")
     check_writable_dir(split_dir)  # created with the first result file: a failed evaluation leaves no folder
     if predictor is None:
         from seglib.predict import Predictor
@@ -116,9 +120,10 @@ def evaluate_run(run_or_dir=None, split: str = "test", *, checkpoint=None, out_d
     model_facts = predictor.facts()
     facts = _checkpoint_facts(model_facts, str(predictor.source), ckpt_path, run_name)
     trained_on = model_facts.get("data_split")
+    snapshot = snapshot if snapshot is not None else snapshot_splits(splits_dir)
+    items = None if pairs is not None else split_items(split, dataset_dir, snapshot=snapshot)
     split_warnings = [] if pairs is not None else check_scored_split(
-        trained_on, split,
-        split_items(split, dataset_dir, splits_dir)["id"].astype(str).tolist(), splits_dir)
+        trained_on, split, items["id"].astype(str).tolist(), splits_dir)
     for line in split_warnings:
         log(f"warning: {split}: {line}")
 
@@ -142,13 +147,14 @@ def evaluate_run(run_or_dir=None, split: str = "test", *, checkpoint=None, out_d
             log(f"{val_json} {why}: evaluating val first to choose the threshold")
             val_result = evaluate_run(run_or_dir, "val", checkpoint=checkpoint, out_dir=out_dir,
                                       dataset_dir=dataset_dir, splits_dir=splits_dir, tta=tta, progress=progress,
-                                      n_boot=n_boot, predictor=predictor, batch_size=batch_size, log=log)
+                                      n_boot=n_boot, predictor=predictor, batch_size=batch_size,
+                                      snapshot=snapshot, log=log)
             threshold = val_result.threshold
         source, threshold_from = "val sweep", display_path(val_json)
 
     # the model, once
     records = collect_probabilities(predictor, split, dataset_dir, splits_dir, batch_size=batch_size,
-                                    progress=progress, pairs=pairs)
+                                    progress=progress, pairs=pairs, items=items)
     if not records:
         raise SeglibError(f"split {split!r} has no images")
     if split == "val":
@@ -157,7 +163,8 @@ def evaluate_run(run_or_dir=None, split: str = "test", *, checkpoint=None, out_d
             threshold = choose_threshold(sweep)
     per_image = score_records(records, threshold)
     summary = summarise(per_image, n_boot=n_boot)
-    baselines = _baseline_summaries([r["mask"] for r in records], mean_mask_prior(dataset_dir, splits_dir), n_boot)
+    baselines = _baseline_summaries([r["mask"] for r in records], mean_mask_prior(dataset_dir, snapshot=snapshot),
+                                    n_boot)
     ids = ",".join(per_image["id"])
 
     metrics = {
@@ -181,17 +188,21 @@ def evaluate_run(run_or_dir=None, split: str = "test", *, checkpoint=None, out_d
                                "thresholded at 0.5, un-letterboxed to each image",
         },
         **({"external_set": {"name": pairs.name, "source": pairs.source, "mask_rule": pairs.mask_rule,
-                             "n_pairs": len(pairs.items)}} if pairs is not None else {}),
+                             "n_pairs": len(pairs.items), "content_sha1": pairs.content_sha1,
+                             "registered": pairs.registered}} if pairs is not None else {}),
         "split_checked": bool(trained_on),
         "split_warnings": split_warnings,
         "dataset_dir": _dataset_dir_text(dataset_dir) if pairs is None else display_path(
             os.path.commonpath([str(Path(p).parent) for p in pairs.items["image_path"]])),
         "splits_dir": display_path(Path(splits_dir) if splits_dir is not None else config.splits_dir()),
+        "splits_sha1": snapshot.sha1(),  # the split files' bytes as read once for this evaluation
         "image_ids_sha1": hashlib.sha1(ids.encode()).hexdigest()[:12],
         "evaluated_at": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
         "seconds": round(time.perf_counter() - t0, 2),
     }
 
+    # a split rewritten while this ran (`data split --overwrite`) is refused, not recorded as checked
+    snapshot.check_unchanged(f"{split} was being scored")
     paths = [split_dir / PER_IMAGE]
     write_text_atomic(paths[0], per_image.to_csv(index=False, float_format="%.6g", lineterminator="\n"))
     if sweep is not None:

@@ -9,9 +9,9 @@ from typing import Protocol
 import numpy as np
 import pandas as pd
 
+from seglib.config import EVAL_SPLITS
 from seglib.data.dataset import SegmentationDataset, load_pair
 from seglib.data.external import PairSet
-from seglib.data.splits import EVAL_SPLITS
 from seglib.errors import SeglibError
 from seglib.image_facts import FACT_COLUMNS, image_facts
 
@@ -38,9 +38,12 @@ class ProbabilityModel(Protocol):
         ...
 
 
-def split_items(split: str, dataset_dir=None, splits_dir=None) -> pd.DataFrame:
-    """id, image_path, mask_path of every pair in a split (nothing decoded yet)."""
-    return SegmentationDataset.from_split(split, dataset_dir, splits_dir, cache=False).items
+def split_items(split: str, dataset_dir=None, splits_dir=None, *, snapshot=None) -> pd.DataFrame:
+    """id, image_path, mask_path of every pair in a split (nothing decoded yet); from `snapshot` (a
+    `data.snapshot.SplitSnapshot`) when given, so that one evaluation reads one version of the split."""
+    if snapshot is None:
+        return SegmentationDataset.from_split(split, dataset_dir, splits_dir, cache=False).items
+    return SegmentationDataset.from_table(snapshot.table(split), dataset_dir, cache=False).items
 
 
 def _image_facts(rgb: np.ndarray, mask: np.ndarray, image_path: Path) -> dict:
@@ -81,11 +84,13 @@ def _predict(predictor, images: list[np.ndarray], masks: list[np.ndarray], ids: 
 
 
 def collect_probabilities(predictor, split: str, dataset_dir=None, splits_dir=None, *, batch_size: int = 8,
-                          progress: bool = True, limit: int | None = None, pairs: PairSet | None = None) -> list[dict]:
-    """Run the model once over a split (or the external `pairs`); records hold id, mask (uint8 0/1) and prob
-    (float32), both at mask size, plus the image covariates. Kept in memory so a threshold sweep never re-runs
-    the model."""
-    items = pairs.items if pairs is not None else split_items(split, dataset_dir, splits_dir)
+                          progress: bool = True, limit: int | None = None, pairs: PairSet | None = None,
+                          items: pd.DataFrame | None = None) -> list[dict]:
+    """Run the model once over a split (or the external `pairs`, or the split's `items` already read); records
+    hold id, mask (uint8 0/1) and prob (float32), both at mask size, plus the image covariates. Kept in memory so
+    a threshold sweep never re-runs the model."""
+    if items is None:
+        items = pairs.items if pairs is not None else split_items(split, dataset_dir, splits_dir)
     loader = pairs.load if pairs is not None else load_pair
     if limit:
         items = items.head(limit)

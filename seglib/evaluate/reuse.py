@@ -25,6 +25,21 @@ def _when(metrics: dict) -> str:
         return stamp or "an unknown date"
 
 
+def model_label(epoch, tta, name: str = "best.pt") -> str:
+    """'best.pt, epoch 3, with flip TTA' / '... without TTA': both settings named, so no reader has to infer
+    "no TTA" from a word left out."""
+    return f"{name}, epoch {epoch}, {'with flip TTA' if tta else 'without TTA'}"
+
+
+def same_external_set(metrics: dict, pairs: PairSet) -> bool:
+    """Was this saved evaluation made on exactly `pairs` (same content hash; for results saved before the hash
+    was recorded, the same image ids in the same order)?"""
+    recorded = (metrics.get("external_set") or {}).get("content_sha1")
+    if recorded:
+        return recorded == pairs.content_sha1
+    return metrics.get("image_ids_sha1") == pairs.ids_sha1
+
+
 def saved_result(run_dir, split: str):
     """The evaluation saved in `<run_dir>/eval/<split>/` as an EvalResult, or None when it is not complete
     (metrics.json is written last)."""
@@ -64,14 +79,20 @@ def load_or_evaluate(run_dir, split: str, *, dataset_dir=None, splits_dir=None, 
     saved = saved_result(run_dir, name)
     if tta is None:
         tta = bool(saved.metrics.get("tta")) if saved is not None else False
-    kind = f"best.pt, epoch {epoch}" + (", TTA" if tta else "")
+    kind = model_label(epoch, tta)
     if name == "test" or pairs is not None:
+        if saved is not None and pairs is not None and not same_external_set(saved.metrics, pairs) and not rescore:
+            raise SeglibError(f"{display_path(run.eval_dir(name))}: holds scores of other photos under the name "
+                              f"{name!r} (content {(saved.metrics.get('external_set') or {}).get('content_sha1', '?')}"
+                              f", this set {pairs.content_sha1}); they are not shown for it. Pass rescore=True "
+                              "(--overwrite) to score this set in their place")
         if saved is not None and not rescore:
             line = (f"{name} was already scored for this run on {_when(saved.metrics)}; showing those results "
                     f"({name} is scored once per run; rescore=True scores it again).")
             if not same_checkpoint(saved.metrics, epoch, tta):
-                line += (f" Note: they were scored with epoch {saved.metrics.get('checkpoint_epoch')}"
-                         f"{' with TTA' if saved.metrics.get('tta') else ''}, not the current {kind}.")
+                scored = model_label(saved.metrics.get("checkpoint_epoch"), saved.metrics.get("tta"),
+                                     Path(str(saved.metrics.get("checkpoint", "?"))).name)
+                line += f" Note: they were scored with {scored}, not as asked now ({kind})."
             log(line)
             return saved
         if saved is None and (run.eval_dir(name) / PER_IMAGE).exists() and not rescore:

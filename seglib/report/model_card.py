@@ -88,7 +88,7 @@ def model_card(run: Run, command: str = "") -> str:
         "## How to reproduce",
         f"- `{command}` (trains, evaluates and renders the report; `make reports` does the same).",
         "- On one machine the same seed repeats a CPU run exactly; other machines can differ in the third decimal "
-        "(README, 'What is reproducible').",
+        "(docs/protocol.md, 'What is reproducible').",
         "",
     ]
     return "\n".join(line for line in lines if line is not None) + "\n"

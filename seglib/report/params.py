@@ -133,7 +133,7 @@ def notebook_arguments(declared: Mapping[str, Mapping[str, NotebookParam]], base
                 args[name] = coerce_param(name, value, params[name].type_name, nb_name)
         out[nb_name] = args
     overrides = [args["overrides"] for args in out.values() if isinstance(args.get("overrides"), dict)]
-    if overrides:  # training settings: an unknown key or a bad value fails now, not 20 minutes in
+    if overrides:  # training settings: an unknown key or a bad value fails now, not once training is under way
         from seglib.settings import make_config
 
         try:

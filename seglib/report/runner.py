@@ -20,17 +20,27 @@ from typing import Any
 
 import seglib
 from seglib import config
-from seglib.config import display_path
+from seglib.config import JUPYTER_KERNEL, display_path, user_path
 from seglib.errors import SeglibError
 from seglib.io import ensure_writable_dir, write_json_atomic, write_text_atomic
+from seglib.locks import exclusive
 from seglib.notebook import resolve_params
 from seglib.report.html import DropMessages, render_html
 from seglib.report.index import index_html
+from seglib.report.kernel import (
+    StopFlag,
+    cancel_leftover_tasks,
+    kernel_manager_class,
+    kernel_stderr,
+    noting_stops,
+    relay_stderr,
+    stops_deferred,
+)
 from seglib.report.model_card import MODEL_CARD, model_card
 from seglib.report.params import NotebookParam, find_notebooks, notebook_arguments, notebook_parameters
 from seglib.runs import Run, read_json
 
-DEFAULT_KERNEL = "seglib"
+DEFAULT_KERNEL = JUPYTER_KERNEL
 
 
 INLINE_BACKEND = "module://matplotlib_inline.backend_inline"
@@ -98,7 +108,7 @@ def check_kernel(kernel: str) -> None:
                           f" — installed kernels: {', '.join(sorted(specs)) or 'none'}")
 
 
-def run_report(profile: str = "auto", run: str = "default", *, data_dir: str | os.PathLike | None = None,
+def run_report(profile: str = "default", run: str = "default", *, data_dir: str | os.PathLike | None = None,
                params: Mapping[str, Any] | None = None, with_code: bool = False, overwrite: bool = False,
                kernel: str = DEFAULT_KERNEL, notebooks_dir: str | os.PathLike | None = None,
                out_root: str | os.PathLike | None = None, log: Callable[[str], Any] = print) -> Path:
@@ -115,7 +125,7 @@ def run_report(profile: str = "auto", run: str = "default", *, data_dir: str | o
     if data_dir not in (None, ""):
         from seglib.data.catalog import find_dataset_dir
 
-        data_path = Path(data_dir).expanduser().resolve()
+        data_path = user_path(data_dir).resolve()
         find_dataset_dir(data_path)  # DataError now rather than in the first notebook
     declared = {nb.name: notebook_parameters(nb) for nb in notebooks}
     base = {"profile": ctx.profile, "run": ctx.run, "data_dir": str(data_path) if data_path else None}
@@ -127,13 +137,25 @@ def run_report(profile: str = "auto", run: str = "default", *, data_dir: str | o
     command += (["--with-code"] if with_code else []) + (["--kernel", kernel] if kernel != DEFAULT_KERNEL else [])
     check_kernel(kernel)
 
-    root = Path(out_root).expanduser().resolve() if out_root is not None else config.reports_dir()
-    final, staging, failed = root / ctx.run, root / f".{ctx.run}.partial", root / f"{ctx.run}.failed"
+    root = user_path(out_root).resolve() if out_root is not None else config.reports_dir()
+    final = root / ctx.run
+    _refuse_existing(final, overwrite)
+    ensure_writable_dir(root)
+    with exclusive(final, f"report {display_path(final)}"):  # a second `seglib report --run NAME` is refused
+        _refuse_existing(final, overwrite)  # published by another batch while this one was checking
+        return _run_batch(notebooks, declared, args, ctx, root, data_path, kernel, with_code, command, t_batch, log)
+
+
+def _refuse_existing(final: Path, overwrite: bool) -> None:
     if final.exists() and not overwrite:
         raise SeglibError(f"{display_path(final)} already exists; pass --overwrite to replace it (it is replaced only "
                           "if every notebook succeeds) or choose another --run")
-    ensure_writable_dir(root)
 
+
+def _run_batch(notebooks: list[Path], declared, args, ctx, root: Path, data_path: Path | None, kernel: str,
+               with_code: bool, command: list[str], t_batch: float, log: Callable[[str], Any]) -> Path:
+    """Execute every notebook into the staging folder, then publish it as reports/NAME (run under the lock)."""
+    final, staging, failed = root / ctx.run, root / f".{ctx.run}.partial", root / f"{ctx.run}.failed"
     n = len(notebooks)
     log(f"report '{ctx.run}': profile {ctx.profile}, kernel {kernel}, {n} notebook{'' if n == 1 else 's'} "
         f"from {display_path(notebooks[0].parent)}")
@@ -149,54 +171,112 @@ def run_report(profile: str = "auto", run: str = "default", *, data_dir: str | o
     staging.mkdir(parents=True)
 
     records = [NotebookRecord(nb.name, parameters=args[nb.name]) for nb in notebooks]
-    with _kernel_environment(data_path):
-        for i, (nb, rec) in enumerate(zip(notebooks, records, strict=True), 1):
-            out_nb = staging / nb.name
-            log(f"[{i}/{n}] {nb.name} ...")
-            t0 = time.perf_counter()
-            try:
-                _execute(nb, out_nb, rec.parameters, kernel, log)
-            except KeyboardInterrupt:
-                rec.status, rec.seconds = "interrupted", time.perf_counter() - t0
-                kept = _keep_failed(staging, failed, records, ctx, kernel, log)
-                log(f"interrupted during {nb.name}; partial notebook kept at {display_path(kept / nb.name)}")
-                raise
-            except Exception as exc:  # noqa: BLE001 - papermill, nbclient and kernel errors all stop the batch
-                rec.status, rec.seconds = "failed", time.perf_counter() - t0
-                rec.error = _describe_failure(exc)
-                with contextlib.suppress(Exception):  # best effort: the HTML of the partial notebook helps too
-                    render_html(out_nb, out_nb.with_suffix(".html"), with_code=with_code)
-                kept = _keep_failed(staging, failed, records, ctx, kernel, log)
-                raise SeglibError(f"notebook {nb.name} failed {rec.error}; partial notebook kept at "
-                                  f"{display_path(kept / nb.name)}") from None
-            rec.status, rec.seconds = "ok", time.perf_counter() - t0
-            t1 = time.perf_counter()
-            render_html(out_nb, out_nb.with_suffix(".html"), with_code=with_code)
-            rec.html_seconds = time.perf_counter() - t1
-            log(f"[{i}/{n}] {nb.name} ... {rec.seconds:.1f} s")
-
-    total = time.perf_counter() - t_batch
-    summary = _summary(ctx, kernel, records, notes, with_code, total, shlex.join(command))
-    write_json_atomic(staging / "summary.json", summary)
-    card = model_card(Run(ctx.run_dir), shlex.join(command)) if Run(ctx.run_dir).trained else None
-    if card is not None:
-        write_text_atomic(staging / MODEL_CARD, card)
-    write_text_atomic(staging / "index.html", index_html(summary, ctx.run_dir, root, card=card))
-    if final.exists():
-        old = root / f".{ctx.run}.old"
-        if old.exists():
-            shutil.rmtree(old)
-        os.replace(final, old)
-        os.replace(staging, final)
-        shutil.rmtree(old)
-        log(f"replaced the previous report at {display_path(final)}")
-    else:
-        os.replace(staging, final)
+    current: NotebookRecord | None = None
+    try:
+        with _kernel_environment(data_path):
+            for i, (nb, rec) in enumerate(zip(notebooks, records, strict=True), 1):
+                current = rec
+                _run_one(nb, staging, rec, f"[{i}/{n}]", kernel, with_code, log)
+                if rec.status != "ok":
+                    kept = _keep_failed(staging, failed, records, ctx, kernel, log)
+                    raise SeglibError(f"notebook {nb.name} failed {rec.error}; partial notebook kept at "
+                                      f"{display_path(kept / nb.name)}")
+        current = None
+        total = time.perf_counter() - t_batch
+        summary = _summary(ctx, kernel, records, notes, with_code, total, shlex.join(command))
+        write_json_atomic(staging / "summary.json", summary)
+        card = model_card(Run(ctx.run_dir), shlex.join(command)) if Run(ctx.run_dir).trained else None
+        if card is not None:
+            write_text_atomic(staging / MODEL_CARD, card)
+        write_text_atomic(staging / "index.html", index_html(summary, ctx.run_dir, root, card=card))
+        _publish(staging, final, root / f".{ctx.run}.old", log)
+    except KeyboardInterrupt as exc:
+        _say_interrupted(exc, current, staging, failed, final, records, ctx, kernel, log)
+        raise
     if failed.exists():
         log(f"removing {display_path(failed)}: the failed attempt it holds is superseded by this report")
         shutil.rmtree(failed)
     log(f"{n} notebook{'' if n == 1 else 's'} in {total:.1f} s; report in {display_path(final)}")
     return final / "index.html"
+
+
+def _run_one(nb: Path, staging: Path, rec: NotebookRecord, counter: str, kernel: str, with_code: bool,
+             log: Callable[[str], Any]) -> None:
+    """Execute one notebook into `staging` and render its HTML; rec.status says how it went (an interrupt is
+    raised). The executed notebook is written under a temporary name and renamed once papermill is done with
+    it, so `staging/NAME.ipynb` is never a half-written file."""
+    out_nb, running = staging / nb.name, staging / f".{nb.stem}.running.ipynb"
+    log(f"{counter} {nb.name} ...")
+    t0 = time.perf_counter()
+    try:
+        _execute(nb, running, rec.parameters, kernel, log)
+    except KeyboardInterrupt:
+        rec.status, rec.seconds = "interrupted", time.perf_counter() - t0
+        with contextlib.suppress(Exception):
+            cancel_leftover_tasks()
+        _settle(running, out_nb)
+        raise
+    except Exception as exc:  # noqa: BLE001 - papermill, nbclient and kernel errors all stop the batch
+        rec.status, rec.seconds = "failed", time.perf_counter() - t0
+        rec.error = _describe_failure(exc)
+        if _settle(running, out_nb):
+            with contextlib.suppress(Exception):  # best effort: the HTML of the partial notebook helps too
+                render_html(out_nb, out_nb.with_suffix(".html"), with_code=with_code)
+        return
+    os.replace(running, out_nb)
+    rec.status, rec.seconds = "ok", time.perf_counter() - t0
+    t1 = time.perf_counter()
+    render_html(out_nb, out_nb.with_suffix(".html"), with_code=with_code)
+    rec.html_seconds = time.perf_counter() - t1
+    log(f"{counter} {nb.name} ... {rec.seconds:.1f} s")
+
+
+def _settle(running: Path, out_nb: Path) -> bool:
+    """Keep a stopped notebook's partial copy as `out_nb` if it reads back as a notebook (papermill may have been
+    stopped while writing it); remove it otherwise. True when kept."""
+    import nbformat
+
+    if not running.is_file():
+        return False
+    try:
+        nbformat.read(str(running), as_version=4)
+    except Exception:  # noqa: BLE001 - cut off mid-write: not a notebook
+        running.unlink(missing_ok=True)
+        return False
+    os.replace(running, out_nb)
+    return True
+
+
+def _publish(staging: Path, final: Path, old: Path, log: Callable[[str], Any]) -> None:
+    """Rename the finished staging folder to reports/NAME, replacing a previous report; a stop signal waits
+    until the renames are done, so the previous report is never left hidden in `.NAME.old`."""
+    with stops_deferred():
+        if final.exists():
+            if old.exists():
+                shutil.rmtree(old)
+            os.replace(final, old)
+            try:
+                os.replace(staging, final)
+            except BaseException:
+                os.replace(old, final)
+                raise
+            shutil.rmtree(old)
+            log(f"replaced the previous report at {display_path(final)}")
+        else:
+            os.replace(staging, final)
+
+
+def _say_interrupted(exc: KeyboardInterrupt, current: NotebookRecord | None, staging: Path, failed: Path,
+                     final: Path, records: list[NotebookRecord], ctx, kernel: str, log: Callable[[str], Any]) -> None:
+    """One line on what an interrupted batch left: the attempt kept as NAME.failed, or the published report."""
+    how = exc.args[0] if exc.args else "SIGINT"
+    if not staging.exists():  # the stop came after the report was published
+        log(f"{how}: stopped after the report was complete; it is in {display_path(final)}")
+        return
+    kept = _keep_failed(staging, failed, records, ctx, kernel, log)
+    where = f"during {current.notebook}" if current is not None else "while publishing the report"
+    previous = f"; the previous report at {display_path(final)} is unchanged" if final.exists() else ""
+    log(f"{how} {where}: the notebooks run so far are kept at {display_path(kept)}{previous}")
 
 
 # Lines a notebook prints that the terminal should see while it runs (training progress from seglib.engine).
@@ -221,10 +301,17 @@ def _execute(nb: Path, out_nb: Path, parameters: dict, kernel: str, log: Callabl
     main_logger.addHandler(stream)
     main_logger.setLevel(logging.INFO)
     main_logger.propagate = False
+    stop = StopFlag()
     try:
-        papermill.execute_notebook(str(nb), str(out_nb), parameters=parameters, kernel_name=kernel,
-                                   cwd=str(nb.parent), progress_bar=sys.stdout.isatty(), log_output=True,
-                                   start_timeout=180, extra_arguments=_kernel_arguments(kernel))
+        with kernel_stderr() as err, noting_stops(stop):
+            try:
+                papermill.execute_notebook(str(nb), str(out_nb), parameters=parameters, kernel_name=kernel,
+                                           cwd=str(nb.parent), progress_bar=sys.stdout.isatty(), log_output=True,
+                                           start_timeout=180, extra_arguments=_kernel_arguments(kernel),
+                                           kernel_manager_class=kernel_manager_class(stop, err))
+            finally:
+                if stop.signum is None:  # a stopped kernel's own stderr is only the noise of its shutdown
+                    relay_stderr(err)
     finally:
         main_logger.removeHandler(stream)
         main_logger.setLevel(saved[0])
@@ -297,7 +384,7 @@ def _kernel_environment(data_dir: Path | None) -> Iterator[None]:
     try:
         for name in names:
             if os.environ.get(name):
-                os.environ[name] = str(Path(os.environ[name]).expanduser().resolve())
+                os.environ[name] = str(user_path(os.environ[name]).resolve())
         if data_dir is not None:
             os.environ[config.ENV_DATA_DIR] = str(data_dir)
         os.environ["MPLBACKEND"] = INLINE_BACKEND
