@@ -305,3 +305,12 @@ def test_train_without_cuda_does_not_suggest_an_option_train_lacks(cli_env, caps
     line = _one_line_error(err)
     assert code == 2 and "CUDA is not available" in line
     assert "--device" not in line and "--set device=cpu" in line
+
+
+def test_an_argument_with_a_nul_character_is_a_usage_error(capsys):
+    """Found by the fuzz test (seed 2): `data split --out '\\x00'` raised ValueError from the file system."""
+    from seglib.cli import main
+
+    with pytest.raises(SystemExit) as info:
+        main(["data", "split", "--out", "a\x00b"])
+    assert info.value.code == 2 and "NUL character" in capsys.readouterr().err

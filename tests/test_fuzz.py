@@ -2,7 +2,8 @@
 parameters and small corrupted files. Every call must end with exit status 0, 1 or 2, print no Python traceback,
 change nothing outside its temporary folder and leave no half-written file or lock behind.
 
-Replay or widen it with SEGLIB_FUZZ_SEED (default 0) and SEGLIB_FUZZ_EXAMPLES; the seed is printed. Notebook
+Replay or widen it with SEGLIB_FUZZ_SEED (default 0), SEGLIB_FUZZ_EXAMPLES and SEGLIB_FUZZ_SECONDS; the seed is
+printed. Seeds 0-7 ran clean when this was written (docs/guarantees.md). Notebook
 execution is replaced by a stub (kernels take seconds to start): the report's argument handling is what is fuzzed.
 """
 

@@ -26,6 +26,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
+    given = sys.argv[1:] if argv is None else argv
+    if any("\0" in str(arg) for arg in given):  # a shell cannot pass one; Python callers can, and paths reject it
+        parser.error("an argument contains a NUL character")
     args = parser.parse_args(argv)
     try:
         with stop_on_signals():  # SIGTERM and SIGHUP stop like Ctrl-C: last saved state kept, replaced run restored
