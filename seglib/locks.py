@@ -16,7 +16,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-from seglib.errors import SeglibError
+from seglib.errors import SeglibError, note
 
 
 class LockedError(SeglibError):
@@ -85,7 +85,7 @@ def exclusive(target: str | os.PathLike, what: str, *, log=None) -> Iterator[Pat
         os.close(fd)  # the file was removed and maybe re-created between open and flock: lock the current one
     stale_pid, _ = _read_owner(fd)
     if stale_pid and stale_pid != os.getpid():
-        (log or _stderr)(f"{what}: took over a stale lock of pid {stale_pid} (no longer running)")
+        (log or note)(f"{what}: took over a stale lock of pid {stale_pid} (no longer running)")
     os.ftruncate(fd, 0)
     os.pwrite(fd, f"{os.getpid()}\n{' '.join(sys.argv)[:300]}\n".encode(), 0)
     try:
@@ -114,6 +114,3 @@ def reentrant(target: str | os.PathLike, what: str, *, log=None) -> Iterator[Non
         finally:
             _HELD.discard(key)
 
-
-def _stderr(message: str) -> None:
-    print(f"seglib: {message}", file=sys.stderr)

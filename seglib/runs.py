@@ -10,11 +10,10 @@ import json
 import os
 import re
 import shutil
-import sys
 from pathlib import Path
 
 from seglib import config, locks
-from seglib.errors import CheckpointError, ConfigError, SeglibError
+from seglib.errors import CheckpointError, ConfigError, SeglibError, note
 from seglib.io import check_writable_dir, ensure_writable_dir
 from seglib.settings import load_settings_file
 
@@ -142,7 +141,6 @@ class Run:
 
     def config(self) -> dict:
         """The settings saved with the run (config.yaml), or a SeglibError when it cannot be read."""
-
         return load_settings_file(self.config_file, config.display_path(self.config_file))
 
     def summary(self) -> dict | None:
@@ -200,7 +198,7 @@ class Run:
             return
         try:
             with self.lock():
-                self._settle_leftover(log or _stderr)
+                self._settle_leftover(log or note)
         except locks.LockedError:
             return  # a live training is replacing the run: its own clean-up decides
 
@@ -260,7 +258,7 @@ class Run:
         """
         if not main:
             return
-        self._settle_leftover(_stderr)  # the caller holds the lock
+        self._settle_leftover(note)  # the caller holds the lock
         if overwrite and self.dir.exists():
             os.replace(self.dir, self.replaced_backup)
         ensure_writable_dir(self.dir)
@@ -300,9 +298,6 @@ class Run:
                               "resumable run; pick another run name, or retrain to replace it")
         return "train"
 
-
-def _stderr(message: str) -> None:
-    print(f"seglib: {message}", file=sys.stderr)
 
 
 def read_json(path: Path) -> dict | None:
