@@ -96,8 +96,9 @@ def score_anchor(splits=("val", "test"), *, out_dir=None, python=None, model_sel
                  log=print):
     """Evaluate MediaPipe on each split (and the external `pairs`, a `PairSet`) like a model (fixed threshold
     0.5); returns {split or set name: EvalResult}."""
-    from seglib.evaluate import evaluate_run
+    from seglib.evaluate import EvalOptions, evaluate_run
 
+    options = EvalOptions(threshold_source="checkpoint", overwrite=overwrite, progress=progress, batch_size=64)
     predictor = MediaPipePredictor(python, model_selection)
     out_dir = Path(out_dir) if out_dir else default_out_dir()
     results = {}
@@ -105,9 +106,8 @@ def score_anchor(splits=("val", "test"), *, out_dir=None, python=None, model_sel
         start = len(predictor.seconds)
         external = split if not isinstance(split, str) else None
         result = evaluate_run(split=split if external is None else external.name, out_dir=out_dir,
-                              predictor=predictor, threshold_source="checkpoint", dataset_dir=dataset_dir,
-                              splits_dir=splits_dir, overwrite=overwrite, progress=progress, batch_size=64,
-                              pairs=external, log=log)
+                              predictor=predictor, dataset_dir=dataset_dir, splits_dir=splits_dir, pairs=external,
+                              options=options, log=log)
         spent = predictor.seconds[start:]
         result.metrics["mediapipe_ms_per_image_median"] = round(1000 * float(np.median(spent)), 2) if spent else None
         write_json_atomic(result.out_dir / METRICS, result.metrics)

@@ -14,6 +14,7 @@ import seglib
 from seglib.errors import CheckpointError, first_line
 from seglib.io import atomic_path
 from seglib.model import model_for
+from seglib.runs import BEST, LAST
 from seglib.schema import CHECKPOINT_FORMAT, validate_checkpoint
 from seglib.settings import MEDIAPIPE_MODELS, TrainConfig, config_from_dict
 from seglib.transforms import NORMALIZATION
@@ -104,7 +105,7 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     if not path.exists():
         raise CheckpointError(f"{path}: checkpoint not found")
     if path.is_dir():
-        raise CheckpointError(f"{path}: is a folder, not a checkpoint file (give best.pt or last.pt inside it)")
+        raise CheckpointError(f"{path}: is a folder, not a checkpoint file (give {BEST} or {LAST} inside it)")
     if path.stat().st_size == 0:
         raise CheckpointError(f"{path}: empty file (0 bytes), not a checkpoint; a write was cut short?")
     with open(path, "rb") as fh:
@@ -125,7 +126,7 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     if not isinstance(state, dict) or not str(state.get("format")).startswith(family):
         found = state.get("format") if isinstance(state, dict) else type(state).__name__
         raise CheckpointError(f"{path}: a PyTorch file, but not a seglib checkpoint (format {found!r}); "
-                              "give a best.pt or last.pt written by `seglib train`")
+                              f"give a {BEST} or {LAST} written by `seglib train`")
     validate_checkpoint(state, str(path))  # fields, types, ranges, finite weights, format and seglib version
     return state
 

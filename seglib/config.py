@@ -14,6 +14,7 @@ ENV_RUNS_DIR = "SEGLIB_RUNS_DIR"  # where training runs go (default runs/)
 ENV_REPORTS_DIR = "SEGLIB_REPORTS_DIR"  # where `seglib report` writes (default reports/)
 ENV_PROFILE = "SEGLIB_PROFILE"  # default training profile for notebooks (CI sets "smoke")
 ENV_PENNFUDAN_DIR = "SEGLIB_PENNFUDAN_DIR"  # a Penn-Fudan copy to evaluate on (default data/external/PennFudanPed)
+ENV_DATASETS_DIR = "SEGLIB_DATASETS_DIR"  # where `seglib data add` registers data sets (default data/datasets)
 ENV_PENNFUDAN_SOURCE = "SEGLIB_PENNFUDAN_SOURCE"  # DIR, ZIP or URL used by `seglib data fetch-pennfudan`
 
 # Names the command line needs before anything heavy is imported (`seglib --help` imports no numpy or torch).
@@ -55,6 +56,20 @@ def external_data_dir() -> Path:
 
 def splits_dir() -> Path:
     return PROJECT_ROOT / "data" / "splits"
+
+
+BUILTIN_DATASETS_DIR = PROJECT_ROOT / "data" / "datasets"  # the descriptions of the built-in sets (committed)
+
+
+def datasets_dir() -> Path:
+    """Where `seglib data add` writes a set's description (`data/datasets` unless SEGLIB_DATASETS_DIR says
+    otherwise); the built-in sets are always read from BUILTIN_DATASETS_DIR."""
+    return _env_path(ENV_DATASETS_DIR, BUILTIN_DATASETS_DIR)
+
+
+def derived_data_dir() -> Path:
+    """Masks made from another format (COCO JSON) by `seglib data add`: `derived/` beside the descriptions."""
+    return datasets_dir().parent / "derived"
 
 
 def runs_dir() -> Path:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import platform
 from typing import TYPE_CHECKING
 
 from seglib.errors import SeglibError
@@ -35,3 +37,9 @@ def device_name(device: torch.device) -> str:
     if device.type == "cuda":
         return f"cuda ({torch.cuda.get_device_name(device)})"
     return str(device)
+
+
+def describe_machine() -> dict:
+    """The CPU count, platform and processor a benchmark ran on."""
+    return {"cpu_count": os.cpu_count(), "platform": platform.platform(),
+            "processor": platform.processor() or platform.machine()}

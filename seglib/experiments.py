@@ -169,7 +169,8 @@ def _metrics(run_dir: Path, split: str, folder: str = EVAL) -> dict:
 
 def _val_metrics(run_dir: Path, tta: bool) -> dict:
     """The run's val evaluation with or without flip TTA, from eval/ or a side folder (eval-tta/, eval-notta/,
-    written with `seglib evaluate --checkpoint RUN/best.pt --out RUN/eval-tta --split val [--tta]`)."""
+    written with `seglib evaluate --checkpoint CKPT --out RUN/eval-tta --split val [--tta]`, CKPT the run's best
+    checkpoint)."""
     for folder in (EVAL, f"{EVAL}-tta", f"{EVAL}-notta"):
         metrics = _metrics(run_dir, "val", folder)
         if metrics and bool(metrics.get("tta")) == tta:

@@ -8,7 +8,7 @@ Used by notebook 05 (and 04 for reusing evaluation results):
 - `category_table(per_image_with_attrs)`: n, mean and median IoU per category against the rest of the split;
 - `failure_summary(table, overall_mean)`: one or two generated sentences naming the worst categories;
 - `worst_k(per_image, k)`: the k lowest-IoU images;
-- `load_or_evaluate(run_dir, split)`: a split's saved evaluation when it is valid for the run's best.pt,
+- `load_or_evaluate(run_dir, split)`: a split's saved evaluation when it is valid for the run's best checkpoint,
   otherwise a fresh `evaluate_run` (test is never re-scored unless asked: test is scored once per run);
 - `predict_ids(predictor, split, ids)`: images, masks and predictions of chosen images for display.
 

@@ -79,8 +79,9 @@ class Predictor:
 
     @classmethod
     def from_run(cls, run: str | Path | Run, which: str = "best", **kwargs) -> Predictor:
-        """Load a run's best.pt (a name means runs/NAME); the threshold chosen on val for this very checkpoint
-        (eval/val/metrics.json) is used when present and no threshold is given."""
+        """Load a run's best checkpoint (its last one with which="last"; a name means runs/NAME); the threshold
+        chosen on val for this very checkpoint (eval/val/metrics.json) is used when present and no threshold is
+        given."""
         run = Run.resolve(run)
         predictor = cls.from_checkpoint(run.require(which), **kwargs)
         if kwargs.get("threshold") is None:

@@ -14,7 +14,6 @@ from pathlib import Path
 
 from seglib import config, locks
 from seglib.errors import CheckpointError, ConfigError, SeglibError, note
-from seglib.io import check_writable_dir, ensure_writable_dir
 from seglib.settings import load_settings_file
 
 BEST, LAST = "best.pt", "last.pt"
@@ -248,6 +247,8 @@ class Run:
         if self.dir.exists() and not self.dir.is_dir():
             raise SeglibError(f"{config.display_path(self.dir)}: is a file, not a run folder")
         if main:
+            from seglib.io import check_writable_dir  # here: a CLI that only names a run imports no numpy
+
             check_writable_dir(self.dir.parent)
 
     def start(self, *, overwrite: bool, main: bool = True) -> None:
@@ -261,6 +262,8 @@ class Run:
         self._settle_leftover(note)  # the caller holds the lock
         if overwrite and self.dir.exists():
             os.replace(self.dir, self.replaced_backup)
+        from seglib.io import ensure_writable_dir
+
         ensure_writable_dir(self.dir)
 
     def settle_replacement(self, *, keep_new: bool, main: bool = True) -> None:
@@ -283,6 +286,10 @@ class Run:
         if new and not replaced and self.dir.is_dir() and not any(p.suffix == ".pt" for p in self.dir.iterdir()):
             shutil.rmtree(self.dir)
 
+    def writing(self, *, fresh: bool, overwrite: bool = False, main: bool = True) -> RunWriting:
+        """The folder while a training writes it, as a context manager (`RunWriting`)."""
+        return RunWriting(self, fresh=fresh, overwrite=overwrite, main=main)
+
     def training_decision(self, retrain: bool) -> str:
         """What notebook 03 and the report runner do with this run: 'train', 'reuse', 'resume' or 'retrain'."""
         self.recover()
@@ -298,6 +305,41 @@ class Run:
                               "resumable run; pick another run name, or retrain to replace it")
         return "train"
 
+
+
+class RunWriting:
+    """A training's hold on its run folder. With `fresh`, the folder is created on entry (a run it replaces moved
+    aside, not deleted); the training says `epoch_saved()` once a checkpoint is on disk. Leaving without one (an
+    error, Ctrl-C, a signal) puts the replaced run back or removes the new folder; after one, the replaced run is
+    deleted. `saved` says whether the run holds a saved epoch (always, for a resumed run)."""
+
+    def __init__(self, run: Run, *, fresh: bool, overwrite: bool, main: bool):
+        self.run, self.fresh, self.overwrite, self.main = run, fresh, overwrite, main
+        self.created = fresh and not run.dir.exists()
+        self.saved = not fresh
+
+    def __enter__(self) -> RunWriting:
+        if self.fresh:
+            try:
+                self.run.start(overwrite=self.overwrite, main=self.main)
+            except BaseException:  # a signal even between moving the old run aside and creating the new folder
+                self.run.abandon_start(new=self.created, main=self.main)
+                raise
+        return self
+
+    def __exit__(self, kind, exc, tb) -> None:
+        if kind is None:
+            return
+        if self.saved and issubclass(kind, KeyboardInterrupt):  # stopped after the first save, before the old
+            self.run.settle_replacement(keep_new=True, main=self.main)  # run was deleted
+        elif not self.saved:
+            self.run.abandon_start(new=self.created, main=self.main)
+
+    def epoch_saved(self) -> None:
+        """A checkpoint is on disk: from now on a stop keeps the new run; after the first, the old one goes."""
+        first, self.saved = not self.saved, True
+        if first:
+            self.run.settle_replacement(keep_new=True, main=self.main)
 
 
 def read_json(path: Path) -> dict | None:

@@ -1,7 +1,7 @@
 """The one schema of what seglib stores with a trained model -- a checkpoint's fields and an exported ONNX file's
 metadata -- checked whenever such a file is loaded: required fields, types, ranges, finite weights, the format
 and the seglib version that wrote it. A file that fails is refused with one line naming the file and the field,
-e.g. `runs/x/best.pt: field 'threshold' is 1.5, expected a number between 0 and 1`.
+e.g. `<checkpoint path>: field 'threshold' is 1.5, expected a number between 0 and 1`.
 
 A file written by a newer seglib (a newer format, or a higher seglib_version) is refused with both versions
 named: its fields may mean something this seglib does not know, and a silently wrong mask is worse than a stop.

@@ -9,7 +9,6 @@ import numpy as np
 import pytest
 from conftest import save_tiny_checkpoint
 
-from seglib import bench
 from seglib.anchors import default_python
 from seglib.bench import (
     MEDIAPIPE,
@@ -19,6 +18,7 @@ from seglib.bench import (
     ONNX_SMALL,
     PYTORCH,
     markdown_table,
+    prediction,
     prediction_findings,
     run_all,
     target_checks,
@@ -130,8 +130,8 @@ def test_mediapipe_times_leave_out_its_warm_up(synthetic_splits, tmp_path, monke
             self.seconds += [1.0] + [0.004 + 0.002 * i for i in range(len(images) - 1)]
             return [np.full(image.shape[:2], 0.9, np.float32) for image in images]
 
-    monkeypatch.setattr(bench, "MediaPipePredictor", FakeMediaPipe)
-    row = bench._mediapipe_row(None, "test", None, data, splits)
+    monkeypatch.setattr(prediction, "MediaPipePredictor", FakeMediaPipe)
+    row = prediction._mediapipe_row(None, "test", None, data, splits)
     assert calls == [3]  # the two test photos and the warm-up copy, in one worker
     assert row["status"] == "measured" and row["n_photos"] == 2
     assert row["ms_median"] == pytest.approx(5.0) and row["ms_p90"] == pytest.approx(5.8)
@@ -166,7 +166,7 @@ def test_threshold_and_tta_come_from_this_checkpoints_val_evaluation(tmp_path):
     run_val.write_text(json.dumps({"threshold": 0.55, "tta": False, "checkpoint_epoch": 5}))
     assert val_protocol(checkpoint, state) == (0.55, False, f"chosen on val, {run_val}")
     with pytest.raises(SeglibError, match="photos 0: give at least 1"):
-        bench.compare_predictions(checkpoint, photos=0)
+        prediction.compare_predictions(checkpoint, photos=0)
     with pytest.raises(SeglibError, match="bench parts"):
         run_all(out_dir=tmp_path / "out", parts=("speed",))
     with pytest.raises(SeglibError, match="missing.pt: checkpoint not found"):
@@ -177,5 +177,31 @@ def test_threshold_and_tta_come_from_this_checkpoints_val_evaluation(tmp_path):
 @pytest.mark.skipif(not default_python().is_file(), reason="no .venv-mediapipe (make mediapipe-anchor)")
 def test_real_mediapipe_worker_is_timed(synthetic_splits):
     data, splits = synthetic_splits
-    row = bench._mediapipe_row(None, "test", 1, data, splits)
+    row = prediction._mediapipe_row(None, "test", 1, data, splits)
     assert row["status"] == "measured" and row["n_photos"] == 1 and 0 < row["ms_median"] < 1000
+
+
+@pytest.mark.parametrize("decode_every_time", [False, True])
+def test_the_training_part_times_the_parts_and_loaders_the_engine_trains_with(decode_every_time, synthetic_splits,
+                                                                               monkeypatch):
+    """`measure` builds its model, loss, optimiser and schedule with `training_parts.build_parts` (weight decay
+    and all) and reads photos as training does, cached or decoded every time."""
+    from seglib import training_parts
+    from seglib.bench import measure
+
+    data, splits = synthetic_splits
+    built, build_parts = [], training_parts.build_parts
+
+    def recording(cfg, *args, **kwargs):
+        built.append(parts := build_parts(cfg, *args, **kwargs))
+        return parts
+
+    monkeypatch.setattr(training_parts, "build_parts", recording)
+    tiny = {"input_size": 32, "batch_size": 2, "base_channels": 4, "depth": 2, "cache_max_side": 64, "threads": 1,
+            "limit_train": 0, "limit_val": 0, "weight_decay": 0.01}
+    row = measure("smoke", tiny, train_steps=1, predict_runs=1, dataset_dir=data, splits_dir=splits,
+                  decode_every_time=decode_every_time)
+    assert len(built) == 1 and built[0].optimizer.param_groups[0]["weight_decay"] == 0.01
+    assert row["parameters"] == sum(p.numel() for p in built[0].model.parameters())
+    assert row["pipeline_cached"] is not decode_every_time
+    assert row["train_images_per_second"] > 0 and row["predict_ms_per_640x480_photo"] > 0

@@ -1,4 +1,4 @@
-"""Training reads one version of its split, and never validates on training photos (engine.make_loaders)."""
+"""Training reads one version of its split, and never validates on training photos (data.loaders.make_loaders)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from seglib.data.dataset import SegmentationDataset
-from seglib.engine import make_loaders
+from seglib.data.loaders import make_loaders
 from seglib.errors import DataError
 from seglib.runtime import Runtime
 from seglib.settings import make_config

@@ -15,7 +15,7 @@ import pytest
 import torch
 
 from seglib.checkpoint import load_checkpoint, model_from_checkpoint
-from seglib.engine import TrainingDiverged, train
+from seglib.engine import TrainingDiverged, stop_after, train
 from seglib.errors import SeglibError
 from seglib.losses import DiceBCELoss
 from seglib.metrics import batch_iou_torch
@@ -90,7 +90,7 @@ def test_refit_on_train_and_val_trains_on_both_and_keeps_the_last_epoch(syntheti
 
 def test_rect_geometry_trains_on_inputs_of_the_photos_aspect(synthetic_splits, tmp_path):
     """geometry=rect: batches of 32x24 and 24x32 inputs (the synthetic photos are 4:3 and 3:4), not 32x32."""
-    from seglib.engine import make_loaders
+    from seglib.data.loaders import make_loaders
     from seglib.runtime import Runtime
 
     folder, splits = synthetic_splits
@@ -144,7 +144,8 @@ def test_interrupted_and_resumed_run_matches_uninterrupted(ema_decay, synthetic_
     folder, splits = synthetic_splits
     cfg = tiny_config(epochs=4, ema_decay=ema_decay)
     full = train(cfg, tmp_path / "full", dataset_dir=folder, splits_dir=splits, progress=False)
-    part = train(cfg, tmp_path / "part", dataset_dir=folder, splits_dir=splits, progress=False, stop_after_epoch=2)
+    part = train(cfg, tmp_path / "part", dataset_dir=folder, splits_dir=splits, progress=False,
+                 on_epoch_end=stop_after(2))
     assert part.stop_reason == "interrupted" and part.epochs_run == 2
     resumed = train(None, tmp_path / "part", resume=True, dataset_dir=folder, splits_dir=splits, progress=False)
     a = pd.read_csv(tmp_path / "full" / "history.csv")

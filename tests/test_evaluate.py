@@ -19,6 +19,7 @@ from seglib.errors import DataError, SeglibError
 from seglib.evaluate import (
     BASELINES,
     SWEEP_THRESHOLDS,
+    EvalOptions,
     baseline_scores,
     choose_threshold,
     evaluate_run,
@@ -287,6 +288,32 @@ def test_bad_arguments(data, tiny_checkpoint, tmp_path):
         evaluate_run(split="train", checkpoint=tiny_checkpoint, out_dir=tmp_path, dataset_dir=folder)
     with pytest.raises(SeglibError, match="not found"):
         evaluate_run(split="val", checkpoint=tmp_path / "missing.pt", out_dir=tmp_path)
+
+
+def test_eval_options_are_checked_when_made_and_keywords_override_them(data, tmp_path):
+    folder, splits = data
+    with pytest.raises(SeglibError, match=r"^threshold_source 'sweep': expected 'val' or 'checkpoint'$"):
+        EvalOptions(threshold_source="sweep")
+    with pytest.raises(SeglibError, match="threshold_source 'sweep'"):  # a keyword is checked the same way
+        evaluate_run(split="val", predictor=LookupPredictor(folder), out_dir=tmp_path / "ev", dataset_dir=folder,
+                     splits_dir=splits, threshold_source="sweep")
+    with pytest.raises(TypeError, match="evaluate_run.. got an unexpected keyword argument 'n_bootstrap'"):
+        evaluate_run(split="val", predictor=LookupPredictor(folder), out_dir=tmp_path / "ev", n_bootstrap=10)
+    assert not (tmp_path / "ev").exists()
+    options = EvalOptions(progress=False, n_boot=10, threshold_source="checkpoint")
+    kw = {"split": "test", "dataset_dir": folder, "splits_dir": splits}
+    given = evaluate_run(predictor=LookupPredictor(folder, fg=0.62, bg=0.58), out_dir=tmp_path / "a", options=options,
+                         **kw)
+    spelled = evaluate_run(predictor=LookupPredictor(folder, fg=0.62, bg=0.58), out_dir=tmp_path / "b",
+                           progress=False, n_boot=10, threshold_source="checkpoint", **kw)
+    overridden = evaluate_run(predictor=LookupPredictor(folder, fg=0.62, bg=0.58), out_dir=tmp_path / "c",
+                              options=EvalOptions(n_boot=500, threshold_source="checkpoint"), progress=False,
+                              n_boot=10, **kw)
+    same = ("threshold", "threshold_source", "n_boot", "mean_iou", "mean_iou_ci95", "tta", "baselines")
+    for result in (spelled, overridden):
+        assert {k: result.metrics[k] for k in same} == {k: given.metrics[k] for k in same}
+    assert given.metrics["threshold_source"] == "checkpoint" and given.metrics["n_boot"] == 10
+    assert options == EvalOptions(progress=False, n_boot=10, threshold_source="checkpoint")  # left as given
 
 
 # ------------------------------------------------------------------------------------------- baselines

@@ -74,10 +74,10 @@ def test_sigterm_before_the_first_epoch_of_an_overwrite_puts_the_old_run_back(cl
     assert run(capsys, "train", "--profile", "smoke", "--run", "r", *TINY)[0] == 0
     before = _files(runs / "r")
     import seglib.engine
-    import seglib.runs
+    import seglib.io
 
     if where == "moved-aside":  # between moving the old run aside and creating the new folder
-        monkeypatch.setattr(seglib.runs, "ensure_writable_dir", _sigterm_self)
+        monkeypatch.setattr(seglib.io, "ensure_writable_dir", _sigterm_self)
     else:
         monkeypatch.setattr(seglib.engine, "validate", _sigterm_self)
     code, out, err = run(capsys, "train", "--profile", "smoke", "--run", "r", *TINY, "--set", "seed=7",
@@ -141,12 +141,12 @@ def _child(script: str, argv: list[str], runs) -> subprocess.CompletedProcess:
 # Where the signal lands in a real `seglib train --overwrite` process (the child signals itself there).
 SIGNAL_POINTS = {
     "moved-aside": """
-        import seglib.runs as runs
-        real = runs.ensure_writable_dir
+        import seglib.io as io
+        real = io.ensure_writable_dir
         def ensure(path):
             os.kill(os.getpid(), SIG)
             return real(path)
-        runs.ensure_writable_dir = ensure
+        io.ensure_writable_dir = ensure
     """,
     "first-epoch": """
         import torch

@@ -127,7 +127,7 @@ def test_resize_by_a_non_integer_factor_is_refused(selfie):
 
 def test_fine_tuning_run_resumes_and_predicts(synthetic_splits, tmp_path):
     """model=mediapipe-selfie through the whole engine: train, interrupt, resume, then predict from best.pt."""
-    from seglib.engine import train
+    from seglib.engine import stop_after, train
     from seglib.predict import Predictor
 
     folder, splits = synthetic_splits
@@ -135,7 +135,7 @@ def test_fine_tuning_run_resumes_and_predicts(synthetic_splits, tmp_path):
                                 "cache_max_side": 64, "batch_size": 3, "limit_train": 0, "limit_val": 0,
                                 "epochs": 2, "threads": 1, "lr": 1e-3})
     run = tmp_path / "run"
-    part = train(cfg, run, dataset_dir=folder, splits_dir=splits, progress=False, stop_after_epoch=1)
+    part = train(cfg, run, dataset_dir=folder, splits_dir=splits, progress=False, on_epoch_end=stop_after(1))
     assert part.stop_reason == "interrupted"
     result = train(None, run, resume=True, dataset_dir=folder, splits_dir=splits, progress=False)
     assert result.epochs_run == 2 and result.stop_reason == "completed"

@@ -6,6 +6,8 @@ import argparse
 import json
 from pathlib import Path
 
+from seglib.runs import BEST
+
 
 def add_parser(subparsers) -> None:
     """Register `seglib bench`."""
@@ -22,9 +24,9 @@ def add_parser(subparsers) -> None:
     p.add_argument("--predict-runs", type=int, default=20,
                    help="timed predictions per configuration, training part (default: %(default)s)")
     p.add_argument("--checkpoint", type=Path, help="the model to compare with MediaPipe (default: "
-                                                   "reports/reference/best.pt)")
+                                                   f"reports/reference/{BEST})")
     p.add_argument("--fast-checkpoint", type=Path, help="a model trained at MediaPipe's input size, timed in ONNX "
-                                                        "Runtime beside it (default: reports/reference-256/best.pt "
+                                                        f"Runtime beside it (default: reports/reference-256/{BEST} "
                                                         "where it exists)")
     p.add_argument("--photos", type=int, metavar="N", help="only the first N test photos (a quick check; "
                                                             "default: all 44)")
@@ -40,7 +42,8 @@ def cmd_bench(args) -> int:
 
     if args.one:
         spec = _worker_spec(args.one)
-        print(json.dumps(measure(spec["profile"], spec["overrides"], args.train_steps, args.predict_runs)))
+        print(json.dumps(measure(spec["profile"], spec["overrides"], args.train_steps, args.predict_runs,
+                                 decode_every_time=spec["decode_every_time"])))
         return 0
     report = run_all(args.train_steps, args.predict_runs, args.out, log=lambda line: print(line, flush=True),
                      parts=(args.only,) if args.only else PARTS, checkpoint=args.checkpoint, photos=args.photos,
@@ -59,7 +62,8 @@ def _worker_spec(text: str) -> dict:
     except ValueError:
         spec = None
     if not (isinstance(spec, dict) and isinstance(spec.get("profile"), str)
-            and isinstance(spec.get("overrides", {}), dict)):
+            and isinstance(spec.get("overrides", {}), dict) and isinstance(spec.get("decode_every_time", False), bool)):
         raise ConfigError(f"--one {text[:60]!r}: expected the JSON object the bench passes its workers "
-                          '({"profile": NAME, "overrides": {...}})')
-    return {"profile": spec["profile"], "overrides": spec.get("overrides", {})}
+                          '({"profile": NAME, "overrides": {...}, "decode_every_time": BOOL})')
+    return {"profile": spec["profile"], "overrides": spec.get("overrides", {}),
+            "decode_every_time": spec.get("decode_every_time", False)}

@@ -7,19 +7,20 @@ from pathlib import Path
 from seglib.cli.options import add_data_options
 from seglib.config import EVAL_SPLITS
 from seglib.errors import SeglibError
+from seglib.runs import BEST
 
 
 def add_parser(subparsers) -> None:
     """Register `seglib evaluate`."""
     p = subparsers.add_parser(
         "evaluate", help="score a run on val or test at mask resolution, with baselines",
-        description="Score a run's best.pt (or a checkpoint) on val or test, or on an external labelled set: "
+        description=f"Score a run's {BEST} (or a checkpoint) on val or test, or on an external labelled set: "
                     "each photo at its mask's resolution, mean IoU with a 95% bootstrap interval, Dice and "
                     "boundary IoU, beside the all-background and all-foreground baselines. The threshold is "
                     "chosen on val (scoring val first when needed); test is scored once unless --overwrite. "
                     "Results go to runs/NAME/eval/<split>/ or --out (metrics.json, per_image.csv).")
     target = p.add_mutually_exclusive_group(required=True)
-    target.add_argument("--run", help="run name (runs/NAME/best.pt; results in runs/NAME/eval/<split>/)")
+    target.add_argument("--run", help=f"run name (runs/NAME/{BEST}; results in runs/NAME/eval/<split>/)")
     target.add_argument("--checkpoint", type=Path, help="a checkpoint outside runs/ (needs --out)")
     p.add_argument("--out", type=Path, help="folder for the results (<out>/<split>/); required with --checkpoint")
     p.add_argument("--split", choices=EVAL_SPLITS, default="test", help="val (chooses the threshold) or test (default)")
@@ -38,15 +39,15 @@ def add_parser(subparsers) -> None:
 
 def cmd_evaluate(args) -> int:
     from seglib.data.external import external_set
-    from seglib.evaluate import evaluate_run, format_table
+    from seglib.evaluate import EvalOptions, evaluate_run, format_table
 
     if args.checkpoint is not None and args.out is None:
         raise SeglibError("--checkpoint needs --out DIR (where the results go)")
     pairs = external_set(args.external) if args.external else None
+    options = EvalOptions(tta=args.tta, overwrite=args.overwrite, progress=not args.quiet,
+                          threshold_source=args.threshold_from)
     result = evaluate_run(args.run, args.split, checkpoint=args.checkpoint, out_dir=args.out,
-                          dataset_dir=args.data_dir, splits_dir=args.splits_dir, tta=args.tta,
-                          overwrite=args.overwrite, progress=not args.quiet, threshold_source=args.threshold_from,
-                          pairs=pairs)
+                          dataset_dir=args.data_dir, splits_dir=args.splits_dir, pairs=pairs, options=options)
     m = result.metrics
     print(f"{m['split']}: {m['n_images']} images scored at {m['scored_at']}, threshold {m['threshold']:.2f} "
           f"({m['threshold_source']}){', TTA' if m['tta'] else ''}")

@@ -6,17 +6,18 @@ from pathlib import Path
 
 from seglib.config import display_path
 from seglib.errors import SeglibError
+from seglib.runs import BEST
 
 
 def add_parser(sub) -> None:
     """Register `seglib export`."""
     export = sub.add_parser("export", help="export a trained model to ONNX (checked against PyTorch)",
-                            description="Write a run's best.pt (or any checkpoint) as an ONNX model with its threshold, "
+                            description=f"Write a run's {BEST} (or any checkpoint) as an ONNX model with its threshold, "
                                         "input size and normalisation as metadata; the graph is checked with the onnx "
                                         "checker and its outputs compared with PyTorch's before the file is kept. "
                                         "Predict with it: `seglib predict --onnx FILE ...`.")
     source = export.add_mutually_exclusive_group(required=True)
-    source.add_argument("--run", help="export runs/NAME/best.pt")
+    source.add_argument("--run", help=f"export runs/NAME/{BEST}")
     source.add_argument("--checkpoint", type=Path, help="export this checkpoint file")
     export.add_argument("--out", type=Path, required=True, metavar="FILE.onnx", help="the ONNX file to write")
     export.add_argument("--fixed-size", action="store_true",

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from seglib.config import IMAGE_SUFFIXES
 from seglib.devices import DEVICES
+from seglib.runs import BEST
 
 
 def _threshold(text: str) -> float:
@@ -31,7 +32,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                     "0 = all written, 1 = some inputs failed, 2 = usage or setup error.")
     p.add_argument("inputs", nargs="+", type=Path, metavar="INPUT", help="image files or folders of images")
     source = p.add_mutually_exclusive_group(required=True)
-    source.add_argument("--run", metavar="NAME", help="use runs/NAME/best.pt (and its val-chosen threshold)")
+    source.add_argument("--run", metavar="NAME", help=f"use runs/NAME/{BEST} (and its val-chosen threshold)")
     source.add_argument("--checkpoint", type=Path, metavar="PATH", help="use this checkpoint file")
     source.add_argument("--onnx", type=Path, metavar="FILE",
                         help="use a model exported by `seglib export` (runs in ONNX Runtime on the CPU)")

@@ -5,6 +5,7 @@ from __future__ import annotations
 from seglib.cli.options import PROFILE_HELP, add_data_options, add_settings_options
 from seglib.config import display_path
 from seglib.errors import SeglibError
+from seglib.runs import LAST
 
 
 def add_parser(sub) -> None:
@@ -17,7 +18,7 @@ def add_parser(sub) -> None:
                        help=f"{PROFILE_HELP}; default auto (with --resume: the run's own profile)")
     train.add_argument("--run", required=True, help="run name: outputs go to runs/NAME/")
     add_settings_options(train)
-    train.add_argument("--resume", action="store_true", help="continue runs/NAME/last.pt")
+    train.add_argument("--resume", action="store_true", help=f"continue runs/NAME/{LAST}")
     train.add_argument("--overwrite", action="store_true", help="replace an existing run folder")
     add_data_options(train)
     train.set_defaults(func=cmd_train)

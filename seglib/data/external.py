@@ -37,10 +37,10 @@ from seglib.data.fetch import (
     refuse_fetch_into,
     safe_extract_zip,
 )
+from seglib.data.mask_rules import MaskRule
 from seglib.errors import DataError
-from seglib.io import NewFolder, load_mask_raw, load_rgb
+from seglib.io import NewFolder
 
-MASK_RULES = ("binary", "nonzero")
 PENNFUDAN = "pennfudan"
 PENNFUDAN_FOLDER = "PennFudanPed"
 # The authors' archive (the one the PyTorch detection tutorial downloads).
@@ -63,12 +63,7 @@ class PairSet:
         """(RGB uint8 at the mask's size, mask uint8 0/1): the same contract as `load_pair`."""
         if self.mask_rule == "binary":
             return load_pair(image_path, mask_path)
-        image = load_rgb(image_path, exif_transpose=False)
-        mask = (load_mask_raw(mask_path) > 0).astype(np.uint8)
-        if image.shape[:2] != mask.shape:
-            raise DataError(f"{mask_path}: mask is {mask.shape[1]}x{mask.shape[0]} but its image is "
-                            f"{image.shape[1]}x{image.shape[0]}")
-        return image, mask
+        return load_pair(image_path, mask_path, MaskRule.parse(self.mask_rule))
 
     @property
     def ids_sha1(self) -> str:
@@ -100,9 +95,7 @@ def _content_name(stem: str, items: pd.DataFrame, mask_rule: str) -> str:
 
 
 def _check_rule(rule: str) -> str:
-    if rule not in MASK_RULES:
-        raise DataError(f"mask rule {rule!r}: expected one of {', '.join(MASK_RULES)}")
-    return rule
+    return MaskRule.parse(rule).text
 
 
 def pairs_from_folders(images_dir: str | Path, masks_dir: str | Path, *, mask_suffix: str = "",

@@ -19,8 +19,9 @@ Outputs go to `runs/NAME/eval/<split>/` (or `OUT/<split>/` for a checkpoint outs
 `per_image.csv`, `metrics.json` (written last: its presence means the evaluation completed) and, on val,
 `threshold_sweep.csv`. Probability maps are kept in memory only, for the length of one call.
 
-Modules: `records` (the model over a split), `scoring`, `baselines`, `protocol` (`evaluate_run`), `tables`
-(`EvalResult`, headline tables), `reuse` (`load_or_evaluate`).
+Modules: `records` (the model over a split), `scoring`, `baselines`, `options` (`EvalOptions`, how
+`evaluate_run` scores), `protocol` (`evaluate_run`), `tables` (`EvalResult`, headline tables), `reuse`
+(`load_or_evaluate`).
 """
 
 from seglib.evaluate.baselines import (  # noqa: F401
@@ -30,6 +31,9 @@ from seglib.evaluate.baselines import (  # noqa: F401
     baseline_scores,
     mean_mask_prior,
     prior_for,
+)
+from seglib.evaluate.options import (  # noqa: F401
+    EvalOptions,
 )
 from seglib.evaluate.protocol import (  # noqa: F401
     evaluate_run,

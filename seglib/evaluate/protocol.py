@@ -7,7 +7,9 @@ import hashlib
 import json
 import os
 import time
+from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import TYPE_CHECKING, NamedTuple
 
 import seglib
 from seglib import config
@@ -18,6 +20,7 @@ from seglib.data.splits import check_scored_split
 from seglib.devices import resolve_device
 from seglib.errors import SeglibError
 from seglib.evaluate.baselines import PRIOR_SIZE, _baseline_summaries, mean_mask_prior
+from seglib.evaluate.options import EvalOptions
 from seglib.evaluate.records import SPLITS, collect_probabilities, split_items
 from seglib.evaluate.scoring import (
     SCORED_AT,
@@ -30,6 +33,11 @@ from seglib.evaluate.tables import EvalResult
 from seglib.io import check_writable_dir, write_json_atomic, write_text_atomic
 from seglib.metrics import summarise
 from seglib.runs import METRICS, PER_IMAGE, SWEEP, Run, same_checkpoint
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    import pandas as pd
 
 
 def _resolve_target(run_or_dir, checkpoint, out_dir) -> tuple[Path | None, Path, str]:
@@ -72,11 +80,9 @@ def _same_model(metrics: dict, facts: dict, tta: bool) -> bool:
 
 
 def evaluate_run(run_or_dir=None, split: str = "test", *, checkpoint=None, out_dir=None, dataset_dir=None,
-                 splits_dir=None, tta: bool = False, overwrite: bool = False, progress: bool = True,
-                 n_boot: int = 2000, threshold_source: str = "val", predictor=None, device: str | None = None,
-                 batch_size: int = 8, pairs: PairSet | None = None, snapshot: SplitSnapshot | None = None,
-                 log=print) -> EvalResult:
-    """Score a run's best.pt (or a `checkpoint` with `out_dir`) on val or test at mask resolution.
+                 splits_dir=None, predictor=None, pairs: PairSet | None = None, snapshot: SplitSnapshot | None = None,
+                 options: EvalOptions | None = None, log=print, **option_overrides) -> EvalResult:
+    """Score a run's best checkpoint (or a `checkpoint` with `out_dir`) on val or test at mask resolution.
 
     val: sweeps thresholds, picks the best mean IoU (ties -> closest to 0.5), writes threshold_sweep.csv.
     test: uses the val threshold from `<eval>/val/metrics.json` (evaluating val first when that file is missing
@@ -87,100 +93,190 @@ def evaluate_run(run_or_dir=None, split: str = "test", *, checkpoint=None, out_d
     its results under `<eval>/<pairs.name>/`; it is for measuring generalisation only.
     `snapshot`: the splits folder as already read (`data.snapshot`); read here when None. Every table of the
     evaluation comes from that one version, and a split rewritten before the results are written is refused.
+    `options`: an `EvalOptions` (tta, overwrite, progress, n_boot, threshold_source, device, batch_size); keyword
+    arguments of the same names override its fields (`evaluate_run(run, "val", n_boot=200)`).
     """
     t0 = time.perf_counter()
+    # 1. what is scored and where: a split or external set, the options, the target and a folder it may write
+    split = _scored_name(split, pairs)
+    opts = EvalOptions.given(options, option_overrides)
+    ckpt_path, eval_dir, run_name = _target(run_or_dir, checkpoint, out_dir, predictor)
+    split_dir = _output_dir(eval_dir, split, once=split == "test" or pairs is not None, overwrite=opts.overwrite)
+    # 2. the model, loaded once (val uses it too when it is scored first for the threshold)
+    predictor, opts = _load_predictor(predictor, ckpt_path, opts)
+    job = _Job(predictor, predictor.facts(), ckpt_path, run_name, opts, eval_dir, dataset_dir, splits_dir,
+               snapshot if snapshot is not None else snapshot_splits(splits_dir), log)
+    # 3. the split's images, checked against the split the model was trained on (none for an external set)
+    items, split_warnings = _checked_items(job, split, pairs)
+    # 4. the threshold: the checkpoint's, val's (scoring val first when it is not saved for this model) or, on
+    #    val, the sweep's own choice (made in step 5)
+    threshold, val_result = _threshold(job, split)
+    # 5. the model over the images once; scores at mask resolution, the sweep on val, the baselines
+    scores = _score(job, split, _collect(job, split, items, pairs), threshold)
+    # 6. the metrics record
+    metrics = _metrics_record(job, split, scores, threshold, split_warnings, pairs, t0)
+    # 7. the results, metrics.json last; a split rewritten meanwhile is refused and nothing is written
+    return _write_results(job, split, split_dir, scores, metrics, val_result)
+
+
+@dataclass(frozen=True)
+class _Job:
+    """What every step of one evaluation shares (val, when scored first for test's threshold, shares it too)."""
+
+    predictor: object
+    model_facts: dict
+    checkpoint: Path | None
+    run_name: str
+    options: EvalOptions
+    eval_dir: Path
+    dataset_dir: object
+    splits_dir: object
+    snapshot: SplitSnapshot
+    log: Callable[[str], None]
+
+    @property
+    def facts(self) -> dict:
+        return _checkpoint_facts(self.model_facts, str(self.predictor.source), self.checkpoint, self.run_name)
+
+
+class _Threshold(NamedTuple):
+    value: float | None  # None on val: the sweep chooses it
+    source: str  # "val sweep" or "checkpoint"
+    came_from: str = ""  # the val metrics.json it was read from (test and external sets)
+
+
+class _Scores(NamedTuple):
+    threshold: float
+    sweep: pd.DataFrame | None
+    per_image: pd.DataFrame
+    summary: dict
+    baselines: dict
+
+
+def _scored_name(split: str, pairs: PairSet | None) -> str:
+    """The split scored (val or test), or the external set's name, which may not be a split's."""
     if pairs is not None:
-        split = pairs.name
-        if split in (*SPLITS, "train"):
-            raise SeglibError(f"external set name {split!r} clashes with a split of the data set")
-    elif split not in SPLITS:
+        if pairs.name in (*SPLITS, "train"):
+            raise SeglibError(f"external set name {pairs.name!r} clashes with a split of the data set")
+        return pairs.name
+    if split not in SPLITS:
         raise SeglibError(f"split {split!r}: evaluate scores {' or '.join(SPLITS)} (train is what the model saw)")
-    if threshold_source not in ("val", "checkpoint"):
-        raise SeglibError(f"threshold_source {threshold_source!r}: expected 'val' or 'checkpoint'")
+    return split
+
+
+def _target(run_or_dir, checkpoint, out_dir, predictor) -> tuple[Path | None, Path, str]:
+    """(checkpoint or None, eval folder, run name); an in-memory predictor without a run needs `out_dir`."""
     if predictor is not None and checkpoint is None and run_or_dir is None:
         if out_dir is None:
             raise SeglibError("an in-memory predictor needs an output folder (out_dir=)")
-        ckpt_path, eval_dir, run_name = None, Path(out_dir), ""
-    else:
-        ckpt_path, eval_dir, run_name = _resolve_target(run_or_dir, checkpoint, out_dir)
+        return None, Path(out_dir), ""
+    return _resolve_target(run_or_dir, checkpoint, out_dir)
+
+
+def _output_dir(eval_dir: Path, split: str, *, once: bool, overwrite: bool) -> Path:
+    """`<eval>/<split>`, refused when a split scored once is already scored (unless `overwrite`) or when it
+    cannot be written; created with the first result file, so a failed evaluation leaves no folder."""
     split_dir = eval_dir / split
-    scored_once = split == "test" or pairs is not None
-    if scored_once and not overwrite and ((split_dir / METRICS).exists() or (split_dir / PER_IMAGE).exists()):
+    if once and not overwrite and ((split_dir / METRICS).exists() or (split_dir / PER_IMAGE).exists()):
         raise SeglibError(f"{display_path(split_dir)}: {split} is already scored ({split} is scored once per run); "
                           "score it again with --overwrite (in Python: overwrite=True)")
-    check_writable_dir(split_dir)  # created with the first result file: a failed evaluation leaves no folder
+    check_writable_dir(split_dir)
+    return split_dir
+
+
+def _load_predictor(predictor, ckpt_path: Path | None, opts: EvalOptions):
+    """(predictor, options with its actual TTA setting): loaded from the checkpoint unless given; an in-memory
+    predictor keeps its own TTA flag unless tta=True asks for it."""
     if predictor is None:
         from seglib.predict import Predictor
 
-        predictor = Predictor.from_checkpoint(ckpt_path, device=resolve_device(device or "auto"), tta=tta)
-    else:  # an in-memory predictor keeps its own TTA flag unless tta=True asks for it
-        if tta:
-            predictor.tta = True
-        tta = bool(predictor.tta)
-    model_facts = predictor.facts()
-    facts = _checkpoint_facts(model_facts, str(predictor.source), ckpt_path, run_name)
-    trained_on = model_facts.get("data_split")
-    snapshot = snapshot if snapshot is not None else snapshot_splits(splits_dir)
-    items = None if pairs is not None else split_items(split, dataset_dir, snapshot=snapshot)
-    split_warnings = [] if pairs is not None else check_scored_split(
-        trained_on, split, items["id"].astype(str).tolist(), splits_dir)
+        return Predictor.from_checkpoint(ckpt_path, device=resolve_device(opts.device or "auto"),
+                                         tta=opts.tta), opts
+    if opts.tta:
+        predictor.tta = True
+    return predictor, replace(opts, tta=bool(predictor.tta))
+
+
+def _checked_items(job: _Job, split: str, pairs: PairSet | None):
+    """(the split's items from the snapshot, the split check's warnings, logged); (None, []) for an external set."""
+    if pairs is not None:
+        return None, []
+    items = split_items(split, job.dataset_dir, snapshot=job.snapshot)
+    split_warnings = check_scored_split(job.model_facts.get("data_split"), split, items["id"].astype(str).tolist(),
+                                        job.splits_dir)
     for line in split_warnings:
-        log(f"warning: {split}: {line}")
+        job.log(f"warning: {split}: {line}")
+    return items, split_warnings
 
-    # threshold
-    val_result = None
-    sweep = None
-    threshold_from = ""
-    if threshold_source == "checkpoint":
-        threshold = float(model_facts.get("threshold", predictor.threshold))
-        source = "checkpoint"
-    elif split == "val":
-        threshold, source = None, "val sweep"
-    else:
-        val_json = eval_dir / "val" / METRICS
-        val_metrics = json.loads(val_json.read_text()) if val_json.is_file() else None
-        if val_metrics is not None and val_metrics.get("threshold_source") == "val sweep" \
-                and _same_model(val_metrics, facts, tta):
-            threshold = float(val_metrics["threshold"])
-        else:
-            why = "not found" if val_metrics is None else "is for another checkpoint, TTA setting or threshold source"
-            log(f"{val_json} {why}: evaluating val first to choose the threshold")
-            val_result = evaluate_run(run_or_dir, "val", checkpoint=checkpoint, out_dir=out_dir,
-                                      dataset_dir=dataset_dir, splits_dir=splits_dir, tta=tta, progress=progress,
-                                      n_boot=n_boot, predictor=predictor, batch_size=batch_size,
-                                      snapshot=snapshot, log=log)
-            threshold = val_result.threshold
-        source, threshold_from = "val sweep", display_path(val_json)
 
-    # the model, once
-    records = collect_probabilities(predictor, split, dataset_dir, splits_dir, batch_size=batch_size,
-                                    progress=progress, pairs=pairs, items=items)
+def _threshold(job: _Job, split: str) -> tuple[_Threshold, EvalResult | None]:
+    """(the threshold to score with, val's result when val had to be scored first to choose it)."""
+    if job.options.threshold_source == "checkpoint":
+        return _Threshold(float(job.model_facts.get("threshold", job.predictor.threshold)), "checkpoint"), None
+    if split == "val":
+        return _Threshold(None, "val sweep"), None
+    val_json = job.eval_dir / "val" / METRICS
+    val_metrics = json.loads(val_json.read_text()) if val_json.is_file() else None
+    if val_metrics is not None and val_metrics.get("threshold_source") == "val sweep" \
+            and _same_model(val_metrics, job.facts, job.options.tta):
+        return _Threshold(float(val_metrics["threshold"]), "val sweep", display_path(val_json)), None
+    why = "not found" if val_metrics is None else "is for another checkpoint, TTA setting or threshold source"
+    job.log(f"{val_json} {why}: evaluating val first to choose the threshold")
+    val_result = _score_val_first(job)
+    return _Threshold(val_result.threshold, "val sweep", display_path(val_json)), val_result
+
+
+def _score_val_first(job: _Job) -> EvalResult:
+    """Steps 1 and 3-7 of `evaluate_run` on val, with test's model, options and split snapshot: val's own sweep
+    chooses the threshold that test is then scored with."""
+    t0 = time.perf_counter()
+    split_dir = _output_dir(job.eval_dir, "val", once=False, overwrite=False)
+    items, split_warnings = _checked_items(job, "val", None)
+    threshold = _Threshold(None, "val sweep")
+    scores = _score(job, "val", _collect(job, "val", items, None), threshold)
+    metrics = _metrics_record(job, "val", scores, threshold, split_warnings, None, t0)
+    return _write_results(job, "val", split_dir, scores, metrics, None)
+
+
+def _collect(job: _Job, split: str, items, pairs: PairSet | None) -> list[dict]:
+    records = collect_probabilities(job.predictor, split, job.dataset_dir, job.splits_dir,
+                                    batch_size=job.options.batch_size, progress=job.options.progress, pairs=pairs,
+                                    items=items)
     if not records:
         raise SeglibError(f"split {split!r} has no images")
-    if split == "val":
-        sweep = threshold_sweep(records)
-        if threshold is None:
-            threshold = choose_threshold(sweep)
-    per_image = score_records(records, threshold)
-    summary = summarise(per_image, n_boot=n_boot)
-    baselines = _baseline_summaries([r["mask"] for r in records], mean_mask_prior(dataset_dir, snapshot=snapshot),
-                                    n_boot)
-    ids = ",".join(per_image["id"])
+    return records
 
-    metrics = {
+
+def _score(job: _Job, split: str, records: list[dict], threshold: _Threshold) -> _Scores:
+    """Per-image scores at `threshold` (on val, the sweep and, when none is given, the threshold it chooses),
+    their summary and the baselines on the same images."""
+    sweep = threshold_sweep(records) if split == "val" else None
+    value = threshold.value if threshold.value is not None else choose_threshold(sweep)
+    per_image = score_records(records, value)
+    n_boot = job.options.n_boot
+    baselines = _baseline_summaries([r["mask"] for r in records],
+                                    mean_mask_prior(job.dataset_dir, snapshot=job.snapshot), n_boot)
+    return _Scores(value, sweep, per_image, summarise(per_image, n_boot=n_boot), baselines)
+
+
+def _metrics_record(job: _Job, split: str, scores: _Scores, threshold: _Threshold, split_warnings: list,
+                    pairs: PairSet | None, t0: float) -> dict:
+    """metrics.json: the scores, how they were made (threshold, model, data, split files) and when."""
+    summary, ids = scores.summary, ",".join(scores.per_image["id"])
+    return {
         "split": split,
         "n_images": summary["n_images"],
-        "threshold": float(threshold),
-        "threshold_source": source,
-        **({"threshold_from": threshold_from} if threshold_from else {}),
-        **({"thresholds_swept": list(SWEEP_THRESHOLDS)} if sweep is not None else {}),
+        "threshold": float(scores.threshold),
+        "threshold_source": threshold.source,
+        **({"threshold_from": threshold.came_from} if threshold.came_from else {}),
+        **({"thresholds_swept": list(SWEEP_THRESHOLDS)} if scores.sweep is not None else {}),
         **{k: v for k, v in summary.items() if k != "n_images"},
-        "n_boot": n_boot,
-        **facts,
+        "n_boot": job.options.n_boot,
+        **job.facts,
         "scored_at": SCORED_AT,
-        "tta": bool(tta),
+        "tta": bool(job.options.tta),
         "seglib_version": seglib.__version__,
-        "baselines": baselines,
+        "baselines": scores.baselines,
         "baseline_notes": {
             "all-background": "predicts no person anywhere",
             "all-foreground": "predicts person everywhere (IoU = the true foreground fraction)",
@@ -190,27 +286,32 @@ def evaluate_run(run_or_dir=None, split: str = "test", *, checkpoint=None, out_d
         **({"external_set": {"name": pairs.name, "source": pairs.source, "mask_rule": pairs.mask_rule,
                              "n_pairs": len(pairs.items), "content_sha1": pairs.content_sha1,
                              "registered": pairs.registered}} if pairs is not None else {}),
-        "split_checked": bool(trained_on),
+        "split_checked": bool(job.model_facts.get("data_split")),
         "split_warnings": split_warnings,
-        "dataset_dir": _dataset_dir_text(dataset_dir) if pairs is None else display_path(
+        "dataset_dir": _dataset_dir_text(job.dataset_dir) if pairs is None else display_path(
             os.path.commonpath([str(Path(p).parent) for p in pairs.items["image_path"]])),
-        "splits_dir": display_path(Path(splits_dir) if splits_dir is not None else config.splits_dir()),
-        "splits_sha1": snapshot.sha1(),  # the split files' bytes as read once for this evaluation
+        "splits_dir": display_path(Path(job.splits_dir) if job.splits_dir is not None else config.splits_dir()),
+        "splits_sha1": job.snapshot.sha1(),  # the split files' bytes as read once for this evaluation
         "image_ids_sha1": hashlib.sha1(ids.encode()).hexdigest()[:12],
         "evaluated_at": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
         "seconds": round(time.perf_counter() - t0, 2),
     }
 
-    # a split rewritten while this ran (`data split --overwrite`) is refused, not recorded as checked
-    snapshot.check_unchanged(f"{split} was being scored")
+
+def _write_results(job: _Job, split: str, split_dir: Path, scores: _Scores, metrics: dict,
+                   val_result: EvalResult | None) -> EvalResult:
+    """per_image.csv, threshold_sweep.csv (val) and metrics.json, written last (its presence means the
+    evaluation completed); a split rewritten while this ran (`data split --overwrite`) is refused, not recorded
+    as checked."""
+    job.snapshot.check_unchanged(f"{split} was being scored")
     paths = [split_dir / PER_IMAGE]
-    write_text_atomic(paths[0], per_image.to_csv(index=False, float_format="%.6g", lineterminator="\n"))
-    if sweep is not None:
+    write_text_atomic(paths[0], scores.per_image.to_csv(index=False, float_format="%.6g", lineterminator="\n"))
+    if scores.sweep is not None:
         paths.append(split_dir / SWEEP)
-        write_text_atomic(paths[-1], sweep.to_csv(index=False, float_format="%.6g", lineterminator="\n"))
+        write_text_atomic(paths[-1], scores.sweep.to_csv(index=False, float_format="%.6g", lineterminator="\n"))
     paths.append(split_dir / METRICS)
     write_json_atomic(paths[-1], metrics)
-    return EvalResult(split, split_dir, metrics, per_image, sweep, paths, val_result)
+    return EvalResult(split, split_dir, metrics, scores.per_image, scores.sweep, paths, val_result)
 
 
 def _dataset_dir_text(dataset_dir) -> str:

@@ -12,9 +12,10 @@ import pandas as pd
 from seglib.config import display_path
 from seglib.data.external import PairSet
 from seglib.errors import SeglibError
+from seglib.evaluate.options import EvalOptions
 from seglib.evaluate.protocol import evaluate_run
 from seglib.evaluate.tables import EvalResult
-from seglib.runs import METRICS, PER_IMAGE, SWEEP, Run, same_checkpoint
+from seglib.runs import BEST, METRICS, PER_IMAGE, SWEEP, Run, same_checkpoint
 
 
 def _when(metrics: dict) -> str:
@@ -25,9 +26,9 @@ def _when(metrics: dict) -> str:
         return stamp or "an unknown date"
 
 
-def model_label(epoch, tta, name: str = "best.pt") -> str:
-    """'best.pt, epoch 3, with flip TTA' / '... without TTA': both settings named, so no reader has to infer
-    "no TTA" from a word left out."""
+def model_label(epoch, tta, name: str = BEST) -> str:
+    """'<checkpoint file>, epoch 3, with flip TTA' / '... without TTA' (the run's best checkpoint unless `name`
+    says otherwise): both settings named, so no reader has to infer "no TTA" from a word left out."""
     return f"{name}, epoch {epoch}, {'with flip TTA' if tta else 'without TTA'}"
 
 
@@ -65,11 +66,11 @@ def load_or_evaluate(run_dir, split: str, *, dataset_dir=None, splits_dir=None, 
                      log: Callable[[str], None] = print):
     """The run's evaluation on `split` (or the external `pairs`), reused when possible, and a line saying which.
 
-    val: reused when `eval/val/metrics.json` was made from the current best.pt (same epoch) with the same TTA
-    setting, otherwise evaluated again. test and external sets: an existing score is always reused (scored once
-    per run) unless `rescore`; a warning is added when it belongs to another checkpoint. `tta=None` takes the
-    saved evaluation's TTA setting (none when there is no saved one). A run without best.pt is a SeglibError
-    telling how to train it.
+    val: reused when `eval/val/metrics.json` was made from the run's current best checkpoint (same epoch) with
+    the same TTA setting, otherwise evaluated again. test and external sets: an existing score is always reused
+    (scored once per run) unless `rescore`; a warning is added when it belongs to another checkpoint. `tta=None`
+    takes the saved evaluation's TTA setting (none when there is no saved one). A run without a best checkpoint
+    is a SeglibError telling how to train it.
     """
     run = Run.resolve(run_dir)
     run_dir = run.dir
@@ -101,8 +102,8 @@ def load_or_evaluate(run_dir, split: str, *, dataset_dir=None, splits_dir=None, 
         log(f"rescore=True: scoring {name} again ({kind}), replacing the results of {_when(saved.metrics)}."
             if saved is not None else f"{name}: not scored yet; scoring it now ({kind}) with the threshold chosen "
                                       "on val.")
-        return evaluate_run(run_dir, name, dataset_dir=dataset_dir, splits_dir=splits_dir, tta=tta,
-                            overwrite=rescore, progress=progress, n_boot=n_boot, pairs=pairs, log=log)
+        return evaluate_run(run_dir, name, dataset_dir=dataset_dir, splits_dir=splits_dir, pairs=pairs, log=log,
+                            options=EvalOptions(tta=tta, overwrite=rescore, progress=progress, n_boot=n_boot))
     if saved is not None and same_checkpoint(saved.metrics, epoch, tta) \
             and saved.metrics.get("threshold_source") == "val sweep":
         log(f"{split}: reusing the evaluation of {_when(saved.metrics)} (same checkpoint: {kind}; "
@@ -111,5 +112,5 @@ def load_or_evaluate(run_dir, split: str, *, dataset_dir=None, splits_dir=None, 
     why = "not evaluated yet" if saved is None else \
         "the saved evaluation is for another checkpoint, TTA setting or threshold source"
     log(f"{split}: {why}; evaluating now ({kind}).")
-    return evaluate_run(run_dir, split, dataset_dir=dataset_dir, splits_dir=splits_dir, tta=tta, progress=progress,
-                        n_boot=n_boot, log=log)
+    return evaluate_run(run_dir, split, dataset_dir=dataset_dir, splits_dir=splits_dir, log=log,
+                        options=EvalOptions(tta=tta, progress=progress, n_boot=n_boot))

@@ -38,7 +38,7 @@ from seglib.report.kernel import (
 )
 from seglib.report.model_card import MODEL_CARD, model_card
 from seglib.report.params import NotebookParam, find_notebooks, notebook_arguments, notebook_parameters
-from seglib.runs import Run, read_json
+from seglib.runs import LAST, SUMMARY, Run, read_json
 
 DEFAULT_KERNEL = JUPYTER_KERNEL
 
@@ -71,7 +71,7 @@ def reuse_notes(run_dir: Path, declared: Mapping[str, Mapping[str, NotebookParam
                 notes.append("-p overrides only take effect when training: they are compared with the reused "
                              "run's settings, not applied (pass -p retrain=true to apply them)")
         elif decision == "resume":
-            notes.append(f"the unfinished run {shown} (last.pt, no train_summary.json) will be resumed by {trainer} "
+            notes.append(f"the unfinished run {shown} ({LAST}, no {SUMMARY}) will be resumed by {trainer} "
                          "from its last saved epoch — pass -p retrain=true to start over")
     for split in ("val", "test"):
         metrics_file = run.metrics_file(split)

@@ -1,0 +1,114 @@
+"""Train and val loaders for a training run: the split read once, photos decoded once, epochs replayable."""
+
+from __future__ import annotations
+
+import os
+from functools import partial
+
+import pandas as pd
+import torch
+from torch.utils.data import DataLoader, RandomSampler, SequentialSampler
+from torch.utils.data.distributed import DistributedSampler
+
+from seglib.config import display_path
+from seglib.data.batching import ShapeBatchSampler, pad_collate
+from seglib.data.dataset import SegmentationDataset
+from seglib.data.splits import split_fingerprint
+from seglib.runtime import Runtime
+from seglib.settings import TrainConfig, input_multiple
+
+
+def make_loaders(cfg: TrainConfig, runtime: Runtime, dataset_dir=None, splits_dir=None):
+    """Datasets (decoded once, cached in memory) and loaders for train and val.
+
+    The split files are read once (`data.snapshot`: one version, checked unchanged after the photos are
+    decoded); a val split that shares photos with train is refused. Both datasets carry that snapshot as
+    `split_snapshot`, for the record of what trained the run."""
+    from seglib.data.snapshot import snapshot_splits
+    from seglib.data.splits import check_val_apart_from_train
+    from seglib.transforms import eval_transform, train_transform
+
+    multiple = input_multiple(cfg)
+    snapshot = snapshot_splits(splits_dir, during="the training data was being read")
+    folder = display_path(snapshot.folder)
+    if cfg.fold >= 0:  # cross-validation: the fold is the val set, the rest of train+val trains
+        train_table, val_table = snapshot.fold_split(cfg.fold)
+        names = (f"{folder}/train.csv + val.csv less fold {cfg.fold}", f"{folder}/folds.csv fold {cfg.fold}")
+    else:
+        train_table, val_table = snapshot.table("train"), snapshot.table("val")
+        names = (f"{folder}/train.csv", f"{folder}/val.csv")
+    if cfg.train_on == "train+val":  # refit: val trains too; its scores only show that training runs
+        train_table = pd.concat([train_table, val_table], ignore_index=True)
+    else:  # the epoch (and the threshold) are chosen on val: never on photos that train
+        check_val_apart_from_train(train_table["id"], val_table["id"], *names)
+    train_ds = SegmentationDataset.from_table(
+        train_table, dataset_dir, limit=cfg.limit_train or None,
+        transform=train_transform(cfg.input_size, cfg.augment, geometry=cfg.geometry, multiple=multiple),
+        max_side=cfg.cache_max_side,
+        seed=cfg.seed)
+    val_ds = SegmentationDataset.from_table(
+        val_table, dataset_dir, limit=cfg.limit_val or None,
+        transform=eval_transform(cfg.input_size, geometry=cfg.geometry, multiple=multiple), max_side=cfg.cache_max_side)
+    cuda = runtime.device.type == "cuda"
+    workers = cfg.num_workers if cfg.num_workers >= 0 else (min(8, os.cpu_count() or 1) if cuda else 0)
+    # decode once in the main process: forked workers share the cache instead of decoding every epoch
+    train_ds.preload()
+    val_ds.preload()
+    snapshot.check_unchanged("the training data was being read")
+    train_ds.split_snapshot = val_ds.split_snapshot = snapshot
+    if cfg.geometry == "rect":
+        return _rect_loaders(cfg, runtime, train_ds, val_ds, workers, multiple)
+    if runtime.distributed:
+        train_sampler = DistributedSampler(train_ds, runtime.world_size, runtime.rank, shuffle=True, seed=cfg.seed)
+        val_sampler = DistributedSampler(val_ds, runtime.world_size, runtime.rank, shuffle=False)
+    else:
+        train_sampler = RandomSampler(train_ds, generator=torch.Generator())
+        val_sampler = SequentialSampler(val_ds)
+    # persistent workers: starting them every epoch cost more than the epoch itself on a GPU; they read the
+    # epoch from shared memory, so augmentation stays a function of (seed, epoch, index)
+    train_loader = DataLoader(train_ds, batch_size=cfg.batch_size, sampler=train_sampler,
+                              drop_last=len(train_ds) > cfg.batch_size, num_workers=workers, pin_memory=cuda,
+                              persistent_workers=workers > 0)
+    # validation reads the preloaded cache and only letterboxes: worker start-up would cost more than it saves
+    val_loader = DataLoader(val_ds, batch_size=cfg.batch_size, sampler=val_sampler, num_workers=0, pin_memory=cuda)
+    return train_loader, val_loader
+
+
+def _rect_loaders(cfg: TrainConfig, runtime: Runtime, train_ds, val_ds, workers: int, multiple: int):
+    """Loaders of rectangular inputs: batches grouped by input shape (ShapeBatchSampler), padded to the largest."""
+    from seglib.transforms import input_shape, pad_value
+
+    def shapes(ds):
+        return [input_shape(*ds.load(i)[1].shape, cfg.input_size, "rect", multiple) for i in range(len(ds))]
+
+    cuda = runtime.device.type == "cuda"
+    collate = partial(pad_collate, image_fill=pad_value())
+    train_batches = ShapeBatchSampler(shapes(train_ds), cfg.batch_size, shuffle=True,
+                                      drop_last=len(train_ds) > cfg.batch_size, seed=cfg.seed, rank=runtime.rank,
+                                      world_size=runtime.world_size)
+    val_batches = ShapeBatchSampler(shapes(val_ds), cfg.batch_size, rank=runtime.rank, world_size=runtime.world_size)
+    train_loader = DataLoader(train_ds, batch_sampler=train_batches, collate_fn=collate, num_workers=workers,
+                              pin_memory=cuda, persistent_workers=workers > 0)
+    val_loader = DataLoader(val_ds, batch_sampler=val_batches, collate_fn=collate, num_workers=0, pin_memory=cuda)
+    return train_loader, val_loader
+
+
+def set_epoch(loader: DataLoader, cfg: TrainConfig, epoch: int) -> None:
+    """Make epoch `epoch`'s order and augmentation a function of (seed, epoch) alone: resumes replay exactly."""
+    loader.dataset.set_epoch(epoch)
+    if isinstance(loader.batch_sampler, ShapeBatchSampler):
+        loader.batch_sampler.set_epoch(epoch)
+        return
+    sampler = loader.sampler
+    if isinstance(sampler, DistributedSampler):
+        sampler.set_epoch(epoch)
+    elif isinstance(sampler, RandomSampler):
+        sampler.generator.manual_seed(cfg.seed * 1000 + epoch)
+
+
+def training_split_record(train_ds, val_ds, splits_dir=None) -> dict:
+    """Which photos trained and validated the run, and a fingerprint of the split files it came from."""
+    record = {"train_ids": [str(i) for i in train_ds.items["id"]], "val_ids": [str(i) for i in val_ds.items["id"]]}
+    snapshot = getattr(train_ds, "split_snapshot", None)  # the very version make_loaders read, when it has one
+    record.update(snapshot.fingerprint() if snapshot is not None else split_fingerprint(splits_dir))
+    return record

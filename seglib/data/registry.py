@@ -1,0 +1,302 @@
+"""Registered data sets: one small description per set, `data/datasets/NAME.yaml`, the same kind for every set.
+
+A description says where the pairs come from (`kind`: `listing`, a data set folder with a `masks,images` train.csv
+like the built-in one; `folders`, an image folder and a mask folder matched by file stem plus `mask_suffix`;
+`pairs`, a CSV with image and mask columns; `coco`, a COCO JSON whose person masks `seglib data add` rasterised
+into `data/derived/NAME/`), how its masks are read (`mask_rule`, see `data.mask_rules`), its source and licence,
+and how to fetch it where it can be fetched. Paths may use `${VARIABLE:-default}` and are relative to the project
+unless absolute. The two built-in sets (`human-seg`, `pennfudan`) are two such files, committed in the project.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+
+import pandas as pd
+import yaml
+
+from seglib import config
+from seglib.config import display_path
+from seglib.data.check import ASPECT_TOLERANCE, CheckReport, Quirk, relation
+from seglib.data.external import PairSet, content_hash, pairs_from_csv, pairs_from_folders
+from seglib.data.mask_rules import MaskRule
+from seglib.errors import DataError
+from seglib.io import open_image, write_text_atomic
+from seglib.locks import exclusive
+
+KINDS = ("listing", "folders", "pairs", "coco")
+BUILTIN = "human-seg"  # the workbook's own data set: what every command uses when no set is named
+NAME_PATTERN = re.compile(r"[a-z0-9][a-z0-9_-]{0,39}")
+_VARIABLE = re.compile(r"\$\{(\w+)(?::-([^}]*))?\}")
+
+
+@dataclass(frozen=True)
+class DatasetSpec:
+    """One registered data set, as its `NAME.yaml` describes it."""
+
+    name: str
+    kind: str
+    images: str = ""  # folders, coco: the photos
+    masks: str = ""  # folders: the masks (coco: the rasterised masks)
+    pairs: str = ""  # pairs: the CSV
+    root: str = ""  # listing: the data set folder (or the folder holding it)
+    mask_suffix: str = ""  # folders: mask file = <image stem><mask_suffix>.png
+    mask_rule: str = "binary"
+    coco: str = ""  # coco: the annotation file the masks were made from
+    description: str = ""
+    source: str = ""
+    licence: str = ""
+    fetch: str = ""  # the command that fetches it, where it can be fetched
+    n_pairs: int = 0  # at registration
+    content_sha1: str = ""  # at registration: ids, image and mask bytes, mask rule (`data.external.content_hash`)
+    builtin: bool = False
+
+    def path(self, value: str) -> Path:
+        """A path field with its variables expanded, relative to the project unless absolute."""
+        expanded = _VARIABLE.sub(lambda m: os.environ.get(m.group(1)) or (m.group(2) or ""), value)
+        path = config.user_path(expanded)
+        return path if path.is_absolute() else config.PROJECT_ROOT / path
+
+    def pair_set(self) -> PairSet:
+        """Its image/mask pairs as they are on disk now."""
+        if self.kind == "listing":
+            from seglib.data.catalog import find_dataset_dir, read_pairs_csv
+
+            folder = find_dataset_dir(self.path(self.root))
+            items, problems = read_pairs_csv(folder)
+            if problems:
+                raise DataError(problems[0] + (f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""))
+            return PairSet(self.name, items, self.mask_rule, self.source, registered=True)
+        if self.kind == "pairs":
+            found = pairs_from_csv(self.path(self.pairs), mask_rule=self.mask_rule, name=self.name)
+        else:
+            found = pairs_from_folders(self.path(self.images), self.path(self.masks), mask_suffix=self.mask_suffix,
+                                       mask_rule=self.mask_rule, name=self.name)
+        return PairSet(self.name, found.items, self.mask_rule, self.source or found.source, registered=True)
+
+    def splits_dir(self) -> Path:
+        """Where its committed split lives: data/splits/ for the built-in set, data/splits/NAME/ for the others."""
+        return config.splits_dir() if self.name == BUILTIN else config.splits_dir() / self.name
+
+    def to_yaml(self) -> str:
+        values = {k: v for k, v in asdict(self).items() if v not in ("", 0, False) or k in ("name", "kind")}
+        return yaml.safe_dump(values, sort_keys=False, allow_unicode=True)
+
+
+def read_spec(path: Path) -> DatasetSpec:
+    """A description file, checked: known fields, a known kind, a valid name and mask rule."""
+    try:
+        values = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
+        raise DataError(f"{display_path(path)}: not a readable data set description ({exc})") from None
+    known = {f.name for f in fields(DatasetSpec)}
+    if not isinstance(values, dict) or not {"name", "kind"} <= set(values):
+        raise DataError(f"{display_path(path)}: a data set description needs at least name and kind")
+    unknown = sorted(set(values) - known)
+    if unknown:
+        raise DataError(f"{display_path(path)}: unknown field(s) {', '.join(unknown)}")
+    spec = DatasetSpec(**{k: (str(v) if isinstance(v, str) else v) for k, v in values.items()})
+    if spec.kind not in KINDS:
+        raise DataError(f"{display_path(path)}: kind {spec.kind!r}, expected one of {', '.join(KINDS)}")
+    if spec.name != path.stem:
+        raise DataError(f"{display_path(path)}: describes {spec.name!r}; the file must be named {spec.name}.yaml")
+    MaskRule.parse(spec.mask_rule)
+    return spec
+
+
+def registered() -> dict[str, DatasetSpec]:
+    """Every registered set by name: the built-in descriptions, then those in `config.datasets_dir()`."""
+    found: dict[str, DatasetSpec] = {}
+    for folder in dict.fromkeys([config.BUILTIN_DATASETS_DIR, config.datasets_dir()]):
+        for path in sorted(folder.glob("*.yaml")) if folder.is_dir() else []:
+            found.setdefault(path.stem, read_spec(path))
+    return found
+
+
+def get(name: str) -> DatasetSpec:
+    """The registered set `name`, or a DataError listing the names there are."""
+    sets = registered()
+    if name not in sets:
+        raise DataError(f"data set {name!r} is not registered (registered: {', '.join(sets) or 'none'}); add it "
+                        "with `seglib data add NAME --images DIR --masks DIR`")
+    return sets[name]
+
+
+def check_name(name: str) -> str:
+    """A new set's name: lower-case letters, digits, '-' and '_', not one registered already."""
+    if not isinstance(name, str) or not NAME_PATTERN.fullmatch(name):
+        raise DataError(f"data set name {name!r}: use lower-case letters, digits, '-' and '_' (at most 40, "
+                        "starting with a letter or digit)")
+    for folder in (config.BUILTIN_DATASETS_DIR, config.datasets_dir()):
+        if (folder / f"{name}.yaml").exists():
+            raise DataError(f"data set name {name!r} clashes with the registered set {display_path(folder / name)}"
+                            ".yaml; choose another name")
+    return name
+
+
+def _stored(path: str | Path) -> str:
+    """How a path is written in a description: relative to the project when inside it, else absolute."""
+    path = Path(path).resolve()
+    try:
+        return path.relative_to(config.PROJECT_ROOT.resolve()).as_posix()
+    except ValueError:
+        return path.as_posix()
+
+
+def add_dataset(name: str, *, images=None, masks=None, pairs=None, coco=None, mask_rule: str | None = None,
+                mask_suffix: str = "", source: str = "", licence: str = "", description: str = "") -> DatasetSpec:
+    """Register a set from an image and a mask folder, a pairs CSV, or a COCO JSON with its image folder.
+
+    Every pair is read first; any problem (missing or unreadable masks, a size that is not a uniform rescale,
+    colour or non-binary masks without a rule, a rule that leaves every mask empty, two photos with one stem,
+    images that are their own masks) is a DataError naming the file, and nothing is registered."""
+    # 1. the name, and one source
+    check_name(name)
+    if sum(v is not None for v in (masks, pairs, coco)) != 1:
+        raise DataError("give one source: --images DIR --masks DIR, --pairs FILE.csv, or --coco FILE.json "
+                        "--images DIR")
+    if images is None and pairs is None:
+        raise DataError(f"{'--masks' if masks is not None else '--coco'} needs --images (the photo folder)")
+    rule = MaskRule.parse(mask_rule or "binary").text
+    derived = config.derived_data_dir() / name
+    staging = derived.with_name(f".{name}.adding")
+    fields_ = {"name": name, "mask_rule": rule, "source": source, "licence": licence, "description": description}
+    try:
+        # 2. the pairs (COCO: masks rasterised into a staging folder first)
+        if coco is not None:
+            from seglib.data.coco import rasterise_coco
+
+            shutil.rmtree(staging, ignore_errors=True)
+            rasterise_coco(coco, images, staging)
+            spec = DatasetSpec(kind="coco", images=_stored(images), masks=_stored(derived), coco=_stored(coco),
+                               **{**fields_, "mask_rule": "binary"})
+            found = pairs_from_folders(images, staging, mask_rule="binary", name=name)
+        elif pairs is not None:
+            spec = DatasetSpec(kind="pairs", pairs=_stored(pairs), **fields_)
+            found = pairs_from_csv(pairs, mask_rule=rule, name=name)
+        else:
+            spec = DatasetSpec(kind="folders", images=_stored(images), masks=_stored(masks), mask_suffix=mask_suffix,
+                               **fields_)
+            found = pairs_from_folders(images, masks, mask_suffix=mask_suffix, mask_rule=rule, name=name)
+        # 3. every pair read by its rule: nothing is registered when one is wrong
+        table = inspect_pairs(found.items, MaskRule.parse(spec.mask_rule), raise_first=True)
+        if not (table["fg_fraction"] > 0).any():
+            raise DataError(f"{display_path(found.items['mask_path'].iloc[0])}: the mask rule {rule!r} leaves every "
+                            f"one of the {len(table)} masks empty; give the rule that marks people (--mask-rule)")
+        spec = DatasetSpec(**{**asdict(spec), "n_pairs": len(table),
+                              "content_sha1": content_hash(found.items, spec.mask_rule)})
+        # 4. written at once, under a lock: the masks in place, then the description
+        target = config.datasets_dir() / f"{name}.yaml"
+        with exclusive(target, f"data set description {display_path(target)}"):
+            check_name(name)
+            if coco is not None:
+                shutil.rmtree(derived, ignore_errors=True)
+                os.replace(staging, derived)
+            write_text_atomic(target, spec.to_yaml())
+        return spec
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def inspect_pairs(items: pd.DataFrame, rule: MaskRule, *, raise_first: bool = False) -> pd.DataFrame:
+    """Per-pair facts (sizes, relation, foreground fraction, orientation, photo hash) read by `rule`.
+
+    Problems are one line each, naming the file; `raise_first` raises the first with the count of the others,
+    else they are collected in the result's `attrs["problems"]`."""
+    import hashlib
+
+    rows, problems = [], []
+    first_of = items.drop_duplicates("id").set_index("id")["image_path"]
+    for row in items[items["id"].duplicated()].itertuples(index=False):
+        problems.append(f"{row.image_path}: shares its id (file stem) {row.id!r} with {Path(first_of[row.id]).name}; "
+                        "masks are matched by stem, so rename one of them")
+    for row in items.drop_duplicates("id").itertuples(index=False):
+        image_path, mask_path = Path(row.image_path), Path(row.mask_path)
+        try:
+            if image_path.resolve() == mask_path.resolve():
+                raise DataError(f"{image_path}: is its own mask; the images and the masks are the same files "
+                                "(give the mask folder with --masks)")
+            with open_image(image_path) as photo:
+                size, orientation = photo.size, int(photo.getexif().get(274, 1))
+            mask = rule.read(mask_path)
+        except DataError as exc:
+            problems.append(str(exc) + (" (a colour mask needs --mask-rule rgb:R,G,B)"
+                                        if "colour mask" in str(exc) else ""))
+            continue
+        kind = relation(size, (mask.shape[1], mask.shape[0]))
+        if kind == "mismatch":
+            problems.append(f"{mask_path}: mask size {mask.shape[1]}x{mask.shape[0]} is not a rescale of its image "
+                            f"{image_path.name} ({size[0]}x{size[1]}, tolerance {ASPECT_TOLERANCE:.0%})")
+            continue
+        rows.append({"id": str(row.id), "image_path": str(image_path), "mask_path": str(mask_path),
+                     "image_width": size[0], "image_height": size[1], "mask_width": mask.shape[1],
+                     "mask_height": mask.shape[0], "size_relation": kind, "exif_orientation": orientation,
+                     "fg_fraction": float(mask.mean()),
+                     "image_sha1": hashlib.sha1(image_path.read_bytes()).hexdigest()})
+    if problems and raise_first:
+        more = f" (and {len(problems) - 1} more problems; nothing registered)" if len(problems) > 1 else \
+            " (nothing registered)"
+        raise DataError(problems[0] + more)
+    table = pd.DataFrame(rows)
+    table.attrs["problems"] = problems
+    return table
+
+
+def check_registered(name: str) -> CheckReport:
+    """`seglib data check NAME`: every problem, one line each, and the quirks found with counts."""
+    spec = get(name)
+    if spec.kind == "listing":
+        from seglib.data.check import check_dataset
+
+        return check_dataset(spec.path(spec.root))
+    found = spec.pair_set()
+    table = inspect_pairs(found.items, MaskRule.parse(spec.mask_rule))
+    report = CheckReport(set_root(found.items), table, list(table.attrs["problems"]))
+    report.quirks = _quirks(table, spec)
+    return report
+
+
+def set_root(items: pd.DataFrame) -> Path:
+    """The deepest folder holding every photo and mask of a set: split files name them relative to it."""
+    paths = [str(Path(p).resolve().parent) for p in (*items["image_path"], *items["mask_path"])]
+    return Path(os.path.commonpath(paths))
+
+
+def _quirks(table: pd.DataFrame, spec: DatasetSpec) -> list[Quirk]:
+    if table.empty:
+        return []
+    counts = [
+        ("mask-rescaled", int((table["size_relation"] == "scaled").sum()),
+         "masks a uniform rescale of their photo", "photo resized to the mask (scored at mask resolution)"),
+        ("exif-orientation", int((table["exif_orientation"] != 1).sum()), "photos with an EXIF rotation tag",
+         "pixels used as stored, like the masks"),
+        ("duplicate-photos", int(table["image_sha1"].duplicated(keep=False).sum()), "byte-identical photos",
+         "kept in one split together"),
+        ("empty-masks", int((table["fg_fraction"] == 0).sum()), "masks with no person pixel",
+         "kept: photos without people"),
+    ]
+    if spec.mask_rule != "binary":
+        counts.append(("mask-rule", len(table), f"masks read by the rule {spec.mask_rule}", "person = the rule's "
+                       "pixels"))
+    return [Quirk(name, n, what, action) for name, n, what, action in counts if n]
+
+
+def describe(spec: DatasetSpec) -> dict:
+    """A row of `seglib data list`."""
+    split = spec.splits_dir() / "train.csv"
+    return {"name": spec.name, "kind": spec.kind, "pairs": spec.n_pairs or "", "mask rule": spec.mask_rule,
+            "split": display_path(spec.splits_dir()) if split.is_file() else "none (seglib data split NAME)",
+            "source": spec.source or spec.description}
+
+
+def as_table(sets: dict[str, DatasetSpec]) -> str:
+    frame = pd.DataFrame([describe(s) for s in sets.values()])
+    return frame.to_string(index=False) if not frame.empty else "no data set registered"
+
+
+__all__ = ["BUILTIN", "KINDS", "DatasetSpec", "add_dataset", "as_table", "check_registered", "get", "inspect_pairs",
+           "registered", "read_spec", "set_root"]

@@ -1,0 +1,65 @@
+"""The package's shape, as the house rules state it: short modules, a training loop and an evaluation that read like
+their steps, and one module that knows a run's file names."""
+
+import ast
+import io
+import tokenize
+
+import pytest
+
+from seglib.config import PROJECT_ROOT
+
+PACKAGE = PROJECT_ROOT / "seglib"
+MAX_MODULE_LINES = 450
+MAX_STEP_FUNCTION_LINES = 60
+
+
+def _sources():
+    return sorted(PACKAGE.rglob("*.py"))
+
+
+def _body_lines(function: ast.FunctionDef) -> int:
+    """Lines of a function from its signature to its end, less its docstring."""
+    lines = function.end_lineno - function.lineno + 1
+    first = function.body[0]
+    if isinstance(first, ast.Expr) and isinstance(first.value, ast.Constant) and isinstance(first.value.value, str):
+        lines -= first.end_lineno - first.lineno + 1
+    return lines
+
+
+def _function(module: str, name: str) -> ast.FunctionDef:
+    tree = ast.parse((PACKAGE / module).read_text())
+    found = [node for node in ast.walk(tree) if isinstance(node, ast.FunctionDef) and node.name == name]
+    assert len(found) == 1, f"{module}: expected one function {name}"
+    return found[0]
+
+
+def test_no_module_is_longer_than_the_limit():
+    long = {str(p.relative_to(PROJECT_ROOT)): n for p in _sources()
+            if (n := len(p.read_text().splitlines())) > MAX_MODULE_LINES}
+    assert long == {}
+
+
+@pytest.mark.parametrize(("module", "name"), [("engine.py", "train"), ("evaluate/protocol.py", "evaluate_run")])
+def test_the_training_loop_and_the_evaluation_read_like_their_steps(module, name):
+    """`engine.train` and `evaluate_run` are their numbered steps, each step a function of its own."""
+    assert _body_lines(_function(module, name)) <= MAX_STEP_FUNCTION_LINES
+
+
+def test_the_counted_lines_leave_out_the_docstring_only():
+    tree = ast.parse('def f(x):\n    """One\n    two."""\n    y = x\n    return y\n')
+    assert _body_lines(tree.body[0]) == 3
+
+
+def test_only_runs_py_names_the_files_of_a_run_folder():
+    """`best.pt` and `last.pt` are spelled in seglib/runs.py alone (code, docstrings, comments and help texts);
+    every other module asks `Run` or uses `runs.BEST` / `runs.LAST`."""
+    named = []
+    for path in _sources():
+        if path.name == "runs.py" and path.parent == PACKAGE:
+            continue
+        for token in tokenize.generate_tokens(io.StringIO(path.read_text()).readline):
+            if token.type in (tokenize.STRING, tokenize.COMMENT) and ("best.pt" in token.string
+                                                                       or "last.pt" in token.string):
+                named.append(f"{path.relative_to(PROJECT_ROOT)}:{token.start[0]}")
+    assert named == []
