@@ -14,35 +14,23 @@ import seglib
 from seglib.errors import CheckpointError, first_line
 from seglib.io import atomic_path
 from seglib.model import model_for
+from seglib.model_registry import model_entry
 from seglib.runs import BEST, LAST
 from seglib.schema import CHECKPOINT_FORMAT, validate_checkpoint
-from seglib.settings import MEDIAPIPE_MODELS, TrainConfig, config_from_dict
+from seglib.settings import TrainConfig, config_from_dict
 from seglib.transforms import NORMALIZATION
 
 FORMAT = CHECKPOINT_FORMAT
 
 
 def weights_description(cfg: TrainConfig) -> str:
-    """Which initial weights a run used (and the teacher it was distilled toward), in words, for the run's record."""
-    described = _initial_weights(cfg)
-    if getattr(cfg, "distill_weight", 0.0):
+    """Which initial weights a run used (its registry entry's words for its `encoder_weights`) and the teacher it
+    was distilled toward, for the run's record."""
+    described = model_entry(cfg.model).starting_weights(cfg.encoder_weights).describe(cfg)
+    if cfg.distill_weight:
         described += (f"; distilled toward MediaPipe's selfie segmenter's own predictions (distill_weight="
                       f"{cfg.distill_weight:g})")
     return described
-
-
-def _initial_weights(cfg: TrainConfig) -> str:
-    if cfg.model == "unet" or cfg.encoder_weights in ("", "none"):
-        return "random initialisation (trained from scratch)"
-    if cfg.model in MEDIAPIPE_MODELS:
-        source = ("the bundled selfie_segmentation.tflite (mediapipe 0.10.21 wheel, Apache-2.0)"
-                  if cfg.encoder_weights == "mediapipe" else f"local file {cfg.encoder_weights}")
-        if cfg.model == "mediapipe-unet":
-            return f"encoder from MediaPipe selfie segmentation weights ({source}); decoder from random initialisation"
-        return f"MediaPipe selfie segmentation weights from {source}, fine-tuned"
-    if cfg.encoder_weights == "imagenet":
-        return f"ImageNet-pretrained {cfg.encoder} encoder (downloaded by smp)"
-    return f"{cfg.encoder} encoder initialised from local file {cfg.encoder_weights}"
 
 
 def unwrap(model: nn.Module) -> nn.Module:
@@ -65,7 +53,7 @@ def make_checkpoint(model: nn.Module, cfg: TrainConfig, *, epoch: int, val_iou: 
         "torch_version": str(torch.__version__),
         "model_state": cpu_state_dict(model),
         "model_spec": getattr(unwrap(model), "spec", None),  # the graph of a TFLiteNet (plain data), else None
-        "config": cfg.to_dict(),
+        "config": cfg.to_saved_dict(),
         "weights": weights_description(cfg),
         "threshold": float(cfg.threshold),
         "input_size": int(cfg.input_size),
@@ -134,7 +122,7 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
 def model_from_checkpoint(state: dict) -> tuple[nn.Module, TrainConfig]:
     """Rebuild the model a checkpoint was trained with and load its weights (no downloads)."""
     cfg = config_from_dict(state["config"])
-    if cfg.model in MEDIAPIPE_MODELS and not isinstance(state.get("model_spec"), dict):
+    if model_entry(cfg.model).saves_graph and not isinstance(state.get("model_spec"), dict):
         raise CheckpointError(f"checkpoint of model={cfg.model} holds no model_spec (its graph)")
     model = model_for(cfg, pretrained=False, spec=state.get("model_spec"))
     try:

@@ -99,7 +99,7 @@ def cross_validate(cfg, recipe: str, *, folds: list[int] | None = None, overwrit
             log(f"cv {recipe}: stopped at fold {fold}; run the same command again to continue (finished folds are "
                 "reused, an unfinished one resumes from its last saved epoch)")
             raise
-        result = summarise(recipe, cfg.to_dict(), scores, summaries)
+        result = summarise(recipe, cfg.to_saved_dict(), scores, summaries)
         write_json_atomic(result_path(recipe), result)
     return result
 
@@ -193,7 +193,7 @@ def result_lock(recipe: str):
 
 
 def _saved_settings(run: Run) -> dict | None:
-    """A run's saved settings, with the defaults of settings added since it trained (they were those values)."""
+    """A run's saved settings, older ones filled in with the values they trained with (`config_from_dict`)."""
     from seglib.settings import config_from_dict
 
     saved = run.config()

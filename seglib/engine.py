@@ -27,7 +27,8 @@ from seglib.errors import CheckpointError, ConfigError, SeglibError
 from seglib.io import write_json_atomic, write_text_atomic
 from seglib.losses import distillation_loss
 from seglib.metrics import batch_iou_torch
-from seglib.model import architecture, count_parameters
+from seglib.model import count_parameters
+from seglib.model_registry import model_entry
 from seglib.runs import BEST, Run, RunWriting
 from seglib.runtime import Runtime, reduce_mean, setup_runtime
 from seglib.settings import TrainConfig, config_from_dict, config_yaml, make_config
@@ -202,7 +203,8 @@ def restore_state(parts: TrainParts, saved: dict | None, run: Run) -> TrainState
 
 def check_same_split(saved: dict | None, data_split: dict, run: Run) -> None:
     """A resume continues on the photos it started with."""
-    if saved is not None and saved.get("data_split") and saved["data_split"] != data_split:
+    recorded = (saved or {}).get("data_split") or {}
+    if recorded and {k: data_split.get(k) for k in recorded} != recorded:  # keys a newer seglib added: not compared
         raise ConfigError(f"{display_path(run.last)}: the train/val split changed since this run started "
                           "(data/splits rewritten?); restore the split it was trained on or start again with "
                           "--overwrite")
@@ -241,7 +243,7 @@ def announce(t: Training, *, resumed: bool) -> None:
         return
     write_text_atomic(t.run.config_file, config_yaml(cfg))
     t.log(f"run {t.run.name}: profile {cfg.profile}, "
-          f"{architecture(cfg.model, cfg.base_channels, cfg.depth, cfg.encoder)} "
+          f"{model_entry(cfg.model).describe(cfg)} "
           f"({count_parameters(t.parts.model):,} parameters), {len(t.train_loader.dataset)} train / "
           f"{len(t.val_loader.dataset)} val images at {cfg.input_size}px, {cfg.epochs} epochs, "
           f"device {runtime.device}{f' x{runtime.world_size}' if runtime.distributed else ''}, "
@@ -329,7 +331,7 @@ def finish(t: Training) -> TrainResult:
             "stop_reason": result.stop_reason, "device": device_name(runtime.device),
             "world_size": runtime.world_size, "weights": weights_description(t.cfg),
             "parameters": count_parameters(t.parts.model), "profile": t.cfg.profile,
-            "data_split": {k: v for k, v in t.data_split.items() if not k.endswith("_ids")},
+            "data_split": {k: v for k, v in t.data_split.items() if not k.endswith("_ids") and k != "photo_sha1"},
         })
     return result
 

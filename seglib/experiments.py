@@ -17,18 +17,18 @@ import pandas as pd
 from seglib import config
 from seglib.errors import SeglibError
 from seglib.io import write_text_atomic
-from seglib.model import architecture
+from seglib.model_registry import model_entry
 from seglib.runs import EVAL, METRICS, Run
-from seglib.settings import TrainConfig
+from seglib.settings import ADDED_SETTINGS, config_from_dict
 
 COLUMNS = ["run", "model", "encoder", "encoder_weights", "input_size", "epochs", "batch_size", "augment",
            "dice_weight", "bce_weight", "schedule", "lr", "ema_decay", "train_minutes", "images_per_second",
            "best_epoch", "val_iou_training", "val_mean_iou", "val_pooled_iou", "val_threshold", "val_mean_iou_tta",
            "cv_folds", "cv_mean_iou_tta", "cv_sd", "cv_fold_ious", "cv_boundary_iou", "geometry", "dice_per_image",
-           "distill_weight", "test_mean_iou", "test_mean_iou_ci95", "test_tta", "device", "notes"]
-# settings added after the log began: rows and runs from before had the default
-NEWER_SETTINGS = ("ema_decay", "geometry", "dice_per_image", "distill_weight")
-DEFAULTS = {key: getattr(TrainConfig, key) for key in NEWER_SETTINGS}
+           "distill_weight", "data", "test_mean_iou", "test_mean_iou_ci95", "test_tta", "device", "notes"]
+# settings added after the log began: rows and runs from before had the value that setting's behaviour had then
+NEWER_SETTINGS = ("ema_decay", "geometry", "dice_per_image", "distill_weight", "data")
+DEFAULTS = {key: ADDED_SETTINGS[key][1] for key in NEWER_SETTINGS}
 
 
 def experiments_path() -> Path:
@@ -43,11 +43,12 @@ def experiment_row(run_dir: Path, notes: str = "") -> dict:
     if summary is None:
         raise SeglibError(f"{config.display_path(run.dir)}: no {run.summary_file.name} (training not finished)")
     cfg = run.config()
+    source = config.display_path(run.config_file)
     val = _val_metrics(run_dir, tta=False)
     val_tta = _val_metrics(run_dir, tta=True)
     test = _metrics(run_dir, "test")
     return {
-        "run": run_dir.name, **_recipe_columns(cfg), "epochs": summary["epochs_run"],
+        "run": run_dir.name, **_recipe_columns(cfg, source), "epochs": summary["epochs_run"],
         "train_minutes": round(summary["train_seconds"] / 60, 1),
         "images_per_second": round(summary["images_per_second"], 2), "best_epoch": summary["best_epoch"],
         "val_iou_training": round(summary["best_val_iou"], 4),
@@ -61,21 +62,22 @@ def experiment_row(run_dir: Path, notes: str = "") -> dict:
     }
 
 
-def _recipe_columns(cfg: dict) -> dict:
-    """The columns that describe a recipe, from its saved settings (older runs lack the newer settings)."""
+def _recipe_columns(saved: dict, source: str) -> dict:
+    """The columns that describe a recipe, from its saved settings (older ones filled in by `config_from_dict`)."""
+    cfg = config_from_dict(saved, source)
     return {
-        "model": cfg["model"], "encoder": architecture(cfg["model"], cfg["base_channels"], cfg["depth"], cfg["encoder"]),
-        "encoder_weights": cfg["encoder_weights"], "input_size": cfg["input_size"], "batch_size": cfg["batch_size"],
-        "augment": cfg["augment"], "dice_weight": cfg["dice_weight"], "bce_weight": cfg["bce_weight"],
-        "schedule": cfg["schedule"], "lr": cfg["lr"],
-        **{key: cfg.get(key, DEFAULTS[key]) for key in NEWER_SETTINGS},
+        "model": cfg.model, "encoder": model_entry(cfg.model).describe(cfg), "encoder_weights": cfg.encoder_weights,
+        "input_size": cfg.input_size, "batch_size": cfg.batch_size, "augment": cfg.augment,
+        "dice_weight": cfg.dice_weight, "bce_weight": cfg.bce_weight, "schedule": cfg.schedule, "lr": cfg.lr,
+        **{key: getattr(cfg, key) for key in NEWER_SETTINGS},
     }
 
 
 def cv_row(result: dict, notes: str = "") -> dict:
     """One row from a cross-validation result (seglib.crossval): the recipe and its fold scores."""
     return {
-        "run": result["recipe"], **_recipe_columns(result["config"]), "epochs": result["epochs"],
+        "run": result["recipe"], **_recipe_columns(result["config"], f"cv result {result['recipe']}"),
+        "epochs": result["epochs"],
         "train_minutes": _round(result["train_minutes_per_fold"]),
         "images_per_second": _round(result["images_per_second"]),
         "cv_folds": len(result["folds"]), "cv_mean_iou_tta": _round(result["mean_iou"]), "cv_sd": _round(result["sd_iou"]),
@@ -118,7 +120,8 @@ def read_log(path: Path | None = None) -> pd.DataFrame:
     if not path.is_file():
         raise SeglibError(f"{config.display_path(path)}: no experiment log yet (`seglib cv` and `seglib experiments` "
                           "write it)")
-    return pd.read_csv(path, dtype=str, keep_default_na=False)
+    log = pd.read_csv(path, dtype=str, keep_default_na=False)
+    return log.assign(**{key: "" for key in NEWER_SETTINGS if key not in log.columns})  # rows from before a setting
 
 
 def fold_table(log: pd.DataFrame) -> pd.DataFrame:

@@ -22,6 +22,7 @@ from seglib.checkpoint import load_checkpoint, model_from_checkpoint
 from seglib.errors import CheckpointError, SeglibError, first_line
 from seglib.io import atomic_path, check_writable_dir
 from seglib.schema import ONNX_FORMAT, decode_onnx_metadata, validate_checkpoint
+from seglib.settings import input_multiple
 
 FORMAT = ONNX_FORMAT  # metadata_props["format"] of every file export_onnx writes
 IN_MEMORY = "(in-memory checkpoint)"
@@ -80,7 +81,7 @@ def export_onnx(checkpoint_path_or_state: str | os.PathLike | dict, out_path: st
         "threshold": repr(float(state["threshold"])),
         "input_size": str(size),
         "normalization": json.dumps(state["normalization"]),
-        "config": json.dumps(cfg.to_dict()),
+        "config": json.dumps(cfg.to_saved_dict()),
         "weights": str(state.get("weights", "")),
         "seglib_version": seglib.__version__,
         "torch_version": str(torch.__version__),
@@ -96,7 +97,9 @@ def export_onnx(checkpoint_path_or_state: str | os.PathLike | dict, out_path: st
     _tolerance(max_diff, max_logit, [square])  # wrong at the traced size itself: a real failure, raise
     shapes, note = [square], ""
     if dynamic:
-        other = (1, size + 32, max(32, size - 32))  # non-square, multiples of 32 like every seglib input size
+        stride = input_multiple(cfg)  # a second size it must take: non-square, sides multiples of its stride
+        step = stride * max(1, 32 // stride)  # and well apart from the first (32 px unless the stride is larger)
+        other = (1, size + step, max(step, size - step))
         try:
             diff, logit = _compare(model, session, [other])
             _tolerance(diff, logit, [other])

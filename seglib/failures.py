@@ -18,7 +18,6 @@ Every attribute is measured on the image at its mask's (the ground truth's) reso
 from __future__ import annotations
 
 from collections.abc import Sequence
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -71,14 +70,16 @@ def size_bucket(fg_fraction: float) -> str:
     return "medium"
 
 
-def _pairs_by_id(ids: Sequence[str], dataset_dir=None, split: str | None = None, splits_dir=None) -> dict:
-    """id -> (image, mask) at mask resolution, decoded from the data set (split items, or the whole catalog)."""
-    from seglib.data.dataset import load_pair
+def _pairs_by_id(ids: Sequence[str], dataset_dir=None, split: str | None = None, splits_dir=None,
+                 data: str | None = None) -> dict:
+    """id -> (image, mask) at mask resolution, decoded from the data set (split items of the registered set(s)
+    `data`, default the built-in one; or the built-in set's whole catalog)."""
+    from seglib.data.dataset import load_item
 
     if split is not None:
         from seglib.evaluate import split_items
 
-        items = split_items(split, dataset_dir, splits_dir)
+        items = split_items(split, dataset_dir, splits_dir, data=data)
     else:
         from seglib.data.catalog import load_pairs
 
@@ -88,19 +89,19 @@ def _pairs_by_id(ids: Sequence[str], dataset_dir=None, split: str | None = None,
     if missing:
         raise SeglibError(f"image id(s) {', '.join(missing[:5])} not in the data set"
                           + (f" split {split!r}" if split else ""))
-    return {i: load_pair(Path(items.at[i, "image_path"]), Path(items.at[i, "mask_path"])) for i in ids}
+    return {i: load_item(items.loc[i]) for i in ids}
 
 
 def attributes(per_image: pd.DataFrame, dataset_dir=None, *, records: Sequence[dict] | None = None,
-               split: str | None = None, splits_dir=None) -> pd.DataFrame:
+               split: str | None = None, splits_dir=None, data: str | None = None) -> pd.DataFrame:
     """`per_image` (an evaluation's table, needs `id`; `iou` for the tables) plus measurable attributes.
 
     Added columns: size_bucket (small/medium/large figure, from the true foreground fraction), n_people
     (mask components larger than `image_facts.PERSON_SHARE` of the largest), brightness, figure_brightness,
     background_brightness (0-1, inside / outside the true mask), and one boolean column per category of
     `CATEGORIES`. Images and masks come from `records` (dicts with id, image, mask, e.g. from
-    `predictions_for_split`) when given, else they are decoded from the data set (the `split`'s items, or the
-    whole catalog). Existing columns (fg_fraction, mean_brightness, aspect_ratio, is_grayscale, height,
+    `predictions_for_split`) when given, else they are decoded from the data set (the `split`'s items of the
+    registered set(s) `data`, or the built-in set's whole catalog). Existing columns (fg_fraction, mean_brightness, aspect_ratio, is_grayscale, height,
     width) are used when present.
     """
     df = per_image.copy()
@@ -112,7 +113,7 @@ def attributes(per_image: pd.DataFrame, dataset_dir=None, *, records: Sequence[d
         if not decoded:
             given = {str(r["id"]): (r["image"], r["mask"]) for r in records or []}
             missing = [i for i in ids if i not in given]
-            decoded.update(given, **(_pairs_by_id(missing, dataset_dir, split, splits_dir) if missing else {}))
+            decoded.update(given, **(_pairs_by_id(missing, dataset_dir, split, splits_dir, data) if missing else {}))
         return decoded
 
     missing_facts = [col for col in FACT_COLUMNS if col not in df]
@@ -259,13 +260,14 @@ def failure_summary(table: pd.DataFrame, overall_mean: float, per_image: pd.Data
     return " ".join(parts)
 
 
-def predict_ids(predictor, split: str, ids: Sequence[str], dataset_dir=None, *, splits_dir=None) -> list[dict]:
-    """Records (id, image, mask, prob, pred at `predictor.threshold`) for the chosen images of a split, in the
-    order of `ids`; images and masks at mask resolution, as scored."""
+def predict_ids(predictor, split: str, ids: Sequence[str], dataset_dir=None, *, splits_dir=None,
+                data: str | None = None) -> list[dict]:
+    """Records (id, image, mask, prob, pred at `predictor.threshold`) for the chosen images of a split (of the
+    registered set(s) `data`), in the order of `ids`; images and masks at mask resolution, as scored."""
     ids = [str(i) for i in ids]
     if not ids:
         return []
-    pairs = _pairs_by_id(ids, dataset_dir, split, splits_dir)
+    pairs = _pairs_by_id(ids, dataset_dir, split, splits_dir, data)
     images = [pairs[i][0] for i in ids]
     probs = predictor.predict_proba_batch(images)
     return [{"id": i, "image": pairs[i][0], "mask": pairs[i][1], "prob": np.asarray(p, dtype=np.float32),

@@ -61,7 +61,6 @@ class MediaPipeUNet(nn.Module):
         self.up4 = Up(4 * width, c4, 2 * width)
         self.up2 = Up(2 * width, c2, width)
         self.head = nn.ConvTranspose2d(width, 1, 2, stride=2)
-        self.total_stride = 16
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         s2, s4, s8, s16 = self.encoder(x)

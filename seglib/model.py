@@ -1,17 +1,19 @@
-"""Models: a compact U-Net of our own (built from named parts), smp's encoder U-Nets, and MediaPipe's selfie
-segmenter (an encoder-decoder with skip connections) run in PyTorch from its bundled .tflite."""
+"""Models: `build_model`/`model_for` build any model of the registry (seglib.model_registry), and the builders of
+our compact U-Net (built from named parts), smp's encoder U-Nets and MediaPipe's selfie segmenter (an
+encoder-decoder with skip connections, run in PyTorch from its bundled .tflite) and a U-Net on its encoder."""
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import torch
 from torch import nn
 
 from seglib.errors import ConfigError
-from seglib.settings import MEDIAPIPE_MODELS, MODELS
+from seglib.model_registry import model_entry
+from seglib.settings import TrainConfig
 from seglib.unet_parts import DoubleConv, Down, OutConv, Up
+from seglib.weights_files import check_fit, read_state_dict
 
 
 class UNet(nn.Module):
@@ -41,39 +43,41 @@ class UNet(nn.Module):
 # MediaPipe's selfie segmentation model, copied unchanged from the mediapipe 0.10.21 wheel (Apache-2.0,
 # seglib/weights/NOTICE.md): the architecture and initial weights of model=mediapipe-selfie.
 MEDIAPIPE_SELFIE_TFLITE = Path(__file__).with_name("weights") / "selfie_segmentation.tflite"
-# BatchNorm momentum of smp models: PyTorch's default, whatever their encoder came with (see build_model)
+# BatchNorm momentum of smp models: PyTorch's default, whatever their encoder came with (see build_smp_unet)
 SMP_BATCHNORM_MOMENTUM = 0.1
 
 
-def build_model(name: str = "unet", *, base_channels: int = 16, depth: int = 4, encoder: str = "resnet18",
-                encoder_weights: str | None = None, spec: dict | None = None) -> nn.Module:
-    """One constructor for every model the workbook trains.
+def build_model(name: str = "unet", *, spec: dict | None = None, **settings) -> nn.Module:
+    """One constructor for every registered model (smp's `create_model`): `settings` are TrainConfig's, its
+    defaults fill the rest, `encoder_weights=None` means none. `spec`: a checkpoint's saved graph."""
+    if "encoder_weights" in settings and settings["encoder_weights"] is None:
+        settings["encoder_weights"] = "none"
+    return model_for(TrainConfig(model=name, **settings), spec=spec)
 
-    `encoder_weights`: None/"none" trains from scratch. smp-unet: "imagenet" downloads ImageNet weights, a file
-    path loads a local encoder state dict (for machines behind a firewall). mediapipe-selfie: "mediapipe" starts
-    from the bundled MediaPipe weights, a path from another .tflite file of the same kind. `spec`
-    (mediapipe-selfie): the graph saved in a checkpoint, so rebuilding needs no .tflite file.
-    """
-    if name == "mediapipe-selfie":
-        return build_tflite_model(encoder_weights, spec)
-    if name == "mediapipe-unet":
-        return build_mediapipe_unet(encoder_weights, spec, width=base_channels)
-    if name == "unet":
-        if encoder_weights not in (None, "none"):
-            raise ConfigError("encoder_weights applies to model=smp-unet only; the compact unet trains from scratch")
-        return UNet(base_channels=base_channels, depth=depth)
-    if name != "smp-unet":
-        raise ConfigError(f"model {name!r} unknown; expected one of {', '.join(MODELS)}")
+
+def model_for(cfg: TrainConfig, *, pretrained: bool = True, spec: dict | None = None) -> nn.Module:
+    """The network a TrainConfig describes, built by its registry entry: from its `encoder_weights` when
+    `pretrained`, else untrained (to load a checkpoint's weights into; `spec` is the graph such a checkpoint saved)."""
+    start = cfg if pretrained else cfg.replace(encoder_weights="none")
+    return model_entry(cfg.model).build(start, spec)
+
+
+def build_unet(*, base_channels: int, depth: int) -> nn.Module:
+    return UNet(base_channels=base_channels, depth=depth)
+
+
+def build_smp_unet(*, encoder: str, encoder_weights: str) -> nn.Module:
+    """smp's U-Net: from scratch ("none"), ImageNet weights smp downloads ("imagenet"), or a local encoder file."""
     import segmentation_models_pytorch as smp
 
-    weights = None if encoder_weights in (None, "none") else encoder_weights
-    local_file = weights is not None and weights != "imagenet"
+    local_file = encoder_weights not in ("none", "imagenet")
     try:
-        model = smp.Unet(encoder_name=encoder, encoder_weights=None if local_file else weights, classes=1)
+        model = smp.Unet(encoder_name=encoder, encoder_weights="imagenet" if encoder_weights == "imagenet" else None,
+                         classes=1)
     except KeyError as exc:
         raise ConfigError(f"encoder {encoder!r} unknown to segmentation_models_pytorch ({exc})") from None
     except Exception as exc:  # network failure while downloading weights
-        if weights == "imagenet":
+        if encoder_weights == "imagenet":
             raise ConfigError(
                 f"could not download ImageNet weights for encoder {encoder!r} ({type(exc).__name__}: {exc}); "
                 "train from scratch with --set encoder_weights=none, or point encoder_weights at a local "
@@ -83,7 +87,7 @@ def build_model(name: str = "unet", *, base_channels: int = 16, depth: int = 4, 
     # efficientnet BN momentum 0.01 lags from-scratch training (empty eval masks); set here, checkpoints too
     set_batchnorm_momentum(model, SMP_BATCHNORM_MOMENTUM)
     if local_file:
-        load_encoder_weights(model, weights)
+        load_encoder_weights(model, encoder_weights)
     return model
 
 
@@ -94,55 +98,46 @@ def set_batchnorm_momentum(model: nn.Module, momentum: float) -> None:
             module.momentum = momentum
 
 
-def model_for(cfg, *, pretrained: bool = True, spec: dict | None = None) -> nn.Module:
-    """The network a TrainConfig describes: with its `encoder_weights` when `pretrained`, else untrained
-    (to load a checkpoint's weights into; `spec` is a mediapipe-selfie checkpoint's saved graph)."""
-    return build_model(cfg.model, base_channels=cfg.base_channels, depth=cfg.depth, encoder=cfg.encoder,
-                       encoder_weights=cfg.encoder_weights if pretrained else None, spec=spec)
-
-
-def teacher_for(cfg) -> nn.Module:
-    """The frozen network `distill_weight` pulls toward: MediaPipe's selfie segmenter with the run's MediaPipe
-    weights (mediapipe-* models) or the bundled ones (other models), in eval mode, without gradients."""
-    weights = cfg.encoder_weights if cfg.model in MEDIAPIPE_MODELS else "mediapipe"
-    teacher = build_tflite_model("mediapipe" if weights in ("", "none") else weights).eval()
+def teacher_for(cfg: TrainConfig) -> nn.Module:
+    """The frozen network `distill_weight` pulls toward: MediaPipe's selfie segmenter with the run's own .tflite
+    weights when it started from one, else the bundled ones, in eval mode, without gradients."""
+    weights = cfg.encoder_weights if cfg.encoder_weights.endswith(".tflite") else "mediapipe"
+    teacher = build_mediapipe_selfie(encoder_weights=weights).eval()
     for p in teacher.parameters():
         p.requires_grad_(False)
     return teacher
 
 
-def _read_mediapipe(weights: str | None, model: str) -> tuple[dict, dict | None]:
+def _read_mediapipe(weights: str) -> tuple[dict, dict | None]:
     """MediaPipe's graph and its weights (None for a random initialisation, encoder_weights=none)."""
     from seglib.tflite_net import read_tflite
 
-    source = MEDIAPIPE_SELFIE_TFLITE if weights in (None, "none", "mediapipe") else Path(weights)
-    if weights not in (None, "none", "mediapipe") and source.suffix != ".tflite":
-        raise ConfigError(f"{weights}: model={model} takes encoder_weights=mediapipe, none or a .tflite file")
-    spec, tensors = read_tflite(source)
-    return spec, None if weights in (None, "none") else tensors
+    spec, tensors = read_tflite(MEDIAPIPE_SELFIE_TFLITE if weights in ("none", "mediapipe") else Path(weights))
+    return spec, None if weights == "none" else tensors
 
 
-def build_tflite_model(weights: str | None, spec: dict | None = None) -> nn.Module:
+def build_mediapipe_selfie(*, encoder_weights: str, spec: dict | None = None) -> nn.Module:
     """MediaPipe's graph as a TFLiteNet: its weights, a random initialisation ("none"), or a checkpoint's spec."""
     from seglib.tflite_net import TFLiteNet
 
     if spec is not None:
         return TFLiteNet(spec)
-    return TFLiteNet(*_read_mediapipe(weights, "mediapipe-selfie"))
+    return TFLiteNet(*_read_mediapipe(encoder_weights))
 
 
-def build_mediapipe_unet(weights: str | None, spec: dict | None = None, *, width: int = 16) -> nn.Module:
+def build_mediapipe_unet(*, base_channels: int, encoder_weights: str, spec: dict | None = None) -> nn.Module:
     """The canonical U-Net on MediaPipe's encoder (seglib.mediapipe_unet); `spec` is a checkpoint's encoder graph."""
     from seglib.mediapipe_unet import MediaPipeUNet, TFLiteEncoder, encoder_spec
 
     if spec is not None:
-        return MediaPipeUNet(TFLiteEncoder(spec), width=width)
-    full, tensors = _read_mediapipe(weights, "mediapipe-unet")
+        return MediaPipeUNet(TFLiteEncoder(spec), width=base_channels)
+    full, tensors = _read_mediapipe(encoder_weights)
     try:
         cut = encoder_spec(full)
-        return MediaPipeUNet(TFLiteEncoder(cut, tensors), width=width)
+        return MediaPipeUNet(TFLiteEncoder(cut, tensors), width=base_channels)
     except ValueError as exc:
-        raise ConfigError(f"{weights}: no MediaPipe selfie-segmenter encoder to build a U-Net on ({exc})") from None
+        raise ConfigError(f"{encoder_weights}: no MediaPipe selfie-segmenter encoder to build a U-Net on ({exc})") \
+            from None
 
 
 def load_encoder_weights(model: nn.Module, path: str) -> None:
@@ -153,32 +148,9 @@ def load_encoder_weights(model: nn.Module, path: str) -> None:
     load ImageNet weights (the classifier: ResNet's fc.weight and fc.bias, EfficientNet's _fc.*, ...), so an
     unmodified torchvision or timm checkpoint loads.
     """
-    if not os.path.isfile(path):
-        raise ConfigError(f"{path}: encoder weights file not found")
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:
-        raise ConfigError(f"{path}: not a loadable weights file ({type(exc).__name__}: {exc})") from None
-    if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
-        state = state["state_dict"]
-    if not (isinstance(state, dict) and state
-            and all(isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in state.items())):
-        raise ConfigError(f"{path}: not an encoder state dict (expected a dict of tensors, or "
-                          f"{{'state_dict': dict of tensors}}; found {_describe(state)})")
-    encoder = model.encoder
-    kept = _as_smp_passes_on(encoder, state)
-    own = encoder.state_dict()
-    # torch fills in a BatchNorm's num_batches_tracked when the file lacks it (torchvision's ImageNet files do)
-    missing = [k for k in own if k not in kept and not k.endswith("num_batches_tracked")]
-    unexpected = [k for k in kept if k not in own]
-    wrong_shape = [f"{k}: file {_shape(kept[k])} vs model {_shape(own[k])}"
-                   for k in own if k in kept and kept[k].shape != own[k].shape]
-    problems = [f"{label} {len(names)} ({_first_few(names)})"
-                for label, names in (("missing", missing), ("unexpected", unexpected), ("wrong shape", wrong_shape))
-                if names]
-    if problems:
-        raise ConfigError(f"{path}: encoder weights do not fit the {type(encoder).__name__}: {', '.join(problems)}")
-    encoder.load_state_dict(dict(state))
+    state = read_state_dict(path, "encoder")
+    check_fit(model.encoder, _as_smp_passes_on(model.encoder, state), path, "encoder")
+    model.encoder.load_state_dict(dict(state))
 
 
 class _Probe(Exception):
@@ -205,32 +177,6 @@ def _as_smp_passes_on(encoder: nn.Module, state: dict) -> dict:
     finally:
         handle.remove()
     return seen
-
-
-def _shape(tensor: torch.Tensor) -> str:
-    return "[" + ",".join(str(n) for n in tensor.shape) + "]"
-
-
-def _first_few(names: list[str], n: int = 3) -> str:
-    return ", ".join(names[:n]) + (", ..." if len(names) > n else "")
-
-
-def _describe(obj) -> str:
-    if isinstance(obj, dict):
-        keys = [str(k) for k in obj]
-        return f"a dict with {len(keys)} keys ({_first_few(keys)})" if keys else "an empty dict"
-    return f"a {type(obj).__name__}"
-
-
-def architecture(model: str, base_channels: int = 16, depth: int = 4, encoder: str = "resnet18") -> str:
-    """The architecture in a few words, for tables (experiment log, benchmark)."""
-    if model == "unet":
-        return f"U-Net width {base_channels}, depth {depth}"
-    if model == "mediapipe-selfie":
-        return "MediaPipe selfie segmenter (MobileNetV3-style)"
-    if model == "mediapipe-unet":
-        return f"U-Net on MediaPipe's encoder, decoder width {base_channels}"
-    return f"smp U-Net, {encoder} encoder"
 
 
 def count_parameters(model: nn.Module) -> int:

@@ -113,6 +113,11 @@ class NotebookContext:
     def run_folder(self) -> Run:
         return Run(self.run_dir)
 
+    @property
+    def data(self) -> str:
+        """The registered set(s) the run trained on, from its config.yaml (the built-in set for older runs)."""
+        return str((self.run_folder.config() or {}).get("data") or "human-seg")
+
 
 def resolve_params(profile: str = "default", run: str = "default", data_dir: str = "") -> NotebookContext:
     """Turn a notebook's literal parameters into concrete values.

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from seglib import config
+from seglib.crossdata import results_section as crossdata_section
 from seglib.errors import DataError
 
 RESULTS_PAGE = Path("docs") / "results.md"
@@ -185,13 +186,15 @@ def readme_table(src: Sources) -> str:
                      f3(penn["baselines"][name]["mean_iou"]), "—"])
     header = ["model", f"test mean IoU, {test['n_images']} photos (95% CI)", "test boundary IoU",
               f"Penn-Fudan mean IoU, {penn['n_images']} photos", "training"]
+    from seglib.crossdata import readme_block
+
     lines = [table(header, rows), ""]
     for split, where in (("test", "the test split"), ("pennfudan", "Penn-Fudan")):
         diff = paired(src, split)
         if diff:
             lines.append(f"The reference minus MediaPipe, photo by photo on {where}: {signed_ci(diff)}, better on "
                          f"{diff['model_better']} of {diff['n_images']} photos.")
-    return "\n".join(lines).rstrip() + "\n"
+    return "\n".join([*lines, "", readme_block(src.root)]).rstrip() + "\n"
 
 
 def readme_with_table(readme: str, generated: str) -> str:
@@ -412,7 +415,7 @@ def results_page(src: Sources) -> str:
         "`reports/`, named under each table; `seglib docs` rewrites this page and the README's results table, and "
         "`tests/test_results_doc.py` fails when either is stale. How the scores are computed: "
         "[protocol.md](protocol.md); how recipes are chosen: [recipes.md](recipes.md).",
-        reference_section(src), anchor_section(src), fresh_retrain_section(src), tested_runs_section(src),
+        reference_section(src), anchor_section(src), crossdata_section(src.root), fresh_retrain_section(src), tested_runs_section(src),
         folds_section(src), pennfudan_checks_section(src), val_section(src), speed_section(src),
         fast_model_section(src), notes_section(src)]
     return "\n\n".join(sections) + "\n"

@@ -20,7 +20,8 @@ import torch
 
 import seglib
 from seglib.errors import CheckpointError, ConfigError
-from seglib.settings import MEDIAPIPE_MODELS, TrainConfig, config_from_dict, input_multiple
+from seglib.model_registry import model_entry
+from seglib.settings import TrainConfig, config_from_dict, input_multiple
 from seglib.transforms import NORMALIZATION
 
 CHECKPOINT_FORMAT = "seglib-checkpoint/1"
@@ -205,7 +206,7 @@ def validate_stored(state: dict, kind: str, where: str) -> TrainConfig:
                             f"{multiple} (the stride of its {cfg.model})")
     check_normalization(state["normalization"], where)
     if kind == "checkpoint":
-        if cfg.model in MEDIAPIPE_MODELS and not isinstance(state.get("model_spec"), dict):
+        if model_entry(cfg.model).saves_graph and not isinstance(state.get("model_spec"), dict):
             raise refuse(where, f"field 'model_spec' is {shown(state.get('model_spec'))}, expected the graph of "
                                 f"its model={cfg.model}")
         check_finite_weights(state["model_state"], where)

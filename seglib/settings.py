@@ -16,9 +16,8 @@ import yaml
 from seglib.config import ENV_PROFILE
 from seglib.devices import DEVICES
 from seglib.errors import ConfigError
+from seglib.model_registry import MODELS, check_input_size, model_entry
 
-MODELS = ("unet", "smp-unet", "mediapipe-selfie", "mediapipe-unet")
-MEDIAPIPE_MODELS = ("mediapipe-selfie", "mediapipe-unet")  # built from MediaPipe's .tflite graph (stride 16)
 # how a photo becomes the network input (seglib.transforms): aspect kept and padded to a square, stretched to a
 # square, or aspect kept and padded only to a multiple of the network's stride (rectangular inputs)
 GEOMETRIES = ("letterbox", "resize", "rect")
@@ -31,12 +30,14 @@ class TrainConfig:
 
     profile: str = "cpu-scratch"  # the field defaults below are the cpu-scratch recipe
     # model
-    model: str = "unet"  # unet (compact, ours) | smp-unet | mediapipe-selfie (fine-tuned) | mediapipe-unet
+    model: str = "unet"  # a name in seglib.model_registry (MODELS); its entry says which settings below it reads
     base_channels: int = 16  # U-Net width: unet's first level; mediapipe-unet's decoder at stride 2
     depth: int = 4  # compact U-Net levels
     encoder: str = "resnet18"  # smp-unet encoder
-    encoder_weights: str = "none"  # none | imagenet or a local file (smp-unet) | mediapipe or a .tflite (mediapipe-*)
+    encoder_weights: str = "none"  # where training starts: none, or what the model's entry accepts (imagenet,
+    # mediapipe, a local file)
     # data
+    data: str = "human-seg"  # the registered set(s) to train on: NAME or A,B (seglib data list)
     input_size: int = 128  # side of the square network input in pixels
     geometry: str = "letterbox"  # photo -> input: letterbox (keep aspect, pad to a square) | resize (stretch to a
     # square, MediaPipe's) | rect (keep aspect, longest side input_size, pad to a multiple of the stride)
@@ -70,6 +71,10 @@ class TrainConfig:
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
+
+    def to_saved_dict(self) -> dict:
+        """What a run's config.yaml, a checkpoint and an ONNX file store: every setting and the schema version."""
+        return {SCHEMA_KEY: CONFIG_SCHEMA, **self.to_dict()}
 
     def replace(self, **changes) -> TrainConfig:
         return dataclasses.replace(self, **changes)
@@ -107,10 +112,8 @@ CHOICES = {
 
 
 def input_multiple(cfg: TrainConfig) -> int:
-    """What the network's input height and width must be multiples of (its total stride)."""
-    if cfg.model == "unet":
-        return 2**cfg.depth
-    return 16 if cfg.model in MEDIAPIPE_MODELS else 32
+    """What the network's input height and width must be multiples of (its stride, from its registry entry)."""
+    return model_entry(cfg.model).stride_for(cfg)
 
 
 def resolve_profile(profile: str, source: str = "profile") -> str:
@@ -250,6 +253,10 @@ def validate(cfg: TrainConfig) -> None:
     for key, allowed in CHOICES.items():
         if getattr(cfg, key) not in allowed:
             raise ConfigError(f"setting {key}={getattr(cfg, key)!r}: expected one of {', '.join(allowed)}")
+    names = [n.strip() for n in cfg.data.split(",")]
+    if not all(names) or len(set(names)) != len(names):
+        raise ConfigError(f"setting data={cfg.data!r}: registered set names separated by commas, each once "
+                          "(seglib data list)")
     positive = ("base_channels", "depth", "input_size", "epochs", "batch_size", "cache_max_side")
     for key in positive:
         if getattr(cfg, key) <= 0:
@@ -257,10 +264,7 @@ def validate(cfg: TrainConfig) -> None:
     for key, limit in UPPER_LIMITS.items():
         if getattr(cfg, key) > limit:
             raise ConfigError(f"setting {key}={getattr(cfg, key)}: at most {limit}")
-    if cfg.input_size % input_multiple(cfg):
-        stride = "2**depth" if cfg.model == "unet" else "its stride"
-        raise ConfigError(f"setting input_size={cfg.input_size}: must be a multiple of {input_multiple(cfg)} "
-                          f"({cfg.model}: {stride})")
+    check_model_settings(cfg)
     if cfg.fold >= 0 and cfg.train_on != "train":
         raise ConfigError(f"settings fold={cfg.fold} and train_on={cfg.train_on}: a fold run trains on the other folds")
     if cfg.fold < -1:
@@ -279,6 +283,17 @@ def validate(cfg: TrainConfig) -> None:
             raise ConfigError(f"setting {key}={getattr(cfg, key)}: must be 0 or more")
     if cfg.dice_weight == 0 and cfg.bce_weight == 0:
         raise ConfigError("settings dice_weight=0 and bce_weight=0: the loss would be zero; give one a weight")
+
+
+def check_model_settings(cfg: TrainConfig) -> None:
+    """What the model's registry entry asks of the settings: input_size a multiple of its stride, starting weights
+    it accepts, a training batch its layers take."""
+    entry = model_entry(cfg.model)
+    check_input_size(cfg, cfg.input_size, cfg.input_size, what=f"setting input_size={cfg.input_size}")
+    entry.starting_weights(cfg.encoder_weights)
+    if cfg.batch_size < entry.min_train_batch:
+        raise ConfigError(f"setting batch_size={cfg.batch_size}: model={cfg.model} trains on batches of "
+                          f"{entry.min_train_batch} or more")
 
 
 def parse_assignments(items: list[str] | None, option: str = "--set") -> dict[str, str]:
@@ -301,29 +316,73 @@ def parse_set_args(items: list[str] | None) -> dict[str, str]:
     return parse_assignments(items, "--set")
 
 
+# The layout of a saved config (`TrainConfig.to_saved_dict`). Version 1: configs saved before the version was
+# recorded (no SCHEMA_KEY). A config of the current version holds every setting.
+CONFIG_SCHEMA = 2
+SCHEMA_KEY = "config_schema"
+# Settings added after configs were first saved: the first schema version that holds them, and the value that
+# reproduces how a run saved before it existed was trained (seglib's behaviour then). An older config lacking one
+# gets this value, never today's default, so a changed default cannot reinterpret an old checkpoint. Adding a
+# setting: raise CONFIG_SCHEMA and add it here with the value that keeps older runs as they were.
+ADDED_SETTINGS: dict[str, tuple[int, Any]] = {
+    "ema_decay": (2, 0.0),  # no averaged weights
+    "geometry": (2, "letterbox"),  # aspect kept, padded to a square
+    "fold": (2, -1),  # the train/val split, no cross-validation fold
+    "train_on": (2, "train"),  # val photos never trained
+    "dice_per_image": (2, False),  # soft Dice pooled over the batch
+    "distill_weight": (2, 0.0),  # no distillation
+    "data": (2, "human-seg"),  # the workbook's one data set
+}
+
+
 def config_from_dict(data: Any, source: str = "saved config") -> TrainConfig:
     """Rebuild a config saved with a run or a checkpoint, checked like `--set` values: every field's type and
-    range (`validate`). Missing fields take their defaults (settings added since it was saved); an unknown key
-    (from a newer seglib), text where a number belongs or a value out of range is a ConfigError naming
-    `source` and the field."""
+    range (`validate`). A setting an older schema lacks takes the value in ADDED_SETTINGS (how such runs were
+    trained); a setting missing from a config of its own schema, an unknown key (from a newer seglib), text where a
+    number belongs or a value out of range is a ConfigError naming `source` and the field."""
     if not isinstance(data, dict):
         raise ConfigError(f"{source}: not a mapping of settings (found {type(data).__name__})")
+    schema = _schema_version(data, source)
+    settings = {k: v for k, v in data.items() if k != SCHEMA_KEY}
     hints = typing.get_type_hints(TrainConfig)
-    unknown = sorted(str(k) for k in data if k not in hints)
+    unknown = sorted(str(k) for k in settings if k not in hints)
     if unknown:
         raise ConfigError(f"{source}: unknown setting(s) {', '.join(unknown)} (written by a newer seglib?)")
+    before = _values_before(schema, settings, source)
     typed = {}
     try:
-        for key, value in data.items():
+        for key, value in settings.items():
             type_name = hints[key].__name__
             if isinstance(value, str) and type_name != "str":
                 raise ConfigError(f"setting {key}={value!r}: expected {type_name} ({TYPE_WORDS[type_name]}), got text")
             typed[key] = coerce_value(key, value, type_name)
-        cfg = TrainConfig(**typed)
+        cfg = TrainConfig(**before, **typed)
         validate(cfg)
     except ConfigError as exc:
         raise ConfigError(f"{source}: {exc}") from None
     return cfg
+
+
+def _schema_version(data: dict, source: str) -> int:
+    """The saved config's schema version (1 when it records none); a newer or malformed one is a ConfigError."""
+    version = data.get(SCHEMA_KEY, 1)
+    if type(version) is not int or version < 1:
+        raise ConfigError(f"{source}: {SCHEMA_KEY}={version!r}: expected a whole number, 1 or more")
+    if version > CONFIG_SCHEMA:
+        raise ConfigError(f"{source}: {SCHEMA_KEY}={version} is newer than this seglib reads ({CONFIG_SCHEMA}); "
+                          "update seglib to use it")
+    return version
+
+
+def _values_before(schema: int, present: dict, source: str) -> dict:
+    """The settings a config of `schema` may lack, at the values that reproduce its run (ADDED_SETTINGS); a
+    setting it should hold and does not is a ConfigError."""
+    missing = [f.name for f in fields(TrainConfig) if f.name not in present]
+    lacking = [name for name in missing if ADDED_SETTINGS.get(name, (1, None))[0] <= schema]
+    if lacking:
+        raise ConfigError(f"{source}: setting(s) {', '.join(lacking)} missing; a config of schema {schema} holds "
+                          "every one (edited by hand?)")
+    return {name: ADDED_SETTINGS[name][1] for name in missing}
 
 
 def load_settings_file(path: str | os.PathLike, source: str | None = None) -> dict:
@@ -341,4 +400,4 @@ def load_settings_file(path: str | os.PathLike, source: str | None = None) -> di
 
 
 def config_yaml(cfg: TrainConfig) -> str:
-    return yaml.safe_dump(cfg.to_dict(), sort_keys=False)
+    return yaml.safe_dump(cfg.to_saved_dict(), sort_keys=False)

@@ -58,6 +58,20 @@ def make_dataset(root: Path, n: int = 10, seed: int = 0, scaled_every: int = 3) 
     return folder
 
 
+def photo_folders(root, n: int = 14, seed: int = 0, *, mask_suffix: str = "", scale_every: int = 4):
+    """images/ (JPEG) and masks/ (0/255 PNG, every `scale_every`-th a half-size rescale) of ellipse 'people'."""
+    rng = np.random.default_rng(seed)
+    images, masks = root / "images", root / "masks"
+    images.mkdir(parents=True)
+    masks.mkdir()
+    for i in range(n):
+        scale = 2.0 if scale_every and i % scale_every == 0 else 1.0
+        photo, mask = draw_pair(rng, int(56 * scale), int(72 * scale), mask_scale=scale)
+        photo.save(images / f"p{i:02d}.jpg", quality=95)
+        mask.save(masks / f"p{i:02d}{mask_suffix}.png")
+    return images, masks
+
+
 @pytest.fixture
 def synthetic_dataset(tmp_path) -> Path:
     return make_dataset(tmp_path / "raw", n=10)

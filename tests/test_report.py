@@ -276,14 +276,24 @@ def test_cli_prints_the_index_path_last(env, kernel, capsys, monkeypatch):
 # ------------------------------------------------------------------------------------------- the real notebooks
 
 
-def test_real_notebooks_smoke_report(real_dataset, tmp_path, monkeypatch):
+def test_real_notebooks_smoke_report_on_a_registered_set_of_ones_own(tmp_path, monkeypatch, capsys):
+    """`make test` runs the six notebooks on the built-in set (nbval); this renders the whole study for a set
+    registered with `seglib data add`, as `seglib report --profile smoke -p dataset=NAME` does."""
+    from conftest import photo_folders
+
+    from seglib.cli import main
+
     monkeypatch.setenv("SEGLIB_RUNS_DIR", str(tmp_path / "runs"))
     monkeypatch.setenv("SEGLIB_REPORTS_DIR", str(tmp_path / "reports"))
+    monkeypatch.setenv("SEGLIB_DATASETS_DIR", str(tmp_path / "data" / "datasets"))
     monkeypatch.delenv("SEGLIB_RUN", raising=False)
+    images, masks = photo_folders(tmp_path / "mine", n=24)
+    assert main(["data", "add", "mine", "--images", str(images), "--masks", str(masks)]) == 0
+    assert main(["data", "split", "mine"]) == 0
     from jupyter_client.kernelspec import KernelSpecManager
 
     kernel = "seglib" if "seglib" in KernelSpecManager().find_kernel_specs() else "python3"
-    index = report.run_report("smoke", "smoke-report", data_dir=real_dataset, kernel=kernel)
+    index = report.run_report("smoke", "smoke-report", params={"dataset": "mine", "external": ""}, kernel=kernel)
     folder = index.parent
     notebooks = report.find_notebooks()
     assert [nb.name[:2] for nb in notebooks] == ["01", "02", "03", "04", "05", "06"]
@@ -295,6 +305,9 @@ def test_real_notebooks_smoke_report(real_dataset, tmp_path, monkeypatch):
         assert f'href="{nb.stem}.html"' in html
     summary = json.loads((folder / "summary.json").read_text())
     assert all(nb["status"] == "ok" for nb in summary["notebooks"])
+    assert "data set mine (folders, mask rule binary)" in (folder / "01_data_exploration.html").read_text()
+    metrics = json.loads((tmp_path / "runs" / "smoke-report" / "eval" / "test" / "metrics.json").read_text())
+    assert metrics["datasets"] == ["mine"] and metrics["trained_on"] == ["mine"]
 
 
 def test_render_html_drops_progress_widgets_but_keeps_text_and_figures(tmp_path):
@@ -375,7 +388,13 @@ def test_model_card_of_a_trained_run_and_its_section_in_the_index(tmp_path):
 
     run = Run(tmp_path / "runs" / "r1")
     run.eval_dir("test").mkdir(parents=True)
-    run.config_file.write_text("profile: cpu\nmodel: mediapipe-selfie\nencoder_weights: mediapipe\ninput_size: 448\n")
+    import yaml
+
+    from seglib.settings import make_config
+
+    saved = make_config("cpu", {"input_size": 448}).to_dict()  # as seglib saved it before `geometry` existed
+    del saved["geometry"]
+    run.config_file.write_text(yaml.safe_dump(saved))
     run.summary_file.write_text(json.dumps({"parameters": 106401, "weights": "MediaPipe weights, fine-tuned",
                                             "epochs_run": 30, "best_epoch": 23, "train_seconds": 660,
                                             "device": "cpu", "stop_reason": "completed"}))

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from seglib.errors import ConfigError
@@ -138,3 +140,65 @@ def test_a_saved_config_is_checked_field_by_field():
 def test_validate_refuses_a_config_built_with_wrong_types():
     with pytest.raises(ConfigError, match=r"setting amp='yes': expected bool"):
         validate(TrainConfig(amp="yes"))
+
+
+# ------------------------------------------------------------------ saved configs: every field and a schema version
+
+
+def test_a_saved_config_holds_every_setting_and_its_schema_version():
+    from seglib.settings import CONFIG_SCHEMA, SCHEMA_KEY, config_yaml
+
+    cfg = make_config("smoke", {"lr": 0.02})
+    saved = load_yaml(config_yaml(cfg), "config.yaml")
+    assert saved == cfg.to_saved_dict() == {SCHEMA_KEY: CONFIG_SCHEMA, **cfg.to_dict()}
+    assert config_from_dict(saved) == cfg
+
+
+def test_a_config_of_the_current_schema_must_hold_every_setting():
+    saved = make_config("smoke").to_saved_dict()
+    del saved["geometry"], saved["epochs"]
+    with pytest.raises(ConfigError, match=r"^best.pt: setting\(s\) geometry, epochs missing; a config of schema 2 "
+                                          r"holds every one"):
+        config_from_dict(saved, "best.pt")
+
+
+def test_an_older_config_gets_the_values_its_run_trained_with_not_todays_defaults(monkeypatch):
+    """A config saved before a setting existed takes ADDED_SETTINGS' value, whatever the default is now; a setting
+    such a config always held is still required."""
+    from seglib import settings
+
+    old = {k: v for k, v in make_config("smoke").to_dict().items() if k not in settings.ADDED_SETTINGS}
+    filled = config_from_dict(old)
+    assert {k: getattr(filled, k) for k in settings.ADDED_SETTINGS} == {k: v for k, (_, v) in
+                                                                         settings.ADDED_SETTINGS.items()}
+    monkeypatch.setitem(settings.ADDED_SETTINGS, "ema_decay", (2, 0.5))  # as if EMA had been on before the setting
+    assert config_from_dict(old).ema_decay == 0.5 != TrainConfig.ema_decay
+    del old["epochs"]
+    with pytest.raises(ConfigError, match=r"setting\(s\) epochs missing; a config of schema 1"):
+        config_from_dict(old)
+
+
+@pytest.mark.parametrize(("version", "says"), [(3, "config_schema=3 is newer than this seglib reads (2)"),
+                                               ("2", "config_schema='2': expected a whole number"),
+                                               (0, "config_schema=0: expected a whole number, 1 or more")])
+def test_a_newer_or_malformed_schema_version_is_refused(version, says):
+    saved = {**make_config("smoke").to_saved_dict(), "config_schema": version}
+    with pytest.raises(ConfigError, match=f"^best.pt: {re.escape(says)}"):
+        config_from_dict(saved, "best.pt")
+
+
+def test_every_setting_newer_than_the_oldest_committed_config_has_a_value_before_it():
+    """The oldest reference checkpoint's config lacks exactly settings that ADDED_SETTINGS fills in."""
+    import torch
+
+    from seglib.config import PROJECT_ROOT
+    from seglib.settings import ADDED_SETTINGS, CONFIG_SCHEMA
+
+    path = PROJECT_ROOT / "reports" / "reference" / "best.pt"
+    if not path.is_file():
+        pytest.skip("no committed reference checkpoint in this checkout")
+    saved = torch.load(path, weights_only=True)["config"]
+    assert "config_schema" not in saved
+    lacking = set(TrainConfig.__dataclass_fields__) - set(saved)
+    assert lacking and lacking <= set(ADDED_SETTINGS) <= set(TrainConfig.__dataclass_fields__)
+    assert all(1 < since <= CONFIG_SCHEMA for since, _ in ADDED_SETTINGS.values())

@@ -36,7 +36,7 @@ def measure(profile: str, overrides: dict, train_steps: int, predict_runs: int, 
     """Time the data pipeline, training steps and end-to-end prediction for one configuration, its parts built
     by the engine's `build_parts` and its photos read by the engine's loaders (`decode_every_time`: from disk
     at every read, as the course code does, instead of decoded once into memory)."""
-    from seglib.model import architecture
+    from seglib.model_registry import model_entry
     from seglib.runtime import setup_runtime
     from seglib.settings import make_config
     from seglib.training_parts import build_parts
@@ -53,7 +53,7 @@ def measure(profile: str, overrides: dict, train_steps: int, predict_runs: int, 
     # 4. prediction end to end on a 640x480 JPEG: decode -> letterbox -> model -> mask at the photo's size
     predict_ms = _prediction_ms(parts, cfg, loader.dataset, predict_runs)
     return {
-        "model": architecture(cfg.model, cfg.base_channels, cfg.depth, cfg.encoder),
+        "model": model_entry(cfg.model).describe(cfg),
         "parameters": int(sum(p.numel() for p in parts.model.parameters())),
         "input_size": cfg.input_size,
         "batch_size": cfg.batch_size,

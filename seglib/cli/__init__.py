@@ -7,11 +7,24 @@ import argparse
 import sys
 
 from seglib import __version__
-from seglib.cli import anchor, bench, cv, data, docs, evaluate, experiments, export, predict, report, train
+from seglib.cli import (
+    anchor,
+    bench,
+    crossdata,
+    cv,
+    data,
+    docs,
+    evaluate,
+    experiments,
+    export,
+    predict,
+    report,
+    train,
+)
 from seglib.errors import SeglibError, first_line
 from seglib.signals import exit_code, stop_on_signals
 
-COMMANDS = (data, train, cv, evaluate, predict, export, report, anchor, bench, experiments, docs)
+COMMANDS = (data, train, cv, evaluate, crossdata, predict, export, report, anchor, bench, experiments, docs)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,14 +1,16 @@
-"""`seglib data fetch | fetch-pennfudan | check | split`."""
+"""`seglib data fetch | fetch-pennfudan | add | list | check | split`: the built-in set and any registered one."""
 
 from __future__ import annotations
 
 import sys
 from pathlib import Path
 
+from seglib.errors import SeglibError
+
 
 def add_parser(sub) -> None:
     """Register `seglib data`."""
-    data = sub.add_parser("data", help="fetch, check and split the data set")
+    data = sub.add_parser("data", help="fetch, register, check and split data sets")
     data_sub = data.add_subparsers(dest="data_command", required=True, metavar="ACTION")
     fetch = data_sub.add_parser("fetch", help="download (or copy from --source) and verify the data set",
                                 description="Get the Human Segmentation data set (download it, or copy a local "
@@ -17,10 +19,11 @@ def add_parser(sub) -> None:
     fetch.add_argument("--source", help="local folder, .zip or URL (default: $SEGLIB_DATASET_SOURCE, else GitHub)")
     fetch.add_argument("--dest", type=Path, help="folder to put the data set in (default: data/raw)")
     fetch.set_defaults(func=cmd_data_fetch)
-    pf = data_sub.add_parser("fetch-pennfudan", help="get the Penn-Fudan pedestrians (external test set, never trained on)",
+    pf = data_sub.add_parser("fetch-pennfudan", help="get the Penn-Fudan pedestrians (registered as pennfudan)",
                              description="Copy or download the Penn-Fudan pedestrian database into "
-                                         "data/external/PennFudanPed (checked: 170 image/mask pairs). It is used "
-                                         "only to measure how well a model generalises beyond our data set.")
+                                         "data/external/PennFudanPed (checked: 170 image/mask pairs): the registered "
+                                         "set pennfudan, external to every model that did not train on its "
+                                         "training split.")
     pf.add_argument("--source", help="folder, .zip or URL (default: $SEGLIB_PENNFUDAN_SOURCE, else the authors' "
                                      "archive)")
     pf.add_argument("--dest", type=Path, help="folder to put PennFudanPed in (default: data/external)")
@@ -30,7 +33,9 @@ def add_parser(sub) -> None:
                                             "(unreadable files, colour or non-binary masks, a mask that is not a rescale of "
                                             "its photo) and its quirks; "
                                             "exit status 1 when a problem is found. Nothing is written.")
-    check.add_argument("--data-dir", type=Path, help="data set folder (default: the fetched copy)")
+    check.add_argument("name", nargs="?", default=None, metavar="NAME",
+                       help="a registered set (seglib data list; default: the workbook's own set, human-seg)")
+    check.add_argument("--data-dir", type=Path, help="the built-in set's folder (default: the fetched copy)")
     check.set_defaults(func=cmd_data_check)
     split = data_sub.add_parser("split", help="write the seeded, stratified train/val/test split",
                                 description="Assign every checked pair to train, val or test (stratified, seeded) "
@@ -38,17 +43,55 @@ def add_parser(sub) -> None:
                                             "(or --out). The same seed on the same data gives the same split; a "
                                             "different split already in the folder is only replaced with "
                                             "--overwrite.")
+    split.add_argument("name", nargs="?", default=None, metavar="NAME",
+                       help="a registered set, split into data/splits/NAME/ (default: the workbook's own set, into "
+                            "data/splits)")
     split.add_argument("--data-dir", type=Path,
-                       help="data set folder to split (default: $SEGLIB_DATA_DIR, else the fetched copy in data/raw)")
+                       help="the built-in set's folder to split (default: $SEGLIB_DATA_DIR, else the fetched copy in "
+                            "data/raw)")
     split.add_argument("--seed", type=int, default=42,
                        help="seed of the assignment, a whole number 0 or more (default 42: the committed split)")
     split.add_argument("--folds", type=int, default=5,
                        help="cross-validation folds over train+val (0: none, else 2 or more; default: %(default)s)")
-    split.add_argument("--out", type=Path, help="folder for the CSVs (default: data/splits); never the data set's "
-                                                "own folder or the folder it is read from")
+    split.add_argument("--out", type=Path, help="folder for the CSVs (default: data/splits, or data/splits/NAME); "
+                                                "never the data set's own folder or the folder it is read from")
     split.add_argument("--overwrite", action="store_true",
                        help="replace a different split already in the folder (runs trained on it become unscorable)")
     split.set_defaults(func=cmd_data_split)
+    _add_registry_parsers(data_sub)
+
+
+def _add_registry_parsers(data_sub) -> None:
+    from seglib.config import ENV_DATASETS_DIR
+
+    add = data_sub.add_parser("add", help="register a data set of your own (photos and masks, a pairs CSV or COCO "
+                                          "JSON)",
+                              description="Read every pair of a new set by its mask rule and register it as "
+                                          f"data/datasets/NAME.yaml (${ENV_DATASETS_DIR} moves that folder). Any "
+                                          "problem (a missing or unreadable mask, a mask that is not a rescale of "
+                                          "its photo, colour masks without a rule, a rule that leaves every mask "
+                                          "empty, two photos with one stem, images that are their own masks, a "
+                                          "name already registered) is one line naming the file, and nothing is "
+                                          "registered. Then: seglib data check NAME; seglib data split NAME; "
+                                          "seglib train --set data=NAME.")
+    add.add_argument("name", metavar="NAME", help="the new set's name: lower-case letters, digits, '-' and '_'")
+    add.add_argument("--images", type=Path, help="the photo folder (with --masks, or with --coco)")
+    add.add_argument("--masks", type=Path, help="the mask folder: one PNG per photo, <photo stem><--mask-suffix>.png")
+    add.add_argument("--mask-suffix", default="", help="what follows the photo's stem in a mask's name (default: "
+                                                       "none, e.g. _mask for photo.jpg -> photo_mask.png)")
+    add.add_argument("--pairs", type=Path, help="a CSV with image and mask columns (paths relative to the CSV), and "
+                                                "optionally id")
+    add.add_argument("--coco", type=Path, help="a COCO JSON (CVAT, Label Studio, Roboflow exports): its person "
+                                               "polygons and RLE are rasterised into data/derived/NAME/")
+    add.add_argument("--mask-rule", default=None,
+                     help="how stored mask values mean person (default: binary): binary, nonzero, ==V, in:V1,V2 "
+                          "or rgb:R,G,B")
+    add.add_argument("--source", default="", help="where the set comes from, for its description (default: none)")
+    add.add_argument("--licence", default="", help="its licence, for its description (default: none)")
+    add.set_defaults(func=cmd_data_add)
+    listing = data_sub.add_parser("list", help="the registered data sets",
+                                  description="Every registered set: its kind, pairs, mask rule, split and source.")
+    listing.set_defaults(func=cmd_data_list)
 
 
 def cmd_data_fetch(args) -> int:
@@ -67,10 +110,31 @@ def cmd_data_fetch_pennfudan(args) -> int:
     return 0
 
 
+def cmd_data_add(args) -> int:
+    from seglib.config import display_path
+    from seglib.data.registry import add_dataset
+
+    spec = add_dataset(args.name, images=args.images, masks=args.masks, pairs=args.pairs, coco=args.coco,
+                       mask_rule=args.mask_rule, mask_suffix=args.mask_suffix, source=args.source,
+                       licence=args.licence)
+    print(f"registered {spec.name}: {spec.n_pairs} pairs, mask rule {spec.mask_rule} "
+          f"({display_path(spec.description_file())}); next: seglib data check {spec.name}, then seglib data split "
+          f"{spec.name}")
+    return 0
+
+
+def cmd_data_list(args) -> int:
+    from seglib.data.registry import as_table, registered
+
+    print(as_table(registered()))
+    return 0
+
+
 def cmd_data_check(args) -> int:
     from seglib.data.check import check_dataset
+    from seglib.data.registry import BUILTIN, check_registered
 
-    report = check_dataset(args.data_dir)
+    report = check_dataset(args.data_dir) if args.name in (None, BUILTIN) else check_registered(args.name)
     for line in report.problems:
         print(line, file=sys.stderr)
     if report.problems:
@@ -81,6 +145,10 @@ def cmd_data_check(args) -> int:
 
 
 def cmd_data_split(args) -> int:
+    from seglib.data.registry import BUILTIN
+
+    if args.name not in (None, BUILTIN):
+        return _split_registered(args)
     from seglib import config
     from seglib.data.catalog import find_dataset_dir
     from seglib.data.check import check_dataset
@@ -98,6 +166,10 @@ def cmd_data_split(args) -> int:
     report = check_dataset(args.data_dir)
     table = make_split(report, seed=args.seed, n_folds=args.folds)
     written = write_split(table, out, overwrite=args.overwrite, inputs=inputs)
+    return _said_split(table, written)
+
+
+def _said_split(table, written) -> int:
     for path in written:
         print(f"wrote {path}")
     if not written:
@@ -105,3 +177,28 @@ def cmd_data_split(args) -> int:
     counts = table["split"].value_counts()
     print(", ".join(f"{name} {counts.get(name, 0)}" for name in ("train", "val", "test")))
     return 0
+
+
+def _split_registered(args) -> int:
+    """`seglib data split NAME`: the same assignment, of a registered set, into data/splits/NAME/."""
+    from seglib.data.registry import check_registered, get
+    from seglib.data.splits import check_seed, make_split, refuse_split_folder, write_split
+    from seglib.io import check_writable_dir
+
+    check_seed(args.seed)
+    if args.data_dir is not None:
+        raise SeglibError(f"--data-dir moves the built-in set only; {args.name} is read where its description says")
+    spec = get(args.name)
+    report = check_registered(args.name)
+    out = args.out if args.out is not None else spec.splits_dir()
+    inputs = [(report.dataset_dir, f"the folder holding the photos and masks of {spec.name}")]
+    refuse_split_folder(out, inputs)
+    check_writable_dir(out)
+    table = make_split(report, seed=args.seed, n_folds=args.folds)
+    empty = [name for name in ("train", "val", "test") if not (table["split"] == name).any()]
+    if empty:
+        raise SeglibError(f"{spec.description_file()}: its {len(table)} pairs leave the {' and '.join(empty)} "
+                          "split empty (15% each for val and test, per quarter of foreground fraction); add photos "
+                          "before splitting")
+    written = write_split(table, out, overwrite=args.overwrite, inputs=inputs)
+    return _said_split(table, written)

@@ -24,10 +24,17 @@ def add_parser(subparsers) -> None:
     target.add_argument("--checkpoint", type=Path, help="a checkpoint outside runs/ (needs --out)")
     p.add_argument("--out", type=Path, help="folder for the results (<out>/<split>/); required with --checkpoint")
     p.add_argument("--split", choices=EVAL_SPLITS, default="test", help="val (chooses the threshold) or test (default)")
-    p.add_argument("--external", metavar="SET",
-                   help="score an external labelled set instead of a split, with val's threshold: pennfudan "
-                        "($SEGLIB_PENNFUDAN_DIR or data/external/PennFudanPed), a pairs CSV (image,mask columns) or "
-                        "IMAGES_DIR:MASKS_DIR; results in <eval>/<set name>/")
+    scored = p.add_mutually_exclusive_group()
+    scored.add_argument("--external", metavar="SET",
+                        help="score every photo of an external labelled set instead of a split, with val's "
+                             "threshold: pennfudan ($SEGLIB_PENNFUDAN_DIR or data/external/PennFudanPed), another "
+                             "registered set's name, a pairs CSV (image,mask columns) or IMAGES_DIR:MASKS_DIR; "
+                             "refused for a registered set any of whose photos trained the model; results in "
+                             "<eval>/<set name>/ (default: none)")
+    scored.add_argument("--dataset", metavar="NAME",
+                        help="score the test split of a registered set (seglib data list), with val's threshold: "
+                             "in-domain for a run that trained on NAME, else a cross-data-set score; results in "
+                             "<eval>/NAME-test/ (default: none, the run's own --split)")
     p.add_argument("--tta", action="store_true", help="average with a horizontally flipped prediction")
     p.add_argument("--overwrite", action="store_true", help="score test again although it is already scored")
     p.add_argument("--threshold-from", choices=("val", "checkpoint"), default="val",
@@ -44,6 +51,10 @@ def cmd_evaluate(args) -> int:
     if args.checkpoint is not None and args.out is None:
         raise SeglibError("--checkpoint needs --out DIR (where the results go)")
     pairs = external_set(args.external) if args.external else None
+    if args.dataset:
+        from seglib.data.selection import split_test_pairs
+
+        pairs = split_test_pairs(args.dataset)
     options = EvalOptions(tta=args.tta, overwrite=args.overwrite, progress=not args.quiet,
                           threshold_source=args.threshold_from)
     result = evaluate_run(args.run, args.split, checkpoint=args.checkpoint, out_dir=args.out,

@@ -13,6 +13,7 @@ from torch.utils.data import Dataset
 
 from seglib.data.catalog import find_dataset_dir, resolve_listed_path
 from seglib.data.check import relation
+from seglib.data.mask_rules import MaskRule
 from seglib.data.splits import read_split
 from seglib.errors import DataError
 from seglib.io import load_mask_raw, load_rgb
@@ -85,10 +86,13 @@ class SegmentationDataset(Dataset):
     @classmethod
     def from_table(cls, table: pd.DataFrame, dataset_dir: str | Path | None = None, limit: int | None = None,
                    **kwargs) -> SegmentationDataset:
-        """Dataset over rows of a split table (id, image, mask relative to the data set folder)."""
-        folder = find_dataset_dir(dataset_dir)
+        """Dataset over rows of a split table: id, image and mask relative to the built-in set's folder, or rows
+        whose files are resolved already (`image_path`, `mask_path`, `mask_rule`: `data.selection.SetSplits`)."""
         if limit:
             table = table.head(limit)
+        if "image_path" in table.columns:
+            return cls(split_rows(table), **kwargs)
+        folder = find_dataset_dir(dataset_dir)
         items = pd.DataFrame({
             "id": table["id"].astype(str),
             "image_path": [resolve_listed_path(folder, f"_/{p}") for p in table["image"]],
@@ -110,8 +114,7 @@ class SegmentationDataset(Dataset):
         """The decoded pair at mask resolution (shrunk to `max_side` if set)."""
         if index in self._cache:
             return self._cache[index]
-        row = self.items.iloc[index]
-        image, mask = load_pair(Path(row["image_path"]), Path(row["mask_path"]))
+        image, mask = load_item(self.items.iloc[index])
         if self.max_side:
             image, mask = shrink_to(image, mask, self.max_side)
         if self.cache:
@@ -137,6 +140,21 @@ class SegmentationDataset(Dataset):
             mask = mask.unsqueeze(0)
         return {"image": image, "mask": mask, "id": self.items.iloc[index]["id"],
                 "orig_size": torch.tensor([h, w])}
+
+
+def split_rows(table: pd.DataFrame) -> pd.DataFrame:
+    """The item columns of a table whose files are resolved: id, image_path, mask_path, and mask_rule and dataset
+    where the table has them."""
+    keep = [c for c in ("id", "image_path", "mask_path", "mask_rule", "dataset") if c in table.columns]
+    return table[keep].assign(id=table["id"].astype(str)).reset_index(drop=True)
+
+
+def load_item(row) -> tuple[np.ndarray, np.ndarray]:
+    """`load_pair` of an items row (a Series or a namedtuple), by its `mask_rule` when it has one."""
+    get = row.get if hasattr(row, "get") else lambda key, default=None: getattr(row, key, default)
+    rule = get("mask_rule", None)
+    return load_pair(Path(get("image_path")), Path(get("mask_path")),
+                     None if rule in (None, "binary") or pd.isna(rule) else MaskRule.parse(rule))
 
 
 def _sample_seed(seed: int, epoch: int, index: int) -> int:

@@ -58,6 +58,7 @@ class PairSet:
     mask_rule: str = "binary"
     source: str = ""
     registered: bool = False  # the Penn-Fudan database as `seglib data fetch-pennfudan` puts it, not a user's file
+    dataset: str = ""  # the registered set these photos belong to (its ids), where they do
 
     def load(self, image_path: Path, mask_path: Path) -> tuple[np.ndarray, np.ndarray]:
         """(RGB uint8 at the mask's size, mask uint8 0/1): the same contract as `load_pair`."""
@@ -167,13 +168,20 @@ def pennfudan(root: str | Path | None = None) -> PairSet:
                         f"fetch-pennfudan` ({PENNFUDAN_URL}) or point ${config.ENV_PENNFUDAN_DIR} at a copy")
     pairs = pairs_from_folders(root / "PNGImages", root / "PedMasks", mask_suffix="_mask", mask_rule="nonzero",
                                name=PENNFUDAN)
-    return PairSet(PENNFUDAN, pairs.items, "nonzero", PENNFUDAN_CITATION, registered=True)
+    return PairSet(PENNFUDAN, pairs.items, "nonzero", PENNFUDAN_CITATION, registered=True, dataset=PENNFUDAN)
 
 
 def external_set(spec: str) -> PairSet:
-    """`pennfudan`, a pairs CSV (`PATH.csv`), or `IMAGES_DIR:MASKS_DIR` (same stems, binary masks)."""
+    """`pennfudan`, another registered set's name (all its photos), a pairs CSV (`PATH.csv`), or
+    `IMAGES_DIR:MASKS_DIR` (same stems, binary masks)."""
     if spec == PENNFUDAN:
         return pennfudan()
+    from seglib.data.registry import BUILTIN, NAME_PATTERN, registered
+
+    sets = registered() if NAME_PATTERN.fullmatch(spec) else {}
+    if spec in sets and spec != BUILTIN:
+        found = sets[spec].pair_set()
+        return PairSet(spec, found.items, found.mask_rule, found.source, registered=True, dataset=spec)
     if spec.lower().endswith(".csv"):
         return pairs_from_csv(spec)
     if ":" in spec:

@@ -21,15 +21,16 @@ from seglib.settings import TrainConfig, input_multiple
 def make_loaders(cfg: TrainConfig, runtime: Runtime, dataset_dir=None, splits_dir=None):
     """Datasets (decoded once, cached in memory) and loaders for train and val.
 
-    The split files are read once (`data.snapshot`: one version, checked unchanged after the photos are
-    decoded); a val split that shares photos with train is refused. Both datasets carry that snapshot as
+    The split files of the sets `cfg.data` names are read once (`data.selection.open_sets`: one version, checked
+    unchanged after the photos are decoded); a val split that shares photos with train is refused. Both datasets carry that snapshot as
     `split_snapshot`, for the record of what trained the run."""
-    from seglib.data.snapshot import snapshot_splits
+    from seglib.data.selection import open_sets
     from seglib.data.splits import check_val_apart_from_train
     from seglib.transforms import eval_transform, train_transform
 
     multiple = input_multiple(cfg)
-    snapshot = snapshot_splits(splits_dir, during="the training data was being read")
+    snapshot = open_sets(cfg.data, dataset_dir=dataset_dir, splits_dir=splits_dir,
+                         during="the training data was being read")
     folder = display_path(snapshot.folder)
     if cfg.fold >= 0:  # cross-validation: the fold is the val set, the rest of train+val trains
         train_table, val_table = snapshot.fold_split(cfg.fold)
@@ -107,8 +108,12 @@ def set_epoch(loader: DataLoader, cfg: TrainConfig, epoch: int) -> None:
 
 
 def training_split_record(train_ds, val_ds, splits_dir=None) -> dict:
-    """Which photos trained and validated the run, and a fingerprint of the split files it came from."""
-    record = {"train_ids": [str(i) for i in train_ds.items["id"]], "val_ids": [str(i) for i in val_ds.items["id"]]}
+    """Which photos trained and validated the run (ids, and a hash of each photo's bytes, so that the same photos
+    registered under another name are recognised too), and a fingerprint of the split files they came from."""
+    from seglib.data.selection import photo_hashes
+
+    record = {"train_ids": [str(i) for i in train_ds.items["id"]], "val_ids": [str(i) for i in val_ds.items["id"]],
+              "photo_sha1": sorted(photo_hashes([*train_ds.items["image_path"], *val_ds.items["image_path"]]))}
     snapshot = getattr(train_ds, "split_snapshot", None)  # the very version make_loaders read, when it has one
     record.update(snapshot.fingerprint() if snapshot is not None else split_fingerprint(splits_dir))
     return record

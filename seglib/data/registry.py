@@ -79,8 +79,14 @@ class DatasetSpec:
         return PairSet(self.name, found.items, self.mask_rule, self.source or found.source, registered=True)
 
     def splits_dir(self) -> Path:
-        """Where its committed split lives: data/splits/ for the built-in set, data/splits/NAME/ for the others."""
-        return config.splits_dir() if self.name == BUILTIN else config.splits_dir() / self.name
+        """Where its committed split lives: data/splits/ for the workbook's own set, data/splits/NAME/ for the
+        others (for a set added under $SEGLIB_DATASETS_DIR: `splits/NAME` beside that folder)."""
+        if self.name == BUILTIN:
+            return config.splits_dir()
+        return (config.splits_dir() if self.builtin else config.datasets_dir().parent / "splits") / self.name
+
+    def description_file(self) -> Path:
+        return (config.BUILTIN_DATASETS_DIR if self.builtin else config.datasets_dir()) / f"{self.name}.yaml"
 
     def to_yaml(self) -> str:
         values = {k: v for k, v in asdict(self).items() if v not in ("", 0, False) or k in ("name", "kind")}
@@ -221,7 +227,9 @@ def inspect_pairs(items: pd.DataFrame, rule: MaskRule, *, raise_first: bool = Fa
                 raise DataError(f"{image_path}: is its own mask; the images and the masks are the same files "
                                 "(give the mask folder with --masks)")
             with open_image(image_path) as photo:
-                size, orientation = photo.size, int(photo.getexif().get(274, 1))
+                size, orientation, image_mode = photo.size, int(photo.getexif().get(274, 1)), photo.mode
+            with open_image(mask_path) as stored:
+                mask_mode = stored.mode
             mask = rule.read(mask_path)
         except DataError as exc:
             problems.append(str(exc) + (" (a colour mask needs --mask-rule rgb:R,G,B)"
@@ -234,8 +242,9 @@ def inspect_pairs(items: pd.DataFrame, rule: MaskRule, *, raise_first: bool = Fa
             continue
         rows.append({"id": str(row.id), "image_path": str(image_path), "mask_path": str(mask_path),
                      "image_width": size[0], "image_height": size[1], "mask_width": mask.shape[1],
-                     "mask_height": mask.shape[0], "size_relation": kind, "exif_orientation": orientation,
-                     "fg_fraction": float(mask.mean()),
+                     "mask_height": mask.shape[0], "size_relation": kind, "scale": size[0] / mask.shape[1],
+                     "image_mode": image_mode, "mask_mode": mask_mode, "aspect_ratio": size[0] / size[1],
+                     "exif_orientation": orientation, "mask_rule": rule.text, "fg_fraction": float(mask.mean()),
                      "image_sha1": hashlib.sha1(image_path.read_bytes()).hexdigest()})
     if problems and raise_first:
         more = f" (and {len(problems) - 1} more problems; nothing registered)" if len(problems) > 1 else \
@@ -246,13 +255,14 @@ def inspect_pairs(items: pd.DataFrame, rule: MaskRule, *, raise_first: bool = Fa
     return table
 
 
-def check_registered(name: str) -> CheckReport:
-    """`seglib data check NAME`: every problem, one line each, and the quirks found with counts."""
+def check_registered(name: str, data_dir=None) -> CheckReport:
+    """`seglib data check NAME`: every problem, one line each, and the quirks found with counts (the built-in set
+    read from `data_dir` when given)."""
     spec = get(name)
     if spec.kind == "listing":
         from seglib.data.check import check_dataset
 
-        return check_dataset(spec.path(spec.root))
+        return check_dataset(data_dir if data_dir is not None else spec.path(spec.root))
     found = spec.pair_set()
     table = inspect_pairs(found.items, MaskRule.parse(spec.mask_rule))
     report = CheckReport(set_root(found.items), table, list(table.attrs["problems"]))

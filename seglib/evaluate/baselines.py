@@ -11,7 +11,6 @@ import pandas as pd
 from seglib.data.snapshot import snapshot_splits
 from seglib.errors import SeglibError
 from seglib.evaluate.records import split_items
-from seglib.io import load_mask_raw
 from seglib.metrics import image_scores, summarise
 from seglib.transforms import letterbox_box, unletterbox
 
@@ -27,9 +26,12 @@ BASELINE_KEYS = ("mean_iou", "median_iou", "pooled_iou", "mean_dice", "mean_boun
 _PRIOR_CACHE: dict[tuple, np.ndarray] = {}
 
 
-def _binary_mask(path: Path) -> np.ndarray:
-    raw = load_mask_raw(path)
-    return (raw > (127 if raw.max() > 1 else 0)).astype(np.uint8)
+def _person_masks(items: pd.DataFrame) -> list[np.ndarray]:
+    """The 0/1 person mask of every row, by the row's mask rule where it has one (else binary)."""
+    from seglib.data.mask_rules import MaskRule
+
+    rules = items["mask_rule"] if "mask_rule" in items.columns else ["binary"] * len(items)
+    return [MaskRule.parse(rule).read(Path(path)) for path, rule in zip(items["mask_path"], rules, strict=True)]
 
 
 def _letterbox_mask(mask: np.ndarray, size: int) -> np.ndarray:
@@ -56,8 +58,8 @@ def mean_mask_prior(dataset_dir=None, splits_dir=None, size: int = PRIOR_SIZE, *
         if not len(items):
             raise SeglibError(f"{split_file}: train split is empty; the mean-mask prior needs training masks")
         total = np.zeros((size, size), dtype=np.float64)
-        for path in items["mask_path"]:
-            total += _letterbox_mask(_binary_mask(Path(path)), size)
+        for mask in _person_masks(items):
+            total += _letterbox_mask(mask, size)
         _PRIOR_CACHE[key] = (total / len(items) >= 0.5).astype(np.uint8)
     return _PRIOR_CACHE[key]
 
@@ -93,7 +95,7 @@ def baseline_scores(split: str, dataset_dir=None, *, splits_dir=None, n_boot: in
     """
     snapshot = snapshot_splits(splits_dir)
     items = split_items(split, dataset_dir, snapshot=snapshot)
-    masks = [_binary_mask(Path(p)) for p in items["mask_path"]]
+    masks = _person_masks(items)
     if not masks:
         raise SeglibError(f"split {split!r} has no images")
     return _baseline_summaries(masks, mean_mask_prior(dataset_dir, snapshot=snapshot), n_boot)

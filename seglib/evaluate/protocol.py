@@ -12,10 +12,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, NamedTuple
 
 import seglib
-from seglib import config
 from seglib.config import display_path
 from seglib.data.external import PairSet
-from seglib.data.snapshot import SplitSnapshot, snapshot_splits
+from seglib.data.registry import BUILTIN
+from seglib.data.selection import check_not_trained_on, open_sets, trained_sets
+from seglib.data.snapshot import SplitSnapshot
 from seglib.data.splits import check_scored_split
 from seglib.devices import resolve_device
 from seglib.errors import SeglibError
@@ -70,6 +71,7 @@ def _checkpoint_facts(facts: dict, source: str, checkpoint_path: Path | None, ru
         "profile": facts.get("profile", ""),
         "model": facts.get("model", ""),
         "input_size": facts.get("input_size"),
+        "trained_on": trained_sets(facts.get("data_split")),  # the registered sets whose photos trained it
     }
 
 
@@ -104,8 +106,9 @@ def evaluate_run(run_or_dir=None, split: str = "test", *, checkpoint=None, out_d
     split_dir = _output_dir(eval_dir, split, once=split == "test" or pairs is not None, overwrite=opts.overwrite)
     # 2. the model, loaded once (val uses it too when it is scored first for the threshold)
     predictor, opts = _load_predictor(predictor, ckpt_path, opts)
-    job = _Job(predictor, predictor.facts(), ckpt_path, run_name, opts, eval_dir, dataset_dir, splits_dir,
-               snapshot if snapshot is not None else snapshot_splits(splits_dir), log)
+    facts = predictor.facts()
+    job = _Job(predictor, facts, ckpt_path, run_name, opts, eval_dir, dataset_dir, splits_dir,
+               snapshot if snapshot is not None else _own_splits(facts, dataset_dir, splits_dir), log)
     # 3. the split's images, checked against the split the model was trained on (none for an external set)
     items, split_warnings = _checked_items(job, split, pairs)
     # 4. the threshold: the checkpoint's, val's (scoring val first when it is not saved for this model) or, on
@@ -151,6 +154,12 @@ class _Scores(NamedTuple):
     per_image: pd.DataFrame
     summary: dict
     baselines: dict
+
+
+def _own_splits(facts: dict, dataset_dir, splits_dir):
+    """The split files of the sets the model trained on (its checkpoint's record; the built-in set before
+    records named sets), read once."""
+    return open_sets(",".join(trained_sets(facts.get("data_split"))), dataset_dir=dataset_dir, splits_dir=splits_dir)
 
 
 def _scored_name(split: str, pairs: PairSet | None) -> str:
@@ -200,6 +209,7 @@ def _load_predictor(predictor, ckpt_path: Path | None, opts: EvalOptions):
 def _checked_items(job: _Job, split: str, pairs: PairSet | None):
     """(the split's items from the snapshot, the split check's warnings, logged); (None, []) for an external set."""
     if pairs is not None:
+        check_not_trained_on(job.model_facts.get("data_split"), pairs)
         return None, []
     items = split_items(split, job.dataset_dir, snapshot=job.snapshot)
     split_warnings = check_scored_split(job.model_facts.get("data_split"), split, items["id"].astype(str).tolist(),
@@ -288,9 +298,10 @@ def _metrics_record(job: _Job, split: str, scores: _Scores, threshold: _Threshol
                              "registered": pairs.registered}} if pairs is not None else {}),
         "split_checked": bool(job.model_facts.get("data_split")),
         "split_warnings": split_warnings,
-        "dataset_dir": _dataset_dir_text(job.dataset_dir) if pairs is None else display_path(
+        "dataset_dir": _dataset_dir_text(job) if pairs is None else display_path(
             os.path.commonpath([str(Path(p).parent) for p in pairs.items["image_path"]])),
-        "splits_dir": display_path(Path(job.splits_dir) if job.splits_dir is not None else config.splits_dir()),
+        "datasets": getattr(job.snapshot, "names", [BUILTIN]),
+        "splits_dir": display_path(Path(job.splits_dir) if job.splits_dir is not None else job.snapshot.folder),
         "splits_sha1": job.snapshot.sha1(),  # the split files' bytes as read once for this evaluation
         "image_ids_sha1": hashlib.sha1(ids.encode()).hexdigest()[:12],
         "evaluated_at": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
@@ -314,7 +325,9 @@ def _write_results(job: _Job, split: str, split_dir: Path, scores: _Scores, metr
     return EvalResult(split, split_dir, metrics, scores.per_image, scores.sweep, paths, val_result)
 
 
-def _dataset_dir_text(dataset_dir) -> str:
+def _dataset_dir_text(job: _Job) -> str:
+    """The built-in set's folder, or the registered sets the split's photos come from."""
     from seglib.data.catalog import find_dataset_dir
 
-    return display_path(find_dataset_dir(dataset_dir))
+    names = getattr(job.snapshot, "names", [BUILTIN])
+    return display_path(find_dataset_dir(job.dataset_dir)) if names == [BUILTIN] else ", ".join(names)

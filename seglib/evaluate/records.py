@@ -10,8 +10,10 @@ import numpy as np
 import pandas as pd
 
 from seglib.config import EVAL_SPLITS
-from seglib.data.dataset import SegmentationDataset, load_pair
+from seglib.data.dataset import SegmentationDataset, load_item
 from seglib.data.external import PairSet
+from seglib.data.registry import BUILTIN
+from seglib.data.selection import open_sets
 from seglib.errors import SeglibError
 from seglib.image_facts import FACT_COLUMNS, image_facts
 
@@ -38,9 +40,13 @@ class ProbabilityModel(Protocol):
         ...
 
 
-def split_items(split: str, dataset_dir=None, splits_dir=None, *, snapshot=None) -> pd.DataFrame:
-    """id, image_path, mask_path of every pair in a split (nothing decoded yet); from `snapshot` (a
-    `data.snapshot.SplitSnapshot`) when given, so that one evaluation reads one version of the split."""
+def split_items(split: str, dataset_dir=None, splits_dir=None, *, snapshot=None, data: str | None = None
+                ) -> pd.DataFrame:
+    """id, image_path, mask_path (and mask_rule) of every pair in a split (nothing decoded yet); from `snapshot` (a
+    `data.snapshot.SplitSnapshot` or `data.selection.SetSplits`) when given, so that one evaluation reads one
+    version of the split; `data`: the registered set(s) whose split it is (default: the built-in set)."""
+    if snapshot is None and data not in (None, "", BUILTIN):
+        snapshot = open_sets(data, dataset_dir=dataset_dir, splits_dir=splits_dir)
     if snapshot is None:
         return SegmentationDataset.from_split(split, dataset_dir, splits_dir, cache=False).items
     return SegmentationDataset.from_table(snapshot.table(split), dataset_dir, cache=False).items
@@ -57,14 +63,17 @@ def _image_facts(rgb: np.ndarray, mask: np.ndarray, image_path: Path) -> dict:
             "aspect_ratio": w / h, **image_facts(rgb, mask)}
 
 
-def _iter_batches(items: pd.DataFrame, batch_size: int, progress: bool, desc: str, loader=load_pair):
+def _iter_batches(items: pd.DataFrame, batch_size: int, progress: bool, desc: str, loader=None):
+    """Batches of (rows, decoded pairs): by `loader(image_path, mask_path)` (an external set's), else by each row's
+    own mask rule (`load_item`)."""
     from tqdm.auto import tqdm
 
     bar = tqdm(total=len(items), desc=desc, leave=False, disable=not progress)
     try:
         for start in range(0, len(items), batch_size):
             rows = items.iloc[start:start + batch_size]
-            pairs = [loader(Path(r.image_path), Path(r.mask_path)) for r in rows.itertuples(index=False)]
+            pairs = [loader(Path(r.image_path), Path(r.mask_path)) if loader is not None else load_item(r)
+                     for r in rows.itertuples(index=False)]
             yield rows, pairs
             bar.update(len(rows))
     finally:
@@ -91,7 +100,7 @@ def collect_probabilities(predictor, split: str, dataset_dir=None, splits_dir=No
     a threshold sweep never re-runs the model."""
     if items is None:
         items = pairs.items if pairs is not None else split_items(split, dataset_dir, splits_dir)
-    loader = pairs.load if pairs is not None else load_pair
+    loader = pairs.load if pairs is not None else None
     if limit:
         items = items.head(limit)
     records = []

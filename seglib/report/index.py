@@ -101,12 +101,22 @@ def index_html(summary: Mapping[str, Any], run_dir: Path, reports_root: Path | N
 
     parts.append("<h2>Data and splits</h2>")
     try:
+        import pandas as pd
+
+        from seglib.data.registry import get
+        from seglib.data.selection import set_names
         from seglib.data.splits import split_summary
 
-        table = split_summary()
+        names = set_names(str((Run(run_dir).config() if Run(run_dir).config_file.is_file() else {}).get("data")
+                              or "human-seg"))
+        table = pd.concat([split_summary(get(n).splits_dir()).assign(dataset=n) for n in names], ignore_index=True)
         parts.append(table.to_html(index=False, float_format=lambda v: f"{v:.3f}", border=0))
     except (SeglibError, OSError, KeyError, ValueError) as exc:
         parts.append(f'<p class="muted">split summary unavailable: {e(str(exc))}</p>')
+    from seglib.crossdata import study_markdown
+
+    parts += ['<h2>Across data sets <span class="muted">(each model on each registered set\'s test split; '
+              'reports/crossdata/, in-domain cells in bold)</span></h2>', mistune.html(study_markdown())]
 
     for csv in _experiment_tables(reports_root):
         try:

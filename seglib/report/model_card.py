@@ -11,10 +11,11 @@ from typing import Any
 import pandas as pd
 
 from seglib.data.external import PENNFUDAN_CITATION
+from seglib.errors import SeglibError
 from seglib.failures import CATEGORIES, attributes, category_table
-from seglib.model import architecture
+from seglib.model_registry import model_entry
 from seglib.runs import PER_IMAGE, Run
-from seglib.settings import MEDIAPIPE_MODELS
+from seglib.settings import TrainConfig, config_from_dict
 
 DATASET = ("parth1620/Human-Segmentation-Dataset-master on GitHub (290 photos of people with binary masks; it "
            "credits VikramShenoy97/Human-Segmentation-Dataset; neither repository states a licence)")
@@ -29,8 +30,7 @@ def model_card(run: Run, command: str = "") -> str:
     splits = {name: run.metrics(name) for name in ("val", "test")}
     external = {p.name: run.metrics(p.name) for p in sorted(run.eval_root.glob("*"))
                 if p.is_dir() and p.name not in ("val", "test") and run.metrics(p.name)}
-    model = cfg.get("model", "?")
-    arch = architecture(model, cfg.get("base_channels", 16), cfg.get("depth", 4), cfg.get("encoder", ""))
+    settings = _settings(cfg)
     n_params = summary.get("parameters")
     size = f"{n_params:,} parameters, " if isinstance(n_params, int) else ""
     command = command or f"seglib report --profile {cfg.get('profile', 'cpu')} --run {run.name}"
@@ -38,10 +38,11 @@ def model_card(run: Run, command: str = "") -> str:
         f"# Model card: `{run.name}`",
         "",
         "## Model",
-        f"- **What it is:** person segmentation (one probability per pixel that it belongs to a person), {arch}, "
-        f"{size}input {_input(cfg)}; the mask is mapped back to each photo's own size.",
+        f"- **What it is:** person segmentation (one probability per pixel that it belongs to a person), "
+        f"{_architecture(settings)}, "
+        f"{size}input {_input(settings)}; the mask is mapped back to each photo's own size.",
         f"- **Initial weights:** {summary.get('weights', '?')}.",
-        _weights_licence(cfg),
+        _weights_licence(settings),
         f"- **Training:** profile `{cfg.get('profile', '?')}`, {summary.get('epochs_run', '?')} epochs "
         f"(best epoch {summary.get('best_epoch', '?')}, stopped: {summary.get('stop_reason', '?')}), "
         f"{_minutes(summary)} on `{summary.get('device', '?')}`; Dice + BCE loss, AdamW, lr {cfg.get('lr', '?')}, "
@@ -101,11 +102,26 @@ def _config(run: Run) -> dict:
         return {}
 
 
-def _weights_licence(cfg: Mapping[str, Any]) -> str:
-    if cfg.get("model") in MEDIAPIPE_MODELS and cfg.get("encoder_weights") not in (None, "none"):
-        return ("- **Licence of the weights:** derived from MediaPipe's selfie segmentation model (Apache-2.0; "
-                "`seglib/weights/NOTICE.md`).")
-    return "- **Licence of the weights:** trained here from random initialisation (no third-party weights)."
+def _settings(cfg: dict) -> TrainConfig | None:
+    """The run's settings as its model was trained (older configs filled in as `config_from_dict` does)."""
+    try:
+        return config_from_dict(cfg, "config.yaml")
+    except SeglibError:  # a card without readable settings still says what it can
+        return None
+
+
+def _architecture(settings: TrainConfig | None) -> str:
+    if settings is None:
+        return "an architecture its settings do not say"
+    entry = model_entry(settings.model)
+    return f"{entry.describe(settings)} ({entry.summary})"
+
+
+def _weights_licence(settings: TrainConfig | None) -> str:
+    if settings is None:
+        return "- **Licence of the weights:** not known (the run's settings cannot be read)."
+    start = model_entry(settings.model).starting_weights(settings.encoder_weights)
+    return f"- **Licence of the weights:** {start.licence_for(settings)}."
 
 
 def _minutes(summary: Mapping[str, Any]) -> str:
@@ -167,8 +183,8 @@ def _subgroups(run: Run, metrics: dict | None) -> tuple[list[str], pd.DataFrame 
     return head + rows + ["", note, ""], table
 
 
-def _input(cfg: dict) -> str:
-    """The network input in words (runs saved before `geometry` existed were letterboxed)."""
+def _input(settings: TrainConfig | None) -> str:
+    """The network input in words."""
     from seglib.transforms import describe_input
 
-    return describe_input(cfg.get("input_size", "?"), cfg.get("geometry", "letterbox"))
+    return describe_input(settings.input_size, settings.geometry) if settings else "of an unknown size"

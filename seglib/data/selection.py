@@ -1,0 +1,195 @@
+"""The registered sets a run trains on (`--set data=NAME` or `data=A,B`), their split files read once.
+
+`SetSplits` has the interface of one `data.snapshot.SplitSnapshot` (`table`, `fold_split`, `sha1`, `fingerprint`,
+`check_unchanged`, `folder`), so training and evaluation read one set or several alike. Its tables carry each
+row's files (`image_path`, `mask_path`) and mask rule, resolved through the set's description; with several sets
+an id is qualified by its set (`NAME/id`), so that a run's record of its photos names each one unambiguously.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+
+from seglib.config import display_path
+from seglib.data.registry import BUILTIN, DatasetSpec, get
+from seglib.data.snapshot import SplitSnapshot, snapshot_splits
+from seglib.errors import DataError
+
+SEPARATOR = "/"  # between a set's name and a photo's id when a run trains on several sets
+
+
+def set_names(data: str) -> list[str]:
+    """The set names of a `data` setting ("human-seg", "a,b"), each once, in the order given."""
+    names = [n.strip() for n in str(data).split(",")]
+    if not all(names):
+        raise DataError(f"data={data!r}: give registered set names separated by commas (seglib data list)")
+    if len(set(names)) != len(names):
+        raise DataError(f"data={data!r}: a set is named twice")
+    return names
+
+
+def trained_sets(data_split: dict | None) -> list[str]:
+    """The sets a checkpoint's `data_split` record says trained the model (the built-in set for older records)."""
+    if not data_split:
+        return [BUILTIN]
+    return list(data_split.get("datasets") or [BUILTIN])
+
+
+def ids_from(data_split: dict | None, name: str, key: str = "train_ids") -> set[str]:
+    """The ids of set `name` among a record's `train_ids` or `val_ids` (qualified ids of several sets unwrapped)."""
+    if not data_split or name not in trained_sets(data_split):
+        return set()
+    ids = [str(i) for i in data_split.get(key, [])]
+    if len(trained_sets(data_split)) == 1:
+        return set(ids)
+    prefix = f"{name}{SEPARATOR}"
+    return {i[len(prefix):] for i in ids if i.startswith(prefix)}
+
+
+@dataclass(frozen=True)
+class SetSplits:
+    """The split files of one or several registered sets as read once, with a way to resolve each row's files."""
+
+    specs: tuple[DatasetSpec, ...]
+    snapshots: tuple[SplitSnapshot, ...]
+    dataset_dir: object = None  # the built-in set's folder when not the fetched copy (--data-dir)
+
+    @property
+    def names(self) -> list[str]:
+        return [s.name for s in self.specs]
+
+    @property
+    def folder(self) -> Path:
+        """The first set's splits folder (the one folder of a single set)."""
+        return self.snapshots[0].folder
+
+    @property
+    def files(self) -> dict:
+        return self.snapshots[0].files if len(self.snapshots) == 1 else {}
+
+    def table(self, split: str) -> pd.DataFrame:
+        return self._joined([snap.table(split) for snap in self.snapshots])
+
+    def fold_split(self, fold: int) -> tuple[pd.DataFrame, pd.DataFrame]:
+        halves = [snap.fold_split(fold) for snap in self.snapshots]
+        return self._joined([t for t, _ in halves]), self._joined([v for _, v in halves])
+
+    def sha1(self, name: str | None = None) -> str:
+        if len(self.snapshots) == 1:
+            return self.snapshots[0].sha1(name)
+        return "+".join(snap.sha1(name) for snap in self.snapshots)
+
+    def fingerprint(self) -> dict:
+        """What a checkpoint records of its split: one set's fingerprint as before, plus the set names."""
+        if len(self.snapshots) == 1:
+            return {**self.snapshots[0].fingerprint(), "datasets": self.names}
+        per_set = {spec.name: snap.fingerprint() for spec, snap in zip(self.specs, self.snapshots, strict=True)}
+        return {"datasets": self.names, "splits_dir": ", ".join(v["splits_dir"] for v in per_set.values()),
+                **{key: "+".join(str(v[key]) for v in per_set.values()) for key in ("train_sha1", "val_sha1",
+                                                                                   "test_sha1")}}
+
+    def check_unchanged(self, during: str) -> None:
+        for snap in self.snapshots:
+            snap.check_unchanged(during)
+
+    def _joined(self, tables: list[pd.DataFrame]) -> pd.DataFrame:
+        """Each set's rows with their files and mask rule; ids qualified by the set when there are several."""
+        several = len(self.specs) > 1
+        out = []
+        for spec, snap, table in zip(self.specs, self.snapshots, tables, strict=True):
+            table = table.copy()
+            paths = _resolver(spec, self.dataset_dir, snap.folder)
+            resolved = [paths(row) for row in table.itertuples(index=False)]
+            table["image_path"] = [i for i, _ in resolved]
+            table["mask_path"] = [m for _, m in resolved]
+            table["mask_rule"] = spec.mask_rule
+            table["dataset"] = spec.name
+            if several:
+                table["id"] = [f"{spec.name}{SEPARATOR}{i}" for i in table["id"].astype(str)]
+            out.append(table)
+        return pd.concat(out, ignore_index=True)
+
+
+def _resolver(spec: DatasetSpec, dataset_dir, splits_folder: Path):
+    """A split row -> (image path, mask path): the built-in set by the row's paths, relative to its folder; any
+    other set by the row's id, through its description's current pairs (its folders may move without a re-split)."""
+    if spec.kind == "listing":
+        from seglib.data.catalog import find_dataset_dir, resolve_listed_path
+
+        if spec.name == BUILTIN or dataset_dir is not None:  # the fetched copy ($SEGLIB_DATA_DIR) or --data-dir
+            folder = find_dataset_dir(dataset_dir)
+        else:
+            folder = find_dataset_dir(spec.path(spec.root))
+        return lambda row: (str(resolve_listed_path(folder, f"_/{row.image}")),
+                            str(resolve_listed_path(folder, f"_/{row.mask}")))
+    items = spec.pair_set().items.assign(id=lambda t: t["id"].astype(str)).set_index("id")
+
+    def paths(row) -> tuple[str, str]:
+        photo_id = str(row.id)
+        if photo_id not in items.index:
+            raise DataError(f"{display_path(splits_folder)}: photo {photo_id!r} of the split is no longer in the data "
+                            f"set {spec.name!r}; re-split it with `seglib data split {spec.name} --overwrite`")
+        found = items.loc[photo_id]
+        return str(found["image_path"]), str(found["mask_path"])
+
+    return paths
+
+
+def open_sets(data: str = BUILTIN, *, dataset_dir=None, splits_dir=None,
+              during: str = "it was being read") -> SetSplits:
+    """The split files of the sets named by `data`, read once. `splits_dir` (tests, --splits-dir) replaces the
+    splits folder of a single set; `dataset_dir` the built-in set's folder."""
+    names = set_names(data)
+    specs = tuple(get(n) for n in names)
+    if splits_dir is not None and len(specs) > 1:
+        raise DataError("--splits-dir names one splits folder; a run on several sets reads each set's own")
+    snapshots = []
+    for spec in specs:
+        folder = Path(splits_dir) if splits_dir is not None else spec.splits_dir()
+        if not (folder / "train.csv").is_file() and splits_dir is None and spec.name != BUILTIN:
+            raise DataError(f"{display_path(folder)}: data set {spec.name!r} has no split yet; write one with "
+                            f"`seglib data split {spec.name}`")
+        snapshots.append(snapshot_splits(folder, during=during))
+    return SetSplits(specs, tuple(snapshots), dataset_dir)
+
+
+def split_test_pairs(name: str):
+    """The test split of registered set `name` as an evaluation set (`data.external.PairSet` named NAME-test)."""
+    from seglib.data.external import PairSet
+
+    sets = open_sets(name, during="its test split was being read")
+    items = sets.table("test")
+    spec = sets.specs[0]
+    return PairSet(f"{name}-test", items[["id", "image_path", "mask_path"]], spec.mask_rule,
+                   f"{spec.source or spec.description} (test split, {display_path(sets.folder)})", registered=True,
+                   dataset=name)
+
+
+def photo_hashes(paths) -> set[str]:
+    """A short hash of each photo file's bytes: how a checkpoint recognises its training photos under any name."""
+    import hashlib
+
+    return {hashlib.sha1(Path(p).read_bytes()).hexdigest()[:16] for p in paths}
+
+
+def check_not_trained_on(data_split: dict | None, pairs) -> None:
+    """Refuse to score photos that trained or validated the model (the checkpoint's record decides: the photos'
+    bytes where it records them, else the ids of a registered set): such a set is not external to the model, only
+    a split of it that did not train is scored."""
+    if data_split and data_split.get("photo_sha1"):
+        trained = set(data_split["photo_sha1"])
+        overlap = sorted(str(i) for i, p in zip(pairs.items["id"], pairs.items["image_path"], strict=True)
+                         if photo_hashes([p]) & trained)
+    elif getattr(pairs, "dataset", ""):
+        seen = ids_from(data_split, pairs.dataset, "train_ids") | ids_from(data_split, pairs.dataset, "val_ids")
+        overlap = sorted(set(pairs.items["id"].astype(str)) & seen)
+    else:
+        return
+    if overlap:
+        raise DataError(f"{pairs.name}: {len(overlap)} of its {len(pairs.items)} photos ({', '.join(overlap[:3])}"
+                        f"{', ...' if len(overlap) > 3 else ''}) trained or validated this model, so it is not an "
+                        f"external set for it; score a registered set's test split instead (--dataset "
+                        f"{getattr(pairs, 'dataset', '') or 'NAME'})")
