@@ -29,7 +29,7 @@ help: ## list the targets
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet -e '.[dev]'
+	$(BIN)/pip install --quiet --no-compile -e '.[dev]'
 	$(BIN)/python -m ipykernel install --sys-prefix --name $(KERNEL) --display-name "Python (seglib)" >/dev/null
 	@if git rev-parse --git-dir >/dev/null 2>&1; then $(BIN)/nbstripout --install --attributes .gitattributes --keep-id >/dev/null 2>&1 || true; fi
 	touch $(STAMP)
@@ -41,10 +41,17 @@ data: setup ## fetch the data set into data/raw (or copy $SEGLIB_DATASET_SOURCE)
 	$(BIN)/seglib data check
 	$(BIN)/seglib data fetch-pennfudan
 
+# Tests that time signals, locks, kernels or subprocesses, train end to end, or run the notebooks in order run on
+# their own; the rest run on two workers (pytest-xdist, one file per worker at a time, one torch thread each).
+SERIAL_TESTS := $(addprefix tests/test_,engine.py signals.py locks.py report.py notebook.py fuzz.py reliability.py \
+	crossval.py reference.py)
+PARALLEL_TESTS := $(filter-out $(SERIAL_TESTS),$(sort $(wildcard tests/test_*.py)))
+
 test: data ## run the test suite and the six notebooks (smoke profile, runs in a temporary folder) — fast checks only
 	tmp=$$(mktemp -d) && trap 'rm -rf "$$tmp"' EXIT && \
-	SEGLIB_PROFILE=smoke SEGLIB_RUNS_DIR=$$tmp/runs SEGLIB_REPORTS_DIR=$$tmp/reports \
-	$(BIN)/python -m pytest -m "not slow" --durations=15 tests notebooks --nbval-lax --nbval-current-env
+	export SEGLIB_PROFILE=smoke SEGLIB_RUNS_DIR=$$tmp/runs SEGLIB_REPORTS_DIR=$$tmp/reports && \
+	OMP_NUM_THREADS=1 $(BIN)/python -m pytest -m "not slow" -n 2 --dist loadfile --durations=10 $(PARALLEL_TESTS) && \
+	$(BIN)/python -m pytest -m "not slow" --durations=15 $(SERIAL_TESTS) notebooks --nbval-lax --nbval-current-env
 
 test-slow: data ## run the slow checks too (the committed reference checkpoint re-scored on the test split)
 	tmp=$$(mktemp -d) && trap 'rm -rf "$$tmp"' EXIT && \
