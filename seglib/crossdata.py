@@ -11,7 +11,6 @@ documentation's numbers are read from there), with MediaPipe's scores taken from
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 
 import numpy as np
@@ -54,7 +53,14 @@ def trained_label(metrics: dict) -> str:
 def gather(eval_dirs: list[Path], sets: list[str], out: Path | None = None) -> pd.DataFrame:
     """Copy each model's `<set>-test` results (metrics.json, per_image.csv) into the study folder, one sub-folder
     per row, and write the table (`table.csv`, `table.md`); a missing result is an error naming its folder."""
+    from seglib.locks import exclusive
+
     out = out if out is not None else study_dir()
+    with exclusive(out, f"cross-data-set study {display_path(out)}"):  # one `seglib crossdata` writes it at a time
+        return _gather(eval_dirs, sets, out)
+
+
+def _gather(eval_dirs: list[Path], sets: list[str], out: Path) -> pd.DataFrame:
     for eval_dir in eval_dirs:
         for name in sets:
             found = Path(eval_dir) / f"{name}-test"
@@ -64,7 +70,7 @@ def gather(eval_dirs: list[Path], sets: list[str], out: Path | None = None) -> p
             metrics = json.loads((found / METRICS).read_text())
             row = out / _slug(trained_label(metrics)) / f"{name}-test"
             row.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(found / PER_IMAGE, row / PER_IMAGE)
+            write_text_atomic(row / PER_IMAGE, (found / PER_IMAGE).read_text(encoding="utf-8"))
             write_json_atomic(row / METRICS, metrics | {"trained_on": trained_label(metrics),
                                                         "source": display_path(found)})
     table = cross_table(out, sets)
@@ -80,10 +86,10 @@ def _slug(label: str) -> str:
 def outside_pairs(name: str, trained_on: list[str]):
     """The set a notebook scores for generalisation: all of `name` (a registered set, a CSV or IMAGES:MASKS), or
     only its test split where the model trained on that registered set."""
-    from seglib.data.external import external_set
+    from seglib.data.registry import scored_set
     from seglib.data.selection import split_test_pairs
 
-    return split_test_pairs(name) if name in trained_on else external_set(name)
+    return split_test_pairs(name) if name in trained_on else scored_set(name)
 
 
 def examined_test(run_dir, dataset: str, trained_on: str, **options) -> tuple:
@@ -97,6 +103,20 @@ def examined_test(run_dir, dataset: str, trained_on: str, **options) -> tuple:
         return load_or_evaluate(run_dir, "test", **options), trained_on
     pairs = split_test_pairs(dataset)
     return load_or_evaluate(run_dir, pairs.name, pairs=pairs, **options), dataset
+
+
+def examined_results(run_dir, dataset: str, trained_on: str, splits: list[str], **options) -> tuple[dict, dict]:
+    """Notebook 05: ({split: its result}, {split: the set(s) its photos come from}), val scored before test (its
+    threshold); test as `examined_test` gives it, val always the run's own."""
+    from seglib.evaluate import load_or_evaluate
+
+    results, data_of = {}, {}
+    for split in sorted(splits, key=lambda s: s != "val"):
+        if split == "test":
+            results[split], data_of[split] = examined_test(run_dir, dataset, trained_on, **options)
+        else:
+            results[split], data_of[split] = load_or_evaluate(run_dir, split, **options), trained_on
+    return results, data_of
 
 
 def cross_table(folder: Path, sets: list[str], anchors: Path | None = None, n_boot: int = 2000) -> pd.DataFrame:

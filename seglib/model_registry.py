@@ -21,7 +21,16 @@ from seglib.errors import ConfigError
 if typing.TYPE_CHECKING:
     from torch import nn
 
-    from seglib.settings import TrainConfig
+
+class TrainConfig(typing.Protocol):
+    """What an entry reads of a run's settings (a `seglib.settings.TrainConfig`; named here, not imported, so that
+    the settings module can read the registry)."""
+
+    model: str
+    depth: int
+    encoder_weights: str
+
+    def to_dict(self) -> dict: ...
 
 FILE = "file"  # a StartingWeights option: `encoder_weights` is the path of a local file
 NAMED_OPTIONS = ("none", "mediapipe", "imagenet")  # every other value of `encoder_weights` is a file path

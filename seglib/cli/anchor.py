@@ -28,10 +28,10 @@ def add_parser(subparsers) -> None:
 
 def cmd_anchor(args) -> int:
     from seglib.anchors import score_anchor
-    from seglib.data.external import external_set
+    from seglib.data.registry import scored_set
     from seglib.evaluate import format_table
 
-    pairs = external_set(args.external) if args.external else None
+    pairs = scored_set(args.external) if args.external else None
     splits = () if pairs is not None and not args.split else tuple(args.split or EVAL_SPLITS)
     results = score_anchor(splits, out_dir=args.out, python=args.python, model_selection=args.model_selection,
                            dataset_dir=args.data_dir, overwrite=args.overwrite, progress=False, pairs=pairs)

@@ -146,30 +146,20 @@ def cmd_data_check(args) -> int:
 
 def cmd_data_split(args) -> int:
     from seglib.data.registry import BUILTIN
-
-    if args.name not in (None, BUILTIN):
-        return _split_registered(args)
-    from seglib import config
-    from seglib.data.catalog import find_dataset_dir
-    from seglib.data.check import check_dataset
-    from seglib.data.splits import check_seed, make_split, refuse_split_folder, write_split
-    from seglib.io import check_writable_dir
+    from seglib.data.splits import check_seed, make_split, write_split
 
     check_seed(args.seed)
-    out = args.out if args.out is not None else config.splits_dir()
-    root = args.data_dir if args.data_dir is not None else config.raw_data_dir()
-    # what the split is made from: writing there would replace or shadow the data set's own train.csv
-    inputs = [(find_dataset_dir(args.data_dir), "the data set folder being split"),
-              (root, "the data folder it is read from, named by --data-dir or $SEGLIB_DATA_DIR")]
-    refuse_split_folder(out, inputs)  # before the data check: a bad --out fails at once
-    check_writable_dir(out)
-    report = check_dataset(args.data_dir)
+    builtin = args.name in (None, BUILTIN)
+    report, out, inputs = _builtin_split_source(args) if builtin else _registered_split_source(args)
     table = make_split(report, seed=args.seed, n_folds=args.folds)
+    empty = [name for name in ("train", "val", "test") if not (table["split"] == name).any()]
+    if empty and not builtin:
+        from seglib.data.registry import get
+
+        raise SeglibError(f"{get(args.name).description_file()}: its {len(table)} pairs leave the "
+                          f"{' and '.join(empty)} split empty (15% each for val and test, per quarter of foreground "
+                          "fraction); add photos before splitting")
     written = write_split(table, out, overwrite=args.overwrite, inputs=inputs)
-    return _said_split(table, written)
-
-
-def _said_split(table, written) -> int:
     for path in written:
         print(f"wrote {path}")
     if not written:
@@ -179,13 +169,31 @@ def _said_split(table, written) -> int:
     return 0
 
 
-def _split_registered(args) -> int:
-    """`seglib data split NAME`: the same assignment, of a registered set, into data/splits/NAME/."""
-    from seglib.data.registry import check_registered, get
-    from seglib.data.splits import check_seed, make_split, refuse_split_folder, write_split
+def _builtin_split_source(args):
+    """(the check of the built-in set, the splits folder, what may not be written into), --out refused before
+    the data is read."""
+    from seglib import config
+    from seglib.data.catalog import find_dataset_dir
+    from seglib.data.check import check_dataset
+    from seglib.data.splits import refuse_split_folder
     from seglib.io import check_writable_dir
 
-    check_seed(args.seed)
+    out = args.out if args.out is not None else config.splits_dir()
+    root = args.data_dir if args.data_dir is not None else config.raw_data_dir()
+    # what the split is made from: writing there would replace or shadow the data set's own train.csv
+    inputs = [(find_dataset_dir(args.data_dir), "the data set folder being split"),
+              (root, "the data folder it is read from, named by --data-dir or $SEGLIB_DATA_DIR")]
+    refuse_split_folder(out, inputs)  # before the data check: a bad --out fails at once
+    check_writable_dir(out)
+    return check_dataset(args.data_dir), out, inputs
+
+
+def _registered_split_source(args):
+    """The same for a registered set, split into data/splits/NAME/ (its folders are known once it is read)."""
+    from seglib.data.registry import check_registered, get
+    from seglib.data.splits import refuse_split_folder
+    from seglib.io import check_writable_dir
+
     if args.data_dir is not None:
         raise SeglibError(f"--data-dir moves the built-in set only; {args.name} is read where its description says")
     spec = get(args.name)
@@ -194,11 +202,4 @@ def _split_registered(args) -> int:
     inputs = [(report.dataset_dir, f"the folder holding the photos and masks of {spec.name}")]
     refuse_split_folder(out, inputs)
     check_writable_dir(out)
-    table = make_split(report, seed=args.seed, n_folds=args.folds)
-    empty = [name for name in ("train", "val", "test") if not (table["split"] == name).any()]
-    if empty:
-        raise SeglibError(f"{spec.description_file()}: its {len(table)} pairs leave the {' and '.join(empty)} "
-                          "split empty (15% each for val and test, per quarter of foreground fraction); add photos "
-                          "before splitting")
-    written = write_split(table, out, overwrite=args.overwrite, inputs=inputs)
-    return _said_split(table, written)
+    return report, out, inputs

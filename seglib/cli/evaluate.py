@@ -45,12 +45,12 @@ def add_parser(subparsers) -> None:
 
 
 def cmd_evaluate(args) -> int:
-    from seglib.data.external import external_set
+    from seglib.data.registry import scored_set
     from seglib.evaluate import EvalOptions, evaluate_run, format_table
 
     if args.checkpoint is not None and args.out is None:
         raise SeglibError("--checkpoint needs --out DIR (where the results go)")
-    pairs = external_set(args.external) if args.external else None
+    pairs = scored_set(args.external) if args.external else None
     if args.dataset:
         from seglib.data.selection import split_test_pairs
 

@@ -172,16 +172,10 @@ def pennfudan(root: str | Path | None = None) -> PairSet:
 
 
 def external_set(spec: str) -> PairSet:
-    """`pennfudan`, another registered set's name (all its photos), a pairs CSV (`PATH.csv`), or
-    `IMAGES_DIR:MASKS_DIR` (same stems, binary masks)."""
+    """`pennfudan`, a pairs CSV (`PATH.csv`), or `IMAGES_DIR:MASKS_DIR` (same stems, binary masks); any other
+    registered set by name: `data.registry.scored_set`."""
     if spec == PENNFUDAN:
         return pennfudan()
-    from seglib.data.registry import BUILTIN, NAME_PATTERN, registered
-
-    sets = registered() if NAME_PATTERN.fullmatch(spec) else {}
-    if spec in sets and spec != BUILTIN:
-        found = sets[spec].pair_set()
-        return PairSet(spec, found.items, found.mask_rule, found.source, registered=True, dataset=spec)
     if spec.lower().endswith(".csv"):
         return pairs_from_csv(spec)
     if ":" in spec:

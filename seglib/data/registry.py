@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import tempfile
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
@@ -22,7 +23,14 @@ import yaml
 from seglib import config
 from seglib.config import display_path
 from seglib.data.check import ASPECT_TOLERANCE, CheckReport, Quirk, relation
-from seglib.data.external import PairSet, content_hash, pairs_from_csv, pairs_from_folders
+from seglib.data.external import (
+    PENNFUDAN,
+    PairSet,
+    content_hash,
+    external_set,
+    pairs_from_csv,
+    pairs_from_folders,
+)
 from seglib.data.mask_rules import MaskRule
 from seglib.errors import DataError
 from seglib.io import open_image, write_text_atomic
@@ -169,14 +177,16 @@ def add_dataset(name: str, *, images=None, masks=None, pairs=None, coco=None, ma
         raise DataError(f"{'--masks' if masks is not None else '--coco'} needs --images (the photo folder)")
     rule = MaskRule.parse(mask_rule or "binary").text
     derived = config.derived_data_dir() / name
-    staging = derived.with_name(f".{name}.adding")
+    staging = None  # COCO: this command's own folder for the masks until they are registered
     fields_ = {"name": name, "mask_rule": rule, "source": source, "licence": licence, "description": description}
     try:
         # 2. the pairs (COCO: masks rasterised into a staging folder first)
         if coco is not None:
             from seglib.data.coco import rasterise_coco
 
-            shutil.rmtree(staging, ignore_errors=True)
+            derived.parent.mkdir(parents=True, exist_ok=True)
+            staging = Path(tempfile.mkdtemp(prefix=f".{name}.adding-", dir=derived.parent))
+            staging.chmod(0o755)
             rasterise_coco(coco, images, staging)
             spec = DatasetSpec(kind="coco", images=_stored(images), masks=_stored(derived), coco=_stored(coco),
                                **{**fields_, "mask_rule": "binary"})
@@ -205,7 +215,18 @@ def add_dataset(name: str, *, images=None, masks=None, pairs=None, coco=None, ma
             write_text_atomic(target, spec.to_yaml())
         return spec
     finally:
-        shutil.rmtree(staging, ignore_errors=True)
+        if staging is not None:
+            shutil.rmtree(staging, ignore_errors=True)
+
+
+def scored_set(spec: str) -> PairSet:
+    """What `--external SPEC` scores: every photo of a registered set (other than the built-in one) by name, else
+    `data.external.external_set` (pennfudan, a pairs CSV, IMAGES_DIR:MASKS_DIR)."""
+    sets = registered() if NAME_PATTERN.fullmatch(spec) and spec != PENNFUDAN else {}
+    if spec in sets and spec != BUILTIN:
+        found = sets[spec].pair_set()
+        return PairSet(spec, found.items, found.mask_rule, found.source, registered=True, dataset=spec)
+    return external_set(spec)
 
 
 def inspect_pairs(items: pd.DataFrame, rule: MaskRule, *, raise_first: bool = False) -> pd.DataFrame:

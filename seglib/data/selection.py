@@ -66,10 +66,6 @@ class SetSplits:
         """The first set's splits folder (the one folder of a single set)."""
         return self.snapshots[0].folder
 
-    @property
-    def files(self) -> dict:
-        return self.snapshots[0].files if len(self.snapshots) == 1 else {}
-
     def table(self, split: str) -> pd.DataFrame:
         return self._joined([snap.table(split) for snap in self.snapshots])
 

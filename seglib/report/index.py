@@ -46,15 +46,7 @@ def index_html(summary: Mapping[str, Any], run_dir: Path, reports_root: Path | N
     ]
     parts += [f'<p class="note">{e(note)}</p>' for note in summary.get("reused", [])]
 
-    rows = []
-    for i, nb in enumerate(summary["notebooks"], 1):
-        title = Path(nb["notebook"]).stem
-        rows.append(f'<tr><td class="num">{i}</td><td><a href="{e(nb["html"])}">{e(title)}</a></td>'
-                    f'<td><a href="{e(nb["notebook"])}">.ipynb</a></td><td>{e(nb["status"])}</td>'
-                    f'<td class="num">{_num(nb.get("seconds"), 1)}</td></tr>')
-    parts += ["<h2>Notebooks</h2>",
-              '<table><tr><th class="num">#</th><th>report</th><th>notebook</th><th>status</th>'
-              '<th class="num">run time (s)</th></tr>', *rows, "</table>"]
+    parts += _notebooks_section(summary)
 
     run = Run(run_dir)
     test, val = run.metrics("test"), run.metrics("val")
@@ -99,24 +91,7 @@ def index_html(summary: Mapping[str, Any], run_dir: Path, reports_root: Path | N
         parts += ['<h2>Model card <span class="muted">(<a href="model_card.md">model_card.md</a>)</span></h2>',
                   f'<div class="card">{body}</div>']
 
-    parts.append("<h2>Data and splits</h2>")
-    try:
-        import pandas as pd
-
-        from seglib.data.registry import get
-        from seglib.data.selection import set_names
-        from seglib.data.splits import split_summary
-
-        names = set_names(str((Run(run_dir).config() if Run(run_dir).config_file.is_file() else {}).get("data")
-                              or "human-seg"))
-        table = pd.concat([split_summary(get(n).splits_dir()).assign(dataset=n) for n in names], ignore_index=True)
-        parts.append(table.to_html(index=False, float_format=lambda v: f"{v:.3f}", border=0))
-    except (SeglibError, OSError, KeyError, ValueError) as exc:
-        parts.append(f'<p class="muted">split summary unavailable: {e(str(exc))}</p>')
-    from seglib.crossdata import study_markdown
-
-    parts += ['<h2>Across data sets <span class="muted">(each model on each registered set\'s test split; '
-              'reports/crossdata/, in-domain cells in bold)</span></h2>', mistune.html(study_markdown())]
+    parts += _data_sections(run_dir)
 
     for csv in _experiment_tables(reports_root):
         try:
@@ -128,7 +103,53 @@ def index_html(summary: Mapping[str, Any], run_dir: Path, reports_root: Path | N
         parts += [f'<h2>Experiments <span class="muted">({e(display_path(csv))})</span></h2>',
                   table.to_html(index=False, float_format=lambda v: f"{v:.4g}", border=0, na_rep="")]
 
-    parts += ["<h2>Timing</h2>", '<table><tr><th>notebook</th><th class="num">run (s)</th></tr>']
+    parts += _timing_section(summary, summary["run"], profile)
+    parts.append("</body></html>")
+    return "\n".join(parts) + "\n"
+
+
+def _notebooks_section(summary: Mapping[str, Any]) -> list[str]:
+    """A row per executed notebook: its HTML page, the notebook, its status and run time."""
+    e = html.escape
+    rows = []
+    for i, nb in enumerate(summary["notebooks"], 1):
+        title = Path(nb["notebook"]).stem
+        rows.append(f'<tr><td class="num">{i}</td><td><a href="{e(nb["html"])}">{e(title)}</a></td>'
+                    f'<td><a href="{e(nb["notebook"])}">.ipynb</a></td><td>{e(nb["status"])}</td>'
+                    f'<td class="num">{_num(nb.get("seconds"), 1)}</td></tr>')
+    return ["<h2>Notebooks</h2>",
+            '<table><tr><th class="num">#</th><th>report</th><th>notebook</th><th>status</th>'
+            '<th class="num">run time (s)</th></tr>', *rows, "</table>"]
+
+
+def _data_sections(run_dir: Path) -> list[str]:
+    """The split table of each set the run trained on, and the committed cross-data-set study."""
+    e = html.escape
+    parts = ["<h2>Data and splits</h2>"]
+    try:
+        import pandas as pd
+
+        from seglib.data.registry import get
+        from seglib.data.selection import set_names
+        from seglib.data.splits import split_summary
+
+        folder = Run(run_dir)
+        names = set_names(str((folder.config() if folder.config_file.is_file() else {}).get("data") or "human-seg"))
+        table = pd.concat([split_summary(get(n).splits_dir()).assign(dataset=n) for n in names], ignore_index=True)
+        parts.append(table.to_html(index=False, float_format=lambda v: f"{v:.3f}", border=0))
+    except (SeglibError, OSError, KeyError, ValueError) as exc:
+        parts.append(f'<p class="muted">split summary unavailable: {e(str(exc))}</p>')
+    from seglib.crossdata import study_markdown
+
+    parts += ['<h2>Across data sets <span class="muted">(each model on each registered set\'s test split; '
+              'reports/crossdata/, in-domain cells in bold)</span></h2>', mistune.html(study_markdown())]
+    return parts
+
+
+def _timing_section(summary: Mapping[str, Any], run: str, profile: str) -> list[str]:
+    """Each notebook's run time, the total, and the command that reproduces the report."""
+    e = html.escape
+    parts = ["<h2>Timing</h2>", '<table><tr><th>notebook</th><th class="num">run (s)</th></tr>']
     parts += [f'<tr><td>{e(nb["notebook"])}</td><td class="num">{_num(nb.get("seconds"), 1)}</td></tr>'
               for nb in summary["notebooks"]]
     parts += [f'<tr><td><b>total, with HTML rendering</b></td><td class="num">'
@@ -136,8 +157,7 @@ def index_html(summary: Mapping[str, Any], run_dir: Path, reports_root: Path | N
     command = summary.get("command") or f"seglib report --profile {profile} --run {run}"
     parts.append(f'<p class="muted">Reproduce: <code>{e(command)} --overwrite</code>'
                  f' · machine-readable summary: <a href="summary.json">summary.json</a></p>')
-    parts.append("</body></html>")
-    return "\n".join(parts) + "\n"
+    return parts
 
 
 def _headline_block(metrics: Mapping[str, Any]) -> str:
