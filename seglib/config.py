@@ -21,6 +21,7 @@ ENV_PENNFUDAN_SOURCE = "SEGLIB_PENNFUDAN_SOURCE"  # DIR, ZIP or URL used by `seg
 SPLITS = ("train", "val", "test")
 EVAL_SPLITS = ("val", "test")  # the splits a model is scored on (train is what it saw)
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".tif", ".tiff", ".gif", ".bmp")  # what a folder scan takes
+VIDEO_SUFFIXES = (".mp4", ".mov", ".m4v", ".mkv", ".webm", ".avi")  # what `seglib predict` takes as video
 JUPYTER_KERNEL = "seglib"  # the kernel `make setup` registers; papermill and nbval run the notebooks in it
 
 DATASET_NAME = "Human-Segmentation-Dataset-master"

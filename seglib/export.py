@@ -90,6 +90,13 @@ def export_onnx(checkpoint_path_or_state: str | os.PathLike | dict, out_path: st
         "epoch": json.dumps(state.get("epoch")),
         "best_val_iou": json.dumps(state.get("best_val_iou")),
     }
+    if source != IN_MEMORY:  # the threshold and TTA chosen on val travel with the model (predict's default)
+        from seglib.predict.protocol import val_protocol
+
+        chosen = val_protocol(source, state)
+        if chosen.chosen_on_val:
+            metadata["protocol"] = json.dumps({"threshold": chosen.threshold, "tta": chosen.tta,
+                                               "source": chosen.source})
     square = (2, size, size)
     data = _to_onnx(model, example, opset, dynamic_hw=dynamic, metadata=metadata)
     session = _session(data, threads=None, providers=["CPUExecutionProvider"])
@@ -354,6 +361,7 @@ def load_onnx(path: str | os.PathLike, *, threads: int | None = None) -> tuple[O
         "seglib_version": meta["seglib_version"],
         "dynamic_hw": meta.get("dynamic_hw") == "true",
     }
+    checkpoint["protocol"] = _protocol(props.get("protocol"))
     for key in ("epoch", "best_val_iou"):  # Predictor.describe shows them when present
         if meta.get(key) is not None:
             checkpoint[key] = meta[key]
@@ -363,3 +371,15 @@ def load_onnx(path: str | os.PathLike, *, threads: int | None = None) -> tuple[O
         raise CheckpointError(f"{path}: field 'input_size' is {size}, but the graph's input is fixed at "
                               f"{model.fixed_hw[0]}x{model.fixed_hw[1]}")
     return model, checkpoint
+
+
+def _protocol(text: str | None) -> dict | None:
+    """The val-chosen threshold and TTA an export recorded ({threshold, tta, source}); None when absent or odd."""
+    try:
+        value = json.loads(text) if text else None
+        ok = isinstance(value, dict) and 0.0 < float(value["threshold"]) < 1.0
+    except (ValueError, TypeError, KeyError):
+        return None
+    return {"threshold": float(value["threshold"]), "tta": bool(value.get("tta")),
+            "source": str(value.get("source", ""))} if ok else None
+

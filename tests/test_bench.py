@@ -157,14 +157,14 @@ def test_findings_say_how_far_ours_is_from_mediapipe():
 def test_threshold_and_tta_come_from_this_checkpoints_val_evaluation(tmp_path):
     checkpoint = save_tiny_checkpoint(tmp_path / "run" / "best.pt", epoch=5)
     state = load_checkpoint(checkpoint)
-    assert val_protocol(checkpoint, state) == (state["threshold"], False,
-                                               "stored in the checkpoint (no val evaluation of it found)")
+    assert val_protocol(checkpoint, state)[:3] == (state["threshold"], False,
+                                                   "stored in the checkpoint (no val evaluation of it found)")
     publish(checkpoint, threshold=0.35, tta=True, epoch=4)  # another epoch: not this checkpoint's
     assert val_protocol(checkpoint, state)[:2] == (state["threshold"], False)
     run_val = checkpoint.parent / "eval" / "val" / "metrics.json"  # a run's own val evaluation comes first
     run_val.parent.mkdir(parents=True)
     run_val.write_text(json.dumps({"threshold": 0.55, "tta": False, "checkpoint_epoch": 5}))
-    assert val_protocol(checkpoint, state) == (0.55, False, f"chosen on val, {run_val}")
+    assert val_protocol(checkpoint, state) == (0.55, False, f"chosen on val, {run_val}", True)
     with pytest.raises(SeglibError, match="photos 0: give at least 1"):
         prediction.compare_predictions(checkpoint, photos=0)
     with pytest.raises(SeglibError, match="bench parts"):

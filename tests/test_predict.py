@@ -181,7 +181,7 @@ def test_same_stem_from_different_folders_is_disambiguated(tmp_path, predictor):
     assert sorted(p.name for p in report.written) == ["photo-2.mask.png", "photo-3.mask.png", "photo.mask.png"]
     assert len(set(report.outputs.values())) == 3
     plan = plan_outputs([tmp_path / "x" / "Img.jpg", tmp_path / "y" / "img.jpg"], tmp_path / "o")
-    assert [m.name for _, m, _ in plan] == ["Img.mask.png", "img-2.mask.png"]  # distinct on case-insensitive FS
+    assert [item.mask.name for item in plan] == ["Img.mask.png", "img-2.mask.png"]  # distinct on case-insensitive FS
 
 
 def test_collect_inputs(tmp_path, capsys):
@@ -196,7 +196,7 @@ def test_collect_inputs(tmp_path, capsys):
     notes: list[str] = []
     with pytest.raises(SeglibError, match="no input images"):
         collect_inputs([tmp_path / "empty"], warn=notes.append)
-    assert len(notes) == 1 and "no image files (.jpg/.jpeg/.png/" in notes[0]
+    assert len(notes) == 1 and "no image or video files (.jpg/.jpeg/.png/" in notes[0]
     assert capsys.readouterr().err == ""  # the library only reports; the CLI prints
 
 
@@ -289,7 +289,7 @@ def test_folder_scan_takes_webp_tiff_gif_and_says_when_an_animation_gives_its_fi
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["a.mask.png", "b.mask.png", "c.mask.png",
                                                                     "d.mask.png"]
     assert Image.open(tmp_path / "out" / "d.mask.png").size == (37, 24)
-    assert "d.gif: 3 frames (animated or multi-page); the mask is for the first frame" in captured.out
+    assert "d.gif: 3 frames (animated or multi-page); the outputs are for the first frame" in captured.out
 
 
 def test_a_model_trained_on_stretched_photos_predicts_on_stretched_photos(tmp_path):
@@ -390,7 +390,7 @@ def _sigterm() -> None:
                          ids=["ctrl-c", "sigterm"])
 def test_an_interrupted_predict_says_how_many_masks_it_wrote_and_where(tmp_path, checkpoint, capsys, monkeypatch,
                                                                         stop, code, named):
-    import seglib.predict as predict_module
+    import seglib.predict.files as predict_module
     from seglib.cli import main
 
     photos = _photos(tmp_path / "photos")
@@ -443,7 +443,7 @@ def test_predict_stopped_by_sigterm_from_outside_exits_143_and_says_what_it_wrot
 
     photos = _photos(tmp_path / "photos", 40)
     out = tmp_path / "masks"
-    slow = ("import sys, time; import seglib.predict as p; real = p.load_input\n"
+    slow = ("import sys, time; import seglib.predict.files as p; real = p.load_input\n"
             "p.load_input = lambda path: (time.sleep(0.1), real(path))[1]\n"
             "from seglib.cli import main; sys.exit(main(sys.argv[1:]))")
     child = subprocess.Popen([sys.executable, "-c", slow, "predict", "--checkpoint", str(checkpoint),
@@ -468,18 +468,19 @@ def test_a_folder_scan_says_how_many_of_predicts_own_outputs_it_left_out(tmp_pat
         Image.fromarray(noise(8, 8)).save(folder / name, format="PNG")
     notes: list[str] = []
     assert [p.name for p in collect_inputs([folder], warn=notes.append)] == ["a.png"]
-    assert notes == [f"seglib: note: {folder}: left out 3 files named *.mask.png or *.overlay.* (predict's own "
+    assert notes == [f"seglib: note: {folder}: left out 3 files named *.mask.*, *.overlay.*, *.cutout.* or "
+                     "*.background.* (predict's own "
                      "outputs); name a file to predict it anyway"]
     given = collect_inputs([folder / "b.mask.png"], warn=notes.append)  # named as a file: taken as given
     assert [p.name for p in given] == ["b.mask.png"] and len(notes) == 1
     assert run_cli(["predict", str(folder), "--checkpoint", str(checkpoint), "--out", str(tmp_path / "o"),
                     "--no-progress"]) == 0
-    assert "left out 3 files named *.mask.png" in capsys.readouterr().err
+    assert "left out 3 files named *.mask.*" in capsys.readouterr().err
 
 
 def test_predict_interrupted_before_its_first_mask_says_nothing_was_written_and_leaves_no_folder(
         tmp_path, checkpoint, capsys, monkeypatch):
-    import seglib.predict as predict_module
+    import seglib.predict.files as predict_module
     from seglib.cli import main
 
     photos = _photos(tmp_path / "photos", 3)

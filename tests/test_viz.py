@@ -54,6 +54,16 @@ def test_overlay_accepts_0_255_masks_gray_images_and_checks_shapes():
         viz.overlay(image, mask[:-1])
 
 
+def test_a_cutout_on_a_checkerboard_keeps_the_figure_and_shows_the_board_where_transparent():
+    from seglib.viz import on_checkerboard
+
+    rgba = np.zeros((40, 40, 4), np.uint8)
+    rgba[10:30, 10:30] = (200, 10, 10, 255)
+    shown = on_checkerboard(rgba, square=5)
+    assert shown.shape == (40, 40, 3) and (shown[15, 15] == (200, 10, 10)).all()
+    assert set(np.unique(shown[:5, :10, 0]).tolist()) == {200, 235}
+
+
 def test_error_overlay_colours_fp_and_fn_distinctly_and_leaves_tn():
     image = np.full((20, 20, 3), 128, np.uint8)
     truth = np.zeros((20, 20), np.uint8)

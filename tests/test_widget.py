@@ -82,3 +82,19 @@ def test_the_widget_shows_a_chosen_photo_then_an_upload_then_a_bad_file(predicto
     tryit.upload.value = upload_value("notes.txt", b"not a photo")
     assert not tryit.last.ok and tryit.message.value.startswith("notes.txt: not an image")
     assert bytes(tryit.overlay.value) == b"" and bytes(tryit.mask.value) == b""
+
+
+def test_the_widget_shows_the_cutout_and_the_background_replaced_at_the_photos_size(predictor, photo):
+    tryit = TryIt(predictor, {"test photo 1": photo})
+    tryit.choose.value = str(photo)
+    result = tryit.last
+    assert result.cutout.shape == (*result.image.shape[:2], 4) and result.composite.shape == result.image.shape
+    assert ((result.cutout[..., 3] >= 128) == result.mask.astype(bool)).mean() > 0.99
+    overlay = bytes(tryit.overlay.value)
+    tryit.view.value = "cut-out"
+    assert np.asarray(Image.open(io.BytesIO(bytes(tryit.overlay.value)))).shape[2] == 4  # RGBA on the page
+    tryit.background.value = "white"  # a new background is drawn at once, and shown
+    assert tryit.view.value == "new background" and bytes(tryit.overlay.value) != overlay
+    shown = np.asarray(Image.open(io.BytesIO(bytes(tryit.overlay.value))))
+    outside = tryit.last.cutout[..., 3] == 0  # where the cut-out is transparent, the new background is all there is
+    assert shown.shape[:2] == outside.shape and (shown[outside] == 255).all()

@@ -23,15 +23,14 @@ from seglib.evaluate import collect_probabilities, score_records
 from seglib.export import export_onnx
 from seglib.model import MEDIAPIPE_SELFIE_TFLITE, count_parameters
 from seglib.predict import Predictor
-from seglib.runs import BEST, Run, read_json
+from seglib.predict.protocol import val_protocol
+from seglib.runs import BEST
 from seglib.tflite_net import TFLiteNet, read_tflite
 from seglib.transforms import describe_input
 
 DEFAULT_CHECKPOINT = config.PROJECT_ROOT / "reports" / "reference" / BEST
 # the same recipe trained at MediaPipe's own input size (256 px), published for the speed comparison
 FAST_CHECKPOINT = config.PROJECT_ROOT / "reports" / "reference-256" / BEST
-# Where `make publish-reference` puts the val evaluation of a published checkpoint, relative to its folder.
-PUBLISHED_VAL_METRICS = Path("metrics") / "val_metrics.json"
 WARMUP_RUNS = 2  # untimed predictions before the first timed one (allocators, kernels, graph initialisation)
 # and at least this long: threads left spinning by the work before (export, another runtime) settle first
 WARMUP_SECONDS = 1.5
@@ -82,17 +81,6 @@ class WarmedUpMediaPipe(_Timed):
         return probs[1:]
 
 
-def val_protocol(checkpoint: Path, state: dict) -> tuple[float, bool, str]:
-    """(threshold, TTA, where they come from) as `seglib evaluate` scored this checkpoint on test: those of its
-    val evaluation (its run's eval/val/metrics.json, or PUBLISHED_VAL_METRICS beside a published checkpoint)
-    when it was made for this checkpoint's epoch; else the checkpoint's own threshold without TTA."""
-    for path in (Run(checkpoint.parent).metrics_file("val"), checkpoint.parent / PUBLISHED_VAL_METRICS):
-        metrics = read_json(path) or {}
-        if "threshold" in metrics and metrics.get("checkpoint_epoch") == state.get("epoch"):
-            return float(metrics["threshold"]), bool(metrics.get("tta")), f"chosen on val, {display_path(path)}"
-    return float(state["threshold"]), False, "stored in the checkpoint (no val evaluation of it found)"
-
-
 @torch.inference_mode()
 def forward_flops(model: torch.nn.Module, height: int, width: int) -> int:
     """FLOPs of one forward pass on a 1x3xHxW input, as torch's FlopCounterMode counts them (convolutions and
@@ -127,7 +115,7 @@ def compare_predictions(checkpoint=None, *, photos: int | None = None, split: st
     if photos is not None and photos < 1:
         raise SeglibError(f"photos {photos}: give at least 1 (or leave it out for the whole split)")
     state = load_checkpoint(checkpoint)
-    threshold, tta, threshold_source = val_protocol(checkpoint, state)
+    threshold, tta, threshold_source, _ = val_protocol(checkpoint, state)
     model, cfg = model_from_checkpoint(state)
     size = int(state["input_size"])
     flops = forward_flops(model, size, size)
@@ -185,7 +173,7 @@ def compare_predictions(checkpoint=None, *, photos: int | None = None, split: st
 def _onnx_row(checkpoint: Path, onnx_path: Path, threads: int, args: tuple, runtime: str) -> dict:
     """Another checkpoint exported and timed in ONNX Runtime with the threshold and TTA its val evaluation chose."""
     state = load_checkpoint(checkpoint)
-    threshold, tta, source = val_protocol(checkpoint, state)
+    threshold, tta, source, _ = val_protocol(checkpoint, state)
     model, _ = model_from_checkpoint(state)
     size = int(state["input_size"])
     flops = forward_flops(model, size, size)

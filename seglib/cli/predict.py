@@ -1,4 +1,4 @@
-"""`seglib predict`: a mask (and overlay) for each photo."""
+"""`seglib predict`: a mask (and overlay, cut-out, new background) for each photo and video."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import signal
 import sys
 from pathlib import Path
 
-from seglib.config import IMAGE_SUFFIXES
+from seglib.config import IMAGE_SUFFIXES, VIDEO_SUFFIXES
 from seglib.devices import DEVICES
 from seglib.runs import BEST
 
@@ -25,12 +25,15 @@ def _threshold(text: str) -> float:
 def add_parser(subparsers) -> argparse.ArgumentParser:
     """Register `seglib predict`."""
     p = subparsers.add_parser(
-        "predict", help="write a mask (and overlay) for each photo",
+        "predict", help="write a mask (and overlay, cut-out, new background) for each photo and video",
         description="Predict a figure mask for each photo: one <stem>.mask.png (0/255) per input, at the "
-                    "input's exact size as viewers show it (EXIF rotation applied). Folders are scanned for "
-                    f"{'/'.join(IMAGE_SUFFIXES)} (not recursively). Unreadable files are reported and skipped; exit status "
-                    "0 = all written, 1 = some inputs failed, 2 = usage or setup error.")
-    p.add_argument("inputs", nargs="+", type=Path, metavar="INPUT", help="image files or folders of images")
+                    "input's exact size as viewers show it (EXIF rotation applied); a video gets <stem>.mask.mp4 "
+                    "(its own container; WebM stays WebM), frame for frame, masks smoothed over time, audio kept. "
+                    "By default the threshold and flip TTA are those chosen on val for the checkpoint, as its "
+                    "reported scores used. Folders are scanned for "
+                    f"{'/'.join(IMAGE_SUFFIXES + VIDEO_SUFFIXES)} (not recursively). Unreadable files are reported "
+                    "and skipped; exit status 0 = all written, 1 = some inputs failed, 2 = usage or setup error.")
+    p.add_argument("inputs", nargs="+", type=Path, metavar="INPUT", help="photos, videos, or folders of them")
     source = p.add_mutually_exclusive_group(required=True)
     source.add_argument("--run", metavar="NAME", help=f"use runs/NAME/{BEST} (and its val-chosen threshold)")
     source.add_argument("--checkpoint", type=Path, metavar="PATH", help="use this checkpoint file")
@@ -38,10 +41,23 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                         help="use a model exported by `seglib export` (runs in ONNX Runtime on the CPU)")
     p.add_argument("--out", type=Path, required=True, metavar="DIR", help="folder for the masks (created)")
     p.add_argument("--overlay", action="store_true", help="also write <stem>.overlay.jpg (mask tinted on the photo)")
-    p.add_argument("--tta", action="store_true", help="average with the horizontally flipped prediction")
+    p.add_argument("--cutout", action="store_true",
+                   help="also write <stem>.cutout.png: the figure on a transparent background (RGBA, soft edge); "
+                        "a video's cut-out stands on chroma-key green")
+    p.add_argument("--background", metavar="SPEC",
+                   help="also write <stem>.background.jpg: the figure on a new background: blur, a colour (white, "
+                        "#RRGGBB, R,G,B) or an image file (scaled to cover)")
+    p.add_argument("--refine", action="store_true",
+                   help="fit the soft edge of cut-outs and backgrounds to the photo's own edges (guided filter)")
+    p.add_argument("--tta", action=argparse.BooleanOptionalAction, default=None,
+                   help="average with the horizontally flipped prediction (default: as chosen on val for this "
+                        "checkpoint, else off)")
     p.add_argument("--threshold", type=_threshold, metavar="FLOAT",
-                   help="probability threshold (default: chosen on val for --run, else the checkpoint's)")
-    p.add_argument("--overwrite", action="store_true", help="replace existing mask/overlay files in --out")
+                   help="probability threshold (default: chosen on val for this checkpoint and TTA setting, "
+                        "else the checkpoint's)")
+    p.add_argument("--no-smooth", dest="smooth", action="store_false",
+                   help="videos: each frame's mask on its own (default: probabilities averaged over still frames)")
+    p.add_argument("--overwrite", action="store_true", help="replace existing output files in --out")
     p.add_argument("--device", choices=DEVICES, default="auto", help="auto (cuda if available), cpu or cuda (default: %(default)s)")
     p.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
     p.set_defaults(func=cmd_predict)
@@ -51,11 +67,23 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 def cmd_predict(args) -> int:
     from seglib.devices import resolve_device
     from seglib.io import NewFolder, check_writable_dir
-    from seglib.predict import Predictor, collect_inputs, plan_outputs, predict_files, refuse_existing
+    from seglib.predict import (
+        OutputChoice,
+        Predictor,
+        collect_inputs,
+        parse_background,
+        plan_outputs,
+        predict_files,
+        refuse_existing,
+    )
 
     inputs = collect_inputs(args.inputs, warn=lambda msg: print(msg, file=sys.stderr))
+    _refuse_input_as_out(inputs, args.out)
     out_dir = check_writable_dir(args.out)  # before any work: a bad --out fails in a second, not after the batch
-    plan = plan_outputs(inputs, out_dir, overlay=args.overlay)
+    background = parse_background(args.background) if args.background is not None else None
+    choice = OutputChoice(overlay=args.overlay, cutout=args.cutout, background=background, refine=args.refine,
+                          smooth=getattr(args, "smooth", True))
+    plan = plan_outputs(inputs, out_dir, choice)
     if not args.overwrite:
         refuse_existing(plan)
     device = resolve_device("cpu" if args.onnx is not None and args.device == "auto" else args.device)
@@ -71,7 +99,7 @@ def cmd_predict(args) -> int:
     print(f"predicting {len(inputs)} input{'s' if len(inputs) != 1 else ''} with {predictor.describe()}")
     with NewFolder(out_dir) as folder:  # --out is created now, and removed again if nothing is written to it
         try:
-            report = predict_files(predictor, inputs, out_dir, overlay=args.overlay, log=_say,
+            report = predict_files(predictor, inputs, out_dir, choice, log=_say,
                                    progress=getattr(args, "progress", True), overwrite=args.overwrite)
         except KeyboardInterrupt as exc:  # Ctrl-C or SIGTERM/SIGHUP: say what is there; seglib.cli exits 130/143
             _say_interrupted(exc)
@@ -80,6 +108,15 @@ def cmd_predict(args) -> int:
         folder.rollback()
     print(report.summary())
     return 0 if report.ok else 1
+
+
+def _refuse_input_as_out(inputs: list[Path], out: Path) -> None:
+    """A SeglibError when --out names one of the inputs (a file is not a folder for outputs; an easy slip)."""
+    from seglib.errors import SeglibError
+
+    for path in inputs:
+        if path.is_file() and out.exists() and path.resolve() == out.resolve():
+            raise SeglibError(f"{out}: --out is the input {path} itself; give a folder for the outputs")
 
 
 def _say(line: str, is_error: bool = False) -> None:

@@ -55,6 +55,7 @@ from seglib.viz.images import (  # noqa: F401
     downscale,
     error_legend_handles,
     error_overlay,
+    on_checkerboard,
     overlay,
     prediction_grid,
     sample_grid,

@@ -54,6 +54,16 @@ def overlay(rgb, mask, color=TRUTH_COLOR, alpha: float = 0.45, outline: bool = T
     return overlay_mask(image, m, color=color, alpha=alpha, outline=outline, thickness=thickness)
 
 
+def on_checkerboard(rgba: np.ndarray, square: int | None = None) -> np.ndarray:
+    """An RGBA image (a cut-out) over a light grey checkerboard, as image editors show transparency (RGB)."""
+    h, w = rgba.shape[:2]
+    square = square or max(4, max(h, w) // 40)
+    yy, xx = np.mgrid[0:h, 0:w]
+    board = np.where(((yy // square + xx // square) % 2 == 0)[..., None], 235, 200).astype(np.float32)
+    alpha = rgba[..., 3:4].astype(np.float32) / 255.0
+    return np.clip(rgba[..., :3] * alpha + board * (1 - alpha) + 0.5, 0, 255).astype(np.uint8)
+
+
 def error_overlay(rgb, pred, truth, tp_alpha: float = 0.3, alpha: float = 0.75, threshold: float = 0.5) -> np.ndarray:
     """Prediction errors on the photo: TP lightly tinted green, FP magenta, FN cyan; TN pixels unchanged."""
     image = to_rgb(rgb)

@@ -1,0 +1,258 @@
+"""A batch of photos and videos through the model, each output written atomically into one folder.
+
+Per photo: `<stem>.mask.png` (0/255 at the photo's exact size as viewers show it), and as asked
+`<stem>.overlay.jpg`, `<stem>.cutout.png` (RGBA, soft edge) and `<stem>.background.jpg` (the background
+replaced). Per video: the same kinds as videos (`<stem>.mask.mp4`, ...; a video's cut-out stands on chroma-key
+green). Bad inputs are reported and skipped -> `PredictReport`.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from seglib.errors import DataError, SeglibError
+from seglib.io import check_writable_dir, save_png_atomic
+from seglib.predict.inputs import collect_inputs, frame_count, is_video, load_input
+from seglib.predict.outputs import (
+    Background,
+    composite,
+    cutout_rgba,
+    figure_alpha,
+    overlay_mask,
+    save_jpeg_atomic,
+)
+from seglib.predict.predictor import Predictor
+from seglib.predict.video import output_suffix
+
+MASK_SUFFIX = ".mask.png"
+OVERLAY_SUFFIX = ".overlay.jpg"
+CUTOUT_SUFFIX = ".cutout.png"
+BACKGROUND_SUFFIX = ".background.jpg"
+PHOTO_SUFFIXES = {"mask": MASK_SUFFIX, "overlay": OVERLAY_SUFFIX, "cutout": CUTOUT_SUFFIX,
+                  "background": BACKGROUND_SUFFIX}
+PLURAL = {"mask": "masks", "overlay": "overlays", "cutout": "cut-outs", "background": "composites"}
+
+
+@dataclass(frozen=True)
+class OutputChoice:
+    """Which outputs each input gets besides its mask, and how they are drawn."""
+
+    overlay: bool = False
+    cutout: bool = False
+    background: Background | None = None
+    refine: bool = False  # fit the soft edge of cut-outs and composites to the photo (guided filter)
+    smooth: bool = True  # videos: average the probabilities over still frames
+
+    def kinds(self) -> list[str]:
+        return ["mask"] + [k for k, on in (("overlay", self.overlay), ("cutout", self.cutout),
+                                           ("background", self.background is not None)) if on]
+
+
+@dataclass
+class Planned:
+    """One input and the file each of its outputs goes to (kind -> path)."""
+
+    input: Path
+    outputs: dict[str, Path]
+
+    @property
+    def mask(self) -> Path:
+        return self.outputs["mask"]
+
+
+def plan_outputs(inputs: list[Path], out_dir: str | Path, choice: OutputChoice | None = None, *,
+                 overlay: bool = False) -> list[Planned]:
+    """The outputs of each input. Inputs sharing a stem (photo.jpg in two folders, or photo.jpg and photo.mp4)
+    get `photo`, `photo-2`, `photo-3`, ... in input order (case-insensitively distinct, for case-insensitive
+    file systems). An input that would be its own output folder is a SeglibError."""
+    choice = choice or OutputChoice(overlay=overlay)
+    out_dir = Path(out_dir)
+    used: set[str] = set()
+    plan = []
+    for path in inputs:
+        if path.exists() and out_dir.exists() and path.resolve() == out_dir.resolve():
+            raise SeglibError(f"{path}: --out is this input itself; give a folder for the outputs")
+        stem = path.stem or "image"
+        name, n = stem, 1
+        while name.lower() in used:
+            n += 1
+            name = f"{stem}-{n}"
+        used.add(name.lower())
+        suffixes = ({k: f".{k}{output_suffix(path)}" for k in PHOTO_SUFFIXES} if is_video(path) else PHOTO_SUFFIXES)
+        plan.append(Planned(path, {kind: out_dir / f"{name}{suffixes[kind]}" for kind in choice.kinds()}))
+    return plan
+
+
+def refuse_existing(plan: list[Planned]) -> None:
+    """SeglibError naming the first planned output that already exists (outputs are never silently replaced)."""
+    existing = [p for item in plan for p in item.outputs.values() if p.exists()]
+    if existing:
+        more = f" (and {len(existing) - 1} more)" if len(existing) > 1 else ""
+        raise SeglibError(f"{existing[0]} already exists{more}; refusing to overwrite (pass --overwrite "
+                          "to replace, or choose another --out)")
+
+
+@dataclass
+class PredictReport:
+    """What `predict_files` did: outputs written, inputs that failed (with the reason), EXIF-rotated inputs."""
+
+    out_dir: Path
+    written: list[Path] = field(default_factory=list)  # mask files (photos) and mask videos, in input order
+    extra: dict[str, list[Path]] = field(default_factory=dict)  # overlay/cutout/background -> files
+    failed: list[tuple[Path, str]] = field(default_factory=list)  # (input, one-line problem)
+    exif_rotated: list[Path] = field(default_factory=list)  # inputs whose EXIF orientation was applied
+    outputs: dict[Path, Path] = field(default_factory=dict)  # input -> mask file
+    videos: list = field(default_factory=list)  # seglib.predict.video.VideoResult per video
+    planned: int = 0  # inputs the batch was given
+
+    @property
+    def ok(self) -> bool:
+        return not self.failed
+
+    @property
+    def overlays(self) -> list[Path]:
+        return self.extra.get("overlay", [])
+
+    def summary(self) -> str:
+        counts = [(len(self.written), "mask")] + [(len(v), k) for k, v in self.extra.items() if v]
+        parts = [f"{n} {PLURAL[k] if n != 1 else k.replace('cutout', 'cut-out').replace('background', 'composite')}"
+                 for n, k in counts]
+        what = parts[0] if len(parts) == 1 else ", ".join(parts[:-1]) + f" and {parts[-1]}"
+        videos = f" ({len(self.videos)} video{'s' if len(self.videos) != 1 else ''})" if self.videos else ""
+        return f"wrote {what}{videos} to {self.out_dir}; {len(self.failed)} failed"
+
+    def interrupted_summary(self, signal_name: str = "SIGINT") -> str:
+        """What an interrupted batch left: how many masks, where, and that each file is complete."""
+        done = len(self.written)
+        if not done:
+            return f"predict stopped by {signal_name} before writing any of {self.planned} masks; nothing written"
+        left = self.planned - done - len(self.failed)
+        return (f"predict stopped by {signal_name} after writing {done} of {self.planned} masks to {self.out_dir}; "
+                f"each file written is complete, {left} not written; run again with --overwrite to redo them all, "
+                "or with another --out")
+
+    def add(self, kind: str, path: Path, source: Path) -> None:
+        if kind == "mask":
+            self.written.append(path)  # at once: an interrupt while an extra is written still counts this mask
+            self.outputs[source] = path
+        else:
+            self.extra.setdefault(kind, []).append(path)
+
+
+def predict_files(predictor: Predictor, inputs, out_dir: str | Path, choice: OutputChoice | None = None, *,
+                  overlay: bool = False, progress: bool = True, overwrite: bool = False,
+                  threshold: float | None = None, log: Callable[[str, bool], None] | None = None) -> PredictReport:
+    """Predict every input (photos and videos, see `collect_inputs`) and write its outputs into `out_dir`
+    (the module says which). Existing outputs are refused up front (SeglibError, nothing written) unless
+    `overwrite`. An input that cannot be decoded (missing, empty, corrupt, truncated, not an image or video,
+    too large) is recorded in the report (and passed to `log(line, is_error)` as `seglib: skipped <path>:
+    <problem>`) and the batch goes on. Files are written atomically (never half-written). An interrupt
+    (KeyboardInterrupt, which SIGTERM/SIGHUP raise too) propagates with the report so far attached as
+    `exc.predict_report` (`PredictReport.interrupted_summary` says what was left).
+    """
+    from tqdm.auto import tqdm
+
+    choice = choice or OutputChoice(overlay=overlay)
+    paths = collect_inputs(inputs)
+    out_dir = check_writable_dir(out_dir)  # created by the first output written
+    plan = plan_outputs(paths, out_dir, choice)
+    if not overwrite:
+        refuse_existing(plan)
+    report = PredictReport(out_dir=out_dir, planned=len(plan))
+    bar = tqdm(plan, desc="predict", unit="img", disable=not progress or len(plan) < 2, file=sys.stderr)
+
+    def say(msg: str, err: bool = False) -> None:
+        if log is not None:
+            log(msg, err)
+
+    try:
+        for item in bar:
+            one = _predict_video if is_video(item.input) else _predict_photo
+            one(predictor, report, item, choice, threshold, say, progress)
+    except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM/SIGHUP (seglib.signals): the files written so far are
+        exc.predict_report = report  # whole (atomic writes); the caller says how many
+        raise
+    finally:
+        bar.close()
+    return report
+
+
+def _predict_photo(predictor: Predictor, report: PredictReport, item: Planned, choice: OutputChoice,
+                   threshold: float | None, say: Callable[..., None], _progress: bool) -> None:
+    """Predict and write one photo's outputs, recording the outcome in `report`."""
+    path = item.input
+    try:
+        rgb, orientation = load_input(path)
+    except DataError as exc:
+        _skip(report, path, _problem(exc, path), say)
+        return
+    t = predictor.threshold if threshold is None else threshold
+    prob = predictor.predict_proba(rgb)
+    mask = prob >= t
+    frames = frame_count(path)
+    if frames > 1:
+        say(f"{path}: {frames} frames (animated or multi-page); the outputs are for the first frame")
+    for kind, out in item.outputs.items():
+        try:
+            _write_photo_output(kind, out, rgb, prob, mask, t, choice)
+        except OSError as exc:
+            _skip(report, path, f"could not write output ({exc.strerror or exc})", say)
+            return
+        report.add(kind, out, path)
+    if orientation != 1:
+        report.exif_rotated.append(path)
+        h, w = rgb.shape[:2]
+        stored = f"{h}x{w}" if orientation >= 5 else f"{w}x{h}"
+        say(f"{path}: EXIF orientation {orientation} applied; mask matches the photo as viewers show it "
+            f"({w}x{h}; stored {stored})")
+
+
+def _write_photo_output(kind: str, out: Path, rgb: np.ndarray, prob: np.ndarray, mask: np.ndarray, t: float,
+                        choice: OutputChoice) -> None:
+    if kind == "mask":
+        save_png_atomic(out, (mask * 255).astype(np.uint8))
+    elif kind == "overlay":
+        save_jpeg_atomic(out, overlay_mask(rgb, mask))
+    else:
+        alpha = figure_alpha(rgb, prob, t, refine=choice.refine)
+        if kind == "cutout":
+            save_png_atomic(out, cutout_rgba(rgb, alpha))
+        else:
+            save_jpeg_atomic(out, composite(rgb, alpha, choice.background))
+
+
+def _predict_video(predictor: Predictor, report: PredictReport, item: Planned, choice: OutputChoice,
+                   threshold: float | None, say: Callable[..., None], progress: bool) -> None:
+    """Predict one video and write its output videos, recording the outcome in `report`."""
+    from seglib.predict.video import predict_video
+
+    try:
+        result = predict_video(predictor, item.input, item.outputs, background=choice.background,
+                               refine=choice.refine, smooth=choice.smooth, threshold=threshold, progress=progress)
+    except DataError as exc:
+        _skip(report, item.input, _problem(exc, item.input), say)
+        return
+    except OSError as exc:
+        _skip(report, item.input, f"could not write output ({exc.strerror or exc})", say)
+        return
+    report.videos.append(result)
+    for kind, out in item.outputs.items():
+        report.add(kind, out, item.input)
+    say(result.describe())
+
+
+def _skip(report: PredictReport, path: Path, problem: str, say: Callable[..., None]) -> None:
+    report.failed.append((path, problem))
+    say(f"seglib: skipped {path}: {problem}", err=True)
+
+
+def _problem(exc: Exception, path: Path) -> str:
+    """The error message without its leading '<path>: ' (the skip line names the path already)."""
+    msg = str(exc)
+    prefix = f"{path}: "
+    return msg[len(prefix):] if msg.startswith(prefix) else msg
