@@ -390,11 +390,10 @@ def _sigterm() -> None:
                          ids=["ctrl-c", "sigterm"])
 def test_an_interrupted_predict_says_how_many_masks_it_wrote_and_where(tmp_path, checkpoint, capsys, monkeypatch,
                                                                         stop, code, named):
-    import seglib.predict.files as predict_module
     from seglib.cli import main
 
     photos = _photos(tmp_path / "photos")
-    _interrupt_on_call(monkeypatch, predict_module, "load_input", 3, stop)
+    _interrupt_on_call(monkeypatch, Predictor, "predict_proba", 3, stop)  # in the main thread, as signals are
     out = tmp_path / "masks"
     assert main(["predict", "--checkpoint", str(checkpoint), *map(str, photos), "--out", str(out),
                  "--no-progress"]) == code
@@ -480,11 +479,10 @@ def test_a_folder_scan_says_how_many_of_predicts_own_outputs_it_left_out(tmp_pat
 
 def test_predict_interrupted_before_its_first_mask_says_nothing_was_written_and_leaves_no_folder(
         tmp_path, checkpoint, capsys, monkeypatch):
-    import seglib.predict.files as predict_module
     from seglib.cli import main
 
     photos = _photos(tmp_path / "photos", 3)
-    _interrupt_on_call(monkeypatch, predict_module, "load_input", 1, _ctrl_c)
+    _interrupt_on_call(monkeypatch, Predictor, "predict_proba", 1, _ctrl_c)
     out = tmp_path / "new" / "masks"
     assert main(["predict", "--checkpoint", str(checkpoint), *map(str, photos), "--out", str(out)]) == 130
     assert "predict stopped by SIGINT before writing any of 3 masks; nothing written" in capsys.readouterr().err

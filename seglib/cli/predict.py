@@ -59,23 +59,19 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                    help="videos: each frame's mask on its own (default: probabilities averaged over still frames)")
     p.add_argument("--overwrite", action="store_true", help="replace existing output files in --out")
     p.add_argument("--device", choices=DEVICES, default="auto", help="auto (cuda if available), cpu or cuda (default: %(default)s)")
+    p.add_argument("--runtime", choices=("auto", "torch", "onnx"), default="auto",
+                   help="auto: ONNX Runtime on the CPU (the checkpoint exported once, kept in $SEGLIB_CACHE_DIR or "
+                        "~/.cache/seglib), PyTorch on a GPU; torch or onnx to choose (default: %(default)s)")
     p.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
     p.set_defaults(func=cmd_predict)
     return p
 
 
 def cmd_predict(args) -> int:
-    from seglib.devices import resolve_device
     from seglib.io import NewFolder, check_writable_dir
-    from seglib.predict import (
-        OutputChoice,
-        Predictor,
-        collect_inputs,
-        parse_background,
-        plan_outputs,
-        predict_files,
-        refuse_existing,
-    )
+    from seglib.predict.files import OutputChoice, plan_outputs, predict_files, refuse_existing
+    from seglib.predict.inputs import collect_inputs
+    from seglib.predict.outputs import parse_background
 
     inputs = collect_inputs(args.inputs, warn=lambda msg: print(msg, file=sys.stderr))
     _refuse_input_as_out(inputs, args.out)
@@ -86,16 +82,11 @@ def cmd_predict(args) -> int:
     plan = plan_outputs(inputs, out_dir, choice)
     if not args.overwrite:
         refuse_existing(plan)
-    device = resolve_device("cpu" if args.onnx is not None and args.device == "auto" else args.device)
-    kwargs = dict(device=device, threshold=args.threshold, tta=args.tta)
-    if args.threshold is not None:
-        kwargs["threshold_source"] = "--threshold"
-    if args.run is not None:
-        predictor = Predictor.from_run(args.run, **kwargs)
-    elif args.onnx is not None:
-        predictor = Predictor.from_onnx(args.onnx, **kwargs)
-    else:
-        predictor = Predictor.from_checkpoint(args.checkpoint, **kwargs)
+    videos = sum(1 for p in inputs if p.suffix.lower() in VIDEO_SUFFIXES)
+    among = f" ({videos} video{'s' if videos != 1 else ''})" if videos else ""
+    print(f"predict: {len(inputs)} input{'s' if len(inputs) != 1 else ''}{among} -> {out_dir}; loading "
+          f"{args.run or args.checkpoint or args.onnx}", flush=True)  # the first line, before torch is imported
+    predictor = _load_predictor(args)
     print(f"predicting {len(inputs)} input{'s' if len(inputs) != 1 else ''} with {predictor.describe()}")
     with NewFolder(out_dir) as folder:  # --out is created now, and removed again if nothing is written to it
         try:
@@ -108,6 +99,27 @@ def cmd_predict(args) -> int:
         folder.rollback()
     print(report.summary())
     return 0 if report.ok else 1
+
+
+def _load_predictor(args):
+    """The model named by --run, --checkpoint or --onnx, in the runtime --runtime and --device choose."""
+    from seglib.devices import resolve_device
+    from seglib.predict.predictor import Predictor
+    from seglib.predict.runtimes import load_predictor
+    from seglib.runs import Run
+
+    kwargs = {"threshold": args.threshold, "tta": args.tta}
+    if args.threshold is not None:
+        kwargs["threshold_source"] = "--threshold"
+    if args.onnx is not None:
+        if args.device == "cuda":
+            from seglib.errors import SeglibError
+
+            raise SeglibError("--onnx runs in ONNX Runtime on the CPU; leave --device at auto or cpu")
+        return Predictor.from_onnx(args.onnx, device=resolve_device("cpu"), **kwargs)
+    checkpoint = Run.resolve(args.run).require("best") if args.run is not None else args.checkpoint
+    return load_predictor(checkpoint, runtime=getattr(args, "runtime", "auto"), device=args.device,
+                          note=lambda msg: print(msg, file=sys.stderr), **kwargs)
 
 
 def _refuse_input_as_out(inputs: list[Path], out: Path) -> None:

@@ -14,40 +14,33 @@ Python API (the notebooks use it too):
 Command line: `seglib predict (--run NAME | --checkpoint PATH | --onnx FILE) INPUT... --out DIR`.
 """
 
-from seglib.predict.files import (
-    BACKGROUND_SUFFIX,
-    CUTOUT_SUFFIX,
-    MASK_SUFFIX,
-    OVERLAY_SUFFIX,
-    OutputChoice,
-    Planned,
-    PredictReport,
-    plan_outputs,
-    predict_files,
-    refuse_existing,
-)
-from seglib.predict.inputs import (
-    VIDEO_SUFFIXES,
-    collect_inputs,
-    exif_orientation,
-    frame_count,
-    is_video,
-    load_input,
-)
-from seglib.predict.outputs import (
-    Background,
-    composite,
-    cutout_rgba,
-    figure_alpha,
-    overlay_mask,
-    parse_background,
-    save_jpeg_atomic,
-)
-from seglib.predict.predictor import Predictor
-from seglib.predict.protocol import Protocol, val_protocol
+from __future__ import annotations
 
-__all__ = ["BACKGROUND_SUFFIX", "CUTOUT_SUFFIX", "MASK_SUFFIX", "OVERLAY_SUFFIX", "VIDEO_SUFFIXES", "Background",
-           "OutputChoice", "Planned", "PredictReport", "Predictor", "Protocol", "collect_inputs", "composite",
-           "cutout_rgba", "exif_orientation", "figure_alpha", "frame_count", "is_video", "load_input",
-           "overlay_mask", "parse_background", "plan_outputs", "predict_files", "refuse_existing",
-           "save_jpeg_atomic", "val_protocol"]
+import importlib
+
+# name -> the module that defines it; imported on first use, so that `seglib predict` can read its inputs and
+# say what it will do before torch is imported (`seglib.predict.inputs` needs numpy and Pillow only)
+_DEFINED_IN = {
+    **dict.fromkeys(("BACKGROUND_SUFFIX", "CUTOUT_SUFFIX", "MASK_SUFFIX", "OVERLAY_SUFFIX", "OutputChoice", "Planned",
+                     "PredictReport", "plan_outputs", "predict_files", "refuse_existing"), "files"),
+    **dict.fromkeys(("VIDEO_SUFFIXES", "collect_inputs", "exif_orientation", "frame_count", "is_video",
+                     "load_input"), "inputs"),
+    **dict.fromkeys(("Background", "composite", "cutout_rgba", "figure_alpha", "overlay_mask", "parse_background",
+                     "save_jpeg_atomic"), "outputs"),
+    "Predictor": "predictor",
+    **dict.fromkeys(("Protocol", "val_protocol"), "protocol"),
+}
+__all__ = sorted(_DEFINED_IN)
+
+
+def __getattr__(name: str):
+    module = _DEFINED_IN.get(name)
+    if module is None:
+        raise AttributeError(f"module 'seglib.predict' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"seglib.predict.{module}"), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_DEFINED_IN))

@@ -12,6 +12,7 @@ import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -26,8 +27,11 @@ from seglib.predict.outputs import (
     overlay_mask,
     save_jpeg_atomic,
 )
-from seglib.predict.predictor import Predictor
+from seglib.predict.pipeline import WriteBehind, decoded_ahead
 from seglib.predict.video import output_suffix
+
+if TYPE_CHECKING:
+    from seglib.predict.predictor import Predictor
 
 MASK_SUFFIX = ".mask.png"
 OVERLAY_SUFFIX = ".overlay.jpg"
@@ -164,39 +168,63 @@ def predict_files(predictor: Predictor, inputs, out_dir: str | Path, choice: Out
     if not overwrite:
         refuse_existing(plan)
     report = PredictReport(out_dir=out_dir, planned=len(plan))
-    bar = tqdm(plan, desc="predict", unit="img", disable=not progress or len(plan) < 2, file=sys.stderr)
+    bar = tqdm(total=len(plan), desc="predict", unit="img", disable=not progress or len(plan) < 2, file=sys.stderr)
 
     def say(msg: str, err: bool = False) -> None:
         if log is not None:
             log(msg, err)
 
+    writer = WriteBehind()
     try:
-        for item in bar:
-            one = _predict_video if is_video(item.input) else _predict_photo
-            one(predictor, report, item, choice, threshold, say, progress)
+        for item, decoded in decoded_ahead(plan, _decode):
+            if is_video(item.input):
+                writer.harvest(wait=True)  # the photos before it are on disk before the video starts
+                _predict_video(predictor, report, item, choice, threshold, say, progress)
+            else:
+                _predict_photo(predictor, report, item, decoded, choice, threshold, say, writer)
+            bar.update(1)
+        writer.harvest(wait=True)
     except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM/SIGHUP (seglib.signals): the files written so far are
-        exc.predict_report = report  # whole (atomic writes); the caller says how many
+        writer.close()  # whole (atomic writes), those handed to the writer finished; the caller says how many
+        exc.predict_report = report
         raise
     finally:
+        writer.close()
         bar.close()
     return report
 
 
-def _predict_photo(predictor: Predictor, report: PredictReport, item: Planned, choice: OutputChoice,
-                   threshold: float | None, say: Callable[..., None], _progress: bool) -> None:
-    """Predict and write one photo's outputs, recording the outcome in `report`."""
-    path = item.input
+def _decode(item: Planned):
+    """A photo decoded as viewers show it: (rgb, EXIF orientation, frames), or the DataError saying why not;
+    None for a video (decoded frame by frame as it is predicted)."""
+    if is_video(item.input):
+        return None
     try:
-        rgb, orientation = load_input(path)
+        rgb, orientation = load_input(item.input)
     except DataError as exc:
-        _skip(report, path, _problem(exc, path), say)
+        return exc
+    return rgb, orientation, frame_count(item.input)
+
+
+def _predict_photo(predictor: Predictor, report: PredictReport, item: Planned, decoded, choice: OutputChoice,
+                   threshold: float | None, say: Callable[..., None], writer: WriteBehind) -> None:
+    """Predict one decoded photo and hand its outputs to the writer, which records them in `report`."""
+    path = item.input
+    if isinstance(decoded, DataError):
+        _skip(report, path, _problem(decoded, path), say)
         return
+    rgb, orientation, frames = decoded
     t = predictor.threshold if threshold is None else threshold
     prob = predictor.predict_proba(rgb)
-    mask = prob >= t
-    frames = frame_count(path)
     if frames > 1:
         say(f"{path}: {frames} frames (animated or multi-page); the outputs are for the first frame")
+    writer.submit(lambda: _write_photo(report, item, rgb, prob, t, choice, orientation, say))
+
+
+def _write_photo(report: PredictReport, item: Planned, rgb: np.ndarray, prob: np.ndarray, t: float,
+                 choice: OutputChoice, orientation: int, say: Callable[..., None]) -> None:
+    """Write one photo's outputs (on the writer's thread), recording each in `report` once it is on disk."""
+    path, mask = item.input, prob >= t
     for kind, out in item.outputs.items():
         try:
             _write_photo_output(kind, out, rgb, prob, mask, t, choice)

@@ -1,0 +1,118 @@
+"""The runtime predict picks: ONNX Runtime on the CPU from an export made once and cached by content (masks equal
+to PyTorch's), PyTorch when asked or when the export fails (with a note); the first line is printed before the
+model loads; decoding ahead and writing behind keep the inputs' order and outputs."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+from conftest import save_tiny_checkpoint
+from PIL import Image
+
+from seglib.predict.pipeline import WriteBehind, decoded_ahead
+
+pytest.importorskip("onnxruntime")
+
+
+@pytest.fixture
+def checkpoint(tmp_path):
+    return save_tiny_checkpoint(tmp_path / "ckpt" / "tiny.pt", input_size=64)
+
+
+def photos(folder, n: int = 4):
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(0)
+    for i in range(n):
+        Image.fromarray((rng.random((30 + i, 50, 3)) * 255).astype(np.uint8)).save(folder / f"p{i}.png")
+    return folder
+
+
+def predict(*argv) -> int:
+    from seglib.cli import main
+
+    return main(["predict", *map(str, argv), "--no-progress"])
+
+
+def test_on_the_cpu_predict_runs_a_cached_onnx_export_with_the_same_masks_as_pytorch(tmp_path, checkpoint, capsys,
+                                                                                       monkeypatch):
+    monkeypatch.setenv("SEGLIB_CACHE_DIR", str(tmp_path / "cache"))
+    folder = photos(tmp_path / "in")
+    assert predict(folder, "--checkpoint", checkpoint, "--out", tmp_path / "onnx", "--device", "cpu") == 0
+    assert f"{checkpoint} in ONNX Runtime" in capsys.readouterr().out
+    exports = list((tmp_path / "cache" / "onnx").glob("*.onnx"))
+    assert len(exports) == 1
+    made = exports[0].stat().st_mtime_ns
+    assert predict(folder, "--checkpoint", checkpoint, "--out", tmp_path / "again", "--device", "cpu") == 0
+    assert exports[0].stat().st_mtime_ns == made  # exported once
+    assert predict(folder, "--checkpoint", checkpoint, "--out", tmp_path / "torch", "--runtime", "torch") == 0
+    for i in range(4):
+        onnx = np.asarray(Image.open(tmp_path / "onnx" / f"p{i}.mask.png"))
+        torch_ = np.asarray(Image.open(tmp_path / "torch" / f"p{i}.mask.png"))
+        assert (onnx == torch_).mean() > 0.999
+
+
+def test_a_failed_export_falls_back_to_pytorch_with_a_note(tmp_path, checkpoint, capsys, monkeypatch):
+    import seglib.predict.runtimes as runtimes
+
+    def cannot(_checkpoint):
+        raise RuntimeError("this graph does not export")
+
+    monkeypatch.setattr(runtimes, "cached_export", cannot)
+    folder = photos(tmp_path / "in", 1)
+    assert predict(folder, "--checkpoint", checkpoint, "--out", tmp_path / "out", "--device", "cpu") == 0
+    captured = capsys.readouterr()
+    assert "no ONNX export (this graph does not export); predicting in PyTorch" in captured.err
+    assert "in ONNX Runtime" not in captured.out
+    assert predict(folder, "--checkpoint", checkpoint, "--out", tmp_path / "out2", "--runtime", "onnx") == 2
+    assert "cannot run in ONNX Runtime (this graph does not export)" in capsys.readouterr().err
+
+
+def test_predict_says_what_it_will_do_before_the_model_loads(tmp_path, checkpoint):
+    folder = photos(tmp_path / "in", 2)
+    child = subprocess.Popen([sys.executable, "-m", "seglib", "predict", str(folder), "--checkpoint",
+                              str(checkpoint), "--out", str(tmp_path / "out"), "--no-progress"],
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    first = child.stdout.readline()  # how soon it comes is `make bench`'s to measure, not a test's
+    child.communicate(timeout=120)
+    assert child.returncode == 0
+    assert first.startswith(f"predict: 2 inputs -> {tmp_path / 'out'}; loading {checkpoint}")
+
+
+def test_decoding_ahead_keeps_the_order_and_raises_at_the_failing_item():
+    seen = list(decoded_ahead(range(7), lambda i: i * i))
+    assert seen == [(i, i * i) for i in range(7)]
+
+    def decode(i):
+        if i == 4:
+            raise KeyboardInterrupt
+        return i
+
+    got = []
+    with pytest.raises(KeyboardInterrupt):
+        for item, _ in decoded_ahead(range(7), decode):
+            got.append(item)
+    assert got == [0, 1, 2, 3]
+
+
+def test_writing_behind_runs_jobs_in_order_and_skips_those_queued_after_an_interrupt():
+    done: list[int] = []
+
+    def job(i):
+        def run():
+            time.sleep(0.01)
+            if i == 2:
+                raise KeyboardInterrupt
+            done.append(i)
+        return run
+
+    writer = WriteBehind()
+    with pytest.raises(KeyboardInterrupt):
+        for i in range(6):
+            writer.submit(job(i))
+        writer.harvest(wait=True)
+    writer.close()
+    assert done == [0, 1]
