@@ -205,3 +205,19 @@ def test_the_training_part_times_the_parts_and_loaders_the_engine_trains_with(de
     assert row["parameters"] == sum(p.numel() for p in built[0].model.parameters())
     assert row["pipeline_cached"] is not decode_every_time
     assert row["train_images_per_second"] > 0 and row["predict_ms_per_640x480_photo"] > 0
+
+
+def test_the_folder_benchmark_states_each_load_and_the_ratio_to_mediapipe():
+    from seglib.bench.folder import folder_markdown, one_core_busy
+
+    result = {"photos": 170, "folder": "Penn-Fudan PNGImages", "checkpoint": "reports/reference/best.pt",
+              "machine": "2 cores", "repeats": 2, "mean_iou": {"seglib predict": 0.83, "MediaPipe 0.10.21": 0.74},
+              "loads": {load: {"seglib predict": {"seconds": s, "ms_per_photo": 1000 * s / 170, "first_line_s": 0.3},
+                               "MediaPipe 0.10.21": {"seconds": 4.0, "ms_per_photo": 23.5, "first_line_s": 0.0}}
+                        for load, s in (("idle", 6.0), ("one core busy", 10.0))}}
+    text = folder_markdown(result)
+    assert "- idle: ours takes 1.50x MediaPipe's time, at +0.090 mean IoU." in text
+    assert "- one core busy: ours takes 2.50x MediaPipe's time" in text
+    assert "| idle | seglib predict | 6.0 | 35.3 | 0.30 | 0.830 |" in text
+    with one_core_busy(True):
+        pass  # started and stopped: nothing left spinning

@@ -9,7 +9,9 @@ Two parts, each optional (`seglib bench --only`), written together to reports/be
   at, end to end per photo (decode excluded; letterbox, model, TTA, probabilities back at the photo's size and
   the mask included) in PyTorch and, exported, in ONNX Runtime, next to MediaPipe off the shelf run by its own
   runtime in its own environment (`seglib.anchors`); ms per photo (median, p90), mean IoU scored by
-  `seglib.evaluate`, FLOPs per photo, and the ONNX-vs-PyTorch parity of the mean IoU.
+  `seglib.evaluate`, FLOPs per photo, and the ONNX-vs-PyTorch parity of the mean IoU;
+- folder: the `seglib predict` command on a folder of photos against MediaPipe's runtime on the same folder,
+  end to end, idle and with one core busy (`seglib.bench.folder`; written to folder.json and folder.md).
 
 A benchmark, not a test: nothing asserts.
 """
@@ -44,7 +46,7 @@ from seglib.errors import SeglibError
 from seglib.io import write_json_atomic, write_text_atomic
 from seglib.runs import read_json
 
-PARTS = ("training", "prediction")
+PARTS = ("training", "prediction", "folder")
 
 
 def run_all(train_steps: int = 8, predict_runs: int = 20, out_dir: Path | None = None, log=lambda _: None, *,
@@ -56,7 +58,7 @@ def run_all(train_steps: int = 8, predict_runs: int = 20, out_dir: Path | None =
     if unknown or not parts:
         raise SeglibError(f"bench parts {sorted(unknown) or 'none'}: choose from {', '.join(PARTS)}")
     checkpoint = Path(checkpoint) if checkpoint else DEFAULT_CHECKPOINT
-    if "prediction" in parts and not checkpoint.is_file():  # before the training part spends minutes
+    if ("prediction" in parts or "folder" in parts) and not checkpoint.is_file():  # before the training part spends minutes
         raise SeglibError(f"{display_path(checkpoint)}: checkpoint not found (give one with --checkpoint PATH)")
     out_dir = Path(out_dir) if out_dir else config.reports_dir() / "bench"
     report = read_json(out_dir / "bench.json") or {}
@@ -68,6 +70,14 @@ def run_all(train_steps: int = 8, predict_runs: int = 20, out_dir: Path | None =
         report["prediction"] = compare_predictions(checkpoint, photos=photos, mediapipe_python=mediapipe_python,
                                                    dataset_dir=dataset_dir, splits_dir=splits_dir,
                                                    fast_checkpoint=fast_checkpoint, log=log)
+    if "folder" in parts:
+        from seglib.bench.folder import folder_markdown, measure_folder
+
+        folder = measure_folder(checkpoint, mediapipe_python=mediapipe_python, photos=photos, log=log)
+        write_json_atomic(out_dir / "folder.json", folder)
+        write_text_atomic(out_dir / "folder.md", folder_markdown(folder))
+        if parts == ("folder",):
+            return report
     write_json_atomic(out_dir / "bench.json", report)
     write_text_atomic(out_dir / "bench.md", render_markdown(report))
     return report

@@ -18,7 +18,9 @@ def add_parser(subparsers) -> None:
                     "test photos end to end, with mean IoU. Writes reports/bench/bench.json and bench.md (a part "
                     "left out keeps its previous numbers). Run it on an idle machine.")
     p.add_argument("--one", help=argparse.SUPPRESS)  # one configuration, in the worker process
-    p.add_argument("--only", choices=("training", "prediction"), help="measure one part only")
+    p.add_argument("--only", choices=("training", "prediction", "folder"),
+                   help="measure one part only (folder: `seglib predict` on a folder of photos vs MediaPipe's "
+                        "runtime, end to end, idle and with one core busy)")
     p.add_argument("--train-steps", type=int, default=8,
                    help="timed training steps per configuration (default: %(default)s)")
     p.add_argument("--predict-runs", type=int, default=20,
@@ -49,7 +51,8 @@ def cmd_bench(args) -> int:
                      parts=(args.only,) if args.only else PARTS, checkpoint=args.checkpoint, photos=args.photos,
                      fast_checkpoint=args.fast_checkpoint,
                      mediapipe_python=args.mediapipe_python, dataset_dir=args.data_dir)
-    print(render_markdown(report))
+    if args.only != "folder":
+        print(render_markdown(report))
     return 0
 
 
