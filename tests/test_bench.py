@@ -211,7 +211,7 @@ def test_the_folder_benchmark_states_each_load_and_the_ratio_to_mediapipe():
     from seglib.bench.folder import folder_markdown, one_core_busy
 
     result = {"photos": 170, "folder": "Penn-Fudan PNGImages", "checkpoint": "reports/reference/best.pt",
-              "machine": "2 cores", "repeats": 2, "mean_iou": {"seglib predict": 0.83, "MediaPipe 0.10.21": 0.74},
+              "machine": {"cpu_count": 2, "platform": "Linux"}, "repeats": 2, "mean_iou": {"seglib predict": 0.83, "MediaPipe 0.10.21": 0.74},
               "loads": {load: {"seglib predict": {"seconds": s, "ms_per_photo": 1000 * s / 170, "first_line_s": 0.3},
                                "MediaPipe 0.10.21": {"seconds": 4.0, "ms_per_photo": 23.5, "first_line_s": 0.0}}
                         for load, s in (("idle", 6.0), ("one core busy", 10.0))}}

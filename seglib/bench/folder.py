@@ -92,7 +92,7 @@ def measure_folder(checkpoint: Path, *, pairs=None, mediapipe_python=None, photo
         theirs = [str(python), str(WORKER), "--folder", str(folder)]
         commands = {"seglib predict": lambda out: ours + [str(out)],
                     f"MediaPipe {MEDIAPIPE_VERSION}": lambda out: theirs + [str(out), "0"]}
-        result = {"photos": len(pairs.items), "folder": "Penn-Fudan PNGImages (external for the reference)",
+        result = {"generated": time.strftime("%Y-%m-%d %H:%M:%S %Z"), "photos": len(pairs.items), "folder": "Penn-Fudan PNGImages (external for the reference)",
                   "checkpoint": display_path(checkpoint), "machine": describe_machine(), "repeats": REPEATS,
                   "loads": {}, "mean_iou": {}}
         for name, argv in commands.items():  # untimed first runs: the ONNX export cached, the photos read once
@@ -120,7 +120,8 @@ def folder_markdown(result: dict) -> str:
     lines = [f"## A folder of {result['photos']} photos, end to end", "",
              f"{result['folder']}; `{names[0]} --checkpoint {result['checkpoint']} FOLDER --out DIR` against "
              f"MediaPipe's own runtime writing the same masks (decode and write included for both; the fastest of "
-             f"{result['repeats']} runs after an untimed one). Machine: {result['machine']}.", "",
+             f"{result['repeats']} runs after an untimed one). Machine: {result['machine']['cpu_count']} CPU cores, "
+             f"{result['machine']['platform']}; measured {result.get('generated', '')}.", "",
              "| load | command | seconds | ms per photo | first line (s) | mean IoU |", "|---|---|---|---|---|---|"]
     for load, rows in result["loads"].items():
         for name, row in rows.items():

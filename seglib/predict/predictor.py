@@ -122,10 +122,12 @@ class Predictor:
     def _probabilities(self, batch: torch.Tensor) -> np.ndarray:
         """Foreground probabilities (N,H,W) of a batch of network inputs, flip TTA averaged in when on."""
         batch = batch.to(self.device)
-        probs = torch.sigmoid(self.model(batch))
-        if self.tta:
-            flipped = torch.sigmoid(self.model(torch.flip(batch, dims=[3])))
-            probs = 0.5 * (probs + torch.flip(flipped, dims=[3]))
+        if self.tta:  # the photos and their mirror images in one call of the network
+            both = torch.sigmoid(self.model(torch.cat([batch, torch.flip(batch, dims=[3])])))
+            plain, flipped = both[:len(batch)], both[len(batch):]
+            probs = 0.5 * (plain + torch.flip(flipped, dims=[3]))
+        else:
+            probs = torch.sigmoid(self.model(batch))
         return probs[:, 0].float().cpu().numpy()
 
     def predict_proba(self, image: np.ndarray) -> np.ndarray:
