@@ -19,6 +19,9 @@ export SEGLIB_DATASET_SOURCE ?= $(LOCAL_DATA)
 LOCAL_PENNFUDAN := $(wildcard $(CURDIR)/../shared/datasets/PennFudanPed)
 export SEGLIB_PENNFUDAN_SOURCE ?= $(LOCAL_PENNFUDAN)
 export NO_ALBUMENTATIONS_UPDATE := 1
+# Python writes its bytecode cache on first import (setup installs without compiling every file of the wheels:
+# a minute saved, and only the modules imported are compiled), also where the environment says otherwise.
+unexport PYTHONDONTWRITEBYTECODE
 
 .PHONY: help setup data test test-slow reports lab lint bench mediapipe-anchor publish-reference clean-reports
 
@@ -29,7 +32,7 @@ help: ## list the targets
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet -e '.[dev]'
+	$(BIN)/pip install --quiet --no-compile -e '.[dev]'
 	$(BIN)/python -m ipykernel install --sys-prefix --name $(KERNEL) --display-name "Python (seglib)" >/dev/null
 	@if git rev-parse --git-dir >/dev/null 2>&1; then $(BIN)/nbstripout --install --attributes .gitattributes --keep-id >/dev/null 2>&1 || true; fi
 	touch $(STAMP)
@@ -49,13 +52,22 @@ PARALLEL_TESTS := $(filter-out $(SERIAL_TESTS),$(sort $(wildcard tests/test_*.py
 
 test: data ## run the test suite and the six notebooks (smoke profile, runs in a temporary folder) — fast checks only
 	tmp=$$(mktemp -d) && trap 'rm -rf "$$tmp"' EXIT && \
-	export SEGLIB_PROFILE=smoke SEGLIB_RUNS_DIR=$$tmp/runs SEGLIB_REPORTS_DIR=$$tmp/reports && \
+	export SEGLIB_PROFILE=smoke SEGLIB_RUNS_DIR=$$tmp/runs SEGLIB_REPORTS_DIR=$$tmp/reports SEGLIB_FUZZ_SECONDS=10 \
+		SEGLIB_CACHE_DIR=$$tmp/cache && \
 	OMP_NUM_THREADS=1 $(BIN)/python -m pytest -m "not slow" -n 2 --dist loadfile --durations=10 $(PARALLEL_TESTS) && \
 	$(BIN)/python -m pytest -m "not slow" --durations=15 $(SERIAL_TESTS) notebooks --nbval-lax --nbval-current-env
 
-test-slow: data ## run the slow checks too (the committed reference checkpoint re-scored on the test split)
+BROWSER_STAMP := $(VENV)/.browser
+$(BROWSER_STAMP): $(STAMP)
+	$(BIN)/pip install --quiet -e '.[dev,browser]'
+	@command -v chromium >/dev/null || { [ "$$(id -u)" = 0 ] && apt-get update -q >/dev/null && apt-get install -y -q chromium >/dev/null; } || \
+		echo "make: no chromium (install Debian's chromium package); the browser test will be skipped"
+	touch $@
+
+test-slow: data $(BROWSER_STAMP) ## run every check: the matrices of signal and kill points, the full fuzz budget, the reference re-scored, the browser
 	tmp=$$(mktemp -d) && trap 'rm -rf "$$tmp"' EXIT && \
-	SEGLIB_PROFILE=smoke SEGLIB_RUNS_DIR=$$tmp/runs SEGLIB_REPORTS_DIR=$$tmp/reports $(BIN)/python -m pytest tests
+	SEGLIB_PROFILE=smoke SEGLIB_RUNS_DIR=$$tmp/runs SEGLIB_REPORTS_DIR=$$tmp/reports SEGLIB_CACHE_DIR=$$tmp/cache \
+		$(BIN)/python -m pytest --durations=15 tests
 
 reports: data ## train, evaluate and render notebooks 01-06 to reports/RUN/ (PROFILE=auto|cpu|gpu|cpu-unet|cpu-scratch|smoke, RUN=name)
 	$(BIN)/seglib report --profile $(PROFILE) --run $(RUN) $(REPORT_ARGS)

@@ -115,8 +115,10 @@ class NotebookContext:
 
     @property
     def data(self) -> str:
-        """The registered set(s) the run trained on, from its config.yaml (the built-in set for older runs)."""
-        return str((self.run_folder.config() or {}).get("data") or "human-seg")
+        """The registered set(s) the run trained on, from its config.yaml (the built-in set for older runs, and for
+        a run folder that holds a checkpoint only)."""
+        saved = self.run_folder.config() if self.run_folder.config_file.is_file() else {}
+        return str((saved or {}).get("data") or "human-seg")
 
 
 def resolve_params(profile: str = "default", run: str = "default", data_dir: str = "") -> NotebookContext:

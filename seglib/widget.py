@@ -105,8 +105,8 @@ class TryIt:
     def __init__(self, predictor: Predictor, photos: Mapping[str, str | os.PathLike]):
         self.predictor = predictor
         self.last: TryResult | None = None
-        self.choose = widgets.Dropdown(options=[("choose a photo", None)] + [(k, str(v)) for k, v in photos.items()],
-                                       description="photo")
+        self.choose = widgets.Dropdown(options=[("choose a photo", "")] + [(k, str(v)) for k, v in photos.items()],
+                                       value="", description="photo")  # "" shows the prompt (None would be blank)
         self.upload = widgets.FileUpload(accept="image/*", multiple=False, description="or upload one")
         self.view = widgets.ToggleButtons(options=VIEWS, value="overlay", description="show")
         self.background = widgets.Dropdown(options=BACKGROUNDS, value="blur", description="background")
@@ -116,6 +116,7 @@ class TryIt:
         self.overlay.add_class("seglib-view")
         self.mask.add_class("seglib-mask")
         self.message.add_class("seglib-message")
+        self.upload.add_class("seglib-upload")
         self.choose.observe(self._chosen, names="value")
         self.upload.observe(self._uploaded, names="value")
         self.view.observe(lambda _: self._draw(), names="value")
@@ -123,6 +124,7 @@ class TryIt:
         self._source: tuple | None = None
         self.box = widgets.VBox([widgets.HBox([self.choose, self.upload]), widgets.HBox([self.view, self.background]),
                                  widgets.HBox([self.overlay, self.mask]), self.message])
+        self.box.add_class("seglib-tryit")  # the classes name the parts for a browser test (tests/test_browser.py)
 
     def _repr_mimebundle_(self, **kwargs):
         return self.box._repr_mimebundle_(**kwargs)

@@ -146,3 +146,11 @@ def rebuilt_without_the_tflite_file(net, cfg, tmp_path: Path, monkeypatch):
     monkeypatch.setattr(model_module, "MEDIAPIPE_SELFIE_TFLITE", tmp_path / "missing.tflite")
     state = load_checkpoint(path)
     return state, model_from_checkpoint(state)[0]
+
+
+def one_fast(values, fast):
+    """Parameters of a matrix of one check: `fast` runs in `make test`, the others only in `make test-slow` (each
+    starts processes or trains; one case keeps the guarantee checked on every run, the matrix covers the rest)."""
+    return [pytest.param(*(v if isinstance(v, tuple) else (v,)), marks=() if v == fast else pytest.mark.slow)
+            for v in values]
+

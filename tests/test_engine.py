@@ -13,6 +13,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import torch
+from conftest import one_fast
 
 from seglib.checkpoint import load_checkpoint, model_from_checkpoint
 from seglib.engine import TrainingDiverged, stop_after, train
@@ -249,7 +250,7 @@ def uninterrupted_run(synthetic_splits, tmp_path):
     return runs / "full"
 
 
-@pytest.mark.parametrize("kill_point", sorted(KILL_POINTS))
+@pytest.mark.parametrize("kill_point", one_fast(sorted(KILL_POINTS), "mid-write"))
 def test_sigkill_keeps_last_good_checkpoint_and_resume_matches(kill_point, synthetic_splits, tmp_path,
                                                               uninterrupted_run):
     """SIGKILL at several points of epoch 2: last.pt stays loadable, and --resume ends exactly like a run
@@ -281,7 +282,8 @@ def test_sigkill_keeps_last_good_checkpoint_and_resume_matches(kill_point, synth
         assert all(torch.equal(a[k], b[k]) for k in b), name
 
 
-@pytest.mark.parametrize("signum, status", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+@pytest.mark.parametrize("signum, status", one_fast([(signal.SIGINT, 130), (signal.SIGTERM, 143)],
+                                                    (signal.SIGTERM, 143)))
 def test_sigint_and_sigterm_stop_cleanly_after_saving(synthetic_splits, tmp_path, signum, status):
     """Ctrl-C, and SIGTERM as `timeout`, `kill` or a batch scheduler send it: the last epoch is kept, the way to
     resume is said, and the exit status is the shell's (not 0: the training did not finish)."""
@@ -306,6 +308,7 @@ def test_sigint_and_sigterm_stop_cleanly_after_saving(synthetic_splits, tmp_path
     assert load_checkpoint(runs / "c" / "last.pt")["epoch"] >= 1
 
 
+@pytest.mark.slow
 def test_torchrun_two_processes_gloo(synthetic_splits, tmp_path):
     folder, splits = synthetic_splits
     runs = tmp_path / "runs"

@@ -9,6 +9,7 @@ import re
 
 import nbformat
 import pytest
+from conftest import one_fast
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 
 from seglib import report
@@ -480,7 +481,7 @@ SLEEPER_SRC = ("import os, signal, time\n"
                "    raise")
 
 
-@pytest.mark.parametrize("stop", ["SIGINT", "SIGTERM", "SIGHUP"])
+@pytest.mark.parametrize("stop", one_fast(["SIGINT", "SIGTERM", "SIGHUP"], "SIGTERM"))
 def test_a_stopped_report_stops_cleanly_and_keeps_the_previous_report(env, kernel, capfd, stop):
     """Ctrl-C (or SIGTERM/SIGHUP, as the CLI handles them) while a notebook runs: the kernel is interrupted, not
     killed mid-cell; no kernel traceback reaches the terminal; the previous report is untouched; the attempt is

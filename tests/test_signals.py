@@ -12,6 +12,7 @@ import textwrap
 import time
 
 import pytest
+from conftest import one_fast
 
 from seglib.checkpoint import load_checkpoint
 from seglib.cli import main
@@ -167,7 +168,7 @@ SIGNAL_POINTS = {
 }
 
 
-@pytest.mark.parametrize("where", sorted(SIGNAL_POINTS))
+@pytest.mark.parametrize("where", one_fast(sorted(SIGNAL_POINTS), "moved-aside"))
 def test_sigterm_at_any_point_of_an_overwrite_leaves_the_old_run_or_the_new_one(cli, capsys, where):
     """A real process: SIGTERM right after the old run is moved aside, during the first epoch, just after the
     first epoch's files. The run folder then holds the old run whole, or the new one (resumable), never a hidden

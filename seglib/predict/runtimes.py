@@ -48,6 +48,7 @@ def load_predictor(checkpoint: Path, *, runtime: str = "auto", device: str = "au
 
     if runtime not in RUNTIMES:
         raise SeglibError(f"runtime {runtime!r}: choose one of {', '.join(RUNTIMES)}")
+    state = load_checkpoint(checkpoint)  # a file that is not a whole seglib checkpoint is refused here, in one line
     resolved = resolve_device("cpu" if runtime == "onnx" and device == "auto" else device)
     if runtime == "torch" or (runtime == "auto" and resolved.type != "cpu"):
         return Predictor.from_checkpoint(checkpoint, device=resolved, **kwargs)
@@ -61,7 +62,7 @@ def load_predictor(checkpoint: Path, *, runtime: str = "auto", device: str = "au
         note(f"seglib: note: {checkpoint}: no ONNX export ({str(exc).splitlines()[0] if str(exc) else type(exc).__name__}); "
              "predicting in PyTorch")
         return Predictor.from_checkpoint(checkpoint, device=resolved, **kwargs)
-    kwargs.setdefault("protocol", val_protocol(checkpoint, load_checkpoint(checkpoint)))
+    kwargs.setdefault("protocol", val_protocol(checkpoint, state))
     predictor = Predictor.from_onnx(exported, **kwargs)
     predictor.source = f"{checkpoint} in ONNX Runtime"
     return predictor
