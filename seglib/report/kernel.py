@@ -6,6 +6,7 @@ being shut down mid-cell (ZMQ tracebacks of sockets closed under it) is kept out
 from __future__ import annotations
 
 import contextlib
+import logging
 import signal
 import sys
 import tempfile
@@ -85,8 +86,13 @@ def cancel_leftover_tasks(timeout_s: float = 10.0) -> None:
     tasks = [t for t in asyncio.all_tasks(loop) if not t.done()]
     for task in tasks:
         task.cancel()
-    if tasks:
-        loop.run_until_complete(asyncio.wait(tasks, timeout=timeout_s))
+    papermill_log = logging.getLogger("papermill")  # a late output of the stopped kernel (the noise of its
+    disabled, papermill_log.disabled = papermill_log.disabled, True  # shutdown) would reach the terminal
+    try:
+        if tasks:
+            loop.run_until_complete(asyncio.wait(tasks, timeout=timeout_s))
+    finally:
+        papermill_log.disabled = disabled
     for task in tasks:
         if task.done() and not task.cancelled():
             task.exception()  # retrieved: not logged as "never retrieved" when collected
