@@ -116,3 +116,4 @@ def test_writing_behind_runs_jobs_in_order_and_skips_those_queued_after_an_inter
         writer.harvest(wait=True)
     writer.close()
     assert done == [0, 1]
+

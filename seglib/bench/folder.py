@@ -27,7 +27,7 @@ from seglib.devices import describe_machine
 from seglib.errors import SeglibError
 from seglib.metrics import iou
 
-REPEATS = 2
+REPEATS = 3
 LOADS = ("idle", "one core busy")
 BUSY_LOOP = "while True: pass"
 
