@@ -211,6 +211,7 @@ def _fuzz(home: Path, files: dict[str, Path], strategy, capsys, budget_s: float)
               f"in {time.monotonic() - started:.0f} s, nothing found")
 
 
+@pytest.mark.slow  # make test fuzzes the commands with a data set and a trained run (below), the richer case
 def test_fuzz_every_command_without_data_exits_cleanly_and_changes_nothing_outside_its_folder(fuzz_home, capsys):
     files = _files(fuzz_home)
     _fuzz(fuzz_home, files, argument_lists(files), capsys, TIME_BUDGET_S * 0.4)

@@ -277,6 +277,7 @@ def test_cli_prints_the_index_path_last(env, kernel, capsys, monkeypatch):
 # ------------------------------------------------------------------------------------------- the real notebooks
 
 
+@pytest.mark.slow  # all six notebooks once more (make test runs them on the built-in set): make test-slow
 def test_real_notebooks_smoke_report_on_a_registered_set_of_ones_own(tmp_path, monkeypatch, capsys):
     """`make test` runs the six notebooks on the built-in set (nbval); this renders the whole study for a set
     registered with `seglib data add`, as `seglib report --profile smoke -p dataset=NAME` does."""
