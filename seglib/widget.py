@@ -23,15 +23,8 @@ import numpy as np
 from PIL import Image
 
 from seglib.errors import DataError
-from seglib.predict import (
-    Predictor,
-    composite,
-    cutout_rgba,
-    figure_alpha,
-    load_input,
-    overlay_mask,
-    parse_background,
-)
+from seglib.predict import Predictor, load_input
+from seglib.predict.outputs import draw_outputs, parse_background
 from seglib.viz.images import downscale
 
 UPLOAD_NAME = "upload"  # an upload's name when the browser gives none
@@ -81,14 +74,14 @@ def _predict(predictor: Predictor, path: Path, name: str, background: str) -> Tr
         return TryResult(name, str(exc).replace(str(path), name))
     start = time.perf_counter()
     prob = predictor.predict_proba(rgb)
-    mask = (prob >= predictor.threshold).astype(np.uint8)
     ms = 1000 * (time.perf_counter() - start)
-    alpha = figure_alpha(rgb, prob, predictor.threshold)
+    shown = draw_outputs(("mask", "overlay", "cutout", "background"), rgb, prob, predictor.threshold,
+                         background=parse_background(background))
+    mask = (shown["mask"] > 0).astype(np.uint8)
     h, w = rgb.shape[:2]
     how = f"threshold {predictor.threshold:g}{', flip TTA' if predictor.tta else ''}"
     message = f"{name}: {w}x{h}, person on {mask.mean():.0%} of the picture; {ms:.0f} ms ({how})"
-    return TryResult(name, message, rgb, mask, overlay_mask(rgb, mask), ms, cutout_rgba(rgb, alpha),
-                     composite(rgb, alpha, parse_background(background)))
+    return TryResult(name, message, rgb, mask, shown["overlay"], ms, shown["cutout"], shown["background"])
 
 
 def png_bytes(image: np.ndarray) -> bytes:

@@ -19,14 +19,7 @@ import numpy as np
 from seglib.errors import DataError, SeglibError
 from seglib.io import check_writable_dir, save_png_atomic
 from seglib.predict.inputs import collect_inputs, frame_count, is_video, load_input
-from seglib.predict.outputs import (
-    Background,
-    composite,
-    cutout_rgba,
-    figure_alpha,
-    overlay_mask,
-    save_jpeg_atomic,
-)
+from seglib.predict.outputs import Background, draw_outputs, save_jpeg_atomic
 from seglib.predict.pipeline import WriteBehind, decoded_ahead
 from seglib.predict.video import output_suffix
 
@@ -73,14 +66,12 @@ def plan_outputs(inputs: list[Path], out_dir: str | Path, choice: OutputChoice |
                  overlay: bool = False) -> list[Planned]:
     """The outputs of each input. Inputs sharing a stem (photo.jpg in two folders, or photo.jpg and photo.mp4)
     get `photo`, `photo-2`, `photo-3`, ... in input order (case-insensitively distinct, for case-insensitive
-    file systems). An input that would be its own output folder is a SeglibError."""
+    file systems)."""
     choice = choice or OutputChoice(overlay=overlay)
     out_dir = Path(out_dir)
     used: set[str] = set()
     plan = []
     for path in inputs:
-        if path.exists() and out_dir.exists() and path.resolve() == out_dir.resolve():
-            raise SeglibError(f"{path}: --out is this input itself; give a folder for the outputs")
         stem = path.stem or "image"
         name, n = stem, 1
         while name.lower() in used:
@@ -224,10 +215,12 @@ def _predict_photo(predictor: Predictor, report: PredictReport, item: Planned, d
 def _write_photo(report: PredictReport, item: Planned, rgb: np.ndarray, prob: np.ndarray, t: float,
                  choice: OutputChoice, orientation: int, say: Callable[..., None]) -> None:
     """Write one photo's outputs (on the writer's thread), recording each in `report` once it is on disk."""
-    path, mask = item.input, prob >= t
+    path = item.input
+    pictures = draw_outputs(item.outputs, rgb, prob, t, background=choice.background, refine=choice.refine)
     for kind, out in item.outputs.items():
         try:
-            _write_photo_output(kind, out, rgb, prob, mask, t, choice)
+            save = save_png_atomic if out.suffix.lower() == ".png" else save_jpeg_atomic
+            save(out, pictures[kind])
         except OSError as exc:
             _skip(report, path, f"could not write output ({exc.strerror or exc})", say)
             return
@@ -238,20 +231,6 @@ def _write_photo(report: PredictReport, item: Planned, rgb: np.ndarray, prob: np
         stored = f"{h}x{w}" if orientation >= 5 else f"{w}x{h}"
         say(f"{path}: EXIF orientation {orientation} applied; mask matches the photo as viewers show it "
             f"({w}x{h}; stored {stored})")
-
-
-def _write_photo_output(kind: str, out: Path, rgb: np.ndarray, prob: np.ndarray, mask: np.ndarray, t: float,
-                        choice: OutputChoice) -> None:
-    if kind == "mask":
-        save_png_atomic(out, (mask * 255).astype(np.uint8))
-    elif kind == "overlay":
-        save_jpeg_atomic(out, overlay_mask(rgb, mask))
-    else:
-        alpha = figure_alpha(rgb, prob, t, refine=choice.refine)
-        if kind == "cutout":
-            save_png_atomic(out, cutout_rgba(rgb, alpha))
-        else:
-            save_jpeg_atomic(out, composite(rgb, alpha, choice.background))
 
 
 def _predict_video(predictor: Predictor, report: PredictReport, item: Planned, choice: OutputChoice,

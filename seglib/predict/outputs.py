@@ -124,6 +124,9 @@ class Background:
         return {"blur": "blurred", "color": f"colour {self.source}", "image": f"image {self.source}"}[self.kind]
 
 
+KEY_BACKGROUND = Background("color", color=KEY_COLOR, source="chroma-key green")
+
+
 def parse_background(spec: str) -> Background:
     """`blur`, a colour (`white`, `#RRGGBB`, `R,G,B`) or an image file; a bad one is a SeglibError (a colour)
     or a DataError naming the file (an image that does not exist or cannot be decoded)."""
@@ -188,6 +191,25 @@ def composite(rgb: np.ndarray, alpha: np.ndarray, background: Background) -> np.
     a = alpha.astype(np.float32)[..., None] / 255.0
     canvas = background.canvas(rgb, alpha).astype(np.float32)
     return np.clip(rgb.astype(np.float32) * a + canvas * (1.0 - a) + 0.5, 0, 255).astype(np.uint8)
+
+
+def draw_outputs(kinds, rgb: np.ndarray, prob: np.ndarray, threshold: float, *, background: Background | None = None,
+                 refine: bool = False, transparent: bool = True) -> dict[str, np.ndarray]:
+    """The pictures of the outputs `kinds` asks for (mask: HxW 0/255; overlay; cutout: RGBA, or on chroma-key
+    green when not `transparent`, as a video needs; background), the mask and the alpha matte made once."""
+    mask = prob >= threshold
+    alpha = figure_alpha(rgb, prob, threshold, refine=refine) if {"cutout", "background"} & set(kinds) else None
+    pictures = {}
+    for kind in kinds:
+        if kind == "mask":
+            pictures[kind] = (mask * 255).astype(np.uint8)
+        elif kind == "overlay":
+            pictures[kind] = overlay_mask(rgb, mask)
+        elif kind == "cutout":
+            pictures[kind] = cutout_rgba(rgb, alpha) if transparent else composite(rgb, alpha, KEY_BACKGROUND)
+        else:
+            pictures[kind] = composite(rgb, alpha, background)
+    return pictures
 
 
 def save_jpeg_atomic(path: str | Path, array: np.ndarray, quality: int = 90) -> None:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -18,7 +17,7 @@ import numpy as np
 
 from seglib.errors import DataError
 from seglib.io import atomic_path
-from seglib.predict.outputs import KEY_COLOR, Background, composite, figure_alpha, overlay_mask
+from seglib.predict.outputs import Background, draw_outputs
 from seglib.predict.smoothing import TemporalSmoother
 
 CONTAINER_FOR = {".avi": ".mp4"}  # an output keeps its input's container, except these
@@ -30,7 +29,6 @@ AUDIO_CODECS: dict[str, set[str] | None] = {
     ".mkv": None}
 X264_OPTIONS = {"crf": "18", "preset": "veryfast"}
 VP9_OPTIONS = {"crf": "32", "b": "0", "deadline": "realtime", "cpu-used": "8"}
-KEY = Background("color", color=KEY_COLOR, source="chroma-key green")
 
 
 def output_suffix(video: Path) -> str:
@@ -121,6 +119,8 @@ class VideoWriter:
     def write(self, rgb: np.ndarray, pts, time_base) -> None:
         import av
 
+        if rgb.ndim == 2:  # a mask: grey in all three channels
+            rgb = np.repeat(rgb[..., None], 3, axis=2)
         frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(rgb), format="rgb24")
         frame.pts, frame.time_base = pts, time_base
         for packet in self.video.encode(frame):
@@ -165,7 +165,6 @@ def predict_video(predictor, path: Path, outputs: dict[str, Path], *, background
                          fps=float(vstream.average_rate or vstream.guessed_rate or 0))
     smoother = TemporalSmoother() if smooth else None
     t = predictor.threshold if threshold is None else threshold
-    draw = _drawer(t, background, refine)
     bar = tqdm(total=vstream.frames or None, desc=path.name, unit="frame", disable=not progress)
     try:
         with container, contextlib.ExitStack() as stack:
@@ -184,8 +183,10 @@ def predict_video(predictor, path: Path, outputs: dict[str, Path], *, background
                         if smoother is not None:
                             prob = smoother(prob, rgb)
                         pts = frame.pts if frame.pts is not None else result.frames
+                        pictures = draw_outputs(writers, rgb, prob, t, background=background, refine=refine,
+                                                transparent=False)
                         for kind, writer in writers.items():
-                            writer.write(draw(kind, rgb, prob), pts, frame.time_base or vstream.time_base)
+                            writer.write(pictures[kind], pts, frame.time_base or vstream.time_base)
                         result.frames += 1
                         bar.update(1)
             except av.FFmpegError as exc:
@@ -201,17 +202,3 @@ def predict_video(predictor, path: Path, outputs: dict[str, Path], *, background
     result.cuts = smoother.cuts if smoother is not None else 0
     result.seconds = time.perf_counter() - start
     return result
-
-
-def _drawer(threshold: float, background: Background | None, refine: bool) -> Callable[..., np.ndarray]:
-    """The function that draws one output frame of a kind from the frame and its probabilities."""
-
-    def draw(kind: str, rgb: np.ndarray, prob: np.ndarray) -> np.ndarray:
-        if kind == "mask":
-            return np.repeat(((prob >= threshold) * 255).astype(np.uint8)[..., None], 3, axis=2)
-        if kind == "overlay":
-            return overlay_mask(rgb, prob >= threshold)
-        alpha = figure_alpha(rgb, prob, threshold, refine=refine)
-        return composite(rgb, alpha, KEY if kind == "cutout" else background)
-
-    return draw
