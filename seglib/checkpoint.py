@@ -12,13 +12,13 @@ from torch import nn
 
 import seglib
 from seglib.errors import CheckpointError, first_line
+from seglib.geometry import NORMALIZATION
 from seglib.io import atomic_path
 from seglib.model import model_for
 from seglib.model_registry import model_entry
 from seglib.runs import BEST, LAST
 from seglib.schema import CHECKPOINT_FORMAT, validate_checkpoint
 from seglib.settings import TrainConfig, config_from_dict
-from seglib.transforms import NORMALIZATION
 
 FORMAT = CHECKPOINT_FORMAT
 

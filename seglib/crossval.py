@@ -20,6 +20,7 @@ from seglib.io import write_json_atomic
 from seglib.runs import Run, check_run_name
 
 FOLD_SCORE = "cv_score.json"  # a fold run's score on its held-out fold, kept in the run folder
+REFINED = "-refined"  # a recipe scored with boundary refinement: reports/cv/RECIPE-refined.json, same fold runs
 CV_THRESHOLD = 0.5  # fixed: choosing it on the held-out fold would score the fold with what it picked
 CV_TTA = True
 RUNNING_ONLY = ("threads", "num_workers")  # settings of how a run ran, not of what it trained
@@ -35,8 +36,9 @@ def fold_run_name(recipe: str, fold: int) -> str:
     return f"{check_run_name(recipe)}-fold{fold}"
 
 
-def score_fold(run: Run, fold: int, *, dataset_dir=None, splits_dir=None) -> dict:
-    """Mean IoU and boundary IoU of a fold run's last epoch on its held-out fold (TTA, threshold 0.5)."""
+def score_fold(run: Run, fold: int, *, dataset_dir=None, splits_dir=None, refine: bool = False) -> dict:
+    """Mean IoU and boundary IoU of a fold run's last epoch on its held-out fold (TTA, threshold 0.5; with
+    `refine`, the probabilities' edges fitted to each photo: `seglib.predict.outputs.refine_probabilities`)."""
     from seglib.data.dataset import SegmentationDataset
     from seglib.data.external import PairSet
     from seglib.data.splits import fold_split
@@ -46,14 +48,15 @@ def score_fold(run: Run, fold: int, *, dataset_dir=None, splits_dir=None) -> dic
 
     _, held_out = fold_split(fold, splits_dir)
     items = SegmentationDataset.from_table(held_out, dataset_dir, cache=False).items
-    predictor = Predictor.from_checkpoint(run.require("last"), tta=CV_TTA, threshold=CV_THRESHOLD)
+    predictor = Predictor.from_checkpoint(run.require("last"), tta=CV_TTA, threshold=CV_THRESHOLD, refine=refine)
     records = collect_probabilities(predictor, "val", pairs=PairSet(f"fold {fold}", items), progress=False)
     table = score_records(records, CV_THRESHOLD)
     return {"fold": fold, "n_images": len(table), "mean_iou": float(table["iou"].mean()),
             "boundary_iou": float(table["boundary_iou"].mean()), "epoch": predictor.checkpoint.get("epoch")}
 
 
-def summarise(recipe: str, cfg_dict: dict, folds: list[dict], train_summaries: list[dict]) -> dict:
+def summarise(recipe: str, cfg_dict: dict, folds: list[dict], train_summaries: list[dict], refine: bool = False
+              ) -> dict:
     """Mean and sample sd over folds of each score, plus what trained them."""
     ious = [f["mean_iou"] for f in folds]
     boundary = [f["boundary_iou"] for f in folds]
@@ -68,21 +71,25 @@ def summarise(recipe: str, cfg_dict: dict, folds: list[dict], train_summaries: l
         "epochs": max((s["epochs_run"] for s in train_summaries), default=None),
         "device": train_summaries[0].get("device", "") if train_summaries else "",
         "protocol": f"last epoch of each fold run, scored on its held-out fold at mask resolution, "
-                    f"{'flip TTA, ' if CV_TTA else ''}threshold {CV_THRESHOLD}",
+                    f"{'flip TTA, ' if CV_TTA else ''}threshold {CV_THRESHOLD}"
+                    + (", edges refined to the photo (guided filter)" if refine else ""),
+        "refine": refine,
         "date": datetime.date.today().isoformat(),
     }
 
 
 def cross_validate(cfg, recipe: str, *, folds: list[int] | None = None, overwrite: bool = False,
-                   dataset_dir=None, splits_dir=None, log=print) -> dict:
+                   dataset_dir=None, splits_dir=None, refine: bool = False, log=print) -> dict:
     """Train and score `cfg` on each fold. A fold run that finished with these settings is reused, one stopped
     part-way resumes; one trained with other settings is refused before anything is trained, unless `overwrite`.
-    The result and every fold run are locked meanwhile: a second writer of either is refused at once."""
+    With `refine` the same fold runs are scored with boundary refinement and the result is the recipe
+    `result_name(recipe, refine)`. The result and every fold run are locked meanwhile: a second writer of either
+    is refused at once."""
     from seglib.data.splits import fold_numbers
 
     numbers = check_folds(folds, fold_numbers(splits_dir))
     with contextlib.ExitStack() as held:
-        held.enter_context(result_lock(recipe))
+        held.enter_context(result_lock(result_name(recipe, refine)))
         runs = {fold: Run.named(fold_run_name(recipe, fold)) for fold in numbers}
         for run in runs.values():
             held.enter_context(run.lock())
@@ -92,29 +99,35 @@ def cross_validate(cfg, recipe: str, *, folds: list[int] | None = None, overwrit
             scores, summaries = [], []
             for fold in numbers:
                 score, summary = _run_fold(cfg.replace(fold=fold), runs[fold], plans[fold], dataset_dir=dataset_dir,
-                                           splits_dir=splits_dir, log=log)
+                                           splits_dir=splits_dir, refine=refine, log=log)
                 scores.append(score)
                 summaries.append(summary)
         except KeyboardInterrupt:
             log(f"cv {recipe}: stopped at fold {fold}; run the same command again to continue (finished folds are "
                 "reused, an unfinished one resumes from its last saved epoch)")
             raise
-        result = summarise(recipe, cfg.to_saved_dict(), scores, summaries)
-        write_json_atomic(result_path(recipe), result)
+        result = summarise(result_name(recipe, refine), cfg.to_saved_dict(), scores, summaries, refine)
+        write_json_atomic(result_path(result_name(recipe, refine)), result)
     return result
 
 
-def _run_fold(fold_cfg, run: Run, plan: str, *, dataset_dir, splits_dir, log) -> tuple[dict, dict]:
+def result_name(recipe: str, refine: bool) -> str:
+    """The name a recipe's result is saved under: RECIPE, or RECIPE-refined when scored with boundary refinement."""
+    return f"{recipe}{REFINED}" if refine else recipe
+
+
+def _run_fold(fold_cfg, run: Run, plan: str, *, dataset_dir, splits_dir, refine: bool, log) -> tuple[dict, dict]:
     """(score, training summary) of one fold run, trained, resumed or reused as `plan` says."""
     from seglib.engine import train
 
     fold = fold_cfg.fold
-    saved_score = run.dir / FOLD_SCORE
+    saved_score = run.dir / (FOLD_SCORE.replace(".json", f"{REFINED}.json") if refine else FOLD_SCORE)
     if plan == "reuse":
         log(f"fold {fold}: reusing the finished run {config.display_path(run.dir)}")
     else:
         log(f"fold {fold}: {'resuming' if plan == 'resume' else 'training'} {config.display_path(run.dir)}")
-        saved_score.unlink(missing_ok=True)
+        for name in (FOLD_SCORE, FOLD_SCORE.replace(".json", f"{REFINED}.json")):  # scores of another training
+            (run.dir / name).unlink(missing_ok=True)
         trained = train(fold_cfg, run, resume=plan == "resume", overwrite=plan == "retrain", dataset_dir=dataset_dir,
                         splits_dir=splits_dir, progress=False)
         if trained.stop_reason == "interrupted":  # Ctrl-C: train saved what it had and said so
@@ -125,7 +138,7 @@ def _run_fold(fold_cfg, run: Run, plan: str, *, dataset_dir, splits_dir, log) ->
     if saved_score.is_file():
         score = json.loads(saved_score.read_text())
     else:
-        score = score_fold(run, fold, dataset_dir=dataset_dir, splits_dir=splits_dir)
+        score = score_fold(run, fold, dataset_dir=dataset_dir, splits_dir=splits_dir, refine=refine)
         write_json_atomic(saved_score, score)
     log(f"fold {fold}: mean IoU {score['mean_iou']:.4f}, boundary IoU {score['boundary_iou']:.4f} "
         f"({summary['train_seconds'] / 60:.1f} min)")
@@ -229,6 +242,47 @@ def compare(baseline: str, recipe: str) -> dict:
             "mean_difference": mean, "better_on": sum(d > 0 for d in differences), "same_device": same_device,
             "devices": (base.get("device", ""), other.get("device", "")), "complete": complete,
             "adopt": same_device and complete and mean > ADOPT_MARGIN}
+
+
+def pennfudan_check(recipe: str, *, splits_dir=None, pairs=None, log=print) -> Path:
+    """Each finished fold run of `recipe` (its last epoch) scored on Penn-Fudan, flip TTA, threshold 0.5:
+    reports/cv/pennfudan-check-RECIPE.csv. Made after a decision, to describe it: Penn-Fudan chooses nothing.
+    A fold run whose record says Penn-Fudan trained it is refused (the set would not be external to it)."""
+    import csv
+    import io
+
+    from seglib.data.external import PENNFUDAN, pennfudan
+    from seglib.data.selection import trained_sets
+    from seglib.data.splits import fold_numbers
+    from seglib.evaluate.records import collect_probabilities
+    from seglib.evaluate.scoring import score_records
+    from seglib.io import write_text_atomic
+    from seglib.predict import Predictor
+
+    pairs = pairs if pairs is not None else pennfudan()
+    runs = [Run.named(fold_run_name(recipe, k)) for k in fold_numbers(splits_dir)]
+    finished = [run for run in runs if run.summary() is not None]
+    if not finished:
+        raise SeglibError(f"{recipe}: no finished fold run (runs/{recipe}-foldK); run `seglib cv --recipe {recipe}` "
+                          "first")
+    rows = []
+    for run in finished:
+        predictor = Predictor.from_checkpoint(run.require("last"), tta=CV_TTA, threshold=CV_THRESHOLD)
+        if PENNFUDAN in trained_sets(predictor.checkpoint.get("data_split")):
+            raise SeglibError(f"{config.display_path(run.dir)}: Penn-Fudan trained this run; it cannot check it")
+        table = score_records(collect_probabilities(predictor, "val", pairs=pairs, progress=False), CV_THRESHOLD)
+        rows.append({"recipe": recipe, "fold_run": run.dir.name, "checkpoint_epoch": predictor.checkpoint.get("epoch"),
+                     "pennfudan_mean_iou": round(float(table["iou"].mean()), 4),
+                     "pennfudan_boundary_iou": round(float(table["boundary_iou"].mean()), 4),
+                     "threshold": CV_THRESHOLD, "tta": CV_TTA, "n_images": len(table)})
+        log(f"{run.dir.name}: Penn-Fudan mean IoU {rows[-1]['pennfudan_mean_iou']:.4f}")
+    text = io.StringIO()
+    writer = csv.DictWriter(text, fieldnames=list(rows[0]), lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    path = cv_dir() / f"pennfudan-check-{check_run_name(recipe)}.csv"
+    write_text_atomic(path, text.getvalue())
+    return path
 
 
 def fold_count(n: int) -> str:

@@ -25,9 +25,9 @@ COLUMNS = ["run", "model", "encoder", "encoder_weights", "input_size", "epochs",
            "dice_weight", "bce_weight", "schedule", "lr", "ema_decay", "train_minutes", "images_per_second",
            "best_epoch", "val_iou_training", "val_mean_iou", "val_pooled_iou", "val_threshold", "val_mean_iou_tta",
            "cv_folds", "cv_mean_iou_tta", "cv_sd", "cv_fold_ious", "cv_boundary_iou", "geometry", "dice_per_image",
-           "distill_weight", "data", "test_mean_iou", "test_mean_iou_ci95", "test_tta", "device", "notes"]
+           "distill_weight", "data", "composite", "test_mean_iou", "test_mean_iou_ci95", "test_tta", "device", "notes"]
 # settings added after the log began: rows and runs from before had the value that setting's behaviour had then
-NEWER_SETTINGS = ("ema_decay", "geometry", "dice_per_image", "distill_weight", "data")
+NEWER_SETTINGS = ("ema_decay", "geometry", "dice_per_image", "distill_weight", "data", "composite")
 DEFAULTS = {key: ADDED_SETTINGS[key][1] for key in NEWER_SETTINGS}
 
 
@@ -139,7 +139,7 @@ def fold_table(log: pd.DataFrame) -> pd.DataFrame:
     table = pd.DataFrame({
         "device": rows["device"], "recipe": rows["run"], "model": rows["model"], "input_size": rows["input_size"],
         "geometry": rows["geometry"], "epochs": rows["epochs"], "dice_per_image": rows["dice_per_image"],
-        "distill_weight": rows["distill_weight"],
+        "distill_weight": rows["distill_weight"], "composite": rows["composite"],
         "fold_mean_iou": [f"{m:.4f} ± {float(sd):.4f}" if n > 1 else f"{m:.4f} (1 fold)"
                           for m, sd, n in zip(rows["fold_mean"], rows["cv_sd"], rows["n_folds"], strict=True)],
         "minus_best_of_device": rows["minus_best_of_device"], "per_fold": rows["cv_fold_ious"],

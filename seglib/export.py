@@ -19,15 +19,24 @@ from torch import nn
 
 import seglib
 from seglib.checkpoint import load_checkpoint, model_from_checkpoint
-from seglib.errors import CheckpointError, SeglibError, first_line
+from seglib.errors import SeglibError, first_line
 from seglib.io import atomic_path, check_writable_dir
-from seglib.schema import ONNX_FORMAT, decode_onnx_metadata, validate_checkpoint
+from seglib.onnx_session import (
+    INPUT_NAME,
+    OUTPUT_NAME,
+    check_graph,
+    check_input_size,
+    checkpoint_like,
+    make_session,
+    read_metadata,
+    run_logits,
+)
+from seglib.schema import ONNX_FORMAT, validate_checkpoint
 from seglib.settings import input_multiple
 
 FORMAT = ONNX_FORMAT  # metadata_props["format"] of every file export_onnx writes
 IN_MEMORY = "(in-memory checkpoint)"
 OPSET = 17
-INPUT_NAME, OUTPUT_NAME = "image", "logits"
 # Export is verified on logits: |onnxruntime - PyTorch| <= LOGIT_ATOL + LOGIT_RTOL * (largest |logit| seen).
 # Both run float32 but sum each convolution in a different order (MLAS vs oneDNN), so after dozens of layers
 # differences of tens of float32 ulps (eps 1.2e-7) of the largest activations are normal: MediaPipe's network
@@ -99,7 +108,7 @@ def export_onnx(checkpoint_path_or_state: str | os.PathLike | dict, out_path: st
                                                "source": chosen.source})
     square = (2, size, size)
     data = _to_onnx(model, example, opset, dynamic_hw=dynamic, metadata=metadata)
-    session = _session(data, threads=None, providers=["CPUExecutionProvider"])
+    session = make_session(data, threads=None, providers=["CPUExecutionProvider"])
     max_diff, max_logit = _compare(model, session, [square])
     _tolerance(max_diff, max_logit, [square])  # wrong at the traced size itself: a real failure, raise
     shapes, note = [square], ""
@@ -118,7 +127,7 @@ def export_onnx(checkpoint_path_or_state: str | os.PathLike | dict, out_path: st
             note = f"height/width fixed at {size}: with dynamic H/W the graph fails at {other[1]}x{other[2]} ({exc})"
             dynamic = False
             data = _to_onnx(model, example, opset, dynamic_hw=False, metadata=metadata)
-            session = _session(data, threads=None, providers=["CPUExecutionProvider"])
+            session = make_session(data, threads=None, providers=["CPUExecutionProvider"])
             max_diff, max_logit = _compare(model, session, [square])
     else:
         note = f"height/width fixed at {size} (dynamic=False)"
@@ -207,18 +216,6 @@ def _tolerance(max_diff: float, max_logit: float, shapes: list) -> float:
     return tolerance
 
 
-def _session(data: bytes, *, threads: int | None, providers: list[str]):
-    import onnxruntime as ort
-
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = int(threads or os.cpu_count() or 1)
-    # no busy-waiting between calls: spinning threads competed with pre- and post-processing on a 2-core machine
-    # (times per photo then varied widely from run to run: reports/bench)
-    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    options.log_severity_level = 3  # errors only
-    return ort.InferenceSession(data, options, providers=providers)
-
-
 class OnnxModel(nn.Module):
     """An exported model run by onnxruntime, usable where seglib expects a torch model: `model(batch)` takes an
     (N,3,H,W) float tensor and returns (N,1,H,W) logits as a torch tensor on the batch's device.
@@ -236,7 +233,7 @@ class OnnxModel(nn.Module):
         self._data = self.path.read_bytes() if data is None else data
         self.provider = "CPUExecutionProvider"
         try:
-            self.session = _session(self._data, threads=threads, providers=[self.provider])
+            self.session = make_session(self._data, threads=threads, providers=[self.provider])
         except Exception as exc:  # noqa: BLE001 - onnxruntime's own exception types
             raise SeglibError(f"{self.path}: onnxruntime cannot load it ({first_line(exc, 200)})") from None
         self.fixed_hw = check_graph(self.session, self.path)
@@ -264,122 +261,24 @@ class OnnxModel(nn.Module):
         else:
             raise SeglibError(f"{self.path}: device {device!r} is not supported by the ONNX backend (cpu or cuda)")
         if provider != self.provider:
-            self.session = _session(self._data, threads=self.threads, providers=[provider])
+            self.session = make_session(self._data, threads=self.threads, providers=[provider])
             self.provider = provider
         return self
 
     def forward(self, batch: torch.Tensor) -> torch.Tensor:
         if batch.ndim != 4 or batch.shape[1] != 3:
             raise SeglibError(f"{self.path}: expects an (N,3,H,W) batch, got {tuple(batch.shape)}")
-        if self.fixed_hw is not None and tuple(batch.shape[2:]) != self.fixed_hw:
-            h, w = self.fixed_hw
-            raise SeglibError(f"{self.path}: exported with a fixed {h}x{w} input; got {batch.shape[2]}x"
-                              f"{batch.shape[3]} (letterbox to the model's input_size first)")
         x = batch.detach().to("cpu", torch.float32).contiguous().numpy()
-        try:
-            logits = self.session.run([OUTPUT_NAME], {INPUT_NAME: x})[0]
-        except Exception as exc:  # noqa: BLE001 - onnxruntime's own exception types
-            raise SeglibError(f"{self.path}: onnxruntime failed on an input of {x.shape[0]}x3x{x.shape[2]}x"
-                              f"{x.shape[3]} ({first_line(exc, 160)})") from None
-        return torch.from_numpy(logits).to(batch.device)
-
-
-def check_graph(session, path: Path) -> tuple[int, int] | None:
-    """The graph takes what seglib feeds it: one input "image" of shape (N, 3, H, W) and an output "logits";
-    returns its fixed (H, W), or None when they are dynamic. One-line CheckpointError naming what differs."""
-    inputs, outputs = session.get_inputs(), session.get_outputs()
-    names = [i.name for i in inputs]
-    if names != [INPUT_NAME]:
-        raise CheckpointError(f"{path}: graph input name is {', '.join(map(repr, names)) or 'missing'}, expected one "
-                              f"input named {INPUT_NAME!r} (N x 3 x H x W); export it with `seglib export`")
-    if OUTPUT_NAME not in [o.name for o in outputs]:
-        raise CheckpointError(f"{path}: graph output names are {', '.join(repr(o.name) for o in outputs)}, expected "
-                              f"one named {OUTPUT_NAME!r}; export it with `seglib export`")
-    shape = list(inputs[0].shape)
-    if len(shape) != 4 or (isinstance(shape[1], int) and shape[1] != 3):
-        raise CheckpointError(f"{path}: graph input {INPUT_NAME!r} has shape {shape}, expected N x 3 x H x W")
-    if not all(isinstance(d, int) for d in shape[2:]):
-        return None
-    if min(shape[2:]) <= 0:
-        raise CheckpointError(f"{path}: graph input {INPUT_NAME!r} has shape {shape}: height and width must be "
-                              "positive")
-    return shape[2], shape[3]
-
-
-def check_finite_initializers(proto, path: Path) -> None:
-    """The graph's stored weights (initializers and constants) are finite: NaN weights give NaN logits."""
-    from onnx import numpy_helper
-
-    tensors = list(proto.graph.initializer)
-    tensors += [a.t for node in proto.graph.node if node.op_type == "Constant" for a in node.attribute if a.name == "value"]
-    for tensor in tensors:
-        array = numpy_helper.to_array(tensor)
-        if np.issubdtype(array.dtype, np.floating) and not np.isfinite(array).all():
-            raise CheckpointError(f"{path}: weight {tensor.name or '(constant)'!r} holds non-finite values (NaN or "
-                                  "inf); the model it was exported from diverged? export a good checkpoint")
-
-
-def read_metadata(path: str | os.PathLike, data: bytes | None = None) -> dict[str, str]:
-    """The metadata_props of a seglib ONNX file; one-line SeglibError for anything else."""
-    import onnx
-
-    path = Path(path)
-    if data is None:
-        if not path.is_file():
-            raise SeglibError(f"{path}: ONNX model not found")
-        data = path.read_bytes()
-    try:
-        proto = onnx.load_from_string(data)
-    except Exception as exc:  # noqa: BLE001 - protobuf's DecodeError and friends
-        raise SeglibError(f"{path}: not an ONNX model ({first_line(exc, 200)})") from None
-    props = {p.key: p.value for p in proto.metadata_props}
-    if not props.get("format", "").startswith(FORMAT.rpartition("/")[0] + "/") or not proto.graph.node:
-        raise SeglibError(f"{path}: not an ONNX model exported by seglib (no {FORMAT} metadata; "
-                          "export it with seglib.export.export_onnx)")
-    check_finite_initializers(proto, path)
-    return props
+        return torch.from_numpy(run_logits(self.session, x, self.fixed_hw, self.path)).to(batch.device)
 
 
 def load_onnx(path: str | os.PathLike, *, threads: int | None = None) -> tuple[OnnxModel, dict]:
-    """(OnnxModel, checkpoint-like dict) for `seglib.predict.Predictor(model, cfg, checkpoint_like, ...)`."""
+    """(OnnxModel, checkpoint-like dict): an export as a torch module, for code that expects one."""
     path = Path(path)
     if not path.is_file():
         raise SeglibError(f"{path}: ONNX model not found")
     data = path.read_bytes()
-    props = read_metadata(path, data)
-    meta = decode_onnx_metadata(props, str(path))  # the checkpoint schema: fields, types, ranges, versions
-    checkpoint = {
-        "format": meta["format"],
-        "threshold": float(meta["threshold"]),
-        "input_size": int(meta["input_size"]),
-        "normalization": meta["normalization"],
-        "config": meta["config"],
-        "weights": meta.get("weights", ""),
-        "source": str(path),
-        "exported_from": meta.get("source", ""),
-        "source_sha256": meta.get("source_sha256", ""),
-        "seglib_version": meta["seglib_version"],
-        "dynamic_hw": meta.get("dynamic_hw") == "true",
-    }
-    checkpoint["protocol"] = _protocol(props.get("protocol"))
-    for key in ("epoch", "best_val_iou"):  # Predictor.describe shows them when present
-        if meta.get(key) is not None:
-            checkpoint[key] = meta[key]
+    checkpoint = checkpoint_like(read_metadata(path, data), path)
     model = OnnxModel(path, threads=threads, data=data)
-    size = checkpoint["input_size"]
-    if model.fixed_hw is not None and model.fixed_hw != (size, size):
-        raise CheckpointError(f"{path}: field 'input_size' is {size}, but the graph's input is fixed at "
-                              f"{model.fixed_hw[0]}x{model.fixed_hw[1]}")
+    check_input_size(checkpoint["input_size"], model.fixed_hw, path)
     return model, checkpoint
-
-
-def _protocol(text: str | None) -> dict | None:
-    """The val-chosen threshold and TTA an export recorded ({threshold, tta, source}); None when absent or odd."""
-    try:
-        value = json.loads(text) if text else None
-        ok = isinstance(value, dict) and 0.0 < float(value["threshold"]) < 1.0
-    except (ValueError, TypeError, KeyError):
-        return None
-    return {"threshold": float(value["threshold"]), "tta": bool(value.get("tta")),
-            "source": str(value.get("source", ""))} if ok else None
-

@@ -24,17 +24,18 @@ ANCHOR = Path("reports") / "anchors" / "mediapipe-selfie"
 UNET_RUN = "mp-unet-320-cpu"
 # `make reports` on a fresh clone after training went channels-last: the same recipe and seed as the reference
 FRESH_RETRAIN_RUN = "mp-selfie-448-cpu-channels-last"
+RESIZE_256 = "mp-selfie-256-resize-cpu"  # the 256 px recipe the later levers at that size are compared with
 # recipes compared on the folds, in the order the docs discuss them: (title, [(recipe, compared with)]); a recipe
-# compared with None is a group's baseline; the differences and the rule's decisions are computed from
-# reports/cv/RECIPE.json
+# compared with None is a group's baseline; differences and decisions are computed from reports/cv/RECIPE.json
 FOLD_GROUPS = (
     ("The `cpu` recipe and the canonical U-Net, folds trained on one NVIDIA H100",
      (("mp-selfie-448-h100", None), ("mp-selfie-448-perimage-h100", "mp-selfie-448-h100"),
       ("mp-unet-320-h100", None))),
-    ("Input geometry at MediaPipe's 256 px, on the 2-core CPU",
+    ("Input geometry, distillation, compositing and boundary refinement at MediaPipe's 256 px, on the 2-core CPU",
      (("mp-selfie-256-letterbox-cpu", None), ("mp-selfie-256-resize-cpu", "mp-selfie-256-letterbox-cpu"),
-      ("mp-selfie-256-rect-cpu", "mp-selfie-256-letterbox-cpu"),
-      ("mp-selfie-256-resize-distill-cpu", "mp-selfie-256-resize-cpu"))),
+      ("mp-selfie-256-rect-cpu", "mp-selfie-256-letterbox-cpu"), ("mp-selfie-256-resize-distill-cpu", RESIZE_256),
+      ("mp-selfie-256-resize-composite-cpu", RESIZE_256),
+      ("mp-selfie-256-resize-composite-cpu-refined", "mp-selfie-256-resize-composite-cpu"))),
     ("Input geometry at the `cpu` profile's size, on the 2-core CPU",
      (("mp-selfie-448-letterbox-cpu", None), ("mp-selfie-448-resize-cpu", "mp-selfie-448-letterbox-cpu"),
       ("mp-selfie-512-rect-cpu", "mp-selfie-448-letterbox-cpu"))),

@@ -12,17 +12,16 @@ from __future__ import annotations
 import json
 import math
 import re
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-import torch
-
 import seglib
 from seglib.errors import CheckpointError, ConfigError
+from seglib.geometry import NORMALIZATION
 from seglib.model_registry import model_entry
 from seglib.settings import TrainConfig, config_from_dict, input_multiple
-from seglib.transforms import NORMALIZATION
 
 CHECKPOINT_FORMAT = "seglib-checkpoint/1"
 ONNX_FORMAT = "seglib-onnx/1"
@@ -48,8 +47,14 @@ def _normalization(v: Any) -> bool:
 
 
 def _weights_table(v: Any) -> bool:
-    return isinstance(v, dict) and bool(v) and all(isinstance(k, str) and isinstance(t, torch.Tensor)
-                                                   for k, t in v.items())
+    return isinstance(v, dict) and bool(v) and all(isinstance(k, str) and _is_tensor(t) for k, t in v.items())
+
+
+def _is_tensor(value: Any) -> bool:
+    """A torch tensor (without importing torch: when it was never imported, nothing is one; an ONNX file's
+    metadata is checked with this module before torch is loaded, if ever)."""
+    torch = sys.modules.get("torch")
+    return torch is not None and isinstance(value, torch.Tensor)
 
 
 def _table_or_none(v: Any) -> bool:
@@ -109,7 +114,7 @@ def shown(value: Any, limit: int = 48) -> str:
         return f"a table of {len(value)} entries"
     if isinstance(value, (list, tuple)):
         return f"a list of {len(value)} items"
-    if isinstance(value, torch.Tensor):
+    if _is_tensor(value):
         return f"a tensor of shape {tuple(value.shape)}"
     text = repr(value)
     return text if len(text) <= limit else f"a {type(value).__name__}"
@@ -175,6 +180,8 @@ def check_normalization(value: dict, where: str) -> None:
 
 def check_finite_weights(state: dict, where: str, field_name: str = "model_state") -> None:
     """Every floating-point tensor finite: NaN or inf weights give empty or meaningless masks."""
+    import torch
+
     bad = [k for k, t in state.items() if (t.is_floating_point() or t.is_complex()) and not torch.isfinite(t).all()]
     if bad:
         more = f" and {len(bad) - 1} more" if len(bad) > 1 else ""

@@ -42,6 +42,7 @@ class TrainConfig:
     geometry: str = "letterbox"  # photo -> input: letterbox (keep aspect, pad to a square) | resize (stretch to a
     # square, MediaPipe's) | rect (keep aspect, longest side input_size, pad to a multiple of the stride)
     augment: str = "standard"  # none | light | standard | strong
+    composite: float = 0.0  # probability of pasting the figure onto another background (seglib.compositing; 0 = off)
     cache_max_side: int = 256  # decoded training images are shrunk to this longest side once, in memory
     limit_train: int = 0  # use only the first N training images (0 = all)
     limit_val: int = 0  # use only the first N validation images (0 = all)
@@ -271,6 +272,8 @@ def validate(cfg: TrainConfig) -> None:
         raise ConfigError(f"setting fold={cfg.fold}: -1 (the train/val split) or a fold number of folds.csv")
     if not 0 < cfg.threshold < 1:
         raise ConfigError(f"setting threshold={cfg.threshold}: must be between 0 and 1")
+    if not 0 <= cfg.composite <= 1:
+        raise ConfigError(f"setting composite={cfg.composite}: a probability, from 0 (off) to 1")
     if not 0 <= cfg.ema_decay < 1:
         raise ConfigError(f"setting ema_decay={cfg.ema_decay}: must be 0 (off) or between 0 and 1")
     if cfg.lr <= 0:
@@ -318,7 +321,7 @@ def parse_set_args(items: list[str] | None) -> dict[str, str]:
 
 # The layout of a saved config (`TrainConfig.to_saved_dict`). Version 1: configs saved before the version was
 # recorded (no SCHEMA_KEY). A config of the current version holds every setting.
-CONFIG_SCHEMA = 2
+CONFIG_SCHEMA = 3
 SCHEMA_KEY = "config_schema"
 # Settings added after configs were first saved: the first schema version that holds them, and the value that
 # reproduces how a run saved before it existed was trained (seglib's behaviour then). An older config lacking one
@@ -332,6 +335,7 @@ ADDED_SETTINGS: dict[str, tuple[int, Any]] = {
     "dice_per_image": (2, False),  # soft Dice pooled over the batch
     "distill_weight": (2, 0.0),  # no distillation
     "data": (2, "human-seg"),  # the workbook's one data set
+    "composite": (3, 0.0),  # no compositing
 }
 
 

@@ -20,7 +20,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from seglib.errors import ConfigError
-from seglib.transforms import NORMALIZATION
+from seglib.geometry import NORMALIZATION
 
 # Constant-size operators only: what MediaPipe's selfie segmentation models are made of.
 SUPPORTED = ("CONV_2D", "DEPTHWISE_CONV_2D", "RELU", "RELU6", "HARD_SWISH", "LOGISTIC", "ADD", "MUL",

@@ -25,7 +25,7 @@ def apply_transform(transform, image: np.ndarray, mask: np.ndarray) -> tuple[np.
     img = np.asarray(img)
     if img.ndim == 3 and img.shape[0] == 3 and img.shape[2] != 3 and np.issubdtype(img.dtype, np.floating) \
             and img.min() < 0:
-        from seglib.transforms import denormalize
+        from seglib.geometry import denormalize
 
         img = denormalize(img)
     return to_rgb(img), np.squeeze(np.asarray(m)).astype(np.uint8)

@@ -9,14 +9,12 @@ from __future__ import annotations
 
 import albumentations as A
 import cv2
-import numpy as np
 from albumentations.pytorch import ToTensorV2
 
 from seglib.errors import ConfigError
+from seglib.geometry import NORMALIZATION
 from seglib.settings import GEOMETRIES
 
-# ImageNet statistics: the normalisation smp encoders expect; stored in every checkpoint.
-NORMALIZATION = {"mean": (0.485, 0.456, 0.406), "std": (0.229, 0.224, 0.225)}
 AUGMENTATIONS = ("none", "light", "standard", "strong")
 
 
@@ -61,14 +59,6 @@ def describe_input(size: int, geometry: str = "letterbox") -> str:
             "rect": f"longest side {size} px, aspect kept (padded to a multiple of the network's stride)"}[geometry]
 
 
-def input_shape(height: int, width: int, size: int, geometry: str = "letterbox", multiple: int = 32) -> tuple[int, int]:
-    """The network input's HxW for an HxW photo (what `input_ops` produces; batches group photos by it)."""
-    if geometry != "rect":
-        return size, size
-    _, _, new_h, new_w = letterbox_box(height, width, size)
-    return -(-new_h // multiple) * multiple, -(-new_w // multiple) * multiple
-
-
 def geometric_ops(strength: str) -> list[A.BasicTransform]:
     """Geometric augmentation: scale, rotation, shift (Affine) and horizontal flip."""
     if strength == "none":
@@ -97,13 +87,25 @@ def photometric_ops(strength: str) -> list[A.BasicTransform]:
 
 
 def train_transform(size: int, strength: str = "standard", normalize: bool = True,
-                    seed: int | None = None, geometry: str = "letterbox", multiple: int = 32) -> A.Compose:
-    """Training pipeline: the input step (`geometry`), then geometric and photometric augmentation, then
-    Normalize + tensor."""
+                    seed: int | None = None, geometry: str = "letterbox", multiple: int = 32,
+                    composite: float = 0.0, backgrounds=None) -> A.Compose:
+    """Training pipeline: with probability `composite` the figure pasted onto another background
+    (`seglib.compositing`; `backgrounds` a BackgroundPool, else synthetic ones), then the input step (`geometry`),
+    geometric and photometric augmentation, Normalize + tensor."""
     if strength not in AUGMENTATIONS:
         raise ConfigError(f"augmentation {strength!r} unknown; expected one of {', '.join(AUGMENTATIONS)}")
-    ops = input_ops(size, geometry, multiple) + geometric_ops(strength) + photometric_ops(strength)
+    ops = compositing_ops(composite, backgrounds) + input_ops(size, geometry, multiple) + geometric_ops(strength)
+    ops += photometric_ops(strength)
     return A.Compose(ops + _tensor_ops(normalize), seed=seed)
+
+
+def compositing_ops(probability: float, backgrounds=None) -> list[A.BasicTransform]:
+    """Copy-paste onto another background with `probability` (none at 0), at the photo's own resolution."""
+    if probability <= 0:
+        return []
+    from seglib.compositing import PasteOnBackground
+
+    return [PasteOnBackground(backgrounds, p=probability)]
 
 
 def eval_transform(size: int, normalize: bool = True, geometry: str = "letterbox", multiple: int = 32) -> A.Compose:
@@ -115,41 +117,3 @@ def _tensor_ops(normalize: bool) -> list[A.BasicTransform]:
     if not normalize:
         return []
     return [A.Normalize(mean=NORMALIZATION["mean"], std=NORMALIZATION["std"]), ToTensorV2()]
-
-
-def letterbox_box(height: int, width: int, size: int, padded: tuple[int, int] | None = None
-                  ) -> tuple[int, int, int, int]:
-    """Where an HxW image, its longest side resized to `size`, lands inside the centred padding: (top, left,
-    new_h, new_w). The padded input is size x size (letterbox) unless `padded` gives its HxW (rect)."""
-    scale = size / max(height, width)
-    new_h, new_w = max(1, int(round(height * scale))), max(1, int(round(width * scale)))
-    padded_h, padded_w = padded or (size, size)
-    return (padded_h - new_h) // 2, (padded_w - new_w) // 2, new_h, new_w
-
-
-def unletterbox(prob: np.ndarray, height: int, width: int) -> np.ndarray:
-    """Map a padded probability map (square letterbox or rect) back to the original HxW: crop the padding,
-    resize bilinearly. The longest side of the map is the input size (sizes are multiples of the stride)."""
-    padded = prob.shape[-2], prob.shape[-1]
-    top, left, new_h, new_w = letterbox_box(height, width, max(padded), padded)
-    crop = np.ascontiguousarray(prob[top:top + new_h, left:left + new_w], dtype=np.float32)
-    return cv2.resize(crop, (width, height), interpolation=cv2.INTER_LINEAR)
-
-
-def to_photo(prob: np.ndarray, height: int, width: int, geometry: str = "letterbox") -> np.ndarray:
-    """Map a probability map back to the photo's HxW: undo the padding (letterbox, rect), or resize back."""
-    if geometry in ("letterbox", "rect"):
-        return unletterbox(prob, height, width)
-    return cv2.resize(np.ascontiguousarray(prob, dtype=np.float32), (width, height), interpolation=cv2.INTER_LINEAR)
-
-
-def pad_value() -> tuple[float, ...]:
-    """A black pixel after Normalize: what the padding of a batch of mixed input shapes is filled with."""
-    return tuple(-m / s for m, s in zip(NORMALIZATION["mean"], NORMALIZATION["std"], strict=True))
-
-
-def denormalize(image: np.ndarray) -> np.ndarray:
-    """Undo Normalize on a CHW float array; returns HWC uint8 for display."""
-    mean = np.asarray(NORMALIZATION["mean"])[:, None, None]
-    std = np.asarray(NORMALIZATION["std"])[:, None, None]
-    return np.clip((image * std + mean).transpose(1, 2, 0) * 255.0 + 0.5, 0, 255).astype(np.uint8)

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -207,17 +208,29 @@ def test_the_training_part_times_the_parts_and_loaders_the_engine_trains_with(de
     assert row["train_images_per_second"] > 0 and row["predict_ms_per_640x480_photo"] > 0
 
 
-def test_the_folder_benchmark_states_each_load_and_the_ratio_to_mediapipe():
-    from seglib.bench.folder import folder_markdown, one_core_busy
+def test_the_folder_benchmark_states_each_load_and_each_models_ratio_to_mediapipe():
+    from seglib.bench.folder import command_name, folder_markdown, one_core_busy, paired_against
 
-    result = {"photos": 170, "folder": "Penn-Fudan PNGImages", "checkpoint": "reports/reference/best.pt",
-              "machine": {"cpu_count": 2, "platform": "Linux"}, "repeats": 2, "mean_iou": {"seglib predict": 0.83, "MediaPipe 0.10.21": 0.74},
-              "loads": {load: {"seglib predict": {"seconds": s, "ms_per_photo": 1000 * s / 170, "first_line_s": 0.3},
-                               "MediaPipe 0.10.21": {"seconds": 4.0, "ms_per_photo": 23.5, "first_line_s": 0.0}}
-                        for load, s in (("idle", 6.0), ("one core busy", 10.0))}}
+    ref, small = command_name(Path("reports/reference/best.pt")), command_name(Path("reports/reference-256/best.pt"))
+    assert (ref, small) == ("seglib predict, reference", "seglib predict, reference-256")
+    assert command_name(Path("reports/reference/best.pt"), ("--no-tta",)) == "seglib predict, reference, --no-tta"
+    mp = "MediaPipe 0.10.21"
+    seconds = {"idle": {ref: 6.0, small: 4.4, mp: 4.0}, "one core busy": {ref: 10.0, small: 5.0, mp: 4.0}}
+    result = {"photos": 170, "folder": "Penn-Fudan PNGImages", "machine": {"cpu_count": 2, "platform": "Linux"},
+              "commands": {ref: "seglib predict --checkpoint reports/reference/best.pt FOLDER --out DIR",
+                           small: "seglib predict --checkpoint reports/reference-256/best.pt FOLDER --out DIR"},
+              "repeats": 2, "mean_iou": {ref: 0.83, small: 0.75, mp: 0.74},
+              "vs_mediapipe": {small: paired_against([0.8, 0.7, 0.75], [0.7, 0.72, 0.74])},
+              "loads": {load: {name: {"seconds": s, "ms_per_photo": 1000 * s / 170, "first_line_s": 0.3}
+                               for name, s in row.items()} for load, row in seconds.items()}}
     text = folder_markdown(result)
-    assert "- idle: ours takes 1.50x MediaPipe's time, at +0.090 mean IoU." in text
-    assert "- one core busy: ours takes 2.50x MediaPipe's time" in text
-    assert "| idle | seglib predict | 6.0 | 35.3 | 0.30 | 0.830 |" in text
+    assert "- idle, seglib predict, reference: 1.50x MediaPipe's time, at +0.090 mean IoU." in text
+    assert "- idle, seglib predict, reference-256: 1.10x MediaPipe's time, at +0.010 mean IoU." in text
+    assert "- one core busy, seglib predict, reference: 2.50x MediaPipe's time" in text
+    assert "| idle | seglib predict, reference | 6.0 | 35.3 | 0.30 | 0.830 |" in text
+    assert "| idle | MediaPipe 0.10.21 | 4.0 | 23.5 | – | 0.740 |" in text
+    assert "`seglib predict --checkpoint reports/reference-256/best.pt FOLDER --out DIR`" in text
+    assert "- seglib predict, reference-256 against MediaPipe photo by photo: IoU +0.030 (95% bootstrap interval " in text
+    assert "better on 2 of 3 photos." in text
     with one_core_busy(True):
         pass  # started and stopped: nothing left spinning

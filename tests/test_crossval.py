@@ -92,6 +92,28 @@ def test_cross_validation_trains_each_fold_scores_it_and_reuses_it(folded_splits
     row = table.set_index("run").loc["tiny"]
     assert row["cv_folds"] == "2" and len(row["cv_fold_ious"].split()) == 2
     assert float(row["cv_mean_iou_tta"]) == pytest.approx(round(load_result("tiny")["mean_iou"], 4))
+    # boundary refinement scores the same fold runs again, as a recipe of its own name; nothing is retrained
+    refined = cross_validate(cfg, "tiny", dataset_dir=dataset, splits_dir=splits, refine=True, log=lines.append)
+    assert refined["recipe"] == "tiny-refined" and refined["refine"] and "refined" in refined["protocol"]
+    assert load_result("tiny-refined")["folds"] == refined["folds"] and load_result("tiny")["folds"] == result["folds"]
+    assert (run0 / "last.pt").stat().st_mtime_ns == stamp and (run0 / "cv_score-refined.json").is_file()
+    assert [f["n_images"] for f in refined["folds"]] == [f["n_images"] for f in result["folds"]]
+    # after the decision, the fold runs are described on an external set (here a stand-in for Penn-Fudan)
+    import csv
+
+    from conftest import photo_folders
+
+    from seglib.crossval import pennfudan_check
+    from seglib.data.external import pairs_from_folders
+
+    images, masks = photo_folders(tmp_path / "external", n=4)
+    path = pennfudan_check("tiny", splits_dir=splits, pairs=pairs_from_folders(images, masks), log=lines.append)
+    rows = list(csv.DictReader(path.open()))
+    assert path.name == "pennfudan-check-tiny.csv"
+    assert [r["fold_run"] for r in rows] == ["tiny-fold0", "tiny-fold1"] and {r["n_images"] for r in rows} == {"4"}
+    assert all(0 <= float(r["pennfudan_mean_iou"]) <= 1 for r in rows)
+    with pytest.raises(SeglibError, match="no finished fold run"):
+        pennfudan_check("untrained", splits_dir=splits, pairs=pairs_from_folders(images, masks))
 
 
 def yaml_fold(run_dir) -> int:

@@ -217,6 +217,26 @@ def test_existing_val_threshold_is_reused(data, tmp_path, capsys):
     assert res.threshold == pytest.approx(0.60) and res.metrics["threshold_from"].endswith("metrics.json")
 
 
+def test_boundary_refinement_is_recorded_and_a_val_threshold_is_reused_only_with_the_same_refinement(
+        data, tiny_checkpoint, tmp_path):
+    folder, splits = data
+    out = tmp_path / "ev"
+    lines: list[str] = []
+    kwargs = dict(checkpoint=tiny_checkpoint, out_dir=out, dataset_dir=folder, splits_dir=splits, progress=False,
+                  n_boot=50, log=lines.append)
+    evaluate_run(split="val", refine=True, **kwargs)
+    assert json.loads((out / "val" / "metrics.json").read_text())["refine"] is True
+    test = evaluate_run(split="test", refine=False, **kwargs)
+    assert test.metrics["refine"] is False
+    assert any("evaluating val first" in line for line in lines)  # val was scored with refined edges: not reused
+    lines.clear()
+    evaluate_run(split="test", refine=False, overwrite=True, **kwargs)
+    assert not any("evaluating val first" in line for line in lines)
+    with pytest.raises(SeglibError, match="lookup: cannot refine boundaries"):
+        evaluate_run(split="val", predictor=LookupPredictor(folder), out_dir=tmp_path / "lookup", dataset_dir=folder,
+                     splits_dir=splits, progress=False, n_boot=50, refine=True)
+
+
 def test_threshold_from_checkpoint(data, tmp_path):
     folder, splits = data
     res = evaluate_run(split="test", predictor=LookupPredictor(folder, fg=0.62, bg=0.58), out_dir=tmp_path / "ev",

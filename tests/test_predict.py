@@ -325,7 +325,7 @@ def test_rect_predictions_in_a_batch_of_mixed_shapes_equal_one_by_one(tmp_path):
     path = save_checkpoint(make_checkpoint(UNet(base_channels=4, depth=2), cfg, epoch=1, val_iou=0.5,
                                            best_val_iou=0.5), tmp_path / "rect.pt")
     predictor = Predictor.from_checkpoint(path, tta=True)
-    assert predictor.transform(image=np.zeros((30, 90, 3), np.uint8))["image"].shape == (3, 12, 32)
+    assert predictor.network_input(np.zeros((30, 90, 3), np.uint8)).shape == (3, 12, 32)
     rng = np.random.default_rng(0)
     photos = [rng.integers(0, 255, shape, dtype=np.uint8) for shape in [(30, 90, 3), (90, 30, 3), (31, 88, 3)]]
     together = predictor.predict_proba_batch(photos)

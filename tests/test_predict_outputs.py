@@ -3,6 +3,7 @@ image), the guided-filter edge, from Python and from `seglib predict`; bad backg
 
 from __future__ import annotations
 
+import cv2
 import numpy as np
 import pytest
 from conftest import run_subcommand, save_tiny_checkpoint
@@ -135,3 +136,22 @@ def test_an_unreadable_background_image_stops_predict_before_anything_is_written
     err = capsys.readouterr().err
     assert code == 2 and err.count("\n") == 1 and "bg.png" in err and "Traceback" not in err
     assert not (tmp_path / "out").exists()
+
+
+def test_refined_probabilities_follow_the_photos_edge_and_change_nothing_far_from_it():
+    from seglib.metrics import iou
+    from seglib.predict.outputs import refine_probabilities
+
+    rgb = np.zeros((160, 200, 3), np.uint8)
+    rgb[40:120, 60:140] = (230, 200, 180)  # the figure: a bright square on black
+    truth = rgb[..., 0] > 0
+    coarse = cv2.resize(cv2.resize(truth.astype(np.float32), (25, 20), interpolation=cv2.INTER_AREA), (200, 160),
+                        interpolation=cv2.INTER_LINEAR)  # a low-resolution prediction, scaled up: blurred edges
+    coarse = np.roll(coarse, 2, axis=1)  # and a little off
+    refined = refine_probabilities(rgb, coarse, 0.5)
+    assert refined.dtype == np.float32 and refined.shape == coarse.shape
+    assert iou(refined >= 0.5, truth) > iou(coarse >= 0.5, truth)
+    inside_far = cv2.erode((coarse >= 0.5).astype(np.uint8), np.ones((9, 9), np.uint8)) > 0
+    outside_far = cv2.dilate((coarse >= 0.5).astype(np.uint8), np.ones((9, 9), np.uint8)) == 0
+    assert np.array_equal(refined[inside_far], coarse[inside_far])
+    assert np.array_equal(refined[outside_far], coarse[outside_far])

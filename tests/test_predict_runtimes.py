@@ -4,6 +4,7 @@ model loads; decoding ahead and writing behind keep the inputs' order and output
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import time
@@ -55,10 +56,51 @@ def test_on_the_cpu_predict_runs_a_cached_onnx_export_with_the_same_masks_as_pyt
         assert (onnx == torch_).mean() > 0.999
 
 
+def test_a_run_with_a_cached_export_does_not_import_torch_and_writes_the_same_masks(tmp_path, checkpoint):
+    """On a machine without CUDA the second run loads the cached export with NumPy, OpenCV and ONNX Runtime only."""
+    from seglib.predict.runtimes import cuda_ruled_out
+
+    if not cuda_ruled_out():
+        pytest.skip("this machine may have CUDA: predict asks torch which device to use")
+    folder = photos(tmp_path / "in")
+    env = {**os.environ, "SEGLIB_CACHE_DIR": str(tmp_path / "cache")}
+    code = ("import sys; from seglib.cli import main; rc = main(sys.argv[1:]); "
+            "print('torch imported:', 'torch' in sys.modules); sys.exit(rc)")
+    runs = {}
+    for name in ("first", "cached"):
+        argv = ["predict", str(folder), "--checkpoint", str(checkpoint), "--out", str(tmp_path / name), "--no-progress"]
+        done = subprocess.run([sys.executable, "-c", code, *argv], capture_output=True, text=True, env=env, timeout=300)
+        assert done.returncode == 0, done.stderr
+        runs[name] = done.stdout
+    assert "torch imported: True" in runs["first"]  # the export is made from the checkpoint in PyTorch
+    assert "torch imported: False" in runs["cached"]
+    assert f"{checkpoint} in ONNX Runtime" in runs["cached"]
+    for i in range(4):
+        first = np.asarray(Image.open(tmp_path / "first" / f"p{i}.mask.png"))
+        assert np.array_equal(first, np.asarray(Image.open(tmp_path / "cached" / f"p{i}.mask.png")))
+
+
+def test_a_damaged_cached_export_is_made_again_with_a_note(tmp_path, checkpoint, capsys, monkeypatch):
+    monkeypatch.setenv("SEGLIB_CACHE_DIR", str(tmp_path / "cache"))
+    folder = photos(tmp_path / "in", 1)
+    assert predict(folder, "--checkpoint", checkpoint, "--out", tmp_path / "a", "--device", "cpu") == 0
+    (export,) = (tmp_path / "cache" / "onnx").glob("*.onnx")
+    good = export.read_bytes()
+    export.write_bytes(good[: len(good) // 3])  # cut short, as by a full disk or a copy stopped halfway
+    capsys.readouterr()
+    assert predict(folder, "--checkpoint", checkpoint, "--out", tmp_path / "b", "--device", "cpu") == 0
+    captured = capsys.readouterr()
+    assert f"seglib: note: {export}" in captured.err and f"exporting {checkpoint} again" in captured.err
+    assert f"{checkpoint} in ONNX Runtime" in captured.out
+    assert len(export.read_bytes()) == len(good)
+    assert np.array_equal(np.asarray(Image.open(tmp_path / "a" / "p0.mask.png")),
+                          np.asarray(Image.open(tmp_path / "b" / "p0.mask.png")))
+
+
 def test_a_failed_export_falls_back_to_pytorch_with_a_note(tmp_path, checkpoint, capsys, monkeypatch):
     import seglib.predict.runtimes as runtimes
 
-    def cannot(_checkpoint):
+    def cannot(_checkpoint, **_options):
         raise RuntimeError("this graph does not export")
 
     monkeypatch.setattr(runtimes, "cached_export", cannot)

@@ -12,10 +12,10 @@ from conftest import rebuilt_without_the_tflite_file
 
 from seglib.checkpoint import load_checkpoint
 from seglib.errors import ConfigError
+from seglib.geometry import NORMALIZATION
 from seglib.model import MEDIAPIPE_SELFIE_TFLITE, build_model
 from seglib.settings import make_config
 from seglib.tflite_net import TFLiteNet, _same_padding, _same_padding_divisible, read_tflite
-from seglib.transforms import NORMALIZATION
 
 FIXTURES = Path(__file__).with_name("fixtures")
 

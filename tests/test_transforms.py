@@ -8,17 +8,8 @@ import numpy as np
 import pytest
 
 from seglib.errors import ConfigError
-from seglib.transforms import (
-    eval_transform,
-    geometric_ops,
-    input_shape,
-    letterbox_box,
-    pad_value,
-    photometric_ops,
-    to_photo,
-    train_transform,
-    unletterbox,
-)
+from seglib.geometry import input_shape, letterbox_box, pad_value, to_photo, unletterbox
+from seglib.transforms import eval_transform, geometric_ops, photometric_ops, train_transform
 
 
 def shape_pair(h=90, w=120):
@@ -72,8 +63,6 @@ def test_letterbox_box_matches_pipeline_and_inverts(h, w):
 
 
 def test_resize_geometry_stretches_to_the_square_and_back():
-    from seglib.transforms import to_photo
-
     image = np.zeros((60, 30, 3), np.uint8)
     mask = np.zeros((60, 30), np.uint8)
     mask[:, :15] = 1  # left half

@@ -10,8 +10,8 @@ Two parts, each optional (`seglib bench --only`), written together to reports/be
   the mask included) in PyTorch and, exported, in ONNX Runtime, next to MediaPipe off the shelf run by its own
   runtime in its own environment (`seglib.anchors`); ms per photo (median, p90), mean IoU scored by
   `seglib.evaluate`, FLOPs per photo, and the ONNX-vs-PyTorch parity of the mean IoU;
-- folder: the `seglib predict` command on a folder of photos against MediaPipe's runtime on the same folder,
-  end to end, idle and with one core busy (`seglib.bench.folder`; written to folder.json and folder.md).
+- folder: the `seglib predict` command on a folder of photos (the checkpoint with and without flip TTA and,
+  where it exists, the 256 px model) against MediaPipe's runtime on the same folder, end to end, idle and with one core busy (`seglib.bench.folder`; written to folder.json and folder.md).
 
 A benchmark, not a test: nothing asserts.
 """
@@ -73,7 +73,10 @@ def run_all(train_steps: int = 8, predict_runs: int = 20, out_dir: Path | None =
     if "folder" in parts:
         from seglib.bench.folder import folder_markdown, measure_folder
 
-        folder = measure_folder(checkpoint, mediapipe_python=mediapipe_python, photos=photos, log=log)
+        fast = Path(fast_checkpoint) if fast_checkpoint else FAST_CHECKPOINT
+        ours = [(checkpoint, ()), (checkpoint, ("--no-tta",))]
+        ours += [(fast, ())] if fast.is_file() and fast.resolve() != checkpoint.resolve() else []
+        folder = measure_folder(ours, mediapipe_python=mediapipe_python, photos=photos, log=log)
         write_json_atomic(out_dir / "folder.json", folder)
         write_text_atomic(out_dir / "folder.md", folder_markdown(folder))
         if parts == ("folder",):

@@ -1,10 +1,12 @@
 """The folder benchmark: `seglib predict` on a folder of photos as a user runs it (the command, start-up, decode,
 network and writing included) against MediaPipe's own runtime doing the same with the same folder, once on an
-idle machine and once with another process keeping one core busy; mean IoU of both sets of masks.
+idle machine and once with another process keeping one core busy; mean IoU of every set of masks, and each of ours
+against MediaPipe's photo by photo. Ours: the committed reference with its defaults (the reported protocol: flip
+TTA) and with `--no-tta` (one pass), and the 256 px model (`reports/reference-256`) with its defaults.
 
-The folder is Penn-Fudan's 170 photos: external for the committed reference (it trained on this data set only),
-with masks to score. Each command runs once untimed first (ONNX export cached, files in the page cache), then
-`REPEATS` times; the fastest run counts. A benchmark, not a test: nothing asserts.
+The folder is Penn-Fudan's 170 photos: external for both models (they trained on this data set only), with masks
+to score. Each command runs once untimed first (ONNX export cached, files in the page cache), then `REPEATS`
+times, the commands taking turns; the fastest run counts. A benchmark, not a test: nothing asserts.
 """
 
 from __future__ import annotations
@@ -25,9 +27,9 @@ from seglib.anchors import MEDIAPIPE_VERSION, WORKER, default_python
 from seglib.config import display_path
 from seglib.devices import describe_machine
 from seglib.errors import SeglibError
-from seglib.metrics import iou
+from seglib.metrics import bootstrap_ci, iou
 
-REPEATS = 3
+REPEATS = 5
 LOADS = ("idle", "one core busy")
 BUSY_LOOP = "while True: pass"
 
@@ -61,19 +63,26 @@ def timed_command(argv: list[str]) -> tuple[float, float]:
     return first, seconds
 
 
-def mean_iou(out: Path, pairs) -> float:
-    """Mean IoU of the masks `<stem>.mask.png` in `out` against the pairs' masks."""
+def photo_ious(out: Path, pairs) -> list[float]:
+    """IoU of each mask `<stem>.mask.png` in `out` against the pairs' masks, in the pairs' order."""
     scores = []
     for row in pairs.items.itertuples(index=False):
         _, truth = pairs.load(Path(row.image_path), Path(row.mask_path))
         with Image.open(out / f"{Path(row.image_path).stem}.mask.png") as mask:
-            scores.append(iou(np.asarray(mask.convert("L")) > 127, truth))
-    return float(np.mean(scores))
+            scores.append(float(iou(np.asarray(mask.convert("L")) > 127, truth)))
+    return scores
 
 
-def measure_folder(checkpoint: Path, *, pairs=None, mediapipe_python=None, photos: int | None = None,
+def paired_against(ours: list[float], theirs: list[float]) -> dict:
+    """Ours minus theirs photo by photo: the mean difference, its 95% bootstrap interval, photos better."""
+    diff = np.asarray(ours) - np.asarray(theirs)
+    return {"mean": float(diff.mean()), "ci95": bootstrap_ci(diff), "better": int((diff > 0).sum()),
+            "photos": int(diff.size)}
+
+
+def measure_folder(ours: list[tuple[Path, tuple[str, ...]]], *, pairs=None, mediapipe_python=None, photos: int | None = None,
                    log=lambda _: None) -> dict:
-    """Both commands on the folder, idle and with one core busy (see the module); the numbers as a dict."""
+    """Every command on the folder, idle and with one core busy (see the module); the numbers as a dict."""
     from seglib.data.external import pennfudan
 
     pairs = pairs if pairs is not None else pennfudan()
@@ -87,25 +96,46 @@ def measure_folder(checkpoint: Path, *, pairs=None, mediapipe_python=None, photo
         folder.mkdir()
         for path in pairs.items["image_path"]:
             shutil.copy2(path, folder / Path(path).name)
-        ours = [sys.executable, "-m", "seglib", "predict", "--checkpoint", str(checkpoint), str(folder),
-                "--no-progress", "--overwrite", "--out"]
+        commands = {command_name(c, options): _ours(c, options, folder) for c, options in ours}
         theirs = [str(python), str(WORKER), "--folder", str(folder)]
-        commands = {"seglib predict": lambda out: ours + [str(out)],
-                    f"MediaPipe {MEDIAPIPE_VERSION}": lambda out: theirs + [str(out), "0"]}
-        result = {"generated": time.strftime("%Y-%m-%d %H:%M:%S %Z"), "photos": len(pairs.items), "folder": "Penn-Fudan PNGImages (external for the reference)",
-                  "checkpoint": display_path(checkpoint), "machine": describe_machine(), "repeats": REPEATS,
-                  "loads": {}, "mean_iou": {}}
-        for name, argv in commands.items():  # untimed first runs: the ONNX export cached, the photos read once
-            timed_command(argv(Path(tmp) / name))
-            result["mean_iou"][name] = mean_iou(Path(tmp) / name, pairs)
+        commands[f"MediaPipe {MEDIAPIPE_VERSION}"] = lambda out: theirs + [str(out), "0"]
+        result = {"generated": time.strftime("%Y-%m-%d %H:%M:%S %Z"), "photos": len(pairs.items),
+                  "folder": "Penn-Fudan PNGImages (external for both models)",
+                  "commands": {command_name(c, options): " ".join(["seglib predict --checkpoint", display_path(c),
+                                                                   *options, "FOLDER --out DIR"])
+                               for c, options in ours},
+                  "machine": describe_machine(), "repeats": REPEATS, "loads": {}, "mean_iou": {},
+                  "vs_mediapipe": {}}
+        ious = {}
+        for i, (name, argv) in enumerate(commands.items()):  # untimed first runs: exports cached, photos read once
+            out = Path(tmp) / f"out{i}"
+            timed_command(argv(out))
+            ious[name] = photo_ious(out, pairs)
+            result["mean_iou"][name] = float(np.mean(ious[name]))
+        mediapipe = list(commands)[-1]
+        result["vs_mediapipe"] = {name: paired_against(ious[name], ious[mediapipe]) for name in list(commands)[:-1]}
         for load in LOADS:
+            runs: dict[str, list] = {name: [] for name in commands}
             with one_core_busy(load != "idle"):
-                runs = {name: [timed_command(argv(Path(tmp) / name)) for _ in range(REPEATS)]
-                        for name, argv in commands.items()}
+                for _ in range(REPEATS):  # the commands take turns, so a slower spell of the machine hits all alike
+                    for i, (name, argv) in enumerate(commands.items()):
+                        runs[name].append(timed_command(argv(Path(tmp) / f"out{i}")))
             result["loads"][load] = {name: _summary(times, len(pairs.items)) for name, times in runs.items()}
             log(f"folder bench, {load}: " + ", ".join(f"{n} {r['seconds']:.1f} s" for n, r in
                                                       result["loads"][load].items()))
     return result
+
+
+def command_name(checkpoint: Path, options: tuple[str, ...] = ()) -> str:
+    """How a row names our command: by the folder of the checkpoint it runs (reference, reference-256) and the
+    options it adds to the defaults."""
+    return ", ".join(["seglib predict", Path(checkpoint).parent.name, *options])
+
+
+def _ours(checkpoint: Path, options: tuple[str, ...], folder: Path):
+    argv = [sys.executable, "-m", "seglib", "predict", "--checkpoint", str(checkpoint), str(folder), *options,
+            "--no-progress", "--overwrite", "--out"]
+    return lambda out: argv + [str(out)]
 
 
 def _summary(times: list[tuple[float, float]], photos: int) -> dict:
@@ -117,20 +147,26 @@ def _summary(times: list[tuple[float, float]], photos: int) -> dict:
 def folder_markdown(result: dict) -> str:
     """The folder benchmark as a short Markdown section."""
     names = list(result["mean_iou"])
+    ours, theirs = names[:-1], names[-1]
+    models = "; ".join(f"`{name}` is `{command}`" for name, command in result["commands"].items())
     lines = [f"## A folder of {result['photos']} photos, end to end", "",
-             f"{result['folder']}; `{names[0]} --checkpoint {result['checkpoint']} FOLDER --out DIR` against "
-             f"MediaPipe's own runtime writing the same masks (decode and write included for both; the fastest of "
-             f"{result['repeats']} runs after an untimed one). Machine: {result['machine']['cpu_count']} CPU cores, "
-             f"{result['machine']['platform']}; measured {result.get('generated', '')}.", "",
+             f"{result['folder']}. {models} (defaults otherwise); against MediaPipe's own runtime writing the "
+             f"same masks (decode and write included for all; the fastest of {result['repeats']} runs after an "
+             f"untimed one). Machine: {result['machine']['cpu_count']} CPU cores, {result['machine']['platform']}; "
+             f"measured {result.get('generated', '')}.", "",
              "| load | command | seconds | ms per photo | first line (s) | mean IoU |", "|---|---|---|---|---|---|"]
     for load, rows in result["loads"].items():
         for name, row in rows.items():
-            first = f"{row['first_line_s']:.2f}" if name == names[0] else "–"
+            first = f"{row['first_line_s']:.2f}" if name != theirs else "–"
             lines.append(f"| {load} | {name} | {row['seconds']:.1f} | {row['ms_per_photo']:.1f} | {first} | "
                          f"{result['mean_iou'][name]:.3f} |")
     lines.append("")
     for load, rows in result["loads"].items():
-        ours, theirs = (rows[n]["seconds"] for n in names)
-        lines.append(f"- {load}: ours takes {ours / theirs:.2f}x MediaPipe's time, at "
-                     f"{result['mean_iou'][names[0]] - result['mean_iou'][names[1]]:+.3f} mean IoU.")
+        for name in ours:
+            lines.append(f"- {load}, {name}: {rows[name]['seconds'] / rows[theirs]['seconds']:.2f}x MediaPipe's "
+                         f"time, at {result['mean_iou'][name] - result['mean_iou'][theirs]:+.3f} mean IoU.")
+    for name, paired in result.get("vs_mediapipe", {}).items():
+        low, high = paired["ci95"]
+        lines.append(f"- {name} against MediaPipe photo by photo: IoU {paired['mean']:+.3f} (95% bootstrap interval "
+                     f"{low:+.3f} to {high:+.3f}), better on {paired['better']} of {paired['photos']} photos.")
     return "\n".join(lines) + "\n"

@@ -73,12 +73,14 @@ def _train_loader(cfg, runtime, dataset_dir, splits_dir, decode_every_time: bool
     from seglib.data.batching import pad_collate
     from seglib.data.dataset import SegmentationDataset
     from seglib.data.loaders import make_loaders
+    from seglib.geometry import pad_value
     from seglib.settings import input_multiple
-    from seglib.transforms import pad_value, train_transform
+    from seglib.transforms import train_transform
 
     if not decode_every_time:
         return make_loaders(cfg, runtime, dataset_dir, splits_dir)[0]
-    transform = train_transform(cfg.input_size, cfg.augment, geometry=cfg.geometry, multiple=input_multiple(cfg))
+    transform = train_transform(cfg.input_size, cfg.augment, geometry=cfg.geometry, multiple=input_multiple(cfg),
+                                composite=cfg.composite)
     ds = SegmentationDataset.from_split("train", dataset_dir, splits_dir, transform=transform, cache=False,
                                         seed=cfg.seed)
     return torch.utils.data.DataLoader(ds, batch_size=cfg.batch_size, shuffle=True, drop_last=True,

@@ -18,17 +18,23 @@ def add_parser(sub) -> None:
     what.add_argument("--compare", nargs=2, metavar=("BASELINE", "RECIPE"),
                       help="train nothing: print RECIPE minus BASELINE fold by fold from their saved results, and "
                            "whether the adoption rule (docs/recipes.md) adopts it (more than +0.005 on the same kind of device)")
+    what.add_argument("--check-pennfudan", metavar="RECIPE",
+                      help="train nothing: score each finished fold run of RECIPE on Penn-Fudan (flip TTA, threshold "
+                           "0.5) into reports/cv/pennfudan-check-RECIPE.csv, after the decision: it chooses nothing")
     p.add_argument("--profile", default="auto", help=f"{PROFILE_HELP}; default auto")
     add_settings_options(p)
     p.add_argument("--folds", help="comma-separated fold numbers (default: every fold of folds.csv)")
     p.add_argument("--overwrite", action="store_true", help="retrain fold runs that already finished")
+    p.add_argument("--refine", action="store_true",
+                   help="score the recipe's fold runs with boundary refinement (a guided filter fits each mask's edge "
+                        "to the photo); the result is the recipe RECIPE-refined (default: off)")
     p.add_argument("--notes", default="", help="free text for the experiment log's notes column")
     add_data_options(p)
     p.set_defaults(func=cmd_cv)
 
 
 def cmd_cv(args) -> int:
-    from seglib.crossval import cross_validate, fold_count, result_lock
+    from seglib.crossval import cross_validate, fold_count, result_lock, result_name
     from seglib.experiments import record_cv
     from seglib.settings import make_config, parse_set_args
 
@@ -37,13 +43,20 @@ def cmd_cv(args) -> int:
 
         print(describe_comparison(compare(*args.compare)))
         return 0
+    if args.check_pennfudan:
+        from seglib.config import display_path
+        from seglib.crossval import pennfudan_check
+
+        print(f"wrote {display_path(pennfudan_check(args.check_pennfudan, splits_dir=args.splits_dir))}")
+        return 0
     folds = parse_folds(args.folds) if args.folds is not None else None
     cfg = make_config(args.profile, parse_set_args(args.set))
-    with result_lock(args.recipe):  # the result and its experiment-log row are written by one cv at a time
+    name = result_name(args.recipe, args.refine)
+    with result_lock(name):  # the result and its experiment-log row are written by one cv at a time
         result = cross_validate(cfg, args.recipe, folds=folds, overwrite=args.overwrite, dataset_dir=args.data_dir,
-                                splits_dir=args.splits_dir)
-        record_cv([args.recipe], args.notes)
-    print(f"{args.recipe}: mean IoU {result['mean_iou']:.4f} ± {result['sd_iou']:.4f} (sd over "
+                                splits_dir=args.splits_dir, refine=args.refine)
+        record_cv([name], args.notes)
+    print(f"{name}: mean IoU {result['mean_iou']:.4f} ± {result['sd_iou']:.4f} (sd over "
           f"{fold_count(len(result['folds']))}), boundary IoU {result['boundary_iou']:.4f}")
     return 0
 

@@ -36,6 +36,8 @@ def add_parser(subparsers) -> None:
                              "in-domain for a run that trained on NAME, else a cross-data-set score; results in "
                              "<eval>/NAME-test/ (default: none, the run's own --split)")
     p.add_argument("--tta", action="store_true", help="average with a horizontally flipped prediction")
+    p.add_argument("--refine", action="store_true",
+                   help="refine each mask's edge at the photo's resolution with a guided filter (default: off)")
     p.add_argument("--overwrite", action="store_true", help="score test again although it is already scored")
     p.add_argument("--threshold-from", choices=("val", "checkpoint"), default="val",
                    help="val: sweep on val (default); checkpoint: the training threshold")
@@ -56,12 +58,12 @@ def cmd_evaluate(args) -> int:
 
         pairs = split_test_pairs(args.dataset)
     options = EvalOptions(tta=args.tta, overwrite=args.overwrite, progress=not args.quiet,
-                          threshold_source=args.threshold_from)
+                          threshold_source=args.threshold_from, refine=args.refine)
     result = evaluate_run(args.run, args.split, checkpoint=args.checkpoint, out_dir=args.out,
                           dataset_dir=args.data_dir, splits_dir=args.splits_dir, pairs=pairs, options=options)
     m = result.metrics
     print(f"{m['split']}: {m['n_images']} images scored at {m['scored_at']}, threshold {m['threshold']:.2f} "
-          f"({m['threshold_source']}){', TTA' if m['tta'] else ''}")
+          f"({m['threshold_source']}){', TTA' if m['tta'] else ''}{', edges refined' if m['refine'] else ''}")
     print(format_table(result.table()))
     for r in ([result.val_result] if result.val_result else []) + [result]:
         for path in r.paths:

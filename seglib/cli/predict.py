@@ -48,7 +48,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                    help="also write <stem>.background.jpg: the figure on a new background: blur, a colour (white, "
                         "#RRGGBB, R,G,B) or an image file (scaled to cover)")
     p.add_argument("--refine", action="store_true",
-                   help="fit the soft edge of cut-outs and backgrounds to the photo's own edges (guided filter)")
+                   help="fit the figure's edge to the photo's own edges with a guided filter: masks and overlays, "
+                        "and the soft edge of cut-outs and backgrounds (default: off)")
     p.add_argument("--tta", action=argparse.BooleanOptionalAction, default=None,
                    help="average with the horizontally flipped prediction (default: as chosen on val for this "
                         "checkpoint, else off)")
@@ -103,12 +104,11 @@ def cmd_predict(args) -> int:
 
 def _load_predictor(args):
     """The model named by --run, --checkpoint or --onnx, in the runtime --runtime and --device choose."""
-    from seglib.devices import resolve_device
     from seglib.predict.predictor import Predictor
     from seglib.predict.runtimes import load_predictor
     from seglib.runs import Run
 
-    kwargs = {"threshold": args.threshold, "tta": args.tta}
+    kwargs = {"threshold": args.threshold, "tta": args.tta, "refine": args.refine}
     if args.threshold is not None:
         kwargs["threshold_source"] = "--threshold"
     if args.onnx is not None:
@@ -116,7 +116,7 @@ def _load_predictor(args):
             from seglib.errors import SeglibError
 
             raise SeglibError("--onnx runs in ONNX Runtime on the CPU; leave --device at auto or cpu")
-        return Predictor.from_onnx(args.onnx, device=resolve_device("cpu"), **kwargs)
+        return Predictor.from_onnx(args.onnx, **kwargs)
     checkpoint = Run.resolve(args.run).require("best") if args.run is not None else args.checkpoint
     return load_predictor(checkpoint, runtime=getattr(args, "runtime", "auto"), device=args.device,
                           note=lambda msg: print(msg, file=sys.stderr), **kwargs)

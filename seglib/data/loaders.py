@@ -24,6 +24,7 @@ def make_loaders(cfg: TrainConfig, runtime: Runtime, dataset_dir=None, splits_di
     The split files of the sets `cfg.data` names are read once (`data.selection.open_sets`: one version, checked
     unchanged after the photos are decoded); a val split that shares photos with train is refused. Both datasets carry that snapshot as
     `split_snapshot`, for the record of what trained the run."""
+    from seglib.compositing import BackgroundPool
     from seglib.data.selection import open_sets
     from seglib.data.splits import check_val_apart_from_train
     from seglib.transforms import eval_transform, train_transform
@@ -42,11 +43,11 @@ def make_loaders(cfg: TrainConfig, runtime: Runtime, dataset_dir=None, splits_di
         train_table = pd.concat([train_table, val_table], ignore_index=True)
     else:  # the epoch (and the threshold) are chosen on val: never on photos that train
         check_val_apart_from_train(train_table["id"], val_table["id"], *names)
-    train_ds = SegmentationDataset.from_table(
-        train_table, dataset_dir, limit=cfg.limit_train or None,
-        transform=train_transform(cfg.input_size, cfg.augment, geometry=cfg.geometry, multiple=multiple),
-        max_side=cfg.cache_max_side,
-        seed=cfg.seed)
+    train_ds = SegmentationDataset.from_table(train_table, dataset_dir, limit=cfg.limit_train or None,
+                                              max_side=cfg.cache_max_side, seed=cfg.seed)
+    backgrounds = BackgroundPool.of_dataset(train_ds) if cfg.composite > 0 else None  # train photos only
+    train_ds.transform = train_transform(cfg.input_size, cfg.augment, geometry=cfg.geometry, multiple=multiple,
+                                         composite=cfg.composite, backgrounds=backgrounds)
     val_ds = SegmentationDataset.from_table(
         val_table, dataset_dir, limit=cfg.limit_val or None,
         transform=eval_transform(cfg.input_size, geometry=cfg.geometry, multiple=multiple), max_side=cfg.cache_max_side)
@@ -77,7 +78,7 @@ def make_loaders(cfg: TrainConfig, runtime: Runtime, dataset_dir=None, splits_di
 
 def _rect_loaders(cfg: TrainConfig, runtime: Runtime, train_ds, val_ds, workers: int, multiple: int):
     """Loaders of rectangular inputs: batches grouped by input shape (ShapeBatchSampler), padded to the largest."""
-    from seglib.transforms import input_shape, pad_value
+    from seglib.geometry import input_shape, pad_value
 
     def shapes(ds):
         return [input_shape(*ds.load(i)[1].shape, cfg.input_size, "rect", multiple) for i in range(len(ds))]

@@ -11,8 +11,8 @@ import pandas as pd
 from seglib.data.snapshot import snapshot_splits
 from seglib.errors import SeglibError
 from seglib.evaluate.records import split_items
+from seglib.geometry import letterbox_box, unletterbox
 from seglib.metrics import image_scores, summarise
-from seglib.transforms import letterbox_box, unletterbox
 
 PRIOR_SIZE = 128
 

@@ -18,7 +18,8 @@ class EvalOptions:
     overwrite: score test (or an external set) again although it is already scored; progress: show a progress
     bar; n_boot: bootstrap resamples of the 95% intervals; threshold_source: "val" (val's sweep) or "checkpoint"
     (the training threshold); device: where a checkpoint is loaded ("auto" when None); batch_size: photos per
-    call of the model.
+    call of the model; refine: boundary refinement of the probabilities at each photo's resolution (a guided
+    filter; `seglib.predict.outputs.refine_probabilities`).
     """
 
     tta: bool = False
@@ -28,6 +29,7 @@ class EvalOptions:
     threshold_source: str = "val"
     device: str | None = None
     batch_size: int = 8
+    refine: bool = False
 
     def __post_init__(self):
         if self.threshold_source not in THRESHOLD_SOURCES:

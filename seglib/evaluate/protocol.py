@@ -75,10 +75,11 @@ def _checkpoint_facts(facts: dict, source: str, checkpoint_path: Path | None, ru
     }
 
 
-def _same_model(metrics: dict, facts: dict, tta: bool) -> bool:
-    """The run rule (`runs.same_checkpoint`: file, epoch, TTA) and, for a loose checkpoint, the same path."""
-    return metrics.get("checkpoint") == facts["checkpoint"] and same_checkpoint(
-        metrics, facts["checkpoint_epoch"], tta, Path(facts["checkpoint"]).name)
+def _same_model(metrics: dict, facts: dict, tta: bool, refine: bool = False) -> bool:
+    """The run rule (`runs.same_checkpoint`: file, epoch, TTA), the same boundary refinement and, for a loose
+    checkpoint, the same path."""
+    return metrics.get("checkpoint") == facts["checkpoint"] and bool(metrics.get("refine")) == refine and \
+        same_checkpoint(metrics, facts["checkpoint_epoch"], tta, Path(facts["checkpoint"]).name)
 
 
 def evaluate_run(run_or_dir=None, split: str = "test", *, checkpoint=None, out_dir=None, dataset_dir=None,
@@ -200,9 +201,14 @@ def _load_predictor(predictor, ckpt_path: Path | None, opts: EvalOptions):
         from seglib.predict import Predictor
 
         return Predictor.from_checkpoint(ckpt_path, device=resolve_device(opts.device or "auto"),
-                                         tta=opts.tta), opts
+                                         tta=opts.tta, refine=opts.refine), opts
     if opts.tta:
         predictor.tta = True
+    if opts.refine:
+        if not hasattr(predictor, "refine"):
+            raise SeglibError(f"{getattr(predictor, 'source', 'this model')}: cannot refine boundaries (only "
+                              "seglib's own models can)")
+        predictor.refine = True
     return predictor, replace(opts, tta=bool(predictor.tta))
 
 
@@ -228,9 +234,10 @@ def _threshold(job: _Job, split: str) -> tuple[_Threshold, EvalResult | None]:
     val_json = job.eval_dir / "val" / METRICS
     val_metrics = json.loads(val_json.read_text()) if val_json.is_file() else None
     if val_metrics is not None and val_metrics.get("threshold_source") == "val sweep" \
-            and _same_model(val_metrics, job.facts, job.options.tta):
+            and _same_model(val_metrics, job.facts, job.options.tta, job.options.refine):
         return _Threshold(float(val_metrics["threshold"]), "val sweep", display_path(val_json)), None
-    why = "not found" if val_metrics is None else "is for another checkpoint, TTA setting or threshold source"
+    why = "not found" if val_metrics is None else ("is for another checkpoint, TTA setting, boundary refinement or "
+                                                   "threshold source")
     job.log(f"{val_json} {why}: evaluating val first to choose the threshold")
     val_result = _score_val_first(job)
     return _Threshold(val_result.threshold, "val sweep", display_path(val_json)), val_result
@@ -285,6 +292,7 @@ def _metrics_record(job: _Job, split: str, scores: _Scores, threshold: _Threshol
         **job.facts,
         "scored_at": SCORED_AT,
         "tta": bool(job.options.tta),
+        "refine": bool(job.options.refine),
         "seglib_version": seglib.__version__,
         "baselines": scores.baselines,
         "baseline_notes": {

@@ -12,7 +12,7 @@ import numpy as np
 
 from seglib.config import IMAGE_SUFFIXES, VIDEO_SUFFIXES, user_path
 from seglib.errors import SeglibError
-from seglib.io import load_rgb
+from seglib.io import open_image, to_rgb_array
 
 EXIF_ORIENTATION_TAG = 0x0112
 # what predict writes (left out of folder scans, so a second run does not predict its own outputs)
@@ -84,22 +84,36 @@ def _is_own_output(path: Path) -> bool:
 
 
 def exif_orientation(path: str | Path) -> int:
-    """The EXIF (or XMP) orientation tag of an image file, 1 when absent or unreadable (header only)."""
+    """The EXIF (or XMP) orientation tag of an image file, 1 when absent or unreadable."""
     from PIL import Image
 
     try:
         with Image.open(path) as img:
-            value = img.getexif().get(EXIF_ORIENTATION_TAG, 1)
-        return int(value) if int(value) in range(1, 9) else 1
+            return orientation_of(img)
+    except Exception:  # noqa: BLE001 - an unreadable file has no rotation to apply
+        return 1
+
+
+def orientation_of(img) -> int:
+    """The orientation tag of an opened PIL image, 1 when absent or odd. (For a PNG, Pillow decodes the whole
+    image to find its eXIf chunk: asked of an image already decoded, it costs nothing more.)"""
+    try:
+        value = int(img.getexif().get(EXIF_ORIENTATION_TAG, 1))
     except Exception:  # noqa: BLE001 - the image itself decoded; an odd EXIF block only means "no rotation"
         return 1
+    return value if value in range(1, 9) else 1
 
 
 def load_input(path: str | Path) -> tuple[np.ndarray, int]:
     """(HxWx3 uint8 RGB as viewers show it, EXIF orientation applied: 1 = none); DataError when unreadable.
-    An animated image (GIF, WebP, multi-page TIFF) gives its first frame (`frame_count` tells)."""
-    rgb = load_rgb(path, exif_transpose=True)
-    return rgb, exif_orientation(path)
+    An animated image (GIF, WebP, multi-page TIFF) gives its first frame (`frame_count` tells). The file is
+    decoded once."""
+    from PIL import ImageOps
+
+    img = open_image(path)
+    orientation = orientation_of(img)  # read before the transpose, which removes the tag
+    ImageOps.exif_transpose(img, in_place=True)
+    return to_rgb_array(img, path), orientation
 
 
 def frame_count(path: str | Path) -> int:

@@ -3,6 +3,8 @@
 - `figure_alpha(rgb, prob, threshold, refine=...)`: an alpha matte (uint8 0-255) from the probabilities: 0 on
   the background, 255 inside the figure, a soft ramp where the probability is near the threshold; with
   `refine`, the ramp is fitted to the photo's own edges by a guided filter (He, Sun and Tang, ECCV 2010).
+- `refine_probabilities(rgb, prob, threshold)`: boundary refinement of the probabilities themselves (the
+  masks follow the photo's edges), what `Predictor(refine=True)`, `predict --refine` and `evaluate --refine` use.
 - `cutout_rgba(rgb, alpha)`: the photo with that alpha (an RGBA PNG's pixels).
 - `parse_background(spec)` and `composite(rgb, alpha, background)`: the figure on a blurred copy of its own
   background, on a colour, or on another image.
@@ -26,6 +28,7 @@ EDGE_SOFTNESS = 0.1  # probabilities within this distance of the threshold get a
 KEY_COLOR = (0, 177, 64)  # chroma-key green: what a video's cut-out stands on (video has no alpha here)
 NAMED_COLORS = {"white": (255, 255, 255), "black": (0, 0, 0), "gray": (128, 128, 128), "grey": (128, 128, 128),
                 "green": KEY_COLOR, "blue": (0, 71, 187), "red": (200, 30, 30)}
+GUIDED_EPS = 1e-3  # the guided filter's regularisation: how strong an edge of the photo must be to be followed
 BLUR_FRACTION = 1 / 40  # the background blur's sigma, as a fraction of the photo's longest side
 
 
@@ -87,14 +90,26 @@ def figure_alpha(rgb: np.ndarray, prob: np.ndarray, threshold: float, *, refine:
     hair and limbs follow the photo; the inside and the far background stay 255 and 0."""
     alpha = soft_alpha(prob, threshold)
     if refine:
-        h, w = alpha.shape
-        radius = max(2, round(max(h, w) / 160))
-        hard = (alpha >= 0.5).astype(np.uint8)
-        kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * radius + 1, 2 * radius + 1))
-        band = cv2.dilate(hard, kernel) != cv2.erode(hard, kernel)
-        fitted = np.clip(guided_filter(rgb, alpha, radius, 1e-3), 0.0, 1.0)
-        alpha = np.where(band, fitted, alpha)
+        alpha = fitted_to_photo(rgb, alpha, 0.5)
     return np.round(alpha * 255).astype(np.uint8)
+
+
+def refine_probabilities(rgb: np.ndarray, prob: np.ndarray, threshold: float) -> np.ndarray:
+    """Boundary refinement at the photo's own resolution: the probabilities near the mask's edge (where they
+    cross `threshold`) fitted to the photo's edges by a guided filter; elsewhere unchanged."""
+    return fitted_to_photo(rgb, np.asarray(prob, np.float32), threshold)
+
+
+def fitted_to_photo(rgb: np.ndarray, values: np.ndarray, level: float) -> np.ndarray:
+    """`values` (HxW in [0, 1]) with the band of a few pixels around their `level` contour replaced by the guided
+    filter's output (guide: the photo); the band's width grows with the photo."""
+    h, w = values.shape
+    radius = max(2, round(max(h, w) / 160))
+    hard = (values >= level).astype(np.uint8)
+    kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * radius + 1, 2 * radius + 1))
+    band = cv2.dilate(hard, kernel) != cv2.erode(hard, kernel)
+    fitted = np.clip(guided_filter(rgb, values, radius, GUIDED_EPS), 0.0, 1.0)
+    return np.where(band, fitted, values).astype(np.float32)
 
 
 def cutout_rgba(rgb: np.ndarray, alpha: np.ndarray) -> np.ndarray:

@@ -8,20 +8,36 @@ protocol its reported scores used (threshold and flip TTA chosen on val) unless 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
+from typing import Protocol as Interface
 
 import numpy as np
-import torch
 
-from seglib.checkpoint import load_checkpoint, model_from_checkpoint
 from seglib.config import display_path
-from seglib.devices import resolve_device
 from seglib.errors import SeglibError
-from seglib.export import load_onnx
-from seglib.predict.outputs import Background, composite, cutout_rgba, figure_alpha, parse_background
-from seglib.predict.protocol import Protocol, val_protocol
-from seglib.runs import Run
+from seglib.geometry import network_input, to_photo
+from seglib.predict.outputs import (
+    Background,
+    composite,
+    cutout_rgba,
+    figure_alpha,
+    parse_background,
+    refine_probabilities,
+)
+from seglib.predict.protocol import Protocol
 from seglib.settings import config_from_dict, input_multiple
-from seglib.transforms import eval_transform, to_photo
+
+if TYPE_CHECKING:
+    from seglib.runs import Run
+
+
+class Network(Interface):
+    """What a Predictor runs: (N,3,H,W) float32 network inputs -> (N,H,W) foreground probabilities, flip TTA
+    averaged in when asked (`seglib.predict.networks.TorchNetwork`, `seglib.onnx_session.OnnxNetwork`)."""
+
+    device: object
+
+    def __call__(self, batch: np.ndarray, tta: bool = False) -> np.ndarray: ...
 
 
 class Predictor:
@@ -32,11 +48,12 @@ class Predictor:
     `threshold_source` says where the threshold came from (given, chosen on val, stored in the checkpoint).
     """
 
-    def __init__(self, model: torch.nn.Module, cfg, checkpoint: dict, *, device: str | torch.device = "cpu",
-                 threshold: float | None = None, tta: bool | None = None, source: str = "",
-                 threshold_source: str | None = None, protocol: Protocol | None = None):
-        self.device = resolve_device(device)
-        self.model = model.to(self.device).eval()
+    def __init__(self, network: Network, cfg, checkpoint: dict, *, threshold: float | None = None,
+                 tta: bool | None = None, source: str = "", threshold_source: str | None = None,
+                 protocol: Protocol | None = None, refine: bool = False):
+        self.network = network
+        self.refine = bool(refine)  # boundary refinement of the probabilities at the photo's resolution
+        self.device = network.device
         self.cfg = cfg
         self.checkpoint = checkpoint
         self.tta, self.tta_source = _settle_tta(tta, protocol)
@@ -54,30 +71,42 @@ class Predictor:
         """Run the network at another square input size than it was trained at (fully convolutional networks;
         an ONNX file exported with dynamic height and width): fewer pixels, faster, usually less accurate."""
         self.input_size = int(size)
-        self.transform = eval_transform(self.input_size, geometry=self.geometry, multiple=input_multiple(self.cfg))
+        self.multiple = input_multiple(self.cfg)
 
     @classmethod
-    def from_checkpoint(cls, path: str | Path, **kwargs) -> Predictor:
-        """Load a checkpoint; unless given, the threshold and TTA are those chosen on val for this very
-        checkpoint (its run's eval/val/metrics.json, or metrics/val_metrics.json beside a published one: the
-        protocol its reported scores used), else its stored threshold without TTA."""
+    def from_checkpoint(cls, path: str | Path, *, device="cpu", **kwargs) -> Predictor:
+        """Load a checkpoint into PyTorch on `device`; unless given, the threshold and TTA are those chosen on val
+        for this very checkpoint (its run's eval/val/metrics.json, or metrics/val_metrics.json beside a published
+        one: the protocol its reported scores used), else its stored threshold without TTA."""
+        from seglib.checkpoint import load_checkpoint, model_from_checkpoint
+        from seglib.predict.networks import TorchNetwork
+        from seglib.predict.protocol import val_protocol
+
         state = load_checkpoint(path)
         model, cfg = model_from_checkpoint(state)
         kwargs.setdefault("protocol", val_protocol(path, state))
-        return cls(model, cfg, state, source=display_path(path), **kwargs)
+        return cls(TorchNetwork(model, device), cfg, state, source=display_path(path), **kwargs)
 
     @classmethod
     def from_run(cls, run: str | Path | Run, which: str = "best", **kwargs) -> Predictor:
         """Load a run's best checkpoint (its last one with which="last"; a name means runs/NAME), with the
         threshold and TTA chosen on val for it when val has been evaluated (see `from_checkpoint`)."""
+        from seglib.runs import Run
+
         return cls.from_checkpoint(Run.resolve(run).require(which), **kwargs)
 
     @classmethod
-    def from_onnx(cls, path: str | Path, *, threads: int | None = None, **kwargs) -> Predictor:
-        """A Predictor running a model exported by `seglib export` in ONNX Runtime (same letterbox, threshold
-        and TTA as the PyTorch path). Its metadata is checked on load like a checkpoint (`seglib.schema`):
-        threshold, input size, config and a normalisation equal to the one the PyTorch path feeds."""
-        model, checkpoint = load_onnx(path, threads=threads)
+    def from_onnx(cls, path: str | Path, *, threads: int | None = None, check_weights: bool = True,
+                  device="cpu", **kwargs) -> Predictor:
+        """A Predictor running a model exported by `seglib export` in ONNX Runtime on the CPU (same letterbox,
+        threshold and TTA as the PyTorch path). Its metadata is checked on load like a checkpoint
+        (`seglib.schema`): threshold, input size, config and a normalisation equal to the one the PyTorch path
+        feeds; its weights are checked finite unless `check_weights` is false (exports seglib verified itself)."""
+        from seglib.onnx_session import load_onnx_network
+
+        if str(device) != "cpu":
+            raise SeglibError(f"{path}: the ONNX model runs on the CPU here, not on {device}")
+        model, checkpoint = load_onnx_network(path, threads=threads, check_weights=check_weights)
         chosen = checkpoint.get("protocol")
         if chosen:
             kwargs.setdefault("protocol", Protocol(chosen["threshold"], chosen["tta"],
@@ -103,32 +132,29 @@ class Predictor:
         parts.append(f"threshold {self.threshold:.3g} ({self.threshold_source})")
         parts.append(f"input {self.input_size}px")
         parts.append(f"flip TTA {'on' if self.tta else 'off'} ({self.tta_source})")
+        if self.refine:
+            parts.append("edges refined to the photo (guided filter)")
         parts.append(f"on {self.device}")
         return ", ".join(parts)
 
-    @torch.inference_mode()
+    def network_input(self, image: np.ndarray) -> np.ndarray:
+        """The (3,h,w) float32 array the network sees for an HxWx3 uint8 RGB photo (`seglib.geometry`)."""
+        return network_input(image, self.input_size, self.geometry, self.multiple)
+
     def predict_proba_batch(self, images: list[np.ndarray]) -> list[np.ndarray]:
         """Probabilities for several HxWx3 uint8 RGB images, each at its own size."""
-        inputs = [self.transform(image=img)["image"] for img in images]
+        inputs = [self.network_input(img) for img in images]
         probs: list[np.ndarray | None] = [None] * len(images)
         by_shape: dict[tuple, list[int]] = {}
-        for i, tensor in enumerate(inputs):  # one shape per square geometry; rect inputs differ by aspect
-            by_shape.setdefault(tuple(tensor.shape), []).append(i)
+        for i, array in enumerate(inputs):  # one shape per square geometry; rect inputs differ by aspect
+            by_shape.setdefault(array.shape, []).append(i)
         for group in by_shape.values():
-            for i, prob in zip(group, self._probabilities(torch.stack([inputs[i] for i in group])), strict=True):
+            batch = np.stack([inputs[i] for i in group])
+            for i, prob in zip(group, self.network(batch, self.tta), strict=True):
                 probs[i] = to_photo(prob, images[i].shape[0], images[i].shape[1], self.geometry)
+                if self.refine:
+                    probs[i] = refine_probabilities(images[i], probs[i], self.threshold)
         return probs
-
-    def _probabilities(self, batch: torch.Tensor) -> np.ndarray:
-        """Foreground probabilities (N,H,W) of a batch of network inputs, flip TTA averaged in when on."""
-        batch = batch.to(self.device)
-        if self.tta:  # the photos and their mirror images in one call of the network
-            both = torch.sigmoid(self.model(torch.cat([batch, torch.flip(batch, dims=[3])])))
-            plain, flipped = both[:len(batch)], both[len(batch):]
-            probs = 0.5 * (plain + torch.flip(flipped, dims=[3]))
-        else:
-            probs = torch.sigmoid(self.model(batch))
-        return probs[:, 0].float().cpu().numpy()
 
     def predict_proba(self, image: np.ndarray) -> np.ndarray:
         return self.predict_proba_batch([image])[0]

@@ -2,14 +2,16 @@
 PyTorch's up to float rounding; see `make bench` for its speed), PyTorch otherwise and on a GPU.
 
 A checkpoint is exported once and kept in the cache folder under its content hash ($SEGLIB_CACHE_DIR, else
-$XDG_CACHE_HOME/seglib, else ~/.cache/seglib), so later runs start at once; the threshold and TTA still come
-from the checkpoint's own val evaluation at the time of the run.
+$XDG_CACHE_HOME/seglib, else ~/.cache/seglib). Later runs on a machine without CUDA load that export without
+importing torch at all (NumPy, OpenCV and ONNX Runtime only), so they start at once; the threshold and TTA
+still come from the checkpoint's own val evaluation at the time of the run.
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -26,13 +28,19 @@ def cache_dir() -> Path:
     return Path(base) / "seglib"
 
 
-def cached_export(checkpoint: Path) -> Path:
-    """The checkpoint exported to ONNX (verified against PyTorch by `export_onnx`), made on first use."""
+def export_path(checkpoint: Path) -> Path:
+    """Where the checkpoint's export is cached: named by the hash of the checkpoint's bytes."""
+    digest = hashlib.sha256(Path(checkpoint).read_bytes()).hexdigest()[:20]
+    return cache_dir() / "onnx" / f"{digest}.onnx"
+
+
+def cached_export(checkpoint: Path, *, refresh: bool = False) -> Path:
+    """The checkpoint exported to ONNX (verified against PyTorch by `export_onnx`), made on first use or again
+    with `refresh`."""
     from seglib.export import export_onnx
 
-    digest = hashlib.sha256(Path(checkpoint).read_bytes()).hexdigest()[:20]
-    path = cache_dir() / "onnx" / f"{digest}.onnx"
-    if not path.is_file():
+    path = export_path(checkpoint)
+    if refresh or not path.is_file():
         export_onnx(checkpoint, path, overwrite=True)  # atomic: two runs exporting at once each write whole
     return path
 
@@ -40,29 +48,57 @@ def cached_export(checkpoint: Path) -> Path:
 def load_predictor(checkpoint: Path, *, runtime: str = "auto", device: str = "auto",
                    note: Callable[[str], None] = lambda _msg: None, **kwargs):
     """A Predictor for `checkpoint` in the chosen runtime: `auto` means ONNX Runtime when the device is the CPU
-    and the export works (a failed export is noted and PyTorch used), PyTorch otherwise."""
-    from seglib.checkpoint import load_checkpoint
-    from seglib.devices import resolve_device
+    and the export works (a failed export is noted and PyTorch used), PyTorch otherwise. An export cached by an
+    earlier run is loaded without torch when the device can only be the CPU (`cuda_ruled_out`)."""
     from seglib.predict.predictor import Predictor
-    from seglib.predict.protocol import val_protocol
 
     if runtime not in RUNTIMES:
         raise SeglibError(f"runtime {runtime!r}: choose one of {', '.join(RUNTIMES)}")
-    state = load_checkpoint(checkpoint)  # a file that is not a whole seglib checkpoint is refused here, in one line
+    stale = False
+    if runtime != "torch" and (device == "cpu" or (device == "auto" and cuda_ruled_out())):
+        cached = export_path(checkpoint) if Path(checkpoint).is_file() else None
+        if cached is not None and cached.is_file():
+            try:
+                return _from_export(checkpoint, cached, **kwargs)
+            except SeglibError as exc:  # a damaged cache file is made again, not a reason to stop
+                note(f"seglib: note: {exc}; exporting {checkpoint} again")
+                stale = True
+    from seglib.checkpoint import load_checkpoint
+    from seglib.devices import resolve_device
+
+    load_checkpoint(checkpoint)  # a file that is not a whole seglib checkpoint is refused here, in one line
     resolved = resolve_device("cpu" if runtime == "onnx" and device == "auto" else device)
     if runtime == "torch" or (runtime == "auto" and resolved.type != "cpu"):
         return Predictor.from_checkpoint(checkpoint, device=resolved, **kwargs)
     if runtime == "onnx" and resolved.type != "cpu":
         raise SeglibError("--runtime onnx runs on the CPU; leave --device at auto or cpu")
     try:
-        exported = cached_export(checkpoint)
+        exported = cached_export(checkpoint, refresh=stale)
     except Exception as exc:  # noqa: BLE001 - any failed export (a graph ONNX cannot hold, a full disk) means PyTorch
         if runtime == "onnx":
             raise SeglibError(f"{checkpoint}: cannot run in ONNX Runtime ({exc})") from None
         note(f"seglib: note: {checkpoint}: no ONNX export ({str(exc).splitlines()[0] if str(exc) else type(exc).__name__}); "
              "predicting in PyTorch")
         return Predictor.from_checkpoint(checkpoint, device=resolved, **kwargs)
-    kwargs.setdefault("protocol", val_protocol(checkpoint, state))
-    predictor = Predictor.from_onnx(exported, **kwargs)
-    predictor.source = f"{checkpoint} in ONNX Runtime"
-    return predictor
+    return _from_export(checkpoint, exported, **kwargs)
+
+
+def _from_export(checkpoint: Path, exported: Path, **kwargs):
+    """The Predictor of a checkpoint's verified export, with the protocol chosen on val for the checkpoint (the
+    export's metadata holds the checkpoint's epoch and stored threshold, which `val_protocol` matches)."""
+    from seglib.onnx_session import load_onnx_network
+    from seglib.predict.predictor import Predictor
+    from seglib.predict.protocol import val_protocol
+    from seglib.settings import config_from_dict
+
+    network, facts = load_onnx_network(exported, check_weights=False)
+    kwargs.setdefault("protocol", val_protocol(checkpoint, facts))
+    return Predictor(network, config_from_dict(facts["config"]), facts, source=f"{checkpoint} in ONNX Runtime",
+                     **kwargs)
+
+
+def cuda_ruled_out() -> bool:
+    """True where this machine cannot run CUDA, known without importing torch: Linux without NVIDIA's driver
+    (no /proc/driver/nvidia, /dev/nvidiactl or WSL's /dev/dxg). Elsewhere torch is asked."""
+    return sys.platform.startswith("linux") and not any(
+        Path(p).exists() for p in ("/proc/driver/nvidia", "/dev/nvidiactl", "/dev/dxg"))
