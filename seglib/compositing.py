@@ -139,5 +139,5 @@ class PasteOnBackground(A.DualTransform):
             return mask
         y, x, fh, fw = paste["at"]
         out = np.zeros_like(mask)
-        out[y:y + fh, x:x + fw] = paste["figure_mask"].astype(mask.dtype) * (mask.max() if mask.max() > 0 else 1)
+        out[y:y + fh, x:x + fw] = paste["figure_mask"].astype(mask.dtype) * mask.max()  # 1 or 255, as given
         return out

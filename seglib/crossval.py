@@ -111,6 +111,11 @@ def cross_validate(cfg, recipe: str, *, folds: list[int] | None = None, overwrit
     return result
 
 
+def score_file(refine: bool) -> str:
+    """A fold run's saved score: cv_score.json, or cv_score-refined.json with boundary refinement."""
+    return FOLD_SCORE.replace(".json", f"{REFINED}.json") if refine else FOLD_SCORE
+
+
 def result_name(recipe: str, refine: bool) -> str:
     """The name a recipe's result is saved under: RECIPE, or RECIPE-refined when scored with boundary refinement."""
     return f"{recipe}{REFINED}" if refine else recipe
@@ -121,13 +126,13 @@ def _run_fold(fold_cfg, run: Run, plan: str, *, dataset_dir, splits_dir, refine:
     from seglib.engine import train
 
     fold = fold_cfg.fold
-    saved_score = run.dir / (FOLD_SCORE.replace(".json", f"{REFINED}.json") if refine else FOLD_SCORE)
+    saved_score = run.dir / score_file(refine)
     if plan == "reuse":
         log(f"fold {fold}: reusing the finished run {config.display_path(run.dir)}")
     else:
         log(f"fold {fold}: {'resuming' if plan == 'resume' else 'training'} {config.display_path(run.dir)}")
-        for name in (FOLD_SCORE, FOLD_SCORE.replace(".json", f"{REFINED}.json")):  # scores of another training
-            (run.dir / name).unlink(missing_ok=True)
+        for refined in (False, True):  # scores of the training this one replaces
+            (run.dir / score_file(refined)).unlink(missing_ok=True)
         trained = train(fold_cfg, run, resume=plan == "resume", overwrite=plan == "retrain", dataset_dir=dataset_dir,
                         splits_dir=splits_dir, progress=False)
         if trained.stop_reason == "interrupted":  # Ctrl-C: train saved what it had and said so
@@ -251,13 +256,9 @@ def pennfudan_check(recipe: str, *, splits_dir=None, pairs=None, log=print) -> P
     import csv
     import io
 
-    from seglib.data.external import PENNFUDAN, pennfudan
-    from seglib.data.selection import trained_sets
+    from seglib.data.external import pennfudan
     from seglib.data.splits import fold_numbers
-    from seglib.evaluate.records import collect_probabilities
-    from seglib.evaluate.scoring import score_records
     from seglib.io import write_text_atomic
-    from seglib.predict import Predictor
 
     pairs = pairs if pairs is not None else pennfudan()
     runs = [Run.named(fold_run_name(recipe, k)) for k in fold_numbers(splits_dir)]
@@ -265,17 +266,10 @@ def pennfudan_check(recipe: str, *, splits_dir=None, pairs=None, log=print) -> P
     if not finished:
         raise SeglibError(f"{recipe}: no finished fold run (runs/{recipe}-foldK); run `seglib cv --recipe {recipe}` "
                           "first")
-    rows = []
-    for run in finished:
-        predictor = Predictor.from_checkpoint(run.require("last"), tta=CV_TTA, threshold=CV_THRESHOLD)
-        if PENNFUDAN in trained_sets(predictor.checkpoint.get("data_split")):
-            raise SeglibError(f"{config.display_path(run.dir)}: Penn-Fudan trained this run; it cannot check it")
-        table = score_records(collect_probabilities(predictor, "val", pairs=pairs, progress=False), CV_THRESHOLD)
-        rows.append({"recipe": recipe, "fold_run": run.dir.name, "checkpoint_epoch": predictor.checkpoint.get("epoch"),
-                     "pennfudan_mean_iou": round(float(table["iou"].mean()), 4),
-                     "pennfudan_boundary_iou": round(float(table["boundary_iou"].mean()), 4),
-                     "threshold": CV_THRESHOLD, "tta": CV_TTA, "n_images": len(table)})
-        log(f"{run.dir.name}: Penn-Fudan mean IoU {rows[-1]['pennfudan_mean_iou']:.4f}")
+    with contextlib.ExitStack() as held:  # a `seglib cv --overwrite` of the recipe waits, not replaces a run read here
+        for run in finished:
+            held.enter_context(run.lock())
+        rows = [_pennfudan_row(recipe, run, pairs, log) for run in finished]
     text = io.StringIO()
     writer = csv.DictWriter(text, fieldnames=list(rows[0]), lineterminator="\n")
     writer.writeheader()
@@ -283,6 +277,26 @@ def pennfudan_check(recipe: str, *, splits_dir=None, pairs=None, log=print) -> P
     path = cv_dir() / f"pennfudan-check-{check_run_name(recipe)}.csv"
     write_text_atomic(path, text.getvalue())
     return path
+
+
+def _pennfudan_row(recipe: str, run: Run, pairs, log) -> dict:
+    """One fold run's last epoch scored on Penn-Fudan (refused when Penn-Fudan trained it)."""
+    from seglib.data.external import PENNFUDAN
+    from seglib.data.selection import trained_sets
+    from seglib.evaluate.records import collect_probabilities
+    from seglib.evaluate.scoring import score_records
+    from seglib.predict import Predictor
+
+    predictor = Predictor.from_checkpoint(run.require("last"), tta=CV_TTA, threshold=CV_THRESHOLD)
+    if PENNFUDAN in trained_sets(predictor.checkpoint.get("data_split")):
+        raise SeglibError(f"{config.display_path(run.dir)}: Penn-Fudan trained this run; it cannot check it")
+    table = score_records(collect_probabilities(predictor, "val", pairs=pairs, progress=False), CV_THRESHOLD)
+    row = {"recipe": recipe, "fold_run": run.dir.name, "checkpoint_epoch": predictor.checkpoint.get("epoch"),
+           "pennfudan_mean_iou": round(float(table["iou"].mean()), 4),
+           "pennfudan_boundary_iou": round(float(table["boundary_iou"].mean()), 4),
+           "threshold": CV_THRESHOLD, "tta": CV_TTA, "n_images": len(table)}
+    log(f"{run.dir.name}: Penn-Fudan mean IoU {row['pennfudan_mean_iou']:.4f}")
+    return row
 
 
 def fold_count(n: int) -> str:

@@ -144,6 +144,8 @@ def duplicate_groups(table: pd.DataFrame) -> dict[str, str]:
 
 
 def _find_quirks(folder: Path, table: pd.DataFrame, listed: set[Path]) -> list[Quirk]:
+    """Every quirk of the data set, in the order the data card lists them: the CSV, then (for a non-empty table)
+    sizes and modes, mask values and duplicates, orientation and sizes, and files train.csv does not list."""
     quirks = [
         Quirk(
             "csv-paths-relative-to-parent",
@@ -154,6 +156,13 @@ def _find_quirks(folder: Path, table: pd.DataFrame, listed: set[Path]) -> list[Q
     ]
     if table.empty:
         return quirks
+    return quirks + _size_quirks(table) + _content_quirks(table) + _layout_quirks(table) + \
+        _unlisted_quirks(folder, listed)
+
+
+def _size_quirks(table: pd.DataFrame) -> list[Quirk]:
+    """Masks smaller than their images, images not in RGB."""
+    quirks: list[Quirk] = []
     scaled = table[table["size_relation"] == "scaled"]
     if len(scaled):
         quirks.append(
@@ -176,6 +185,12 @@ def _find_quirks(folder: Path, table: pd.DataFrame, listed: set[Path]) -> list[Q
                 "converted to 3-channel RGB on load",
             )
         )
+    return quirks
+
+
+def _content_quirks(table: pd.DataFrame) -> list[Quirk]:
+    """Mask values 0/255, byte-identical images under different ids."""
+    quirks: list[Quirk] = []
     quirks.append(
         Quirk(
             "mask-values-0-255",
@@ -196,6 +211,12 @@ def _find_quirks(folder: Path, table: pd.DataFrame, listed: set[Path]) -> list[Q
                 "kept, but always placed in the same split so no test image is seen in training",
             )
         )
+    return quirks
+
+
+def _layout_quirks(table: pd.DataFrame) -> list[Quirk]:
+    """EXIF orientation tags, the many image sizes and orientations."""
+    quirks: list[Quirk] = []
     exif = table[table["exif_orientation"] != 1]
     if len(exif):
         quirks.append(
@@ -216,6 +237,12 @@ def _find_quirks(folder: Path, table: pd.DataFrame, listed: set[Path]) -> list[Q
             "letterboxed (longest side resized, padded to a square) for the model; predictions are mapped back",
         )
     )
+    return quirks
+
+
+def _unlisted_quirks(folder: Path, listed: set[Path]) -> list[Quirk]:
+    """Files in the image and mask folders that train.csv does not list."""
+    quirks: list[Quirk] = []
     unlisted = [
         p for sub in ("Training_Images", "Ground_Truth") if (folder / sub).is_dir()
         for p in (folder / sub).iterdir() if p.is_file() and p.resolve() not in listed

@@ -106,12 +106,17 @@ class Predictor:
 
         if str(device) != "cpu":
             raise SeglibError(f"{path}: the ONNX model runs on the CPU here, not on {device}")
-        model, checkpoint = load_onnx_network(path, threads=threads, check_weights=check_weights)
+        network, checkpoint = load_onnx_network(path, threads=threads, check_weights=check_weights)
         chosen = checkpoint.get("protocol")
         if chosen:
             kwargs.setdefault("protocol", Protocol(chosen["threshold"], chosen["tta"],
                                                    f"{chosen['source']}, recorded in the export", True))
-        return cls(model, config_from_dict(checkpoint["config"]), checkpoint, source=display_path(path), **kwargs)
+        return cls.from_network(network, checkpoint, source=display_path(path), **kwargs)
+
+    @classmethod
+    def from_network(cls, network: Network, checkpoint: dict, **kwargs) -> Predictor:
+        """A Predictor of a loaded network and its checkpoint(-like) facts, whose config says how it was trained."""
+        return cls(network, config_from_dict(checkpoint["config"]), checkpoint, **kwargs)
 
     def facts(self) -> dict:
         """What evaluation records about the model (`evaluate.ProbabilityModel`), from its checkpoint."""

@@ -89,12 +89,10 @@ def _from_export(checkpoint: Path, exported: Path, **kwargs):
     from seglib.onnx_session import load_onnx_network
     from seglib.predict.predictor import Predictor
     from seglib.predict.protocol import val_protocol
-    from seglib.settings import config_from_dict
 
     network, facts = load_onnx_network(exported, check_weights=False)
     kwargs.setdefault("protocol", val_protocol(checkpoint, facts))
-    return Predictor(network, config_from_dict(facts["config"]), facts, source=f"{checkpoint} in ONNX Runtime",
-                     **kwargs)
+    return Predictor.from_network(network, facts, source=f"{checkpoint} in ONNX Runtime", **kwargs)
 
 
 def cuda_ruled_out() -> bool:
