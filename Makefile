@@ -32,7 +32,10 @@ help: ## list the targets
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --no-compile -e '.[dev]'
+	@# uv unpacks the wheels in parallel (PyTorch's CUDA build brings several GB); pip when uv cannot be had
+	if $(BIN)/pip install --quiet uv==0.13.9 && \
+		eval "$(BIN)/uv pip install --quiet --python $(BIN)/python $$($(BIN)/python tools/uv_pip_args.py) -e '.[dev]'"; \
+	then :; else $(BIN)/pip install --quiet --no-compile -e '.[dev]'; fi
 	$(BIN)/python -m ipykernel install --sys-prefix --name $(KERNEL) --display-name "Python (seglib)" >/dev/null
 	@if git rev-parse --git-dir >/dev/null 2>&1; then $(BIN)/nbstripout --install --attributes .gitattributes --keep-id >/dev/null 2>&1 || true; fi
 	touch $(STAMP)

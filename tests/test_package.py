@@ -115,3 +115,23 @@ def test_the_command_line_answers_without_importing_numpy_pandas_or_torch():
             "print(sorted(m for m in ('numpy', 'pandas', 'torch', 'PIL', 'albumentations') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_setup_passes_pips_package_sources_on_to_uv():
+    """`make setup` installs with uv from the indexes, wheel folders and constraints pip is configured with."""
+    import importlib.util
+
+    from seglib.config import PROJECT_ROOT
+
+    spec = importlib.util.spec_from_file_location("uv_pip_args", PROJECT_ROOT / "tools" / "uv_pip_args.py")
+    tool = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tool)
+    settings = [("find-links", "/opt/wheels"), ("extra-index-url", "file:///a/simple file:///b/simple"),
+                ("constraint", "/etc/c.txt"), ("cert", "/etc/ca.crt"), ("find-links", "/opt/wheels")]
+    assert tool.uv_args(settings) == ["--index-strategy", "unsafe-best-match", "--find-links", "/opt/wheels",
+                                      "--extra-index-url", "file:///a/simple", "--extra-index-url",
+                                      "file:///b/simple", "--constraint", "/etc/c.txt"]
+    env = {**os.environ, "PIP_FIND_LINKS": "/srv/wheels /srv/more", "PIP_CONFIG_FILE": os.devnull}
+    out = subprocess.run([sys.executable, str(PROJECT_ROOT / "tools" / "uv_pip_args.py")], capture_output=True,
+                         text=True, env=env, check=True)
+    assert "--find-links /srv/wheels --find-links /srv/more" in out.stdout  # a list, split as pip splits it
