@@ -39,20 +39,27 @@ def fold_run_name(recipe: str, fold: int) -> str:
 def score_fold(run: Run, fold: int, *, dataset_dir=None, splits_dir=None, refine: bool = False) -> dict:
     """Mean IoU and boundary IoU of a fold run's last epoch on its held-out fold (TTA, threshold 0.5; with
     `refine`, the probabilities' edges fitted to each photo: `seglib.predict.outputs.refine_probabilities`)."""
+    from seglib.predict import Predictor
+
+    predictor = Predictor.from_checkpoint(run.require("last"), tta=CV_TTA, threshold=CV_THRESHOLD, refine=refine)
+    return {**score_on_fold(predictor, fold, dataset_dir=dataset_dir, splits_dir=splits_dir),
+            "epoch": predictor.checkpoint.get("epoch")}
+
+
+def score_on_fold(predictor, fold: int, *, dataset_dir=None, splits_dir=None) -> dict:
+    """Mean IoU and boundary IoU of `predictor` on fold `fold`'s photos (mask resolution, threshold 0.5)."""
     from seglib.data.dataset import SegmentationDataset
     from seglib.data.external import PairSet
     from seglib.data.splits import fold_split
     from seglib.evaluate.records import collect_probabilities
     from seglib.evaluate.scoring import score_records
-    from seglib.predict import Predictor
 
     _, held_out = fold_split(fold, splits_dir)
     items = SegmentationDataset.from_table(held_out, dataset_dir, cache=False).items
-    predictor = Predictor.from_checkpoint(run.require("last"), tta=CV_TTA, threshold=CV_THRESHOLD, refine=refine)
     records = collect_probabilities(predictor, "val", pairs=PairSet(f"fold {fold}", items), progress=False)
     table = score_records(records, CV_THRESHOLD)
     return {"fold": fold, "n_images": len(table), "mean_iou": float(table["iou"].mean()),
-            "boundary_iou": float(table["boundary_iou"].mean()), "epoch": predictor.checkpoint.get("epoch")}
+            "boundary_iou": float(table["boundary_iou"].mean())}
 
 
 def summarise(recipe: str, cfg_dict: dict, folds: list[dict], train_summaries: list[dict], refine: bool = False
@@ -233,7 +240,12 @@ def compare(baseline: str, recipe: str) -> dict:
     """`recipe` minus `baseline`, fold by fold, from their saved results, and what the written rule decides:
     adopt only when both were scored on the same folds, trained on the same kind of device, and the mean difference
     exceeds ADOPT_MARGIN."""
-    base, other = load_result(baseline), load_result(recipe)
+    return compare_results(load_result(baseline), load_result(recipe))
+
+
+def compare_results(base: dict, other: dict) -> dict:
+    """`compare` of two results as saved (dicts of reports/cv/RECIPE.json)."""
+    baseline, recipe = base["recipe"], other["recipe"]
     base_folds = {f["fold"]: f["mean_iou"] for f in base["folds"]}
     other_folds = {f["fold"]: f["mean_iou"] for f in other["folds"]}
     folds = sorted(base_folds.keys() & other_folds.keys())
@@ -253,12 +265,8 @@ def pennfudan_check(recipe: str, *, splits_dir=None, pairs=None, log=print) -> P
     """Each finished fold run of `recipe` (its last epoch) scored on Penn-Fudan, flip TTA, threshold 0.5:
     reports/cv/pennfudan-check-RECIPE.csv. Made after a decision, to describe it: Penn-Fudan chooses nothing.
     A fold run whose record says Penn-Fudan trained it is refused (the set would not be external to it)."""
-    import csv
-    import io
-
     from seglib.data.external import pennfudan
     from seglib.data.splits import fold_numbers
-    from seglib.io import write_text_atomic
 
     pairs = pairs if pairs is not None else pennfudan()
     runs = [Run.named(fold_run_name(recipe, k)) for k in fold_numbers(splits_dir)]
@@ -270,33 +278,50 @@ def pennfudan_check(recipe: str, *, splits_dir=None, pairs=None, log=print) -> P
         for run in finished:
             held.enter_context(run.lock())
         rows = [_pennfudan_row(recipe, run, pairs, log) for run in finished]
-    text = io.StringIO()
-    writer = csv.DictWriter(text, fieldnames=list(rows[0]), lineterminator="\n")
-    writer.writeheader()
-    writer.writerows(rows)
-    path = cv_dir() / f"pennfudan-check-{check_run_name(recipe)}.csv"
-    write_text_atomic(path, text.getvalue())
-    return path
+    return write_pennfudan_check(recipe, rows)
 
 
 def _pennfudan_row(recipe: str, run: Run, pairs, log) -> dict:
     """One fold run's last epoch scored on Penn-Fudan (refused when Penn-Fudan trained it)."""
+    from seglib.predict import Predictor
+
+    predictor = Predictor.from_checkpoint(run.require("last"), tta=CV_TTA, threshold=CV_THRESHOLD)
+    row = pennfudan_row(recipe, run.dir.name, predictor, pairs, where=run.dir)
+    log(f"{run.dir.name}: Penn-Fudan mean IoU {row['pennfudan_mean_iou']:.4f}")
+    return row
+
+
+def pennfudan_row(recipe: str, label: str, predictor, pairs, *, where: Path) -> dict:
+    """A row of a Penn-Fudan check: `predictor` (a fold run, or several averaged, named `label`) on `pairs`; refused
+    in one line naming `where` when its checkpoint's record says Penn-Fudan trained it."""
     from seglib.data.external import PENNFUDAN
     from seglib.data.selection import trained_sets
     from seglib.evaluate.records import collect_probabilities
     from seglib.evaluate.scoring import score_records
-    from seglib.predict import Predictor
 
-    predictor = Predictor.from_checkpoint(run.require("last"), tta=CV_TTA, threshold=CV_THRESHOLD)
     if PENNFUDAN in trained_sets(predictor.checkpoint.get("data_split")):
-        raise SeglibError(f"{config.display_path(run.dir)}: Penn-Fudan trained this run; it cannot check it")
+        raise SeglibError(f"{config.display_path(where)}: Penn-Fudan trained this run; it cannot check it")
     table = score_records(collect_probabilities(predictor, "val", pairs=pairs, progress=False), CV_THRESHOLD)
-    row = {"recipe": recipe, "fold_run": run.dir.name, "checkpoint_epoch": predictor.checkpoint.get("epoch"),
-           "pennfudan_mean_iou": round(float(table["iou"].mean()), 4),
-           "pennfudan_boundary_iou": round(float(table["boundary_iou"].mean()), 4),
-           "threshold": CV_THRESHOLD, "tta": CV_TTA, "n_images": len(table)}
-    log(f"{run.dir.name}: Penn-Fudan mean IoU {row['pennfudan_mean_iou']:.4f}")
-    return row
+    return {"recipe": recipe, "fold_run": label, "checkpoint_epoch": predictor.checkpoint.get("epoch"),
+            "pennfudan_mean_iou": round(float(table["iou"].mean()), 4),
+            "pennfudan_boundary_iou": round(float(table["boundary_iou"].mean()), 4),
+            "threshold": CV_THRESHOLD, "tta": CV_TTA, "n_images": len(table)}
+
+
+def write_pennfudan_check(name: str, rows: list[dict]) -> Path:
+    """reports/cv/pennfudan-check-NAME.csv, written atomically."""
+    import csv
+    import io
+
+    from seglib.io import write_text_atomic
+
+    text = io.StringIO()
+    writer = csv.DictWriter(text, fieldnames=list(rows[0]), lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    path = cv_dir() / f"pennfudan-check-{check_run_name(name)}.csv"
+    write_text_atomic(path, text.getvalue())
+    return path
 
 
 def fold_count(n: int) -> str:

@@ -32,12 +32,14 @@ def network_input(rgb: np.ndarray, size: int, geometry: str = "letterbox", multi
         _, _, new_h, new_w = letterbox_box(height, width, size)
     image = rgb if (new_h, new_w) == (height, width) else cv2.resize(rgb, (new_w, new_h), interpolation=cv2.INTER_AREA)
     padded_h, padded_w = input_shape(height, width, size, geometry, multiple)
-    if (padded_h, padded_w) != (new_h, new_w):
-        top, left = (padded_h - new_h) // 2, (padded_w - new_w) // 2
-        image = cv2.copyMakeBorder(image, top, padded_h - new_h - top, left, padded_w - new_w - left,
-                                   cv2.BORDER_CONSTANT, value=(0, 0, 0))
+    top, left = (padded_h - new_h) // 2, (padded_w - new_w) // 2
     luts = _normalize_luts()
-    return np.stack([cv2.LUT(np.ascontiguousarray(image[:, :, c]), luts[c]) for c in range(3)])
+    # black padding, normalised: each channel's table at 0 (only the photo's own pixels go through the tables)
+    out = np.empty((3, padded_h, padded_w), np.float32)
+    out[:] = luts[:, :1, None]
+    for c in range(3):
+        out[c, top:top + new_h, left:left + new_w] = cv2.LUT(np.ascontiguousarray(image[:, :, c]), luts[c])
+    return out
 
 
 @functools.cache

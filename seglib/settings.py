@@ -47,6 +47,7 @@ class TrainConfig:
     limit_train: int = 0  # use only the first N training images (0 = all)
     limit_val: int = 0  # use only the first N validation images (0 = all)
     fold: int = -1  # cross-validation: train on train+val less this fold of data/splits/folds.csv, validate on it
+    inner_fold: int = -1  # nested (the fold ensemble's estimate): also leave this fold out and validate on it instead
     train_on: str = "train"  # train | train+val: refit on all 246 train+val photos, keep the last epoch (val trains too)
     # optimisation
     epochs: int = 75
@@ -270,6 +271,9 @@ def validate(cfg: TrainConfig) -> None:
         raise ConfigError(f"settings fold={cfg.fold} and train_on={cfg.train_on}: a fold run trains on the other folds")
     if cfg.fold < -1:
         raise ConfigError(f"setting fold={cfg.fold}: -1 (the train/val split) or a fold number of folds.csv")
+    if cfg.inner_fold != -1 and (cfg.fold < 0 or cfg.inner_fold < 0 or cfg.inner_fold == cfg.fold):
+        raise ConfigError(f"settings fold={cfg.fold} and inner_fold={cfg.inner_fold}: an inner fold is another fold "
+                          "number of folds.csv, left out beside a fold (-1: none)")
     if not 0 < cfg.threshold < 1:
         raise ConfigError(f"setting threshold={cfg.threshold}: must be between 0 and 1")
     if not 0 <= cfg.composite <= 1:
@@ -321,7 +325,7 @@ def parse_set_args(items: list[str] | None) -> dict[str, str]:
 
 # The layout of a saved config (`TrainConfig.to_saved_dict`). Version 1: configs saved before the version was
 # recorded (no SCHEMA_KEY). A config of the current version holds every setting.
-CONFIG_SCHEMA = 3
+CONFIG_SCHEMA = 4
 SCHEMA_KEY = "config_schema"
 # Settings added after configs were first saved: the first schema version that holds them, and the value that
 # reproduces how a run saved before it existed was trained (seglib's behaviour then). An older config lacking one
@@ -336,6 +340,7 @@ ADDED_SETTINGS: dict[str, tuple[int, Any]] = {
     "distill_weight": (2, 0.0),  # no distillation
     "data": (2, "human-seg"),  # the workbook's one data set
     "composite": (3, 0.0),  # no compositing
+    "inner_fold": (4, -1),  # no nested cross-validation
 }
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 from pathlib import Path
 
 import numpy as np
@@ -11,6 +12,10 @@ from PIL import Image, ImageDraw
 
 os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
 os.environ.setdefault("MPLBACKEND", "Agg")
+# A shell starts a background job (`make test &`) with SIGINT ignored, which every process it starts inherits; the
+# tests of Ctrl-C need it delivered as in a terminal, here and in the commands the tests start.
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 DATASET_NAME = "Human-Segmentation-Dataset-master"
 

@@ -406,23 +406,34 @@ def test_an_interrupted_predict_says_how_many_masks_it_wrote_and_where(tmp_path,
 def test_an_interrupt_while_a_mask_is_being_written_leaves_no_half_written_file(tmp_path, checkpoint, capsys,
                                                                                 monkeypatch):
     import signal
+    from pathlib import Path
 
     from seglib.cli import main
     from seglib.signals import Terminated
 
     photos = _photos(tmp_path / "photos", 4)
-    real_save, saves = Image.Image.save, []
+    out = tmp_path / "masks"
+    real_save, real_write, saves = Image.Image.save, Path.write_bytes, []
 
-    def save_then_stop(self, fp, *args, **kwargs):  # the third mask: half its bytes on disk, then SIGTERM
+    def stop_at_the_third(fp) -> None:  # the third output (p1's mask): half its bytes on disk, then SIGTERM
+        if Path(fp).parent != out:  # not an output (the model's cached export)
+            return
         saves.append(fp)
         if len(saves) == 3:
             with open(fp, "wb") as fh:
                 fh.write(b"\x89PNG\r\n\x1a\n half")
             raise Terminated(signal.SIGTERM)
+
+    def save_then_stop(self, fp, *args, **kwargs):  # overlays (Pillow)
+        stop_at_the_third(fp)
         return real_save(self, fp, *args, **kwargs)
 
+    def write_then_stop(self, data):  # masks (encoded by OpenCV, written as bytes)
+        stop_at_the_third(self)
+        return real_write(self, data)
+
     monkeypatch.setattr(Image.Image, "save", save_then_stop)
-    out = tmp_path / "masks"
+    monkeypatch.setattr(Path, "write_bytes", write_then_stop)
     assert main(["predict", "--checkpoint", str(checkpoint), *map(str, photos), "--out", str(out), "--overlay",
                  "--no-progress"]) == 143
     err = capsys.readouterr().err

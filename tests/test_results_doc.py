@@ -163,3 +163,21 @@ def test_every_test_named_in_the_guarantees_exists():
         defined |= set(re.findall(r"^def (test_[a-z0-9_]+)", path.read_text(), flags=re.M))
         defined.add(path.stem)
     assert named and sorted(named - defined) == []
+
+
+def test_the_readme_names_each_target_missed_with_the_score_reached():
+    from types import SimpleNamespace
+
+    from seglib.results_doc import UNET_RUN, targets_line
+
+    def sources(test_iou, unet_iou):
+        return SimpleNamespace(
+            reference={"test": {"mean_iou": test_iou, "mean_boundary_iou": 0.8}, "pennfudan": {"mean_iou": 0.82}},
+            cv={"a": {"recipe": "a", "mean_iou": 0.91}, "b": {"recipe": "b", "mean_iou": 0.93}},
+            run=lambda name: {"test_mean_iou": str(unet_iou)} if name == UNET_RUN else {})
+
+    line = targets_line(sources(0.911, 0.95))
+    assert line.startswith("Targets not reached: best model's test mean IoU 0.911 (target 0.92). ")
+    assert "fold mean" not in line and "U-Net" not in line
+    assert targets_line(sources(0.93, 0.905)).startswith("Targets not reached: canonical U-Net's test mean IoU 0.905")
+    assert targets_line(sources(0.93, 0.95)).startswith("Every target reached.")

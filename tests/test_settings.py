@@ -155,10 +155,12 @@ def test_a_saved_config_holds_every_setting_and_its_schema_version():
 
 
 def test_a_config_of_the_current_schema_must_hold_every_setting():
+    from seglib.settings import CONFIG_SCHEMA
+
     saved = make_config("smoke").to_saved_dict()
     del saved["geometry"], saved["epochs"]
-    with pytest.raises(ConfigError, match=r"^best.pt: setting\(s\) geometry, epochs missing; a config of schema 3 "
-                                          r"holds every one"):
+    with pytest.raises(ConfigError, match=rf"^best.pt: setting\(s\) geometry, epochs missing; a config of schema "
+                                          rf"{CONFIG_SCHEMA} holds every one"):
         config_from_dict(saved, "best.pt")
 
 
@@ -178,7 +180,7 @@ def test_an_older_config_gets_the_values_its_run_trained_with_not_todays_default
         config_from_dict(old)
 
 
-@pytest.mark.parametrize(("version", "says"), [(4, "config_schema=4 is newer than this seglib reads (3)"),
+@pytest.mark.parametrize(("version", "says"), [(5, "config_schema=5 is newer than this seglib reads (4)"),
                                                ("2", "config_schema='2': expected a whole number"),
                                                (0, "config_schema=0: expected a whole number, 1 or more")])
 def test_a_newer_or_malformed_schema_version_is_refused(version, says):

@@ -20,7 +20,13 @@ def add_parser(sub) -> None:
                            "whether the adoption rule (docs/recipes.md) adopts it (more than +0.005 on the same kind of device)")
     what.add_argument("--check-pennfudan", metavar="RECIPE",
                       help="train nothing: score each finished fold run of RECIPE on Penn-Fudan (flip TTA, threshold "
-                           "0.5) into reports/cv/pennfudan-check-RECIPE.csv, after the decision: it chooses nothing")
+                           "0.5) into reports/cv/pennfudan-check-RECIPE.csv, after the decision: it chooses nothing; "
+                           "RECIPE-ensemble scores the nested estimate's inner runs, averaged per fold and alone")
+    what.add_argument("--ensemble", metavar="RECIPE",
+                      help="estimate the fold ensemble of RECIPE (its fold runs averaged, `seglib predict --ensemble`) "
+                           "by nested cross-validation with RECIPE's settings: per fold K, runs/RECIPE-foldK-innerJ "
+                           "train on train+val less folds K and J and their average is scored on K; saves "
+                           "reports/cv/RECIPE-ensemble.json (compare it with --compare RECIPE RECIPE-ensemble)")
     p.add_argument("--profile", default="auto", help=f"{PROFILE_HELP}; default auto")
     add_settings_options(p)
     p.add_argument("--folds", help="comma-separated fold numbers (default: every fold of folds.csv)")
@@ -46,10 +52,33 @@ def cmd_cv(args) -> int:
     if args.check_pennfudan:
         from seglib.config import display_path
         from seglib.crossval import pennfudan_check
+        from seglib.fold_ensemble import ENSEMBLE
+        from seglib.fold_ensemble import pennfudan_check as ensemble_check
 
-        print(f"wrote {display_path(pennfudan_check(args.check_pennfudan, splits_dir=args.splits_dir))}")
+        name = args.check_pennfudan
+        if name.endswith(ENSEMBLE):  # the nested estimate's inner runs, averaged per fold and alone
+            path = ensemble_check(name[:-len(ENSEMBLE)], splits_dir=args.splits_dir)
+        else:
+            path = pennfudan_check(name, splits_dir=args.splits_dir)
+        print(f"wrote {display_path(path)}")
         return 0
     folds = parse_folds(args.folds) if args.folds is not None else None
+    if args.ensemble:
+        from seglib.fold_ensemble import ENSEMBLE, nested_estimate
+
+        if args.set or args.profile != "auto" or args.refine:
+            raise SeglibError(f"--ensemble {args.ensemble}: the inner runs train with the recipe's own settings "
+                              f"(reports/cv/{args.ensemble}.json) and are scored as its fold runs were; leave out "
+                              "--profile, --set and --refine")
+        name = f"{args.ensemble}{ENSEMBLE}"
+        with result_lock(name):
+            result = nested_estimate(args.ensemble, folds=folds, overwrite=args.overwrite, dataset_dir=args.data_dir,
+                                     splits_dir=args.splits_dir)
+            record_cv([name], args.notes)
+        print(f"{name}: mean IoU {result['mean_iou']:.4f} ± {result['sd_iou']:.4f} (sd over "
+              f"{fold_count(len(result['folds']))}; its members alone {result['member_mean_iou']:.4f}), boundary IoU "
+              f"{result['boundary_iou']:.4f}, {result['prediction_cost']:.1f}x a single model's prediction time")
+        return 0
     cfg = make_config(args.profile, parse_set_args(args.set))
     name = result_name(args.recipe, args.refine)
     with result_lock(name):  # the result and its experiment-log row are written by one cv at a time

@@ -39,6 +39,9 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     source.add_argument("--checkpoint", type=Path, metavar="PATH", help="use this checkpoint file")
     source.add_argument("--onnx", type=Path, metavar="FILE",
                         help="use a model exported by `seglib export` (runs in ONNX Runtime on the CPU)")
+    source.add_argument("--ensemble", metavar="RECIPE",
+                        help="average the fold runs of a cross-validated recipe (runs/RECIPE-foldK, last epoch), "
+                             "with threshold 0.5 and flip TTA as on the folds unless given")
     p.add_argument("--out", type=Path, required=True, metavar="DIR", help="folder for the masks (created)")
     p.add_argument("--overlay", action="store_true", help="also write <stem>.overlay.jpg (mask tinted on the photo)")
     p.add_argument("--cutout", action="store_true",
@@ -86,7 +89,7 @@ def cmd_predict(args) -> int:
     videos = sum(1 for p in inputs if p.suffix.lower() in VIDEO_SUFFIXES)
     among = f" ({videos} video{'s' if videos != 1 else ''})" if videos else ""
     print(f"predict: {len(inputs)} input{'s' if len(inputs) != 1 else ''}{among} -> {out_dir}; loading "
-          f"{args.run or args.checkpoint or args.onnx}", flush=True)  # the first line, before torch is imported
+          f"{args.run or args.checkpoint or args.onnx or f'the fold runs of {args.ensemble}'}", flush=True)  # the first line, before torch is imported
     predictor = _load_predictor(args)
     print(f"predicting {len(inputs)} input{'s' if len(inputs) != 1 else ''} with {predictor.describe()}")
     with NewFolder(out_dir) as folder:  # --out is created now, and removed again if nothing is written to it
@@ -103,7 +106,7 @@ def cmd_predict(args) -> int:
 
 
 def _load_predictor(args):
-    """The model named by --run, --checkpoint or --onnx, in the runtime --runtime and --device choose."""
+    """The model named by --run, --checkpoint, --onnx or --ensemble, in the runtime --runtime and --device choose."""
     from seglib.predict.predictor import Predictor
     from seglib.predict.runtimes import load_predictor
     from seglib.runs import Run
@@ -117,9 +120,17 @@ def _load_predictor(args):
 
             raise SeglibError("--onnx runs in ONNX Runtime on the CPU; leave --device at auto or cpu")
         return Predictor.from_onnx(args.onnx, **kwargs)
-    checkpoint = Run.resolve(args.run).require("best") if args.run is not None else args.checkpoint
-    return load_predictor(checkpoint, runtime=getattr(args, "runtime", "auto"), device=args.device,
-                          note=lambda msg: print(msg, file=sys.stderr), **kwargs)
+    def load(checkpoint: Path, **settings):
+        return load_predictor(checkpoint, runtime=getattr(args, "runtime", "auto"), device=args.device,
+                              note=lambda msg: print(msg, file=sys.stderr), **settings)
+
+    if getattr(args, "ensemble", None) is not None:
+        from seglib.fold_ensemble import ensemble_predictor, fold_checkpoints
+
+        fixed = {k: v for k, v in (("threshold", args.threshold), ("tta", args.tta)) if v is not None}
+        return ensemble_predictor(fold_checkpoints(args.ensemble), load=lambda path: load(path, threshold=0.5),
+                                  **fixed, **{k: v for k, v in kwargs.items() if k not in ("threshold", "tta")})
+    return load(Run.resolve(args.run).require("best") if args.run is not None else args.checkpoint, **kwargs)
 
 
 def _refuse_input_as_out(inputs: list[Path], out: Path) -> None:

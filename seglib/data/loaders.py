@@ -33,7 +33,11 @@ def make_loaders(cfg: TrainConfig, runtime: Runtime, dataset_dir=None, splits_di
     snapshot = open_sets(cfg.data, dataset_dir=dataset_dir, splits_dir=splits_dir,
                          during="the training data was being read")
     folder = display_path(snapshot.folder)
-    if cfg.fold >= 0:  # cross-validation: the fold is the val set, the rest of train+val trains
+    if cfg.inner_fold >= 0:  # nested: the inner fold is the val set; neither it nor the fold trains
+        train_table, val_table = snapshot.fold_split(cfg.fold, cfg.inner_fold)
+        names = (f"{folder}/train.csv + val.csv less folds {cfg.fold} and {cfg.inner_fold}",
+                 f"{folder}/folds.csv fold {cfg.inner_fold}")
+    elif cfg.fold >= 0:  # cross-validation: the fold is the val set, the rest of train+val trains
         train_table, val_table = snapshot.fold_split(cfg.fold)
         names = (f"{folder}/train.csv + val.csv less fold {cfg.fold}", f"{folder}/folds.csv fold {cfg.fold}")
     else:

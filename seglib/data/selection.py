@@ -69,8 +69,8 @@ class SetSplits:
     def table(self, split: str) -> pd.DataFrame:
         return self._joined([snap.table(split) for snap in self.snapshots])
 
-    def fold_split(self, fold: int) -> tuple[pd.DataFrame, pd.DataFrame]:
-        halves = [snap.fold_split(fold) for snap in self.snapshots]
+    def fold_split(self, fold: int, inner: int = -1) -> tuple[pd.DataFrame, pd.DataFrame]:
+        halves = [snap.fold_split(fold, inner) for snap in self.snapshots]
         return self._joined([t for t, _ in halves]), self._joined([v for _, v in halves])
 
     def sha1(self, name: str | None = None) -> str:

@@ -85,13 +85,14 @@ class SplitSnapshot:
             raise DataError(f"{path}: split file not found (run `seglib data split`)")
         return parse_split(data, path)
 
-    def fold_split(self, fold: int) -> tuple[pd.DataFrame, pd.DataFrame]:
-        """(train, val) of a cross-validation fold, as `splits.fold_split` makes them, from the snapshot."""
+    def fold_split(self, fold: int, inner: int = -1) -> tuple[pd.DataFrame, pd.DataFrame]:
+        """(train, val) of a cross-validation fold (and inner fold), as `splits.fold_split` makes them, from the
+        snapshot."""
         path = self.folder / "folds.csv"
         if self.files.get("folds.csv") is None:
             raise DataError(f"{path}: folds file not found (run `seglib data split --folds 5`)")
         return fold_tables(fold, parse_folds(self.files["folds.csv"], path), self.table("train"),
-                           self.table("val"), path)
+                           self.table("val"), path, inner)
 
     def fingerprint(self) -> dict:
         """`splits.split_fingerprint` of the snapshot: the folder and a hash of each split's image ids."""

@@ -276,27 +276,33 @@ def _read_bytes(path: Path) -> bytes:
         raise DataError(f"{path}: cannot read ({exc.strerror or exc})") from None
 
 
-def fold_split(fold: int, splits_dir: Path | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
+def fold_split(fold: int, splits_dir: Path | None = None, inner: int = -1) -> tuple[pd.DataFrame, pd.DataFrame]:
     """(train, val) tables for cross-validation fold `fold`: train+val less that fold of folds.csv, and the fold.
+    With an `inner` fold (nested cross-validation): train+val less both folds, and the inner fold.
 
     Test never enters a fold. A folds.csv that does not cover train+val exactly is refused."""
     folder = Path(splits_dir) if splits_dir is not None else config.splits_dir()
     path, folds = _read_folds(folder)
-    return fold_tables(fold, folds, read_split("train", folder), read_split("val", folder), path)
+    return fold_tables(fold, folds, read_split("train", folder), read_split("val", folder), path, inner)
 
 
-def fold_tables(fold: int, folds: pd.DataFrame, train: pd.DataFrame, val: pd.DataFrame, path: Path
+def fold_tables(fold: int, folds: pd.DataFrame, train: pd.DataFrame, val: pd.DataFrame, path: Path, inner: int = -1
                 ) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """(train, val) of fold `fold` from the folds table and the train and val tables (`path`: folds.csv)."""
+    """(train, val) of fold `fold` (and `inner`, see `fold_split`) from the folds table and the train and val
+    tables (`path`: folds.csv)."""
     dev = pd.concat([train, val], ignore_index=True)
     if set(folds["id"]) != set(dev["id"]) or folds["id"].duplicated().any():
         raise DataError(f"{path}: its ids are not exactly the train and val photos (split rewritten since?)")
     numbers = sorted(folds["fold"].unique().tolist())
-    if fold not in numbers:
-        raise DataError(f"{path}: no fold {fold}; folds are {', '.join(map(str, numbers))}")
-    held_out = set(folds.loc[folds["fold"] == fold, "id"])
-    in_fold = dev["id"].isin(held_out)
-    return dev[~in_fold].reset_index(drop=True), dev[in_fold].reset_index(drop=True)
+    for number in (fold, inner) if inner != -1 else (fold,):
+        if number not in numbers:
+            raise DataError(f"{path}: no fold {number}; folds are {', '.join(map(str, numbers))}")
+    if inner == fold:
+        raise DataError(f"{path}: the inner fold {inner} is the fold left out already; choose another")
+    held_out = set(folds.loc[folds["fold"] == (inner if inner != -1 else fold), "id"])
+    left_out = set(folds.loc[folds["fold"] == fold, "id"]) | held_out
+    return (dev[~dev["id"].isin(left_out)].reset_index(drop=True),
+            dev[dev["id"].isin(held_out)].reset_index(drop=True))
 
 
 def fold_numbers(splits_dir: Path | None = None) -> list[int]:
