@@ -105,8 +105,8 @@ def cross_validate(cfg, recipe: str, *, folds: list[int] | None = None, overwrit
         try:
             scores, summaries = [], []
             for fold in numbers:
-                score, summary = _run_fold(cfg.replace(fold=fold), runs[fold], plans[fold], dataset_dir=dataset_dir,
-                                           splits_dir=splits_dir, refine=refine, log=log)
+                score, summary = run_fold(cfg.replace(fold=fold), runs[fold], plans[fold], dataset_dir=dataset_dir,
+                                          splits_dir=splits_dir, refine=refine, log=log)
                 scores.append(score)
                 summaries.append(summary)
         except KeyboardInterrupt:
@@ -128,7 +128,7 @@ def result_name(recipe: str, refine: bool) -> str:
     return f"{recipe}{REFINED}" if refine else recipe
 
 
-def _run_fold(fold_cfg, run: Run, plan: str, *, dataset_dir, splits_dir, refine: bool, log) -> tuple[dict, dict]:
+def run_fold(fold_cfg, run: Run, plan: str, *, dataset_dir, splits_dir, refine: bool, log) -> tuple[dict, dict]:
     """(score, training summary) of one fold run, trained, resumed or reused as `plan` says."""
     from seglib.engine import train
 

@@ -27,13 +27,13 @@ from seglib import config
 from seglib.crossval import (
     CV_THRESHOLD,
     CV_TTA,
-    _run_fold,
     check_folds,
     fold_plan,
     fold_run_name,
     load_result,
     result_lock,
     result_path,
+    run_fold,
     score_file,
     score_on_fold,
     summarise,
@@ -135,8 +135,8 @@ def nested_estimate(recipe: str, *, folds: list[int] | None = None, overwrite: b
         for k in numbers:
             members = [key for key in inner if key[0] == k]
             for key in members:
-                _, summary = _run_fold(cfg.replace(fold=k, inner_fold=key[1]), inner[key], plans[key],
-                                       dataset_dir=dataset_dir, splits_dir=splits_dir, refine=False, log=log)
+                _, summary = run_fold(cfg.replace(fold=k, inner_fold=key[1]), inner[key], plans[key],
+                                      dataset_dir=dataset_dir, splits_dir=splits_dir, refine=False, log=log)
                 summaries.append(summary)
             scores.append(_outer_score(k, [inner[key] for key in members], dataset_dir, splits_dir, log))
         result = _summary(name, recipe, cfg, scores, summaries)
@@ -145,14 +145,17 @@ def nested_estimate(recipe: str, *, folds: list[int] | None = None, overwrite: b
 
 
 def _outer_score(fold: int, runs: list[Run], dataset_dir, splits_dir, log) -> dict:
-    """The inner runs' average scored on the outer fold, with the members' own scores there (saved by `_run_fold`)
+    """The inner runs' average scored on the outer fold, with the members' own scores there (saved by `run_fold`)
     and the seconds per photo of the ensemble and of its first member alone (decode and scoring included)."""
     from seglib.predict import Predictor
 
     checkpoints = [run.require("last") for run in runs]
+    first = Predictor.from_checkpoint(checkpoints[0], threshold=CV_THRESHOLD, tta=CV_TTA)
+    loaded = {checkpoints[0]: first}  # the first member, loaded once for both
+    ensemble = ensemble_predictor(checkpoints, load=lambda path: loaded.get(path) or Predictor.from_checkpoint(
+        path, threshold=CV_THRESHOLD, tta=CV_TTA))
     timed = {}
-    for label, predictor in (("member", Predictor.from_checkpoint(checkpoints[0], threshold=CV_THRESHOLD, tta=CV_TTA)),
-                             ("ensemble", ensemble_predictor(checkpoints))):
+    for label, predictor in (("member", first), ("ensemble", ensemble)):
         start = time.perf_counter()
         score = score_on_fold(predictor, fold, dataset_dir=dataset_dir, splits_dir=splits_dir)
         timed[label] = (time.perf_counter() - start) / score["n_images"]
@@ -203,11 +206,12 @@ def pennfudan_check(recipe: str, *, splits_dir=None, pairs=None, log=print) -> P
                                   f"{recipe}` first")
             for run in runs:
                 held.enter_context(run.lock())
-            checkpoints = [run.require("last") for run in runs]
+            members = {run.require("last"): Predictor.from_checkpoint(run.require("last"), threshold=CV_THRESHOLD,
+                                                                      tta=CV_TTA) for run in runs}  # each loaded once
             rows.append(pennfudan_row(name, f"{fold_run_name(recipe, k)}-inner* ({len(runs)} averaged)",
-                                      ensemble_predictor(checkpoints), pairs, where=runs[0].dir))
+                                      ensemble_predictor(list(members), load=members.__getitem__), pairs,
+                                      where=runs[0].dir))
             log(f"fold {k}: {len(runs)} inner runs averaged, Penn-Fudan mean IoU {rows[-1]['pennfudan_mean_iou']:.4f}")
-            rows += [pennfudan_row(f"{name}-members", run.dir.name,
-                                   Predictor.from_checkpoint(path, threshold=CV_THRESHOLD, tta=CV_TTA), pairs,
-                                   where=run.dir) for run, path in zip(runs, checkpoints, strict=True)]
+            rows += [pennfudan_row(f"{name}-members", run.dir.name, member, pairs, where=run.dir)
+                     for run, member in zip(runs, members.values(), strict=True)]
     return write_pennfudan_check(name, sorted(rows, key=lambda row: row["recipe"]))
