@@ -99,11 +99,17 @@ class OnnxNetwork:
     def __init__(self, path: str | os.PathLike, *, threads: int | None = None, data: bytes | None = None):
         self.path = Path(path)
         data = self.path.read_bytes() if data is None else data
+        self._data = data
         try:
             self.session = make_session(data, threads=threads, providers=["CPUExecutionProvider"])
         except Exception as exc:  # noqa: BLE001 - onnxruntime's own exception types
             raise SeglibError(f"{self.path}: onnxruntime cannot load it ({first_line(exc, 200)})") from None
         self.fixed_hw = check_graph(self.session, self.path)
+
+    def single_threaded(self) -> OnnxNetwork:
+        """The same model in a session of one intra-op thread, which several threads may call at once: photos
+        predicted side by side, one per core (`seglib.predict.files`)."""
+        return OnnxNetwork(self.path, threads=1, data=self._data)
 
     def __call__(self, batch: np.ndarray, tta: bool = False) -> np.ndarray:
         n = len(batch)

@@ -148,22 +148,6 @@ class Run:
     def metrics(self, split: str) -> dict | None:
         return read_json(self.metrics_file(split))
 
-    def val_threshold(self, epoch, tta: bool, which: str = "best") -> tuple[float, str] | None:
-        """(threshold, where it came from) chosen on val for this very checkpoint (file, epoch, TTA setting);
-        None when val was not evaluated for it. An unreadable metrics.json is a SeglibError."""
-        path = self.metrics_file("val")
-        if not path.is_file():
-            return None
-        metrics = read_json(path)
-        try:
-            threshold = float(metrics["threshold"])  # type: ignore[index]
-        except (KeyError, TypeError, ValueError):
-            raise SeglibError(f"{config.display_path(path)}: no usable threshold; re-run the evaluation or pass "
-                              "--threshold") from None
-        if not same_checkpoint(metrics, epoch, tta, self.checkpoint(which).name):
-            return None
-        return threshold, f"chosen on val, {config.display_path(path)}"
-
     def require(self, which: str = "best") -> Path:
         """The checkpoint file, or a SeglibError saying how to get it."""
         path = self.checkpoint(which)

@@ -99,8 +99,8 @@ PROFILES: dict[str, dict] = {
     "cpu-scratch": dict(model="unet", base_channels=16, depth=4, input_size=128, cache_max_side=256, epochs=75,
                         batch_size=8, lr=3e-3, schedule="onecycle", augment="standard"),
     # the canonical U-Net (concatenated skips) on MediaPipe's pretrained encoder, within the 20-minute budget
-    "cpu-unet": dict(model="mediapipe-unet", encoder_weights="mediapipe", base_channels=16, input_size=320,
-                     cache_max_side=400, epochs=30, batch_size=8, lr=1e-3, schedule="onecycle", augment="standard"),
+    "cpu-unet": dict(model="mediapipe-unet", encoder_weights="mediapipe", base_channels=16, input_size=448,
+                     cache_max_side=560, epochs=30, batch_size=8, lr=1e-3, schedule="onecycle", augment="standard"),
 }
 
 CHOICES = {

@@ -393,7 +393,9 @@ def test_an_interrupted_predict_says_how_many_masks_it_wrote_and_where(tmp_path,
     from seglib.cli import main
 
     photos = _photos(tmp_path / "photos")
-    _interrupt_on_call(monkeypatch, Predictor, "predict_proba", 3, stop)  # in the main thread, as signals are
+    from seglib.predict import files
+
+    _interrupt_on_call(monkeypatch, files, "_write_behind", 3, stop)  # in the main thread, as signals are
     out = tmp_path / "masks"
     assert main(["predict", "--checkpoint", str(checkpoint), *map(str, photos), "--out", str(out),
                  "--no-progress"]) == code

@@ -140,6 +140,42 @@ def test_decoding_ahead_keeps_the_order_and_raises_at_the_failing_item():
     assert got == [0, 1, 2, 3]
 
 
+def test_several_workers_keep_the_order_though_items_finish_out_of_it():
+    finished: list[int] = []
+
+    def slow_for_even(i):
+        time.sleep(0.03 if i % 2 == 0 else 0.0)
+        finished.append(i)
+        return -i
+
+    seen = list(decoded_ahead(range(9), slow_for_even, workers=3))
+    assert seen == [(i, -i) for i in range(9)]
+    assert finished != sorted(finished)  # they did run side by side
+
+
+def test_a_folder_is_predicted_side_by_side_in_single_threaded_sessions_with_the_same_masks(tmp_path, checkpoint,
+                                                                                              monkeypatch):
+    from seglib.predict.files import predict_files, side_by_side
+    from seglib.predict.runtimes import load_predictor
+
+    monkeypatch.setenv("SEGLIB_CACHE_DIR", str(tmp_path / "cache"))
+    predictor = load_predictor(checkpoint, device="cpu")
+    twin, workers = side_by_side(predictor, photos=5)
+    cores = len(os.sched_getaffinity(0))
+    if cores < 2:
+        pytest.skip("one core: photos are predicted one at a time")
+    assert workers == min(cores, 5) and twin is not predictor
+    assert twin.network.session.get_session_options().intra_op_num_threads == 1
+    assert predictor.network.session.get_session_options().intra_op_num_threads == cores  # the caller's unchanged
+    assert side_by_side(predictor, photos=1) == (predictor, 1)
+    folder = photos(tmp_path / "in", n=6)
+    predict_files(predictor, [folder], tmp_path / "out", progress=False)
+    for i in range(6):
+        rgb = np.asarray(Image.open(folder / f"p{i}.png").convert("RGB"))
+        alone = (predictor.predict_proba(rgb) >= predictor.threshold).astype(np.uint8) * 255
+        assert np.array_equal(np.asarray(Image.open(tmp_path / "out" / f"p{i}.mask.png")), alone)
+
+
 def test_writing_behind_runs_jobs_in_order_and_skips_those_queued_after_an_interrupt():
     done: list[int] = []
 

@@ -17,12 +17,15 @@ REFERENCE = "reports/reference/best.pt"
 
 
 def make_video(path, frames: np.ndarray, *, fps: int = 10, audio: str | None = "aac", codec: str = "libx264",
-               pix_fmt: str = "yuv420p") -> None:
-    """Encode frames (N,H,W,3 uint8) with PyAV, and about as much silence as the video lasts."""
+               pix_fmt: str = "yuv420p", rotation: int = 0) -> None:
+    """Encode frames (N,H,W,3 uint8) with PyAV, and about as much silence as the video lasts; `rotation`
+    (counter-clockwise degrees) goes in the container's display matrix, as a phone tags a portrait video."""
     out = av.open(str(path), "w")
     video = out.add_stream(codec, rate=fps)
     video.height, video.width = frames.shape[1:3]
     video.pix_fmt = pix_fmt
+    if rotation:
+        video.set_display_rotation(rotation)
     sound = out.add_stream(audio, rate=16000) if audio else None
     for frame in frames:
         for packet in video.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")):
@@ -97,6 +100,31 @@ def test_an_odd_sized_avi_comes_out_as_an_mp4_of_the_same_size(tmp_path, checkpo
     assert predict(clip, "--checkpoint", checkpoint, "--out", tmp_path / "out") == 0
     got, _ = read_video(tmp_path / "out" / "odd.mask.mp4")
     assert got.shape == (4, 25, 33, 3)
+
+
+@pytest.mark.parametrize("rotation", [90, -90, 180])
+def test_a_rotated_video_is_turned_upright_before_the_model_sees_it(tmp_path, checkpoint, monkeypatch, rotation):
+    from seglib.predict import video as video_module
+
+    stored = np.full((5, 32, 48, 3), 40, np.uint8)
+    stored[:, :8, :8] = 250  # a bright corner, top left as stored
+    clip = tmp_path / "phone.mp4"
+    make_video(clip, stored, audio=None, rotation=rotation)
+    with av.open(str(clip)) as container:  # PyAV reads back the rotation it wrote
+        assert next(container.decode(video=0)).rotation % 360 == rotation % 360
+    seen = []
+    real = video_module.draw_outputs
+    monkeypatch.setattr(video_module, "draw_outputs", lambda writers, rgb, *a, **k: seen.append(rgb) or real(
+        writers, rgb, *a, **k))
+    assert predict(clip, "--checkpoint", checkpoint, "--out", tmp_path / "out") == 0
+    upright = np.rot90(stored[0], rotation // 90)  # as a player shows it
+    assert len(seen) == 5 and seen[0].shape == upright.shape
+    corner = np.unravel_index(np.argmax(seen[0][..., 0]), seen[0].shape[:2])
+    assert upright[corner][0] > 200  # the bright corner is where the player shows it
+    frames, _ = read_video(tmp_path / "out" / "phone.mask.mp4")
+    assert frames.shape[1:3] == upright.shape[:2]
+    with av.open(str(tmp_path / "out" / "phone.mask.mp4")) as container:  # written upright, no display matrix
+        assert next(container.decode(video=0)).rotation == 0
 
 
 def test_smoothing_averages_still_pixels_resets_on_a_cut_and_follows_motion():

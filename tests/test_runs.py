@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import shutil
-from pathlib import Path
 
 import pytest
 
@@ -66,20 +65,11 @@ def test_require_says_how_to_get_the_checkpoint(tmp_path):
         run.require()
 
 
-def test_val_threshold_belongs_to_its_checkpoint(tmp_path):
-    run = Run(tmp_path / "r")
-    assert run.val_threshold(3, False) is None
+def test_same_checkpoint_matches_file_epoch_and_tta(tmp_path):
     metrics = {"threshold": 0.4, "checkpoint": "runs/r/best.pt", "checkpoint_epoch": 3, "tta": True}
-    run.eval_dir("val").mkdir(parents=True)
-    run.metrics_file("val").write_text(json.dumps(metrics))
-    threshold, source = run.val_threshold(3, True)
-    assert threshold == 0.4 and "chosen on val" in source
-    assert run.val_threshold(4, True) is None and run.val_threshold(3, False) is None
-    assert same_checkpoint(metrics, 3, True, "best.pt") and not same_checkpoint(metrics, 3, True, "last.pt")
-    run.metrics_file("val").write_text(json.dumps({"checkpoint": "best.pt"}))
-    with pytest.raises(SeglibError, match="no usable threshold"):
-        run.val_threshold(3, True)
-    assert isinstance(run.config_file, Path)
+    assert same_checkpoint(metrics, 3, True, "best.pt")
+    assert not same_checkpoint(metrics, 3, True, "last.pt")
+    assert not same_checkpoint(metrics, 4, True, "best.pt") and not same_checkpoint(metrics, 3, False, "best.pt")
 
 
 def test_a_start_that_saved_nothing_is_undone(tmp_path):

@@ -8,6 +8,8 @@ green). Bad inputs are reported and skipped -> `PredictReport`.
 
 from __future__ import annotations
 
+import copy
+import os
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -165,14 +167,18 @@ def predict_files(predictor: Predictor, inputs, out_dir: str | Path, choice: Out
         if log is not None:
             log(msg, err)
 
+    photo_predictor, workers = side_by_side(predictor, sum(not is_video(item.input) for item in plan))
     writer = WriteBehind()
+    decoded = decoded_ahead(plan, _decode)
+    predicted = decoded_ahead(decoded, lambda pair: _probabilities(photo_predictor, pair[1]), workers=workers,
+                              name="predict")
     try:
-        for item, decoded in decoded_ahead(plan, _decode):
+        for (item, photo), prob in predicted:
             if is_video(item.input):
                 writer.harvest(wait=True)  # the photos before it are on disk before the video starts
                 _predict_video(predictor, report, item, choice, threshold, say, progress)
             else:
-                _predict_photo(predictor, report, item, decoded, choice, threshold, say, writer)
+                _write_behind(predictor, report, item, photo, prob, choice, threshold, say, writer)
             bar.update(1)
         writer.harvest(wait=True)
     except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM/SIGHUP (seglib.signals): the files written so far are
@@ -180,6 +186,8 @@ def predict_files(predictor: Predictor, inputs, out_dir: str | Path, choice: Out
         exc.predict_report = report
         raise
     finally:
+        predicted.close()  # the network's threads, then the decoder's, stop before the writer's
+        decoded.close()
         writer.close()
         bar.close()
     return report
@@ -197,16 +205,35 @@ def _decode(item: Planned):
     return rgb, orientation, frame_count(item.input)
 
 
-def _predict_photo(predictor: Predictor, report: PredictReport, item: Planned, decoded, choice: OutputChoice,
-                   threshold: float | None, say: Callable[..., None], writer: WriteBehind) -> None:
-    """Predict one decoded photo and hand its outputs to the writer, which records them in `report`."""
+def side_by_side(predictor: Predictor, photos: int) -> tuple[Predictor, int]:
+    """(predictor, threads) for the network stage of a batch of `photos`: where the network can run in one
+    thread (ONNX Runtime) and there are at least two photos and two cores, a copy of the predictor on a
+    single-threaded session, called from one thread per core; otherwise the predictor, one photo at a time.
+    Photos side by side keep both cores busy through the network's small layers, and a core that another
+    process takes slows one photo rather than every layer of each (reports/bench/folder.md)."""
+    single = getattr(predictor.network, "single_threaded", None)
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    if single is None or photos < 2 or cores < 2:
+        return predictor, 1
+    twin = copy.copy(predictor)
+    twin.network = single()
+    return twin, min(cores, photos)
+
+
+def _probabilities(predictor: Predictor, decoded) -> np.ndarray | None:
+    """The foreground probabilities of a decoded photo (see `_decode`); None for a video or a failed decode."""
+    return predictor.predict_proba(decoded[0]) if isinstance(decoded, tuple) else None
+
+
+def _write_behind(predictor: Predictor, report: PredictReport, item: Planned, decoded, prob: np.ndarray | None,
+                  choice: OutputChoice, threshold: float | None, say: Callable[..., None], writer: WriteBehind) -> None:
+    """Hand one predicted photo's outputs to the writer, which records them in `report`."""
     path = item.input
     if isinstance(decoded, DataError):
         _skip(report, path, _problem(decoded, path), say)
         return
     rgb, orientation, frames = decoded
     t = predictor.threshold if threshold is None else threshold
-    prob = predictor.predict_proba(rgb)
     if frames > 1:
         say(f"{path}: {frames} frames (animated or multi-page); the outputs are for the first frame")
     writer.submit(lambda: _write_photo(report, item, rgb, prob, t, choice, orientation, say))

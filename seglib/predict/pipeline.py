@@ -2,7 +2,8 @@
 next photos and write the last one's outputs (Pillow, OpenCV and ONNX Runtime release the GIL while they work).
 
 `decoded_ahead(items, decode)` yields (item, decode(item)) in order, up to `PREFETCH` items decoded ahead on a
-thread of their own. `WriteBehind` runs write jobs in order on another thread; an interrupt raised inside a job
+thread of their own; with `workers=N`, N threads work on consecutive items at once (the network stage: photos
+predicted side by side, one core each, rather than each photo's layers split over the cores). `WriteBehind` runs write jobs in order on another thread; an interrupt raised inside a job
 (Ctrl-C or SIGTERM while a file is written) skips the jobs queued after it and is raised again in the caller
 by `harvest`; `close` waits for the jobs already handed over, so that what the report counts is on disk.
 """
@@ -22,15 +23,17 @@ PREFETCH = 2  # photos decoded ahead of the network
 BEHIND = 2  # write jobs that may wait behind the network before it waits for them
 
 
-def decoded_ahead(items: Iterable[T], decode: Callable[[T], R]) -> Iterator[tuple[T, R]]:
-    """(item, decode(item)) in order; an exception raised by `decode` is raised here, at its item."""
-    pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="seglib-decode")
+def decoded_ahead(items: Iterable[T], decode: Callable[[T], R], *, workers: int = 1,
+                  name: str = "decode") -> Iterator[tuple[T, R]]:
+    """(item, decode(item)) in order, `decode` run on `workers` threads; an exception raised by `decode` is
+    raised here, at its item."""
+    pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix=f"seglib-{name}")
     window: deque[tuple[T, Future]] = deque()
     pending = iter(items)
     try:
         for item in pending:
             window.append((item, pool.submit(decode, item)))
-            if len(window) > PREFETCH:
+            if len(window) > PREFETCH + workers - 1:
                 done, future = window.popleft()
                 yield done, future.result()
         while window:

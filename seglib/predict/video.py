@@ -4,6 +4,10 @@ Frames are decoded and encoded by PyAV, whose wheels carry FFmpeg with its codec
 Opus), so nothing has to be installed beside it; OpenCV's VideoWriter depends on how OpenCV was built and keeps
 no audio. An output keeps the input's container (AVI becomes MP4), H.264 in MP4/MOV/MKV and VP9 in WebM, the
 input's frame times, and its audio stream copied as it is where the container takes that codec.
+
+A video whose display matrix turns it (a phone's portrait video is stored landscape, tagged to be turned a
+quarter) is turned upright before the model sees it, as players and FFmpeg's own tools show it, and written
+upright with no display matrix: the model was trained on upright people.
 """
 
 from __future__ import annotations
@@ -50,10 +54,12 @@ class VideoResult:
     audio: str = ""
     cuts: int = 0
     seconds: float = 0.0
+    turns: int = 0  # counter-clockwise quarter turns its display matrix asked for, applied to every frame
 
     def describe(self) -> str:
         rate = f"{self.frames / self.seconds:.1f} frames/s" if self.seconds > 0 else ""
-        return (f"{self.input}: {self.frames} frames, {self.width}x{self.height} at {self.fps:.3g} fps, "
+        turned = f", turned upright ({90 * self.turns} degrees counter-clockwise)" if self.turns else ""
+        return (f"{self.input}: {self.frames} frames, {self.width}x{self.height} at {self.fps:.3g} fps{turned}, "
                 f"{self.audio}; {rate}")
 
 
@@ -78,6 +84,30 @@ def open_video(path: Path):
     return container, video, audio
 
 
+def quarter_turns(rotation) -> int:
+    """Counter-clockwise quarter turns (0-3) that show a frame upright, from its display matrix's rotation in
+    degrees (PyAV's `VideoFrame.rotation`, counter-clockwise; 0 without one), rounded to a quarter."""
+    return round((rotation or 0) / 90) % 4
+
+
+def upright(rgb: np.ndarray, turns: int) -> np.ndarray:
+    """The frame turned `turns` quarters counter-clockwise, as it is meant to be shown."""
+    return np.ascontiguousarray(np.rot90(rgb, turns)) if turns else rgb
+
+
+def first_frame_turns(path: Path) -> int:
+    """The quarter turns of the video's first frame (0 when none decodes: the decoding loop says why)."""
+    import av
+
+    try:
+        with av.open(str(path)) as container:
+            for frame in container.decode(video=0):
+                return quarter_turns(frame.rotation)
+    except av.FFmpegError:
+        pass
+    return 0
+
+
 def _reason(exc: Exception) -> str:
     return str(getattr(exc, "strerror", "") or exc).strip() or type(exc).__name__
 
@@ -85,21 +115,21 @@ def _reason(exc: Exception) -> str:
 class VideoWriter:
     """One output video, written to a temporary file beside its path and renamed into place when complete."""
 
-    def __init__(self, path: Path, like, audio_like):
+    def __init__(self, path: Path, like, audio_like, size: tuple[int, int] | None = None):
         self.path = path
         self._stack = contextlib.ExitStack()
         self.audio = None
         self.audio_note = "no audio in the input"
-        self._open(like, audio_like)
+        self._open(like, audio_like, size or (like.codec_context.width, like.codec_context.height))
 
-    def _open(self, like, audio_like) -> None:
+    def _open(self, like, audio_like, size: tuple[int, int]) -> None:
         import av
 
         suffix = self.path.suffix.lower()
         tmp = self._stack.enter_context(atomic_path(self.path))
         self.container = av.open(str(tmp), mode="w", format=FORMAT_OF[suffix])
         self._stack.callback(self.container.close)
-        width, height = like.codec_context.width, like.codec_context.height
+        width, height = size
         codec = "libvpx-vp9" if suffix == ".webm" else "libx264"
         self.video = self.container.add_stream(codec, rate=like.average_rate or like.guessed_rate or 25)
         self.video.width, self.video.height = width, height
@@ -160,15 +190,17 @@ def predict_video(predictor, path: Path, outputs: dict[str, Path], *, background
 
     start = time.perf_counter()
     container, vstream, astream = open_video(path)
-    result = VideoResult(input=path, outputs=dict(outputs), width=vstream.codec_context.width,
-                         height=vstream.codec_context.height,
-                         fps=float(vstream.average_rate or vstream.guessed_rate or 0))
+    turns = first_frame_turns(path)
+    size = (vstream.codec_context.width, vstream.codec_context.height)[::-1 if turns % 2 else 1]
+    result = VideoResult(input=path, outputs=dict(outputs), width=size[0], height=size[1],
+                         fps=float(vstream.average_rate or vstream.guessed_rate or 0), turns=turns)
     smoother = TemporalSmoother() if smooth else None
     t = predictor.threshold if threshold is None else threshold
     bar = tqdm(total=vstream.frames or None, desc=path.name, unit="frame", disable=not progress)
     try:
         with container, contextlib.ExitStack() as stack:
-            writers = {kind: stack.enter_context(VideoWriter(out, vstream, astream)) for kind, out in outputs.items()}
+            writers = {kind: stack.enter_context(VideoWriter(out, vstream, astream, size))
+                       for kind, out in outputs.items()}
             streams = [vstream] + ([astream] if astream is not None else [])
             try:
                 for packet in container.demux(*streams):
@@ -178,7 +210,11 @@ def predict_video(predictor, path: Path, outputs: dict[str, Path], *, background
                                 writer.copy_audio(packet)
                         continue
                     for frame in packet.decode():
-                        rgb = frame.to_ndarray(format="rgb24")
+                        rgb = upright(frame.to_ndarray(format="rgb24"), turns)
+                        if rgb.shape[1::-1] != size:
+                            raise DataError(f"{path}: frame {result.frames + 1} is {rgb.shape[1]}x{rgb.shape[0]} "
+                                            f"upright, the first was {size[0]}x{size[1]}; a video whose frame "
+                                            "size or rotation changes midway is not supported")
                         prob = predictor.predict_proba(rgb)
                         if smoother is not None:
                             prob = smoother(prob, rgb)
