@@ -171,7 +171,7 @@ def _to_onnx(model: nn.Module, example: torch.Tensor, opset: int, *, dynamic_hw:
         torch.onnx.export(model, (example,), buffer, dynamo=False, opset_version=opset, input_names=[INPUT_NAME],
                           output_names=[OUTPUT_NAME], dynamic_axes=_dynamic_axes(dynamic_hw),
                           do_constant_folding=True)
-    proto = onnx.load_from_string(buffer.getvalue())
+    proto = simplify_graph(onnx.load_from_string(buffer.getvalue()))
     metadata = dict(metadata, dynamic_hw="true" if dynamic_hw else "false")
     onnx.helper.set_model_props(proto, metadata)
     proto.doc_string = f"seglib {seglib.__version__}: {metadata['weights']}"
@@ -180,6 +180,77 @@ def _to_onnx(model: nn.Module, example: torch.Tensor, opset: int, *, dynamic_hw:
     except onnx.checker.ValidationError as exc:
         raise SeglibError(f"exported ONNX model fails onnx.checker ({str(exc).splitlines()[0][:200]})") from None
     return proto.SerializeToString()
+
+
+def simplify_graph(proto):
+    """The traced graph with its constant sub-expressions folded (ONNX Runtime's basic level, which only rewrites
+    standard ONNX operators and depends on no hardware) and every zero `Pad` that feeds a `Conv` merged into the
+    convolution's own `pads`: the padding of TensorFlow's SAME convolutions (MediaPipe's network) then no longer
+    breaks ONNX Runtime's blocked memory layout, which takes time on every photo (reports/bench/folder.md).
+    The result computes the same function; `export_onnx` verifies it against PyTorch like any export. A graph
+    the basic level cannot rewrite to standard operators is kept as traced."""
+    import tempfile
+
+    import onnx
+    import onnxruntime as ort
+
+    with tempfile.TemporaryDirectory(prefix="seglib-export-") as tmp:
+        options = ort.SessionOptions()
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_BASIC
+        options.optimized_model_filepath = str(Path(tmp) / "basic.onnx")
+        options.log_severity_level = 3
+        try:
+            ort.InferenceSession(proto.SerializeToString(), options, providers=["CPUExecutionProvider"])
+            folded = onnx.load(options.optimized_model_filepath)
+        except Exception:  # noqa: BLE001 - the traced graph still works; only its speed is at stake
+            return proto
+    if any(node.domain not in ("", "ai.onnx") for node in folded.graph.node):
+        return proto
+    merge_pads_into_convs(folded.graph)
+    del folded.opset_import[:]  # ONNX Runtime lists its own domains too; the graph uses the traced ones only
+    folded.opset_import.extend(proto.opset_import)
+    return folded
+
+
+def merge_pads_into_convs(graph) -> int:
+    """Remove each `Pad` (constant mode, value 0, constant pads on height and width only) whose one consumer is
+    a `Conv` with explicit pads, adding its amounts to the Conv's `pads`; returns how many were merged."""
+    from onnx import helper, numpy_helper
+
+    constants = {t.name: numpy_helper.to_array(t) for t in graph.initializer}
+    consumers: dict[str, list] = {}
+    for node in graph.node:
+        for name in node.input:
+            consumers.setdefault(name, []).append(node)
+    outputs = {o.name for o in graph.output}
+    merged = 0
+    for pad in [n for n in graph.node if n.op_type == "Pad"]:
+        attrs = {a.name: helper.get_attribute_value(a) for a in pad.attribute}
+        users = consumers.get(pad.output[0], [])
+        amounts = constants.get(pad.input[1]) if len(pad.input) > 1 else None
+        value = constants.get(pad.input[2]) if len(pad.input) > 2 and pad.input[2] else np.zeros(())
+        if (attrs.get("mode", b"constant") not in (b"constant", "constant") or amounts is None or value is None
+                or np.any(value != 0) or len(pad.input) > 3 or len(users) != 1 or users[0].op_type != "Conv"
+                or pad.output[0] in outputs or amounts.shape != (8,)):
+            continue
+        amounts = amounts.astype(int).tolist()  # (N, C, H, W) begins, then ends
+        conv = users[0]
+        conv_attrs = {a.name: helper.get_attribute_value(a) for a in conv.attribute}
+        if (min(amounts) < 0 or any(amounts[i] for i in (0, 1, 4, 5))
+                or conv_attrs.get("auto_pad", b"NOTSET") not in (b"NOTSET", "NOTSET")):
+            continue
+        top, left, bottom, right = conv_attrs.get("pads", [0, 0, 0, 0])
+        pads = [top + amounts[2], left + amounts[3], bottom + amounts[6], right + amounts[7]]
+        for attr in [a for a in conv.attribute if a.name == "pads"]:
+            conv.attribute.remove(attr)
+        conv.attribute.append(helper.make_attribute("pads", pads))
+        conv.input[0] = pad.input[0]
+        graph.node.remove(pad)
+        merged += 1
+    used = {name for node in graph.node for name in node.input}
+    for tensor in [t for t in graph.initializer if t.name not in used]:  # the merged Pads' amounts
+        graph.initializer.remove(tensor)
+    return merged
 
 
 @torch.inference_mode()

@@ -134,6 +134,57 @@ def test_fixed_size_model_refuses_other_sizes(exported, tmp_path):
     assert str(result.path) in str(info.value) and "\n" not in str(info.value)
 
 
+
+def test_mediapipe_export_has_its_same_padding_inside_the_convolutions(exported):
+    """TensorFlow's SAME padding traces as Pad nodes; the export merges each into the Conv it feeds."""
+    kind, _, result = exported
+    ops = [node.op_type for node in onnx.load(str(result.path)).graph.node]
+    assert "Pad" not in ops and "Conv" in ops, kind
+
+
+def _pad_conv_graph(pads: list[int], value: float = 0.0, mode: str = "constant", conv_pads=(0, 0, 0, 0)):
+    """x -> Pad(pads, value, mode) -> Conv 3x3 (pads `conv_pads`) -> y, with fixed random weights."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(3)
+    weight = numpy_helper.from_array(rng.standard_normal((2, 3, 3, 3)).astype(np.float32), "w")
+    amounts = numpy_helper.from_array(np.array(pads, dtype=np.int64), "pads")
+    fill = numpy_helper.from_array(np.array(value, dtype=np.float32), "value")
+    nodes = [helper.make_node("Pad", ["x", "pads", "value"], ["padded"], mode=mode),
+             helper.make_node("Conv", ["padded", "w"], ["y"], pads=list(conv_pads), strides=[2, 2])]
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 9, 8])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 2, None, None])],
+                              [weight, amounts, fill])
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+
+
+@pytest.mark.parametrize(("pads", "value", "mode", "merged"), [
+    ([0, 0, 0, 0, 0, 0, 1, 1], 0.0, "constant", True),  # SAME at stride 2: one more row and column after
+    ([0, 0, 2, 1, 0, 0, 2, 1], 0.0, "constant", True),
+    ([0, 0, 1, 1, 0, 0, 1, 1], 0.5, "constant", False),  # padding with a value other than 0
+    ([0, 0, 1, 1, 0, 0, 1, 1], 0.0, "reflect", False),
+    ([0, 1, 0, 0, 0, 0, 0, 0], 0.0, "constant", False),  # pads a channel: not a Conv's padding
+])
+def test_merging_pads_into_convs_keeps_the_function(pads, value, mode, merged):
+    import onnxruntime as ort
+
+    from seglib.export import merge_pads_into_convs
+
+    before = _pad_conv_graph(pads, value, mode, conv_pads=(1, 0, 1, 0))
+    model = onnx.load_from_string(before.SerializeToString())
+    assert merge_pads_into_convs(model.graph) == int(merged)
+    assert ("Pad" in [n.op_type for n in model.graph.node]) != merged
+    if pads[1] or pads[5]:  # a channel padded: the graph is only there to be left alone
+        return
+    onnx.checker.check_model(model, full_check=True)
+    x = np.random.default_rng(4).standard_normal((1, 3, 9, 8)).astype(np.float32)
+    outputs = [ort.InferenceSession(m.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, {"x": x})[0]
+               for m in (before, model)]
+    assert outputs[0].shape == outputs[1].shape
+    np.testing.assert_allclose(outputs[1], outputs[0], atol=1e-5)
+    assert ("pads" in [t.name for t in model.graph.initializer]) != merged  # merged amounts are dropped
+
+
 class SizeBakedIn(torch.nn.Module):
     """Right in PyTorch at any size, but int() freezes the traced output size at the exported one."""
 

@@ -1,6 +1,8 @@
-"""bench.md: the bench's tables and findings, from bench.json."""
+"""bench.md: the bench's tables and findings, from bench.json; and the speed sections of docs/results.md."""
 
 from __future__ import annotations
+
+from seglib.markdown import f3, table, with_ci
 
 # the rows of the prediction part
 PYTORCH, ONNX, ONNX_ONE_PASS, MEDIAPIPE = ("ours, PyTorch", "ours, ONNX Runtime", "ours, ONNX Runtime, no TTA",
@@ -121,3 +123,48 @@ def _against_mediapipe(label: str, ours: dict, theirs: dict) -> str:
     return (f"{label}: {ours['ms_median']:.1f} ms per photo, {ours['ms_median'] / theirs['ms_median']:.1f}x "
             f"MediaPipe's time, mean IoU {ours['mean_iou']:.3f} ({ours['mean_iou'] - theirs['mean_iou']:+.3f} over "
             "MediaPipe).")
+
+
+def speed_section(b: dict) -> str:
+    """docs/results.md's speed section: bench.json's training and prediction parts."""
+    train = b["results"]
+    names = list(train)
+    rows = [["training images/s", *(f"{train[n]['train_images_per_second']:.1f}" for n in names)],
+            ["data pipeline images/s", *(f"{train[n]['pipeline_images_per_second']:.0f}" for n in names)],
+            ["predict ms per 640x480 photo", *(f"{train[n]['predict_ms_per_640x480_photo']:.1f}" for n in names)],
+            ["peak memory (MiB)", *(f"{train[n]['peak_rss_mib']:.0f}" for n in names)],
+            ["parameters", *(f"{train[n]['parameters']:,}" for n in names)],
+            ["input size", *(str(train[n]["input_size"]) for n in names)]]
+    pred = b["prediction"]
+    prow = [[name, m["runtime"], m["input"], "flip" if m["tta"] else "none", m["threshold"], f"{m['ms_median']:.1f}",
+             f"{m['ms_p90']:.1f}", f3(m["mean_iou"]), f"{m['flops_per_photo'] / 1e9:.2f}"]
+            for name, m in pred["models"].items() if m.get("status") == "measured"]
+    pheader = ["model", "runtime", "input", "TTA", "threshold", "ms per photo, median", "p90", "test mean IoU",
+               "GFLOPs per photo"]
+    return "\n".join([
+        "## Speed (`make bench`)",
+        f"Source: `reports/bench/bench.json` (and `bench.md`, which the bench writes with more detail). Measured on "
+        f"{b['machine']['cpu_count']} CPU cores, {b['generated']}; run-to-run times vary, so run it on an idle machine.",
+        "", "Training, data pipeline and prediction against the course solution's configuration:", "",
+        table(["measure", *names], rows), "",
+        f"On the {pred['n_photos']} test photos end to end (`{pred['checkpoint']}`; {pred['generated']}):", "",
+        table(pheader, prow)])
+
+
+def folder_section(folder: dict) -> str:
+    """The folder benchmark as `seglib bench --only folder` writes it (reports/bench/folder.md)."""
+    from seglib.bench.folder import folder_markdown
+
+    return (f"{folder_markdown(folder).rstrip()}\n\nSource: `reports/bench/folder.json` (and `folder.md`), "
+            "written by `seglib bench --only folder`.")
+
+
+def fast_model_section(v: dict, t: dict) -> str:
+    """The 256 px model's training and val scores (reports/reference-256/metrics/)."""
+    return "\n".join([
+        "## The 256 px model (`reports/reference-256/`)",
+        f"The `cpu` recipe at MediaPipe's input size, stretched like MediaPipe (`--set input_size=256 --set "
+        f"geometry=resize`), for the speed comparison above: {t['epochs_run']} epochs in "
+        f"{t['train_seconds'] / 60:.1f} min; epoch {t['best_epoch']} and threshold {v['threshold']} picked on val "
+        f"without TTA, where it scores mean IoU {with_ci(v['mean_iou'], v['mean_iou_ci95'])}. Its test score is "
+        "computed by the bench only (above), and nothing was chosen with it."])

@@ -18,6 +18,8 @@ from pathlib import Path
 from seglib.errors import SeglibError
 
 RUNTIMES = ("auto", "torch", "onnx")
+# raised whenever export_onnx writes a different graph for the same checkpoint (r2: Pads merged into Convs)
+EXPORT_REVISION = "r2"
 
 
 def cache_dir() -> Path:
@@ -29,9 +31,10 @@ def cache_dir() -> Path:
 
 
 def export_path(checkpoint: Path) -> Path:
-    """Where the checkpoint's export is cached: named by the hash of the checkpoint's bytes."""
+    """Where the checkpoint's export is cached: named by the hash of the checkpoint's bytes and the revision of
+    the export (an export made by an older seglib is made again, not reused)."""
     digest = hashlib.sha256(Path(checkpoint).read_bytes()).hexdigest()[:20]
-    return cache_dir() / "onnx" / f"{digest}.onnx"
+    return cache_dir() / "onnx" / f"{digest}-{EXPORT_REVISION}.onnx"
 
 
 def cached_export(checkpoint: Path, *, refresh: bool = False) -> Path:
