@@ -26,6 +26,7 @@ UNET_RUN = "mp-unet-448-final-cpu"
 # `make reports` on a fresh clone after training went channels-last: the same recipe and seed as the reference
 FRESH_RETRAIN_RUN = "mp-selfie-448-cpu-channels-last"
 SEED_RUNS = ("mp-selfie-448-cpu-seed43", "mp-selfie-448-cpu-seed44")  # the cpu profile again with other seeds
+FRESH_CLONE_RUNS = ("mp-selfie-448-cpu-fresh-2026-12-04",)  # later `make reports` runs on a fresh clone
 RESIZE_256 = "mp-selfie-256-resize-cpu"  # the 256 px recipe the later levers at that size are compared with
 # recipes compared on the folds, in the order the docs discuss them: (title, [(recipe, compared with)]); a recipe
 # compared with None is a group's baseline; differences and decisions are computed from reports/cv/RECIPE.json
@@ -268,13 +269,13 @@ def tested_runs_section(src: Sources) -> str:
 
 def spread_runs(src: Sources) -> list[dict]:
     """The `cpu` profile's recipe run more than once: the reference, a fresh `make reports`, other seeds."""
-    return [src.run(name) for name in ("reference", FRESH_RETRAIN_RUN, *SEED_RUNS)]
+    return [src.run(name) for name in ("reference", FRESH_RETRAIN_RUN, *SEED_RUNS, *FRESH_CLONE_RUNS)]
 
 
 def spread_line(src: Sources) -> str:
     scores = [float(r["test_mean_iou"]) for r in spread_runs(src)]
-    return (f"Runs of the same recipe differ: {len(scores)} runs of the `cpu` profile (the reference, a fresh `make "
-            f"reports`, two other seeds) score {min(scores):.3f} to {max(scores):.3f} on test; a fresh `make reports` "
+    return (f"Runs of the same recipe differ: {len(scores)} runs of the `cpu` profile (the reference, fresh `make "
+            f"reports` runs, other seeds) score {min(scores):.3f} to {max(scores):.3f} on test; a fresh `make reports` "
             "is one more such run ([docs/results.md](docs/results.md#runs-of-the-same-recipe)).")
 
 
@@ -283,10 +284,11 @@ def fresh_retrain_section(src: Sources) -> str:
             for r in spread_runs(src)]
     return "\n".join([
         "## Runs of the same recipe",
-        "The `cpu` profile's recipe, run four times. The committed reference was trained before training used the "
-        f"channels-last memory layout on the CPU; `{FRESH_RETRAIN_RUN}` is what `make reports` gives on a fresh clone "
-        "since then (same seed: channels-last is faster and rounds differently, so the histories part); the others "
-        "change only the seed. How far they differ is how far a fresh `make reports` may land from the reference. "
+        "The `cpu` profile's recipe, run several times. The committed reference was trained before training used the "
+        f"channels-last memory layout on the CPU; `{FRESH_RETRAIN_RUN}` and the `fresh` runs are what `make reports` "
+        "gave on a fresh clone since then (same seed: channels-last is faster, and kernels round differently from one "
+        "machine to another, so the histories part); the seed runs change only the seed. How far they differ is how "
+        "far a fresh `make reports` may land from the reference. "
         "The README quotes the committed reference, whose files are in `reports/reference/`.", "",
         table(["run", "training", "val mean IoU (TTA)", "test mean IoU (95% CI)", "Penn-Fudan mean IoU"], rows)])
 
