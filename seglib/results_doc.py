@@ -279,7 +279,7 @@ def spread_line(src: Sources) -> str:
             "is one more such run ([docs/results.md](docs/results.md#runs-of-the-same-recipe)).")
 
 
-def fresh_retrain_section(src: Sources) -> str:
+def spread_section(src: Sources) -> str:
     rows = [[f"`{r['run']}`", minutes(r), _maybe(r["val_mean_iou_tta"]), logged_with_ci(r), noted_pennfudan(r)]
             for r in spread_runs(src)]
     return "\n".join([
@@ -393,7 +393,7 @@ def results_page(src: Sources) -> str:
         "`reports/`, named under each table; `seglib docs` rewrites this page and the README's results table, and "
         "`tests/test_results_doc.py` fails when either is stale. How the scores are computed: "
         "[protocol.md](protocol.md); how recipes are chosen: [recipes.md](recipes.md).",
-        reference_section(src), anchor_section(src), crossdata_section(src.root), fresh_retrain_section(src), tested_runs_section(src),
+        reference_section(src), anchor_section(src), crossdata_section(src.root), spread_section(src), tested_runs_section(src),
         folds_section(src), pennfudan_checks_section(src), val_section(src), *speed_sections(src),
         notes_section(src)]
     return "\n\n".join(sections) + "\n"

@@ -209,7 +209,8 @@ def test_the_training_part_times_the_parts_and_loaders_the_engine_trains_with(de
 
 
 def test_the_folder_benchmark_states_each_load_and_each_models_ratio_to_mediapipe():
-    from seglib.bench.folder import command_name, folder_markdown, one_core_busy, paired_against
+    from seglib.bench.folder import command_name, one_core_busy, paired_against
+    from seglib.bench.markdown import folder_markdown
 
     ref, small = command_name(Path("reports/reference/best.pt")), command_name(Path("reports/reference-256/best.pt"))
     assert (ref, small) == ("seglib predict, reference", "seglib predict, reference-256")

@@ -71,7 +71,8 @@ def run_all(train_steps: int = 8, predict_runs: int = 20, out_dir: Path | None =
                                                    dataset_dir=dataset_dir, splits_dir=splits_dir,
                                                    fast_checkpoint=fast_checkpoint, log=log)
     if "folder" in parts:
-        from seglib.bench.folder import folder_markdown, measure_folder
+        from seglib.bench.folder import measure_folder
+        from seglib.bench.markdown import folder_markdown
 
         fast = Path(fast_checkpoint) if fast_checkpoint else FAST_CHECKPOINT
         ours = [(checkpoint, ()), (checkpoint, ("--no-tta",))]

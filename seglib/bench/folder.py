@@ -142,31 +142,3 @@ def _summary(times: list[tuple[float, float]], photos: int) -> dict:
     first, seconds = min(times, key=lambda t: t[1])
     return {"seconds": round(seconds, 2), "ms_per_photo": round(1000 * seconds / photos, 1),
             "first_line_s": round(first, 2)}
-
-
-def folder_markdown(result: dict) -> str:
-    """The folder benchmark as a short Markdown section."""
-    names = list(result["mean_iou"])
-    ours, theirs = names[:-1], names[-1]
-    models = "; ".join(f"`{name}` is `{command}`" for name, command in result["commands"].items())
-    lines = [f"## A folder of {result['photos']} photos, end to end", "",
-             f"{result['folder']}. {models} (defaults otherwise); against MediaPipe's own runtime writing the "
-             f"same masks (decode and write included for all; the fastest of {result['repeats']} runs after an "
-             f"untimed one). Machine: {result['machine']['cpu_count']} CPU cores, {result['machine']['platform']}; "
-             f"measured {result.get('generated', '')}.", "",
-             "| load | command | seconds | ms per photo | first line (s) | mean IoU |", "|---|---|---|---|---|---|"]
-    for load, rows in result["loads"].items():
-        for name, row in rows.items():
-            first = f"{row['first_line_s']:.2f}" if name != theirs else "–"
-            lines.append(f"| {load} | {name} | {row['seconds']:.1f} | {row['ms_per_photo']:.1f} | {first} | "
-                         f"{result['mean_iou'][name]:.3f} |")
-    lines.append("")
-    for load, rows in result["loads"].items():
-        for name in ours:
-            lines.append(f"- {load}, {name}: {rows[name]['seconds'] / rows[theirs]['seconds']:.2f}x MediaPipe's "
-                         f"time, at {result['mean_iou'][name] - result['mean_iou'][theirs]:+.3f} mean IoU.")
-    for name, paired in result.get("vs_mediapipe", {}).items():
-        low, high = paired["ci95"]
-        lines.append(f"- {name} against MediaPipe photo by photo: IoU {paired['mean']:+.3f} (95% bootstrap interval "
-                     f"{low:+.3f} to {high:+.3f}), better on {paired['better']} of {paired['photos']} photos.")
-    return "\n".join(lines) + "\n"
