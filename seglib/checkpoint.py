@@ -71,10 +71,11 @@ def make_checkpoint(model: nn.Module, cfg: TrainConfig, *, epoch: int, val_iou: 
 
 
 def save_checkpoint(state: dict, path: str | Path) -> Path:
-    """Write to a temporary file beside `path`, then rename: a crash never leaves a half-written file."""
+    """Write to a temporary file beside `path`, then rename: a crash never leaves a half-written file, and a full
+    disk is a one-line error naming `path` (written through a Python file, whose errors say what failed)."""
     path = Path(path)
-    with atomic_path(path) as tmp:
-        torch.save(state, tmp)
+    with atomic_path(path) as tmp, open(tmp, "wb") as fh:
+        torch.save(state, fh)
     return path
 
 

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import errno
 import os
 from pathlib import Path
+
+from seglib.errors import ConfigError
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 
@@ -35,19 +38,59 @@ def user_path(value: str | os.PathLike) -> Path:
     try:
         return Path(value).expanduser()
     except RuntimeError:  # pathlib: "Could not determine home directory"
-        from seglib.errors import ConfigError
-
         raise ConfigError(f"{value}: no home folder for '{str(value).split('/')[0]}'") from None
 
 
-def _env_path(name: str, default: Path) -> Path:
+def env_folder(name: str, default: Path) -> Path:
+    """The folder environment variable `name` names (`~` expanded, resolved), else `default`. A value naming a
+    file, a path under a file or a symbolic link loop is a one-line ConfigError saying which variable; a folder
+    that does not exist yet is fine (commands that write create it; `missing_env_folder` tells readers)."""
     value = os.environ.get(name)
-    return user_path(value).resolve() if value else default
+    if not value or not value.strip():
+        return default
+    try:
+        path = user_path(value).resolve()
+    except ConfigError as exc:  # an unknown ~user
+        raise ConfigError(f"${name}={exc}") from None
+    except (RuntimeError, OSError):  # pathlib: "Symlink loop from ..."
+        raise ConfigError(f"${name}={value}: symbolic link loop; point it at a folder") from None
+    blocker = _existing_part(path)
+    if not blocker.is_dir():
+        where = "is a file" if blocker == path else f"is under {blocker}, which is a file"
+        raise ConfigError(f"${name}={value}: {where}, not a folder; point it at a folder (or unset it)")
+    return path
+
+
+def _existing_part(path: Path) -> Path:
+    """`path` itself, or its deepest ancestor that exists."""
+    while not path.exists() and path.parent != path:
+        path = path.parent
+    return path
+
+
+def missing_env_folder(name: str) -> str | None:
+    """A note when environment variable `name` names a folder that does not exist (None when it is unset or the
+    folder is there): what a command that reads from it should say rather than show nothing."""
+    value = os.environ.get(name)
+    if not value or not value.strip() or env_folder(name, Path()).is_dir():
+        return None
+    return f"${name}={value}: no such folder"
+
+
+def link_problem(path: Path) -> str | None:
+    """Why a folder entry leads to no file: 'symbolic link loop' or 'broken link to TARGET'; None otherwise."""
+    try:
+        os.stat(path)
+    except FileNotFoundError:
+        return f"broken link to {os.readlink(path)}" if os.path.islink(path) else None
+    except OSError as exc:
+        return "symbolic link loop" if exc.errno == errno.ELOOP else None
+    return None
 
 
 def raw_data_dir() -> Path:
     """Folder that holds the fetched data set folder (`data/raw` unless SEGLIB_DATA_DIR says otherwise)."""
-    return _env_path(ENV_DATA_DIR, PROJECT_ROOT / "data" / "raw")
+    return env_folder(ENV_DATA_DIR, PROJECT_ROOT / "data" / "raw")
 
 
 def external_data_dir() -> Path:
@@ -65,7 +108,7 @@ BUILTIN_DATASETS_DIR = PROJECT_ROOT / "data" / "datasets"  # the descriptions of
 def datasets_dir() -> Path:
     """Where `seglib data add` writes a set's description (`data/datasets` unless SEGLIB_DATASETS_DIR says
     otherwise); the built-in sets are always read from BUILTIN_DATASETS_DIR."""
-    return _env_path(ENV_DATASETS_DIR, BUILTIN_DATASETS_DIR)
+    return env_folder(ENV_DATASETS_DIR, BUILTIN_DATASETS_DIR)
 
 
 def derived_data_dir() -> Path:
@@ -74,11 +117,11 @@ def derived_data_dir() -> Path:
 
 
 def runs_dir() -> Path:
-    return _env_path(ENV_RUNS_DIR, PROJECT_ROOT / "runs")
+    return env_folder(ENV_RUNS_DIR, PROJECT_ROOT / "runs")
 
 
 def reports_dir() -> Path:
-    return _env_path(ENV_REPORTS_DIR, PROJECT_ROOT / "reports")
+    return env_folder(ENV_REPORTS_DIR, PROJECT_ROOT / "reports")
 
 
 def notebooks_dir() -> Path:

@@ -61,6 +61,9 @@ def gather(eval_dirs: list[Path], sets: list[str], out: Path | None = None) -> p
 
 
 def _gather(eval_dirs: list[Path], sets: list[str], out: Path) -> pd.DataFrame:
+    # 1. every result read first: a missing one, or two models for one row, and nothing is written
+    results = {}  # row label -> [(set name, result folder, metrics)]
+    given: dict[str, Path] = {}  # row label -> the model folder it came from
     for eval_dir in eval_dirs:
         for name in sets:
             found = Path(eval_dir) / f"{name}-test"
@@ -68,11 +71,19 @@ def _gather(eval_dirs: list[Path], sets: list[str], out: Path) -> pd.DataFrame:
                 raise SeglibError(f"{display_path(found)}: no result (score it with `seglib evaluate --run RUN "
                                   f"--dataset {name} --tta`)")
             metrics = json.loads((found / METRICS).read_text())
-            row = out / _slug(trained_label(metrics)) / f"{name}-test"
+            label = trained_label(metrics)
+            first = given.setdefault(label, Path(eval_dir))
+            if first != Path(eval_dir):
+                raise SeglibError(f"{display_path(eval_dir)} and {display_path(first)}: both models trained on "
+                                  f"{label}, and the table has one row per training data; give one of them")
+            results.setdefault(label, []).append((name, found, metrics))
+    # 2. each row's results copied into the study, then the table
+    for label, rows in results.items():
+        for name, found, metrics in rows:
+            row = out / _slug(label) / f"{name}-test"
             row.mkdir(parents=True, exist_ok=True)
             write_text_atomic(row / PER_IMAGE, (found / PER_IMAGE).read_text(encoding="utf-8"))
-            write_json_atomic(row / METRICS, metrics | {"trained_on": trained_label(metrics),
-                                                        "source": display_path(found)})
+            write_json_atomic(row / METRICS, metrics | {"trained_on": label, "source": display_path(found)})
     table = cross_table(out, sets)
     write_text_atomic(out / "table.csv", table.to_csv(index=False, lineterminator="\n"))
     write_text_atomic(out / "table.md", markdown(table, sets))

@@ -293,14 +293,21 @@ def _pennfudan_row(recipe: str, run: Run, pairs, log) -> dict:
 
 def pennfudan_row(recipe: str, label: str, predictor, pairs, *, where: Path) -> dict:
     """A row of a Penn-Fudan check: `predictor` (a fold run, or several averaged, named `label`) on `pairs`; refused
-    in one line naming `where` when its checkpoint's record says Penn-Fudan trained it."""
+    in one line naming `where` when its checkpoint's record says Penn-Fudan, or photos with the same bytes as
+    Penn-Fudan's, trained it."""
     from seglib.data.external import PENNFUDAN
-    from seglib.data.selection import trained_sets
+    from seglib.data.selection import check_not_trained_on, trained_sets
+    from seglib.errors import DataError
     from seglib.evaluate.records import collect_probabilities
     from seglib.evaluate.scoring import score_records
 
-    if PENNFUDAN in trained_sets(predictor.checkpoint.get("data_split")):
+    record = predictor.checkpoint.get("data_split")
+    if PENNFUDAN in trained_sets(record):
         raise SeglibError(f"{config.display_path(where)}: Penn-Fudan trained this run; it cannot check it")
+    try:
+        check_not_trained_on(record, pairs)  # by the photos' bytes: a copy of Penn-Fudan under another name
+    except DataError as exc:
+        raise SeglibError(f"{config.display_path(where)}: cannot check it: {exc}") from None
     table = score_records(collect_probabilities(predictor, "val", pairs=pairs, progress=False), CV_THRESHOLD)
     return {"recipe": recipe, "fold_run": label, "checkpoint_epoch": predictor.checkpoint.get("epoch"),
             "pennfudan_mean_iou": round(float(table["iou"].mean()), 4),

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from seglib.errors import DataError, SeglibError
+from seglib.errors import DataError, SeglibError, first_line
 
 # Pillow's decompression-bomb guard, made an error instead of a warning: 64 megapixels is far above any
 # photo this workbook is meant for (the data set's largest image is under 1 megapixel).
@@ -24,24 +24,55 @@ MAX_IMAGE_PIXELS = 64_000_000
 Image.MAX_IMAGE_PIXELS = MAX_IMAGE_PIXELS
 
 
+class WriteError(OSError, SeglibError):
+    """A file could not be written (disk full, permission, quota): one line naming the file, not its temporary
+    copy, and what to do (`advice`); still an OSError for callers that handle those."""
+
+    advice = ""
+
+    def __str__(self) -> str:
+        return f"{self.filename}: cannot write ({self.strerror}){self.advice}"
+
+
+FULL_DISK_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)  # the disk (or the quota) is full
+
+
+def write_error(exc: OSError, path: str | os.PathLike, advice: str | None = None) -> WriteError:
+    """`exc` as a WriteError naming `path` (the file the user asked for, not a temporary one beside it)."""
+    error = WriteError(exc.errno or errno.EIO, exc.strerror or first_line(exc), str(path))
+    if advice is not None:
+        error.advice = advice
+    elif exc.errno in FULL_DISK_ERRNOS:
+        error.advice = "; free some space and run this again"
+    return error
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
-    """Yield a temporary path beside `path`; on success it is renamed over `path`, on error removed."""
+    """Yield a temporary path beside `path`; on success it is renamed over `path`, on error removed.
+
+    A failure of the file system (a full disk, a permission) is a WriteError naming `path`; nothing half-written
+    is left."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; give the file the permissions a plain open() would
-    tmp_path = Path(tmp)
+    tmp_path = None
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        os.close(fd)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; give the file the permissions a plain open() would
+        tmp_path = Path(tmp)
         yield tmp_path
         with open(tmp_path, "rb+") as fh:
             os.fsync(fh.fileno())
         os.replace(tmp_path, path)
+    except OSError as exc:
+        if isinstance(exc, WriteError) or exc.filename not in (None, str(path), str(tmp_path)):
+            raise  # about another file (a folder the block read): its own name is the right one
+        raise write_error(exc, path) from None
     finally:
-        if tmp_path.exists():
+        if tmp_path is not None and tmp_path.exists():
             tmp_path.unlink()
 
 

@@ -3,13 +3,15 @@
 The lock is an `flock` on a small file beside the thing (`.NAME.lock`), holding the owner's pid and command. The
 kernel drops an flock when its process dies, so a lock left by a killed process is taken over at once (and said
 so); a lock held by a live process refuses the second writer with one line naming the holder's pid. The file is
-removed on release; the inode is checked after locking so that a file removed meanwhile is never locked twice.
+removed on release, and so are the folders made for it that are still empty (a command that wrote nothing leaves
+no folder); the inode is checked after locking so that a file removed meanwhile is never locked twice.
 """
 
 from __future__ import annotations
 
 import contextlib
 import fcntl
+import itertools
 import os
 import sys
 import time
@@ -29,6 +31,13 @@ def lock_path(target: str | os.PathLike) -> Path:
     if not target.name:
         raise SeglibError(f"{target}: cannot write here (the file system's root)")
     return target.with_name(f".{target.name}.lock")
+
+
+def output_folder(folder: str | os.PathLike) -> Path:
+    """The target whose lock guards a whole folder of outputs (`predict --out`, `evaluate --out`): its lock file,
+    `.seglib-output.lock`, lies inside the folder (the command writes there anyway), not beside it in a parent
+    that may not be writable (`--out /tmp`, `--out ~`). Links are resolved: two names of a folder share a lock."""
+    return Path(folder).resolve() / "seglib-output"
 
 
 def _read_owner(fd: int) -> tuple[int | None, str]:
@@ -61,11 +70,14 @@ def exclusive(target: str | os.PathLike, what: str, *, log=None) -> Iterator[Pat
     `what` names the thing in messages ("run runs/x"). `log` (default: stderr) hears of a stale lock taken over.
     """
     path = lock_path(target)
-    while True:
+    created = _missing_folders(path.parent)  # removed again on release, when the command left them empty
+    for attempt in itertools.count():
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
             fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
         except OSError as exc:
+            if isinstance(exc, FileNotFoundError) and attempt < 3:
+                continue  # a holder releasing its lock removed the folder meanwhile: make it again
             raise SeglibError(f"{path}: cannot create the lock file ({exc.strerror or exc})") from None
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -86,14 +98,30 @@ def exclusive(target: str | os.PathLike, what: str, *, log=None) -> Iterator[Pat
     stale_pid, _ = _read_owner(fd)
     if stale_pid and stale_pid != os.getpid():
         (log or note)(f"{what}: took over a stale lock of pid {stale_pid} (no longer running)")
-    os.ftruncate(fd, 0)
-    os.pwrite(fd, f"{os.getpid()}\n{' '.join(sys.argv)[:300]}\n".encode(), 0)
     try:
+        try:
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, f"{os.getpid()}\n{' '.join(sys.argv)[:300]}\n".encode(), 0)
+        except OSError as exc:  # a full disk: the lock is held all the same, but say why the owner is not named
+            raise SeglibError(f"{path}: cannot write the lock file ({exc.strerror or exc}); free some space and "
+                              "run this again") from None
         yield path
     finally:
         with contextlib.suppress(OSError):
             os.unlink(path)
         os.close(fd)
+        for folder in created:  # deepest first; a folder that holds anything now stays
+            with contextlib.suppress(OSError):
+                folder.rmdir()
+
+
+def _missing_folders(folder: Path) -> list[Path]:
+    """`folder` and those of its parents that do not exist yet, deepest first."""
+    missing = []
+    while not folder.exists() and folder.parent != folder:
+        missing.append(folder)
+        folder = folder.parent
+    return missing
 
 
 _HELD: set[Path] = set()  # locks this process holds through reentrant()

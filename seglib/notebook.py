@@ -50,6 +50,20 @@ def _run_name(value) -> str:
 EMPTY_RUN = "an empty run name; give a name, or 'default' for $SEGLIB_RUN, else the profile's name"
 
 
+def _external_set(value) -> str:
+    """A set that notebook 04 can score: "" (none), a registered set's name, or a pairs CSV / IMAGES:MASKS that
+    can be read now (so that a batch stops before training, not at notebook 04)."""
+    from seglib.data.registry import NAME_PATTERN, registered, scored_set
+
+    if not value or (NAME_PATTERN.fullmatch(str(value)) and str(value) in registered()):
+        return ""
+    try:
+        scored_set(str(value))
+    except SeglibError as exc:
+        return str(exc)
+    return ""
+
+
 # What a value must satisfy beyond its type, by parameter name (the same name means the same thing everywhere).
 PARAMETER_RULES: dict[str, Callable[[Any], str]] = {
     "profile": _one_of("default", *PROFILE_NAMES),
@@ -62,6 +76,7 @@ PARAMETER_RULES: dict[str, Callable[[Any], str]] = {
     "k": _positive,
     "seed": _not_negative,
     "splits": _eval_splits,
+    "external": _external_set,
 }
 
 

@@ -149,8 +149,8 @@ def run_logits(session, x: np.ndarray, fixed_hw: tuple[int, int] | None, path: P
 def load_onnx_network(path: str | os.PathLike, *, threads: int | None = None,
                       check_weights: bool = True) -> tuple[OnnxNetwork, dict]:
     """(OnnxNetwork, checkpoint-like dict) of a seglib export. `check_weights=False` skips parsing the file
-    with the onnx package (metadata read from ONNX Runtime instead): for exports seglib made and verified itself,
-    such as the prediction cache."""
+    with the onnx package (metadata read from ONNX Runtime instead): only for bytes just verified otherwise. The
+    prediction cache is checked like any file: a cached export may be damaged, or not the checkpoint's."""
     path = Path(path)
     if not path.is_file():
         raise SeglibError(f"{path}: ONNX model not found")

@@ -159,3 +159,41 @@ def one_fast(values, fast):
     return [pytest.param(*(v if isinstance(v, tuple) else (v,)), marks=() if v == fast else pytest.mark.slow)
             for v in values]
 
+
+
+class SmallDisk:
+    """A file system of its own, a few MiB (a tmpfs), that a test fills to leave `free` bytes: a real ENOSPC."""
+
+    def __init__(self, root: Path):
+        self.root = root
+        self.filler = root / ".filler"
+
+    def leave(self, free: int) -> None:
+        """Fill the disk until about `free` bytes are left (0: full)."""
+        self.filler.unlink(missing_ok=True)
+        stats = os.statvfs(self.root)
+        size = max(stats.f_bavail * stats.f_frsize - free, 0)
+        with open(self.filler, "wb") as fh:
+            try:
+                fh.write(b"\0" * size)
+            except OSError:
+                pass
+
+    def empty(self) -> None:
+        self.filler.unlink(missing_ok=True)
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A 2 MiB tmpfs mounted in the test's folder (needs root, as on the project's machines and CI)."""
+    import subprocess
+
+    where = tmp_path / "small-disk"
+    where.mkdir()
+    if os.geteuid() != 0 or subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(where)],
+                                           capture_output=True).returncode != 0:
+        pytest.skip("mounting a small tmpfs needs root")
+    try:
+        yield SmallDisk(where)
+    finally:
+        subprocess.run(["umount", "-l", str(where)], capture_output=True)

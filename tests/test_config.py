@@ -31,3 +31,60 @@ def test_a_path_with_an_unknown_home_folder_is_one_line():
         user_path("~nosuchuser0/x")
     assert display_path("~nosuchuser0/x") == "~nosuchuser0/x"
     assert user_path("plain/x").as_posix() == "plain/x"
+
+
+FOLDER_VARIABLES = [config.ENV_RUNS_DIR, config.ENV_REPORTS_DIR, config.ENV_DATASETS_DIR, config.ENV_DATA_DIR,
+                    config.ENV_PENNFUDAN_DIR]
+
+
+def test_a_folder_variable_naming_a_file_is_one_line_naming_the_variable(tmp_path, monkeypatch):
+    import pytest
+
+    from seglib.data.external import pennfudan_dir
+    from seglib.errors import ConfigError
+
+    getters = {config.ENV_RUNS_DIR: config.runs_dir, config.ENV_REPORTS_DIR: config.reports_dir,
+               config.ENV_DATASETS_DIR: config.datasets_dir, config.ENV_DATA_DIR: config.raw_data_dir,
+               config.ENV_PENNFUDAN_DIR: pennfudan_dir}
+    afile = tmp_path / "afile"
+    afile.write_text("x")
+    for name in FOLDER_VARIABLES:
+        monkeypatch.setenv(name, str(afile))
+        with pytest.raises(ConfigError, match=rf"^\${name}={afile}: is a file, not a folder"):
+            getters[name]()
+        monkeypatch.setenv(name, str(afile / "sub"))
+        with pytest.raises(ConfigError, match=rf"^\${name}={afile}/sub: is under {afile}, which is a file"):
+            getters[name]()
+        monkeypatch.setenv(name, str(tmp_path / "new"))  # a folder not made yet: commands that write make it
+        assert getters[name]() in (tmp_path / "new", tmp_path / "new" / "PennFudanPed")
+        monkeypatch.delenv(name)
+
+
+def test_commands_given_a_folder_variable_naming_a_file_say_so_in_one_line(tmp_path, monkeypatch, capsys):
+    from conftest import photo_folders
+
+    from seglib.cli import main
+
+    afile = tmp_path / "afile"
+    afile.write_text("x")
+    images, masks = photo_folders(tmp_path / "mine", n=2)
+    monkeypatch.setenv(config.ENV_DATASETS_DIR, str(tmp_path / "datasets"))
+    for name, argv in ((config.ENV_RUNS_DIR, ["train", "--profile", "smoke", "--run", "x"]),
+                       (config.ENV_DATASETS_DIR, ["data", "add", "mine", "--images", str(images), "--masks",
+                                                  str(masks)])):
+        monkeypatch.setenv(name, str(afile))
+        assert main(argv) == 2
+        err = capsys.readouterr().err
+        assert err == f"seglib: error: ${name}={afile}: is a file, not a folder; point it at a folder (or unset it)\n"
+    assert afile.read_text() == "x" and not (tmp_path / "datasets").exists()
+
+
+def test_data_list_notes_a_datasets_folder_that_does_not_exist(tmp_path, monkeypatch, capsys):
+    from seglib.cli import main
+
+    monkeypatch.setenv(config.ENV_DATASETS_DIR, str(tmp_path / "missing"))
+    assert main(["data", "list"]) == 0
+    captured = capsys.readouterr()
+    assert "human-seg" in captured.out
+    assert captured.err == (f"seglib: note: ${config.ENV_DATASETS_DIR}={tmp_path / 'missing'}: no such folder; "
+                            "only the built-in sets are listed (seglib data add NAME creates it)\n")

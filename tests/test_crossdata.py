@@ -60,3 +60,17 @@ def test_a_model_without_the_result_is_named_with_the_command_that_makes_it(two_
     evals, _ = two_models
     with pytest.raises(SeglibError, match=r"cc-test: no result .*--dataset cc"):
         gather([evals["m1"]], ["aa", "cc"], tmp_path / "out")
+
+
+def test_two_models_trained_on_the_same_sets_are_refused_not_one_dropped(two_models, tmp_path):
+    """`crossdata --run r1 --run r2` with both trained on aa: one line naming both, and nothing written (#35
+    case 9: r1 was dropped without a word)."""
+    evals, _ = two_models
+    twin = tmp_path / "runs" / "m3" / "eval"
+    for name in ("aa", "bb"):
+        _result(twin / f"{name}-test", ["aa"], [0.1] * (6 if name == "aa" else 5),
+                [f"{name[0]}{i}" for i in range(6 if name == "aa" else 5)])
+    out = tmp_path / "crossdata"
+    with pytest.raises(SeglibError, match=r"m3/eval and .*m1/eval: both models trained on aa"):
+        gather([evals["m1"], evals["m2"], twin], ["aa", "bb"], out)
+    assert not out.exists() or not any(out.rglob("metrics.json"))

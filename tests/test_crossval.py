@@ -253,3 +253,22 @@ def test_sigterm_during_cv_stops_cleanly_and_the_same_command_continues(cv_cli, 
     code, out, err = run(capsys, "--recipe", "r", "--set", "epochs=2")
     assert code == 0, err
     assert "fold 0: resuming" in out and [f["fold"] for f in load_result("r")["folds"]] == [0, 1]
+
+
+def test_the_external_check_refuses_a_run_trained_on_a_copy_of_its_photos(tmp_path):
+    """A fold run that trained on Penn-Fudan's photos registered under another name is refused by their bytes,
+    in one line naming the run (#35: cross-data checks compare content, not set names)."""
+    from types import SimpleNamespace
+
+    from conftest import photo_folders
+
+    from seglib.crossval import pennfudan_row
+    from seglib.data.external import pairs_from_folders
+    from seglib.data.selection import photo_hashes
+
+    images, masks = photo_folders(tmp_path / "external", n=3)
+    pairs = pairs_from_folders(images, masks)
+    record = {"datasets": ["copy"], "train_ids": ["p00"], "photo_sha1": sorted(photo_hashes([images / "p00.jpg"]))}
+    predictor = SimpleNamespace(checkpoint={"data_split": record, "epoch": 1})
+    with pytest.raises(SeglibError, match=r"runs/r-fold0: cannot check it: .*1 of its 3 photos \(p00\)"):
+        pennfudan_row("r", "r-fold0", predictor, pairs, where=Path("runs/r-fold0"))

@@ -224,3 +224,128 @@ def test_scores_of_one_external_set_are_never_shown_for_another(synthetic_splits
     clash = PairSet(first.name, second.items, "binary")  # the same name on other photos
     with pytest.raises(SeglibError, match=f"holds scores of other photos under the name '{first.name}'"):
         load_or_evaluate(run_dir, clash.name, pairs=clash, **kw)
+
+
+# ------------------------------------------------------------------------------------------- what a scan leaves out
+
+
+def _noise_photo(path: Path, seed: int = 0) -> None:
+    Image.fromarray((np.random.default_rng(seed).random((24, 32, 3)) * 255).astype(np.uint8)).save(path)
+
+
+def _box_mask(path: Path) -> None:
+    mask = np.zeros((24, 32), np.uint8)
+    mask[4:20, 8:24] = 255
+    Image.fromarray(mask).save(path)
+
+
+def _mixed_folders(root: Path) -> tuple[Path, Path]:
+    """images/ with one photo of each kind seglib decodes, a text file, a hidden photo, a folder, a symlink loop and
+    a broken link; masks/ with a PNG or a TIFF per photo, a mask without a photo and a text file."""
+    images, masks = root / "images", root / "masks"
+    images.mkdir(parents=True)
+    masks.mkdir()
+    for i, suffix in enumerate((".jpg", ".PNG", ".webp", ".tif", ".bmp", ".gif")):
+        _noise_photo(images / f"p{i}{suffix}", i)
+        _box_mask(masks / f"p{i}{'.tif' if suffix == '.tif' else '.png'}")
+    _noise_photo(images / ".hidden.jpg")
+    (images / "a.txt").write_text("notes")
+    (images / "sub").mkdir()
+    (images / "loop.jpg").symlink_to(images / "loop.jpg")
+    (images / "gone.jpg").symlink_to(root / "deleted.jpg")
+    _box_mask(masks / "orphan.png")
+    (masks / "readme.txt").write_text("masks")
+    return images, masks
+
+
+def test_a_folder_scan_takes_every_photo_kind_and_names_each_file_it_leaves_out(tmp_path):
+    images, masks = _mixed_folders(tmp_path)
+    pairs = pairs_from_folders(images, masks)
+    assert list(pairs.items["id"]) == ["p0", "p1", "p2", "p3", "p4", "p5"]
+    assert Path(pairs.items["mask_path"][3]).name == "p3.tif"  # a lossless mask of another kind
+    reasons = {Path(path).name: why for path, why in pairs.left_out}
+    assert set(reasons) == {"a.txt", "sub", "loop.jpg", "gone.jpg", "orphan.png", "readme.txt"}  # not .hidden.jpg
+    assert reasons["a.txt"] == "not an image" and reasons["orphan.png"] == "a mask without a photo"
+    assert reasons["loop.jpg"] == "symbolic link loop" and reasons["gone.jpg"].startswith("broken link")
+    assert reasons["sub"].startswith("a folder")
+    summary = external.left_out_summary(pairs.left_out, shown=3)
+    assert summary.startswith("left out 6 files: ") and summary.endswith(", and 3 more")
+    with pytest.raises(DataError, match=r"p0\.jpg: is a file, not a folder"):
+        pairs_from_folders(images / "p0.jpg", masks)
+    _box_mask(masks / "p0.tif")  # two masks for one photo: which one is meant is not guessed
+    with pytest.raises(DataError, match=r"p0\.jpg: two masks \(p0\.png, p0\.tif\)"):
+        pairs_from_folders(images, masks)
+
+
+def test_data_add_says_how_many_files_it_left_out_and_names_them(tmp_path, monkeypatch, capsys):
+    from seglib.cli import main
+
+    monkeypatch.setenv("SEGLIB_DATASETS_DIR", str(tmp_path / "data" / "datasets"))
+    images, masks = _mixed_folders(tmp_path / "ext")
+    assert main(["data", "add", "extset", "--images", str(images), "--masks", str(masks)]) == 0
+    out = capsys.readouterr().out
+    assert "registered extset: 6 pairs; left out 6 files: " in out
+    for named in ("a.txt (not an image)", "gone.jpg (broken link", "loop.jpg (symbolic link loop)"):
+        assert named in out
+    assert "and 3 more" in out and len(out.strip().splitlines()) == 1
+
+
+def test_a_repeated_row_of_a_pairs_csv_is_named_by_its_id_or_photo_and_lines(tmp_path):
+    csv = _user_set(tmp_path / "s", (12, 16))
+    csv.write_text("id,image,mask\nx,img/a.png,msk/a.png\ny,img/b.png,msk/b.png\nx,img/a.png,msk/a.png\n")
+    with pytest.raises(DataError, match=r"ok\.csv: img/a\.png is listed on lines 2 and 4") as info:
+        pairs_from_csv(csv)
+    assert "add an id column" not in str(info.value)
+    csv.write_text("id,image,mask\nx,img/a.png,msk/a.png\nx,img/b.png,msk/b.png\n")
+    with pytest.raises(DataError, match=r"ok\.csv: id x is given on lines 2 and 3") as info:
+        pairs_from_csv(csv)
+    assert "add an id column" not in str(info.value)
+    (tmp_path / "s" / "img2").mkdir()
+    (tmp_path / "s" / "img2" / "a.png").write_bytes((tmp_path / "s" / "img" / "b.png").read_bytes())
+    csv.write_text("image,mask\nimg/a.png,msk/a.png\n\nimg2/a.png,msk/b.png\n")  # a blank line counts as a line
+    with pytest.raises(DataError, match=r"img/a\.png and img2/a\.png \(lines 2 and 4\) share the file stem a; add "
+                                        r"an id column"):
+        pairs_from_csv(csv)
+
+
+def test_a_pairs_csv_row_with_a_photo_and_no_mask_is_named_not_dropped(tmp_path):
+    csv = _user_set(tmp_path / "s", (12, 16))
+    csv.write_text("image,mask\nimg/a.png,msk/a.png\nimg/b.png,\n")
+    with pytest.raises(DataError, match=r"ok\.csv: line 3 names the photo img/b\.png but no mask"):
+        pairs_from_csv(csv)
+
+
+def test_data_check_names_a_listed_link_loop_and_unlisted_links_that_lead_nowhere(tmp_path, capsys):
+    """The built-in layout's scan (`seglib data check`): a listed photo that is a symbolic link loop is one problem
+    line, not a traceback; links in its folders that lead to no file are named among the unlisted files."""
+    from conftest import make_dataset
+
+    from seglib.cli import main
+
+    folder = make_dataset(tmp_path / "raw", n=4)
+    (folder / "Training_Images" / "2.jpg").unlink()
+    (folder / "Training_Images" / "2.jpg").symlink_to(folder / "Training_Images" / "2.jpg")
+    assert main(["data", "check", "--data-dir", str(folder)]) == 1
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and "2.jpg: symbolic link loop" in err
+    (folder / "Training_Images" / "2.jpg").unlink()
+    make_dataset(tmp_path / "copy", n=4)
+    (folder / "Training_Images" / "2.jpg").write_bytes((tmp_path / "copy" / folder.name / "Training_Images" /
+                                                         "2.jpg").read_bytes())
+    (folder / "Training_Images" / "9.jpg").symlink_to(folder / "Training_Images" / "9.jpg")
+    (folder / "Ground_Truth" / "8.png").symlink_to(tmp_path / "deleted.png")
+    assert main(["data", "check", "--data-dir", str(folder)]) == 0
+    out = capsys.readouterr().out
+    assert "quirk unlisted-files (2)" in out and "8.png (broken link to" in out and "9.jpg (symbolic link loop)" in out
+
+
+def test_a_pairs_csv_listing_a_link_loop_or_a_broken_link_names_it_for_what_it_is(tmp_path):
+    csv = _user_set(tmp_path / "s", (12, 16))
+    (tmp_path / "s" / "img" / "b.png").unlink()
+    (tmp_path / "s" / "img" / "b.png").symlink_to(tmp_path / "s" / "img" / "b.png")
+    with pytest.raises(DataError, match=r"img/b\.png: listed in ok\.csv but is a symbolic link loop$"):
+        pairs_from_csv(csv)
+    (tmp_path / "s" / "img" / "b.png").unlink()
+    (tmp_path / "s" / "img" / "b.png").symlink_to(tmp_path / "deleted.png")
+    with pytest.raises(DataError, match=r"img/b\.png: listed in ok\.csv but is a broken link to .*deleted\.png$"):
+        pairs_from_csv(csv)

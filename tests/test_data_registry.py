@@ -294,3 +294,81 @@ def test_a_description_with_an_unknown_field_or_kind_is_refused_naming_the_file(
     (folder / "odd.yaml").write_text("name: odd\nkind: zip\n")
     with pytest.raises(DataError, match=r"odd\.yaml: kind 'zip'"):
         registry.registered()
+
+
+def _cut_outs(masks) -> dict:
+    """Each 0/255 mask saved over itself as a cut-out export: white everywhere, the person in the alpha channel;
+    returns each mask's person fraction by stem."""
+    fractions = {}
+    for path in sorted(masks.glob("*.png")):
+        person = np.asarray(Image.open(path)) > 127
+        rgba = np.full((*person.shape, 4), 255, np.uint8)
+        rgba[..., 3] = np.where(person, 255, 0)
+        Image.fromarray(rgba, "RGBA").save(path)
+        fractions[path.stem] = float(person.mean())
+    return fractions
+
+
+def test_cut_out_masks_with_the_person_in_alpha_are_read_by_the_alpha_rule_only(registry_dirs, tmp_path, capsys):
+    images, masks = photo_folders(tmp_path / "cut", n=5)
+    fractions = _cut_outs(masks)
+    code, out, err = run_cli(capsys, "data", "add", "cut", "--images", images, "--masks", masks)
+    assert code == 2, out
+    assert err.startswith(f"seglib: error: {masks / 'p00.png'}: ") and len(err.strip().splitlines()) == 1
+    assert "--mask-rule alpha" in err
+    assert not (registry_dirs / "datasets" / "cut.yaml").exists()
+    code, out, err = run_cli(capsys, "data", "add", "cut", "--images", images, "--masks", masks,
+                             "--mask-rule", "alpha")
+    assert code == 0, err
+    report = registry.check_registered("cut")
+    assert report.ok
+    assert dict(zip(report.table["id"], report.table["fg_fraction"], strict=True)) == pytest.approx(fractions)
+
+
+def test_mask_rules_read_grey_palette_and_one_bit_masks_as_before_and_transparency_by_the_alpha_rule(tmp_path):
+    from seglib.data.mask_rules import MaskRule
+
+    values = np.array([[0, 255], [255, 0]], np.uint8)
+    Image.fromarray(values).save(tmp_path / "grey.png")
+    Image.fromarray(values).convert("1").save(tmp_path / "bits.png")
+    Image.fromarray(values).convert("P").save(tmp_path / "palette.png")
+    Image.fromarray(values).convert("RGBA").save(tmp_path / "opaque.png")  # alpha 255 everywhere: read as grey
+    for name in ("grey.png", "bits.png", "palette.png", "opaque.png"):
+        for rule in ("binary", "nonzero", "==255"):
+            assert MaskRule.parse(rule).read(tmp_path / name).tolist() == (values > 0).tolist(), (name, rule)
+    rgba = np.full((2, 2, 4), 255, np.uint8)
+    rgba[..., 3] = values
+    Image.fromarray(rgba, "RGBA").save(tmp_path / "cut.png")
+    quantised = Image.fromarray(np.array([[0, 1], [1, 0]], np.uint8), mode="P")
+    quantised.putpalette([255, 255, 255, 255, 255, 255])
+    quantised.save(tmp_path / "cut_palette.png", transparency=bytes([0, 255]))  # white, person in the palette alpha
+    alpha = MaskRule.parse("alpha")
+    for name in ("cut.png", "cut_palette.png"):
+        assert alpha.read(tmp_path / name).tolist() == (values > 127).tolist(), name
+        for rule in ("binary", "nonzero", "rgb:255,255,255"):
+            with pytest.raises(DataError) as info:
+                MaskRule.parse(rule).read(tmp_path / name)
+            text = str(info.value)
+            assert text.startswith(f"{tmp_path / name}: ") and "--mask-rule alpha" in text and "\n" not in text
+    with pytest.raises(DataError, match=r"grey\.png: .*no alpha channel"):
+        alpha.read(tmp_path / "grey.png")
+
+
+def test_check_reports_photos_or_masks_changed_since_registration(registry_dirs, tmp_path, capsys):
+    import shlex
+
+    images, masks = photo_folders(tmp_path / "mine", n=6)
+    assert run_cli(capsys, "data", "add", "mine", "--images", images, "--masks", masks)[0] == 0
+    assert run_cli(capsys, "data", "check", "mine")[0] == 0
+    one, two = (masks / "p01.png").read_bytes(), (masks / "p02.png").read_bytes()
+    (masks / "p01.png").write_bytes(two)
+    (masks / "p02.png").write_bytes(one)
+    code, out, err = run_cli(capsys, "data", "check", "mine")
+    assert code == 1, out
+    changed = [line for line in err.splitlines() if "changed since it was registered" in line]
+    assert len(changed) == 1 and "mine.yaml" in changed[0], err
+    command = changed[0].split("`")[1]
+    assert command.startswith("seglib data add mine --images ")
+    (registry_dirs / "datasets" / "mine.yaml").unlink()
+    assert run_cli(capsys, *shlex.split(command)[1:])[0] == 0  # the command it gives registers the set again
+    assert run_cli(capsys, "data", "check", "mine")[0] == 0

@@ -17,6 +17,8 @@ from seglib.data.splits import make_split, read_split, split_fingerprint, write_
 from seglib.errors import DataError, SeglibError
 from seglib.locks import LockedError, exclusive, lock_path
 
+FRACTIONS = {"train": 0.6, "val": 0.2, "test": 0.2}  # the synthetic set's 10 photos leave none in val at 15%
+
 
 def test_split_is_deterministic_and_complete(synthetic_dataset, tmp_path):
     report = check_dataset(synthetic_dataset)
@@ -37,7 +39,7 @@ def test_duplicate_images_share_a_split(synthetic_dataset):
     mask = synthetic_dataset / "Ground_Truth"
     (mask / "2.png").write_bytes((mask / "1.png").read_bytes())
     for seed in range(8):
-        table = make_split(check_dataset(synthetic_dataset), seed=seed)
+        table = make_split(check_dataset(synthetic_dataset), seed=seed, fractions=FRACTIONS)
         splits = table.set_index("id")["split"]
         assert splits["1"] == splits["2"]
 
@@ -97,7 +99,7 @@ def test_split_refuses_the_data_folder_named_by_the_environment(synthetic_datase
 
 
 def test_write_split_never_replaces_a_pair_listing_or_another_file_even_with_overwrite(synthetic_dataset, tmp_path):
-    table = make_split(check_dataset(synthetic_dataset), seed=0)
+    table = make_split(check_dataset(synthetic_dataset), seed=0, fractions=FRACTIONS)
     listing = tmp_path / "copy"
     listing.mkdir()
     (listing / "train.csv").write_text("masks,images\na/m.png,a/i.jpg\n")  # a pair listing, not a split
@@ -117,7 +119,7 @@ def test_write_split_never_replaces_a_pair_listing_or_another_file_even_with_ove
 
 
 def test_writing_a_splits_folder_holds_its_lock(synthetic_dataset, tmp_path):
-    table = make_split(check_dataset(synthetic_dataset), seed=0)
+    table = make_split(check_dataset(synthetic_dataset), seed=0, fractions=FRACTIONS)
     out = tmp_path / "splits"
     with exclusive(out, "test holder"):
         with pytest.raises(LockedError, match=f"pid {os.getpid()}"):
@@ -177,3 +179,76 @@ def test_snapshot_refuses_while_a_writer_holds_the_folder(synthetic_splits):
     snapshot = snapshot_splits(splits)  # released: read, and its tables are read_split's
     pd.testing.assert_frame_equal(snapshot.table("val"), read_split("val", splits))
     assert snapshot.fingerprint() == split_fingerprint(splits)
+
+
+# ------------------------------------------------------------------------------------------- sets of any layout and size
+
+
+def _add(tmp_path, monkeypatch, capsys, name: str, *source: str) -> None:
+    monkeypatch.setenv("SEGLIB_DATASETS_DIR", str(tmp_path / "data" / "datasets"))
+    assert main(["data", "add", name, *source]) == 0, capsys.readouterr().err
+    capsys.readouterr()
+
+
+@pytest.mark.parametrize("layout", ["csv-with-dotdot-paths", "folder-of-links"])
+def test_a_set_listed_through_dotdot_paths_or_links_splits_and_reads_back_the_same_photos(tmp_path, monkeypatch,
+                                                                                         capsys, layout):
+    from conftest import photo_folders
+
+    from seglib.data.registry import check_registered, get
+    from seglib.data.selection import open_sets
+
+    images, masks = photo_folders(tmp_path / "store", n=16)
+    if layout == "csv-with-dotdot-paths":  # the CSV beside the photos' folder, the masks with the photos
+        for mask in masks.iterdir():
+            mask.rename(images / f"{mask.stem}_m.png")
+        listing = tmp_path / "store" / "lists" / "pairs.csv"
+        listing.parent.mkdir()
+        listing.write_text("image,mask\n" + "".join(f"../images/{p.name},../images/{p.stem}_m.png\n"
+                                                    for p in sorted(images.glob("*.jpg"))))
+        _add(tmp_path, monkeypatch, capsys, "mine", "--pairs", str(listing))
+    else:  # a folder of links to the photos
+        links = tmp_path / "links"
+        links.mkdir()
+        for photo in images.iterdir():
+            (links / photo.name).symlink_to(photo)
+        _add(tmp_path, monkeypatch, capsys, "mine", "--images", str(links), "--masks", str(masks))
+    code = main(["data", "split", "mine", "--folds", "2"])
+    captured = capsys.readouterr()
+    assert code == 0 and "Traceback" not in captured.err, captured.err
+    pairs = get("mine").pair_set().items.set_index("id")
+    root = check_registered("mine").dataset_dir
+    sets = open_sets("mine")
+    for split in ("train", "val", "test"):
+        table = read_split(split, get("mine").splits_dir())
+        for row in table.itertuples(index=False):  # the split names each file relative to the set's root
+            assert (root / row.image).samefile(pairs.loc[row.id, "image_path"])
+            assert (root / row.mask).samefile(pairs.loc[row.id, "mask_path"])
+        read = sets.table(split).set_index("id")
+        assert [read.loc[i, "image_path"] for i in table["id"]] == [str(pairs.loc[i, "image_path"])
+                                                                   for i in table["id"]]
+
+
+@pytest.mark.parametrize(("n", "folds", "said"), [
+    (1, "0", "1 photo is too few to split: a train/val/test split (15% each for val and test, per quarter of "
+             "foreground fraction) leaves the val and test split empty and needs at least 13 photos; add photos"),
+    (1, "5", "1 photo is too few to split: a train/val/test split (15% each for val and test, per quarter of "
+             "foreground fraction) leaves the val and test split empty and needs at least 13 photos; folds=5 needs "
+             "at least 5 photos in train and val; add photos"),
+    (14, "13", "folds=13: more folds than the 12 train+val photo groups; use --folds 12 or fewer, or add photos"),
+], ids=["1-photo-no-folds", "1-photo-5-folds", "14-photos-13-folds"])
+def test_a_set_too_small_to_split_says_how_many_photos_it_has_and_needs(tmp_path, monkeypatch, capsys, n, folds,
+                                                                         said):
+    from conftest import make_dataset, photo_folders
+
+    images, masks = photo_folders(tmp_path / "few", n=n)
+    _add(tmp_path, monkeypatch, capsys, "few", "--images", str(images), "--masks", str(masks))
+    code = main(["data", "split", "few", "--folds", folds])
+    line = _one_line_error(capsys.readouterr().err)
+    assert code == 2 and said in line and "few.yaml" in line, line
+    assert not (tmp_path / "data" / "splits" / "few").exists()
+    if n == 1:  # the built-in set's layout too
+        folder = make_dataset(tmp_path / "raw", n=1)
+        code = main(["data", "split", "--data-dir", str(folder), "--out", str(tmp_path / "s"), "--folds", folds])
+        line = _one_line_error(capsys.readouterr().err)
+        assert code == 2 and f"{folder}: {said}" in line and not (tmp_path / "s").exists()

@@ -219,10 +219,10 @@ KILL_POINTS = {
     "mid-write": """
         import seglib.checkpoint as ck
         real_save = ck.torch.save
-        def save(obj, f):
+        def save(obj, f):  # f: the open temporary file (seglib.checkpoint writes through a Python file)
             if obj["epoch"] == 2:
-                with open(f, "wb") as fh:
-                    fh.write(b"PK half a checkpoint")
+                f.write(b"PK half a checkpoint")
+                f.flush()
                 os.kill(os.getpid(), signal.SIGKILL)
             real_save(obj, f)
         ck.torch.save = save

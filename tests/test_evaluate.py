@@ -546,3 +546,64 @@ def test_cli_scores_two_external_csvs_of_the_same_name_as_two_sets(data, tiny_ch
     per_image = {k: pd.read_csv(tmp_path / "ev" / m["split"] / "per_image.csv", dtype={"id": str})["id"].tolist()
                  for k, m in sets.items()}
     assert per_image == {"a": ["1", "2"], "b": ["4", "6"]}
+
+
+# ------------------------------------------------------- one writer per --out, fenced folders, full disks (issue 35)
+
+
+def _evaluate(folder, splits, checkpoint, out, *more) -> list[str]:
+    return ["evaluate", "--checkpoint", str(checkpoint), "--out", str(out), "--data-dir", str(folder),
+            "--splits-dir", str(splits), "--split", "val", "--quiet", *more]
+
+
+def test_evaluate_into_an_out_in_use_is_refused_at_once_naming_the_holder(data, tiny_checkpoint, tmp_path, capsys):
+    from seglib import locks
+    from seglib.cli import main
+
+    folder, splits = data
+    out = tmp_path / "new" / "ev"
+    with locks.exclusive(locks.output_folder(out), f"{out}"):  # another `seglib evaluate --out` writing there
+        assert main(_evaluate(folder, splits, tiny_checkpoint, out)) == 2
+        assert [p.name for p in out.iterdir()] == [".seglib-output.lock"]  # the holder's lock, nothing written
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith(f"seglib: error: {out}: in use by pid {os.getpid()}"), err
+    assert not (tmp_path / "new").exists()
+
+
+def test_evaluate_never_writes_into_the_data_set_or_splits_folder_it_reads(data, tiny_checkpoint, tmp_path, capsys):
+    """Case 10: `evaluate --checkpoint ... --out` into (or below) the data set folder or the splits folder is refused
+    with one line before any work; nothing is written or created there."""
+    from seglib.cli import main
+
+    folder, splits = data
+    before = sorted(str(p) for p in tmp_path.rglob("*"))
+    for out in (folder, folder / "eval", splits / "eval"):
+        assert main(_evaluate(folder, splits, tiny_checkpoint, out, "--overwrite")) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and err.startswith(f"seglib: error: {out}: "), err
+        assert "refusing to write there" in err
+    assert sorted(str(p) for p in tmp_path.rglob("*")) == before
+
+
+def test_evaluate_on_a_full_disk_names_the_file_and_leaves_no_empty_folder(data, tiny_checkpoint, tmp_path, capsys,
+                                                                           monkeypatch):
+    import errno
+
+    from seglib.cli import main
+
+    folder, splits = data
+    out = tmp_path / "ev"
+    real_write = Path.write_text
+
+    def full(self, *args, **kwargs):  # the temporary file is made, its bytes do not fit
+        if out in self.parents:
+            real_write(self, "")
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        return real_write(self, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "write_text", full)
+    assert main(_evaluate(folder, splits, tiny_checkpoint, out)) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith(f"seglib: error: {out / 'val' / 'per_image.csv'}: "), err
+    assert "No space left on device" in err
+    assert not out.exists()

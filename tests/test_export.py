@@ -399,3 +399,35 @@ def test_an_onnx_file_whose_fixed_input_differs_from_its_input_size_is_refused(u
     bad = _edited_onnx(fixed, tmp_path / "bad.onnx", props={"input_size": "32"})
     with pytest.raises(CheckpointError, match=r"field 'input_size' is 32, but the graph's input is fixed at 64x64"):
         load_onnx(bad)
+
+
+# ------------------------------------------------------------- one writer per --out, fenced folders (issue 35)
+
+
+def test_export_into_an_out_in_use_is_refused_at_once_naming_the_holder(tmp_path, capsys):
+    from seglib import locks
+    from seglib.cli import main
+
+    checkpoint = save_tiny_checkpoint(tmp_path / "tiny.pt", input_size=SIZE)
+    out = tmp_path / "new" / "model.onnx"
+    with locks.exclusive(out.resolve(), str(out)):  # another `seglib export --out` writing it
+        assert main(["export", "--checkpoint", str(checkpoint), "--out", str(out), "--overwrite"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith(f"seglib: error: {out}: in use by pid {os.getpid()}"), err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["tiny.pt"]
+
+
+def test_export_never_writes_into_a_data_folder(tmp_path, capsys, monkeypatch):
+    """Case 10: `export --out` inside a folder seglib reads data from is refused with one line, nothing written;
+    beside the checkpoint is where exports usually go, and is fine."""
+    from seglib.cli import main
+
+    monkeypatch.setenv("SEGLIB_DATA_DIR", str(tmp_path / "raw"))
+    (tmp_path / "raw").mkdir()
+    checkpoint = save_tiny_checkpoint(tmp_path / "tiny.pt", input_size=SIZE)
+    out = tmp_path / "raw" / "model.onnx"
+    assert main(["export", "--checkpoint", str(checkpoint), "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith(f"seglib: error: {out}: ") and "refusing to write there" in err
+    assert list((tmp_path / "raw").iterdir()) == []
+    assert main(["export", "--checkpoint", str(checkpoint), "--out", str(tmp_path / "tiny.onnx")]) == 0

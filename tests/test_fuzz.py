@@ -155,6 +155,7 @@ def fuzz_home(tmp_path, monkeypatch):
     work = tmp_path / "work"
     work.mkdir()
     for name, value in {"SEGLIB_DATA_DIR": tmp_path / "data", "SEGLIB_RUNS_DIR": tmp_path / "runs",
+                        "SEGLIB_DATASETS_DIR": tmp_path / "datasets",
                         "SEGLIB_REPORTS_DIR": tmp_path / "reports", "SEGLIB_PENNFUDAN_DIR": tmp_path / "pf",
                         "SEGLIB_DATASET_SOURCE": tmp_path / "no-source",
                         "SEGLIB_PENNFUDAN_SOURCE": tmp_path / "no-source"}.items():
@@ -173,8 +174,30 @@ def fuzz_home(tmp_path, monkeypatch):
     return tmp_path
 
 
-def _fuzz(home: Path, files: dict[str, Path], strategy, capsys, budget_s: float) -> None:
-    """Run generated argv lists through `seglib.cli.main` and check each call and the project afterwards."""
+def _checked_call(home: Path, argv: list[str]) -> int:
+    """Run one argv through `seglib.cli.main`: exit 0/1/2, no traceback, at most one error line, nothing
+    half-written left in `home`; returns the exit status."""
+    err = io.StringIO()
+    with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
+        try:
+            code = main(argv)
+        except SystemExit as exc:  # argparse: --help (0) and usage errors (2)
+            code = exc.code if isinstance(exc.code, int) else 2
+    text = err.getvalue()
+    assert code in (0, 1, 2), f"exit {code} for {argv!r}: {text[-300:]}"
+    assert "Traceback" not in text, f"traceback for {argv!r}: {text[-500:]}"
+    errors = [line for line in text.splitlines() if line.startswith("seglib: error:")]
+    assert len(errors) <= 1, f"more than one error line for {argv!r}: {errors}"
+    assert _left_over(home) == [], f"half-written files after {argv!r}"
+    return code
+
+
+def _fuzz(home: Path, files: dict[str, Path], strategy, capsys, budget_s: float, prepare=None, after=None,
+          max_examples: int = FUZZ_EXAMPLES) -> None:
+    """Run generated argv lists through `seglib.cli.main` and check each call and the project afterwards;
+    `prepare(drawn)` turns what the strategy drew into the argv lists to run in turn (default: it is one), and
+    `after(drawn)` checks what they left. `max_examples` bounds what Hypothesis draws, so that drawing examples
+    the spent budget skips costs no time either."""
     watched = [PROJECT_ROOT / name for name in WATCHED]
     before = _snapshot(watched)
     started = time.monotonic()
@@ -182,25 +205,18 @@ def _fuzz(home: Path, files: dict[str, Path], strategy, capsys, budget_s: float)
     failed: list[list[str]] = []  # once a call failed, the budget no longer cuts replays short (shrinking)
 
     @seed(FUZZ_SEED)
-    @settings(max_examples=FUZZ_EXAMPLES, deadline=None, database=None, suppress_health_check=list(HealthCheck))
-    @given(argv=strategy)
-    def one_call(argv):
+    @settings(max_examples=max_examples, deadline=None, database=None, suppress_health_check=list(HealthCheck))
+    @given(drawn=strategy)
+    def one_call(drawn):
         if time.monotonic() - started > budget_s and not failed:
             return
-        seen.append(argv)
-        failed.append(argv)
-        err = io.StringIO()
-        with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
-            try:
-                code = main(argv)
-            except SystemExit as exc:  # argparse: --help (0) and usage errors (2)
-                code = exc.code if isinstance(exc.code, int) else 2
-        text = err.getvalue()
-        assert code in (0, 1, 2), f"exit {code} for {argv!r}: {text[-300:]}"
-        assert "Traceback" not in text, f"traceback for {argv!r}: {text[-500:]}"
-        errors = [line for line in text.splitlines() if line.startswith("seglib: error:")]
-        assert len(errors) <= 1, f"more than one error line for {argv!r}: {errors}"
-        assert _left_over(home) == [], f"half-written files after {argv!r}"
+        failed.append(drawn)
+        for argv in prepare(drawn) if prepare is not None else [drawn]:
+            seen.append(argv)
+            if _checked_call(home, argv) != 0:
+                break  # a command that refused its input: the ones after it read what it would have written
+        if after is not None:
+            after(drawn)
         failed.pop()
 
     one_call()
@@ -234,3 +250,165 @@ def test_fuzz_commands_on_a_data_set_and_a_trained_run_exit_cleanly(fuzz_home, c
     files = _files(fuzz_home) | {"run": fuzz_home / "runs" / "trained" / "best.pt"}
     commands = [path for path in COMMANDS if path[0] not in ("cv", "bench", "anchor")]
     _fuzz(fuzz_home, files, argument_lists(files, commands, bounded=True), capsys, TIME_BUDGET_S * 0.6)
+
+
+# Generated data sets for `seglib data add` (then `data check` and `data split` of what it registered): folder
+# layouts, pairs CSVs and COCO files, good and broken (#35). Besides the checks of every call, the inputs a command
+# read are never changed or deleted.
+PHOTO_KINDS = ["png", "jpg", "webp", "bmp", "tif", "truncated", "empty", "garbage", "folder", "loop", "broken", "none"]
+MASK_KINDS = ["binary", "grey", "colour", "alpha", "half", "other-size", "none", "empty", "loop"]
+JUNK = st.one_of(st.none(), st.integers(-3, 40), st.text(max_size=4), st.floats(allow_nan=True),
+                 st.lists(st.integers(-3, 40), max_size=6))
+W, H = 16, 12
+
+
+def _photo(path: Path, kind: str) -> None:
+    """A photo file of `kind` at `path` (its suffix chosen by the kind)."""
+    rng = np.random.default_rng(len(str(path)))
+    array = (rng.random((H, W, 3)) * 255).astype(np.uint8)
+    if kind in ("png", "jpg", "webp", "bmp", "tif", "truncated"):
+        Image.fromarray(array).save(path)
+        if kind == "truncated":
+            path.write_bytes(path.read_bytes()[:40])
+    elif kind == "empty":
+        path.write_bytes(b"")
+    elif kind == "garbage":
+        path.write_bytes(rng.bytes(64))
+    elif kind == "folder":
+        path.mkdir()
+    elif kind == "loop":
+        path.symlink_to(path.name)
+    elif kind == "broken":
+        path.symlink_to(path.parent / "nowhere.png")
+
+
+def _mask(path: Path, kind: str) -> None:
+    mask = np.zeros((H, W), np.uint8)
+    mask[3:9, 4:12] = 255
+    if kind == "binary":
+        Image.fromarray(mask).save(path)
+    elif kind == "grey":
+        Image.fromarray(mask // 2 + 7).save(path)
+    elif kind == "colour":
+        Image.fromarray(np.stack([mask, mask // 3, 255 - mask], axis=2)).save(path)
+    elif kind == "alpha":
+        Image.fromarray(np.dstack([np.full((H, W, 3), 255, np.uint8), mask])).save(path)
+    elif kind == "half":
+        Image.fromarray(mask[::2, ::2]).save(path)
+    elif kind == "other-size":
+        Image.fromarray(np.zeros((H + 5, W), np.uint8)).save(path)
+    elif kind == "empty":
+        path.write_bytes(b"")
+    elif kind == "loop":
+        path.symlink_to(path.name)
+
+
+@st.composite
+def folder_layouts(draw):
+    entries = draw(st.lists(st.tuples(st.sampled_from(["a", "b", "c", "d", ".h", "x y"]), st.sampled_from(PHOTO_KINDS),
+                                      st.sampled_from(MASK_KINDS)), min_size=1, max_size=5, unique_by=lambda e: e[0]))
+    rule = draw(st.sampled_from([None, "binary", "nonzero", "alpha", "==255", "rgb:255,85,0", "in:1,x"]))
+    return ("folders", entries, draw(st.sampled_from(["", "_mask"])), rule)
+
+
+@st.composite
+def pairs_tables(draw):
+    refs = st.sampled_from(["images/a.png", "images/b.jpg", "masks/a.png", "masks/b.png", "../outside.png",
+                            "/nonexistent/a.png", "missing.png", "", "images", "masks/grey.png", "masks/alpha.png"])
+    header = draw(st.sampled_from(["image,mask", "image,mask,id", "mask,image", "img,msk", ""]))
+    rows = draw(st.lists(st.tuples(refs, refs, st.sampled_from(["1", "2", "1", "", "x/y"])), max_size=5))
+    return ("pairs", header, rows, draw(st.sampled_from([None, "binary", "nonzero", "alpha"])))
+
+
+@st.composite
+def coco_files(draw):
+    names = st.one_of(st.sampled_from(["a.png", "b.png", "sub/c.png", "../outside.png", "/nonexistent/a.png",
+                                       "missing.png", "", "a.png"]), JUNK)
+    sizes = st.one_of(st.sampled_from([W, H, 0, -1, 10**9]), JUNK)
+    images = draw(st.lists(st.fixed_dictionaries({"id": st.one_of(st.integers(0, 3), JUNK), "file_name": names,
+                                                  "width": sizes, "height": sizes}), max_size=4))
+    polygon = st.lists(st.lists(st.integers(-5, 30), min_size=0, max_size=10), max_size=2)
+    rle = st.fixed_dictionaries({"counts": st.one_of(st.lists(st.integers(-3, 200), max_size=6), st.text(max_size=6)),
+                                 "size": st.one_of(st.just([H, W]), JUNK)})
+    annotations = draw(st.lists(st.fixed_dictionaries({
+        "id": st.integers(0, 9), "image_id": st.one_of(st.integers(0, 4), JUNK),
+        "category_id": st.one_of(st.sampled_from([1, 2]), JUNK), "segmentation": st.one_of(polygon, rle, JUNK)}),
+        max_size=4))
+    categories = draw(st.sampled_from([[{"id": 1, "name": "person"}], [{"id": 2, "name": "dog"}], [], "x",
+                                       [{"id": 1, "supercategory": "person", "name": "pedestrian"}]]))
+    data = draw(st.sampled_from([{"images": images, "annotations": annotations, "categories": categories}, images]))
+    return ("coco", data, draw(st.booleans()))
+
+
+def _fuzz_example_folder(home: Path) -> Path:
+    """A new folder for one generated example (its own files, never shared with another example)."""
+    found = sorted(home.glob("example-*"))
+    folder = home / f"example-{len(found):05d}"
+    folder.mkdir()
+    return folder
+
+
+def _prepare_data_example(home: Path):
+    """drawn layout -> the argv lists of `data add NAME ...`, `data check NAME` and `data split NAME`."""
+    def prepare(drawn) -> list[list[str]]:
+        import json
+
+        folder = _fuzz_example_folder(home)
+        name = f"fz{folder.name[-5:]}"
+        images, masks = folder / "images", folder / "masks"
+        images.mkdir()
+        masks.mkdir()
+        kind = drawn[0]
+        if kind == "folders":
+            _, entries, suffix, rule = drawn
+            for stem, photo_kind, mask_kind in entries:
+                _photo(images / f"{stem}.{photo_kind if photo_kind in PHOTO_KINDS[:5] else 'png'}", photo_kind)
+                _mask(masks / f"{stem}{suffix}.png", mask_kind)
+            add = ["--images", str(images), "--masks", str(masks)] + (["--mask-suffix", suffix] if suffix else [])
+        elif kind == "pairs":
+            _, header, rows, rule = drawn
+            for stem, photo_kind in (("a", "png"), ("b", "jpg")):
+                _photo(images / f"{stem}.{photo_kind}", photo_kind)
+                _mask(masks / f"{stem}.png", "binary")
+            _mask(masks / "grey.png", "grey")
+            _mask(masks / "alpha.png", "alpha")
+            _photo(home / "outside.png", "png")
+            lines = [header] + [",".join(row[:len(header.split(","))] if header else row) for row in rows]
+            (folder / "pairs.csv").write_text("\n".join(lines) + "\n")
+            add = ["--pairs", str(folder / "pairs.csv")]
+        else:
+            _, data, sub = drawn
+            rule = None
+            for stem in ("a", "b"):
+                _photo(images / f"{stem}.png", "png")
+            if sub:
+                (images / "sub").mkdir()
+                _photo(images / "sub" / "c.png", "png")
+            (folder / "coco.json").write_text(json.dumps(data))
+            add = ["--coco", str(folder / "coco.json"), "--images", str(images)]
+        rule_args = ["--mask-rule", rule] if rule else []
+        return [["data", "add", name, *add, *rule_args], ["data", "check", name], ["data", "split", name,
+                                                                                  "--folds", "0"]]
+    return prepare
+
+
+def test_fuzz_data_add_check_and_split_of_generated_folders_csvs_and_coco_files(fuzz_home, capsys):
+    """Generated folder layouts, pairs CSVs and COCO files through `data add`, then `data check` and `data split`
+    of what was registered: every call as above, and the inputs are never changed or deleted."""
+    prepare = _prepare_data_example(fuzz_home)
+    inputs: dict[str, dict] = {}
+
+    def prepared(drawn) -> list[list[str]]:
+        argvs = prepare(drawn)
+        folder = sorted(fuzz_home.glob("example-*"))[-1]
+        inputs.clear()
+        inputs[str(folder)] = _snapshot([folder])
+        return argvs
+
+    def inputs_unchanged(drawn) -> None:
+        for folder, before in inputs.items():
+            assert _snapshot([folder]) == before, f"the commands of {drawn!r} changed or deleted their inputs"
+
+    _fuzz(fuzz_home, {}, st.one_of(folder_layouts(), pairs_tables(), coco_files()), capsys, TIME_BUDGET_S * 0.5,
+          prepare=prepared, after=inputs_unchanged,
+          max_examples=min(FUZZ_EXAMPLES, int(TIME_BUDGET_S * 20)))  # about what the budget runs, with room

@@ -151,3 +151,27 @@ def test_two_trains_of_the_same_run_started_at_once_one_is_refused_the_other_int
         assert load_checkpoint(runs / "same" / name)["config"]["seed"] == winner
     assert (runs / "same" / "train_summary.json").is_file()
     assert not list(runs.glob(".same.*"))  # no lock file or moved-aside run left
+
+
+def test_a_lock_removes_the_folders_it_created_for_its_file(tmp_path):
+    """A lock on an output that is not made yet (`--out new/masks`) leaves no empty folder behind."""
+    target = tmp_path / "new" / "deeper" / "masks"
+    with locks.exclusive(target, "thing x"):
+        assert locks.lock_path(target).is_file()
+    assert list(tmp_path.iterdir()) == []
+    with locks.exclusive(target, "thing x"):
+        (tmp_path / "new" / "kept.txt").write_text("a file written meanwhile keeps its folder")
+    assert [p.name for p in (tmp_path / "new").iterdir()] == ["kept.txt"]
+
+
+def test_an_output_folders_lock_lies_inside_it_and_is_shared_by_its_other_names(tmp_path):
+    """`predict --out /tmp` or `--out ~` can lock their folder though its parent cannot be written: the lock file
+    is inside; a link to the folder is the same folder."""
+    folder = tmp_path / "out"
+    (tmp_path / "link").symlink_to(folder, target_is_directory=True)
+    with locks.exclusive(locks.output_folder(folder), "out"):
+        assert [p.name for p in folder.iterdir()] == [".seglib-output.lock"]
+        with pytest.raises(locks.LockedError, match=f"in use by pid {os.getpid()}"):
+            with locks.exclusive(locks.output_folder(tmp_path / "link"), "link"):
+                pass
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["link"]  # the folder the lock made is gone again

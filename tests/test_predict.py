@@ -500,3 +500,157 @@ def test_predict_interrupted_before_its_first_mask_says_nothing_was_written_and_
     assert main(["predict", "--checkpoint", str(checkpoint), *map(str, photos), "--out", str(out)]) == 130
     assert "predict stopped by SIGINT before writing any of 3 masks; nothing written" in capsys.readouterr().err
     assert not (tmp_path / "new").exists()
+
+
+# ------------------------------------------- one writer per --out, fenced folders, names, full disks (issue 35)
+
+# The children import everything, then wait for the same start signal: they reach `predict` together.
+CONCURRENT = """
+import sys, time
+from pathlib import Path
+import seglib.checkpoint, seglib.predict.files, seglib.predict.predictor  # noqa: F401 (the slow imports first)
+from seglib.cli import main
+ready, go = Path(sys.argv[1]), Path(sys.argv[2])
+ready.touch()
+while not go.exists():
+    time.sleep(0.005)
+sys.exit(main(sys.argv[3:]))
+"""
+
+
+def _masks(folder) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in sorted(folder.iterdir())}
+
+
+def test_two_predicts_into_one_out_started_together_one_is_refused_the_other_intact(tmp_path):
+    """Case 2: two `seglib predict` with different models into the same --out, started together: one is refused at
+    once with one line naming the other's pid, and every mask is the other's, as a run alone writes them."""
+    import subprocess
+    import sys
+    import time
+
+    from seglib.cli import main
+
+    photos = _photos(tmp_path / "photos", 6)
+    models = {seed: save_tiny_checkpoint(tmp_path / f"model{seed}.pt", input_size=64, seed=seed) for seed in (1, 2)}
+
+    threshold = {1: "0.01", 2: "0.99"}  # untrained models: their masks all person and all background
+
+    def argv(seed, out):
+        return ["predict", "--checkpoint", str(models[seed]), *map(str, photos), "--out", str(out), "--threshold",
+                threshold[seed], "--runtime", "torch", "--device", "cpu", "--no-progress"]
+
+    alone = {}
+    for seed in models:
+        assert main(argv(seed, tmp_path / f"alone{seed}")) == 0
+        alone[seed] = _masks(tmp_path / f"alone{seed}")
+    assert alone[1] != alone[2]  # the two models' masks differ
+    shared, go = tmp_path / "shared", tmp_path / "go"
+    procs = {seed: subprocess.Popen([sys.executable, "-c", CONCURRENT, str(tmp_path / f"ready{seed}"), str(go),
+                                     *argv(seed, shared)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+             for seed in models}
+    deadline = time.time() + 120
+    while not all((tmp_path / f"ready{s}").exists() for s in procs) and time.time() < deadline:
+        time.sleep(0.05)
+    go.touch()
+    done = {seed: (p.pid, *p.communicate(timeout=240), p.returncode) for seed, p in procs.items()}
+    assert sorted(code for *_, code in done.values()) == [0, 2], done
+    winner = next(seed for seed, (*_, code) in done.items() if code == 0)
+    lines = done[3 - winner][2].strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"seglib: error: {shared}: in use by pid {done[winner][0]}"), done
+    assert _masks(shared) == alone[winner]
+    assert not list(shared.glob(".*"))  # no lock file left
+
+
+def test_predict_never_writes_into_a_registered_sets_folder_or_an_input_folder(tmp_path, checkpoint, capsys,
+                                                                               monkeypatch):
+    """Case 10: --out in a registered set's photo or mask folder (or below it), or the folder of the photos
+    predict reads, is refused with one line before any work; nothing is written or created there."""
+    from conftest import photo_folders
+
+    from seglib.cli import main
+
+    monkeypatch.setenv("SEGLIB_DATASETS_DIR", str(tmp_path / "data" / "datasets"))
+    images, masks = photo_folders(tmp_path / "mine", n=4)
+    assert main(["data", "add", "mine", "--images", str(images), "--masks", str(masks)]) == 0
+    photos = _photos(tmp_path / "photos", 2)
+    capsys.readouterr()
+    before = {folder: sorted(p.name for p in folder.iterdir()) for folder in (images, masks, photos[0].parent)}
+    for out, inputs, says in ((images, photos, "registered data set 'mine'"),
+                              (masks / "new", photos, "registered data set 'mine'"),
+                              (photos[0].parent, photos, "the folder of the photos predict reads")):
+        code = main(["predict", "--checkpoint", str(checkpoint), *map(str, inputs), "--out", str(out), "--overwrite",
+                     "--no-progress"])
+        err = capsys.readouterr().err
+        assert code == 2 and err.count("\n") == 1 and err.startswith(f"seglib: error: {out}: "), err
+        assert says in err and "refusing to write there" in err
+    assert {folder: sorted(p.name for p in folder.iterdir()) for folder in before} == before
+    assert not (masks / "new").exists()
+    assert main(["predict", "--checkpoint", str(checkpoint), str(photos[0]), "--out",
+                 str(photos[0].parent / "masks"), "--no-progress"]) == 0  # a new folder beside the photos is fine
+
+
+def test_output_names_of_inputs_sharing_a_stem_clash_with_no_other_input_and_the_summary_maps_them(tmp_path,
+                                                                                                  checkpoint, capsys):
+    """Case 11: a/x.jpg, b/x.jpg, c/x-2.jpg: c keeps its own name x-2, b gets a name no input has, and the summary
+    says which input went to which renamed output."""
+    for sub, name in (("a", "x.jpg"), ("b", "x.jpg"), ("c", "x-2.jpg")):
+        (tmp_path / sub).mkdir()
+        Image.fromarray(noise(16, 24)).save(tmp_path / sub / name)
+    inputs = [tmp_path / "a" / "x.jpg", tmp_path / "b" / "x.jpg", tmp_path / "c" / "x-2.jpg"]
+    plan = plan_outputs(inputs, tmp_path / "out")
+    names = [item.mask.name for item in plan]
+    assert names[0] == "x.mask.png" and names[2] == "x-2.mask.png" and len(set(names)) == 3
+    out = tmp_path / "out"
+    assert run_cli(["predict", *map(str, inputs), "--checkpoint", str(checkpoint), "--out", str(out),
+                    "--no-progress"]) == 0
+    printed = capsys.readouterr().out
+    assert sorted(p.name for p in out.iterdir()) == sorted(names)
+    assert f"{inputs[1]} -> {names[1]}" in printed
+    assert f"{inputs[0]} ->" not in printed and f"{inputs[2]} ->" not in printed  # natural names are not listed
+
+
+def test_a_full_disk_stops_predict_at_the_first_failed_write_with_one_line_naming_the_file(tmp_path, checkpoint,
+                                                                                            capsys, monkeypatch):
+    """A write refused for lack of space (ENOSPC, EDQUOT) stops the batch there with one line naming the file;
+    the masks written before it are whole, and no other photo is tried."""
+    import errno
+
+    from seglib.cli import main
+    from seglib.predict import files
+
+    photos = _photos(tmp_path / "photos", 5)
+    out = tmp_path / "masks"
+    real, calls = files.save_png_atomic, []
+
+    def full_from_the_second(path, array):
+        calls.append(path)
+        if len(calls) >= 2:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        return real(path, array)
+
+    monkeypatch.setattr(files, "save_png_atomic", full_from_the_second)
+    assert main(["predict", "--checkpoint", str(checkpoint), *map(str, photos), "--out", str(out),
+                 "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith(f"seglib: error: {out / 'p1.mask.png'}: "), err
+    assert "No space left on device" in err and "1 of 5 masks" in err
+    assert len(calls) == 2  # stopped at the first full write, not tried on every photo
+    assert sorted(p.name for p in out.iterdir()) == ["p0.mask.png"]
+
+
+def test_an_overwrite_stopped_by_sigterm_says_how_many_outputs_still_hold_the_earlier_files(tmp_path, checkpoint,
+                                                                                            capsys, monkeypatch):
+    from seglib.cli import main
+    from seglib.predict import files
+
+    photos = _photos(tmp_path / "photos", 5)
+    out = tmp_path / "masks"
+    argv = ["predict", "--checkpoint", str(checkpoint), *map(str, photos), "--out", str(out), "--no-progress"]
+    assert main(argv) == 0
+    capsys.readouterr()
+    _interrupt_on_call(monkeypatch, files, "_write_behind", 3, _sigterm)
+    assert main([*argv, "--overwrite"]) == 143
+    err = capsys.readouterr().err
+    assert "after writing 2 of 5 masks" in err and "3 not written" in err
+    assert "3 files in" in err and "still hold the earlier run's outputs" in err

@@ -104,6 +104,7 @@ def test_a_failed_export_falls_back_to_pytorch_with_a_note(tmp_path, checkpoint,
         raise RuntimeError("this graph does not export")
 
     monkeypatch.setattr(runtimes, "cached_export", cannot)
+    monkeypatch.setenv("SEGLIB_CACHE_DIR", str(tmp_path / "cache"))  # no export cached by an earlier test
     folder = photos(tmp_path / "in", 1)
     assert predict(folder, "--checkpoint", checkpoint, "--out", tmp_path / "out", "--device", "cpu") == 0
     captured = capsys.readouterr()
@@ -195,3 +196,46 @@ def test_writing_behind_runs_jobs_in_order_and_skips_those_queued_after_an_inter
     writer.close()
     assert done == [0, 1]
 
+
+
+def _poisoned(path) -> None:
+    """The ONNX file at `path` with its first float weight set to NaN."""
+    import onnx
+    from onnx import numpy_helper
+
+    proto = onnx.load(str(path))
+    tensor = next(t for t in proto.graph.initializer if numpy_helper.to_array(t).dtype == np.float32)
+    array = numpy_helper.to_array(tensor).copy()
+    array.flat[0] = np.nan
+    tensor.CopyFrom(numpy_helper.from_array(array, tensor.name))
+    onnx.save(proto, str(path))
+
+
+@pytest.mark.parametrize(("spoil", "says"), [("nan-weight", "holds non-finite values (NaN or inf)"),
+                                             ("another-checkpoint", "was exported from another checkpoint")])
+def test_a_cached_export_with_nan_weights_or_of_another_checkpoint_is_made_again_with_a_note(
+        tmp_path, checkpoint, capsys, monkeypatch, spoil, says):
+    """Case 6: a cached export is used only when its recorded source hash is the checkpoint's and its weights are
+    finite (what --onnx checks); otherwise it is made again, with one note saying why."""
+    from seglib.export import export_onnx
+    from seglib.predict.runtimes import export_path
+
+    monkeypatch.setenv("SEGLIB_CACHE_DIR", str(tmp_path / "cache"))
+    folder = photos(tmp_path / "in", 2)
+    common = ["--checkpoint", checkpoint, "--device", "cpu", "--threshold", "0.45"]  # this model's masks: all person
+    assert predict(folder, *common, "--out", tmp_path / "first") == 0
+    cached = export_path(checkpoint)
+    if spoil == "nan-weight":
+        _poisoned(cached)
+    else:  # another model (all background at this threshold) under this checkpoint's cache name
+        export_onnx(save_tiny_checkpoint(tmp_path / "other.pt", input_size=64, seed=1), cached, overwrite=True)
+    capsys.readouterr()
+    assert predict(folder, *common, "--out", tmp_path / "again") == 0
+    captured = capsys.readouterr()
+    notes = [line for line in captured.err.splitlines() if line.startswith("seglib: note: ")]
+    assert len(notes) == 1 and notes[0].startswith(f"seglib: note: {cached}: "), captured.err
+    assert says in notes[0] and notes[0].endswith(f"exporting {checkpoint} again")
+    assert f"{checkpoint} in ONNX Runtime" in captured.out
+    for i in range(2):
+        first = np.asarray(Image.open(tmp_path / "first" / f"p{i}.mask.png"))
+        assert first.any() and np.array_equal(first, np.asarray(Image.open(tmp_path / "again" / f"p{i}.mask.png")))

@@ -61,3 +61,41 @@ def test_notebook_parameters_are_validated():
         resolve_params(profile="fastest")
     with pytest.raises(Exception, match="use a plain name"):
         resolve_params(profile="smoke", run="../elsewhere")
+
+
+def test_train_and_resume_on_a_full_disk_are_one_line_naming_the_file(synthetic_splits, small_disk, monkeypatch,
+                                                                      capsys):
+    """A full disk mid-run stops `train` (and `--resume`) with one line naming the checkpoint it could not write;
+    no temporary file is left, the epochs saved before stay resumable, and resuming with space finishes the run."""
+    folder, splits = synthetic_splits
+    runs = small_disk.root / "runs"
+    monkeypatch.setenv("SEGLIB_RUNS_DIR", str(runs))
+    common = ["--data-dir", str(folder), "--splits-dir", str(splits)]
+    train = ["train", "--profile", "smoke", "--run", "x", "--set", "epochs=3", "--set", "threads=1", *common]
+    small_disk.leave(350_000)  # room for the first epoch's two checkpoints, not for the second epoch's
+    assert main(train) == 2
+    err = _errors(capsys)
+    assert len(err) == 1 and "No space left on device" in err[0], err
+    assert "runs/x/" in err[0] and err[0].split(": ")[2].endswith(".pt"), err
+    assert "seglib train --run x --resume" in err[0]  # what to do once there is space
+    assert not list(runs.rglob("*.tmp")), "a half-written file was left"
+    saved = json.loads(json.dumps((runs / "x" / "history.csv").read_text().splitlines()))
+    assert len(saved) == 2  # the header and epoch 1
+
+    small_disk.leave(0)
+    assert main(["train", "--run", "x", "--resume", *common]) == 2
+    err = _errors(capsys)
+    assert len(err) == 1 and "No space left on device" in err[0] and "unexpected pos" not in err[0], err
+    assert "small-disk/runs/" in err[0]  # the file it could not write is named
+    assert not list(runs.rglob("*.tmp"))
+
+    small_disk.empty()
+    assert main(["train", "--run", "x", "--resume", *common]) == 0
+    assert len((runs / "x" / "history.csv").read_text().splitlines()) == 4
+
+
+def _errors(capsys) -> list[str]:
+    """The error lines of a command's stderr (progress bars aside); no traceback anywhere."""
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    return [line for line in err.splitlines() if "error" in line]

@@ -350,6 +350,18 @@ def test_out_of_range_params_fail_before_anything_runs(env, kernel, param, says)
     assert not reports.exists()
 
 
+@pytest.mark.parametrize("value", ["/nonexistent", "/nonexistent/pairs.csv", "/no/images:/no/masks"])
+def test_an_external_set_that_cannot_be_read_fails_before_anything_runs(env, kernel, value):
+    """`-p external=/nonexistent` stops the batch before notebook 03 trains, not at notebook 04 (#35)."""
+    nbs, reports = env
+    _write(nbs / "01_x.ipynb", [new_code_cell('external: str = ""  # set scored for generalisation'),
+                                new_code_cell("print(1)")])
+    with pytest.raises(ConfigError, match=r"^-p external=.*nonexistent|^-p external=.*/no/"):
+        report.run_report("smoke", "r1", params=report.parse_param_args([f"external={value}"]), notebooks_dir=nbs,
+                          kernel=kernel)
+    assert not reports.exists()
+
+
 # case 16: training progress reaches the terminal while a notebook runs
 def test_progress_lines_stream_to_the_terminal_while_a_notebook_runs(env, kernel):
     nbs, _ = env

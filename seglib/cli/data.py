@@ -76,7 +76,8 @@ def _add_registry_parsers(data_sub) -> None:
                                           "seglib train --set data=NAME.")
     add.add_argument("name", metavar="NAME", help="the new set's name: lower-case letters, digits, '-' and '_'")
     add.add_argument("--images", type=Path, help="the photo folder (with --masks, or with --coco)")
-    add.add_argument("--masks", type=Path, help="the mask folder: one PNG per photo, <photo stem><--mask-suffix>.png")
+    add.add_argument("--masks", type=Path, help="the mask folder: one lossless mask per photo, <photo stem>"
+                                                "<--mask-suffix>.png (or .tif, .tiff, .bmp, .gif)")
     add.add_argument("--mask-suffix", default="", help="what follows the photo's stem in a mask's name (default: "
                                                        "none, e.g. _mask for photo.jpg -> photo_mask.png)")
     add.add_argument("--pairs", type=Path, help="a CSV with image and mask columns (paths relative to the CSV), and "
@@ -84,8 +85,8 @@ def _add_registry_parsers(data_sub) -> None:
     add.add_argument("--coco", type=Path, help="a COCO JSON (CVAT, Label Studio, Roboflow exports): its person "
                                                "polygons and RLE are rasterised into data/derived/NAME/")
     add.add_argument("--mask-rule", default=None,
-                     help="how stored mask values mean person (default: binary): binary, nonzero, ==V, in:V1,V2 "
-                          "or rgb:R,G,B")
+                     help="how stored mask values mean person (default: binary): binary, nonzero, ==V, in:V1,V2, "
+                          "rgb:R,G,B or alpha (a cut-out's transparency: person = alpha above 127)")
     add.add_argument("--source", default="", help="where the set comes from, for its description (default: none)")
     add.add_argument("--licence", default="", help="its licence, for its description (default: none)")
     add.set_defaults(func=cmd_data_add)
@@ -117,15 +118,32 @@ def cmd_data_add(args) -> int:
     spec = add_dataset(args.name, images=args.images, masks=args.masks, pairs=args.pairs, coco=args.coco,
                        mask_rule=args.mask_rule, mask_suffix=args.mask_suffix, source=args.source,
                        licence=args.licence)
-    print(f"registered {spec.name}: {spec.n_pairs} pairs, mask rule {spec.mask_rule} "
-          f"({display_path(spec.description_file())}); next: seglib data check {spec.name}, then seglib data split "
-          f"{spec.name}")
+    print("; ".join(part for part in (
+        f"registered {spec.name}: {spec.n_pairs} pairs", _left_out(spec),
+        f"mask rule {spec.mask_rule} ({display_path(spec.description_file())})",
+        f"next: seglib data check {spec.name}, then seglib data split {spec.name}") if part))
     return 0
 
 
+def _left_out(spec) -> str:
+    """'left out N files: a.txt (not an image), ...' of a folder set's scan, '' when it left nothing out."""
+    from seglib.data.external import left_out_summary, pairs_from_folders
+
+    if spec.kind != "folders":  # a COCO set is what its file lists (pairs.csv beside its masks): no folder scan
+        return ""
+    found = pairs_from_folders(spec.path(spec.images), spec.path(spec.masks), mask_suffix=spec.mask_suffix,
+                               mask_rule=spec.mask_rule, name=spec.name)
+    return left_out_summary(found.left_out)
+
+
 def cmd_data_list(args) -> int:
+    from seglib.config import ENV_DATASETS_DIR, missing_env_folder
     from seglib.data.registry import as_table, registered
 
+    missing = missing_env_folder(ENV_DATASETS_DIR)
+    if missing:
+        print(f"seglib: note: {missing}; only the built-in sets are listed (seglib data add NAME creates it)",
+              file=sys.stderr)
     print(as_table(registered()))
     return 0
 
@@ -151,14 +169,12 @@ def cmd_data_split(args) -> int:
     check_seed(args.seed)
     builtin = args.name in (None, BUILTIN)
     report, out, inputs = _builtin_split_source(args) if builtin else _registered_split_source(args)
-    table = make_split(report, seed=args.seed, n_folds=args.folds)
-    empty = [name for name in ("train", "val", "test") if not (table["split"] == name).any()]
-    if empty and not builtin:
+    if builtin:
+        table = make_split(report, seed=args.seed, n_folds=args.folds)
+    else:  # a set too small to split is named by its description
         from seglib.data.registry import get
 
-        raise SeglibError(f"{get(args.name).description_file()}: its {len(table)} pairs leave the "
-                          f"{' and '.join(empty)} split empty (15% each for val and test, per quarter of foreground "
-                          "fraction); add photos before splitting")
+        table = make_split(report, seed=args.seed, n_folds=args.folds, source=get(args.name).description_file())
     written = write_split(table, out, overwrite=args.overwrite, inputs=inputs)
     for path in written:
         print(f"wrote {path}")

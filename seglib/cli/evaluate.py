@@ -59,8 +59,9 @@ def cmd_evaluate(args) -> int:
         pairs = split_test_pairs(args.dataset)
     options = EvalOptions(tta=args.tta, overwrite=args.overwrite, progress=not args.quiet,
                           threshold_source=args.threshold_from, refine=args.refine)
-    result = evaluate_run(args.run, args.split, checkpoint=args.checkpoint, out_dir=args.out,
-                          dataset_dir=args.data_dir, splits_dir=args.splits_dir, pairs=pairs, options=options)
+    with _held_out(args, pairs):  # --out: never a data folder; one writer from its existing-file check to the end
+        result = evaluate_run(args.run, args.split, checkpoint=args.checkpoint, out_dir=args.out,
+                              dataset_dir=args.data_dir, splits_dir=args.splits_dir, pairs=pairs, options=options)
     m = result.metrics
     print(f"{m['split']}: {m['n_images']} images scored at {m['scored_at']}, threshold {m['threshold']:.2f} "
           f"({m['threshold_source']}){', TTA' if m['tta'] else ''}{', edges refined' if m['refine'] else ''}")
@@ -69,3 +70,23 @@ def cmd_evaluate(args) -> int:
         for path in r.paths:
             print(f"wrote {path}")
     return 0
+
+
+def _held_out(args, pairs):
+    """The lock of --out (nothing to hold without one: a run's eval folder), once --out is known to be none of
+    the folders seglib reads data from nor one this evaluation reads (the data set, the splits, an external
+    set's photos and masks); a refusal is one line, before any work, and creates nothing."""
+    import contextlib
+
+    from seglib.data.fence import refuse_data_folders
+    from seglib.locks import exclusive, output_folder
+
+    if args.out is None:
+        return contextlib.nullcontext()
+    reads = [(args.data_dir, "the data set folder evaluate reads"),
+             (args.splits_dir, "the splits folder evaluate reads")]
+    if pairs is not None:
+        folders = {Path(p).parent for column in ("image_path", "mask_path") for p in pairs.items[column]}
+        reads += [(folder, f"a folder of the scored set {pairs.name!r}") for folder in sorted(folders)]
+    refuse_data_folders(args.out, reads, option="--out")
+    return exclusive(output_folder(args.out), str(args.out))

@@ -27,14 +27,22 @@ def add_parser(sub) -> None:
 
 
 def cmd_export(args) -> int:
+    from seglib.data.fence import refuse_data_folders
     from seglib.export import check_out_path, export_onnx
+    from seglib.locks import exclusive
     from seglib.runs import Run
 
+    # 1. --out: an .onnx file that can be written there, in no folder seglib reads data from (beside the
+    #    checkpoint is where exports usually go); checked before the checkpoint is read and traced
     if args.out.suffix.lower() != ".onnx":
         raise SeglibError(f"{args.out}: the output file should end in .onnx")
-    check_out_path(args.out, args.overwrite, hint="pass --overwrite")  # before the checkpoint is read and traced
-    checkpoint = Run.named(args.run).require("best") if args.run is not None else args.checkpoint
-    result = export_onnx(checkpoint, args.out, dynamic=not args.fixed_size, overwrite=args.overwrite)
+    check_out_path(args.out, args.overwrite, hint="pass --overwrite")
+    refuse_data_folders(args.out, option="--out")
+    # 2. one writer per file: the existing-file check made again under its lock, held until it is written
+    with exclusive(args.out.resolve(), str(args.out)):
+        check_out_path(args.out, args.overwrite, hint="pass --overwrite")
+        checkpoint = Run.named(args.run).require("best") if args.run is not None else args.checkpoint
+        result = export_onnx(checkpoint, args.out, dynamic=not args.fixed_size, overwrite=args.overwrite)
     size = "any input size (multiples of the network's stride)" if result.dynamic_hw else \
         f"{result.input_size}x{result.input_size} input only{f' ({result.note})' if result.note else ''}"
     print(f"wrote {display_path(result.path)}: {size}; largest difference to PyTorch {result.max_abs_diff:.2g} "

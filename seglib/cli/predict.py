@@ -72,20 +72,33 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 
 
 def cmd_predict(args) -> int:
-    from seglib.io import NewFolder, check_writable_dir
-    from seglib.predict.files import OutputChoice, plan_outputs, predict_files, refuse_existing
+    from seglib.io import check_writable_dir
+    from seglib.locks import output_folder, reentrant
+    from seglib.predict.files import OutputChoice, refuse_unsafe_out
     from seglib.predict.inputs import collect_inputs
     from seglib.predict.outputs import parse_background
 
+    # 1. the inputs and the outputs asked for; --out checked before any work, and nothing created yet
     inputs = collect_inputs(args.inputs, warn=lambda msg: print(msg, file=sys.stderr))
     _refuse_input_as_out(inputs, args.out)
-    out_dir = check_writable_dir(args.out)  # before any work: a bad --out fails in a second, not after the batch
+    out_dir = check_writable_dir(args.out)  # a bad --out fails in a second, not after the batch
+    refuse_unsafe_out(inputs, out_dir)  # never a folder seglib reads data from, nor the photos' own folder
     background = parse_background(args.background) if args.background is not None else None
     choice = OutputChoice(overlay=args.overlay, cutout=args.cutout, background=background, refine=args.refine,
                           smooth=getattr(args, "smooth", True))
-    plan = plan_outputs(inputs, out_dir, choice)
+    # 2. one writer per --out, from before its existing files are looked at until the command ends
+    with reentrant(output_folder(out_dir), str(out_dir)):
+        return _predict_into(args, inputs, out_dir, choice)
+
+
+def _predict_into(args, inputs: list[Path], out_dir: Path, choice) -> int:
+    """The batch, with --out held: existing outputs refused (unless --overwrite), the model loaded, every input
+    predicted; exit status 0 when all were written, 1 when some failed."""
+    from seglib.io import NewFolder
+    from seglib.predict.files import plan_outputs, predict_files, refuse_existing
+
     if not args.overwrite:
-        refuse_existing(plan)
+        refuse_existing(plan_outputs(inputs, out_dir, choice))
     videos = sum(1 for p in inputs if p.suffix.lower() in VIDEO_SUFFIXES)
     among = f" ({videos} video{'s' if videos != 1 else ''})" if videos else ""
     print(f"predict: {len(inputs)} input{'s' if len(inputs) != 1 else ''}{among} -> {out_dir}; loading "

@@ -26,6 +26,7 @@ def add_parser(sub) -> None:
 
 def cmd_train(args) -> int:
     from seglib.engine import load_resume_state, resume_config, train, writer_lock
+    from seglib.io import WriteError, write_error
     from seglib.runs import Run
     from seglib.settings import make_config, parse_set_args
 
@@ -38,14 +39,25 @@ def cmd_train(args) -> int:
             cfg = resume_config(load_resume_state(run), args.profile, overrides)
         else:
             cfg = make_config(args.profile or "auto", overrides)
-        result = train(cfg, run, resume=args.resume, overwrite=args.overwrite, dataset_dir=args.data_dir,
-                       splits_dir=args.splits_dir)
+        try:
+            result = train(cfg, run, resume=args.resume, overwrite=args.overwrite, dataset_dir=args.data_dir,
+                           splits_dir=args.splits_dir)
+        except WriteError as exc:  # a full disk: the epochs saved before stay; say how to go on from them
+            raise write_error(exc, exc.filename, _resume_hint(run) or None) from None
     if result.stop_reason == "interrupted":  # Ctrl-C (SIGTERM/SIGHUP raise through to the exit status instead)
         return 130
     print(f"best val IoU {result.best_val_iou:.4f} at epoch {result.best_epoch}; {result.epochs_run} epochs in "
           f"{result.train_seconds / 60:.1f} min ({result.images_per_second:.1f} img/s); checkpoints in "
           f"{display_path(run.dir)}{stop_note(result.stop_reason, cfg)}")
     return 0
+
+
+def _resume_hint(run) -> str:
+    """How to continue a run that stopped on a write error, where it saved an epoch ('' where it did not)."""
+    if not run.last.is_file():
+        return ""
+    return (f"; the epochs saved so far are kept: free some space, then continue with `seglib train --run "
+            f"{run.name} --resume`")
 
 
 def stop_note(stop_reason: str, cfg) -> str:

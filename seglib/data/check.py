@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import hashlib
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from seglib.config import link_problem
 from seglib.data.catalog import find_dataset_dir, read_pairs_csv
 from seglib.errors import DataError
 from seglib.io import open_image
@@ -129,7 +131,7 @@ def check_dataset(dataset_dir: str | Path | None = None) -> CheckReport:
     table = pd.DataFrame(rows)
     if len(pairs) == 0 and not problems:
         problems.append(f"{folder / 'train.csv'}: no pairs listed")
-    listed = {Path(p).resolve() for p in pairs["image_path"]} | {Path(p).resolve() for p in pairs["mask_path"]}
+    listed = {_real(p) for p in (*pairs["image_path"], *pairs["mask_path"])}
     report = CheckReport(folder, table, problems)
     report.quirks = _find_quirks(folder, table, listed)
     return report
@@ -241,23 +243,29 @@ def _layout_quirks(table: pd.DataFrame) -> list[Quirk]:
 
 
 def _unlisted_quirks(folder: Path, listed: set[Path]) -> list[Quirk]:
-    """Files in the image and mask folders that train.csv does not list."""
+    """Files in the image and mask folders that train.csv does not list, and links there that lead to no file
+    (named with what they are)."""
     quirks: list[Quirk] = []
-    unlisted = [
-        p for sub in ("Training_Images", "Ground_Truth") if (folder / sub).is_dir()
-        for p in (folder / sub).iterdir() if p.is_file() and p.resolve() not in listed
-    ]
+    entries = [p for sub in ("Training_Images", "Ground_Truth") if (folder / sub).is_dir()
+               for p in (folder / sub).iterdir()]
+    unlisted = [p.name for p in entries if p.is_file() and _real(p) not in listed]
+    unlisted += [f"{p.name} ({why})" for p in entries if (why := link_problem(p)) and _real(p) not in listed]
     if unlisted:
         quirks.append(
             Quirk(
                 "unlisted-files",
                 len(unlisted),
                 "files in the image/mask folders not listed in train.csv "
-                f"({', '.join(sorted({p.name for p in unlisted})[:3])})",
+                f"({', '.join(sorted(set(unlisted))[:3])})",
                 "ignored (train.csv is the source of truth)",
             )
         )
     return quirks
+
+
+def _real(path) -> Path:
+    """Where a path really leads, links followed (a link loop is left as it is, never an error)."""
+    return Path(os.path.realpath(path))
 
 
 def _natural(text: str) -> tuple:

@@ -16,25 +16,20 @@ from seglib.data.check import relation
 from seglib.data.mask_rules import MaskRule
 from seglib.data.splits import read_split
 from seglib.errors import DataError
-from seglib.io import load_mask_raw, load_rgb
+from seglib.io import load_rgb
 
 
 def load_pair(image_path: Path, mask_path: Path, rule=None) -> tuple[np.ndarray, np.ndarray]:
     """Decode an image/mask pair at the mask's resolution (the ground truth's): RGB uint8, mask uint8 0/1.
 
     A mask that is a uniform rescale of its image (the data set's main quirk) gets the image resized to it;
-    any other size difference, or a non-binary mask, is a DataError naming the file. `rule`: a
-    `mask_rules.MaskRule` for masks stored otherwise (instance ids, class values, a colour).
+    any other size difference, a non-binary mask or one with transparency, is a DataError naming the file. `rule`:
+    a `mask_rules.MaskRule` for masks stored otherwise (instance ids, class values, a colour, the alpha channel).
     """
+    from seglib.data.mask_rules import MaskRule
+
     image = load_rgb(image_path, exif_transpose=False)
-    if rule is not None:
-        mask = rule.read(mask_path)
-    else:
-        raw = load_mask_raw(mask_path)
-        values = np.unique(raw)
-        if not (set(values.tolist()) <= {0, 255} or set(values.tolist()) <= {0, 1}):
-            raise DataError(f"{mask_path}: mask is not binary ({len(values)} distinct values); expected 0/255")
-        mask = (raw > (127 if raw.max() > 1 else 0)).astype(np.uint8)
+    mask = (rule if rule is not None else MaskRule.parse("binary")).read(mask_path)  # transparency refused too
     ih, iw = image.shape[:2]
     mh, mw = mask.shape
     rel = relation((iw, ih), (mw, mh))

@@ -25,7 +25,7 @@ def make_loaders(cfg: TrainConfig, runtime: Runtime, dataset_dir=None, splits_di
     unchanged after the photos are decoded); a val split that shares photos with train is refused. Both datasets carry that snapshot as
     `split_snapshot`, for the record of what trained the run."""
     from seglib.compositing import BackgroundPool
-    from seglib.data.selection import open_sets
+    from seglib.data.selection import check_apart_by_content, open_sets
     from seglib.data.splits import check_val_apart_from_train
     from seglib.transforms import eval_transform, train_transform
 
@@ -45,8 +45,10 @@ def make_loaders(cfg: TrainConfig, runtime: Runtime, dataset_dir=None, splits_di
         names = (f"{folder}/train.csv", f"{folder}/val.csv")
     if cfg.train_on == "train+val":  # refit: val trains too; its scores only show that training runs
         train_table = pd.concat([train_table, val_table], ignore_index=True)
-    else:  # the epoch (and the threshold) are chosen on val: never on photos that train
+        check_apart_by_content({"train": train_table, "test": snapshot.table("test")}, cfg.data)
+    else:  # the epoch (and the threshold) are chosen on val: never on photos that train, by id or by bytes
         check_val_apart_from_train(train_table["id"], val_table["id"], *names)
+        check_apart_by_content({"train": train_table, "val": val_table, "test": snapshot.table("test")}, cfg.data)
     train_ds = SegmentationDataset.from_table(train_table, dataset_dir, limit=cfg.limit_train or None,
                                               max_side=cfg.cache_max_side, seed=cfg.seed)
     backgrounds = BackgroundPool.of_dataset(train_ds) if cfg.composite > 0 else None  # train photos only

@@ -2,22 +2,32 @@
 
 `binary` (0/255 or 0/1, as in the built-in set; anything else is refused), `nonzero` (any value > 0: instance ids
 such as Penn-Fudan's), `==V` (the value V), `in:V1,V2,...` (any of those values: the classes that mean person in a
-class-index mask) and `rgb:R,G,B` (that colour in a colour mask).
+class-index mask), `rgb:R,G,B` (that colour in a colour mask) and `alpha` (person = alpha above 127: a cut-out
+export whose transparency marks the background, whatever its colours).
+
+A mask with transparency (an alpha channel, or a palette with transparent entries) whose pixels are not all opaque
+is read by the `alpha` rule only: every other rule refuses it, since its colours alone may say nothing (a cut-out is
+often white everywhere, the person only in its alpha).
 """
 
 from __future__ import annotations
 
 import re
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from PIL import Image
 
 from seglib.errors import DataError
 from seglib.io import load_mask_raw, open_image
 
 RULE_HELP = ("binary (0/255 or 0/1), nonzero (any value > 0, e.g. instance ids), ==V (the value V), "
-             "in:V1,V2 (any of those values), rgb:R,G,B (that colour in a colour mask)")
+             "in:V1,V2 (any of those values), rgb:R,G,B (that colour in a colour mask), alpha (person = alpha "
+             "above 127, a cut-out's transparency)")
+ALPHA_THRESHOLD = 127  # the alpha rule: person where alpha > ALPHA_THRESHOLD
+_ALPHA_MODES = ("RGBA", "RGBa", "LA", "La", "PA")
 _VALUES = re.compile(r"\d{1,5}(,\d{1,5})*")
 
 
@@ -26,13 +36,13 @@ class MaskRule:
     """A parsed rule (`MaskRule.parse("in:1,2")`); `read(path)` gives the 0/1 person mask of a file."""
 
     text: str
-    kind: str  # binary | nonzero | values | colour
+    kind: str  # binary | nonzero | values | colour | alpha
     values: tuple[int, ...] = ()
 
     @classmethod
     def parse(cls, text: str) -> MaskRule:
         text = str(text).strip()
-        if text in ("binary", "nonzero"):
+        if text in ("binary", "nonzero", "alpha"):
             return cls(text, text)
         for prefix, kind in (("==", "values"), ("in:", "values"), ("rgb:", "colour")):
             body = text[len(prefix):]
@@ -45,6 +55,19 @@ class MaskRule:
 
     def read(self, path: str | Path) -> np.ndarray:
         """The person mask (uint8 0/1) of the mask file at `path`, or a DataError naming it."""
+        # 1. transparency: the alpha rule's pixels, and what every other rule refuses
+        alpha = alpha_channel(path)
+        if self.kind == "alpha":
+            if alpha is None:
+                raise DataError(f"{path}: the mask rule alpha reads transparency, and this mask has no alpha channel; "
+                                "give the rule its values follow (--mask-rule binary, nonzero, ==V, in:V1,V2 or "
+                                "rgb:R,G,B)")
+            return (alpha > ALPHA_THRESHOLD).astype(np.uint8)
+        if alpha is not None and (alpha != 255).any():
+            raise DataError(f"{path}: mask has transparency ({(alpha != 255).mean():.0%} of its pixels not opaque): "
+                            f"the person may be in its alpha channel, which the rule {self.text} does not read; give "
+                            f"--mask-rule alpha (person = alpha above {ALPHA_THRESHOLD}), or save the masks opaque")
+        # 2. the stored values, by the rule
         if self.kind == "colour":
             rgb = np.asarray(open_image(path).convert("RGB"), dtype=np.uint8)
             return (rgb == np.array(self.values, dtype=np.uint8)).all(axis=2).astype(np.uint8)
@@ -59,3 +82,21 @@ class MaskRule:
             raise DataError(f"{path}: mask is not binary ({len(values)} distinct values, e.g. {shown}); give a "
                             "mask rule (--mask-rule nonzero, ==V or in:V1,V2)")
         return (raw > (127 if raw.max() > 1 else 0)).astype(np.uint8)
+
+
+def alpha_channel(path: str | Path) -> np.ndarray | None:
+    """The alpha (uint8) of a mask file with transparency (an alpha channel, or a palette with transparent
+    entries), else None; a file that cannot be read is None too (reading its values names the problem)."""
+    path = Path(path)
+    if not path.is_file():  # a folder, a FIFO (opening one would wait), a missing file
+        return None
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            with Image.open(path) as probe:  # the header only
+                transparent = probe.mode in _ALPHA_MODES or (probe.mode == "P" and "transparency" in probe.info)
+    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError):
+        return None
+    if not transparent:
+        return None
+    return np.asarray(open_image(path).convert("RGBA").getchannel("A"), dtype=np.uint8)

@@ -3,9 +3,13 @@
 A description says where the pairs come from (`kind`: `listing`, a data set folder with a `masks,images` train.csv
 like the built-in one; `folders`, an image folder and a mask folder matched by file stem plus `mask_suffix`;
 `pairs`, a CSV with image and mask columns; `coco`, a COCO JSON whose person masks `seglib data add` rasterised
-into `data/derived/NAME/`), how its masks are read (`mask_rule`, see `data.mask_rules`), its source and licence,
-and how to fetch it where it can be fetched. Paths may use `${VARIABLE:-default}` and are relative to the project
-unless absolute. The two built-in sets (`human-seg`, `pennfudan`) are two such files, committed in the project.
+into `data/derived/NAME/`, listed with their photos in its `pairs.csv`), how its masks are read (`mask_rule`, see
+`data.mask_rules`), its source and licence, and how to fetch it where it can be fetched. Paths may use
+`${VARIABLE:-default}` and are relative to the project unless absolute. The two built-in sets (`human-seg`,
+`pennfudan`) are two such files, committed in the project.
+
+`data add` replaces no folder it did not make (it marks `data/derived/NAME/` as its own), and `data check NAME`
+compares the set's files with the content hash stored at registration.
 """
 
 from __future__ import annotations
@@ -33,13 +37,14 @@ from seglib.data.external import (
 )
 from seglib.data.mask_rules import MaskRule
 from seglib.errors import DataError
-from seglib.io import open_image, write_text_atomic
+from seglib.io import is_within, open_image, write_text_atomic
 from seglib.locks import exclusive
 
 KINDS = ("listing", "folders", "pairs", "coco")
 BUILTIN = "human-seg"  # the workbook's own data set: what every command uses when no set is named
 NAME_PATTERN = re.compile(r"[a-z0-9][a-z0-9_-]{0,39}")
 _VARIABLE = re.compile(r"\$\{(\w+)(?::-([^}]*))?\}")
+DERIVED_MARK = ".made-by-seglib-data-add"  # in each folder of derived masks `data add` made: it may replace those only
 
 
 @dataclass(frozen=True)
@@ -81,6 +86,8 @@ class DatasetSpec:
             return PairSet(self.name, items, self.mask_rule, self.source, registered=True)
         if self.kind == "pairs":
             found = pairs_from_csv(self.path(self.pairs), mask_rule=self.mask_rule, name=self.name)
+        elif self.kind == "coco" and (items := _coco_pairs(self)) is not None:
+            return PairSet(self.name, items, self.mask_rule, self.source or str(self.path(self.coco)), registered=True)
         else:
             found = pairs_from_folders(self.path(self.images), self.path(self.masks), mask_suffix=self.mask_suffix,
                                        mask_rule=self.mask_rule, name=self.name)
@@ -95,6 +102,26 @@ class DatasetSpec:
 
     def description_file(self) -> Path:
         return (config.BUILTIN_DATASETS_DIR if self.builtin else config.datasets_dir()) / f"{self.name}.yaml"
+
+    def add_command(self) -> str:
+        """The `seglib data add` command that registers this set again from its files (paths as messages show
+        them: relative to the project when inside it)."""
+        import shlex
+
+        def shown(value: str) -> str:
+            return display_path(self.path(value))
+
+        if self.kind == "pairs":
+            words = ["--pairs", shown(self.pairs)]
+        elif self.kind == "coco":
+            words = ["--coco", shown(self.coco), "--images", shown(self.images)]
+        else:
+            words = ["--images", shown(self.images), "--masks", shown(self.masks)]
+        rule = self.mask_rule if self.kind != "coco" and self.mask_rule != "binary" else ""
+        for option, value in (("--mask-suffix", self.mask_suffix), ("--mask-rule", rule), ("--source", self.source),
+                              ("--licence", self.licence)):
+            words += [option, value] if value else []
+        return shlex.join(["seglib", "data", "add", self.name, *words])
 
     def to_yaml(self) -> str:
         values = {k: v for k, v in asdict(self).items() if v not in ("", 0, False) or k in ("name", "kind")}
@@ -167,7 +194,8 @@ def add_dataset(name: str, *, images=None, masks=None, pairs=None, coco=None, ma
 
     Every pair is read first; any problem (missing or unreadable masks, a size that is not a uniform rescale,
     colour or non-binary masks without a rule, a rule that leaves every mask empty, two photos with one stem,
-    images that are their own masks) is a DataError naming the file, and nothing is registered."""
+    images that are their own masks; for COCO, a bad entry or a mask folder it may not replace) is a DataError
+    naming the file, and nothing is registered."""
     # 1. the name, and one source
     check_name(name)
     if sum(v is not None for v in (masks, pairs, coco)) != 1:
@@ -177,6 +205,10 @@ def add_dataset(name: str, *, images=None, masks=None, pairs=None, coco=None, ma
         raise DataError(f"{'--masks' if masks is not None else '--coco'} needs --images (the photo folder)")
     rule = MaskRule.parse(mask_rule or "binary").text
     derived = config.derived_data_dir() / name
+    reads = []  # COCO: what the command reads, neither inside the folder of its masks nor holding it
+    if coco is not None:
+        reads = [(Path(images), "the photo folder (--images)"), (Path(coco), "the COCO file (--coco)")]
+        refuse_derived_folder(name, derived, reads)
     staging = None  # COCO: this command's own folder for the masks until they are registered
     fields_ = {"name": name, "mask_rule": rule, "source": source, "licence": licence, "description": description}
     try:
@@ -187,10 +219,12 @@ def add_dataset(name: str, *, images=None, masks=None, pairs=None, coco=None, ma
             derived.parent.mkdir(parents=True, exist_ok=True)
             staging = Path(tempfile.mkdtemp(prefix=f".{name}.adding-", dir=derived.parent))
             staging.chmod(0o755)
-            rasterise_coco(coco, images, staging)
+            items = rasterise_coco(coco, images, staging)
+            (staging / DERIVED_MARK).write_text(f"made by seglib data add {name}: it replaces this folder (and no "
+                                                "other) when the set is added again\n", encoding="utf-8")
             spec = DatasetSpec(kind="coco", images=_stored(images), masks=_stored(derived), coco=_stored(coco),
                                **{**fields_, "mask_rule": "binary"})
-            found = pairs_from_folders(images, staging, mask_rule="binary", name=name)
+            found = PairSet(name, items, "binary", str(coco))
         elif pairs is not None:
             spec = DatasetSpec(kind="pairs", pairs=_stored(pairs), **fields_)
             found = pairs_from_csv(pairs, mask_rule=rule, name=name)
@@ -200,6 +234,9 @@ def add_dataset(name: str, *, images=None, masks=None, pairs=None, coco=None, ma
             found = pairs_from_folders(images, masks, mask_suffix=mask_suffix, mask_rule=rule, name=name)
         # 3. every pair read by its rule: nothing is registered when one is wrong
         table = inspect_pairs(found.items, MaskRule.parse(spec.mask_rule), raise_first=True)
+        if not (table["fg_fraction"] > 0).any() and coco is not None:
+            raise DataError(f"{coco}: none of its {len(table)} images has a person region (an annotation of a "
+                            "'person' category)")
         if not (table["fg_fraction"] > 0).any():
             raise DataError(f"{display_path(found.items['mask_path'].iloc[0])}: the mask rule {rule!r} leaves every "
                             f"one of the {len(table)} masks empty; give the rule that marks people (--mask-rule)")
@@ -210,6 +247,7 @@ def add_dataset(name: str, *, images=None, masks=None, pairs=None, coco=None, ma
         with exclusive(target, f"data set description {display_path(target)}"):
             check_name(name)
             if coco is not None:
+                refuse_derived_folder(name, derived, reads)
                 shutil.rmtree(derived, ignore_errors=True)
                 os.replace(staging, derived)
             write_text_atomic(target, spec.to_yaml())
@@ -217,6 +255,38 @@ def add_dataset(name: str, *, images=None, masks=None, pairs=None, coco=None, ma
     finally:
         if staging is not None:
             shutil.rmtree(staging, ignore_errors=True)
+
+
+def refuse_derived_folder(name: str, derived: Path, reads: list[tuple[Path, str]]) -> None:
+    """A DataError, one line, unless `data add` may put the masks of the COCO set `name` in `derived`, replacing
+    what is there: a folder it made (its mark inside) or none, neither inside nor holding what the command reads
+    (`reads`: (folder, what it is)) or a folder of another registered set."""
+    from seglib.data.fence import data_folders
+
+    # 1. what this command reads, and the other sets' folders (data/derived itself holds every derived folder)
+    shown = display_path(derived)
+    others = [(Path(f), what) for f, what in data_folders() if Path(f).resolve() != derived.parent.resolve()]
+    broad = {config.PROJECT_ROOT.resolve(), Path.home().resolve(), Path("/")}
+    for folder, what in [*reads, *others]:
+        if is_within(folder, derived):
+            raise DataError(f"{shown}: the folder `data add` makes for the masks of {name} holds {what} ({folder}), "
+                            f"which replacing it would delete; nothing registered: move that out of {shown} or "
+                            "choose another NAME")
+        if folder.resolve() not in broad and is_within(derived, folder):
+            raise DataError(f"{shown}: the folder `data add` makes for the masks of {name} lies inside {what} "
+                            f"({folder}); nothing registered: keep photos and COCO files out of "
+                            f"{display_path(derived.parent)}")
+    # 2. a folder already there that `data add` did not make
+    if derived.exists() and not (derived / DERIVED_MARK).is_file():
+        raise DataError(f"{shown}: already exists and `data add` did not make it (no {DERIVED_MARK} inside); "
+                        f"refusing to replace it, nothing registered: move it elsewhere or choose another NAME")
+
+
+def _coco_pairs(spec: DatasetSpec) -> pd.DataFrame | None:
+    """A COCO set's pairs as its `pairs.csv` lists them (None for one made before there was one)."""
+    from seglib.data.coco import listed_pairs
+
+    return listed_pairs(spec.path(spec.images), spec.path(spec.masks))
 
 
 def scored_set(spec: str) -> PairSet:
@@ -286,9 +356,26 @@ def check_registered(name: str, data_dir=None) -> CheckReport:
         return check_dataset(data_dir if data_dir is not None else spec.path(spec.root))
     found = spec.pair_set()
     table = inspect_pairs(found.items, MaskRule.parse(spec.mask_rule))
-    report = CheckReport(set_root(found.items), table, list(table.attrs["problems"]))
+    report = CheckReport(set_root(found.items), table, [*table.attrs["problems"], *_changes(spec, found)])
     report.quirks = _quirks(table, spec)
     return report
+
+
+def _changes(spec: DatasetSpec, found: PairSet) -> list[str]:
+    """A problem when the set's photos or masks are not what was registered (its stored content hash), with the
+    command that registers them again; none for a set without a stored hash."""
+    if not spec.content_sha1:
+        return []
+    try:
+        now = content_hash(found.items, spec.mask_rule)
+    except DataError:  # a file that cannot be read: a problem of its own already
+        return []
+    if now == spec.content_sha1:
+        return []
+    shown = display_path(spec.description_file())
+    return [f"{shown}: the photos or masks of {spec.name} changed since it was registered (content {now}, "
+            f"registered {spec.content_sha1}); check them, and if the change is meant, delete {shown} and register "
+            f"the set again: `{spec.add_command()}`"]
 
 
 def set_root(items: pd.DataFrame) -> Path:

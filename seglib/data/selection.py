@@ -164,11 +164,53 @@ def split_test_pairs(name: str):
                    dataset=name)
 
 
-def photo_hashes(paths) -> set[str]:
-    """A short hash of each photo file's bytes: how a checkpoint recognises its training photos under any name."""
+def photo_hash(path) -> str:
+    """A short hash of a photo file's bytes: how a photo is recognised under any name, in any set."""
     import hashlib
 
-    return {hashlib.sha1(Path(p).read_bytes()).hexdigest()[:16] for p in paths}
+    try:
+        with open(path, "rb") as fh:
+            return hashlib.file_digest(fh, "sha1").hexdigest()[:16]
+    except OSError as exc:
+        raise DataError(f"{path}: cannot read ({exc.strerror or exc})") from None
+
+
+def photo_hashes(paths) -> set[str]:
+    """`photo_hash` of each photo: how a checkpoint recognises its training photos under any name."""
+    return {photo_hash(p) for p in paths}
+
+
+def check_apart_by_content(parts: dict[str, pd.DataFrame], data: str) -> None:
+    """Refuse training where a photo of a later part (val, then test) has the same bytes as a photo of an earlier
+    one (train, then val): ids differ for a copy registered under another name or id, bytes do not. Copies within
+    one part are allowed (a set's own duplicates are kept in one split together)."""
+    first: dict[str, tuple[str, str]] = {}  # photo hash -> (part, id) where it was first seen
+    for part, table in parts.items():
+        clashes = []
+        for photo_id, path in zip(table["id"].astype(str), table["image_path"], strict=True):
+            seen = first.setdefault(photo_hash(path), (part, photo_id))
+            if seen[0] != part:
+                clashes.append(f"{photo_id} = {seen[1]} ({seen[0]})")
+        if clashes:
+            harm = "choose the epoch and the threshold on" if part == "val" else "be scored on"
+            raise DataError(f"data={data}: {len(clashes)} {part} photo(s) have the same bytes as photos of another "
+                            f"split ({', '.join(clashes[:3])}{', ...' if len(clashes) > 3 else ''}); the model "
+                            f"would {harm} photos it trained on. A set registered twice? Train on one copy, or "
+                            "remove the copied photos")
+
+
+def check_test_by_content(data_split: dict | None, items: pd.DataFrame, where: str) -> None:
+    """Refuse to score a test split holding photos whose bytes trained or validated the model (the checkpoint's
+    `photo_sha1`): a copy under another id or set is caught where the ids are not."""
+    trained = set((data_split or {}).get("photo_sha1") or [])
+    if not trained:
+        return
+    overlap = [str(i) for i, p in zip(items["id"], items["image_path"], strict=True) if photo_hash(p) in trained]
+    if overlap:
+        raise DataError(f"{where}: {len(overlap)} of its {len(items)} photos ({', '.join(overlap[:3])}"
+                        f"{', ...' if len(overlap) > 3 else ''}) have the same bytes as photos that trained or "
+                        "validated this model (copies under other ids or sets); test cannot measure it. Score "
+                        "another set's test split (--dataset NAME), or retrain on a split without the copies")
 
 
 def check_not_trained_on(data_split: dict | None, pairs) -> None:
@@ -185,7 +227,12 @@ def check_not_trained_on(data_split: dict | None, pairs) -> None:
     else:
         return
     if overlap:
-        raise DataError(f"{pairs.name}: {len(overlap)} of its {len(pairs.items)} photos ({', '.join(overlap[:3])}"
-                        f"{', ...' if len(overlap) > 3 else ''}) trained or validated this model, so it is not an "
-                        f"external set for it; score a registered set's test split instead (--dataset "
-                        f"{getattr(pairs, 'dataset', '') or 'NAME'})")
+        shown = f"{len(overlap)} of its {len(pairs.items)} photos ({', '.join(overlap[:3])}" + \
+            f"{', ...' if len(overlap) > 3 else ''})"
+        dataset = getattr(pairs, "dataset", "")
+        if pairs.name == f"{dataset}-test":  # already a test split: its bytes match photos that trained the model
+            raise DataError(f"{pairs.name}: {shown} have the same bytes as photos that trained or validated this "
+                            f"model (the set {dataset!r}, or a copy of its photos, trained it); no split of "
+                            f"{dataset!r} measures this model")
+        raise DataError(f"{pairs.name}: {shown} trained or validated this model, so it is not an external set for "
+                        f"it; score a registered set's test split instead (--dataset {dataset or 'NAME'})")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import io
 import numbers
+import os
 from pathlib import Path
 
 import numpy as np
@@ -29,46 +30,110 @@ def make_split(
     seed: int = 42,
     fractions: dict[str, float] | None = None,
     n_folds: int = 0,
+    source: str | Path | None = None,
 ) -> pd.DataFrame:
     """Assign each pair to train/val/test (and optionally a fold of train+val).
 
     Pairs are stratified by foreground-fraction quartile; byte-identical images form one group and land
-    in the same split. The result depends only on the data and `seed`.
+    in the same split. The result depends only on the data and `seed`. A set too small to give every split a
+    photo, or every fold one, is a DataError saying how many photos it has and needs (`source` names the set in
+    it: default its folder).
     """
+    # 1. a checked set, and enough photos for the split and the folds
     check_seed(seed)
     if not report.ok:
         raise DataError(f"{report.dataset_dir}: data check found {len(report.problems)} problem(s); run `seglib data check`")
     fractions = fractions or DEFAULT_FRACTIONS
+    source = source if source is not None else report.dataset_dir
     if n_folds < 0 or n_folds == 1:
         raise DataError(f"folds={n_folds}: expected 0 (no folds) or 2 or more")
     table = report.table.copy()
     table["group"] = table["id"].map(duplicate_groups(table))
     groups = table.groupby("group", sort=True).agg(fg_fraction=("fg_fraction", "mean"), n=("id", "size"))
-    groups["stratum"] = pd.qcut(groups["fg_fraction"].rank(method="first"), N_STRATA, labels=False)
+    _check_enough_photos(len(table), len(groups), fractions, n_folds, source)
+    # 2. each stratum's groups shuffled, then dealt to test, val and train
+    groups["stratum"] = _strata(groups["fg_fraction"])
     rng = np.random.default_rng(seed)
     assignment: dict[str, str] = {}
     for _, stratum in groups.groupby("stratum", sort=True):
         keys = stratum.index.to_numpy()
         keys = keys[rng.permutation(len(keys))]
-        n = len(keys)
-        n_test = int(round(n * fractions["test"]))
-        n_val = int(round(n * fractions["val"]))
+        n_test, n_val = _split_counts(len(keys), fractions)
         for i, key in enumerate(keys):
             assignment[key] = "test" if i < n_test else "val" if i < n_test + n_val else "train"
     table["split"] = table["group"].map(assignment)
     table["stratum"] = table["group"].map(groups["stratum"]).astype(int)
+    # 3. the folds of train+val
     if n_folds:
         dev = table[table["split"] != "test"].sort_values("id", key=_natural_key)
         dev_groups = dev["group"].drop_duplicates().to_numpy()
         dev_groups = dev_groups[rng.permutation(len(dev_groups))]
         if n_folds > len(dev_groups):
-            raise DataError(f"folds={n_folds}: more folds than the {len(dev_groups)} train+val photo groups")
+            raise DataError(f"{source}: folds={n_folds}: more folds than the {len(dev_groups)} train+val photo "
+                            f"groups; use --folds {len(dev_groups)} or fewer, or add photos")
         fold_of = {g: i % n_folds for i, g in enumerate(dev_groups)}
         table["fold"] = table["group"].map(fold_of).fillna(-1).astype(int)
-    root = report.dataset_dir
-    table["image"] = [Path(p).relative_to(root).as_posix() for p in table["image_path"]]
-    table["mask"] = [Path(p).relative_to(root).as_posix() for p in table["mask_path"]]
+    # 4. each file named relative to the set's folder
+    table["image"] = [_path_in_set(p, report.dataset_dir) for p in table["image_path"]]
+    table["mask"] = [_path_in_set(p, report.dataset_dir) for p in table["mask_path"]]
     return table.sort_values("id", key=_natural_key).reset_index(drop=True)
+
+
+def _strata(fg_fraction: pd.Series) -> pd.Series:
+    """Each group's foreground-fraction quartile (0 to N_STRATA - 1); a single group is stratum 0."""
+    if len(fg_fraction) < 2:
+        return pd.Series(0, index=fg_fraction.index)
+    return pd.qcut(fg_fraction.rank(method="first"), N_STRATA, labels=False)
+
+
+def _split_counts(n: int, fractions: dict[str, float]) -> tuple[int, int]:
+    """(test, val) groups of a stratum of `n` groups."""
+    return int(round(n * fractions["test"])), int(round(n * fractions["val"]))
+
+
+def _sizes(n_groups: int, fractions: dict[str, float]) -> dict[str, int]:
+    """How many of `n_groups` photo groups each split gets (the strata depend on the number of groups only)."""
+    strata = _strata(pd.Series(np.arange(n_groups, dtype=float))).value_counts().tolist()
+    counts = [_split_counts(k, fractions) for k in strata]
+    test, val = sum(t for t, _ in counts), sum(v for _, v in counts)
+    return {"train": n_groups - test - val, "val": val, "test": test}
+
+
+def _photos_needed(fractions: dict[str, float] | None = None, most: int = 1000) -> int | None:
+    """The fewest photo groups that give train, val and test a photo each (None: not up to `most`)."""
+    fractions = fractions or DEFAULT_FRACTIONS
+    return next((n for n in range(1, most + 1) if min(_sizes(n, fractions).values()) > 0), None)
+
+
+def _check_enough_photos(n_photos: int, n_groups: int, fractions: dict[str, float], n_folds: int, source) -> None:
+    """A DataError when `n_groups` photo groups cannot give every split a photo, or `n_folds` folds one each:
+    how many photos there are and how many each needs, in one line."""
+    sizes = _sizes(n_groups, fractions)
+    short = []
+    if min(sizes.values()) == 0:
+        empty = " and ".join(name for name in SPLITS if not sizes[name])
+        needed = _photos_needed(fractions)
+        shares = f"{fractions['val']:.0%} for val and {fractions['test']:.0%} for test"
+        if fractions["val"] == fractions["test"]:
+            shares = f"{fractions['val']:.0%} each for val and test"
+        short.append(f"a train/val/test split ({shares}, per quarter of foreground fraction) leaves the {empty} split "
+                     f"empty and needs at least {needed if needed else 'more'} photos")
+    if n_folds > n_groups:
+        short.append(f"folds={n_folds} needs at least {n_folds} photos in train and val")
+    if short:
+        counted = f"{n_photos} photo{'s' if n_photos != 1 else ''}" + \
+            (f" ({n_groups} once byte-identical ones are grouped)" if n_groups != n_photos else "")
+        raise DataError(f"{source}: {counted} {'is' if n_photos == 1 else 'are'} too few to split: "
+                        f"{'; '.join(short)}; add photos{' or ask for fewer folds' if n_folds > n_groups else ''}")
+
+
+def _path_in_set(path, root: Path) -> str:
+    """How a split file names a photo or mask: relative to the set's folder `root` as listed, else (a path through
+    `..` or a link) by where it really is, relative to where the folder really is."""
+    try:
+        return Path(path).relative_to(root).as_posix()
+    except ValueError:
+        return Path(os.path.relpath(Path(path).resolve(), Path(root).resolve())).as_posix()
 
 
 def check_seed(seed) -> int:

@@ -15,7 +15,7 @@ import seglib
 from seglib.config import display_path
 from seglib.data.external import PairSet
 from seglib.data.registry import BUILTIN
-from seglib.data.selection import check_not_trained_on, open_sets, trained_sets
+from seglib.data.selection import check_not_trained_on, check_test_by_content, open_sets, trained_sets
 from seglib.data.snapshot import SplitSnapshot
 from seglib.data.splits import check_scored_split
 from seglib.devices import resolve_device
@@ -220,6 +220,8 @@ def _checked_items(job: _Job, split: str, pairs: PairSet | None):
     items = split_items(split, job.dataset_dir, snapshot=job.snapshot)
     split_warnings = check_scored_split(job.model_facts.get("data_split"), split, items["id"].astype(str).tolist(),
                                         job.splits_dir)
+    if split == "test":  # by the photos' bytes too: a copy of a training photo under another id or set
+        check_test_by_content(job.model_facts.get("data_split"), items, f"{display_path(job.snapshot.folder)}/test.csv")
     for line in split_warnings:
         job.log(f"warning: {split}: {line}")
     return items, split_warnings
@@ -321,15 +323,30 @@ def _write_results(job: _Job, split: str, split_dir: Path, scores: _Scores, metr
                    val_result: EvalResult | None) -> EvalResult:
     """per_image.csv, threshold_sweep.csv (val) and metrics.json, written last (its presence means the
     evaluation completed); a split rewritten while this ran (`data split --overwrite`) is refused, not recorded
-    as checked."""
+    as checked. A file the system refuses (a full disk) is one line naming it; the files this call made before it
+    are removed, and so are the folders it made."""
+    from seglib.io import NewFolder
+
     job.snapshot.check_unchanged(f"{split} was being scored")
-    paths = [split_dir / PER_IMAGE]
-    write_text_atomic(paths[0], scores.per_image.to_csv(index=False, float_format="%.6g", lineterminator="\n"))
+    texts = {split_dir / PER_IMAGE: scores.per_image.to_csv(index=False, float_format="%.6g", lineterminator="\n")}
     if scores.sweep is not None:
-        paths.append(split_dir / SWEEP)
-        write_text_atomic(paths[-1], scores.sweep.to_csv(index=False, float_format="%.6g", lineterminator="\n"))
-    paths.append(split_dir / METRICS)
-    write_json_atomic(paths[-1], metrics)
+        texts[split_dir / SWEEP] = scores.sweep.to_csv(index=False, float_format="%.6g", lineterminator="\n")
+    paths, made = [*texts, split_dir / METRICS], []
+    with NewFolder(split_dir):  # removed again when it is left empty
+        for path in paths:
+            new = not path.exists()
+            try:
+                if path in texts:
+                    write_text_atomic(path, texts[path])
+                else:
+                    write_json_atomic(path, metrics)
+            except OSError as exc:
+                for done in made:
+                    done.unlink(missing_ok=True)
+                raise SeglibError(f"{path}: cannot write ({exc.strerror or exc}); the scores of {split} were not "
+                                  "saved") from None
+            if new:
+                made.append(path)
     return EvalResult(split, split_dir, metrics, scores.per_image, scores.sweep, paths, val_result)
 
 

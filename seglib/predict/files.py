@@ -3,7 +3,8 @@
 Per photo: `<stem>.mask.png` (0/255 at the photo's exact size as viewers show it), and as asked
 `<stem>.overlay.jpg`, `<stem>.cutout.png` (RGBA, soft edge) and `<stem>.background.jpg` (the background
 replaced). Per video: the same kinds as videos (`<stem>.mask.mp4`, ...; a video's cut-out stands on chroma-key
-green). Bad inputs are reported and skipped -> `PredictReport`.
+green). Bad inputs are reported and skipped -> `PredictReport`; a full disk stops the batch at the first file it
+refuses. One batch writes into a folder at a time (`seglib.locks`), never into a folder seglib reads data from.
 """
 
 from __future__ import annotations
@@ -19,7 +20,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from seglib.errors import DataError, SeglibError
-from seglib.io import check_writable_dir, save_png_atomic
+from seglib.io import FULL_DISK_ERRNOS, check_writable_dir, save_png_atomic
+from seglib.locks import output_folder, reentrant
 from seglib.predict.inputs import collect_inputs, frame_count, is_video, load_input
 from seglib.predict.outputs import Background, draw_outputs, save_jpeg_atomic
 from seglib.predict.pipeline import WriteBehind, decoded_ahead
@@ -58,6 +60,7 @@ class Planned:
 
     input: Path
     outputs: dict[str, Path]
+    renamed: bool = False  # another input has the same stem: its outputs are named <stem>-N
 
     @property
     def mask(self) -> Path:
@@ -66,28 +69,50 @@ class Planned:
 
 def plan_outputs(inputs: list[Path], out_dir: str | Path, choice: OutputChoice | None = None, *,
                  overlay: bool = False) -> list[Planned]:
-    """The outputs of each input. Inputs sharing a stem (photo.jpg in two folders, or photo.jpg and photo.mp4)
-    get `photo`, `photo-2`, `photo-3`, ... in input order (case-insensitively distinct, for case-insensitive
-    file systems)."""
+    """The outputs of each input. The first input of a stem keeps it; the others sharing it (photo.jpg in two
+    folders, or photo.jpg and photo.mp4) get `photo-2`, `photo-3`, ... in input order, skipping every name that
+    is another input's own stem (a/x.jpg, b/x.jpg, c/x-2.jpg: x, x-3, x-2), so no two inputs ever share an
+    output (case-insensitively, for case-insensitive file systems)."""
     choice = choice or OutputChoice(overlay=overlay)
     out_dir = Path(out_dir)
+    stems = [path.stem or "image" for path in inputs]
+    natural = {stem.lower() for stem in stems}
     used: set[str] = set()
     plan = []
-    for path in inputs:
-        stem = path.stem or "image"
+    for path, stem in zip(inputs, stems, strict=True):
         name, n = stem, 1
-        while name.lower() in used:
+        while name.lower() in used or (n > 1 and name.lower() in natural):
             n += 1
             name = f"{stem}-{n}"
         used.add(name.lower())
         suffixes = ({k: f".{k}{output_suffix(path)}" for k in PHOTO_SUFFIXES} if is_video(path) else PHOTO_SUFFIXES)
-        plan.append(Planned(path, {kind: out_dir / f"{name}{suffixes[kind]}" for kind in choice.kinds()}))
+        plan.append(Planned(path, {kind: out_dir / f"{name}{suffixes[kind]}" for kind in choice.kinds()}, n > 1))
     return plan
+
+
+def refuse_unsafe_out(inputs: list[Path], out_dir: str | Path) -> None:
+    """SeglibError, one line, when `out_dir` is (inside) a folder seglib reads data from (a registered set's photo
+    or mask folder, data/derived, the splits, data/raw: `seglib.data.fence`) or is the folder of a photo being
+    predicted, whose own files (a hand-made <stem>.mask.png) --overwrite would replace. A new folder beside the
+    photos is fine."""
+    from seglib.data.fence import refuse_data_folders
+
+    refuse_data_folders(out_dir, option="--out")
+    out = Path(out_dir).resolve()
+    for path in inputs:
+        if path.parent.resolve() == out:
+            raise SeglibError(f"{out_dir}: is the folder of the photos predict reads ({path}); refusing to write "
+                              "there, even with --overwrite; choose another --out")
+
+
+def existing_outputs(plan: list[Planned]) -> list[Path]:
+    """The planned outputs that are already there."""
+    return [p for item in plan for p in item.outputs.values() if p.exists()]
 
 
 def refuse_existing(plan: list[Planned]) -> None:
     """SeglibError naming the first planned output that already exists (outputs are never silently replaced)."""
-    existing = [p for item in plan for p in item.outputs.values() if p.exists()]
+    existing = existing_outputs(plan)
     if existing:
         more = f" (and {len(existing) - 1} more)" if len(existing) > 1 else ""
         raise SeglibError(f"{existing[0]} already exists{more}; refusing to overwrite (pass --overwrite "
@@ -106,6 +131,8 @@ class PredictReport:
     outputs: dict[Path, Path] = field(default_factory=dict)  # input -> mask file
     videos: list = field(default_factory=list)  # seglib.predict.video.VideoResult per video
     planned: int = 0  # inputs the batch was given
+    renamed: dict[Path, Path] = field(default_factory=dict)  # input -> mask, for inputs sharing a stem
+    earlier: set[Path] = field(default_factory=set)  # outputs there before an --overwrite batch began
 
     @property
     def ok(self) -> bool:
@@ -121,17 +148,33 @@ class PredictReport:
                  for n, k in counts]
         what = parts[0] if len(parts) == 1 else ", ".join(parts[:-1]) + f" and {parts[-1]}"
         videos = f" ({len(self.videos)} video{'s' if len(self.videos) != 1 else ''})" if self.videos else ""
-        return f"wrote {what}{videos} to {self.out_dir}; {len(self.failed)} failed"
+        lines = [f"wrote {what}{videos} to {self.out_dir}; {len(self.failed)} failed"]
+        renamed = [(source, mask) for source, mask in self.renamed.items() if source in self.outputs]
+        if renamed:
+            lines.append("renamed, as another input has the same name:")
+            lines += [f"  {source} -> {mask.name}" for source, mask in renamed]
+        return "\n".join(lines)
 
     def interrupted_summary(self, signal_name: str = "SIGINT") -> str:
-        """What an interrupted batch left: how many masks, where, and that each file is complete."""
+        """What an interrupted batch left: how many masks, where, that each file is complete, and how many of the
+        files an --overwrite batch was replacing are still the earlier ones."""
         done = len(self.written)
+        replaced = set(self.written).union(*self.extra.values())
+        kept = len(self.earlier - replaced)
+        earlier = f"; {kept} files in {self.out_dir} still hold the earlier run's outputs" if kept else ""
         if not done:
-            return f"predict stopped by {signal_name} before writing any of {self.planned} masks; nothing written"
+            return (f"predict stopped by {signal_name} before writing any of {self.planned} masks; nothing "
+                    f"written{earlier}")
         left = self.planned - done - len(self.failed)
         return (f"predict stopped by {signal_name} after writing {done} of {self.planned} masks to {self.out_dir}; "
-                f"each file written is complete, {left} not written; run again with --overwrite to redo them all, "
-                "or with another --out")
+                f"each file written is complete, {left} not written{earlier}; run again with --overwrite to redo "
+                "them all, or with another --out")
+
+    def full_disk(self, path: Path, exc: OSError) -> SeglibError:
+        """The one line that stops a batch whose write of `path` found no space left."""
+        return SeglibError(f"{path}: cannot write ({exc.strerror or exc}); predict stopped after writing "
+                           f"{len(self.written)} of {self.planned} masks to {self.out_dir}, each file complete; "
+                           "free some space and run again with --overwrite, or with another --out")
 
     def add(self, kind: str, path: Path, source: Path) -> None:
         if kind == "mask":
@@ -145,22 +188,38 @@ def predict_files(predictor: Predictor, inputs, out_dir: str | Path, choice: Out
                   overlay: bool = False, progress: bool = True, overwrite: bool = False,
                   threshold: float | None = None, log: Callable[[str, bool], None] | None = None) -> PredictReport:
     """Predict every input (photos and videos, see `collect_inputs`) and write its outputs into `out_dir`
-    (the module says which). Existing outputs are refused up front (SeglibError, nothing written) unless
-    `overwrite`. An input that cannot be decoded (missing, empty, corrupt, truncated, not an image or video,
-    too large) is recorded in the report (and passed to `log(line, is_error)` as `seglib: skipped <path>:
-    <problem>`) and the batch goes on. Files are written atomically (never half-written). An interrupt
-    (KeyboardInterrupt, which SIGTERM/SIGHUP raise too) propagates with the report so far attached as
+    (the module says which). A folder seglib reads data from, or a photo's own folder, is refused
+    (`refuse_unsafe_out`), and so is a folder another batch is writing into (`seglib.locks`). Existing outputs are
+    refused up front (SeglibError, nothing written) unless `overwrite`. An input that cannot be decoded (missing,
+    empty, corrupt, truncated, not an image or video, too large) is recorded in the report (and passed to
+    `log(line, is_error)` as `seglib: skipped <path>: <problem>`) and the batch goes on; a write refused for lack
+    of space stops it (SeglibError naming the file). Files are written atomically (never half-written). An
+    interrupt (KeyboardInterrupt, which SIGTERM/SIGHUP raise too) propagates with the report so far attached as
     `exc.predict_report` (`PredictReport.interrupted_summary` says what was left).
     """
+    choice = choice or OutputChoice(overlay=overlay)
+    # 1. the inputs, and a folder the batch may write into (created by the first output written)
+    paths = collect_inputs(inputs)
+    out_dir = check_writable_dir(out_dir)
+    refuse_unsafe_out(paths, out_dir)
+    with reentrant(output_folder(out_dir), str(out_dir)):  # one batch per folder (`seglib predict` holds it already)
+        # 2. the outputs: existing ones refused, or with `overwrite` remembered (a stop says which remain)
+        plan = plan_outputs(paths, out_dir, choice)
+        if not overwrite:
+            refuse_existing(plan)
+        report = PredictReport(out_dir=out_dir, planned=len(plan),
+                               renamed={item.input: item.mask for item in plan if item.renamed},
+                               earlier=set(existing_outputs(plan)) if overwrite else set())
+        # 3. each input through the model, its outputs written behind it
+        _run(predictor, plan, report, choice, threshold, log, progress)
+    return report
+
+
+def _run(predictor: Predictor, plan: list[Planned], report: PredictReport, choice: OutputChoice,
+         threshold: float | None, log: Callable[[str, bool], None] | None, progress: bool) -> None:
+    """Decode ahead, predict and write behind every planned input, recording the outcome in `report`."""
     from tqdm.auto import tqdm
 
-    choice = choice or OutputChoice(overlay=overlay)
-    paths = collect_inputs(inputs)
-    out_dir = check_writable_dir(out_dir)  # created by the first output written
-    plan = plan_outputs(paths, out_dir, choice)
-    if not overwrite:
-        refuse_existing(plan)
-    report = PredictReport(out_dir=out_dir, planned=len(plan))
     bar = tqdm(total=len(plan), desc="predict", unit="img", disable=not progress or len(plan) < 2, file=sys.stderr)
 
     def say(msg: str, err: bool = False) -> None:
@@ -190,7 +249,6 @@ def predict_files(predictor: Predictor, inputs, out_dir: str | Path, choice: Out
         decoded.close()
         writer.close()
         bar.close()
-    return report
 
 
 def _decode(item: Planned):
@@ -249,6 +307,8 @@ def _write_photo(report: PredictReport, item: Planned, rgb: np.ndarray, prob: np
             save = save_png_atomic if out.suffix.lower() == ".png" else save_jpeg_atomic
             save(out, pictures[kind])
         except OSError as exc:
+            if exc.errno in FULL_DISK_ERRNOS:  # the next photos would not fit either: stop here, with one line
+                raise report.full_disk(out, exc) from None
             _skip(report, path, f"could not write output ({exc.strerror or exc})", say)
             return
         report.add(kind, out, path)
@@ -272,6 +332,8 @@ def _predict_video(predictor: Predictor, report: PredictReport, item: Planned, c
         _skip(report, item.input, _problem(exc, item.input), say)
         return
     except OSError as exc:
+        if exc.errno in FULL_DISK_ERRNOS:
+            raise report.full_disk(Path(exc.filename or item.mask), exc) from None
         _skip(report, item.input, f"could not write output ({exc.strerror or exc})", say)
         return
     report.videos.append(result)

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from seglib.config import IMAGE_SUFFIXES, VIDEO_SUFFIXES, user_path
+from seglib.config import IMAGE_SUFFIXES, VIDEO_SUFFIXES, link_problem, user_path
 from seglib.errors import SeglibError
 from seglib.io import open_image, to_rgb_array
 
@@ -31,7 +31,8 @@ def collect_inputs(paths, *, warn=None) -> list[Path]:
     A file is taken as given, whatever its extension (a bad one is reported when it is decoded). A folder
     contributes its image and video files (IMAGE_SUFFIXES, VIDEO_SUFFIXES, any letter case), sorted by name;
     it is NOT searched recursively, and hidden files (".name") and this command's own outputs (`*.mask.*`,
-    `*.overlay.*`, `*.cutout.*`, `*.background.*`) are left out, the latter with a note saying how many. A path that does
+    `*.overlay.*`, `*.cutout.*`, `*.background.*`) are left out, the latter with a note saying how many, as are
+    links named like a photo that lead to no file (a loop, a broken link), with a note naming each. A path that does
     not exist is kept, so that it is reported as a failed input (not a crash). A folder with no images gets
     a note too; no inputs at all is a SeglibError.
     """
@@ -49,24 +50,34 @@ def collect_inputs(paths, *, warn=None) -> list[Path]:
 
     for raw in paths:
         p = user_path(raw)
-        if p.is_dir():
-            children = list(p.iterdir())
-            images = sorted((c for c in children if _is_candidate(c)), key=lambda c: c.name)
-            outputs = sum(1 for c in children if _is_own_output(c))
-            if outputs:
-                warn(f"seglib: note: {p}: left out {outputs} file{'s' if outputs != 1 else ''} named "
-                     "*.mask.*, *.overlay.*, *.cutout.* or *.background.* (predict's own outputs); name a file to "
-                     "predict it anyway")
-            if not images:
-                warn(f"seglib: note: {p}: no image or video files ({'/'.join(IMAGE_SUFFIXES + VIDEO_SUFFIXES)}) in this folder "
-                     "(subfolders are not searched)")
-            for c in images:
-                add(c)
-        else:
-            add(p)
+        for c in _scan_folder(p, warn) if p.is_dir() else [p]:
+            add(c)
     if not found:
         raise SeglibError("no input images (give image files or folders that contain them)")
     return found
+
+
+def _scan_folder(folder: Path, warn, shown: int = 5) -> list[Path]:
+    """The image and video files of `folder`, sorted by name, with a note for predict's own outputs left out, for
+    each link named like a photo that leads to no file (a loop, a broken link), and for a folder with none."""
+    children = list(folder.iterdir())
+    images = sorted((c for c in children if _is_candidate(c)), key=lambda c: c.name)
+    outputs = sum(1 for c in children if _is_own_output(c))
+    if outputs:
+        warn(f"seglib: note: {folder}: left out {outputs} file{'s' if outputs != 1 else ''} named "
+             "*.mask.*, *.overlay.*, *.cutout.* or *.background.* (predict's own outputs); name a file to "
+             "predict it anyway")
+    dead = sorted((c.name, why) for c in children if not c.name.startswith(".")
+                  and c.suffix.lower() in IMAGE_SUFFIXES + VIDEO_SUFFIXES and (why := link_problem(c)))
+    if dead:
+        named = ", ".join(f"{name} ({why})" for name, why in dead[:shown])
+        more = f", and {len(dead) - shown} more" if len(dead) > shown else ""
+        warn(f"seglib: note: {folder}: left out {len(dead)} link{'s that lead' if len(dead) != 1 else ' that leads'} "
+             f"to no file: {named}{more}")
+    if not images:
+        warn(f"seglib: note: {folder}: no image or video files ({'/'.join(IMAGE_SUFFIXES + VIDEO_SUFFIXES)}) in this "
+             "folder (subfolders are not searched)")
+    return images
 
 
 def _is_candidate(path: Path) -> bool:
