@@ -11,11 +11,11 @@ import torch
 from torch import nn
 
 import seglib
-from seglib.errors import CheckpointError, first_line
 from seglib.geometry import NORMALIZATION
-from seglib.io import atomic_path
-from seglib.model import model_for
-from seglib.model_registry import model_entry
+from seglib.infra.errors import CheckpointError, first_line
+from seglib.infra.io import atomic_path
+from seglib.models.model import model_for
+from seglib.models.model_registry import model_entry
 from seglib.runs import BEST, LAST
 from seglib.schema import CHECKPOINT_FORMAT, validate_checkpoint
 from seglib.settings import TrainConfig, config_from_dict

@@ -19,8 +19,8 @@ from torch import nn
 
 import seglib
 from seglib.checkpoint import load_checkpoint, model_from_checkpoint
-from seglib.errors import SeglibError, first_line
-from seglib.io import atomic_path, check_writable_dir
+from seglib.infra.errors import SeglibError, first_line
+from seglib.infra.io import atomic_path, check_writable_dir
 from seglib.onnx_session import (
     INPUT_NAME,
     OUTPUT_NAME,
@@ -100,7 +100,7 @@ def export_onnx(checkpoint_path_or_state: str | os.PathLike | dict, out_path: st
         "best_val_iou": json.dumps(state.get("best_val_iou")),
     }
     if source != IN_MEMORY:  # the threshold and TTA chosen on val travel with the model (predict's default)
-        from seglib.predict.protocol import val_protocol
+        from seglib.predict.val_choice import val_protocol
 
         chosen = val_protocol(source, state)
         if chosen.chosen_on_val:

@@ -1,7 +1,7 @@
 """A photo <-> the network's input, in NumPy and OpenCV alone: the geometry of the input step (square letterbox,
 plain resize, or rectangular `rect`), the normalisation, and the way back to the photo's size.
 
-`network_input` gives exactly what `seglib.transforms.eval_transform` gives (the same OpenCV resize and padding,
+`network_input` gives exactly what `seglib.transforms.pipelines.eval_transform` gives (the same OpenCV resize and padding,
 the same float32 look-up table as Albumentations' Normalize; tests/test_geometry.py holds them equal), without
 importing Albumentations or torch: prediction starts in a fraction of a second.
 """
@@ -13,7 +13,7 @@ import functools
 import cv2
 import numpy as np
 
-from seglib.errors import ConfigError
+from seglib.infra.errors import ConfigError
 
 _GEOMETRIES = ("letterbox", "resize", "rect")  # seglib.settings.GEOMETRIES (this module imports nothing heavier)
 # ImageNet statistics: the normalisation smp encoders expect; stored in every checkpoint.

@@ -9,9 +9,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from seglib import config
-from seglib.config import EVAL_SPLITS, user_path
-from seglib.errors import ConfigError, SeglibError
+from seglib.infra import paths
+from seglib.infra.errors import ConfigError, SeglibError
+from seglib.infra.paths import EVAL_SPLITS, user_path
 from seglib.runs import Run, check_run_name
 from seglib.settings import CHOICES, PROFILE_NAMES, coerce_value, default_profile, resolve_profile
 
@@ -184,4 +184,4 @@ def show_user_errors_briefly() -> bool:
 
 
 def project_root() -> Path:
-    return config.PROJECT_ROOT
+    return paths.PROJECT_ROOT

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from seglib.errors import CheckpointError, SeglibError, first_line
+from seglib.infra.errors import CheckpointError, SeglibError, first_line
 from seglib.schema import ONNX_FORMAT, decode_onnx_metadata
 
 INPUT_NAME, OUTPUT_NAME = "image", "logits"

@@ -12,8 +12,8 @@ import re
 import shutil
 from pathlib import Path
 
-from seglib import config, locks
-from seglib.errors import CheckpointError, ConfigError, SeglibError, note
+from seglib.infra import locks, paths
+from seglib.infra.errors import CheckpointError, ConfigError, SeglibError, note
 from seglib.settings import load_settings_file
 
 BEST, LAST = "best.pt", "last.pt"
@@ -45,7 +45,7 @@ class Run:
     @classmethod
     def named(cls, name: str) -> Run:
         """runs/NAME (or $SEGLIB_RUNS_DIR/NAME): never the current folder."""
-        return cls(config.runs_dir() / check_run_name(name))
+        return cls(paths.runs_dir() / check_run_name(name))
 
     @classmethod
     def resolve(cls, run: str | Path | Run) -> Run:
@@ -140,7 +140,7 @@ class Run:
 
     def config(self) -> dict:
         """The settings saved with the run (config.yaml), or a SeglibError when it cannot be read."""
-        return load_settings_file(self.config_file, config.display_path(self.config_file))
+        return load_settings_file(self.config_file, paths.display_path(self.config_file))
 
     def summary(self) -> dict | None:
         return read_json(self.summary_file)
@@ -157,20 +157,20 @@ class Run:
             return path
         if self.replaced_backup.exists():
             raise CheckpointError(f"run {self.name}: being replaced by a training in progress (the previous run "
-                                  f"waits in {config.display_path(self.replaced_backup)} until the new one saves "
+                                  f"waits in {paths.display_path(self.replaced_backup)} until the new one saves "
                                   "an epoch); wait for it to save one, then run this again")
         if not self.dir.is_dir():
-            raise CheckpointError(f"run {self.name!r} not found ({config.display_path(self.dir)} does not exist): "
+            raise CheckpointError(f"run {self.name!r} not found ({paths.display_path(self.dir)} does not exist): "
                               f"train it with notebook 03 or `seglib train --run {self.name}`, or pass "
                               "--checkpoint PATH")
         raise CheckpointError(f"run {self.name} not trained yet: run notebook 03 or `seglib train --run {self.name}` "
-                          f"(no {path.name} in {config.display_path(self.dir)})")
+                          f"(no {path.name} in {paths.display_path(self.dir)})")
 
     # ------------------------------------------------------------------ writers and recovery
     def lock(self):
         """Hold the run's lock (`.NAME.lock` beside it): one writer at a time; a second process is refused at once
         with a LockedError naming the holder's pid. A holder in this process may take it again."""
-        return locks.reentrant(self.dir, f"run {config.display_path(self.dir)}")
+        return locks.reentrant(self.dir, f"run {paths.display_path(self.dir)}")
 
     def recover(self, log=None) -> None:
         """Settle what a replacement (`--overwrite`) killed before it could clean up left behind, unless a live
@@ -191,11 +191,11 @@ class Run:
             return
         if self.last.is_file():  # killed between its first saved epoch and deleting the old run
             shutil.rmtree(backup)
-            log(f"{config.display_path(self.dir)}: deleted {backup.name}, the run it replaced (the replacement "
+            log(f"{paths.display_path(self.dir)}: deleted {backup.name}, the run it replaced (the replacement "
                 "had saved an epoch before it was stopped)")
             return
         self._put_back()
-        log(f"{config.display_path(self.dir)}: put back the previous run from {backup.name} (a replacement was "
+        log(f"{paths.display_path(self.dir)}: put back the previous run from {backup.name} (a replacement was "
             "stopped before its first epoch)")
 
     def _put_back(self) -> None:
@@ -210,9 +210,9 @@ class Run:
     def nothing_to_resume(self) -> str:
         """Why --resume cannot continue this run, and what to do instead."""
         if not self.dir.is_dir():
-            return (f"run {self.name!r} not found ({config.display_path(self.dir)} does not exist): nothing to "
+            return (f"run {self.name!r} not found ({paths.display_path(self.dir)} does not exist): nothing to "
                     "resume; drop --resume to start it")
-        return (f"{config.display_path(self.dir)}: nothing to resume (no last.pt); drop --resume, or --overwrite "
+        return (f"{paths.display_path(self.dir)}: nothing to resume (no last.pt); drop --resume, or --overwrite "
                 "to start again")
 
     def check_can_start(self, *, resume: bool, overwrite: bool, main: bool = True) -> None:
@@ -226,12 +226,14 @@ class Run:
                     stale.unlink(missing_ok=True)
             return
         if self.exists and not overwrite:
-            raise SeglibError(f"{config.display_path(self.dir)}: run folder already exists; use --resume to "
+            raise SeglibError(f"{paths.display_path(self.dir)}: run folder already exists; use --resume to "
                               "continue it, --overwrite to replace it, or another --run name")
         if self.dir.exists() and not self.dir.is_dir():
-            raise SeglibError(f"{config.display_path(self.dir)}: is a file, not a run folder")
+            raise SeglibError(f"{paths.display_path(self.dir)}: is a file, not a run folder")
         if main:
-            from seglib.io import check_writable_dir  # here: a CLI that only names a run imports no numpy
+            from seglib.infra.io import (
+                check_writable_dir,  # here: a CLI that only names a run imports no numpy
+            )
 
             check_writable_dir(self.dir.parent)
 
@@ -246,7 +248,7 @@ class Run:
         self._settle_leftover(note)  # the caller holds the lock
         if overwrite and self.dir.exists():
             os.replace(self.dir, self.replaced_backup)
-        from seglib.io import ensure_writable_dir
+        from seglib.infra.io import ensure_writable_dir
 
         ensure_writable_dir(self.dir)
 
@@ -285,7 +287,7 @@ class Run:
         if state == "unfinished":
             return "resume"
         if state == "other":
-            raise SeglibError(f"{config.display_path(self.dir)}: the folder exists but holds no finished or "
+            raise SeglibError(f"{paths.display_path(self.dir)}: the folder exists but holds no finished or "
                               "resumable run; pick another run name, or retrain to replace it")
         return "train"
 

@@ -18,9 +18,9 @@ from dataclasses import dataclass
 from typing import Any
 
 import seglib
-from seglib.errors import CheckpointError, ConfigError
 from seglib.geometry import NORMALIZATION
-from seglib.model_registry import model_entry
+from seglib.infra.errors import CheckpointError, ConfigError
+from seglib.models.model_registry import model_entry
 from seglib.settings import TrainConfig, config_from_dict, input_multiple
 
 CHECKPOINT_FORMAT = "seglib-checkpoint/1"

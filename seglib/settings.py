@@ -13,12 +13,12 @@ from typing import Any
 
 import yaml
 
-from seglib.config import ENV_PROFILE
-from seglib.devices import DEVICES
-from seglib.errors import ConfigError
-from seglib.model_registry import MODELS, check_input_size, model_entry
+from seglib.infra.devices import DEVICES
+from seglib.infra.errors import ConfigError
+from seglib.infra.paths import ENV_PROFILE
+from seglib.models.model_registry import MODELS, check_input_size, model_entry
 
-# how a photo becomes the network input (seglib.transforms): aspect kept and padded to a square, stretched to a
+# how a photo becomes the network input (seglib.transforms.pipelines): aspect kept and padded to a square, stretched to a
 # square, or aspect kept and padded only to a multiple of the network's stride (rectangular inputs)
 GEOMETRIES = ("letterbox", "resize", "rect")
 PROFILE_NAMES = ("smoke", "cpu", "gpu", "cpu-scratch", "cpu-unet", "auto")
@@ -30,7 +30,7 @@ class TrainConfig:
 
     profile: str = "cpu-scratch"  # the field defaults below are the cpu-scratch recipe
     # model
-    model: str = "unet"  # a name in seglib.model_registry (MODELS); its entry says which settings below it reads
+    model: str = "unet"  # a name in seglib.models.model_registry (MODELS); its entry says which settings below it reads
     base_channels: int = 16  # U-Net width: unet's first level; mediapipe-unet's decoder at stride 2
     depth: int = 4  # compact U-Net levels
     encoder: str = "resnet18"  # smp-unet encoder
@@ -42,7 +42,7 @@ class TrainConfig:
     geometry: str = "letterbox"  # photo -> input: letterbox (keep aspect, pad to a square) | resize (stretch to a
     # square, MediaPipe's) | rect (keep aspect, longest side input_size, pad to a multiple of the stride)
     augment: str = "standard"  # none | light | standard | strong
-    composite: float = 0.0  # probability of pasting the figure onto another background (seglib.compositing; 0 = off)
+    composite: float = 0.0  # probability of pasting the figure onto another background (seglib.transforms.compositing; 0 = off)
     cache_max_side: int = 256  # decoded training images are shrunk to this longest side once, in memory
     limit_train: int = 0  # use only the first N training images (0 = all)
     limit_val: int = 0  # use only the first N validation images (0 = all)

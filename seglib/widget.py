@@ -22,7 +22,7 @@ import ipywidgets as widgets
 import numpy as np
 from PIL import Image
 
-from seglib.errors import DataError
+from seglib.infra.errors import DataError
 from seglib.predict import Predictor, load_input
 from seglib.predict.outputs import draw_outputs, parse_background
 from seglib.viz.images import downscale

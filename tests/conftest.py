@@ -96,12 +96,12 @@ def synthetic_splits(synthetic_dataset, tmp_path) -> tuple[Path, Path]:
 
 def real_dataset_dir() -> Path | None:
     """The real data set, when fetched (data/raw) or pointed to by SEGLIB_TEST_REAL_DATA / SEGLIB_DATA_DIR."""
-    from seglib import config
     from seglib.data.catalog import find_dataset_dir
-    from seglib.errors import DataError
+    from seglib.infra import paths
+    from seglib.infra.errors import DataError
 
     for candidate in (os.environ.get("SEGLIB_TEST_REAL_DATA"), os.environ.get("SEGLIB_DATA_DIR"),
-                      str(config.PROJECT_ROOT / "data" / "raw")):
+                      str(paths.PROJECT_ROOT / "data" / "raw")):
         if candidate:
             try:
                 return find_dataset_dir(Path(candidate))
@@ -123,7 +123,7 @@ def save_tiny_checkpoint(path: Path, epoch: int = 1, input_size: int = 32, seed:
     import torch
 
     from seglib.checkpoint import make_checkpoint, save_checkpoint
-    from seglib.model import UNet
+    from seglib.models.model import UNet
     from seglib.settings import make_config
 
     torch.manual_seed(seed)
@@ -144,8 +144,8 @@ def run_subcommand(add_parser, argv: list[str]) -> int:
 
 def rebuilt_without_the_tflite_file(net, cfg, tmp_path: Path, monkeypatch):
     """(checkpoint state, model) of `net` saved and rebuilt while the bundled .tflite file is unreachable."""
-    from seglib import model as model_module
     from seglib.checkpoint import load_checkpoint, make_checkpoint, model_from_checkpoint, save_checkpoint
+    from seglib.models import model as model_module
 
     path = save_checkpoint(make_checkpoint(net, cfg, epoch=1, val_iou=0.5, best_val_iou=0.5), tmp_path / "best.pt")
     monkeypatch.setattr(model_module, "MEDIAPIPE_SELFIE_TFLITE", tmp_path / "missing.tflite")

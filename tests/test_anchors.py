@@ -1,4 +1,4 @@
-"""seglib.anchors: the MediaPipe anchor is scored like a model (its worker is faked here; it needs numpy<2)."""
+"""seglib.studies.anchors: the MediaPipe anchor is scored like a model (its worker is faked here; it needs numpy<2)."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ import textwrap
 import numpy as np
 import pytest
 
-from seglib import anchors
-from seglib.errors import SeglibError
+from seglib.infra.errors import SeglibError
+from seglib.studies import anchors
 
 # Stands in for mediapipe_worker.py: "person" = bright pixels (the synthetic figures are bright ellipses).
 FAKE_WORKER = textwrap.dedent("""

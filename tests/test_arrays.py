@@ -1,4 +1,4 @@
-"""seglib.arrays: photos and masks in the workbook's forms."""
+"""seglib.infra.arrays: photos and masks in the workbook's forms."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from seglib.arrays import as_mask, check_shapes, to_rgb
+from seglib.infra.arrays import as_mask, check_shapes, to_rgb
 
 
 def test_to_rgb_accepts_gray_rgba_float_and_chw():

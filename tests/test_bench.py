@@ -1,4 +1,4 @@
-"""seglib.bench: the tables `make bench` writes, and its prediction part run on a tiny model and a few photos
+"""seglib.studies.bench: the tables `make bench` writes, and its prediction part run on a tiny model and a few photos
 (how it times, scores and reports; the speeds themselves are not asserted)."""
 
 from __future__ import annotations
@@ -10,8 +10,12 @@ import numpy as np
 import pytest
 from conftest import save_tiny_checkpoint
 
-from seglib.anchors import default_python
-from seglib.bench import (
+from seglib.checkpoint import load_checkpoint
+from seglib.evaluate import collect_probabilities, score_records
+from seglib.infra.errors import SeglibError
+from seglib.predict import Predictor
+from seglib.studies.anchors import default_python
+from seglib.studies.bench import (
     MEDIAPIPE,
     ONNX,
     ONNX_FAST,
@@ -25,10 +29,6 @@ from seglib.bench import (
     target_checks,
     val_protocol,
 )
-from seglib.checkpoint import load_checkpoint
-from seglib.errors import SeglibError
-from seglib.evaluate import collect_probabilities, score_records
-from seglib.predict import Predictor
 
 
 def report(ours_ips=10.0, theirs_ips=4.0, pipeline=300.0, predict_ms=20.0):
@@ -187,8 +187,8 @@ def test_the_training_part_times_the_parts_and_loaders_the_engine_trains_with(de
                                                                                monkeypatch):
     """`measure` builds its model, loss, optimiser and schedule with `training_parts.build_parts` (weight decay
     and all) and reads photos as training does, cached or decoded every time."""
-    from seglib import training_parts
-    from seglib.bench import measure
+    from seglib.studies.bench import measure
+    from seglib.training import parts as training_parts
 
     data, splits = synthetic_splits
     built, build_parts = [], training_parts.build_parts
@@ -209,8 +209,8 @@ def test_the_training_part_times_the_parts_and_loaders_the_engine_trains_with(de
 
 
 def test_the_folder_benchmark_states_each_load_and_each_models_ratio_to_mediapipe():
-    from seglib.bench.folder import command_name, one_core_busy, paired_against
-    from seglib.bench.markdown import folder_markdown
+    from seglib.studies.bench.folder import command_name, one_core_busy, paired_against
+    from seglib.studies.bench.sections import folder_markdown
 
     ref, small = command_name(Path("reports/reference/best.pt")), command_name(Path("reports/reference-256/best.pt"))
     assert (ref, small) == ("seglib predict, reference", "seglib predict, reference-256")

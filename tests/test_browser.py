@@ -22,7 +22,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from seglib.config import PROJECT_ROOT, notebooks_dir
+from seglib.infra.paths import PROJECT_ROOT, notebooks_dir
 
 CHROMIUM = Path(os.environ.get("SEGLIB_TEST_CHROMIUM", "/usr/bin/chromium"))
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",

@@ -7,7 +7,7 @@ import torch
 from conftest import save_tiny_checkpoint
 
 from seglib.checkpoint import load_checkpoint
-from seglib.errors import CheckpointError
+from seglib.infra.errors import CheckpointError
 
 
 def test_a_good_checkpoint_loads(tmp_path):
@@ -56,8 +56,8 @@ def test_pickled_code_is_refused_as_unsafe_with_whole_words(tmp_path):
 
 
 def test_resume_from_a_truncated_last_pt_says_what_to_do(synthetic_splits, tmp_path):
-    from seglib.engine import load_resume_state
     from seglib.runs import Run
+    from seglib.training.engine import load_resume_state
 
     run = Run(tmp_path / "r")
     run.dir.mkdir()
@@ -150,7 +150,7 @@ def test_a_checkpoint_of_this_or_an_older_seglib_loads(tmp_path, version):
 
 
 def test_the_committed_reference_checkpoints_pass_the_schema():
-    from seglib.config import PROJECT_ROOT
+    from seglib.infra.paths import PROJECT_ROOT
 
     found = sorted((PROJECT_ROOT / "reports").glob("reference*/best.pt"))
     if not found:

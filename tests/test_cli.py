@@ -66,12 +66,12 @@ def test_overwrite_with_a_bad_setting_keeps_the_old_run(cli_env, capsys, bad):
 def test_overwrite_that_crashes_before_its_first_epoch_restores_the_old_run(cli_env, capsys, monkeypatch):
     run, runs = cli_env
     before = _trained(cli_env, capsys, runs)
-    import seglib.engine
+    import seglib.training.engine
 
     def crash(*args, **kwargs):
         raise RuntimeError("simulated crash in the first epoch")
 
-    monkeypatch.setattr(seglib.engine, "validate", crash)
+    monkeypatch.setattr(seglib.training.engine, "validate", crash)
     with pytest.raises(RuntimeError, match="simulated crash"):
         run(capsys, "train", "--profile", "smoke", "--run", "r1", *TINY, "--overwrite")  # with the synthetic data
     assert (runs / "r1" / "best.pt").read_bytes() == before

@@ -7,7 +7,7 @@ import tokenize
 
 import pytest
 
-from seglib.config import PROJECT_ROOT
+from seglib.infra.paths import PROJECT_ROOT
 
 PACKAGE = PROJECT_ROOT / "seglib"
 MAX_MODULE_LINES = 450
@@ -40,7 +40,7 @@ def test_no_module_is_longer_than_the_limit():
     assert long == {}
 
 
-@pytest.mark.parametrize(("module", "name"), [("engine.py", "train"), ("evaluate/protocol.py", "evaluate_run")])
+@pytest.mark.parametrize(("module", "name"), [("training/engine.py", "train"), ("evaluate/protocol.py", "evaluate_run")])
 def test_the_training_loop_and_the_evaluation_read_like_their_steps(module, name):
     """`engine.train` and `evaluate_run` are their numbered steps, each step a function of its own."""
     assert _body_lines(_function(module, name)) <= MAX_STEP_FUNCTION_LINES
@@ -63,3 +63,46 @@ def test_only_runs_py_names_the_files_of_a_run_folder():
                                                                        or "last.pt" in token.string):
                 named.append(f"{path.relative_to(PROJECT_ROOT)}:{token.start[0]}")
     assert named == []
+
+
+# The layers (docs/development.md): the studies and the command line above the core, infrastructure below it.
+UPPER = {"cli", "studies", "report", "__main__.py"}  # may import the studies; nothing else does
+MAX_TOP_LEVEL_ENTRIES = 30
+
+
+def _imported_modules(path) -> set[str]:
+    """Every seglib module a file imports, at its top or inside a function."""
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            found |= {node.module} | {f"{node.module}.{a.name}" for a in node.names}
+        elif isinstance(node, ast.Import):
+            found |= {a.name for a in node.names}
+    return {name for name in found if name.startswith("seglib")}
+
+
+def test_the_core_imports_nothing_from_the_studies():
+    """Only the command line, the report runner and the studies themselves import `seglib.studies`."""
+    importing = sorted(str(p.relative_to(PROJECT_ROOT)) for p in _sources()
+                       if p.relative_to(PACKAGE).parts[0] not in UPPER
+                       and any(m == "seglib.studies" or m.startswith("seglib.studies.") for m in _imported_modules(p)))
+    assert importing == []
+
+
+def test_the_package_has_at_most_thirty_entries_at_its_top():
+    entries = sorted(p.name for p in PACKAGE.iterdir() if p.name != "__pycache__")
+    assert len(entries) <= MAX_TOP_LEVEL_ENTRIES, entries
+
+
+def test_no_two_modules_share_a_name_outside_the_command_line():
+    """A module's name says one thing: outside `cli/`, no two modules (or a module and a package) share one."""
+    names: dict[str, list[str]] = {}
+    for path in _sources():
+        relative = path.relative_to(PACKAGE)
+        if relative.parts[0] == "cli" or path.name in ("__init__.py", "__main__.py"):
+            continue
+        names.setdefault(path.stem, []).append(str(relative))
+    for package in (p for p in PACKAGE.rglob("*") if p.is_dir() and (p / "__init__.py").is_file()):
+        if "cli" not in package.relative_to(PACKAGE).parts:
+            names.setdefault(package.name, []).append(str(package.relative_to(PACKAGE)) + "/")
+    assert {name: where for name, where in names.items() if len(where) > 1} == {}

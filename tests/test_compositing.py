@@ -1,4 +1,4 @@
-"""seglib.compositing: the figure pasted onto another background moves with its mask, keeps its pixels, stays
+"""seglib.transforms.compositing: the figure pasted onto another background moves with its mask, keeps its pixels, stays
 against the edges that cut it; backgrounds from photos lose their people; reproducible from the seed."""
 
 from __future__ import annotations
@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from seglib.compositing import (
+from seglib.transforms.compositing import (
     BACKGROUND_KINDS,
     BackgroundPool,
     PasteOnBackground,
@@ -111,8 +111,8 @@ def test_training_with_composite_pastes_onto_the_training_photos_only(synthetic_
     import torch
 
     from seglib.data.loaders import make_loaders
-    from seglib.runtime import Runtime
     from seglib.settings import make_config
+    from seglib.training.runtime import Runtime
 
     folder, splits = synthetic_splits
     cfg = make_config("smoke", {"composite": 0.5, "input_size": 32, "batch_size": 3})
@@ -126,7 +126,7 @@ def test_training_with_composite_pastes_onto_the_training_photos_only(synthetic_
 
 
 def test_composite_is_a_probability_and_older_configs_had_none():
-    from seglib.errors import ConfigError
+    from seglib.infra.errors import ConfigError
     from seglib.settings import config_from_dict, make_config
 
     with pytest.raises(ConfigError, match="composite=1.5: a probability"):

@@ -1,31 +1,31 @@
-"""seglib.config: paths defined once, moved by environment variables, shown relative to the project."""
+"""seglib.infra.paths: paths defined once, moved by environment variables, shown relative to the project."""
 
 from __future__ import annotations
 
-from seglib import config
+from seglib.infra import paths
 
 
 def test_environment_variables_move_the_output_folders(tmp_path, monkeypatch):
-    for name, getter in ((config.ENV_RUNS_DIR, config.runs_dir), (config.ENV_REPORTS_DIR, config.reports_dir),
-                         (config.ENV_DATA_DIR, config.raw_data_dir)):
+    for name, getter in ((paths.ENV_RUNS_DIR, paths.runs_dir), (paths.ENV_REPORTS_DIR, paths.reports_dir),
+                         (paths.ENV_DATA_DIR, paths.raw_data_dir)):
         monkeypatch.setenv(name, str(tmp_path / name))
         assert getter() == tmp_path / name
         monkeypatch.delenv(name)
-        assert str(getter()).startswith(str(config.PROJECT_ROOT))
+        assert str(getter()).startswith(str(paths.PROJECT_ROOT))
 
 
 def test_display_path_is_project_relative_inside_and_absolute_outside(tmp_path):
-    assert config.display_path(config.PROJECT_ROOT / "runs" / "x" / "best.pt") == "runs/x/best.pt"
-    assert config.display_path(config.PROJECT_ROOT) == "."
-    assert config.display_path(tmp_path / "a") == str(tmp_path / "a")
+    assert paths.display_path(paths.PROJECT_ROOT / "runs" / "x" / "best.pt") == "runs/x/best.pt"
+    assert paths.display_path(paths.PROJECT_ROOT) == "."
+    assert paths.display_path(tmp_path / "a") == str(tmp_path / "a")
 
 
 def test_a_path_with_an_unknown_home_folder_is_one_line():
     """pathlib raises RuntimeError for '~nosuchuser'; seglib names the path instead (found by tests/test_fuzz.py)."""
     import pytest
 
-    from seglib.config import display_path, user_path
-    from seglib.errors import ConfigError
+    from seglib.infra.errors import ConfigError
+    from seglib.infra.paths import display_path, user_path
 
     with pytest.raises(ConfigError, match="~nosuchuser0/x: no home folder"):
         user_path("~nosuchuser0/x")
@@ -33,19 +33,19 @@ def test_a_path_with_an_unknown_home_folder_is_one_line():
     assert user_path("plain/x").as_posix() == "plain/x"
 
 
-FOLDER_VARIABLES = [config.ENV_RUNS_DIR, config.ENV_REPORTS_DIR, config.ENV_DATASETS_DIR, config.ENV_DATA_DIR,
-                    config.ENV_PENNFUDAN_DIR]
+FOLDER_VARIABLES = [paths.ENV_RUNS_DIR, paths.ENV_REPORTS_DIR, paths.ENV_DATASETS_DIR, paths.ENV_DATA_DIR,
+                    paths.ENV_PENNFUDAN_DIR]
 
 
 def test_a_folder_variable_naming_a_file_is_one_line_naming_the_variable(tmp_path, monkeypatch):
     import pytest
 
     from seglib.data.external import pennfudan_dir
-    from seglib.errors import ConfigError
+    from seglib.infra.errors import ConfigError
 
-    getters = {config.ENV_RUNS_DIR: config.runs_dir, config.ENV_REPORTS_DIR: config.reports_dir,
-               config.ENV_DATASETS_DIR: config.datasets_dir, config.ENV_DATA_DIR: config.raw_data_dir,
-               config.ENV_PENNFUDAN_DIR: pennfudan_dir}
+    getters = {paths.ENV_RUNS_DIR: paths.runs_dir, paths.ENV_REPORTS_DIR: paths.reports_dir,
+               paths.ENV_DATASETS_DIR: paths.datasets_dir, paths.ENV_DATA_DIR: paths.raw_data_dir,
+               paths.ENV_PENNFUDAN_DIR: pennfudan_dir}
     afile = tmp_path / "afile"
     afile.write_text("x")
     for name in FOLDER_VARIABLES:
@@ -68,9 +68,9 @@ def test_commands_given_a_folder_variable_naming_a_file_say_so_in_one_line(tmp_p
     afile = tmp_path / "afile"
     afile.write_text("x")
     images, masks = photo_folders(tmp_path / "mine", n=2)
-    monkeypatch.setenv(config.ENV_DATASETS_DIR, str(tmp_path / "datasets"))
-    for name, argv in ((config.ENV_RUNS_DIR, ["train", "--profile", "smoke", "--run", "x"]),
-                       (config.ENV_DATASETS_DIR, ["data", "add", "mine", "--images", str(images), "--masks",
+    monkeypatch.setenv(paths.ENV_DATASETS_DIR, str(tmp_path / "datasets"))
+    for name, argv in ((paths.ENV_RUNS_DIR, ["train", "--profile", "smoke", "--run", "x"]),
+                       (paths.ENV_DATASETS_DIR, ["data", "add", "mine", "--images", str(images), "--masks",
                                                   str(masks)])):
         monkeypatch.setenv(name, str(afile))
         assert main(argv) == 2
@@ -82,9 +82,9 @@ def test_commands_given_a_folder_variable_naming_a_file_say_so_in_one_line(tmp_p
 def test_data_list_notes_a_datasets_folder_that_does_not_exist(tmp_path, monkeypatch, capsys):
     from seglib.cli import main
 
-    monkeypatch.setenv(config.ENV_DATASETS_DIR, str(tmp_path / "missing"))
+    monkeypatch.setenv(paths.ENV_DATASETS_DIR, str(tmp_path / "missing"))
     assert main(["data", "list"]) == 0
     captured = capsys.readouterr()
     assert "human-seg" in captured.out
-    assert captured.err == (f"seglib: note: ${config.ENV_DATASETS_DIR}={tmp_path / 'missing'}: no such folder; "
+    assert captured.err == (f"seglib: note: ${paths.ENV_DATASETS_DIR}={tmp_path / 'missing'}: no such folder; "
                             "only the built-in sets are listed (seglib data add NAME creates it)\n")

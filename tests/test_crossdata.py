@@ -9,8 +9,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from seglib.crossdata import ANCHOR, cross_table, gather, markdown
-from seglib.errors import SeglibError
+from seglib.infra.errors import SeglibError
+from seglib.studies.crossdata import ANCHOR, cross_table, gather, markdown
 
 
 def _result(folder, trained_on, ious, ids):

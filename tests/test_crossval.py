@@ -1,4 +1,4 @@
-"""seglib.crossval and data.splits.fold_split: recipes compared on folds of train+val, never on test."""
+"""seglib.studies.crossval and data.splits.fold_split: recipes compared on folds of train+val, never on test."""
 
 from __future__ import annotations
 
@@ -8,14 +8,14 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from seglib import config
 from seglib.checkpoint import load_checkpoint
 from seglib.cli import main
-from seglib.crossval import compare, cross_validate, load_result
 from seglib.data.splits import fold_numbers, fold_split, read_split
-from seglib.errors import ConfigError, DataError, SeglibError
-from seglib.experiments import record_cv
+from seglib.infra import paths
+from seglib.infra.errors import ConfigError, DataError, SeglibError
 from seglib.settings import make_config
+from seglib.studies.crossval import compare, cross_validate, load_result
+from seglib.studies.experiments import record_cv
 
 
 @pytest.fixture
@@ -66,7 +66,7 @@ def test_cross_validation_trains_each_fold_scores_it_and_reuses_it(folded_splits
     assert [f["fold"] for f in result["folds"]] == [0, 1]
     assert all(0 <= f["mean_iou"] <= 1 for f in result["folds"])
     assert result["mean_iou"] == pytest.approx(sum(f["mean_iou"] for f in result["folds"]) / 2)
-    run0 = config.runs_dir() / "tiny-fold0"
+    run0 = paths.runs_dir() / "tiny-fold0"
     trained_on = yaml_fold(run0)
     assert trained_on == 0
     # the fold run validated on its held-out photos only
@@ -103,8 +103,8 @@ def test_cross_validation_trains_each_fold_scores_it_and_reuses_it(folded_splits
 
     from conftest import photo_folders
 
-    from seglib.crossval import pennfudan_check
     from seglib.data.external import pairs_from_folders
+    from seglib.studies.crossval import pennfudan_check
 
     images, masks = photo_folders(tmp_path / "external", n=4)
     path = pennfudan_check("tiny", splits_dir=splits, pairs=pairs_from_folders(images, masks), log=lines.append)
@@ -129,7 +129,7 @@ def test_cli_rejects_bad_fold_lists(capsys):
 
 def saved_result(name: str, ious: list[float], device: str = "cpu") -> None:
     """A cross-validation result as `seglib cv` saves it (the fields compare reads)."""
-    path = config.reports_dir() / "cv" / f"{name}.json"
+    path = paths.reports_dir() / "cv" / f"{name}.json"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps({"recipe": name, "device": device,
                                 "folds": [{"fold": k, "mean_iou": v} for k, v in enumerate(ious)]}))
@@ -220,7 +220,7 @@ def test_cross_validate_never_counts_a_fold_twice(folded_splits):
 
 
 def test_cv_of_a_recipe_in_use_is_refused_at_once(cv_cli, capsys):
-    from seglib import locks
+    from seglib.infra import locks
 
     run, runs, reports = cv_cli
     with locks.exclusive(reports / "cv" / "r.json", "cv result r"):  # another `seglib cv --recipe r`
@@ -235,21 +235,21 @@ def test_sigterm_during_cv_stops_cleanly_and_the_same_command_continues(cv_cli, 
     import os
     import signal
 
-    import seglib.engine
+    import seglib.training.progress
 
     run, runs, reports = cv_cli
-    real = seglib.engine.write_history
+    real = seglib.training.progress.write_history
 
     def save_then_stop(*args):
         real(*args)
         os.kill(os.getpid(), signal.SIGTERM)
 
-    monkeypatch.setattr(seglib.engine, "write_history", save_then_stop)
+    monkeypatch.setattr(seglib.training.progress, "write_history", save_then_stop)
     code, out, err = run(capsys, "--recipe", "r", "--set", "epochs=2")
     assert code == 143 and "Traceback" not in err
     assert "cv r: stopped at fold 0; run the same command again to continue" in out
     assert load_checkpoint(runs / "r-fold0" / "last.pt")["epoch"] == 1 and not (reports / "cv" / "r.json").exists()
-    monkeypatch.setattr(seglib.engine, "write_history", real)
+    monkeypatch.setattr(seglib.training.progress, "write_history", real)
     code, out, err = run(capsys, "--recipe", "r", "--set", "epochs=2")
     assert code == 0, err
     assert "fold 0: resuming" in out and [f["fold"] for f in load_result("r")["folds"]] == [0, 1]
@@ -262,9 +262,9 @@ def test_the_external_check_refuses_a_run_trained_on_a_copy_of_its_photos(tmp_pa
 
     from conftest import photo_folders
 
-    from seglib.crossval import pennfudan_row
     from seglib.data.external import pairs_from_folders
     from seglib.data.selection import photo_hashes
+    from seglib.studies.crossval import pennfudan_row
 
     images, masks = photo_folders(tmp_path / "external", n=3)
     pairs = pairs_from_folders(images, masks)

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from seglib.data.catalog import find_dataset_dir, read_pairs_csv, resolve_listed_path
-from seglib.errors import DataError
+from seglib.infra.errors import DataError
 
 
 def test_listed_paths_resolve_inside_folder_whatever_its_name(synthetic_dataset, tmp_path):

@@ -19,7 +19,7 @@ from test_data_registry import run_cli
 
 from seglib.data import registry
 from seglib.data.coco import rasterise_coco
-from seglib.errors import DataError
+from seglib.infra.errors import DataError
 
 H, W = 72, 56
 BOX = [5, 5, 30, 5, 30, 40, 5, 40]  # a polygon person

@@ -7,7 +7,7 @@ import torch
 from PIL import Image
 
 from seglib.data.dataset import SegmentationDataset, load_pair
-from seglib.transforms import eval_transform, train_transform
+from seglib.transforms.pipelines import eval_transform, train_transform
 
 
 def test_load_pair_resizes_image_to_mask_size(synthetic_dataset):
@@ -59,8 +59,8 @@ def test_real_dataset_items(real_dataset):
 def test_persistent_workers_follow_the_epoch_like_the_main_process(synthetic_splits):
     """Training loaders keep their workers between epochs; each epoch's augmentation must still change."""
     from seglib.data.loaders import make_loaders, set_epoch
-    from seglib.runtime import Runtime
     from seglib.settings import make_config
+    from seglib.training.runtime import Runtime
 
     folder, splits = synthetic_splits
     batches = {}

@@ -22,7 +22,7 @@ from seglib.data.external import (
     pairs_from_folders,
     pennfudan,
 )
-from seglib.errors import DataError, SeglibError
+from seglib.infra.errors import DataError, SeglibError
 
 
 def make_pennfudan(root: Path, n: int = 3) -> Path:

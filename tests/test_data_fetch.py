@@ -14,12 +14,12 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from seglib import config
 from seglib.data import fetch as fetch_mod
 from seglib.data.fetch import FetchResult, fetch_dataset, resolve_source, verify_dataset_dir
-from seglib.errors import DataError, SeglibError
+from seglib.infra import paths
+from seglib.infra.errors import DataError, SeglibError
 
-NAME = config.DATASET_NAME
+NAME = paths.DATASET_NAME
 N_PAIRS = 3
 
 
@@ -60,8 +60,8 @@ def leftovers(dest_root: Path) -> list[str]:
 @pytest.fixture(autouse=True)
 def _no_proxy_no_env(monkeypatch):
     monkeypatch.setenv("no_proxy", "*")
-    monkeypatch.delenv(config.ENV_DATASET_SOURCE, raising=False)
-    monkeypatch.delenv(config.ENV_DATA_DIR, raising=False)
+    monkeypatch.delenv(paths.ENV_DATASET_SOURCE, raising=False)
+    monkeypatch.delenv(paths.ENV_DATA_DIR, raising=False)
 
 
 @pytest.fixture
@@ -138,14 +138,14 @@ def test_local_zip_master_master_then_already_present(tmp_path, fake):
 
 def test_source_from_env_and_default_dest(tmp_path, fake, monkeypatch):
     folder, sha = fake
-    monkeypatch.setenv(config.ENV_DATASET_SOURCE, str(folder))
-    monkeypatch.setenv(config.ENV_DATA_DIR, str(tmp_path / "envraw"))
+    monkeypatch.setenv(paths.ENV_DATASET_SOURCE, str(folder))
+    monkeypatch.setenv(paths.ENV_DATA_DIR, str(tmp_path / "envraw"))
     assert resolve_source() == str(folder)
     assert resolve_source("x.zip") == "x.zip"
     result = fetch_dataset(expected_sha256=sha, progress=False)
     assert_installed(result, tmp_path / "envraw", "copied")
-    monkeypatch.delenv(config.ENV_DATASET_SOURCE)
-    assert resolve_source() == config.DATASET_URL
+    monkeypatch.delenv(paths.ENV_DATASET_SOURCE)
+    assert resolve_source() == paths.DATASET_URL
 
 
 def test_http_download(tmp_path, fake, server, capsys):
@@ -172,7 +172,7 @@ def test_http_404(tmp_path, server):
     dest_root = tmp_path / "raw"
     with pytest.raises(DataError, match="HTTP 404") as err:
         fetch_dataset(f"{base}/missing.zip", dest_root, progress=False)
-    assert config.ENV_DATASET_SOURCE in str(err.value) and "--source" in str(err.value)
+    assert paths.ENV_DATASET_SOURCE in str(err.value) and "--source" in str(err.value)
     assert leftovers(dest_root) == []
 
 
@@ -283,7 +283,7 @@ def test_unsafe_listed_paths_refused(tmp_path, bad):
 
 def test_real_checksum_is_default(fake):
     folder, _ = fake
-    with pytest.raises(DataError, match=config.TRAIN_CSV_SHA256):
+    with pytest.raises(DataError, match=paths.TRAIN_CSV_SHA256):
         verify_dataset_dir(folder)
 
 

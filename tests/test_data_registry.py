@@ -15,7 +15,7 @@ from PIL import Image
 
 from seglib.cli import main
 from seglib.data import registry
-from seglib.errors import DataError
+from seglib.infra.errors import DataError
 
 
 @pytest.fixture

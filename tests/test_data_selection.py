@@ -9,7 +9,7 @@ import pytest
 from conftest import photo_folders
 
 from seglib.cli import main
-from seglib.errors import DataError
+from seglib.infra.errors import DataError
 
 
 @pytest.fixture

@@ -9,13 +9,13 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from seglib import config
 from seglib.cli import main
 from seglib.data.check import check_dataset
 from seglib.data.snapshot import snapshot_splits
 from seglib.data.splits import make_split, read_split, split_fingerprint, write_split
-from seglib.errors import DataError, SeglibError
-from seglib.locks import LockedError, exclusive, lock_path
+from seglib.infra import paths
+from seglib.infra.errors import DataError, SeglibError
+from seglib.infra.locks import LockedError, exclusive, lock_path
 
 FRACTIONS = {"train": 0.6, "val": 0.2, "test": 0.2}  # the synthetic set's 10 photos leave none in val at 15%
 
@@ -47,7 +47,7 @@ def test_duplicate_images_share_a_split(synthetic_dataset):
 def test_committed_split_is_reproduced_byte_for_byte(real_dataset, tmp_path, capsys):
     assert main(["data", "split", "--data-dir", str(real_dataset), "--seed", "42", "--out", str(tmp_path)]) == 0
     for name in ("train.csv", "val.csv", "test.csv", "folds.csv"):
-        assert filecmp.cmp(tmp_path / name, config.splits_dir() / name, shallow=False), name
+        assert filecmp.cmp(tmp_path / name, paths.splits_dir() / name, shallow=False), name
 
 
 def test_committed_split_sizes_and_no_leak():

@@ -1,12 +1,12 @@
-"""seglib.devices: one rule for "auto" and clear errors for a device that is not there."""
+"""seglib.infra.devices: one rule for "auto" and clear errors for a device that is not there."""
 
 from __future__ import annotations
 
 import pytest
 import torch
 
-from seglib.devices import DEVICES, resolve_device
-from seglib.errors import SeglibError
+from seglib.infra.devices import DEVICES, resolve_device
+from seglib.infra.errors import SeglibError
 
 
 def test_auto_and_cpu():

@@ -1,4 +1,4 @@
-"""seglib.ema: the moving average of the weights, its warm-up, and its saved state."""
+"""seglib.training.ema: the moving average of the weights, its warm-up, and its saved state."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch import nn
 
-from seglib.ema import WeightEMA
+from seglib.training.ema import WeightEMA
 
 
 def test_average_follows_the_formula_with_its_warm_up():

@@ -1,4 +1,4 @@
-"""seglib.engine: learning, checkpoints, resume, interruption, divergence, distributed training."""
+"""seglib.training.engine: learning, checkpoints, resume, interruption, divergence, distributed training."""
 
 from __future__ import annotations
 
@@ -16,12 +16,12 @@ import torch
 from conftest import one_fast
 
 from seglib.checkpoint import load_checkpoint, model_from_checkpoint
-from seglib.engine import TrainingDiverged, stop_after, train
-from seglib.errors import SeglibError
+from seglib.infra.errors import SeglibError
 from seglib.losses import DiceBCELoss
 from seglib.metrics import batch_iou_torch
-from seglib.model import UNet
+from seglib.models.model import UNet
 from seglib.settings import make_config
+from seglib.training.engine import TrainingDiverged, stop_after, train
 
 TINY = {"base_channels": 4, "depth": 2, "input_size": 32, "cache_max_side": 64, "batch_size": 3,
         "limit_train": 0, "limit_val": 0, "augment": "light", "epochs": 4, "threads": 1}
@@ -33,7 +33,7 @@ def tiny_config(**changes):
 
 def test_tiny_model_overfits_one_batch(synthetic_splits):
     from seglib.data.dataset import SegmentationDataset
-    from seglib.transforms import eval_transform
+    from seglib.transforms.pipelines import eval_transform
 
     folder, splits = synthetic_splits
     ds = SegmentationDataset.from_split("train", folder, splits, transform=eval_transform(32))
@@ -92,7 +92,7 @@ def test_refit_on_train_and_val_trains_on_both_and_keeps_the_last_epoch(syntheti
 def test_rect_geometry_trains_on_inputs_of_the_photos_aspect(synthetic_splits, tmp_path):
     """geometry=rect: batches of 32x24 and 24x32 inputs (the synthetic photos are 4:3 and 3:4), not 32x32."""
     from seglib.data.loaders import make_loaders
-    from seglib.runtime import Runtime
+    from seglib.training.runtime import Runtime
 
     folder, splits = synthetic_splits
     cfg = tiny_config(geometry="rect", batch_size=2)
@@ -108,8 +108,8 @@ def test_distillation_keeps_the_fine_tuned_network_closer_to_mediapipes_predicti
     """distill_weight: fine-tuned on ellipses (not people), the distilled network stays nearer MediaPipe's own
     predictions than the same recipe without it; the run's record names the teacher."""
     from seglib.data.dataset import SegmentationDataset
-    from seglib.model import teacher_for
-    from seglib.transforms import eval_transform
+    from seglib.models.model import teacher_for
+    from seglib.transforms.pipelines import eval_transform
 
     folder, splits = synthetic_splits
     ds = SegmentationDataset.from_split("val", folder, splits, transform=eval_transform(32, multiple=16))
@@ -204,7 +204,7 @@ def _train_args(folder, splits, run, epochs=4):
 KILL_POINTS = {
     # in the middle of epoch 2's training steps: nothing of epoch 2 is saved
     "mid-epoch": """
-        import seglib.engine as eng, torch
+        import seglib.training.engine as eng, torch
         real_validate, real_step, seen = eng.validate, torch.optim.AdamW.step, []
         def validate(*a, **k):
             seen.append(1)
@@ -229,7 +229,7 @@ KILL_POINTS = {
     """,
     # after epoch 2's first file is in place (best.pt if it improved, else last.pt), before the next
     "between-writes": """
-        import seglib.engine as eng
+        import seglib.training.engine as eng
         real_save = eng.save_checkpoint
         def save(state, path):
             out = real_save(state, path)

@@ -15,7 +15,6 @@ from PIL import Image, ImageDraw
 
 from seglib.cli.evaluate import add_parser
 from seglib.data.dataset import load_pair
-from seglib.errors import DataError, SeglibError
 from seglib.evaluate import (
     BASELINES,
     SWEEP_THRESHOLDS,
@@ -30,6 +29,7 @@ from seglib.evaluate import (
     prior_for,
     threshold_sweep,
 )
+from seglib.infra.errors import DataError, SeglibError
 from seglib.predict import Predictor
 from seglib.settings import make_config
 
@@ -449,8 +449,8 @@ def test_cli(data, tiny_checkpoint, tmp_path, capsys):
 @pytest.mark.skipif(not os.environ.get("SEGLIB_TEST_REAL_DATA"), reason="set SEGLIB_TEST_REAL_DATA to run")
 def test_smoke_run_on_real_val(real_dataset, tmp_path):
     from seglib.data.splits import read_split
-    from seglib.engine import train
-    from seglib.io import load_mask_raw
+    from seglib.infra.io import load_mask_raw
+    from seglib.training.engine import train
 
     run = tmp_path / "smoke"
     train(make_config("smoke", {"threads": 1}), run, dataset_dir=real_dataset, progress=False)
@@ -557,8 +557,8 @@ def _evaluate(folder, splits, checkpoint, out, *more) -> list[str]:
 
 
 def test_evaluate_into_an_out_in_use_is_refused_at_once_naming_the_holder(data, tiny_checkpoint, tmp_path, capsys):
-    from seglib import locks
     from seglib.cli import main
+    from seglib.infra import locks
 
     folder, splits = data
     out = tmp_path / "new" / "ev"

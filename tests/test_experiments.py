@@ -1,4 +1,4 @@
-"""seglib.experiments: the committed experiment log."""
+"""seglib.studies.experiments: the committed experiment log."""
 
 from __future__ import annotations
 
@@ -8,10 +8,10 @@ import pandas as pd
 import pytest
 import yaml
 
-from seglib import config
-from seglib.errors import SeglibError
-from seglib.experiments import COLUMNS, fold_table, read_log, record, unscored, val_table
+from seglib.infra import paths
+from seglib.infra.errors import SeglibError
 from seglib.settings import make_config
+from seglib.studies.experiments import COLUMNS, fold_table, read_log, record, unscored, val_table
 
 
 def fake_run(root, name, *, val=0.8, val_tta=None, test=None, ema=0.0):
@@ -102,5 +102,5 @@ def test_missing_log_is_one_line(tmp_path):
 
 
 def test_committed_log_reads_into_the_three_tables():
-    log = read_log(config.PROJECT_ROOT / "reports" / "experiments.csv")  # make test moves SEGLIB_REPORTS_DIR away
+    log = read_log(paths.PROJECT_ROOT / "reports" / "experiments.csv")  # make test moves SEGLIB_REPORTS_DIR away
     assert len(fold_table(log)) + len(val_table(log)) + len(unscored(log)) == len(log)

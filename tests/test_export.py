@@ -14,9 +14,9 @@ import torch
 from conftest import draw_pair, save_tiny_checkpoint
 
 from seglib.checkpoint import load_checkpoint, make_checkpoint, model_from_checkpoint, save_checkpoint
-from seglib.errors import CheckpointError, SeglibError
 from seglib.export import FORMAT, LOGIT_ATOL, LOGIT_RTOL, OnnxModel, export_onnx, load_onnx
-from seglib.model import build_model
+from seglib.infra.errors import CheckpointError, SeglibError
+from seglib.models.model import build_model
 from seglib.predict import Predictor
 from seglib.settings import make_config
 
@@ -405,8 +405,8 @@ def test_an_onnx_file_whose_fixed_input_differs_from_its_input_size_is_refused(u
 
 
 def test_export_into_an_out_in_use_is_refused_at_once_naming_the_holder(tmp_path, capsys):
-    from seglib import locks
     from seglib.cli import main
+    from seglib.infra import locks
 
     checkpoint = save_tiny_checkpoint(tmp_path / "tiny.pt", input_size=SIZE)
     out = tmp_path / "new" / "model.onnx"

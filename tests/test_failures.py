@@ -1,4 +1,4 @@
-"""seglib.failures: attributes measured from images and masks, category tables, the summary sentence, worst-k,
+"""seglib.evaluate.failure_analysis: attributes measured from images and masks, category tables, the summary sentence, worst-k,
 and reusing saved evaluations."""
 
 from __future__ import annotations
@@ -8,8 +8,8 @@ import pandas as pd
 import pytest
 from conftest import save_tiny_checkpoint
 
-from seglib import failures
-from seglib.errors import SeglibError
+from seglib.evaluate import failure_analysis as failures
+from seglib.infra.errors import SeglibError
 from seglib.predict import Predictor
 
 

@@ -1,4 +1,4 @@
-"""seglib.fold_ensemble: the fold runs averaged as one model, and its nested estimate on the folds."""
+"""seglib.studies.fold_ensemble: the fold runs averaged as one model, and its nested estimate on the folds."""
 
 from __future__ import annotations
 
@@ -7,12 +7,12 @@ import json
 import numpy as np
 import pytest
 
-from seglib import config
 from seglib.cli import main
 from seglib.data.splits import fold_numbers, fold_split, read_split
-from seglib.errors import ConfigError, DataError, SeglibError
-from seglib.fold_ensemble import EnsembleNetwork, ensemble_predictor, fold_checkpoints
+from seglib.infra import paths
+from seglib.infra.errors import ConfigError, DataError, SeglibError
 from seglib.settings import make_config
+from seglib.studies.fold_ensemble import EnsembleNetwork, ensemble_predictor, fold_checkpoints
 
 
 @pytest.fixture
@@ -90,7 +90,7 @@ def test_nested_estimate_trains_inner_runs_scores_their_average_and_the_fold_run
     assert code == 2 and len(err.strip().splitlines()) == 1 and "leave out --profile, --set" in err
     code, out, err = _cli(three_folds, capsys, "cv", "--ensemble", "tiny")
     assert code == 0, err
-    result = json.loads((config.reports_dir() / "cv" / "tiny-ensemble.json").read_text())
+    result = json.loads((paths.reports_dir() / "cv" / "tiny-ensemble.json").read_text())
     assert [f["fold"] for f in result["folds"]] == [0, 1, 2] and result["members_per_fold"] == 2
     assert result["ensemble_of"] == "tiny" and "nested" in result["protocol"]
     for score in result["folds"]:
@@ -102,15 +102,15 @@ def test_nested_estimate_trains_inner_runs_scores_their_average_and_the_fold_run
         for j in others:
             import yaml
 
-            saved = yaml.safe_load((config.runs_dir() / f"tiny-fold{k}-inner{j}" / "config.yaml").read_text())
+            saved = yaml.safe_load((paths.runs_dir() / f"tiny-fold{k}-inner{j}" / "config.yaml").read_text())
             assert (saved["fold"], saved["inner_fold"], saved["epochs"], saved["input_size"]) == (k, j, 1, 32)
     assert "tiny-ensemble: mean IoU" in out and "members alone" in out
-    log = (config.reports_dir() / "experiments.csv").read_text()
+    log = (paths.reports_dir() / "experiments.csv").read_text()
     assert "\ntiny-ensemble," in log
     # a second call reuses every inner run
-    stamp = (config.runs_dir() / "tiny-fold0-inner1" / "last.pt").stat().st_mtime_ns
+    stamp = (paths.runs_dir() / "tiny-fold0-inner1" / "last.pt").stat().st_mtime_ns
     assert _cli(three_folds, capsys, "cv", "--ensemble", "tiny")[0] == 0
-    assert (config.runs_dir() / "tiny-fold0-inner1" / "last.pt").stat().st_mtime_ns == stamp
+    assert (paths.runs_dir() / "tiny-fold0-inner1" / "last.pt").stat().st_mtime_ns == stamp
     # the rule compares it with the recipe fold by fold
     code, out, _ = _cli(three_folds, capsys, "cv", "--compare", "tiny", "tiny-ensemble")
     assert code == 0 and "tiny-ensemble minus tiny" in out
@@ -140,7 +140,7 @@ def test_nested_estimate_trains_inner_runs_scores_their_average_and_the_fold_run
     from conftest import photo_folders
 
     from seglib.data.external import pairs_from_folders
-    from seglib.fold_ensemble import pennfudan_check
+    from seglib.studies.fold_ensemble import pennfudan_check
 
     images, masks = photo_folders(tmp_path / "external", n=3)
     path = pennfudan_check("tiny", splits_dir=splits, pairs=pairs_from_folders(images, masks), log=lambda _: None)

@@ -24,8 +24,8 @@ from hypothesis import strategies as st
 from PIL import Image
 
 from seglib.cli import build_parser, main
-from seglib.config import PROJECT_ROOT
-from seglib.errors import SeglibError
+from seglib.infra.errors import SeglibError
+from seglib.infra.paths import PROJECT_ROOT
 from seglib.settings import TrainConfig
 
 FUZZ_SEED = int(os.environ.get("SEGLIB_FUZZ_SEED", "0"))
@@ -74,10 +74,10 @@ def _files(root: Path) -> dict[str, Path]:
         "images_and_masks": Path(f"{folder / 'images'}:{folder / 'masks'}"), "abs_out": root / "out"}
 
 
-def _snapshot(paths) -> dict[str, tuple[int, int]]:
+def _snapshot(roots) -> dict[str, tuple[int, int]]:
     """(size, mtime) of every file under the project's watched folders."""
     found = {}
-    for top in paths:
+    for top in roots:
         for path in Path(top).rglob("*"):
             if "__pycache__" in path.parts or not path.is_file():
                 continue
@@ -150,7 +150,7 @@ def _left_over(root: Path) -> list[str]:
 @pytest.fixture
 def fuzz_home(tmp_path, monkeypatch):
     """A temporary world: data, runs and reports folders that are empty, no download source, cwd inside it."""
-    from seglib import config
+    from seglib.infra import paths
 
     work = tmp_path / "work"
     work.mkdir()
@@ -161,8 +161,8 @@ def fuzz_home(tmp_path, monkeypatch):
                         "SEGLIB_PENNFUDAN_SOURCE": tmp_path / "no-source"}.items():
         monkeypatch.setenv(name, str(value))
     monkeypatch.setenv("SEGLIB_PROFILE", "smoke")
-    monkeypatch.setattr(config, "splits_dir", lambda: tmp_path / "splits")
-    monkeypatch.setattr(config, "external_data_dir", lambda: tmp_path / "external")
+    monkeypatch.setattr(paths, "splits_dir", lambda: tmp_path / "splits")
+    monkeypatch.setattr(paths, "external_data_dir", lambda: tmp_path / "external")
     monkeypatch.chdir(work)
 
     def no_kernels(*_args, **_kwargs):
@@ -240,8 +240,8 @@ def test_fuzz_commands_on_a_data_set_and_a_trained_run_exit_cleanly(fuzz_home, c
 
     from seglib.data.check import check_dataset
     from seglib.data.splits import make_split, write_split
-    from seglib.engine import train
     from seglib.settings import make_config
+    from seglib.training.engine import train
 
     dataset = make_dataset(fuzz_home / "data", n=12)
     table = make_split(check_dataset(dataset), seed=0, fractions={"train": 0.5, "val": 0.25, "test": 0.25})

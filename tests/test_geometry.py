@@ -8,9 +8,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from seglib.errors import ConfigError
 from seglib.geometry import input_shape, network_input
-from seglib.transforms import eval_transform
+from seglib.infra.errors import ConfigError
+from seglib.transforms.pipelines import eval_transform
 
 GEOMETRIES = ("letterbox", "resize", "rect")
 

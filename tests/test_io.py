@@ -1,4 +1,4 @@
-"""seglib.io: every kind of image decodes to RGB, or fails with one clear line naming the file."""
+"""seglib.infra.io: every kind of image decodes to RGB, or fails with one clear line naming the file."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from seglib.errors import DataError, SeglibError
-from seglib.io import atomic_path, ensure_writable_dir, load_mask_raw, load_rgb, open_image
+from seglib.infra.errors import DataError, SeglibError
+from seglib.infra.io import atomic_path, ensure_writable_dir, load_mask_raw, load_rgb, open_image
 
 
 def test_modes_decode_to_rgb(tmp_path):

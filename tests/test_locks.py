@@ -1,4 +1,4 @@
-"""seglib.locks and the lock per run: one writer at a time, a second one refused at once with one line naming the
+"""seglib.infra.locks and the lock per run: one writer at a time, a second one refused at once with one line naming the
 holder's pid, a stale lock of a dead process taken over (issue 21, case 3)."""
 
 from __future__ import annotations
@@ -11,10 +11,10 @@ import time
 
 import pytest
 
-from seglib import locks
 from seglib.checkpoint import load_checkpoint
 from seglib.cli import main
-from seglib.errors import SeglibError
+from seglib.infra import locks
+from seglib.infra.errors import SeglibError
 
 FAST = ["--set", "input_size=32", "--set", "cache_max_side=64", "--set", "threads=1"]
 TINY = [*FAST, "--set", "epochs=1"]
@@ -90,9 +90,9 @@ def test_train_of_a_run_in_use_is_refused_with_one_line_and_the_run_is_intact(cl
 
 
 def test_python_training_of_a_run_in_use_is_refused(synthetic_splits, tmp_path):
-    from seglib.engine import train, train_or_reuse
     from seglib.runs import Run
     from seglib.settings import make_config
+    from seglib.training.engine import train, train_or_reuse
 
     folder, splits = synthetic_splits
     run = Run(tmp_path / "r")
@@ -109,7 +109,7 @@ def test_python_training_of_a_run_in_use_is_refused(synthetic_splits, tmp_path):
 CONCURRENT = textwrap.dedent("""
     import sys, time
     from pathlib import Path
-    import seglib.engine  # noqa: F401 (the slow imports, before the start line)
+    import seglib.training.engine  # noqa: F401 (the slow imports, before the start line)
     from seglib.cli import main
     ready, go = Path(sys.argv[1]), Path(sys.argv[2])
     ready.touch()

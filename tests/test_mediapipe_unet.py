@@ -1,4 +1,4 @@
-"""seglib.mediapipe_unet: the canonical U-Net on MediaPipe's encoder (taps, concatenated skips, checkpoints)."""
+"""seglib.models.mediapipe_unet: the canonical U-Net on MediaPipe's encoder (taps, concatenated skips, checkpoints)."""
 
 from __future__ import annotations
 
@@ -6,11 +6,11 @@ import pytest
 import torch
 from conftest import rebuilt_without_the_tflite_file
 
-from seglib.errors import ConfigError
-from seglib.mediapipe_unet import MEDIAPIPE_TAPS, TFLiteEncoder, encoder_spec
-from seglib.model import MEDIAPIPE_SELFIE_TFLITE, build_model
+from seglib.infra.errors import ConfigError
+from seglib.models.mediapipe_unet import MEDIAPIPE_TAPS, TFLiteEncoder, encoder_spec
+from seglib.models.model import MEDIAPIPE_SELFIE_TFLITE, build_model
+from seglib.models.tflite_net import TFLiteNet, read_tflite
 from seglib.settings import make_config
-from seglib.tflite_net import TFLiteNet, read_tflite
 
 
 @pytest.fixture(scope="module")

@@ -1,13 +1,13 @@
-"""seglib.model and seglib.losses on tiny inputs."""
+"""seglib.models.model and seglib.losses on tiny inputs."""
 
 from __future__ import annotations
 
 import pytest
 import torch
 
-from seglib.errors import ConfigError
+from seglib.infra.errors import ConfigError
 from seglib.losses import DiceBCELoss
-from seglib.model import SMP_BATCHNORM_MOMENTUM, UNet, build_model, load_encoder_weights
+from seglib.models.model import SMP_BATCHNORM_MOMENTUM, UNet, build_model, load_encoder_weights
 
 
 def test_unet_shapes_and_channel_check():

@@ -13,14 +13,14 @@ import typing
 import pytest
 import torch
 
-from seglib import model as model_module
 from seglib import settings
 from seglib.checkpoint import load_checkpoint, make_checkpoint, model_from_checkpoint, save_checkpoint
-from seglib.config import PROJECT_ROOT
-from seglib.errors import ConfigError
 from seglib.export import LOGIT_ATOL, LOGIT_RTOL, export_onnx, load_onnx
-from seglib.model import model_for
-from seglib.model_registry import MODEL_REGISTRY, check_input_size, model_entry
+from seglib.infra.errors import ConfigError
+from seglib.infra.paths import PROJECT_ROOT
+from seglib.models import model as model_module
+from seglib.models.model import model_for
+from seglib.models.model_registry import MODEL_REGISTRY, check_input_size, model_entry
 from seglib.settings import TrainConfig, input_multiple, make_config
 
 SMALLEST_SIDE = 64  # and at least two strides: the deepest feature map is 2x2 or larger
@@ -180,7 +180,7 @@ def test_an_entry_declares_what_its_builder_takes(name):
 
 
 def test_no_other_module_keys_on_a_model_name():
-    """Only seglib/model_registry.py compares a model's name or maps one to something."""
+    """Only seglib/models/model_registry.py compares a model's name or maps one to something."""
     found = []
     for path in sorted((PROJECT_ROOT / "seglib").rglob("*.py")):
         if path.name == "model_registry.py":

@@ -6,7 +6,7 @@ import re
 
 import pytest
 
-from seglib.errors import ConfigError, SeglibError
+from seglib.infra.errors import ConfigError, SeglibError
 from seglib.notebook import resolve_params, show_user_errors_briefly
 
 ANSI = re.compile(r"\x1b\[[0-9;]*m")
@@ -48,7 +48,7 @@ def shell():
 
 def test_seglib_errors_show_one_line_in_ipython_and_the_cell_still_fails(shell, capsys):
     assert show_user_errors_briefly() is True
-    result = shell.run_cell("from seglib.errors import DataError\n"
+    result = shell.run_cell("from seglib.infra.errors import DataError\n"
                             "raise DataError('data/raw/x.jpg: truncated JPEG')")
     assert isinstance(result.error_in_exec, SeglibError)  # papermill and nbval still see a failed cell
     out = ANSI.sub("", capsys.readouterr().out).strip()
@@ -60,7 +60,7 @@ def test_seglib_errors_show_one_line_in_ipython_and_the_cell_still_fails(shell, 
 def test_notebook_entry_point_with_an_untrained_run_fails_with_one_line(tmp_path, monkeypatch):
     """A new user opens notebook 04 before training: one line saying how to train, no traceback."""
     papermill = pytest.importorskip("papermill")
-    from seglib.config import notebooks_dir
+    from seglib.infra.paths import notebooks_dir
 
     kernel = _python_kernel()
     monkeypatch.setenv("SEGLIB_RUNS_DIR", str(tmp_path / "runs"))
@@ -121,7 +121,7 @@ def test_papermill_lists_every_parameter_of_every_notebook():
     """papermill's own inspector (`papermill --help-notebook`) reads each parameter line of our notebooks."""
     import papermill
 
-    from seglib.config import notebooks_dir
+    from seglib.infra.paths import notebooks_dir
     from seglib.report import notebook_parameters
 
     for path in sorted(notebooks_dir().glob("[0-9][0-9]_*.ipynb")):
@@ -136,7 +136,7 @@ def test_papermill_lists_every_parameter_of_every_notebook():
 def test_retrain_false_from_papermill_reuses_the_run(tmp_path, monkeypatch):
     """`papermill 03_train_unet.ipynb out.ipynb -p retrain false` must not retrain an existing run."""
     papermill = pytest.importorskip("papermill")
-    from seglib.config import notebooks_dir
+    from seglib.infra.paths import notebooks_dir
     from seglib.runs import Run
 
     kernel = _python_kernel()

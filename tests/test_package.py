@@ -8,7 +8,7 @@ import sys
 
 
 def test_import_sets_no_albumentations_update_before_albumentations_loads():
-    code = ("import os, sys; import seglib.transforms; "
+    code = ("import os, sys; import seglib.transforms.pipelines; "
             "print(os.environ.get('NO_ALBUMENTATIONS_UPDATE'), 'albumentations' in sys.modules)")
     env = {k: v for k, v in os.environ.items() if k != "NO_ALBUMENTATIONS_UPDATE"}
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True)
@@ -31,7 +31,7 @@ def test_make_help_lists_every_profile_and_writes_plain_text_to_a_file(tmp_path)
     """`make help > file` holds no colour codes and no unexpanded `$$`; `reports` names every profile."""
     import shutil
 
-    from seglib.config import PROJECT_ROOT
+    from seglib.infra.paths import PROJECT_ROOT
     from seglib.settings import PROFILE_NAMES
 
     if shutil.which("make") is None:
@@ -65,7 +65,7 @@ def test_make_clean_reports_removes_generated_reports_and_no_committed_file(tmp_
 
     import pytest
 
-    from seglib.config import PROJECT_ROOT
+    from seglib.infra.paths import PROJECT_ROOT
 
     if shutil.which("make") is None or shutil.which("git") is None:
         pytest.skip("make or git not installed")
@@ -90,7 +90,7 @@ def test_no_measured_figure_in_a_code_comment():
     import re
     import tokenize
 
-    from seglib.config import PROJECT_ROOT
+    from seglib.infra.paths import PROJECT_ROOT
 
     measured = re.compile(r"\b\d+(\.\d+)?\s?(ms|s|sec|min|minutes|seconds|hours|x|%|img/s|MB|GB|GiB|MiB)(?![\w/])"
                           r"|\b0\.\d{3,}\b")
@@ -121,7 +121,7 @@ def test_setup_passes_pips_package_sources_on_to_uv():
     """`make setup` installs with uv from the indexes, wheel folders and constraints pip is configured with."""
     import importlib.util
 
-    from seglib.config import PROJECT_ROOT
+    from seglib.infra.paths import PROJECT_ROOT
 
     spec = importlib.util.spec_from_file_location("uv_pip_args", PROJECT_ROOT / "tools" / "uv_pip_args.py")
     tool = importlib.util.module_from_spec(spec)

@@ -15,7 +15,7 @@ from PIL import Image
 
 from seglib.checkpoint import load_checkpoint
 from seglib.cli.predict import add_parser
-from seglib.errors import CheckpointError, SeglibError
+from seglib.infra.errors import CheckpointError, SeglibError
 from seglib.predict import (
     Predictor,
     collect_inputs,
@@ -295,7 +295,7 @@ def test_folder_scan_takes_webp_tiff_gif_and_says_when_an_animation_gives_its_fi
 def test_a_model_trained_on_stretched_photos_predicts_on_stretched_photos(tmp_path):
     """geometry=resize travels with the checkpoint: the photo is stretched to the square, not letterboxed."""
     from seglib.checkpoint import make_checkpoint, save_checkpoint
-    from seglib.model import UNet
+    from seglib.models.model import UNet
     from seglib.settings import make_config
 
     torch.manual_seed(0)
@@ -317,7 +317,7 @@ def test_a_model_trained_on_stretched_photos_predicts_on_stretched_photos(tmp_pa
 def test_rect_predictions_in_a_batch_of_mixed_shapes_equal_one_by_one(tmp_path):
     """geometry=rect: photos of different aspects in one call are grouped by input shape; same result as alone."""
     from seglib.checkpoint import make_checkpoint, save_checkpoint
-    from seglib.model import UNet
+    from seglib.models.model import UNet
     from seglib.settings import make_config
 
     torch.manual_seed(0)
@@ -411,7 +411,7 @@ def test_an_interrupt_while_a_mask_is_being_written_leaves_no_half_written_file(
     from pathlib import Path
 
     from seglib.cli import main
-    from seglib.signals import Terminated
+    from seglib.infra.signals import Terminated
 
     photos = _photos(tmp_path / "photos", 4)
     out = tmp_path / "masks"

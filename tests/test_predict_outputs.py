@@ -10,7 +10,7 @@ from conftest import run_subcommand, save_tiny_checkpoint
 from PIL import Image
 
 from seglib.cli.predict import add_parser
-from seglib.errors import DataError, SeglibError
+from seglib.infra.errors import DataError, SeglibError
 from seglib.predict import Predictor, composite, cutout_rgba, figure_alpha, parse_background
 from seglib.predict.outputs import guided_filter, soft_alpha
 

@@ -13,10 +13,10 @@ import pytest
 from conftest import save_tiny_checkpoint
 from PIL import Image
 
-from seglib import config
+from seglib.infra import paths
 from seglib.predict import Predictor
 
-REFERENCE = config.PROJECT_ROOT / "reports" / "reference"
+REFERENCE = paths.PROJECT_ROOT / "reports" / "reference"
 
 
 def val_evaluation(run_dir: Path, *, threshold: float, tta: bool, epoch: int, name: str = "best.pt") -> Path:

@@ -6,8 +6,8 @@ import json
 
 import pytest
 
-from seglib.config import PROJECT_ROOT
 from seglib.evaluate import evaluate_run
+from seglib.infra.paths import PROJECT_ROOT
 
 REFERENCE = PROJECT_ROOT / "reports" / "reference"
 

@@ -7,7 +7,7 @@ import json
 import pytest
 
 from seglib.cli import main
-from seglib.errors import ConfigError
+from seglib.infra.errors import ConfigError
 
 TIMING_KEYS = {"evaluated_at", "seconds", "checkpoint", "dataset_dir", "splits_dir"}
 

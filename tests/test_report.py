@@ -14,7 +14,7 @@ from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 
 from seglib import report
 from seglib.cli import report as report_cli
-from seglib.errors import ConfigError, SeglibError
+from seglib.infra.errors import ConfigError, SeglibError
 
 PARAMS_SRC = ('profile: str = "default"  # smoke | cpu | gpu | auto; "default" means $SEGLIB_PROFILE, else auto\n'
               'run: str = "default"  # run name; "default" means the profile name\n'
@@ -266,7 +266,7 @@ def test_failing_notebook_stops_the_batch_and_keeps_the_partial_copy(env, kernel
 def test_cli_prints_the_index_path_last(env, kernel, capsys, monkeypatch):
     nbs, reports = env
     _good(nbs)
-    monkeypatch.setattr(report.config, "notebooks_dir", lambda: nbs)
+    monkeypatch.setattr(report.paths, "notebooks_dir", lambda: nbs)
     assert _cli(["report", "--profile", "smoke", "--run", "c1", "--kernel", kernel, "-p", "label=x"]) == 0
     lines = capsys.readouterr().out.strip().splitlines()
     assert lines[-1] == str(reports / "c1" / "index.html")
@@ -387,7 +387,7 @@ def test_progress_lines_stream_to_the_terminal_while_a_notebook_runs(env, kernel
 
 # case 17: committed reports hold paths relative to the project
 def test_report_paths_are_relative_to_the_project():
-    from seglib.config import PROJECT_ROOT, display_path
+    from seglib.infra.paths import PROJECT_ROOT, display_path
 
     assert display_path(PROJECT_ROOT / "runs" / "reference" / "best.pt") == "runs/reference/best.pt"
     assert display_path(PROJECT_ROOT / "data" / "splits") == "data/splits"
@@ -446,7 +446,7 @@ def test_report_profile_defaults_to_the_seglib_profile_variable(env, kernel, mon
     """`seglib report --help` says the default is $SEGLIB_PROFILE (as in the notebooks): it is."""
     nbs, reports = env
     _good(nbs)
-    monkeypatch.setattr(report.config, "notebooks_dir", lambda: nbs)
+    monkeypatch.setattr(report.paths, "notebooks_dir", lambda: nbs)
     monkeypatch.setenv("SEGLIB_PROFILE", "cpu-scratch")  # not what auto resolves to on any machine
     assert _cli(["report", "--kernel", kernel]) == 0
     summary = json.loads((reports / "cpu-scratch" / "summary.json").read_text())
@@ -463,7 +463,7 @@ def test_report_profile_defaults_to_the_seglib_profile_variable(env, kernel, mon
 def test_an_empty_run_a_repeated_or_empty_parameter_is_one_line(env, kernel, monkeypatch, argv, says):
     nbs, reports = env
     _good(nbs)
-    monkeypatch.setattr(report.config, "notebooks_dir", lambda: nbs)
+    monkeypatch.setattr(report.paths, "notebooks_dir", lambda: nbs)
     with pytest.raises(ConfigError, match=says) as info:
         _cli(["report", "--profile", "smoke", "--kernel", kernel, *argv])
     assert "\n" not in str(info.value)
@@ -471,7 +471,7 @@ def test_an_empty_run_a_repeated_or_empty_parameter_is_one_line(env, kernel, mon
 
 
 def test_a_second_report_of_the_same_run_is_refused_while_one_is_written(env, kernel):
-    from seglib.locks import LockedError, exclusive
+    from seglib.infra.locks import LockedError, exclusive
 
     nbs, reports = env
     _good(nbs)
@@ -501,7 +501,7 @@ def test_a_stopped_report_stops_cleanly_and_keeps_the_previous_report(env, kerne
     kept as NAME.failed with whole notebooks only; no staging folder, temporary notebook or lock is left."""
     import signal
 
-    from seglib.signals import stop_on_signals
+    from seglib.infra.signals import stop_on_signals
 
     nbs, reports = env
     _good(nbs)

@@ -11,10 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from seglib import config
 from seglib.cli import docs as docs_cli
-from seglib.errors import DataError
-from seglib.results_doc import (
+from seglib.infra import paths
+from seglib.infra.errors import DataError
+from seglib.studies.results_doc import (
     REFRESH,
     TABLE_END,
     TABLE_START,
@@ -23,7 +23,7 @@ from seglib.results_doc import (
 )
 from tests.conftest import run_subcommand
 
-ROOT = config.PROJECT_ROOT
+ROOT = paths.PROJECT_ROOT
 SOURCES = ["reports/experiments.csv", "reports/cv", "reports/reference/metrics", "reports/reference-256/metrics",
            "reports/anchors", "reports/bench"]
 LINK = re.compile(r"\[[^\]]*\]\(([^)\s]+)\)")
@@ -45,7 +45,7 @@ def project_copy(tmp_path, monkeypatch) -> Path:
             shutil.copy2(src, dst)
     shutil.copy2(ROOT / "README.md", tmp_path / "README.md")
     shutil.copytree(ROOT / "docs", tmp_path / "docs")
-    monkeypatch.setattr(config, "PROJECT_ROOT", tmp_path)
+    monkeypatch.setattr(paths, "PROJECT_ROOT", tmp_path)
     return tmp_path
 
 
@@ -155,7 +155,7 @@ def test_every_test_named_in_the_guarantees_exists():
     """docs/guarantees.md names tests; a renamed or deleted test would leave a guarantee with nothing behind it."""
     import re
 
-    from seglib.config import PROJECT_ROOT
+    from seglib.infra.paths import PROJECT_ROOT
 
     named = set(re.findall(r"\b(test_[a-z0-9_]+)\b", (PROJECT_ROOT / "docs" / "guarantees.md").read_text()))
     defined = set()
@@ -168,7 +168,7 @@ def test_every_test_named_in_the_guarantees_exists():
 def test_the_readme_names_each_target_missed_with_the_score_reached():
     from types import SimpleNamespace
 
-    from seglib.results_doc import UNET_RUN, targets_line
+    from seglib.studies.results_doc import UNET_RUN, targets_line
 
     def sources(test_iou, unet_iou):
         return SimpleNamespace(

@@ -7,7 +7,7 @@ import shutil
 
 import pytest
 
-from seglib.errors import ConfigError, SeglibError
+from seglib.infra.errors import ConfigError, SeglibError
 from seglib.runs import BEST, LAST, SUMMARY, Run, check_run_name, same_checkpoint
 
 
@@ -115,7 +115,7 @@ def test_a_run_left_aside_by_a_killed_replacement_is_found_by_any_look_at_it(tmp
 
 
 def test_a_run_being_replaced_by_a_live_training_is_left_to_it(tmp_path):
-    from seglib import locks
+    from seglib.infra import locks
 
     run = _left_by_a_killed_replacement(tmp_path)
     with locks.exclusive(run.dir, "run r"):  # the replacement is still at work

@@ -1,13 +1,13 @@
-"""seglib.runtime: the device and thread count a training run gets."""
+"""seglib.training.runtime: the device and thread count a training run gets."""
 
 from __future__ import annotations
 
 import pytest
 import torch
 
-from seglib.errors import ConfigError
-from seglib.runtime import Runtime, reduce_mean, setup_runtime
+from seglib.infra.errors import ConfigError
 from seglib.settings import make_config
+from seglib.training.runtime import Runtime, reduce_mean, setup_runtime
 
 
 def test_cpu_runtime_sets_the_thread_count():

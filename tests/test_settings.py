@@ -6,7 +6,7 @@ import re
 
 import pytest
 
-from seglib.errors import ConfigError
+from seglib.infra.errors import ConfigError
 from seglib.settings import (
     PROFILES,
     TrainConfig,
@@ -193,7 +193,7 @@ def test_every_setting_newer_than_the_oldest_committed_config_has_a_value_before
     """The oldest reference checkpoint's config lacks exactly settings that ADDED_SETTINGS fills in."""
     import torch
 
-    from seglib.config import PROJECT_ROOT
+    from seglib.infra.paths import PROJECT_ROOT
     from seglib.settings import ADDED_SETTINGS, CONFIG_SCHEMA
 
     path = PROJECT_ROOT / "reports" / "reference" / "best.pt"

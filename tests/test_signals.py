@@ -16,7 +16,7 @@ from conftest import one_fast
 
 from seglib.checkpoint import load_checkpoint
 from seglib.cli import main
-from seglib.signals import Terminated, exit_code, stop_on_signals
+from seglib.infra.signals import Terminated, exit_code, stop_on_signals
 
 FAST = ["--set", "input_size=32", "--set", "cache_max_side=64", "--set", "threads=1"]
 TINY = [*FAST, "--set", "epochs=1"]
@@ -74,13 +74,13 @@ def test_sigterm_before_the_first_epoch_of_an_overwrite_puts_the_old_run_back(cl
     run, runs, _ = cli
     assert run(capsys, "train", "--profile", "smoke", "--run", "r", *TINY)[0] == 0
     before = _files(runs / "r")
-    import seglib.engine
-    import seglib.io
+    import seglib.infra.io
+    import seglib.training.engine
 
     if where == "moved-aside":  # between moving the old run aside and creating the new folder
-        monkeypatch.setattr(seglib.io, "ensure_writable_dir", _sigterm_self)
+        monkeypatch.setattr(seglib.infra.io, "ensure_writable_dir", _sigterm_self)
     else:
-        monkeypatch.setattr(seglib.engine, "validate", _sigterm_self)
+        monkeypatch.setattr(seglib.training.engine, "validate", _sigterm_self)
     code, out, err = run(capsys, "train", "--profile", "smoke", "--run", "r", *TINY, "--set", "seed=7",
                          "--overwrite")
     assert code == 143 and "seglib: interrupted (SIGTERM)" in err and "Traceback" not in err
@@ -92,15 +92,15 @@ def test_sigterm_before_the_first_epoch_of_an_overwrite_puts_the_old_run_back(cl
 def test_sigterm_after_an_epoch_is_saved_exits_143_and_says_how_to_resume(cli, capsys, monkeypatch):
     run, runs, _ = cli
     assert run(capsys, "train", "--profile", "smoke", "--run", "r", *TINY)[0] == 0
-    import seglib.engine
+    import seglib.training.progress
 
-    real = seglib.engine.write_history
+    real = seglib.training.progress.write_history
 
     def save_then_stop(*args):
         real(*args)
         os.kill(os.getpid(), signal.SIGTERM)
 
-    monkeypatch.setattr(seglib.engine, "write_history", save_then_stop)
+    monkeypatch.setattr(seglib.training.progress, "write_history", save_then_stop)
     code, out, err = run(capsys, "train", "--profile", "smoke", "--run", "r", *FAST, "--set", "epochs=3",
                          "--set", "seed=7", "--overwrite")
     assert code == 143, err
@@ -108,7 +108,7 @@ def test_sigterm_after_an_epoch_is_saved_exits_143_and_says_how_to_resume(cli, c
     state = load_checkpoint(runs / "r" / "last.pt")
     assert state["epoch"] == 1 and state["config"]["seed"] == 7  # the new run, resumable
     assert not (runs / ".r.replaced").exists() and not (runs / "r" / "train_summary.json").exists()
-    monkeypatch.setattr(seglib.engine, "write_history", real)
+    monkeypatch.setattr(seglib.training.progress, "write_history", real)
     assert run(capsys, "train", "--run", "r", "--resume")[0] == 0
     assert load_checkpoint(runs / "r" / "last.pt")["epoch"] == 3
 
@@ -116,8 +116,8 @@ def test_sigterm_after_an_epoch_is_saved_exits_143_and_says_how_to_resume(cli, c
 def test_python_training_stopped_by_sigterm_cleans_up_then_still_raises(synthetic_splits, tmp_path):
     """engine.train installs the handlers itself (a notebook, a papermill kernel): the run is saved, then
     Terminated is raised so that the kernel stops as asked instead of running the next cell."""
-    from seglib.engine import train
     from seglib.settings import make_config
+    from seglib.training.engine import train
 
     folder, splits = synthetic_splits
     before = signal.getsignal(signal.SIGTERM)
@@ -142,7 +142,7 @@ def _child(script: str, argv: list[str], runs) -> subprocess.CompletedProcess:
 # Where the signal lands in a real `seglib train --overwrite` process (the child signals itself there).
 SIGNAL_POINTS = {
     "moved-aside": """
-        import seglib.io as io
+        import seglib.infra.io as io
         real = io.ensure_writable_dir
         def ensure(path):
             os.kill(os.getpid(), SIG)
@@ -158,12 +158,12 @@ SIGNAL_POINTS = {
         torch.optim.AdamW.step = step
     """,
     "first-epoch-saved": """
-        import seglib.engine as eng
-        real = eng.write_history
+        import seglib.training.progress as progress
+        real = progress.write_history
         def write(*a):
             real(*a)
             os.kill(os.getpid(), SIG)
-        eng.write_history = write
+        progress.write_history = write
     """,
 }
 

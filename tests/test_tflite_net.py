@@ -1,4 +1,4 @@
-"""seglib.tflite_net: MediaPipe's selfie segmenter run in PyTorch must match MediaPipe, train, and round-trip."""
+"""seglib.models.tflite_net: MediaPipe's selfie segmenter run in PyTorch must match MediaPipe, train, and round-trip."""
 
 from __future__ import annotations
 
@@ -11,11 +11,11 @@ import torch
 from conftest import rebuilt_without_the_tflite_file
 
 from seglib.checkpoint import load_checkpoint
-from seglib.errors import ConfigError
 from seglib.geometry import NORMALIZATION
-from seglib.model import MEDIAPIPE_SELFIE_TFLITE, build_model
+from seglib.infra.errors import ConfigError
+from seglib.models.model import MEDIAPIPE_SELFIE_TFLITE, build_model
+from seglib.models.tflite_net import TFLiteNet, _same_padding, _same_padding_divisible, read_tflite
 from seglib.settings import make_config
-from seglib.tflite_net import TFLiteNet, _same_padding, _same_padding_divisible, read_tflite
 
 FIXTURES = Path(__file__).with_name("fixtures")
 
@@ -107,7 +107,7 @@ def test_bad_files_are_one_line_errors(tmp_path):
 
 def test_unsupported_operator_is_named(monkeypatch):
     """An operator outside the supported set is refused with the file and the operator's name."""
-    from seglib import tflite_net
+    from seglib.models import tflite_net
 
     monkeypatch.setattr(tflite_net, "SUPPORTED", tuple(op for op in tflite_net.SUPPORTED if op != "HARD_SWISH"))
     with pytest.raises(ConfigError, match=r"selfie_segmentation.tflite: operator HARD_SWISH \(number \d+\) is not supported"):
@@ -127,8 +127,8 @@ def test_resize_by_a_non_integer_factor_is_refused(selfie):
 
 def test_fine_tuning_run_resumes_and_predicts(synthetic_splits, tmp_path):
     """model=mediapipe-selfie through the whole engine: train, interrupt, resume, then predict from best.pt."""
-    from seglib.engine import stop_after, train
     from seglib.predict import Predictor
+    from seglib.training.engine import stop_after, train
 
     folder, splits = synthetic_splits
     cfg = make_config("smoke", {"model": "mediapipe-selfie", "encoder_weights": "mediapipe", "input_size": 32,

@@ -1,4 +1,4 @@
-"""seglib.torchvision_models: ImageNet backbone weights downloaded from a local HTTP server (into a temporary
+"""seglib.models.torchvision_models: ImageNet backbone weights downloaded from a local HTTP server (into a temporary
 torch.hub folder) load into the backbone; a failed download is one line saying what to do instead; a local copy
 of the file loads too, and one that does not fit is refused naming the tensor; each run records where it started."""
 
@@ -14,10 +14,10 @@ import torch
 from torchvision.models import mobilenet_v3_large
 
 from seglib.checkpoint import make_checkpoint, weights_description
-from seglib.errors import ConfigError
-from seglib.model import build_model
+from seglib.infra.errors import ConfigError
+from seglib.models.model import build_model
+from seglib.models.torchvision_models import IMAGENET_BACKBONE
 from seglib.settings import make_config
-from seglib.torchvision_models import IMAGENET_BACKBONE
 
 MODELS = ["lraspp-mobilenet-v3-large", "deeplabv3-mobilenet-v3-large"]
 

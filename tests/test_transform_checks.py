@@ -1,4 +1,4 @@
-"""seglib.transform_checks: augmented masks stay binary and aligned with their image."""
+"""seglib.transforms.checks: augmented masks stay binary and aligned with their image."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ import albumentations as A
 import numpy as np
 from conftest import image_and_box_mask
 
-from seglib.transform_checks import alignment_verdict, apply_transform, binary_alignment_check, check_image
-from seglib.transforms import train_transform
+from seglib.transforms.checks import alignment_verdict, apply_transform, binary_alignment_check, check_image
+from seglib.transforms.pipelines import train_transform
 
 
 def pair(h=40, w=56, seed=0):

@@ -1,4 +1,4 @@
-"""seglib.transforms: masks stay binary and aligned with the drawn shape; the letterbox inverts."""
+"""seglib.transforms.pipelines: masks stay binary and aligned with the drawn shape; the letterbox inverts."""
 
 from __future__ import annotations
 
@@ -7,9 +7,9 @@ import cv2
 import numpy as np
 import pytest
 
-from seglib.errors import ConfigError
 from seglib.geometry import input_shape, letterbox_box, pad_value, to_photo, unletterbox
-from seglib.transforms import eval_transform, geometric_ops, photometric_ops, train_transform
+from seglib.infra.errors import ConfigError
+from seglib.transforms.pipelines import eval_transform, geometric_ops, photometric_ops, train_transform
 
 
 def shape_pair(h=90, w=120):

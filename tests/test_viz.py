@@ -14,7 +14,7 @@ from matplotlib.figure import Figure
 
 from seglib import viz
 from seglib.settings import make_config
-from seglib.transforms import eval_transform, geometric_ops, photometric_ops, train_transform
+from seglib.transforms.pipelines import eval_transform, geometric_ops, photometric_ops, train_transform
 
 
 def pair(h=40, w=56, seed=0):

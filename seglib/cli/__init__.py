@@ -21,8 +21,8 @@ from seglib.cli import (
     report,
     train,
 )
-from seglib.errors import SeglibError, first_line
-from seglib.signals import exit_code, stop_on_signals
+from seglib.infra.errors import SeglibError, first_line
+from seglib.infra.signals import exit_code, stop_on_signals
 
 COMMANDS = (data, train, cv, evaluate, crossdata, predict, export, report, anchor, bench, experiments, docs)
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from seglib.config import EVAL_SPLITS
+from seglib.infra.paths import EVAL_SPLITS
 
 
 def add_parser(subparsers) -> None:
@@ -27,9 +27,9 @@ def add_parser(subparsers) -> None:
 
 
 def cmd_anchor(args) -> int:
-    from seglib.anchors import score_anchor
     from seglib.data.registry import scored_set
     from seglib.evaluate import format_table
+    from seglib.studies.anchors import score_anchor
 
     pairs = scored_set(args.external) if args.external else None
     splits = () if pairs is not None and not args.split else tuple(args.split or EVAL_SPLITS)

@@ -40,7 +40,7 @@ def add_parser(subparsers) -> None:
 
 
 def cmd_bench(args) -> int:
-    from seglib.bench import PARTS, measure, render_markdown, run_all
+    from seglib.studies.bench import PARTS, measure, render_markdown, run_all
 
     if args.one:
         spec = _worker_spec(args.one)
@@ -58,7 +58,7 @@ def cmd_bench(args) -> int:
 
 def _worker_spec(text: str) -> dict:
     """The configuration a worker process measures (`--one`, written by the bench itself), or a ConfigError."""
-    from seglib.errors import ConfigError
+    from seglib.infra.errors import ConfigError
 
     try:
         spec = json.loads(text)

@@ -23,10 +23,10 @@ def add_parser(subparsers) -> None:
 
 
 def cmd_crossdata(args) -> int:
-    from seglib.crossdata import gather, markdown, study_dir
     from seglib.data.selection import set_names
-    from seglib.errors import SeglibError
+    from seglib.infra.errors import SeglibError
     from seglib.runs import Run
+    from seglib.studies.crossdata import gather, markdown, study_dir
 
     sets = set_names(args.sets)
     folders = [Run.resolve(name).eval_root for name in args.run] + list(args.eval_dir)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from seglib.cli.options import PROFILE_HELP, add_data_options, add_settings_options
-from seglib.errors import SeglibError
+from seglib.infra.errors import SeglibError
 
 
 def add_parser(sub) -> None:
@@ -40,20 +40,20 @@ def add_parser(sub) -> None:
 
 
 def cmd_cv(args) -> int:
-    from seglib.crossval import cross_validate, fold_count, result_lock, result_name
-    from seglib.experiments import record_cv
     from seglib.settings import make_config, parse_set_args
+    from seglib.studies.crossval import cross_validate, fold_count, result_lock, result_name
+    from seglib.studies.experiments import record_cv
 
     if args.compare:
-        from seglib.crossval import compare, describe_comparison
+        from seglib.studies.crossval import compare, describe_comparison
 
         print(describe_comparison(compare(*args.compare)))
         return 0
     if args.check_pennfudan:
-        from seglib.config import display_path
-        from seglib.crossval import pennfudan_check
-        from seglib.fold_ensemble import ENSEMBLE
-        from seglib.fold_ensemble import pennfudan_check as ensemble_check
+        from seglib.infra.paths import display_path
+        from seglib.studies.crossval import pennfudan_check
+        from seglib.studies.fold_ensemble import ENSEMBLE
+        from seglib.studies.fold_ensemble import pennfudan_check as ensemble_check
 
         name = args.check_pennfudan
         if name.endswith(ENSEMBLE):  # the nested estimate's inner runs, averaged per fold and alone
@@ -64,7 +64,7 @@ def cmd_cv(args) -> int:
         return 0
     folds = parse_folds(args.folds) if args.folds is not None else None
     if args.ensemble:
-        from seglib.fold_ensemble import ENSEMBLE, nested_estimate
+        from seglib.studies.fold_ensemble import ENSEMBLE, nested_estimate
 
         if args.set or args.profile != "auto" or args.refine:
             raise SeglibError(f"--ensemble {args.ensemble}: the inner runs train with the recipe's own settings "

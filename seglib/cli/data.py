@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from seglib.errors import SeglibError
+from seglib.infra.errors import SeglibError
 
 
 def add_parser(sub) -> None:
@@ -62,7 +62,7 @@ def add_parser(sub) -> None:
 
 
 def _add_registry_parsers(data_sub) -> None:
-    from seglib.config import ENV_DATASETS_DIR
+    from seglib.infra.paths import ENV_DATASETS_DIR
 
     add = data_sub.add_parser("add", help="register a data set of your own (photos and masks, a pairs CSV or COCO "
                                           "JSON)",
@@ -112,8 +112,8 @@ def cmd_data_fetch_pennfudan(args) -> int:
 
 
 def cmd_data_add(args) -> int:
-    from seglib.config import display_path
     from seglib.data.registry import add_dataset
+    from seglib.infra.paths import display_path
 
     spec = add_dataset(args.name, images=args.images, masks=args.masks, pairs=args.pairs, coco=args.coco,
                        mask_rule=args.mask_rule, mask_suffix=args.mask_suffix, source=args.source,
@@ -137,8 +137,8 @@ def _left_out(spec) -> str:
 
 
 def cmd_data_list(args) -> int:
-    from seglib.config import ENV_DATASETS_DIR, missing_env_folder
     from seglib.data.registry import as_table, registered
+    from seglib.infra.paths import ENV_DATASETS_DIR, missing_env_folder
 
     missing = missing_env_folder(ENV_DATASETS_DIR)
     if missing:
@@ -188,14 +188,14 @@ def cmd_data_split(args) -> int:
 def _builtin_split_source(args):
     """(the check of the built-in set, the splits folder, what may not be written into), --out refused before
     the data is read."""
-    from seglib import config
     from seglib.data.catalog import find_dataset_dir
     from seglib.data.check import check_dataset
     from seglib.data.splits import refuse_split_folder
-    from seglib.io import check_writable_dir
+    from seglib.infra import paths
+    from seglib.infra.io import check_writable_dir
 
-    out = args.out if args.out is not None else config.splits_dir()
-    root = args.data_dir if args.data_dir is not None else config.raw_data_dir()
+    out = args.out if args.out is not None else paths.splits_dir()
+    root = args.data_dir if args.data_dir is not None else paths.raw_data_dir()
     # what the split is made from: writing there would replace or shadow the data set's own train.csv
     inputs = [(find_dataset_dir(args.data_dir), "the data set folder being split"),
               (root, "the data folder it is read from, named by --data-dir or $SEGLIB_DATA_DIR")]
@@ -208,7 +208,7 @@ def _registered_split_source(args):
     """The same for a registered set, split into data/splits/NAME/ (its folders are known once it is read)."""
     from seglib.data.registry import check_registered, get
     from seglib.data.splits import refuse_split_folder
-    from seglib.io import check_writable_dir
+    from seglib.infra.io import check_writable_dir
 
     if args.data_dir is not None:
         raise SeglibError(f"--data-dir moves the built-in set only; {args.name} is read where its description says")

@@ -17,19 +17,19 @@ def add_parser(subparsers) -> None:
 
 
 def cmd_docs(args) -> int:
-    from seglib import config
-    from seglib.results_doc import REFRESH, stale_files, write_docs
+    from seglib.infra import paths
+    from seglib.studies.results_doc import REFRESH, stale_files, write_docs
 
     if args.check:
         stale = stale_files()
         for path in stale:
-            print(f"{config.display_path(path)}: stale; {REFRESH}")
+            print(f"{paths.display_path(path)}: stale; {REFRESH}")
         if not stale:
             print("docs/results.md and the README's results table are current")
         return 1 if stale else 0
     written = write_docs()
     for path in written:
-        print(f"wrote {config.display_path(path)}")
+        print(f"wrote {paths.display_path(path)}")
     if not written:
         print("docs/results.md and the README's results table are already current")
     return 0

@@ -5,8 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from seglib.cli.options import add_data_options
-from seglib.config import EVAL_SPLITS
-from seglib.errors import SeglibError
+from seglib.infra.errors import SeglibError
+from seglib.infra.paths import EVAL_SPLITS
 from seglib.runs import BEST
 
 
@@ -79,7 +79,7 @@ def _held_out(args, pairs):
     import contextlib
 
     from seglib.data.fence import refuse_data_folders
-    from seglib.locks import exclusive, output_folder
+    from seglib.infra.locks import exclusive, output_folder
 
     if args.out is None:
         return contextlib.nullcontext()

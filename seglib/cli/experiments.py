@@ -14,7 +14,7 @@ def add_parser(subparsers) -> None:
 
 
 def cmd_experiments(args) -> int:
-    from seglib.experiments import record
+    from seglib.studies.experiments import record
 
     table = record(args.runs, args.notes)
     print(table.to_string(index=False))

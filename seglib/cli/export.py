@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from seglib.config import display_path
-from seglib.errors import SeglibError
+from seglib.infra.errors import SeglibError
+from seglib.infra.paths import display_path
 from seglib.runs import BEST
 
 
@@ -29,7 +29,7 @@ def add_parser(sub) -> None:
 def cmd_export(args) -> int:
     from seglib.data.fence import refuse_data_folders
     from seglib.export import check_out_path, export_onnx
-    from seglib.locks import exclusive
+    from seglib.infra.locks import exclusive
     from seglib.runs import Run
 
     # 1. --out: an .onnx file that can be written there, in no folder seglib reads data from (beside the

@@ -7,8 +7,8 @@ import signal
 import sys
 from pathlib import Path
 
-from seglib.config import IMAGE_SUFFIXES, VIDEO_SUFFIXES
-from seglib.devices import DEVICES
+from seglib.infra.devices import DEVICES
+from seglib.infra.paths import IMAGE_SUFFIXES, VIDEO_SUFFIXES
 from seglib.runs import BEST
 
 
@@ -72,8 +72,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 
 
 def cmd_predict(args) -> int:
-    from seglib.io import check_writable_dir
-    from seglib.locks import output_folder, reentrant
+    from seglib.infra.io import check_writable_dir
+    from seglib.infra.locks import output_folder, reentrant
     from seglib.predict.files import OutputChoice, refuse_unsafe_out
     from seglib.predict.inputs import collect_inputs
     from seglib.predict.outputs import parse_background
@@ -94,7 +94,7 @@ def cmd_predict(args) -> int:
 def _predict_into(args, inputs: list[Path], out_dir: Path, choice) -> int:
     """The batch, with --out held: existing outputs refused (unless --overwrite), the model loaded, every input
     predicted; exit status 0 when all were written, 1 when some failed."""
-    from seglib.io import NewFolder
+    from seglib.infra.io import NewFolder
     from seglib.predict.files import plan_outputs, predict_files, refuse_existing
 
     if not args.overwrite:
@@ -129,7 +129,7 @@ def _load_predictor(args):
         kwargs["threshold_source"] = "--threshold"
     if args.onnx is not None:
         if args.device == "cuda":
-            from seglib.errors import SeglibError
+            from seglib.infra.errors import SeglibError
 
             raise SeglibError("--onnx runs in ONNX Runtime on the CPU; leave --device at auto or cpu")
         return Predictor.from_onnx(args.onnx, **kwargs)
@@ -138,7 +138,7 @@ def _load_predictor(args):
                               note=lambda msg: print(msg, file=sys.stderr), **settings)
 
     if getattr(args, "ensemble", None) is not None:
-        from seglib.fold_ensemble import ensemble_predictor, fold_checkpoints
+        from seglib.studies.fold_ensemble import ensemble_predictor, fold_checkpoints
 
         fixed = {k: v for k, v in (("threshold", args.threshold), ("tta", args.tta)) if v is not None}
         return ensemble_predictor(fold_checkpoints(args.ensemble), load=lambda path: load(path, threshold=0.5),
@@ -148,7 +148,7 @@ def _load_predictor(args):
 
 def _refuse_input_as_out(inputs: list[Path], out: Path) -> None:
     """A SeglibError when --out names one of the inputs (a file is not a folder for outputs; an easy slip)."""
-    from seglib.errors import SeglibError
+    from seglib.infra.errors import SeglibError
 
     for path in inputs:
         if path.is_file() and out.exists() and path.resolve() == out.resolve():
@@ -166,7 +166,7 @@ def _say_interrupted(exc: KeyboardInterrupt) -> None:
     """How many masks an interrupted batch wrote, and where (printed before `seglib: interrupted`)."""
     report = getattr(exc, "predict_report", None)
     if report is not None:
-        from seglib.signals import Terminated
+        from seglib.infra.signals import Terminated
 
         name = signal.Signals(exc.signum).name if isinstance(exc, Terminated) else "SIGINT"
         print(f"seglib: {report.interrupted_summary(name)}", file=sys.stderr)

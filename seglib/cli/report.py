@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from seglib.cli.options import PROFILE_HELP
-from seglib.config import JUPYTER_KERNEL as DEFAULT_KERNEL
+from seglib.infra.paths import JUPYTER_KERNEL as DEFAULT_KERNEL
 
 
 def add_parser(subparsers) -> None:

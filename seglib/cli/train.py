@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from seglib.cli.options import PROFILE_HELP, add_data_options, add_settings_options
-from seglib.config import display_path
-from seglib.errors import SeglibError
+from seglib.infra.errors import SeglibError
+from seglib.infra.paths import display_path
 from seglib.runs import LAST
 
 
@@ -25,10 +25,10 @@ def add_parser(sub) -> None:
 
 
 def cmd_train(args) -> int:
-    from seglib.engine import load_resume_state, resume_config, train, writer_lock
-    from seglib.io import WriteError, write_error
+    from seglib.infra.io import WriteError, write_error
     from seglib.runs import Run
     from seglib.settings import make_config, parse_set_args
+    from seglib.training.engine import load_resume_state, resume_config, train, writer_lock
 
     overrides = parse_set_args(args.set)
     run = Run.named(args.run)

@@ -8,8 +8,8 @@ from pathlib import Path, PureWindowsPath
 
 import pandas as pd
 
-from seglib import config
-from seglib.errors import DataError
+from seglib.infra import paths
+from seglib.infra.errors import DataError
 
 CSV_NAME = "train.csv"
 CSV_COLUMNS = ("masks", "images")
@@ -18,9 +18,9 @@ CSV_COLUMNS = ("masks", "images")
 def find_dataset_dir(path: str | Path | None = None) -> Path:
     """Return the folder holding train.csv: `path` itself, or its one child that holds it.
 
-    Default: the fetched copy under `config.raw_data_dir()`.
+    Default: the fetched copy under `paths.raw_data_dir()`.
     """
-    root = Path(path) if path is not None else config.raw_data_dir()
+    root = Path(path) if path is not None else paths.raw_data_dir()
     if (root / CSV_NAME).is_file():
         return root
     if not root.is_dir():

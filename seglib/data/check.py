@@ -10,10 +10,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from seglib.config import link_problem
 from seglib.data.catalog import find_dataset_dir, read_pairs_csv
-from seglib.errors import DataError
-from seglib.io import open_image
+from seglib.infra.errors import DataError
+from seglib.infra.io import open_image
+from seglib.infra.paths import link_problem
 
 # Masks smaller or larger than their image are accepted when they are a uniform rescale of it:
 # width and height ratios agree within this relative tolerance (well above the rounding of a downscaled

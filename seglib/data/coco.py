@@ -28,8 +28,8 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
-from seglib.errors import DataError, first_line
-from seglib.io import is_within, open_image
+from seglib.infra.errors import DataError, first_line
+from seglib.infra.io import is_within, open_image
 
 PERSON = "person"
 LISTING = "pairs.csv"  # beside the masks: id, image (relative to the image folder), mask (relative to its folder)

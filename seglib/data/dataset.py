@@ -15,8 +15,8 @@ from seglib.data.catalog import find_dataset_dir, resolve_listed_path
 from seglib.data.check import relation
 from seglib.data.mask_rules import MaskRule
 from seglib.data.splits import read_split
-from seglib.errors import DataError
-from seglib.io import load_rgb
+from seglib.infra.errors import DataError
+from seglib.infra.io import load_rgb
 
 
 def load_pair(image_path: Path, mask_path: Path, rule=None) -> tuple[np.ndarray, np.ndarray]:

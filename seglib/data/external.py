@@ -29,8 +29,6 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from seglib import config
-from seglib.config import user_path
 from seglib.data.fetch import (
     DEFAULT_MAX_BYTES,
     DOWNLOAD_TIMEOUT_S,
@@ -40,8 +38,10 @@ from seglib.data.fetch import (
     safe_extract_zip,
 )
 from seglib.data.mask_rules import MaskRule
-from seglib.errors import DataError
-from seglib.io import NewFolder
+from seglib.infra import paths
+from seglib.infra.errors import DataError
+from seglib.infra.io import NewFolder
+from seglib.infra.paths import user_path
 
 PENNFUDAN = "pennfudan"
 PENNFUDAN_FOLDER = "PennFudanPed"
@@ -105,16 +105,16 @@ def _check_rule(rule: str) -> str:
 
 def pairs_from_folders(images_dir: str | Path, masks_dir: str | Path, *, mask_suffix: str = "",
                        mask_rule: str = "binary", name: str | None = None) -> PairSet:
-    """Every photo in `images_dir` (config.IMAGE_SUFFIXES, any letter case) with its mask
+    """Every photo in `images_dir` (paths.IMAGE_SUFFIXES, any letter case) with its mask
     `masks_dir/<stem><mask_suffix>` + one of MASK_SUFFIXES; a missing mask, or two, is an error. Every other file
     of the two folders (hidden ones aside) is named with the reason in `left_out`."""
     # 1. both folders, each file sorted into photos, masks by stem, and left out
     images_dir, masks_dir = Path(images_dir), Path(masks_dir)
     image_files, left_out = _folder_files(images_dir)
     mask_files, mask_left_out = _folder_files(masks_dir)
-    photos = [p for p in image_files if p.suffix.lower() in config.IMAGE_SUFFIXES]
+    photos = [p for p in image_files if p.suffix.lower() in paths.IMAGE_SUFFIXES]
     if not photos:
-        raise DataError(f"{images_dir}: no images ({'/'.join(config.IMAGE_SUFFIXES)})")
+        raise DataError(f"{images_dir}: no images ({'/'.join(paths.IMAGE_SUFFIXES)})")
     masks: dict[str, list[Path]] = {}
     for path in mask_files:
         masks.setdefault(path.stem, []).append(path)
@@ -131,7 +131,7 @@ def pairs_from_folders(images_dir: str | Path, masks_dir: str | Path, *, mask_su
     if missing:
         raise DataError(_missing_mask(missing, masks_dir, mask_suffix, masks))
     # 3. what was left out: other files of the photo folder, masks of no photo and other files of the mask folder
-    left_out += [(str(p), "not an image") for p in image_files if p.suffix.lower() not in config.IMAGE_SUFFIXES]
+    left_out += [(str(p), "not an image") for p in image_files if p.suffix.lower() not in paths.IMAGE_SUFFIXES]
     if masks_dir.resolve() != images_dir.resolve():  # one folder for both: its files are counted once, above
         used = {mask for _, _, mask in rows}
         left_out += mask_left_out + [(str(p), _why_not_a_mask(p)) for p in mask_files if p not in used]
@@ -152,7 +152,7 @@ def _folder_files(folder: Path) -> tuple[list[Path], list[tuple[str, str]]]:
         raise DataError(f"{folder}: cannot read ({exc.strerror or exc})") from None
     files, left_out = [], []
     for path in entries:
-        why = config.link_problem(path) or ("a folder (subfolders are not searched)" if path.is_dir() else
+        why = paths.link_problem(path) or ("a folder (subfolders are not searched)" if path.is_dir() else
                                             None if path.is_file() else "not a regular file")
         if why:
             left_out.append((str(path), why))
@@ -164,7 +164,7 @@ def _folder_files(folder: Path) -> tuple[list[Path], list[tuple[str, str]]]:
 def _why_not_a_mask(path: Path) -> str:
     if path.suffix.lower() in MASK_SUFFIXES:
         return "a mask without a photo"
-    if path.suffix.lower() in config.IMAGE_SUFFIXES:
+    if path.suffix.lower() in paths.IMAGE_SUFFIXES:
         return f"not a lossless mask ({'/'.join(MASK_SUFFIXES)})"
     return "not a mask"
 
@@ -210,15 +210,15 @@ def pairs_from_csv(csv_path: str | Path, *, mask_rule: str = "binary", name: str
         raise DataError(f"{csv_path}: no pairs listed")
     # 2. every listed file is there
     root = csv_path.parent
-    paths = [(root / i, root / m) for i, m in zip(table["image"], table["mask"], strict=True)]
-    absent = [p for pair in paths for p in pair if not p.is_file()]
+    listed = [(root / i, root / m) for i, m in zip(table["image"], table["mask"], strict=True)]
+    absent = [p for pair in listed for p in pair if not p.is_file()]
     if absent:
-        why = config.link_problem(absent[0])
+        why = paths.link_problem(absent[0])
         raise DataError(f"{absent[0]}: listed in {csv_path.name} but {f'is a {why}' if why else 'not found'}"
                         f"{f' (and {len(absent) - 1} more)' if len(absent) > 1 else ''}")
     # 3. each photo once, each id once
-    ids = list(table["id"]) if "id" in table else [Path(i).stem for i, _ in paths]
-    items = pd.DataFrame({"id": ids, "image_path": [i for i, _ in paths], "mask_path": [m for _, m in paths],
+    ids = list(table["id"]) if "id" in table else [Path(i).stem for i, _ in listed]
+    items = pd.DataFrame({"id": ids, "image_path": [i for i, _ in listed], "mask_path": [m for _, m in listed],
                           "line": list(table["line"])})
     _check_once(csv_path, items, "id" in table)
     rule = _check_rule(mask_rule)
@@ -270,7 +270,7 @@ def _lines(lines) -> str:
 
 def pennfudan_dir() -> Path:
     """$SEGLIB_PENNFUDAN_DIR, else data/external/PennFudanPed."""
-    return config.env_folder(config.ENV_PENNFUDAN_DIR, config.external_data_dir() / PENNFUDAN_FOLDER)
+    return paths.env_folder(paths.ENV_PENNFUDAN_DIR, paths.external_data_dir() / PENNFUDAN_FOLDER)
 
 
 def pennfudan(root: str | Path | None = None) -> PairSet:
@@ -278,7 +278,7 @@ def pennfudan(root: str | Path | None = None) -> PairSet:
     root = Path(root) if root is not None else pennfudan_dir()
     if not (root / "PNGImages").is_dir():
         raise DataError(f"{root}: no Penn-Fudan copy here (PNGImages/ not found); get it with `seglib data "
-                        f"fetch-pennfudan` ({PENNFUDAN_URL}) or point ${config.ENV_PENNFUDAN_DIR} at a copy")
+                        f"fetch-pennfudan` ({PENNFUDAN_URL}) or point ${paths.ENV_PENNFUDAN_DIR} at a copy")
     pairs = pairs_from_folders(root / "PNGImages", root / "PedMasks", mask_suffix="_mask", mask_rule="nonzero",
                                name=PENNFUDAN)
     return PairSet(PENNFUDAN, pairs.items, "nonzero", PENNFUDAN_CITATION, registered=True, dataset=PENNFUDAN)
@@ -304,12 +304,12 @@ def fetch_pennfudan(source: str | os.PathLike | None = None, dest_root: str | os
     `source`: a folder (PennFudanPed or its parent), a .zip or an http(s) URL; default $SEGLIB_PENNFUDAN_SOURCE,
     else the authors' archive. Already present and complete: nothing to do. A failed fetch leaves nothing.
     """
-    dest_root = user_path(dest_root) if dest_root is not None else config.external_data_dir()
+    dest_root = user_path(dest_root) if dest_root is not None else paths.external_data_dir()
     dest = dest_root / PENNFUDAN_FOLDER
     if dest.exists():
         n = len(_check_pennfudan(dest).items)
-        return dest, f"{PENNFUDAN_FOLDER} already present at {config.display_path(dest)} ({n} pairs); nothing to do"
-    src = str(source or os.environ.get(config.ENV_PENNFUDAN_SOURCE, "").strip() or PENNFUDAN_URL)
+        return dest, f"{PENNFUDAN_FOLDER} already present at {paths.display_path(dest)} ({n} pairs); nothing to do"
+    src = str(source or os.environ.get(paths.ENV_PENNFUDAN_SOURCE, "").strip() or PENNFUDAN_URL)
     kind, where = classify_source(src)
     refuse_fetch_into(dest_root, Path(where) if kind == "dir" else None, "the Penn-Fudan folder it copies from")
     with NewFolder(dest_root) as folder:
@@ -336,7 +336,7 @@ def fetch_pennfudan(source: str | os.PathLike | None = None, dest_root: str | os
             raise DataError(f"{exc.filename or src}: Penn-Fudan fetch failed ({exc.strerror or exc})") from None
         finally:
             shutil.rmtree(work, ignore_errors=True)
-    return dest, f"{PENNFUDAN_FOLDER}: {how} to {config.display_path(dest)} ({n} image/mask pairs checked)"
+    return dest, f"{PENNFUDAN_FOLDER}: {how} to {paths.display_path(dest)} ({n} image/mask pairs checked)"
 
 
 def _check_pennfudan(root: Path) -> PairSet:

@@ -12,18 +12,18 @@ import os
 from collections.abc import Iterable
 from pathlib import Path
 
-from seglib import config
-from seglib.errors import DataError, SeglibError
-from seglib.io import refuse_writing_into
+from seglib.infra import paths
+from seglib.infra.errors import DataError, SeglibError
+from seglib.infra.io import refuse_writing_into
 
 
 def _specs():
     """Every description that can be read (a broken one fences nothing: its folders are not known)."""
     from seglib.data.registry import read_spec
 
-    found, folders = {}, [config.BUILTIN_DATASETS_DIR]
+    found, folders = {}, [paths.BUILTIN_DATASETS_DIR]
     try:
-        folders.append(config.datasets_dir())
+        folders.append(paths.datasets_dir())
     except SeglibError:  # $SEGLIB_DATASETS_DIR naming a file: the built-in sets are fenced all the same
         pass
     for folder in dict.fromkeys(folders):
@@ -49,9 +49,9 @@ def _pairs_folders(csv_path: Path) -> set[Path]:
 
 def data_folders() -> list[tuple[Path, str]]:
     """(folder, what it is) for every folder that holds data seglib reads."""
-    folders = [(config.splits_dir(), "the splits folder")]
-    for folder, what in ((config.derived_data_dir, "the folder of masks seglib derives (data/derived)"),
-                         (config.raw_data_dir, "the data folder (data/raw or $SEGLIB_DATA_DIR)")):
+    folders = [(paths.splits_dir(), "the splits folder")]
+    for folder, what in ((paths.derived_data_dir, "the folder of masks seglib derives (data/derived)"),
+                         (paths.raw_data_dir, "the data folder (data/raw or $SEGLIB_DATA_DIR)")):
         try:
             folders.append((folder(), what))
         except SeglibError:  # a variable naming a file: the commands that read that folder say so
@@ -82,7 +82,7 @@ def refuse_data_folders(out: str | os.PathLike, inputs: Iterable[tuple[Path | No
 
     A set whose photos lie in the project's folder, a home folder or the root itself fences that folder alone,
     not everything below it."""
-    wide = {config.PROJECT_ROOT.resolve(), Path.home().resolve(), Path("/")}
+    wide = {paths.PROJECT_ROOT.resolve(), Path.home().resolve(), Path("/")}
     found = data_folders()
     refuse_writing_into(out, [*inputs, *((f, what) for f, what in found if Path(f).resolve() not in wide)],
                         option=option)

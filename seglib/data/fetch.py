@@ -19,11 +19,11 @@ from pathlib import Path, PureWindowsPath
 
 from tqdm.auto import tqdm
 
-from seglib import config
-from seglib.config import user_path
 from seglib.data.catalog import enclosing_dataset_dir, listed_relative_path
-from seglib.errors import DataError, SeglibError
-from seglib.io import NewFolder, refuse_writing_into
+from seglib.infra import paths
+from seglib.infra.errors import DataError, SeglibError
+from seglib.infra.io import NewFolder, refuse_writing_into
+from seglib.infra.paths import user_path
 
 DEFAULT_MAX_BYTES = 200 * 2**20
 MAX_ZIP_MEMBERS = 10_000
@@ -35,7 +35,7 @@ _CSV_COLUMNS = ("masks", "images")
 _CHUNK = 2**20
 _SCHEME_RE = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
 _OFFLINE_HINT = (
-    f"working offline? set {config.ENV_DATASET_SOURCE} to a local copy (folder or .zip) or pass --source"
+    f"working offline? set {paths.ENV_DATASET_SOURCE} to a local copy (folder or .zip) or pass --source"
 )
 
 
@@ -54,11 +54,11 @@ def resolve_source(source: str | os.PathLike | None = None) -> str:
     """The source to use: `source`, else $SEGLIB_DATASET_SOURCE, else the GitHub archive URL."""
     if source is not None and os.fspath(source).strip():
         return os.fspath(source).strip()
-    return os.environ.get(config.ENV_DATASET_SOURCE, "").strip() or config.DATASET_URL
+    return os.environ.get(paths.ENV_DATASET_SOURCE, "").strip() or paths.DATASET_URL
 
 
 def verify_dataset_dir(
-    path: str | os.PathLike, *, expected_sha256: str | None = config.TRAIN_CSV_SHA256
+    path: str | os.PathLike, *, expected_sha256: str | None = paths.TRAIN_CSV_SHA256
 ) -> int:
     """Check train.csv's checksum and that every listed file exists; return the number of pairs.
 
@@ -73,18 +73,18 @@ def fetch_dataset(
     *,
     max_bytes: int = DEFAULT_MAX_BYTES,
     progress: bool = True,
-    expected_sha256: str | None = config.TRAIN_CSV_SHA256,
+    expected_sha256: str | None = paths.TRAIN_CSV_SHA256,
     timeout: float = DOWNLOAD_TIMEOUT_S,
 ) -> FetchResult:
-    """Put a verified copy of the data set at `dest_root / config.DATASET_NAME` (default `config.raw_data_dir()`).
+    """Put a verified copy of the data set at `dest_root / paths.DATASET_NAME` (default `paths.raw_data_dir()`).
 
     `source` is a data set folder (or a folder holding exactly one), a .zip file or an http(s) URL of a zip;
-    default $SEGLIB_DATASET_SOURCE, else `config.DATASET_URL`. `max_bytes` caps both the download and the
+    default $SEGLIB_DATASET_SOURCE, else `paths.DATASET_URL`. `max_bytes` caps both the download and the
     unpacked size. Nothing is left behind on failure, and an existing destination is never overwritten.
     """
     src = resolve_source(source)
-    dest_root = user_path(dest_root) if dest_root is not None else config.raw_data_dir()
-    dest = dest_root / config.DATASET_NAME
+    dest_root = user_path(dest_root) if dest_root is not None else paths.raw_data_dir()
+    dest = dest_root / paths.DATASET_NAME
 
     if dest.exists() or dest.is_symlink():
         try:
@@ -99,11 +99,11 @@ def fetch_dataset(
             "already-present",
             n,
             src,
-            f"{config.DATASET_NAME} already present at {dest} ({n} image/mask pairs verified); nothing to do",
+            f"{paths.DATASET_NAME} already present at {dest} ({n} image/mask pairs verified); nothing to do",
         )
 
     from_env = source is None or not os.fspath(source).strip()
-    origin = f" (from {config.ENV_DATASET_SOURCE})" if from_env and src != config.DATASET_URL else ""
+    origin = f" (from {paths.ENV_DATASET_SOURCE})" if from_env and src != paths.DATASET_URL else ""
     kind, where = classify_source(src, origin=origin)
     refuse_fetch_into(dest_root, Path(where) if kind == "dir" else None, "the source folder it copies from")
     try:
@@ -118,7 +118,7 @@ def fetch_dataset(
         if kind == "dir":
             src_root = _find_dataset_root(Path(where), str(where))
             listed = _verify(src_root, expected_sha256, str(src_root), return_files=True)
-            staged = work / config.DATASET_NAME
+            staged = work / paths.DATASET_NAME
             _copy_files(src_root, staged, listed, progress)
             action, how, shown = "copied", f"copied from {src_root}", str(dest)
         else:
@@ -145,7 +145,7 @@ def fetch_dataset(
         if not ok:
             folder.rollback()
     return FetchResult(
-        dest, action, n, src, f"{config.DATASET_NAME}: {how} to {dest} ({n} image/mask pairs verified)"
+        dest, action, n, src, f"{paths.DATASET_NAME}: {how} to {dest} ({n} image/mask pairs verified)"
     )
 
 
@@ -240,7 +240,7 @@ def download(url: str, dest_file: Path, *, max_bytes: int, timeout: float, progr
                     unit="B",
                     unit_scale=True,
                     unit_divisor=1024,
-                    desc=f"downloading {config.DATASET_NAME}",
+                    desc=f"downloading {paths.DATASET_NAME}",
                     disable=not progress,
                 ) as bar,
             ):
@@ -295,7 +295,7 @@ def _find_dataset_root(folder: Path, shown: str) -> Path:
         return found[0]
     if not found:
         raise DataError(
-            f"{shown}: no {_CSV_NAME} in it or in a folder directly inside it (not {config.DATASET_NAME})"
+            f"{shown}: no {_CSV_NAME} in it or in a folder directly inside it (not {paths.DATASET_NAME})"
         )
     names = ", ".join(c.name for c in found)
     raise DataError(
@@ -309,14 +309,14 @@ def _verify(root: Path, expected_sha256: str | None, shown: str, return_files: b
         raise DataError(f"{shown}: not a folder" if root.exists() else f"{shown}: folder not found")
     csv_path, csv_shown = root / _CSV_NAME, f"{shown}/{_CSV_NAME}"
     if not csv_path.is_file():
-        raise DataError(f"{shown}: no {_CSV_NAME}; not a copy of {config.DATASET_NAME}")
+        raise DataError(f"{shown}: no {_CSV_NAME}; not a copy of {paths.DATASET_NAME}")
     if expected_sha256 is not None:
         with open(csv_path, "rb") as fh:
             digest = hashlib.file_digest(fh, "sha256").hexdigest()
         if digest != expected_sha256.lower():
             raise DataError(
                 f"{csv_shown}: checksum mismatch (sha256 {digest}, expected {expected_sha256}); "
-                f"not the expected version of {config.DATASET_NAME}"
+                f"not the expected version of {paths.DATASET_NAME}"
             )
     rel_files = _listed_files(csv_path, csv_shown)
     missing = [rel for rel in rel_files if not (root / rel).is_file()]
@@ -350,7 +350,7 @@ def _listed_files(csv_path: Path, shown: str) -> list[str]:
 
 
 def _copy_files(src_root: Path, dst_root: Path, rel_files: list[str], progress: bool) -> None:
-    for rel in tqdm(rel_files, desc=f"copying {config.DATASET_NAME}", unit="file", disable=not progress):
+    for rel in tqdm(rel_files, desc=f"copying {paths.DATASET_NAME}", unit="file", disable=not progress):
         target = dst_root / rel
         target.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(src_root / rel, target)

@@ -10,12 +10,12 @@ import torch
 from torch.utils.data import DataLoader, RandomSampler, SequentialSampler
 from torch.utils.data.distributed import DistributedSampler
 
-from seglib.config import display_path
 from seglib.data.batching import ShapeBatchSampler, pad_collate
 from seglib.data.dataset import SegmentationDataset
 from seglib.data.splits import split_fingerprint
-from seglib.runtime import Runtime
+from seglib.infra.paths import display_path
 from seglib.settings import TrainConfig, input_multiple
+from seglib.training.runtime import Runtime
 
 
 def make_loaders(cfg: TrainConfig, runtime: Runtime, dataset_dir=None, splits_dir=None):
@@ -24,10 +24,10 @@ def make_loaders(cfg: TrainConfig, runtime: Runtime, dataset_dir=None, splits_di
     The split files of the sets `cfg.data` names are read once (`data.selection.open_sets`: one version, checked
     unchanged after the photos are decoded); a val split that shares photos with train is refused. Both datasets carry that snapshot as
     `split_snapshot`, for the record of what trained the run."""
-    from seglib.compositing import BackgroundPool
     from seglib.data.selection import check_apart_by_content, open_sets
     from seglib.data.splits import check_val_apart_from_train
-    from seglib.transforms import eval_transform, train_transform
+    from seglib.transforms.compositing import BackgroundPool
+    from seglib.transforms.pipelines import eval_transform, train_transform
 
     multiple = input_multiple(cfg)
     snapshot = open_sets(cfg.data, dataset_dir=dataset_dir, splits_dir=splits_dir,

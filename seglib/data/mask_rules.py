@@ -20,8 +20,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from seglib.errors import DataError
-from seglib.io import load_mask_raw, open_image
+from seglib.infra.errors import DataError
+from seglib.infra.io import load_mask_raw, open_image
 
 RULE_HELP = ("binary (0/255 or 0/1), nonzero (any value > 0, e.g. instance ids), ==V (the value V), "
              "in:V1,V2 (any of those values), rgb:R,G,B (that colour in a colour mask), alpha (person = alpha "

@@ -24,8 +24,6 @@ from pathlib import Path
 import pandas as pd
 import yaml
 
-from seglib import config
-from seglib.config import display_path
 from seglib.data.check import ASPECT_TOLERANCE, CheckReport, Quirk, relation
 from seglib.data.external import (
     PENNFUDAN,
@@ -36,9 +34,11 @@ from seglib.data.external import (
     pairs_from_folders,
 )
 from seglib.data.mask_rules import MaskRule
-from seglib.errors import DataError
-from seglib.io import is_within, open_image, write_text_atomic
-from seglib.locks import exclusive
+from seglib.infra import paths
+from seglib.infra.errors import DataError
+from seglib.infra.io import is_within, open_image, write_text_atomic
+from seglib.infra.locks import exclusive
+from seglib.infra.paths import display_path
 
 KINDS = ("listing", "folders", "pairs", "coco")
 BUILTIN = "human-seg"  # the workbook's own data set: what every command uses when no set is named
@@ -71,8 +71,8 @@ class DatasetSpec:
     def path(self, value: str) -> Path:
         """A path field with its variables expanded, relative to the project unless absolute."""
         expanded = _VARIABLE.sub(lambda m: os.environ.get(m.group(1)) or (m.group(2) or ""), value)
-        path = config.user_path(expanded)
-        return path if path.is_absolute() else config.PROJECT_ROOT / path
+        path = paths.user_path(expanded)
+        return path if path.is_absolute() else paths.PROJECT_ROOT / path
 
     def pair_set(self) -> PairSet:
         """Its image/mask pairs as they are on disk now."""
@@ -97,11 +97,11 @@ class DatasetSpec:
         """Where its committed split lives: data/splits/ for the workbook's own set, data/splits/NAME/ for the
         others (for a set added under $SEGLIB_DATASETS_DIR: `splits/NAME` beside that folder)."""
         if self.name == BUILTIN:
-            return config.splits_dir()
-        return (config.splits_dir() if self.builtin else config.datasets_dir().parent / "splits") / self.name
+            return paths.splits_dir()
+        return (paths.splits_dir() if self.builtin else paths.datasets_dir().parent / "splits") / self.name
 
     def description_file(self) -> Path:
-        return (config.BUILTIN_DATASETS_DIR if self.builtin else config.datasets_dir()) / f"{self.name}.yaml"
+        return (paths.BUILTIN_DATASETS_DIR if self.builtin else paths.datasets_dir()) / f"{self.name}.yaml"
 
     def add_command(self) -> str:
         """The `seglib data add` command that registers this set again from its files (paths as messages show
@@ -150,9 +150,9 @@ def read_spec(path: Path) -> DatasetSpec:
 
 
 def registered() -> dict[str, DatasetSpec]:
-    """Every registered set by name: the built-in descriptions, then those in `config.datasets_dir()`."""
+    """Every registered set by name: the built-in descriptions, then those in `paths.datasets_dir()`."""
     found: dict[str, DatasetSpec] = {}
-    for folder in dict.fromkeys([config.BUILTIN_DATASETS_DIR, config.datasets_dir()]):
+    for folder in dict.fromkeys([paths.BUILTIN_DATASETS_DIR, paths.datasets_dir()]):
         for path in sorted(folder.glob("*.yaml")) if folder.is_dir() else []:
             found.setdefault(path.stem, read_spec(path))
     return found
@@ -172,7 +172,7 @@ def check_name(name: str) -> str:
     if not isinstance(name, str) or not NAME_PATTERN.fullmatch(name):
         raise DataError(f"data set name {name!r}: use lower-case letters, digits, '-' and '_' (at most 40, "
                         "starting with a letter or digit)")
-    for folder in (config.BUILTIN_DATASETS_DIR, config.datasets_dir()):
+    for folder in (paths.BUILTIN_DATASETS_DIR, paths.datasets_dir()):
         if (folder / f"{name}.yaml").exists():
             raise DataError(f"data set name {name!r} clashes with the registered set {display_path(folder / name)}"
                             ".yaml; choose another name")
@@ -183,7 +183,7 @@ def _stored(path: str | Path) -> str:
     """How a path is written in a description: relative to the project when inside it, else absolute."""
     path = Path(path).resolve()
     try:
-        return path.relative_to(config.PROJECT_ROOT.resolve()).as_posix()
+        return path.relative_to(paths.PROJECT_ROOT.resolve()).as_posix()
     except ValueError:
         return path.as_posix()
 
@@ -204,7 +204,7 @@ def add_dataset(name: str, *, images=None, masks=None, pairs=None, coco=None, ma
     if images is None and pairs is None:
         raise DataError(f"{'--masks' if masks is not None else '--coco'} needs --images (the photo folder)")
     rule = MaskRule.parse(mask_rule or "binary").text
-    derived = config.derived_data_dir() / name
+    derived = paths.derived_data_dir() / name
     reads = []  # COCO: what the command reads, neither inside the folder of its masks nor holding it
     if coco is not None:
         reads = [(Path(images), "the photo folder (--images)"), (Path(coco), "the COCO file (--coco)")]
@@ -243,7 +243,7 @@ def add_dataset(name: str, *, images=None, masks=None, pairs=None, coco=None, ma
         spec = DatasetSpec(**{**asdict(spec), "n_pairs": len(table),
                               "content_sha1": content_hash(found.items, spec.mask_rule)})
         # 4. written at once, under a lock: the masks in place, then the description
-        target = config.datasets_dir() / f"{name}.yaml"
+        target = paths.datasets_dir() / f"{name}.yaml"
         with exclusive(target, f"data set description {display_path(target)}"):
             check_name(name)
             if coco is not None:
@@ -266,7 +266,7 @@ def refuse_derived_folder(name: str, derived: Path, reads: list[tuple[Path, str]
     # 1. what this command reads, and the other sets' folders (data/derived itself holds every derived folder)
     shown = display_path(derived)
     others = [(Path(f), what) for f, what in data_folders() if Path(f).resolve() != derived.parent.resolve()]
-    broad = {config.PROJECT_ROOT.resolve(), Path.home().resolve(), Path("/")}
+    broad = {paths.PROJECT_ROOT.resolve(), Path.home().resolve(), Path("/")}
     for folder, what in [*reads, *others]:
         if is_within(folder, derived):
             raise DataError(f"{shown}: the folder `data add` makes for the masks of {name} holds {what} ({folder}), "
@@ -380,8 +380,8 @@ def _changes(spec: DatasetSpec, found: PairSet) -> list[str]:
 
 def set_root(items: pd.DataFrame) -> Path:
     """The deepest folder holding every photo and mask of a set: split files name them relative to it."""
-    paths = [str(Path(p).resolve().parent) for p in (*items["image_path"], *items["mask_path"])]
-    return Path(os.path.commonpath(paths))
+    folders = [str(Path(p).resolve().parent) for p in (*items["image_path"], *items["mask_path"])]
+    return Path(os.path.commonpath(folders))
 
 
 def _quirks(table: pd.DataFrame, spec: DatasetSpec) -> list[Quirk]:

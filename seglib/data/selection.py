@@ -13,10 +13,10 @@ from pathlib import Path
 
 import pandas as pd
 
-from seglib.config import display_path
 from seglib.data.registry import BUILTIN, DatasetSpec, get
 from seglib.data.snapshot import SplitSnapshot, snapshot_splits
-from seglib.errors import DataError
+from seglib.infra.errors import DataError
+from seglib.infra.paths import display_path
 
 SEPARATOR = "/"  # between a set's name and a photo's id when a run trains on several sets
 

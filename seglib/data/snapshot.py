@@ -17,11 +17,11 @@ from pathlib import Path
 
 import pandas as pd
 
-from seglib import config
-from seglib.config import display_path
 from seglib.data.splits import SPLITS, _ids_hash, fold_tables, lock_target, parse_folds, parse_split
-from seglib.errors import DataError
-from seglib.locks import lock_path
+from seglib.infra import paths
+from seglib.infra.errors import DataError
+from seglib.infra.locks import lock_path
+from seglib.infra.paths import display_path
 
 SPLIT_FILE_NAMES = (*(f"{name}.csv" for name in SPLITS), "folds.csv")
 
@@ -121,7 +121,7 @@ class SplitSnapshot:
 def snapshot_splits(splits_dir: str | os.PathLike | None = None, *, during: str = "it was being read"
                     ) -> SplitSnapshot:
     """Read the split files of `splits_dir` (default data/splits) once, checked unchanged right after."""
-    folder = Path(splits_dir) if splits_dir is not None else config.splits_dir()
+    folder = Path(splits_dir) if splits_dir is not None else paths.splits_dir()
     snapshot = SplitSnapshot(folder, _read_files(folder))
     snapshot.check_unchanged(during)
     return snapshot

@@ -11,13 +11,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from seglib import config
-from seglib.config import SPLITS, display_path
 from seglib.data.catalog import enclosing_dataset_dir
 from seglib.data.check import CheckReport, duplicate_groups
-from seglib.errors import ConfigError, DataError
-from seglib.io import check_writable_dir, refuse_writing_into, write_text_atomic
-from seglib.locks import exclusive
+from seglib.infra import paths
+from seglib.infra.errors import ConfigError, DataError
+from seglib.infra.io import check_writable_dir, refuse_writing_into, write_text_atomic
+from seglib.infra.locks import exclusive
+from seglib.infra.paths import SPLITS, display_path
 
 DEFAULT_FRACTIONS = {"train": 0.70, "val": 0.15, "test": 0.15}
 N_STRATA = 4  # foreground-fraction quartiles
@@ -165,7 +165,7 @@ def write_split(table: pd.DataFrame, out_dir: Path | None = None, *, overwrite: 
     set's pair listing) are refused even with `overwrite`. Files that would not change are left alone. The
     folder is locked while it is compared and written: a second writer is refused at once.
     """
-    out_dir = Path(out_dir) if out_dir is not None else config.splits_dir()
+    out_dir = Path(out_dir) if out_dir is not None else paths.splits_dir()
     refuse_split_folder(out_dir, inputs)
     check_writable_dir(out_dir)
     files = split_files(table)
@@ -233,7 +233,7 @@ def _read_text(path: Path) -> str | None:
 
 def split_fingerprint(splits_dir: Path | None = None) -> dict:
     """Where the split files are and a short hash of each split's image ids (None for a missing file)."""
-    folder = Path(splits_dir) if splits_dir is not None else config.splits_dir()
+    folder = Path(splits_dir) if splits_dir is not None else paths.splits_dir()
     out: dict = {"splits_dir": display_path(folder)}
     for name in SPLITS:
         path = folder / f"{name}.csv"
@@ -256,7 +256,7 @@ def check_scored_split(record: dict | None, split: str, ids: list[str], splits_d
     if split == "test":
         seen += list(record.get("val_ids", []))
     overlap = shared_photos(ids, seen)
-    folder = display_path(Path(splits_dir) if splits_dir is not None else config.splits_dir())
+    folder = display_path(Path(splits_dir) if splits_dir is not None else paths.splits_dir())
     if overlap:
         raise DataError(f"{folder}/{split}.csv: {len(overlap)} of its {len(ids)} photos (ids {_shown(overlap)}) "
                         f"trained or selected this model (it was trained on the split in "
@@ -297,7 +297,7 @@ def read_split(name: str, splits_dir: Path | None = None) -> pd.DataFrame:
     """Read one committed split CSV."""
     if name not in SPLITS:
         raise DataError(f"unknown split {name!r}; expected one of {', '.join(SPLITS)}")
-    path = (Path(splits_dir) if splits_dir is not None else config.splits_dir()) / f"{name}.csv"
+    path = (Path(splits_dir) if splits_dir is not None else paths.splits_dir()) / f"{name}.csv"
     if not path.is_file():
         raise DataError(f"{path}: split file not found (run `seglib data split`)")
     return parse_split(_read_bytes(path), path)
@@ -346,7 +346,7 @@ def fold_split(fold: int, splits_dir: Path | None = None, inner: int = -1) -> tu
     With an `inner` fold (nested cross-validation): train+val less both folds, and the inner fold.
 
     Test never enters a fold. A folds.csv that does not cover train+val exactly is refused."""
-    folder = Path(splits_dir) if splits_dir is not None else config.splits_dir()
+    folder = Path(splits_dir) if splits_dir is not None else paths.splits_dir()
     path, folds = _read_folds(folder)
     return fold_tables(fold, folds, read_split("train", folder), read_split("val", folder), path, inner)
 
@@ -372,7 +372,7 @@ def fold_tables(fold: int, folds: pd.DataFrame, train: pd.DataFrame, val: pd.Dat
 
 def fold_numbers(splits_dir: Path | None = None) -> list[int]:
     """The fold numbers of data/splits/folds.csv."""
-    _, folds = _read_folds(Path(splits_dir) if splits_dir is not None else config.splits_dir())
+    _, folds = _read_folds(Path(splits_dir) if splits_dir is not None else paths.splits_dir())
     return sorted(int(f) for f in folds["fold"].unique())
 
 

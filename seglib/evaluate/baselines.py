@@ -9,9 +9,9 @@ import numpy as np
 import pandas as pd
 
 from seglib.data.snapshot import snapshot_splits
-from seglib.errors import SeglibError
 from seglib.evaluate.records import split_items
 from seglib.geometry import letterbox_box, unletterbox
+from seglib.infra.errors import SeglibError
 from seglib.metrics import image_scores, summarise
 
 PRIOR_SIZE = 128

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, fields, replace
 
-from seglib.errors import SeglibError
+from seglib.infra.errors import SeglibError
 
 THRESHOLD_SOURCES = ("val", "checkpoint")
 

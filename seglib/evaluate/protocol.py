@@ -12,14 +12,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, NamedTuple
 
 import seglib
-from seglib.config import display_path
 from seglib.data.external import PairSet
 from seglib.data.registry import BUILTIN
 from seglib.data.selection import check_not_trained_on, check_test_by_content, open_sets, trained_sets
 from seglib.data.snapshot import SplitSnapshot
 from seglib.data.splits import check_scored_split
-from seglib.devices import resolve_device
-from seglib.errors import SeglibError
 from seglib.evaluate.baselines import PRIOR_SIZE, _baseline_summaries, mean_mask_prior
 from seglib.evaluate.options import EvalOptions
 from seglib.evaluate.records import SPLITS, collect_probabilities, split_items
@@ -31,7 +28,10 @@ from seglib.evaluate.scoring import (
     threshold_sweep,
 )
 from seglib.evaluate.tables import EvalResult
-from seglib.io import check_writable_dir, write_json_atomic, write_text_atomic
+from seglib.infra.devices import resolve_device
+from seglib.infra.errors import SeglibError
+from seglib.infra.io import check_writable_dir, write_json_atomic, write_text_atomic
+from seglib.infra.paths import display_path
 from seglib.metrics import summarise
 from seglib.runs import METRICS, PER_IMAGE, SWEEP, Run, same_checkpoint
 
@@ -325,7 +325,7 @@ def _write_results(job: _Job, split: str, split_dir: Path, scores: _Scores, metr
     evaluation completed); a split rewritten while this ran (`data split --overwrite`) is refused, not recorded
     as checked. A file the system refuses (a full disk) is one line naming it; the files this call made before it
     are removed, and so are the folders it made."""
-    from seglib.io import NewFolder
+    from seglib.infra.io import NewFolder
 
     job.snapshot.check_unchanged(f"{split} was being scored")
     texts = {split_dir / PER_IMAGE: scores.per_image.to_csv(index=False, float_format="%.6g", lineterminator="\n")}

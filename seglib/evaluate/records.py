@@ -9,13 +9,13 @@ from typing import Protocol
 import numpy as np
 import pandas as pd
 
-from seglib.config import EVAL_SPLITS
 from seglib.data.dataset import SegmentationDataset, load_item
 from seglib.data.external import PairSet
 from seglib.data.registry import BUILTIN
 from seglib.data.selection import open_sets
-from seglib.errors import SeglibError
 from seglib.image_facts import FACT_COLUMNS, image_facts
+from seglib.infra.errors import SeglibError
+from seglib.infra.paths import EVAL_SPLITS
 
 SPLITS = EVAL_SPLITS
 

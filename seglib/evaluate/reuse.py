@@ -9,12 +9,12 @@ from pathlib import Path
 
 import pandas as pd
 
-from seglib.config import display_path
 from seglib.data.external import PairSet
-from seglib.errors import SeglibError
 from seglib.evaluate.options import EvalOptions
 from seglib.evaluate.protocol import evaluate_run
 from seglib.evaluate.tables import EvalResult
+from seglib.infra.errors import SeglibError
+from seglib.infra.paths import display_path
 from seglib.runs import BEST, METRICS, PER_IMAGE, SWEEP, Run, same_checkpoint
 
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from seglib.errors import SeglibError
 from seglib.evaluate.records import PER_IMAGE_COLUMNS
 from seglib.image_facts import FACT_COLUMNS
+from seglib.infra.errors import SeglibError
 from seglib.metrics import image_scores
 
 SWEEP_THRESHOLDS = tuple(float(t) for t in np.round(np.arange(0.30, 0.70 + 1e-9, 0.05), 2))

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from seglib.errors import SeglibError
+from seglib.infra.errors import SeglibError
 from seglib.runs import METRICS, Run
 
 HEADLINE_COLUMNS = ["mean_iou", "ci95_low", "ci95_high", "median_iou", "pooled_iou", "mean_dice",

@@ -29,7 +29,7 @@ _DEFINED_IN = {
                      "parse_background",
                      "save_jpeg_atomic"), "outputs"),
     "Predictor": "predictor",
-    **dict.fromkeys(("Protocol", "val_protocol"), "protocol"),
+    **dict.fromkeys(("ValChoice", "val_protocol"), "val_choice"),
 }
 __all__ = sorted(_DEFINED_IN)
 

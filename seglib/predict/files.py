@@ -4,7 +4,7 @@ Per photo: `<stem>.mask.png` (0/255 at the photo's exact size as viewers show it
 `<stem>.overlay.jpg`, `<stem>.cutout.png` (RGBA, soft edge) and `<stem>.background.jpg` (the background
 replaced). Per video: the same kinds as videos (`<stem>.mask.mp4`, ...; a video's cut-out stands on chroma-key
 green). Bad inputs are reported and skipped -> `PredictReport`; a full disk stops the batch at the first file it
-refuses. One batch writes into a folder at a time (`seglib.locks`), never into a folder seglib reads data from.
+refuses. One batch writes into a folder at a time (`seglib.infra.locks`), never into a folder seglib reads data from.
 """
 
 from __future__ import annotations
@@ -19,9 +19,9 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from seglib.errors import DataError, SeglibError
-from seglib.io import FULL_DISK_ERRNOS, check_writable_dir, save_png_atomic
-from seglib.locks import output_folder, reentrant
+from seglib.infra.errors import DataError, SeglibError
+from seglib.infra.io import FULL_DISK_ERRNOS, check_writable_dir, save_png_atomic
+from seglib.infra.locks import output_folder, reentrant
 from seglib.predict.inputs import collect_inputs, frame_count, is_video, load_input
 from seglib.predict.outputs import Background, draw_outputs, save_jpeg_atomic
 from seglib.predict.pipeline import WriteBehind, decoded_ahead
@@ -189,7 +189,7 @@ def predict_files(predictor: Predictor, inputs, out_dir: str | Path, choice: Out
                   threshold: float | None = None, log: Callable[[str, bool], None] | None = None) -> PredictReport:
     """Predict every input (photos and videos, see `collect_inputs`) and write its outputs into `out_dir`
     (the module says which). A folder seglib reads data from, or a photo's own folder, is refused
-    (`refuse_unsafe_out`), and so is a folder another batch is writing into (`seglib.locks`). Existing outputs are
+    (`refuse_unsafe_out`), and so is a folder another batch is writing into (`seglib.infra.locks`). Existing outputs are
     refused up front (SeglibError, nothing written) unless `overwrite`. An input that cannot be decoded (missing,
     empty, corrupt, truncated, not an image or video, too large) is recorded in the report (and passed to
     `log(line, is_error)` as `seglib: skipped <path>: <problem>`) and the batch goes on; a write refused for lack
@@ -240,7 +240,7 @@ def _run(predictor: Predictor, plan: list[Planned], report: PredictReport, choic
                 _write_behind(predictor, report, item, photo, prob, choice, threshold, say, writer)
             bar.update(1)
         writer.harvest(wait=True)
-    except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM/SIGHUP (seglib.signals): the files written so far are
+    except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM/SIGHUP (seglib.infra.signals): the files written so far are
         writer.close()  # whole (atomic writes), those handed to the writer finished; the caller says how many
         exc.predict_report = report
         raise

@@ -10,9 +10,9 @@ from pathlib import Path
 
 import numpy as np
 
-from seglib.config import IMAGE_SUFFIXES, VIDEO_SUFFIXES, link_problem, user_path
-from seglib.errors import SeglibError
-from seglib.io import open_image, to_rgb_array
+from seglib.infra.errors import SeglibError
+from seglib.infra.io import open_image, to_rgb_array
+from seglib.infra.paths import IMAGE_SUFFIXES, VIDEO_SUFFIXES, link_problem, user_path
 
 EXIF_ORIENTATION_TAG = 0x0112
 # what predict writes (left out of folder scans, so a second run does not predict its own outputs)

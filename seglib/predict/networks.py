@@ -8,7 +8,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from seglib.devices import resolve_device
+from seglib.infra.devices import resolve_device
 
 
 class TorchNetwork:

@@ -19,8 +19,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from seglib.errors import DataError, SeglibError
-from seglib.io import atomic_path, load_rgb
+from seglib.infra.errors import DataError, SeglibError
+from seglib.infra.io import atomic_path, load_rgb
 
 OVERLAY_COLOR = (0, 255, 0)
 OVERLAY_ALPHA = 0.45

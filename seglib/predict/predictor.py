@@ -8,14 +8,13 @@ protocol its reported scores used (threshold and flip TTA chosen on val) unless 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
-from typing import Protocol as Interface
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 
-from seglib.config import display_path
-from seglib.errors import SeglibError
 from seglib.geometry import network_input, to_photo
+from seglib.infra.errors import SeglibError
+from seglib.infra.paths import display_path
 from seglib.predict.outputs import (
     Background,
     composite,
@@ -24,14 +23,14 @@ from seglib.predict.outputs import (
     parse_background,
     refine_probabilities,
 )
-from seglib.predict.protocol import Protocol
+from seglib.predict.val_choice import ValChoice
 from seglib.settings import config_from_dict, input_multiple
 
 if TYPE_CHECKING:
     from seglib.runs import Run
 
 
-class Network(Interface):
+class Network(Protocol):
     """What a Predictor runs: (N,3,H,W) float32 network inputs -> (N,H,W) foreground probabilities, flip TTA
     averaged in when asked (`seglib.predict.networks.TorchNetwork`, `seglib.onnx_session.OnnxNetwork`)."""
 
@@ -50,7 +49,7 @@ class Predictor:
 
     def __init__(self, network: Network, cfg, checkpoint: dict, *, threshold: float | None = None,
                  tta: bool | None = None, source: str = "", threshold_source: str | None = None,
-                 protocol: Protocol | None = None, refine: bool = False):
+                 protocol: ValChoice | None = None, refine: bool = False):
         self.network = network
         self.refine = bool(refine)  # boundary refinement of the probabilities at the photo's resolution
         self.device = network.device
@@ -80,7 +79,7 @@ class Predictor:
         one: the protocol its reported scores used), else its stored threshold without TTA."""
         from seglib.checkpoint import load_checkpoint, model_from_checkpoint
         from seglib.predict.networks import TorchNetwork
-        from seglib.predict.protocol import val_protocol
+        from seglib.predict.val_choice import val_protocol
 
         state = load_checkpoint(path)
         model, cfg = model_from_checkpoint(state)
@@ -109,7 +108,7 @@ class Predictor:
         network, checkpoint = load_onnx_network(path, threads=threads, check_weights=check_weights)
         chosen = checkpoint.get("protocol")
         if chosen:
-            kwargs.setdefault("protocol", Protocol(chosen["threshold"], chosen["tta"],
+            kwargs.setdefault("protocol", ValChoice(chosen["threshold"], chosen["tta"],
                                                    f"{chosen['source']}, recorded in the export", True))
         return cls.from_network(network, checkpoint, source=display_path(path), **kwargs)
 
@@ -185,7 +184,7 @@ class Predictor:
         return composite(image, self.alpha(image, refine=refine), background)
 
 
-def _settle_tta(tta: bool | None, protocol: Protocol | None) -> tuple[bool, str]:
+def _settle_tta(tta: bool | None, protocol: ValChoice | None) -> tuple[bool, str]:
     """(TTA on?, why): as given, else as chosen on val, else off."""
     if tta is not None:
         return bool(tta), "given"

@@ -17,7 +17,7 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-from seglib.errors import SeglibError
+from seglib.infra.errors import SeglibError
 
 RUNTIMES = ("auto", "torch", "onnx")
 # raised whenever export_onnx writes a different graph for the same checkpoint (r2: Pads merged into Convs)
@@ -73,7 +73,7 @@ def load_predictor(checkpoint: Path, *, runtime: str = "auto", device: str = "au
             return cached
     # 2. the checkpoint, in PyTorch where that is the runtime
     from seglib.checkpoint import load_checkpoint
-    from seglib.devices import resolve_device
+    from seglib.infra.devices import resolve_device
 
     load_checkpoint(checkpoint)  # a file that is not a whole seglib checkpoint is refused here, in one line
     resolved = resolve_device("cpu" if runtime == "onnx" and device == "auto" else device)
@@ -117,7 +117,7 @@ def _from_export(checkpoint: Path, exported: Path, digest: str, **kwargs):
     SeglibError unless the export is whole, its weights finite and its recorded source hash `digest`."""
     from seglib.onnx_session import load_onnx_network
     from seglib.predict.predictor import Predictor
-    from seglib.predict.protocol import val_protocol
+    from seglib.predict.val_choice import val_protocol
 
     network, facts = load_onnx_network(exported)  # finite weights, as `predict --onnx` checks
     if facts.get("source_sha256") != digest:

@@ -19,8 +19,8 @@ from pathlib import Path
 
 import numpy as np
 
-from seglib.errors import DataError
-from seglib.io import atomic_path
+from seglib.infra.errors import DataError
+from seglib.infra.io import atomic_path
 from seglib.predict.outputs import Background, draw_outputs
 from seglib.predict.smoothing import TemporalSmoother
 

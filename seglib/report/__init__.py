@@ -16,7 +16,7 @@ Modules: `params` (which parameters each notebook gets), `runner` (the batch), `
 `index` (the landing page).
 """
 
-from seglib import config  # noqa: F401 - tests and callers patch config.notebooks_dir through here
+from seglib.infra import paths  # noqa: F401 - tests and callers patch paths.notebooks_dir through here
 from seglib.report.html import (  # noqa: F401
     WIDGET_MIME,
     render_html,

@@ -6,7 +6,7 @@ import logging
 import os
 from pathlib import Path
 
-from seglib.io import write_text_atomic
+from seglib.infra.io import write_text_atomic
 
 WIDGET_MIME = "application/vnd.jupyter.widget-view+json"
 

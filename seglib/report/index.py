@@ -11,10 +11,10 @@ from typing import Any
 import mistune
 import yaml
 
-from seglib import config
-from seglib.config import display_path
-from seglib.errors import SeglibError
 from seglib.evaluate import headline_from_metrics
+from seglib.infra import paths
+from seglib.infra.errors import SeglibError
+from seglib.infra.paths import display_path
 from seglib.runs import Run
 
 _CSS = """
@@ -139,7 +139,7 @@ def _data_sections(run_dir: Path) -> list[str]:
         parts.append(table.to_html(index=False, float_format=lambda v: f"{v:.3f}", border=0))
     except (SeglibError, OSError, KeyError, ValueError) as exc:
         parts.append(f'<p class="muted">split summary unavailable: {e(str(exc))}</p>')
-    from seglib.crossdata import study_markdown
+    from seglib.studies.crossdata import study_markdown
 
     parts += ['<h2>Across data sets <span class="muted">(each model on each registered set\'s test split; '
               'reports/crossdata/, in-domain cells in bold)</span></h2>', mistune.html(study_markdown())]
@@ -209,7 +209,7 @@ def _num(value: Any, digits: int) -> str:
 
 
 def _experiment_tables(reports_root: Path | None) -> list[Path]:
-    candidates = [config.PROJECT_ROOT / "reports" / "experiments.csv"]
+    candidates = [paths.PROJECT_ROOT / "reports" / "experiments.csv"]
     if reports_root is not None:
         candidates.insert(0, Path(reports_root) / "experiments.csv")
     seen, out = set(), []

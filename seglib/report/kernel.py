@@ -14,7 +14,7 @@ import threading
 from collections.abc import Iterator
 from typing import IO
 
-from seglib.signals import HANDLED
+from seglib.infra.signals import HANDLED
 
 STOPS = (signal.SIGINT, *HANDLED)
 INTERRUPTED_WAIT_S = 60.0  # how long an interrupted cell may take to stop before its kernel is killed

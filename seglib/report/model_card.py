@@ -11,9 +11,9 @@ from typing import Any
 import pandas as pd
 
 from seglib.data.external import PENNFUDAN_CITATION
-from seglib.errors import SeglibError
-from seglib.failures import CATEGORIES, attributes, category_table
-from seglib.model_registry import model_entry
+from seglib.evaluate.failure_analysis import CATEGORIES, attributes, category_table
+from seglib.infra.errors import SeglibError
+from seglib.models.model_registry import model_entry
 from seglib.runs import PER_IMAGE, Run
 from seglib.settings import TrainConfig, config_from_dict
 
@@ -185,6 +185,6 @@ def _subgroups(run: Run, metrics: dict | None) -> tuple[list[str], pd.DataFrame 
 
 def _input(settings: TrainConfig | None) -> str:
     """The network input in words."""
-    from seglib.transforms import describe_input
+    from seglib.transforms.pipelines import describe_input
 
     return describe_input(settings.input_size, settings.geometry) if settings else "of an unknown size"

@@ -11,8 +11,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from seglib import config
-from seglib.errors import ConfigError, SeglibError
+from seglib.infra import paths
+from seglib.infra.errors import ConfigError, SeglibError
 from seglib.notebook import check_parameter, coerce_parameter
 from seglib.report.html import DropMessages
 from seglib.settings import parse_assignments
@@ -36,7 +36,7 @@ class NotebookParam:
 
 def find_notebooks(notebooks_dir: str | os.PathLike | None = None) -> list[Path]:
     """The numbered notebooks (`NN_name.ipynb`), in order."""
-    folder = Path(notebooks_dir) if notebooks_dir is not None else config.notebooks_dir()
+    folder = Path(notebooks_dir) if notebooks_dir is not None else paths.notebooks_dir()
     found = sorted(p for p in folder.glob(NOTEBOOK_PATTERN) if p.is_file())
     if not found:
         raise SeglibError(f"{folder}: no numbered notebooks ({NOTEBOOK_PATTERN}) found")

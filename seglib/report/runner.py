@@ -19,11 +19,11 @@ from pathlib import Path
 from typing import Any
 
 import seglib
-from seglib import config
-from seglib.config import JUPYTER_KERNEL, display_path, user_path
-from seglib.errors import SeglibError
-from seglib.io import ensure_writable_dir, write_json_atomic, write_text_atomic
-from seglib.locks import exclusive
+from seglib.infra import paths
+from seglib.infra.errors import SeglibError
+from seglib.infra.io import ensure_writable_dir, write_json_atomic, write_text_atomic
+from seglib.infra.locks import exclusive
+from seglib.infra.paths import JUPYTER_KERNEL, display_path, user_path
 from seglib.notebook import resolve_params
 from seglib.report.html import DropMessages, render_html
 from seglib.report.index import index_html
@@ -137,7 +137,7 @@ def run_report(profile: str = "default", run: str = "default", *, data_dir: str 
     command += (["--with-code"] if with_code else []) + (["--kernel", kernel] if kernel != DEFAULT_KERNEL else [])
     check_kernel(kernel)
 
-    root = user_path(out_root).resolve() if out_root is not None else config.reports_dir()
+    root = user_path(out_root).resolve() if out_root is not None else paths.reports_dir()
     final = root / ctx.run
     _refuse_existing(final, overwrite)
     ensure_writable_dir(root)
@@ -279,7 +279,7 @@ def _say_interrupted(exc: KeyboardInterrupt, current: NotebookRecord | None, sta
     log(f"{how} {where}: the notebooks run so far are kept at {display_path(kept)}{previous}")
 
 
-# Lines a notebook prints that the terminal should see while it runs (training progress from seglib.engine).
+# Lines a notebook prints that the terminal should see while it runs (training progress from seglib.training.engine).
 PROGRESS_LINE = re.compile(r"^(run \S+: |epoch +\d+/\d+ |interrupted|Reusing the trained run|Resuming the unfinished "
                            r"run|retrain=True: )")
 
@@ -379,14 +379,14 @@ def _kernel_environment(data_dir: Path | None) -> Iterator[None]:
     """The kernel's environment: absolute SEGLIB_* paths (it runs in notebooks/, where relative ones would
     point elsewhere), --data-dir as SEGLIB_DATA_DIR, and matplotlib's inline backend (a MPLBACKEND=Agg left in
     the shell would otherwise keep every figure out of the report)."""
-    names = (config.ENV_DATA_DIR, config.ENV_RUNS_DIR, config.ENV_REPORTS_DIR)
+    names = (paths.ENV_DATA_DIR, paths.ENV_RUNS_DIR, paths.ENV_REPORTS_DIR)
     saved = {name: os.environ.get(name) for name in (*names, "MPLBACKEND")}
     try:
         for name in names:
             if os.environ.get(name):
                 os.environ[name] = str(user_path(os.environ[name]).resolve())
         if data_dir is not None:
-            os.environ[config.ENV_DATA_DIR] = str(data_dir)
+            os.environ[paths.ENV_DATA_DIR] = str(data_dir)
         os.environ["MPLBACKEND"] = INLINE_BACKEND
         yield
     finally:

@@ -9,13 +9,13 @@ applied per figure through `rc_context`, never globally; seaborn is used axes-le
 Colour conventions: ground truth green, prediction orange; in error overlays true positives are lightly
 tinted green, false positives magenta and false negatives cyan (`add_error_legend` explains them).
 
-One module per notebook stage: `style`, `images` (shared photo panels), `data` (01), `augment` (02),
+One module per notebook stage: `style`, `images` (shared photo panels), `dataset_plots` (01), `augment` (02),
 `training` (03), `evaluation` (04), `failures` (05), and `tables`; everything is re-exported here, so
 notebooks use `viz.NAME`.
 """
 
-from seglib.arrays import as_mask, to_rgb  # noqa: F401
-from seglib.transform_checks import (  # noqa: F401
+from seglib.infra.arrays import as_mask, to_rgb  # noqa: F401
+from seglib.transforms.checks import (  # noqa: F401
     ALIGNED_SHARE,
     alignment_verdict,
     apply_transform,
@@ -29,7 +29,10 @@ from seglib.viz.augment import (  # noqa: F401
     ops_table,
     per_transform_grid,
 )
-from seglib.viz.data import (  # noqa: F401
+from seglib.viz.curves import (  # noqa: F401
+    training_curves,
+)
+from seglib.viz.dataset_plots import (  # noqa: F401
     colour_mode_table,
     fg_fraction_hist,
     size_relation_table,
@@ -75,10 +78,7 @@ from seglib.viz.style import (  # noqa: F401
     new_figure,
     styled,
 )
-from seglib.viz.tables import (  # noqa: F401
+from seglib.viz.summary_tables import (  # noqa: F401
     config_table,
     key_value_table,
-)
-from seglib.viz.training import (  # noqa: F401
-    training_curves,
 )

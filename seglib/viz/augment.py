@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
-from seglib.transform_checks import _reseed, apply_transform
+from seglib.transforms.checks import _reseed, apply_transform
 from seglib.viz.images import sample_grid
 from seglib.viz.style import MAX_SIDE, styled
 
@@ -58,7 +58,7 @@ def geometry_grid(image: np.ndarray, mask: np.ndarray, size: int, multiple: int 
     """The photo as each `geometry` makes it a network input (letterbox, resize, rect), titled with the input's
     HxW and the share of it that is padding."""
     from seglib.settings import GEOMETRIES
-    from seglib.transforms import eval_transform
+    from seglib.transforms.pipelines import eval_transform
 
     panels = [(image, mask, f"photo {mask.shape[1]}x{mask.shape[0]}")]
     for geometry in GEOMETRIES:

@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
-from seglib.arrays import as_mask, check_shapes
+from seglib.infra.arrays import as_mask, check_shapes
 from seglib.viz.evaluation import _boxplot
 from seglib.viz.images import (
     _image_axis,

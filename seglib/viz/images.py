@@ -11,7 +11,7 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.patches import Patch
 
-from seglib.arrays import as_mask, check_shapes, to_rgb
+from seglib.infra.arrays import as_mask, check_shapes, to_rgb
 from seglib.predict import overlay_mask
 from seglib.viz.style import (
     FN_COLOR,

@@ -1,0 +1,1 @@
+"""Infrastructure below every layer: errors, paths, atomic files, locks, signals, devices, small array helpers."""

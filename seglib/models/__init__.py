@@ -1,0 +1,1 @@
+"""The networks: one registry of models, their builders and their weights."""

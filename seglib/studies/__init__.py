@@ -1,0 +1,1 @@
+"""How recipes were chosen and measured: cross-validation, fold ensembles, the cross-data table, the MediaPipe anchors, benchmarks, the results page and the experiment log. Used by the command line, the reports and the docs; the core never imports it."""

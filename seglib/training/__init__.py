@@ -1,0 +1,1 @@
+"""Training a run: the loop (engine), its parts, its progress and its runtime."""

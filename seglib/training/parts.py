@@ -1,0 +1,101 @@
+"""What a training run trains with: the network, its loss, optimiser, schedule, mixed-precision scaler, weight
+average and teacher, built from the config in one place (`build_parts`), for the engine and the benchmark alike."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import torch.nn as nn
+
+from seglib.checkpoint import cpu_state_dict, make_checkpoint
+from seglib.infra.errors import CheckpointError
+from seglib.infra.paths import display_path
+from seglib.losses import DiceBCELoss
+from seglib.models.model import model_for, teacher_for
+from seglib.settings import TrainConfig
+from seglib.training.ema import WeightEMA
+from seglib.training.runtime import Runtime
+
+# channels-last on CPU too: faster training steps for the MediaPipe networks (reports/bench/bench.md); results
+# equal up to float rounding (a run is no longer bit-identical to one trained before the change)
+MEMORY_FORMAT = torch.channels_last
+
+
+@dataclass
+class TrainParts:
+    """Everything one training step touches, and how it is saved to and restored from a checkpoint."""
+
+    model: nn.Module  # the network whose raw weights the optimiser moves
+    trained: nn.Module  # what forward and backward run through: the model, or its DistributedDataParallel wrapper
+    loss_fn: nn.Module
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LRScheduler
+    scaler: torch.amp.GradScaler
+    use_amp: bool
+    ema: WeightEMA | None = None
+    teacher: nn.Module | None = None
+
+    @property
+    def scored(self) -> nn.Module:
+        """The weights validated and saved as the checkpoint's model: the average with EMA, else the model."""
+        return self.ema.module if self.ema is not None else self.trained
+
+    def checkpoint(self, cfg: TrainConfig, state, val_iou: float, data_split: dict) -> dict:
+        """The checkpoint of the epoch `state` has just recorded (`state` is an engine.TrainState)."""
+        saved = make_checkpoint(self.scored, cfg, epoch=state.epoch, val_iou=val_iou, best_val_iou=state.best_iou,
+                                optimizer=self.optimizer, scheduler=self.scheduler, scaler=self.scaler,
+                                history=state.history, bad_epochs=state.bad_epochs, stop_reason=state.stop_reason)
+        saved["data_split"] = data_split
+        if self.ema is not None:  # model_state holds the averaged weights; the raw ones are kept beside them
+            saved["raw_model_state"] = cpu_state_dict(self.model)
+            saved["ema_state"] = self.ema.state_dict()
+        return saved
+
+    def restore(self, saved: dict, path: Path) -> None:
+        """Weights, optimiser, schedule and scaler as `saved` (read from `path`) left them."""
+        try:
+            if self.ema is not None:
+                self.model.load_state_dict(saved["raw_model_state"])
+                self.ema.load_state_dict(saved["ema_state"], saved["model_state"])
+            else:
+                self.model.load_state_dict(saved["model_state"])
+            self.optimizer.load_state_dict(saved["optimizer_state"])
+            self.scheduler.load_state_dict(saved["scheduler_state"])
+        except (KeyError, RuntimeError, ValueError) as exc:
+            raise CheckpointError(f"{display_path(path)}: cannot resume from it ({type(exc).__name__}: "
+                                  f"{str(exc)[:120]}); start again with --overwrite") from None
+        if saved.get("scaler_state"):
+            self.scaler.load_state_dict(saved["scaler_state"])
+
+
+def build_parts(cfg: TrainConfig, runtime: Runtime | None = None, steps_per_epoch: int = 1, *,
+                pretrained: bool = True) -> TrainParts:
+    """The parts for `cfg` on `runtime`'s device (the CPU without one), the schedule spread over `cfg.epochs` epochs
+    of `steps_per_epoch` steps; seeded by `cfg.seed`. `pretrained=False` skips loading starting weights (timing)."""
+    device = runtime.device if runtime is not None else torch.device("cpu")
+    torch.manual_seed(cfg.seed)
+    model = model_for(cfg, pretrained=pretrained).to(device).to(memory_format=MEMORY_FORMAT)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    use_amp = device.type == "cuda" and cfg.amp
+    trained = model
+    if runtime is not None and runtime.distributed:
+        trained = nn.parallel.DistributedDataParallel(model, device_ids=[runtime.local_rank]
+                                                      if device.type == "cuda" else None)
+    teacher = teacher_for(cfg).to(device, memory_format=MEMORY_FORMAT) if cfg.distill_weight else None
+    return TrainParts(model=model, trained=trained, loss_fn=DiceBCELoss.for_config(cfg), optimizer=optimizer,
+                      scheduler=make_scheduler(cfg, optimizer, steps_per_epoch),
+                      scaler=torch.amp.GradScaler("cuda", enabled=use_amp), use_amp=use_amp,
+                      ema=WeightEMA(model, cfg.ema_decay) if cfg.ema_decay else None, teacher=teacher)
+
+
+def make_scheduler(cfg: TrainConfig, optimizer, steps_per_epoch: int):
+    """The learning-rate schedule, stepped once per batch."""
+    total = max(1, cfg.epochs * steps_per_epoch)
+    if cfg.schedule == "onecycle":
+        return torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=cfg.lr, total_steps=total, pct_start=0.15,
+                                                   div_factor=20.0, final_div_factor=200.0)
+    if cfg.schedule == "cosine":
+        return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=total, eta_min=cfg.lr * 0.01)
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0)

@@ -1,0 +1,1 @@
+"""Augmentation and input pipelines (Albumentations), their checks, compositing."""
