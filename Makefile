@@ -45,7 +45,7 @@ setup: $(STAMP) ## create .venv, install seglib with its pinned dependencies, re
 data: setup ## fetch the data set into data/raw (or copy $SEGLIB_DATASET_SOURCE) and check it; Penn-Fudan into data/external
 	$(BIN)/seglib data fetch
 	$(BIN)/seglib data check
-	$(BIN)/seglib data fetch-pennfudan
+	$(BIN)/seglib data fetch pennfudan
 
 # Tests that time signals, locks or stopped kernels, and the notebooks (in order: 03 trains what 04-06 read), run
 # on their own; the rest run on two workers (pytest-xdist, one file per worker at a time, one torch thread each).

@@ -17,7 +17,7 @@ from seglib.infra.io import atomic_path
 from seglib.models.model import model_for
 from seglib.models.model_registry import model_entry
 from seglib.runs import BEST, LAST
-from seglib.schema import CHECKPOINT_FORMAT, validate_checkpoint
+from seglib.schema import CHECKPOINT_FORMAT, refuse, validate_stored
 from seglib.settings import TrainConfig, config_from_dict
 
 FORMAT = CHECKPOINT_FORMAT
@@ -43,10 +43,9 @@ def cpu_state_dict(model: nn.Module) -> dict:
     return {k: v.detach().cpu() for k, v in unwrap(model).state_dict().items()}
 
 
-def make_checkpoint(model: nn.Module, cfg: TrainConfig, *, epoch: int, val_iou: float, best_val_iou: float,
-                    optimizer=None, scheduler=None, scaler=None, history: list[dict] | None = None,
-                    bad_epochs: int = 0, stop_reason: str = "") -> dict:
-    """Everything prediction needs (weights, threshold, input size, normalisation, config) plus resume state."""
+def make_checkpoint(model: nn.Module, cfg: TrainConfig, *, epoch: int, val_iou: float, best_val_iou: float) -> dict:
+    """Everything prediction needs (weights, threshold, input size, normalisation, config), with an empty resume
+    state (`training.parts.TrainParts.checkpoint` fills it)."""
     return {
         "format": FORMAT,
         "seglib_version": seglib.__version__,
@@ -61,12 +60,8 @@ def make_checkpoint(model: nn.Module, cfg: TrainConfig, *, epoch: int, val_iou: 
         "epoch": int(epoch),
         "val_iou": float(val_iou),
         "best_val_iou": float(best_val_iou),
-        "bad_epochs": int(bad_epochs),
-        "stop_reason": stop_reason,
-        "history": list(history or []),
-        "optimizer_state": optimizer.state_dict() if optimizer is not None else None,
-        "scheduler_state": scheduler.state_dict() if scheduler is not None else None,
-        "scaler_state": scaler.state_dict() if scaler is not None else None,
+        "bad_epochs": 0, "stop_reason": "", "history": [],  # the resume state, empty
+        **dict.fromkeys(("optimizer_state", "scheduler_state", "scaler_state")),
     }
 
 
@@ -132,3 +127,21 @@ def model_from_checkpoint(state: dict) -> tuple[nn.Module, TrainConfig]:
         raise CheckpointError(f"checkpoint weights do not fit its own config ({str(exc)[:160]})") from None
     model.eval()
     return model, cfg
+
+
+def validate_checkpoint(state: dict, where: str) -> TrainConfig:
+    """`validate_stored` for a loaded checkpoint, and its weights finite."""
+    cfg = validate_stored(state, "checkpoint", where)
+    check_finite_weights(state["model_state"], where)
+    return cfg
+
+
+def check_finite_weights(state: dict, where: str, field_name: str = "model_state") -> None:
+    """Every floating-point tensor finite: NaN or inf weights give empty or meaningless masks."""
+    import torch
+
+    bad = [k for k, t in state.items() if (t.is_floating_point() or t.is_complex()) and not torch.isfinite(t).all()]
+    if bad:
+        more = f" and {len(bad) - 1} more" if len(bad) > 1 else ""
+        raise refuse(where, f"field '{field_name}' holds non-finite weights (NaN or inf) in {bad[0]!r}{more}; "
+                            "the training diverged? use an earlier checkpoint or train again")

@@ -1,7 +1,5 @@
-"""ONNX export of trained checkpoints (verified against PyTorch) and an ONNX Runtime model to predict with.
-
-An exported file's seglib metadata is checked on load against the same schema as a checkpoint (`seglib.schema`),
-and its graph against what seglib feeds it (input "image" N x 3 x H x W, output "logits", finite weights)."""
+"""ONNX export of trained checkpoints, verified against PyTorch. `seglib.onnx_session` loads an export to predict
+with (`load_onnx_network`, what `Predictor.from_onnx` uses) and checks its metadata and graph."""
 
 from __future__ import annotations
 
@@ -18,21 +16,12 @@ import torch
 from torch import nn
 
 import seglib
-from seglib.checkpoint import load_checkpoint, model_from_checkpoint
+from seglib.checkpoint import load_checkpoint, model_from_checkpoint, validate_checkpoint
 from seglib.infra.errors import SeglibError, first_line
 from seglib.infra.io import atomic_path, check_writable_dir
-from seglib.onnx_session import (
-    INPUT_NAME,
-    OUTPUT_NAME,
-    check_graph,
-    check_input_size,
-    checkpoint_like,
-    make_session,
-    read_metadata,
-    run_logits,
-)
-from seglib.schema import ONNX_FORMAT, validate_checkpoint
-from seglib.settings import input_multiple
+from seglib.onnx_session import INPUT_NAME, OUTPUT_NAME, make_session
+from seglib.schema import ONNX_FORMAT
+from seglib.settings import RECT, input_multiple
 
 FORMAT = ONNX_FORMAT  # metadata_props["format"] of every file export_onnx writes
 IN_MEMORY = "(in-memory checkpoint)"
@@ -131,7 +120,7 @@ def export_onnx(checkpoint_path_or_state: str | os.PathLike | dict, out_path: st
             max_diff, max_logit = _compare(model, session, [square])
     else:
         note = f"height/width fixed at {size} (dynamic=False)"
-    if cfg.geometry == "rect" and not dynamic:  # its inputs are as wide and tall as each photo's aspect makes them
+    if cfg.geometry == RECT and not dynamic:  # its inputs are as wide and tall as each photo's aspect makes them
         raise SeglibError(f"{source}: geometry rect needs an export with dynamic height and width; {note}")
     tolerance = _tolerance(max_diff, max_logit, shapes)
     try:
@@ -285,71 +274,3 @@ def _tolerance(max_diff: float, max_logit: float, shapes: list) -> float:
         raise SeglibError(f"ONNX logits differ from PyTorch's by {max_diff:.3g} (tolerance {tolerance:.3g}) "
                           f"on inputs {shapes}")
     return tolerance
-
-
-class OnnxModel(nn.Module):
-    """An exported model run by onnxruntime, usable where seglib expects a torch model: `model(batch)` takes an
-    (N,3,H,W) float tensor and returns (N,1,H,W) logits as a torch tensor on the batch's device.
-
-    `threads`: onnxruntime intra-op threads (default os.cpu_count()). CPU by default; `.to("cuda")` needs
-    onnxruntime's CUDAExecutionProvider.
-    """
-
-    def __init__(self, path: str | os.PathLike, *, threads: int | None = None, data: bytes | None = None):
-        super().__init__()
-        self.path = Path(path)
-        self.threads = threads
-        if data is None and not self.path.is_file():
-            raise SeglibError(f"{self.path}: ONNX model not found")
-        self._data = self.path.read_bytes() if data is None else data
-        self.provider = "CPUExecutionProvider"
-        try:
-            self.session = make_session(self._data, threads=threads, providers=[self.provider])
-        except Exception as exc:  # noqa: BLE001 - onnxruntime's own exception types
-            raise SeglibError(f"{self.path}: onnxruntime cannot load it ({first_line(exc, 200)})") from None
-        self.fixed_hw = check_graph(self.session, self.path)
-
-    def to(self, device=None, dtype=None, non_blocking: bool = False) -> OnnxModel:
-        if isinstance(device, torch.dtype):
-            device, dtype = None, device
-        if dtype is not None and dtype != torch.float32:
-            raise SeglibError(f"{self.path}: the ONNX model runs in float32 only, not {dtype}")
-        if device is None:
-            return self
-        try:
-            kind = torch.device(device).type
-        except (RuntimeError, TypeError):
-            raise SeglibError(f"{self.path}: device {device!r} unknown (cpu or cuda)") from None
-        if kind == "cpu":
-            provider = "CPUExecutionProvider"
-        elif kind == "cuda":
-            import onnxruntime as ort
-
-            if "CUDAExecutionProvider" not in ort.get_available_providers():
-                raise SeglibError(f"{self.path}: onnxruntime here has no CUDAExecutionProvider (install "
-                                  "onnxruntime-gpu) -- use device cpu")
-            provider = "CUDAExecutionProvider"
-        else:
-            raise SeglibError(f"{self.path}: device {device!r} is not supported by the ONNX backend (cpu or cuda)")
-        if provider != self.provider:
-            self.session = make_session(self._data, threads=self.threads, providers=[provider])
-            self.provider = provider
-        return self
-
-    def forward(self, batch: torch.Tensor) -> torch.Tensor:
-        if batch.ndim != 4 or batch.shape[1] != 3:
-            raise SeglibError(f"{self.path}: expects an (N,3,H,W) batch, got {tuple(batch.shape)}")
-        x = batch.detach().to("cpu", torch.float32).contiguous().numpy()
-        return torch.from_numpy(run_logits(self.session, x, self.fixed_hw, self.path)).to(batch.device)
-
-
-def load_onnx(path: str | os.PathLike, *, threads: int | None = None) -> tuple[OnnxModel, dict]:
-    """(OnnxModel, checkpoint-like dict): an export as a torch module, for code that expects one."""
-    path = Path(path)
-    if not path.is_file():
-        raise SeglibError(f"{path}: ONNX model not found")
-    data = path.read_bytes()
-    checkpoint = checkpoint_like(read_metadata(path, data), path)
-    model = OnnxModel(path, threads=threads, data=data)
-    check_input_size(checkpoint["input_size"], model.fixed_hw, path)
-    return model, checkpoint

@@ -14,19 +14,19 @@ import cv2
 import numpy as np
 
 from seglib.infra.errors import ConfigError
+from seglib.settings import GEOMETRIES, LETTERBOX, RECT, RESIZE
 
-_GEOMETRIES = ("letterbox", "resize", "rect")  # seglib.settings.GEOMETRIES (this module imports nothing heavier)
 # ImageNet statistics: the normalisation smp encoders expect; stored in every checkpoint.
 NORMALIZATION = {"mean": (0.485, 0.456, 0.406), "std": (0.229, 0.224, 0.225)}
 
 
-def network_input(rgb: np.ndarray, size: int, geometry: str = "letterbox", multiple: int = 32) -> np.ndarray:
+def network_input(rgb: np.ndarray, size: int, geometry: str = LETTERBOX, multiple: int = 32) -> np.ndarray:
     """An HxWx3 uint8 RGB photo as the network's (3, h, w) float32 input: resized (area filter) and padded with
     black as `geometry` says, then normalised."""
-    if geometry not in _GEOMETRIES:
-        raise ConfigError(f"geometry {geometry!r} unknown; expected one of {', '.join(_GEOMETRIES)}")
+    if geometry not in GEOMETRIES:
+        raise ConfigError(f"geometry {geometry!r} unknown; expected one of {', '.join(GEOMETRIES)}")
     height, width = rgb.shape[:2]
-    if geometry == "resize":
+    if geometry == RESIZE:
         new_h, new_w = size, size
     else:
         _, _, new_h, new_w = letterbox_box(height, width, size)
@@ -50,9 +50,9 @@ def _normalize_luts() -> np.ndarray:
     return ((np.arange(256, dtype=np.float32) - mean[:, None]) * denominator[:, None]).astype(np.float32)
 
 
-def input_shape(height: int, width: int, size: int, geometry: str = "letterbox", multiple: int = 32) -> tuple[int, int]:
+def input_shape(height: int, width: int, size: int, geometry: str = LETTERBOX, multiple: int = 32) -> tuple[int, int]:
     """The network input's HxW for an HxW photo (what `input_ops` produces; batches group photos by it)."""
-    if geometry != "rect":
+    if geometry != RECT:
         return size, size
     _, _, new_h, new_w = letterbox_box(height, width, size)
     return -(-new_h // multiple) * multiple, -(-new_w // multiple) * multiple
@@ -77,9 +77,9 @@ def unletterbox(prob: np.ndarray, height: int, width: int) -> np.ndarray:
     return cv2.resize(crop, (width, height), interpolation=cv2.INTER_LINEAR)
 
 
-def to_photo(prob: np.ndarray, height: int, width: int, geometry: str = "letterbox") -> np.ndarray:
+def to_photo(prob: np.ndarray, height: int, width: int, geometry: str = LETTERBOX) -> np.ndarray:
     """Map a probability map back to the photo's HxW: undo the padding (letterbox, rect), or resize back."""
-    if geometry in ("letterbox", "rect"):
+    if geometry in (LETTERBOX, RECT):
         return unletterbox(prob, height, width)
     return cv2.resize(np.ascontiguousarray(prob, dtype=np.float32), (width, height), interpolation=cv2.INTER_LINEAR)
 

@@ -4,28 +4,18 @@ into the profile, run and data folder the notebook works on."""
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, MutableMapping
+from collections.abc import MutableMapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from seglib.infra import paths
 from seglib.infra.errors import ConfigError, SeglibError
+from seglib.infra.logs import show_messages
 from seglib.infra.paths import EVAL_SPLITS, user_path
+from seglib.infra.values import AT_LEAST_ONE, NOT_NEGATIVE, Rule, check_value, coerce_value, one_of
+from seglib.profiles import PROFILE_NAMES, default_profile, resolve_profile
 from seglib.runs import Run, check_run_name
-from seglib.settings import CHOICES, PROFILE_NAMES, coerce_value, default_profile, resolve_profile
-
-
-def _positive(value) -> str:
-    return "" if value > 0 else "must be 1 or more"
-
-
-def _not_negative(value) -> str:
-    return "" if value >= 0 else "must be 0 or more"
-
-
-def _one_of(*allowed: str) -> Callable[[Any], str]:
-    return lambda value: "" if value in allowed else f"expected one of {', '.join(allowed)}"
+from seglib.settings import AUGMENTATIONS
 
 
 def _eval_splits(value) -> str:
@@ -64,33 +54,31 @@ def _external_set(value) -> str:
     return ""
 
 
-# What a value must satisfy beyond its type, by parameter name (the same name means the same thing everywhere).
-PARAMETER_RULES: dict[str, Callable[[Any], str]] = {
-    "profile": _one_of("default", *PROFILE_NAMES),
+# What a value must satisfy beyond its type, by parameter name (the same name means the same thing everywhere);
+# the rules are the settings' own (`seglib.settings`), where a parameter is one.
+PARAMETER_RULES: dict[str, Rule] = {
+    "profile": one_of("default", *PROFILE_NAMES),
     "run": _run_name,
-    "augment": _one_of("default", "", *CHOICES["augment"]),
-    "n_samples": _positive,
-    "n_images": _positive,
-    "n_augmented": _positive,
-    "n_examples": _positive,
-    "k": _positive,
-    "seed": _not_negative,
+    "augment": one_of("default", "", *AUGMENTATIONS),
+    "n_samples": AT_LEAST_ONE,
+    "n_images": AT_LEAST_ONE,
+    "n_augmented": AT_LEAST_ONE,
+    "n_examples": AT_LEAST_ONE,
+    "k": AT_LEAST_ONE,
+    "seed": NOT_NEGATIVE,
     "splits": _eval_splits,
     "external": _external_set,
 }
 
 
 def coerce_parameter(name: str, value: Any, type_name: str) -> Any:
-    """A parameter value as its declared type (`settings.coerce_value`, the same rule as `--set`)."""
+    """A parameter value as its declared type (`infra.values.coerce_value`, the same rule as `--set`)."""
     return coerce_value(name, value, type_name, "parameter")
 
 
 def check_parameter(name: str, value: Any) -> None:
     """ConfigError when a (typed) value breaks its rule in PARAMETER_RULES."""
-    rule = PARAMETER_RULES.get(name)
-    problem = rule(value) if rule is not None else ""
-    if problem:
-        raise ConfigError(f"parameter {name}={value!r}: {problem}")
+    check_value(name, value, (PARAMETER_RULES[name],) if name in PARAMETER_RULES else (), "parameter")
 
 
 def check_parameters(namespace: MutableMapping[str, Any]) -> dict[str, Any]:
@@ -101,6 +89,7 @@ def check_parameters(namespace: MutableMapping[str, Any]) -> dict[str, Any]:
     value that is not a bool is an error and "false" is False. The typed values are written back; returns them.
     """
     show_user_errors_briefly()
+    show_messages()  # the core's progress lines in the cell's output
     hints = namespace.get("__annotations__", {})
     typed = {}
     for name, hint in hints.items():
@@ -181,7 +170,3 @@ def show_user_errors_briefly() -> bool:
         return False
     shell.set_custom_exc((SeglibError,), _one_line)
     return True
-
-
-def project_root() -> Path:
-    return paths.PROJECT_ROOT

@@ -11,11 +11,12 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from seglib.infra.errors import CheckpointError, SeglibError, first_line
-from seglib.schema import ONNX_FORMAT, decode_onnx_metadata
+from seglib.schema import BY_NAME, ONNX_FORMAT, refuse, shown, validate_stored
 
 INPUT_NAME, OUTPUT_NAME = "image", "logits"
 
@@ -212,3 +213,18 @@ def _protocol(text: str | None) -> dict | None:
     return {"threshold": float(value["threshold"]), "tta": bool(value.get("tta")),
             "source": str(value.get("source", ""))} if ok else None
 
+
+def decode_onnx_metadata(props: dict[str, str], where: str) -> dict:
+    """An ONNX file's metadata_props (all text) read back into the checkpoint's field types and validated."""
+    decoded: dict[str, Any] = {}
+    for key, raw in props.items():
+        f = BY_NAME.get(key)
+        if f is None or f.decode is None:
+            decoded[key] = raw  # the export's own notes (source, source_sha256, dynamic_hw): text
+            continue
+        try:
+            decoded[key] = f.decode(raw)
+        except (ValueError, TypeError):
+            raise refuse(where, f"field '{key}' is {shown(raw)}, expected {f.expected}") from None
+    validate_stored(decoded, "onnx", where)
+    return decoded

@@ -7,14 +7,17 @@ a name is never looked up in the current folder. Python callers may pass a `Path
 from __future__ import annotations
 
 import json
+import logging
 import os
 import re
 import shutil
 from pathlib import Path
 
 from seglib.infra import locks, paths
-from seglib.infra.errors import CheckpointError, ConfigError, SeglibError, note
-from seglib.settings import load_settings_file
+from seglib.infra.errors import CheckpointError, ConfigError, SeglibError
+from seglib.infra.values import load_settings_file
+
+logger = logging.getLogger(__name__)
 
 BEST, LAST = "best.pt", "last.pt"
 CONFIG, HISTORY, SUMMARY = "config.yaml", "history.csv", "train_summary.json"
@@ -172,31 +175,31 @@ class Run:
         with a LockedError naming the holder's pid. A holder in this process may take it again."""
         return locks.reentrant(self.dir, f"run {paths.display_path(self.dir)}")
 
-    def recover(self, log=None) -> None:
+    def recover(self) -> None:
         """Settle what a replacement (`--overwrite`) killed before it could clean up left behind, unless a live
         process is writing the run: the run moved aside (`.NAME.replaced`) is put back when the replacement saved
-        no epoch, else deleted (the replacement is the run now). Either way it is said in one line."""
+        no epoch, else deleted (the replacement is the run now). Either way it is said in one warning."""
         backup = self.replaced_backup
         if not backup.exists():
             return
         try:
             with self.lock():
-                self._settle_leftover(log or note)
+                self._settle_leftover()
         except locks.LockedError:
             return  # a live training is replacing the run: its own clean-up decides
 
-    def _settle_leftover(self, log) -> None:
+    def _settle_leftover(self) -> None:
         backup = self.replaced_backup
         if not backup.exists():
             return
         if self.last.is_file():  # killed between its first saved epoch and deleting the old run
             shutil.rmtree(backup)
-            log(f"{paths.display_path(self.dir)}: deleted {backup.name}, the run it replaced (the replacement "
-                "had saved an epoch before it was stopped)")
+            logger.warning(f"{paths.display_path(self.dir)}: deleted {backup.name}, the run it replaced (the "
+                           "replacement had saved an epoch before it was stopped)")
             return
         self._put_back()
-        log(f"{paths.display_path(self.dir)}: put back the previous run from {backup.name} (a replacement was "
-            "stopped before its first epoch)")
+        logger.warning(f"{paths.display_path(self.dir)}: put back the previous run from {backup.name} (a "
+                       "replacement was stopped before its first epoch)")
 
     def _put_back(self) -> None:
         """The run moved aside back in place of the replacement's folder (which holds no saved epoch)."""
@@ -245,7 +248,7 @@ class Run:
         """
         if not main:
             return
-        self._settle_leftover(note)  # the caller holds the lock
+        self._settle_leftover()  # the caller holds the lock
         if overwrite and self.dir.exists():
             os.replace(self.dir, self.replaced_backup)
         from seglib.infra.io import ensure_writable_dir

@@ -158,15 +158,6 @@ def check_seglib_version(found: Any, where: str) -> None:
                             f"to {found} or later to use it (its fields may mean what this version does not know)")
 
 
-def check_config(data: dict, where: str) -> TrainConfig:
-    """The stored training settings as a TrainConfig, checked like `--set` values (`settings.config_from_dict`:
-    known names, declared types, values that validate)."""
-    try:
-        return config_from_dict(data, source="field 'config'")
-    except ConfigError as exc:
-        raise refuse(where, str(exc)) from None
-
-
 def check_normalization(value: dict, where: str) -> None:
     """Models are fed inputs normalised with seglib's NORMALIZATION (training, prediction and MediaPipe's graph
     all use it): a file that says otherwise would give wrong masks, so it is refused."""
@@ -176,17 +167,6 @@ def check_normalization(value: dict, where: str) -> None:
             raise refuse(where, f"field 'normalization' is mean {list(value['mean'])} std {list(value['std'])}, "
                                 f"but this seglib feeds its models mean {list(NORMALIZATION['mean'])} std "
                                 f"{list(NORMALIZATION['std'])}; its masks would be wrong")
-
-
-def check_finite_weights(state: dict, where: str, field_name: str = "model_state") -> None:
-    """Every floating-point tensor finite: NaN or inf weights give empty or meaningless masks."""
-    import torch
-
-    bad = [k for k, t in state.items() if (t.is_floating_point() or t.is_complex()) and not torch.isfinite(t).all()]
-    if bad:
-        more = f" and {len(bad) - 1} more" if len(bad) > 1 else ""
-        raise refuse(where, f"field '{field_name}' holds non-finite weights (NaN or inf) in {bad[0]!r}{more}; "
-                            "the training diverged? use an earlier checkpoint or train again")
 
 
 def validate_stored(state: dict, kind: str, where: str) -> TrainConfig:
@@ -206,7 +186,10 @@ def validate_stored(state: dict, kind: str, where: str) -> TrainConfig:
             continue
         if not f.valid(state[f.name]):
             raise refuse(where, f"field '{f.name}' is {shown(state[f.name])}, expected {f.expected}")
-    cfg = check_config(state["config"], where)
+    try:  # the stored training settings, checked like `--set` values
+        cfg = config_from_dict(state["config"], source="field 'config'")
+    except ConfigError as exc:
+        raise refuse(where, str(exc)) from None
     multiple = input_multiple(cfg)
     if state["input_size"] % multiple:
         raise refuse(where, f"field 'input_size' is {state['input_size']}, expected a positive multiple of "
@@ -216,26 +199,9 @@ def validate_stored(state: dict, kind: str, where: str) -> TrainConfig:
         if model_entry(cfg.model).saves_graph and not isinstance(state.get("model_spec"), dict):
             raise refuse(where, f"field 'model_spec' is {shown(state.get('model_spec'))}, expected the graph of "
                                 f"its model={cfg.model}")
-        check_finite_weights(state["model_state"], where)
     return cfg
 
 
-def validate_checkpoint(state: dict, where: str) -> TrainConfig:
-    """`validate_stored` for a loaded checkpoint."""
-    return validate_stored(state, "checkpoint", where)
 
 
-def decode_onnx_metadata(props: dict[str, str], where: str) -> dict:
-    """An ONNX file's metadata_props (all text) read back into the checkpoint's field types and validated."""
-    decoded: dict[str, Any] = {}
-    for key, raw in props.items():
-        f = BY_NAME.get(key)
-        if f is None or f.decode is None:
-            decoded[key] = raw  # the export's own notes (source, source_sha256, dynamic_hw): text
-            continue
-        try:
-            decoded[key] = f.decode(raw)
-        except (ValueError, TypeError):
-            raise refuse(where, f"field '{key}' is {shown(raw)}, expected {f.expected}") from None
-    validate_stored(decoded, "onnx", where)
-    return decoded
+

@@ -124,7 +124,7 @@ def save_tiny_checkpoint(path: Path, epoch: int = 1, input_size: int = 32, seed:
 
     from seglib.checkpoint import make_checkpoint, save_checkpoint
     from seglib.models.model import UNet
-    from seglib.settings import make_config
+    from seglib.profiles import make_config
 
     torch.manual_seed(seed)
     cfg = make_config("smoke", {"input_size": input_size})
@@ -136,9 +136,12 @@ def run_subcommand(add_parser, argv: list[str]) -> int:
     """Parse `argv` with one module's `add_parser` (as `seglib` would) and run the command."""
     import argparse
 
+    from seglib.infra.logs import show_messages
+
     parser = argparse.ArgumentParser()
     add_parser(parser.add_subparsers())
     args = parser.parse_args(argv)
+    show_messages()  # as `seglib.cli.main` does
     return args.func(args)
 
 

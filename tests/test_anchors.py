@@ -37,7 +37,7 @@ def fake_worker(tmp_path, monkeypatch):
 def test_anchor_is_scored_at_mask_resolution_with_threshold_half(synthetic_splits, tmp_path, fake_worker):
     folder, splits = synthetic_splits
     results = anchors.score_anchor(out_dir=tmp_path / "anchor", python=sys.executable, dataset_dir=folder,
-                                   splits_dir=splits, progress=False, log=lambda _: None)
+                                   splits_dir=splits, progress=False)
     for split in ("val", "test"):
         saved = json.loads((tmp_path / "anchor" / split / "metrics.json").read_text())
         assert saved["threshold"] == 0.5 and saved["threshold_source"] == "checkpoint"
@@ -48,7 +48,7 @@ def test_anchor_is_scored_at_mask_resolution_with_threshold_half(synthetic_split
         assert (results[split].per_image["height"] > 0).all()
     with pytest.raises(SeglibError, match="test is already scored"):
         anchors.score_anchor(("test",), out_dir=tmp_path / "anchor", python=sys.executable, dataset_dir=folder,
-                             splits_dir=splits, progress=False, log=lambda _: None)
+                             splits_dir=splits, progress=False)
 
 
 def test_missing_environment_is_one_clear_error(tmp_path, capsys):
@@ -76,7 +76,7 @@ def test_anchor_row_joins_a_table_only_for_the_same_images(synthetic_splits, tmp
 
     folder, splits = synthetic_splits
     results = anchors.score_anchor(("test",), out_dir=tmp_path / "anchor", python=sys.executable,
-                                   dataset_dir=folder, splits_dir=splits, progress=False, log=lambda _: None)
+                                   dataset_dir=folder, splits_dir=splits, progress=False)
     run_metrics = dict(results["test"].metrics)  # stands in for a model scored on the same test images
     table = headline_from_metrics(run_metrics)
     joined = anchors.with_anchor(table, run_metrics, out_dir=tmp_path / "anchor")
@@ -89,7 +89,7 @@ def test_anchor_row_joins_a_table_only_for_the_same_images(synthetic_splits, tmp
 def test_paired_difference_is_photo_by_photo_on_the_same_images(synthetic_splits, tmp_path, fake_worker):
     folder, splits = synthetic_splits
     results = anchors.score_anchor(("test",), out_dir=tmp_path / "anchor", python=sys.executable,
-                                   dataset_dir=folder, splits_dir=splits, progress=False, log=lambda _: None)
+                                   dataset_dir=folder, splits_dir=splits, progress=False)
     theirs = results["test"]
     ours = theirs.per_image[["id", "iou"]].copy()
     ours["iou"] = (ours["iou"] + 0.1).clip(upper=1.0)

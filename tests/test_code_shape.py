@@ -106,3 +106,43 @@ def test_no_two_modules_share_a_name_outside_the_command_line():
         if "cli" not in package.relative_to(PACKAGE).parts:
             names.setdefault(package.name, []).append(str(package.relative_to(PACKAGE)) + "/")
     assert {name: where for name, where in names.items() if len(where) > 1} == {}
+
+
+def test_no_module_imports_a_private_name_of_another_seglib_module():
+    """A name one module shares with another is public: no `from seglib.x import _name` across modules."""
+    private = sorted(f"{p.relative_to(PROJECT_ROOT)}:{node.lineno} {node.module}.{alias.name}"
+                     for p in _sources() for node in ast.walk(ast.parse(p.read_text()))
+                     if isinstance(node, ast.ImportFrom) and (node.level or (node.module or "").startswith("seglib"))
+                     for alias in node.names if alias.name.startswith("_") and not alias.name.startswith("__"))
+    assert private == []
+
+
+MAX_PARAMETERS = 8
+SETTINGS_HEAVY = {"cli", "studies"}  # a command's and a study's many options: exempt from the parameter limit
+
+
+def _parameters(function: ast.FunctionDef | ast.AsyncFunctionDef) -> list[str]:
+    """A function's parameter names (*args and **kwargs included), less a leading self or cls."""
+    a = function.args
+    names = [p.arg for p in (*a.posonlyargs, *a.args, *a.kwonlyargs, *filter(None, (a.vararg, a.kwarg)))]
+    return names[1:] if names[:1] in (["self"], ["cls"]) else names
+
+
+def _functions():
+    for path in _sources():
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                yield path.relative_to(PACKAGE), node
+
+
+def test_the_core_logs_through_logging_not_a_log_parameter():
+    """Messages go to `logging.getLogger(__name__)` (shown by `seglib.infra.logs.show_messages`): no function
+    takes a `log` callback."""
+    assert [f"{path}:{node.lineno} {node.name}" for path, node in _functions() if "log" in _parameters(node)] == []
+
+
+def test_no_function_outside_the_command_line_and_the_studies_takes_more_than_eight_parameters():
+    """Many settings travel as one option object (a frozen dataclass such as `EvalOptions`)."""
+    long = [f"{path}:{node.lineno} {node.name} ({len(_parameters(node))})" for path, node in _functions()
+            if path.parts[0] not in SETTINGS_HEAVY and len(_parameters(node)) > MAX_PARAMETERS]
+    assert long == []

@@ -111,7 +111,7 @@ def test_training_with_composite_pastes_onto_the_training_photos_only(synthetic_
     import torch
 
     from seglib.data.loaders import make_loaders
-    from seglib.settings import make_config
+    from seglib.profiles import make_config
     from seglib.training.runtime import Runtime
 
     folder, splits = synthetic_splits
@@ -127,7 +127,8 @@ def test_training_with_composite_pastes_onto_the_training_photos_only(synthetic_
 
 def test_composite_is_a_probability_and_older_configs_had_none():
     from seglib.infra.errors import ConfigError
-    from seglib.settings import config_from_dict, make_config
+    from seglib.profiles import make_config
+    from seglib.settings import config_from_dict
 
     with pytest.raises(ConfigError, match="composite=1.5: a probability"):
         make_config("smoke", {"composite": 1.5})

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from seglib.data import external
 from seglib.infra import paths
 
 
@@ -34,7 +35,7 @@ def test_a_path_with_an_unknown_home_folder_is_one_line():
 
 
 FOLDER_VARIABLES = [paths.ENV_RUNS_DIR, paths.ENV_REPORTS_DIR, paths.ENV_DATASETS_DIR, paths.ENV_DATA_DIR,
-                    paths.ENV_PENNFUDAN_DIR]
+                    external.ENV_PENNFUDAN_DIR]
 
 
 def test_a_folder_variable_naming_a_file_is_one_line_naming_the_variable(tmp_path, monkeypatch):
@@ -45,7 +46,7 @@ def test_a_folder_variable_naming_a_file_is_one_line_naming_the_variable(tmp_pat
 
     getters = {paths.ENV_RUNS_DIR: paths.runs_dir, paths.ENV_REPORTS_DIR: paths.reports_dir,
                paths.ENV_DATASETS_DIR: paths.datasets_dir, paths.ENV_DATA_DIR: paths.raw_data_dir,
-               paths.ENV_PENNFUDAN_DIR: pennfudan_dir}
+               external.ENV_PENNFUDAN_DIR: pennfudan_dir}
     afile = tmp_path / "afile"
     afile.write_text("x")
     for name in FOLDER_VARIABLES:

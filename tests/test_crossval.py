@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 
 import pandas as pd
@@ -13,7 +14,7 @@ from seglib.cli import main
 from seglib.data.splits import fold_numbers, fold_split, read_split
 from seglib.infra import paths
 from seglib.infra.errors import ConfigError, DataError, SeglibError
-from seglib.settings import make_config
+from seglib.profiles import make_config
 from seglib.studies.crossval import compare, cross_validate, load_result
 from seglib.studies.experiments import record_cv
 
@@ -56,13 +57,13 @@ def test_folds_that_no_longer_match_the_split_are_refused(folded_splits):
         fold_split(7, splits)
 
 
-def test_cross_validation_trains_each_fold_scores_it_and_reuses_it(folded_splits, tmp_path, monkeypatch):
+def test_cross_validation_trains_each_fold_scores_it_and_reuses_it(folded_splits, tmp_path, monkeypatch, caplog):
     monkeypatch.setenv("SEGLIB_RUNS_DIR", str(tmp_path / "runs"))
     monkeypatch.setenv("SEGLIB_REPORTS_DIR", str(tmp_path / "reports"))
     dataset, splits = folded_splits
     cfg = make_config("smoke", {"epochs": 1, "input_size": 32})
-    lines: list[str] = []
-    result = cross_validate(cfg, "tiny", dataset_dir=dataset, splits_dir=splits, log=lines.append)
+    caplog.set_level(logging.INFO, logger="seglib")
+    result = cross_validate(cfg, "tiny", dataset_dir=dataset, splits_dir=splits)
     assert [f["fold"] for f in result["folds"]] == [0, 1]
     assert all(0 <= f["mean_iou"] <= 1 for f in result["folds"])
     assert result["mean_iou"] == pytest.approx(sum(f["mean_iou"] for f in result["folds"]) / 2)
@@ -74,26 +75,25 @@ def test_cross_validation_trains_each_fold_scores_it_and_reuses_it(folded_splits
     assert state_ids["n_images"] == len(fold_split(0, splits)[1])
     # a second call reuses the finished runs and their scores: nothing is trained again
     stamp = (run0 / "last.pt").stat().st_mtime_ns
-    lines.clear()
-    again = cross_validate(cfg, "tiny", dataset_dir=dataset, splits_dir=splits, log=lines.append)
+    caplog.clear()
+    again = cross_validate(cfg, "tiny", dataset_dir=dataset, splits_dir=splits)
     assert again["folds"] == result["folds"] and (run0 / "last.pt").stat().st_mtime_ns == stamp
-    assert any("reusing" in line for line in lines)
+    assert any("reusing" in line for line in caplog.messages)
     # a run saved before a setting existed had that setting's default: still the same recipe, still reused
     import yaml
 
     saved = yaml.safe_load((run0 / "config.yaml").read_text())
     del saved["distill_weight"], saved["config_schema"]  # a config saved before versions and distillation
     (run0 / "config.yaml").write_text(yaml.safe_dump(saved))
-    lines.clear()
-    assert cross_validate(cfg, "tiny", dataset_dir=dataset, splits_dir=splits, log=lines.append)["folds"] == \
-        result["folds"]
-    assert (run0 / "last.pt").stat().st_mtime_ns == stamp and sum("reusing" in line for line in lines) == 2
+    caplog.clear()
+    assert cross_validate(cfg, "tiny", dataset_dir=dataset, splits_dir=splits)["folds"] == result["folds"]
+    assert (run0 / "last.pt").stat().st_mtime_ns == stamp and sum("reusing" in line for line in caplog.messages) == 2
     table = record_cv(["tiny"])
     row = table.set_index("run").loc["tiny"]
     assert row["cv_folds"] == "2" and len(row["cv_fold_ious"].split()) == 2
     assert float(row["cv_mean_iou_tta"]) == pytest.approx(round(load_result("tiny")["mean_iou"], 4))
     # boundary refinement scores the same fold runs again, as a recipe of its own name; nothing is retrained
-    refined = cross_validate(cfg, "tiny", dataset_dir=dataset, splits_dir=splits, refine=True, log=lines.append)
+    refined = cross_validate(cfg, "tiny", dataset_dir=dataset, splits_dir=splits, refine=True)
     assert refined["recipe"] == "tiny-refined" and refined["refine"] and "refined" in refined["protocol"]
     assert load_result("tiny-refined")["folds"] == refined["folds"] and load_result("tiny")["folds"] == result["folds"]
     assert (run0 / "last.pt").stat().st_mtime_ns == stamp and (run0 / "cv_score-refined.json").is_file()
@@ -104,16 +104,17 @@ def test_cross_validation_trains_each_fold_scores_it_and_reuses_it(folded_splits
     from conftest import photo_folders
 
     from seglib.data.external import pairs_from_folders
-    from seglib.studies.crossval import pennfudan_check
+    from seglib.studies.crossval import external_check
 
     images, masks = photo_folders(tmp_path / "external", n=4)
-    path = pennfudan_check("tiny", splits_dir=splits, pairs=pairs_from_folders(images, masks), log=lines.append)
+    stand_in = pairs_from_folders(images, masks, name="pennfudan")
+    path = external_check("tiny", stand_in, splits_dir=splits)
     rows = list(csv.DictReader(path.open()))
     assert path.name == "pennfudan-check-tiny.csv"
     assert [r["fold_run"] for r in rows] == ["tiny-fold0", "tiny-fold1"] and {r["n_images"] for r in rows} == {"4"}
     assert all(0 <= float(r["pennfudan_mean_iou"]) <= 1 for r in rows)
     with pytest.raises(SeglibError, match="no finished fold run"):
-        pennfudan_check("untrained", splits_dir=splits, pairs=pairs_from_folders(images, masks))
+        external_check("untrained", stand_in, splits_dir=splits)
 
 
 def yaml_fold(run_dir) -> int:
@@ -264,11 +265,11 @@ def test_the_external_check_refuses_a_run_trained_on_a_copy_of_its_photos(tmp_pa
 
     from seglib.data.external import pairs_from_folders
     from seglib.data.selection import photo_hashes
-    from seglib.studies.crossval import pennfudan_row
+    from seglib.studies.crossval import check_row
 
     images, masks = photo_folders(tmp_path / "external", n=3)
     pairs = pairs_from_folders(images, masks)
     record = {"datasets": ["copy"], "train_ids": ["p00"], "photo_sha1": sorted(photo_hashes([images / "p00.jpg"]))}
     predictor = SimpleNamespace(checkpoint={"data_split": record, "epoch": 1})
     with pytest.raises(SeglibError, match=r"runs/r-fold0: cannot check it: .*1 of its 3 photos \(p00\)"):
-        pennfudan_row("r", "r-fold0", predictor, pairs, where=Path("runs/r-fold0"))
+        check_row("r", "r-fold0", predictor, pairs, where=Path("runs/r-fold0"))

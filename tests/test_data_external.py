@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import logging
 import threading
 import zipfile
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -51,7 +52,7 @@ def test_pennfudan_instance_masks_become_one_person_mask(tmp_path):
 
 def test_missing_pennfudan_says_how_to_get_it(tmp_path, monkeypatch):
     monkeypatch.setenv("SEGLIB_PENNFUDAN_DIR", str(tmp_path / "nowhere"))
-    with pytest.raises(DataError, match="seglib data fetch-pennfudan"):
+    with pytest.raises(DataError, match="seglib data fetch pennfudan"):
         external_set("pennfudan")
 
 
@@ -130,7 +131,7 @@ def test_fetch_downloads_the_archive_over_http(tmp_path, monkeypatch):
 
 
 def test_external_set_is_scored_like_test_with_vals_threshold(synthetic_splits, tmp_path):
-    from seglib.evaluate import evaluate_run
+    from seglib.evaluate import EvalOptions, evaluate_run
 
     pairs = pennfudan(make_pennfudan(tmp_path))
 
@@ -147,18 +148,20 @@ def test_external_set_is_scored_like_test_with_vals_threshold(synthetic_splits, 
                     for i, m in zip(pairs.items["image_path"][:len(images)], pairs.items["mask_path"][:len(images)],
                                     strict=True)]
 
-    result = evaluate_run(predictor=Truth(), out_dir=tmp_path / "ev", pairs=pairs, threshold_source="checkpoint",
-                          progress=False, n_boot=20, batch_size=8, dataset_dir=synthetic_splits[0],
-                          splits_dir=synthetic_splits[1])  # the data set's train split gives the prior baseline
+    # the data set's train split gives the prior baseline
+    result = evaluate_run(split=pairs, predictor=Truth(), out_dir=tmp_path / "ev", dataset_dir=synthetic_splits[0],
+                          splits_dir=synthetic_splits[1],
+                          options=EvalOptions(threshold_source="checkpoint", progress=False, n_boot=20, batch_size=8))
     assert result.split == "pennfudan" and result.metrics["mean_iou"] == 1.0
     assert result.metrics["external_set"]["mask_rule"] == "nonzero" and result.metrics["n_images"] == 3
     assert (tmp_path / "ev" / "pennfudan" / "per_image.csv").is_file()
     with pytest.raises(SeglibError, match="pennfudan is already scored"):
-        evaluate_run(predictor=Truth(), out_dir=tmp_path / "ev", pairs=pairs, threshold_source="checkpoint",
-                     progress=False, n_boot=20, dataset_dir=synthetic_splits[0], splits_dir=synthetic_splits[1])
+        evaluate_run(split=pairs, predictor=Truth(), out_dir=tmp_path / "ev", dataset_dir=synthetic_splits[0],
+                     splits_dir=synthetic_splits[1],
+                     options=EvalOptions(threshold_source="checkpoint", progress=False, n_boot=20))
     clash = PairSet("test", pairs.items, "nonzero")
     with pytest.raises(SeglibError, match="clashes with a split"):
-        evaluate_run(predictor=Truth(), out_dir=tmp_path / "ev2", pairs=clash, progress=False)
+        evaluate_run(split=clash, predictor=Truth(), out_dir=tmp_path / "ev2", options=EvalOptions(progress=False))
     assert isinstance(pd.read_csv(tmp_path / "ev" / "pennfudan" / "per_image.csv"), pd.DataFrame)
 
 
@@ -202,7 +205,7 @@ def test_a_user_file_named_pennfudan_is_not_the_penn_fudan_database(tmp_path):
     assert registered.name == "pennfudan" and registered.registered and "Penn-Fudan" in registered.source
 
 
-def test_scores_of_one_external_set_are_never_shown_for_another(synthetic_splits, tmp_path):
+def test_scores_of_one_external_set_are_never_shown_for_another(synthetic_splits, tmp_path, caplog):
     from conftest import save_tiny_checkpoint
 
     from seglib.evaluate import load_or_evaluate
@@ -210,20 +213,20 @@ def test_scores_of_one_external_set_are_never_shown_for_another(synthetic_splits
     folder, splits = synthetic_splits
     run_dir = tmp_path / "runs" / "r1"
     save_tiny_checkpoint(run_dir / "best.pt")
-    lines: list[str] = []
-    kw = {"dataset_dir": folder, "splits_dir": splits, "n_boot": 10, "log": lines.append}
+    caplog.set_level(logging.INFO, logger="seglib")
+    kw = {"dataset_dir": folder, "splits_dir": splits, "n_boot": 10}
     first = external_set(str(_user_set(tmp_path / "a", (12, 16))))
     second = external_set(str(_user_set(tmp_path / "b", (24, 32))))  # all person: another all-foreground score
-    a = load_or_evaluate(run_dir, first.name, pairs=first, **kw)
-    b = load_or_evaluate(run_dir, second.name, pairs=second, **kw)
-    assert "not scored yet" in lines[-1] and a.out_dir != b.out_dir
+    a = load_or_evaluate(run_dir, first, **kw)
+    b = load_or_evaluate(run_dir, second, **kw)
+    assert "not scored yet" in caplog.messages[-1] and a.out_dir != b.out_dir
     assert a.metrics["baselines"]["all-foreground"]["mean_iou"] == pytest.approx(0.25)
     assert b.metrics["baselines"]["all-foreground"]["mean_iou"] == pytest.approx(1.0)
     assert b.metrics["external_set"]["content_sha1"] == second.content_sha1
-    assert load_or_evaluate(run_dir, first.name, pairs=first, **kw).metrics == a.metrics  # its own scores reused
+    assert load_or_evaluate(run_dir, first, **kw).metrics == a.metrics  # its own scores reused
     clash = PairSet(first.name, second.items, "binary")  # the same name on other photos
     with pytest.raises(SeglibError, match=f"holds scores of other photos under the name '{first.name}'"):
-        load_or_evaluate(run_dir, clash.name, pairs=clash, **kw)
+        load_or_evaluate(run_dir, clash, **kw)
 
 
 # ------------------------------------------------------------------------------------------- what a scan leaves out

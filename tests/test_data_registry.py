@@ -39,6 +39,22 @@ def test_built_in_sets_are_two_descriptions_of_the_same_kind(registry_dirs):
     assert sets["pennfudan"].mask_rule == "nonzero" and sets["pennfudan"].builtin
 
 
+def test_the_external_check_set_and_how_a_set_is_fetched_are_read_from_its_description(registry_dirs, tmp_path,
+                                                                                       capsys):
+    from seglib.studies.crossdata import anchor_folder
+
+    check = registry.external_check_set()
+    assert (check.name, check.title, check.role) == ("pennfudan", "Penn-Fudan", registry.EXTERNAL_CHECK)
+    assert check.fetch == "seglib data fetch pennfudan"
+    assert (anchor_folder(registry.BUILTIN), anchor_folder(check.name)) == ("test", check.name)
+    images, masks = photo_folders(tmp_path / "mine", n=3)
+    assert run_cli(capsys, "data", "add", "mine", "--images", images, "--masks", masks)[0] == 0
+    code, _, err = run_cli(capsys, "data", "fetch", "mine")
+    assert code == 2 and err.strip() == "seglib: error: data set 'mine': seglib cannot fetch it; its files come from ?"
+    code, _, err = run_cli(capsys, "data", "fetch", "pennfudan", "--source", tmp_path / "none", "--dest", tmp_path)
+    assert code == 2 and "source not found" in err and not (tmp_path / "PennFudanPed").exists()
+
+
 def test_a_folder_set_goes_through_add_check_split_train_evaluate_predict(registry_dirs, tmp_path, capsys):
     images, masks = photo_folders(tmp_path / "mine", mask_suffix="_m")
     # add, list, check, split

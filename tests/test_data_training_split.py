@@ -8,7 +8,7 @@ import torch
 from seglib.data.dataset import SegmentationDataset
 from seglib.data.loaders import make_loaders
 from seglib.infra.errors import DataError
-from seglib.settings import make_config
+from seglib.profiles import make_config
 from seglib.training.runtime import Runtime
 
 TINY = {"base_channels": 4, "depth": 2, "input_size": 32, "cache_max_side": 64, "batch_size": 3, "limit_train": 0,

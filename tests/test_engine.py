@@ -20,7 +20,7 @@ from seglib.infra.errors import SeglibError
 from seglib.losses import DiceBCELoss
 from seglib.metrics import batch_iou_torch
 from seglib.models.model import UNet
-from seglib.settings import make_config
+from seglib.profiles import make_config
 from seglib.training.engine import TrainingDiverged, stop_after, train
 
 TINY = {"base_channels": 4, "depth": 2, "input_size": 32, "cache_max_side": 64, "batch_size": 3,
@@ -176,6 +176,24 @@ def test_a_stop_by_the_time_budget_is_named_in_the_last_line(synthetic_splits, t
                  *sets]) == 0
     last = capsys.readouterr().out.strip().splitlines()[-1]
     assert "1 epochs in" in last and last.endswith("stopped: time budget of 0.0001 min reached")
+
+
+def test_train_resume_reads_the_checkpoint_once_and_prints_each_epoch(synthetic_splits, tmp_path, monkeypatch,
+                                                                      capsys):
+    from seglib.cli import main
+    from seglib.training import engine
+
+    folder, splits = synthetic_splits
+    monkeypatch.setenv("SEGLIB_RUNS_DIR", str(tmp_path / "runs"))
+    train(tiny_config(epochs=2), tmp_path / "runs" / "r", dataset_dir=folder, splits_dir=splits, progress=False,
+          on_epoch_end=stop_after(1))
+    reads = []
+    monkeypatch.setattr(engine, "load_checkpoint", lambda path: reads.append(path) or load_checkpoint(path))
+    capsys.readouterr()
+    assert main(["train", "--run", "r", "--resume", "--data-dir", str(folder), "--splits-dir", str(splits)]) == 0
+    assert len(reads) == 1
+    out = capsys.readouterr().out
+    assert "resuming after epoch 1 of 2" in out and "epoch   2/2" in out
 
 
 def test_on_epoch_end_is_called_after_each_saved_epoch(synthetic_splits, tmp_path):

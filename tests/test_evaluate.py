@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 from pathlib import Path
 
@@ -31,7 +32,7 @@ from seglib.evaluate import (
 )
 from seglib.infra.errors import DataError, SeglibError
 from seglib.predict import Predictor
-from seglib.settings import make_config
+from seglib.profiles import make_config
 
 NAME = "Human-Segmentation-Dataset-master"
 # id -> (image width, image height, mask downscale factor, shape box as fractions of the image)
@@ -118,10 +119,11 @@ class LookupPredictor:
 def test_scaled_mask_is_scored_at_mask_size_and_ground_truth_scores_one(data, tmp_path):
     folder, splits = data
     result = evaluate_run(split="val", predictor=LookupPredictor(folder), out_dir=tmp_path / "ev",
-                          dataset_dir=folder, splits_dir=splits, progress=False, n_boot=50)
+                          dataset_dir=folder, splits_dir=splits,
+                          options=EvalOptions(progress=False, n_boot=50))
     assert result.metrics["mean_iou"] == 1.0 and result.metrics["pooled_iou"] == 1.0
     test = evaluate_run(split="test", predictor=LookupPredictor(folder), out_dir=tmp_path / "ev",
-                        dataset_dir=folder, splits_dir=splits, progress=False, n_boot=50)
+                        dataset_dir=folder, splits_dir=splits, options=EvalOptions(progress=False, n_boot=50))
     table = pd.read_csv(tmp_path / "ev" / "test" / "per_image.csv", dtype={"id": str}).set_index("id")
     assert (table.loc["3", "height"], table.loc["3", "width"]) == (30, 40)  # the mask's size, not 60x80
     assert (table.loc["3", "image_height"], table.loc["3", "image_width"]) == (60, 80)
@@ -146,7 +148,7 @@ def test_checkpoint_evaluation_writes_files_with_required_keys(data, tiny_checkp
     folder, splits = data
     out = tmp_path / "ev"
     res = evaluate_run(split="val", checkpoint=tiny_checkpoint, out_dir=out, dataset_dir=folder,
-                       splits_dir=splits, progress=False, n_boot=50)
+                       splits_dir=splits, options=EvalOptions(progress=False, n_boot=50))
     m = json.loads((out / "val" / "metrics.json").read_text())
     assert REQUIRED_KEYS <= set(m), REQUIRED_KEYS - set(m)
     assert m["split"] == "val" and m["n_images"] == 2 and m["threshold_source"] == "val sweep"
@@ -179,21 +181,22 @@ def test_sweep_runs_the_model_once_per_image(data, tmp_path):
     folder, splits = data
     predictor = LookupPredictor(folder)
     evaluate_run(split="val", predictor=predictor, out_dir=tmp_path / "ev", dataset_dir=folder,
-                 splits_dir=splits, progress=False, n_boot=10)
+                 splits_dir=splits, options=EvalOptions(progress=False, n_boot=10))
     assert predictor.calls == len(SPLIT_OF["val"])
 
 
 # ------------------------------------------------------------------------------------------- threshold
 
 
-def test_test_threshold_comes_from_val_and_val_is_evaluated_first(data, tmp_path, capsys):
+def test_test_threshold_comes_from_val_and_val_is_evaluated_first(data, tmp_path, caplog):
     folder, splits = data
+    caplog.set_level(logging.INFO, logger="seglib")
     # fg 0.62, bg 0.58: only thresholds in (0.58, 0.62] separate them, so the val sweep must pick 0.60
     predictor = LookupPredictor(folder, fg=0.62, bg=0.58)
     out = tmp_path / "ev"
     res = evaluate_run(split="test", predictor=predictor, out_dir=out, dataset_dir=folder, splits_dir=splits,
-                       progress=False, n_boot=10)
-    assert "evaluating val first" in capsys.readouterr().out
+                       options=EvalOptions(progress=False, n_boot=10))
+    assert "evaluating val first" in caplog.text
     assert (out / "val" / "metrics.json").is_file() and (out / "val" / "threshold_sweep.csv").is_file()
     val = json.loads((out / "val" / "metrics.json").read_text())
     assert val["threshold"] == pytest.approx(0.60)
@@ -203,45 +206,46 @@ def test_test_threshold_comes_from_val_and_val_is_evaluated_first(data, tmp_path
     assert not (out / "test" / "threshold_sweep.csv").exists()
 
 
-def test_existing_val_threshold_is_reused(data, tmp_path, capsys):
+def test_existing_val_threshold_is_reused(data, tmp_path, caplog):
     folder, splits = data
+    caplog.set_level(logging.INFO, logger="seglib")
     out = tmp_path / "ev"
     evaluate_run(split="val", predictor=LookupPredictor(folder, fg=0.62, bg=0.58), out_dir=out,
-                 dataset_dir=folder, splits_dir=splits, progress=False, n_boot=10)
-    capsys.readouterr()
+                 dataset_dir=folder, splits_dir=splits, options=EvalOptions(progress=False, n_boot=10))
+    caplog.clear()
     predictor = LookupPredictor(folder, fg=0.62, bg=0.58)
     res = evaluate_run(split="test", predictor=predictor, out_dir=out, dataset_dir=folder, splits_dir=splits,
-                       progress=False, n_boot=10)
-    assert "evaluating val first" not in capsys.readouterr().out
+                       options=EvalOptions(progress=False, n_boot=10))
+    assert "evaluating val first" not in caplog.text
     assert res.val_result is None and predictor.calls == len(SPLIT_OF["test"])
     assert res.threshold == pytest.approx(0.60) and res.metrics["threshold_from"].endswith("metrics.json")
 
 
 def test_boundary_refinement_is_recorded_and_a_val_threshold_is_reused_only_with_the_same_refinement(
-        data, tiny_checkpoint, tmp_path):
+        data, tiny_checkpoint, tmp_path, caplog):
     folder, splits = data
     out = tmp_path / "ev"
-    lines: list[str] = []
-    kwargs = dict(checkpoint=tiny_checkpoint, out_dir=out, dataset_dir=folder, splits_dir=splits, progress=False,
-                  n_boot=50, log=lines.append)
-    evaluate_run(split="val", refine=True, **kwargs)
+    caplog.set_level(logging.INFO, logger="seglib")
+    kwargs = dict(checkpoint=tiny_checkpoint, out_dir=out, dataset_dir=folder, splits_dir=splits)
+    evaluate_run(split="val", options=EvalOptions(progress=False, n_boot=50, refine=True), **kwargs)
     assert json.loads((out / "val" / "metrics.json").read_text())["refine"] is True
-    test = evaluate_run(split="test", refine=False, **kwargs)
+    test = evaluate_run(split="test", options=EvalOptions(progress=False, n_boot=50, refine=False), **kwargs)
     assert test.metrics["refine"] is False
-    assert any("evaluating val first" in line for line in lines)  # val was scored with refined edges: not reused
-    lines.clear()
-    evaluate_run(split="test", refine=False, overwrite=True, **kwargs)
-    assert not any("evaluating val first" in line for line in lines)
+    assert any("evaluating val first" in line for line in caplog.messages)  # scored with refined edges: not reused
+    caplog.clear()
+    evaluate_run(split="test", options=EvalOptions(progress=False, n_boot=50, overwrite=True), **kwargs)
+    assert not any("evaluating val first" in line for line in caplog.messages)
     with pytest.raises(SeglibError, match="lookup: cannot refine boundaries"):
-        evaluate_run(split="val", predictor=LookupPredictor(folder), out_dir=tmp_path / "lookup", dataset_dir=folder,
-                     splits_dir=splits, progress=False, n_boot=50, refine=True)
+        evaluate_run(split="val", predictor=LookupPredictor(folder), out_dir=tmp_path / "lookup",
+                     dataset_dir=folder, splits_dir=splits,
+                     options=EvalOptions(progress=False, n_boot=50, refine=True))
 
 
 def test_threshold_from_checkpoint(data, tmp_path):
     folder, splits = data
-    res = evaluate_run(split="test", predictor=LookupPredictor(folder, fg=0.62, bg=0.58), out_dir=tmp_path / "ev",
-                       dataset_dir=folder, splits_dir=splits, progress=False, n_boot=10,
-                       threshold_source="checkpoint")
+    res = evaluate_run(split="test", predictor=LookupPredictor(folder, fg=0.62, bg=0.58),
+                       out_dir=tmp_path / "ev", dataset_dir=folder, splits_dir=splits,
+                       options=EvalOptions(progress=False, n_boot=10, threshold_source="checkpoint"))
     assert res.metrics["threshold_source"] == "checkpoint" and res.threshold == 0.5
     assert not (tmp_path / "ev" / "val").exists()
 
@@ -270,16 +274,15 @@ def test_threshold_sweep_on_cached_probabilities():
 
 def test_rescoring_test_needs_overwrite(data, tiny_checkpoint, tmp_path):
     folder, splits = data
-    kwargs = dict(checkpoint=tiny_checkpoint, out_dir=tmp_path / "ev", dataset_dir=folder, splits_dir=splits,
-                  progress=False, n_boot=10)
-    evaluate_run(split="test", **kwargs)
+    kwargs = dict(checkpoint=tiny_checkpoint, out_dir=tmp_path / "ev", dataset_dir=folder, splits_dir=splits)
+    evaluate_run(split="test", options=EvalOptions(progress=False, n_boot=10), **kwargs)
     metrics = tmp_path / "ev" / "test" / "metrics.json"
     before = metrics.read_text()
     with pytest.raises(SeglibError, match="overwrite"):
-        evaluate_run(split="test", **kwargs)
+        evaluate_run(split="test", options=EvalOptions(progress=False, n_boot=10), **kwargs)
     assert metrics.read_text() == before
-    evaluate_run(split="val", **kwargs)  # val may be re-scored freely
-    res = evaluate_run(split="test", overwrite=True, **kwargs)
+    evaluate_run(split="val", options=EvalOptions(progress=False, n_boot=10), **kwargs)  # val: re-scored freely
+    res = evaluate_run(split="test", options=EvalOptions(progress=False, n_boot=10, overwrite=True), **kwargs)
     assert res.metrics["n_images"] == 2
 
 
@@ -289,13 +292,15 @@ def test_run_folder_evaluation(data, tiny_checkpoint, tmp_path, monkeypatch):
     (runs / "r1").mkdir(parents=True)
     (runs / "r1" / "best.pt").write_bytes(tiny_checkpoint.read_bytes())
     monkeypatch.setenv("SEGLIB_RUNS_DIR", str(runs))
-    res = evaluate_run("r1", "test", dataset_dir=folder, splits_dir=splits, progress=False, n_boot=10)
+    res = evaluate_run("r1", "test", dataset_dir=folder, splits_dir=splits,
+                       options=EvalOptions(progress=False, n_boot=10))
     assert res.out_dir == runs / "r1" / "eval" / "test"
     assert (runs / "r1" / "eval" / "val" / "metrics.json").is_file()
     assert res.metrics["run"] == "r1"
     assert list(headline_table("r1", "test").index)[0] == "model"
     with pytest.raises(SeglibError, match="not found"):
-        evaluate_run("nope", "val", dataset_dir=folder, splits_dir=splits, progress=False)
+        evaluate_run("nope", "val", dataset_dir=folder, splits_dir=splits,
+                     options=EvalOptions(progress=False))
     with pytest.raises(SeglibError, match="not evaluated"):
         headline_table(runs / "r1", "nosuch")
 
@@ -310,28 +315,17 @@ def test_bad_arguments(data, tiny_checkpoint, tmp_path):
         evaluate_run(split="val", checkpoint=tmp_path / "missing.pt", out_dir=tmp_path)
 
 
-def test_eval_options_are_checked_when_made_and_keywords_override_them(data, tmp_path):
+def test_eval_options_are_checked_when_made_and_travel_as_one_object(data, tmp_path):
     folder, splits = data
     with pytest.raises(SeglibError, match=r"^threshold_source 'sweep': expected 'val' or 'checkpoint'$"):
         EvalOptions(threshold_source="sweep")
-    with pytest.raises(SeglibError, match="threshold_source 'sweep'"):  # a keyword is checked the same way
-        evaluate_run(split="val", predictor=LookupPredictor(folder), out_dir=tmp_path / "ev", dataset_dir=folder,
-                     splits_dir=splits, threshold_source="sweep")
-    with pytest.raises(TypeError, match="evaluate_run.. got an unexpected keyword argument 'n_bootstrap'"):
-        evaluate_run(split="val", predictor=LookupPredictor(folder), out_dir=tmp_path / "ev", n_bootstrap=10)
+    with pytest.raises(TypeError, match="evaluate_run.. got an unexpected keyword argument 'n_boot'"):
+        evaluate_run(split="val", predictor=LookupPredictor(folder), out_dir=tmp_path / "ev", n_boot=10)
     assert not (tmp_path / "ev").exists()
     options = EvalOptions(progress=False, n_boot=10, threshold_source="checkpoint")
     kw = {"split": "test", "dataset_dir": folder, "splits_dir": splits}
     given = evaluate_run(predictor=LookupPredictor(folder, fg=0.62, bg=0.58), out_dir=tmp_path / "a", options=options,
                          **kw)
-    spelled = evaluate_run(predictor=LookupPredictor(folder, fg=0.62, bg=0.58), out_dir=tmp_path / "b",
-                           progress=False, n_boot=10, threshold_source="checkpoint", **kw)
-    overridden = evaluate_run(predictor=LookupPredictor(folder, fg=0.62, bg=0.58), out_dir=tmp_path / "c",
-                              options=EvalOptions(n_boot=500, threshold_source="checkpoint"), progress=False,
-                              n_boot=10, **kw)
-    same = ("threshold", "threshold_source", "n_boot", "mean_iou", "mean_iou_ci95", "tta", "baselines")
-    for result in (spelled, overridden):
-        assert {k: result.metrics[k] for k in same} == {k: given.metrics[k] for k in same}
     assert given.metrics["threshold_source"] == "checkpoint" and given.metrics["n_boot"] == 10
     assert options == EvalOptions(progress=False, n_boot=10, threshold_source="checkpoint")  # left as given
 
@@ -385,38 +379,38 @@ def save_best(run_dir, epoch: int):
     return save_tiny_checkpoint(run_dir / "best.pt", epoch=epoch, seed=epoch)
 
 
-def test_load_or_evaluate_reuses_val_and_never_rescores_test_unasked(synthetic_splits, tmp_path):
+def test_load_or_evaluate_reuses_val_and_never_rescores_test_unasked(synthetic_splits, tmp_path, caplog):
     folder, splits = synthetic_splits
     run_dir = tmp_path / "runs" / "r1"
-    lines: list[str] = []
-    kw = {"dataset_dir": folder, "splits_dir": splits, "n_boot": 20, "log": lines.append}
+    caplog.set_level(logging.INFO, logger="seglib")
+    kw = {"dataset_dir": folder, "splits_dir": splits, "n_boot": 20}
     run_dir.mkdir(parents=True)
     with pytest.raises(SeglibError, match="run r1 not trained yet: run notebook 03 or `seglib train --run r1`"):
         load_or_evaluate(run_dir, "val", **kw)
     save_best(run_dir, 1)
     val = load_or_evaluate(run_dir, "val", **kw)
-    assert "not evaluated yet" in lines[-1] and val.sweep is not None
+    assert "not evaluated yet" in caplog.messages[-1] and val.sweep is not None
     again = load_or_evaluate(run_dir, "val", **kw)
-    assert "reusing" in lines[-1] and again.threshold == val.threshold and again.sweep is not None
+    assert "reusing" in caplog.messages[-1] and again.threshold == val.threshold and again.sweep is not None
     pd.testing.assert_frame_equal(again.per_image[["id", "iou"]], val.per_image[["id", "iou"]], atol=1e-5)
     test = load_or_evaluate(run_dir, "test", **kw)
-    assert "not scored yet" in lines[-1]
+    assert "not scored yet" in caplog.messages[-1]
     assert test.metrics["split_checked"] is False  # a checkpoint not written by train() records no split
     stamp = (run_dir / "eval" / "test" / "metrics.json").stat().st_mtime_ns
     reused = load_or_evaluate(run_dir, "test", **kw)
-    assert lines[-1].startswith("test was already scored for this run on ") and "showing those results" in lines[-1]
+    assert caplog.messages[-1].startswith("test was already scored for this run on ") and "showing those results" in caplog.messages[-1]
     assert (run_dir / "eval" / "test" / "metrics.json").stat().st_mtime_ns == stamp
     assert reused.metrics["mean_iou"] == test.metrics["mean_iou"]
     save_best(run_dir, 2)  # the run was retrained: val is scored again, test is kept but flagged
     load_or_evaluate(run_dir, "val", **kw)
-    assert "another checkpoint" in lines[-1]
+    assert "another checkpoint" in caplog.messages[-1]
     load_or_evaluate(run_dir, "test", **kw)
     assert "Note: they were scored with best.pt, epoch 1, without TTA, not as asked now (best.pt, epoch 2, " \
-           "without TTA)" in lines[-1]
+           "without TTA)" in caplog.messages[-1]
     kw_any = {**kw, "tta": None}  # None: whatever the saved evaluation used
-    assert load_or_evaluate(run_dir, "val", **kw_any).metrics["tta"] is False and "reusing" in lines[-1]
+    assert load_or_evaluate(run_dir, "val", **kw_any).metrics["tta"] is False and "reusing" in caplog.messages[-1]
     rescored = load_or_evaluate(run_dir, "test", rescore=True, **kw)
-    assert "scoring test again" in lines[-1] and rescored.metrics["checkpoint_epoch"] == 2
+    assert "scoring test again" in caplog.messages[-1] and rescored.metrics["checkpoint_epoch"] == 2
 
 
 def run_cli(argv: list[str]) -> int:
@@ -454,7 +448,7 @@ def test_smoke_run_on_real_val(real_dataset, tmp_path):
 
     run = tmp_path / "smoke"
     train(make_config("smoke", {"threads": 1}), run, dataset_dir=real_dataset, progress=False)
-    res = evaluate_run(run, "val", dataset_dir=real_dataset, progress=False, n_boot=200)
+    res = evaluate_run(run, "val", dataset_dir=real_dataset, options=EvalOptions(progress=False, n_boot=200))
     val = read_split("val")
     assert res.metrics["n_images"] == len(val) == 44
     per_image = res.per_image.set_index("id")
@@ -478,7 +472,7 @@ def test_a_split_rewritten_during_the_evaluation_is_refused_not_recorded_as_chec
     folder, splits = data
     out = tmp_path / "ev"
     evaluate_run(split="val", predictor=LookupPredictor(folder), out_dir=out, dataset_dir=folder,
-                 splits_dir=splits, progress=False, n_boot=10)
+                 splits_dir=splits, options=EvalOptions(progress=False, n_boot=10))
     real_score = protocol.score_records
 
     def split_rewritten_meanwhile(records, threshold):
@@ -488,7 +482,7 @@ def test_a_split_rewritten_during_the_evaluation_is_refused_not_recorded_as_chec
     monkeypatch.setattr(protocol, "score_records", split_rewritten_meanwhile)
     with pytest.raises(DataError, match="test.csv changed while test was being scored") as info:
         evaluate_run(split="test", predictor=LookupPredictor(folder), out_dir=out, dataset_dir=folder,
-                     splits_dir=splits, progress=False, n_boot=10)
+                     splits_dir=splits, options=EvalOptions(progress=False, n_boot=10))
     assert "nothing was written" in str(info.value) and "\n" not in str(info.value)
     assert not (out / "test").exists()  # no metrics.json saying `split_warnings: []`, `split_checked: true`
 
@@ -500,8 +494,8 @@ def test_one_evaluation_reads_the_split_files_once(data, tmp_path, monkeypatch):
     reads: list[Path] = []
     real_read = snap._read_files
     monkeypatch.setattr(snap, "_read_files", lambda folder: reads.append(folder) or real_read(folder))
-    res = evaluate_run(split="test", predictor=LookupPredictor(folder), out_dir=tmp_path / "ev", dataset_dir=folder,
-                       splits_dir=splits, progress=False, n_boot=10)
+    res = evaluate_run(split="test", predictor=LookupPredictor(folder), out_dir=tmp_path / "ev",
+                       dataset_dir=folder, splits_dir=splits, options=EvalOptions(progress=False, n_boot=10))
     # the one read and its check right after, then a check before val's and before test's results are written:
     # val, scored first for test's threshold, uses the same snapshot
     assert len(reads) == 4
@@ -512,22 +506,22 @@ def test_a_duplicated_split_row_is_refused_not_scored_twice(data, tmp_path):
     folder, splits = data
     write_split(splits, "val", ["4", "5", "4"])
     with pytest.raises(DataError, match=r"val.csv: id 4 is listed 2 times \(lines 2, 4\)"):
-        evaluate_run(split="val", predictor=LookupPredictor(folder), out_dir=tmp_path / "ev", dataset_dir=folder,
-                     splits_dir=splits, progress=False, n_boot=10)
+        evaluate_run(split="val", predictor=LookupPredictor(folder), out_dir=tmp_path / "ev",
+                     dataset_dir=folder, splits_dir=splits, options=EvalOptions(progress=False, n_boot=10))
     assert not (tmp_path / "ev").exists()
 
 
-def test_the_reuse_note_names_the_tta_setting_of_both_evaluations(synthetic_splits, tmp_path):
+def test_the_reuse_note_names_the_tta_setting_of_both_evaluations(synthetic_splits, tmp_path, caplog):
     folder, splits = synthetic_splits
     run_dir = tmp_path / "runs" / "r1"
     save_best(run_dir, 1)
-    lines: list[str] = []
-    kw = {"dataset_dir": folder, "splits_dir": splits, "n_boot": 10, "log": lines.append}
+    caplog.set_level(logging.INFO, logger="seglib")
+    kw = {"dataset_dir": folder, "splits_dir": splits, "n_boot": 10}
     load_or_evaluate(run_dir, "test", tta=False, **kw)  # scored without TTA (e.g. by `seglib evaluate`)
-    assert "not scored yet; scoring it now (best.pt, epoch 1, without TTA)" in " ".join(lines)
+    assert "not scored yet; scoring it now (best.pt, epoch 1, without TTA)" in " ".join(caplog.messages)
     load_or_evaluate(run_dir, "test", tta=True, **kw)  # notebook 04 asks for TTA: the saved scores are shown
     assert "they were scored with best.pt, epoch 1, without TTA, not as asked now (best.pt, epoch 1, with flip " \
-           "TTA)" in lines[-1]
+           "TTA)" in caplog.messages[-1]
 
 
 def test_cli_scores_two_external_csvs_of_the_same_name_as_two_sets(data, tiny_checkpoint, tmp_path, capsys):

@@ -10,7 +10,7 @@ import yaml
 
 from seglib.infra import paths
 from seglib.infra.errors import SeglibError
-from seglib.settings import make_config
+from seglib.profiles import make_config
 from seglib.studies.experiments import COLUMNS, fold_table, read_log, record, unscored, val_table
 
 

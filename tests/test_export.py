@@ -14,11 +14,12 @@ import torch
 from conftest import draw_pair, save_tiny_checkpoint
 
 from seglib.checkpoint import load_checkpoint, make_checkpoint, model_from_checkpoint, save_checkpoint
-from seglib.export import FORMAT, LOGIT_ATOL, LOGIT_RTOL, OnnxModel, export_onnx, load_onnx
+from seglib.export import FORMAT, LOGIT_ATOL, LOGIT_RTOL, export_onnx
 from seglib.infra.errors import CheckpointError, SeglibError
 from seglib.models.model import build_model
+from seglib.onnx_session import OnnxNetwork, load_onnx_network
 from seglib.predict import Predictor
-from seglib.settings import make_config
+from seglib.profiles import make_config
 
 SIZE = 64
 PROB_MARGIN = 1e-3  # pixels this close to the threshold may fall either way
@@ -70,15 +71,15 @@ def test_export_is_valid_onnx_and_matches_pytorch(exported):
     assert 0 <= result.max_abs_diff <= result.tolerance
     # independently of export_onnx's own check: fresh inputs, other batch sizes and (when dynamic) other sizes
     model, _ = model_from_checkpoint(load_checkpoint(checkpoint))
-    onnx_model, _ = load_onnx(result.path)
-    assert isinstance(onnx_model, OnnxModel) and isinstance(onnx_model, torch.nn.Module)
+    network, _ = load_onnx_network(result.path)
+    assert isinstance(network, OnnxNetwork)
     shapes = [(3, SIZE, SIZE), *OTHER_SIZES]
     generator = torch.Generator().manual_seed(123)
     for shape in shapes:
         x = torch.randn(*shape[:1], 3, *shape[1:], generator=generator)
         with torch.no_grad():
             expected = model(x)
-        got = onnx_model(x)
+        got = torch.from_numpy(network.logits(x.numpy()))
         assert got.shape == expected.shape == (shape[0], 1, *shape[1:]) and got.dtype == torch.float32
         diff = (got - expected).abs().max().item()
         assert diff <= LOGIT_ATOL + LOGIT_RTOL * expected.abs().max().item(), (kind, shape, diff)
@@ -90,7 +91,7 @@ def test_metadata_round_trips(exported):
     props = {p.key: p.value for p in onnx.load(str(result.path)).metadata_props}
     assert METADATA_KEYS <= set(props)
     assert props["dynamic_hw"] == "true"
-    _, ck = load_onnx(result.path)
+    _, ck = load_onnx_network(result.path)
     assert ck["format"] == FORMAT and ck["source"] == str(result.path)
     for key in ("threshold", "input_size", "normalization", "config", "weights", "epoch", "best_val_iou"):
         assert ck[key] == state[key], key
@@ -124,13 +125,13 @@ def test_onnx_predictor_masks_equal_pytorch(exported, tta):
 
 def test_fixed_size_model_refuses_other_sizes(exported, tmp_path):
     kind, checkpoint, dynamic = exported
-    assert load_onnx(dynamic.path)[0].fixed_hw is None
+    assert load_onnx_network(dynamic.path)[0].fixed_hw is None
     result = export_onnx(checkpoint, tmp_path / "fixed.onnx", dynamic=False)
     assert not result.dynamic_hw and "fixed at 64" in result.note
-    model, _ = load_onnx(result.path)
-    assert model.fixed_hw == (SIZE, SIZE)
+    network, _ = load_onnx_network(result.path)
+    assert network.fixed_hw == (SIZE, SIZE)
     with pytest.raises(SeglibError, match=r"fixed 64x64 input; got 96x96") as info:
-        model(torch.zeros(1, 3, 96, 96))
+        network.logits(np.zeros((1, 3, 96, 96), np.float32))
     assert str(result.path) in str(info.value) and "\n" not in str(info.value)
 
 
@@ -205,7 +206,7 @@ def test_graph_that_bakes_its_size_in_is_exported_at_a_fixed_size(tmp_path, monk
     result = export_onnx(checkpoint, tmp_path / "baked.onnx")
     assert not result.dynamic_hw and result.dynamic_axes["image"] == {0: "batch"}
     assert "height/width fixed at 64" in result.note and "96x32" in result.note
-    assert load_onnx(result.path)[0].fixed_hw == (SIZE, SIZE)
+    assert load_onnx_network(result.path)[0].fixed_hw == (SIZE, SIZE)
 
 
 def test_rect_geometry_needs_dynamic_height_and_width(tmp_path):
@@ -228,7 +229,7 @@ def test_in_memory_checkpoint_and_overwrite_refusal(tmp_path):
     assert str(out) in str(info.value) and out.read_bytes() == b"keep me"
     result = export_onnx(state, out, overwrite=True, dynamic=False)
     assert result.path == out and not result.dynamic_hw and result.max_abs_diff <= result.tolerance
-    _, ck = load_onnx(out)
+    _, ck = load_onnx_network(out)
     assert ck["exported_from"] == "(in-memory checkpoint)" and ck["source_sha256"] == ""
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out.onnx", "tiny.pt"]
 
@@ -245,9 +246,9 @@ def test_bad_inputs_fail_with_one_line(tmp_path):
     bad_checkpoint = tmp_path / "bad.pt"
     bad_checkpoint.write_bytes(b"\x00garbage")
     cases = [
-        (lambda: load_onnx(garbage), SeglibError, garbage),
-        (lambda: load_onnx(plain), SeglibError, plain),
-        (lambda: load_onnx(tmp_path / "missing.onnx"), SeglibError, tmp_path / "missing.onnx"),
+        (lambda: load_onnx_network(garbage), SeglibError, garbage),
+        (lambda: load_onnx_network(plain), SeglibError, plain),
+        (lambda: load_onnx_network(tmp_path / "missing.onnx"), SeglibError, tmp_path / "missing.onnx"),
         (lambda: Predictor.from_onnx(garbage), SeglibError, garbage),
         (lambda: export_onnx(tmp_path / "missing.pt", tmp_path / "a.onnx"), CheckpointError, tmp_path / "missing.pt"),
         (lambda: export_onnx(bad_checkpoint, tmp_path / "b.onnx"), CheckpointError, bad_checkpoint),
@@ -260,20 +261,13 @@ def test_bad_inputs_fail_with_one_line(tmp_path):
     assert not (tmp_path / "a.onnx").exists() and not (tmp_path / "b.onnx").exists()
 
 
-def test_threads_and_devices(exported):
-    import onnxruntime as ort
-
+def test_threads(exported):
     _, _, result = exported
-    model, _ = load_onnx(result.path)
-    assert model.session.get_session_options().intra_op_num_threads == os.cpu_count()
-    one, _ = load_onnx(result.path, threads=1)
+    network, _ = load_onnx_network(result.path)
+    assert network.session.get_session_options().intra_op_num_threads == os.cpu_count()
+    one, _ = load_onnx_network(result.path, threads=1)
     assert one.session.get_session_options().intra_op_num_threads == 1
-    assert one.to("cpu") is one and one.eval() is one and one.to(torch.float32) is one
-    with pytest.raises(SeglibError, match="float32"):
-        one.to(torch.float16)
-    if "CUDAExecutionProvider" not in ort.get_available_providers():
-        with pytest.raises(SeglibError, match="CUDAExecutionProvider"):
-            one.to("cuda")
+    assert network.single_threaded().session.get_session_options().intra_op_num_threads == 1
 
 
 # ------------------------------------------------- refused weights, outputs and ONNX files (issue 21, case 10)
@@ -384,7 +378,7 @@ def test_a_bad_onnx_file_is_refused_with_one_line_naming_the_file_and_the_field(
 
     bad = _edited_onnx(unet_onnx, tmp_path / "bad.onnx", **edit)
     with pytest.raises(SeglibError) as info:
-        load_onnx(bad)
+        load_onnx_network(bad)
     assert str(info.value).startswith(f"{bad}: ") and says in str(info.value) and "\n" not in str(info.value)
     photo = tmp_path / "photo.png"
     Image.new("RGB", (40, 30), (90, 60, 30)).save(photo)
@@ -398,7 +392,7 @@ def test_an_onnx_file_whose_fixed_input_differs_from_its_input_size_is_refused(u
                         dynamic=False).path
     bad = _edited_onnx(fixed, tmp_path / "bad.onnx", props={"input_size": "32"})
     with pytest.raises(CheckpointError, match=r"field 'input_size' is 32, but the graph's input is fixed at 64x64"):
-        load_onnx(bad)
+        load_onnx_network(bad)
 
 
 # ------------------------------------------------------------- one writer per --out, fenced folders (issue 35)

@@ -11,7 +11,7 @@ from seglib.cli import main
 from seglib.data.splits import fold_numbers, fold_split, read_split
 from seglib.infra import paths
 from seglib.infra.errors import ConfigError, DataError, SeglibError
-from seglib.settings import make_config
+from seglib.profiles import make_config
 from seglib.studies.fold_ensemble import EnsembleNetwork, ensemble_predictor, fold_checkpoints
 
 
@@ -140,10 +140,10 @@ def test_nested_estimate_trains_inner_runs_scores_their_average_and_the_fold_run
     from conftest import photo_folders
 
     from seglib.data.external import pairs_from_folders
-    from seglib.studies.fold_ensemble import pennfudan_check
+    from seglib.studies.fold_ensemble import external_check
 
     images, masks = photo_folders(tmp_path / "external", n=3)
-    path = pennfudan_check("tiny", splits_dir=splits, pairs=pairs_from_folders(images, masks), log=lambda _: None)
+    path = external_check("tiny", pairs_from_folders(images, masks, name="pennfudan"), splits_dir=splits)
     rows = list(csv.DictReader(path.open()))
     assert path.name == "pennfudan-check-tiny-ensemble.csv"
     assert [r["recipe"] for r in rows] == ["tiny-ensemble"] * 3 + ["tiny-ensemble-members"] * 6

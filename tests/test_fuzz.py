@@ -240,13 +240,13 @@ def test_fuzz_commands_on_a_data_set_and_a_trained_run_exit_cleanly(fuzz_home, c
 
     from seglib.data.check import check_dataset
     from seglib.data.splits import make_split, write_split
-    from seglib.settings import make_config
+    from seglib.profiles import make_config
     from seglib.training.engine import train
 
     dataset = make_dataset(fuzz_home / "data", n=12)
     table = make_split(check_dataset(dataset), seed=0, fractions={"train": 0.5, "val": 0.25, "test": 0.25})
     write_split(table, fuzz_home / "splits")
-    train(make_config("smoke", {"epochs": 1}), fuzz_home / "runs" / "trained", progress=False, log=lambda *_: None)
+    train(make_config("smoke", {"epochs": 1}), fuzz_home / "runs" / "trained", progress=False)
     files = _files(fuzz_home) | {"run": fuzz_home / "runs" / "trained" / "best.pt"}
     commands = [path for path in COMMANDS if path[0] not in ("cv", "bench", "anchor")]
     _fuzz(fuzz_home, files, argument_lists(files, commands, bounded=True), capsys, TIME_BUDGET_S * 0.6)

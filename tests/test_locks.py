@@ -31,15 +31,14 @@ def test_a_second_writer_is_refused_at_once_naming_the_holder(tmp_path):
         pass
 
 
-def test_a_stale_lock_of_a_dead_process_is_taken_over_and_said_so(tmp_path):
+def test_a_stale_lock_of_a_dead_process_is_taken_over_and_said_so(tmp_path, caplog):
     target = tmp_path / "thing"
     dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
                           text=True).stdout.strip()
     locks.lock_path(target).write_text(f"{dead}\nseglib train --run thing\n")  # left by a SIGKILL: no flock held
-    heard: list[str] = []
-    with locks.exclusive(target, "thing x", log=heard.append):
+    with locks.exclusive(target, "thing x"):
         assert locks.lock_path(target).read_text().startswith(f"{os.getpid()}\n")
-    assert heard == [f"thing x: took over a stale lock of pid {dead} (no longer running)"]
+    assert caplog.messages == [f"thing x: took over a stale lock of pid {dead} (no longer running)"]
 
 
 def test_reentrant_lets_its_holder_in_again_and_still_refuses_others(tmp_path):
@@ -90,8 +89,8 @@ def test_train_of_a_run_in_use_is_refused_with_one_line_and_the_run_is_intact(cl
 
 
 def test_python_training_of_a_run_in_use_is_refused(synthetic_splits, tmp_path):
+    from seglib.profiles import make_config
     from seglib.runs import Run
-    from seglib.settings import make_config
     from seglib.training.engine import train, train_or_reuse
 
     folder, splits = synthetic_splits

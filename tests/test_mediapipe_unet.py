@@ -10,7 +10,7 @@ from seglib.infra.errors import ConfigError
 from seglib.models.mediapipe_unet import MEDIAPIPE_TAPS, TFLiteEncoder, encoder_spec
 from seglib.models.model import MEDIAPIPE_SELFIE_TFLITE, build_model
 from seglib.models.tflite_net import TFLiteNet, read_tflite
-from seglib.settings import make_config
+from seglib.profiles import make_config
 
 
 @pytest.fixture(scope="module")

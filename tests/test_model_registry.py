@@ -15,13 +15,15 @@ import torch
 
 from seglib import settings
 from seglib.checkpoint import load_checkpoint, make_checkpoint, model_from_checkpoint, save_checkpoint
-from seglib.export import LOGIT_ATOL, LOGIT_RTOL, export_onnx, load_onnx
+from seglib.export import LOGIT_ATOL, LOGIT_RTOL, export_onnx
 from seglib.infra.errors import ConfigError
 from seglib.infra.paths import PROJECT_ROOT
 from seglib.models import model as model_module
 from seglib.models.model import model_for
 from seglib.models.model_registry import MODEL_REGISTRY, check_input_size, model_entry
-from seglib.settings import TrainConfig, input_multiple, make_config
+from seglib.onnx_session import load_onnx_network
+from seglib.profiles import make_config
+from seglib.settings import TrainConfig, input_multiple
 
 SMALLEST_SIDE = 64  # and at least two strides: the deepest feature map is 2x2 or larger
 
@@ -145,11 +147,11 @@ def test_onnx_export_agrees_with_pytorch(built, tmp_path):
     state = make_checkpoint(model, cfg, epoch=1, val_iou=0.5, best_val_iou=0.5)
     result = export_onnx(state, tmp_path / "m.onnx")
     assert result.dynamic_hw and result.max_abs_diff <= result.tolerance, (cfg.model, result.note)
-    onnx_model, _ = load_onnx(result.path)
+    network, _ = load_onnx_network(result.path)
     x = torch.randn(1, 3, b, a)
     with torch.no_grad():
         expected = model.eval()(x)
-    diff = (onnx_model(x) - expected).abs().max().item()
+    diff = (torch.from_numpy(network.logits(x.numpy())) - expected).abs().max().item()
     assert diff <= LOGIT_ATOL + LOGIT_RTOL * expected.abs().max().item(), (cfg.model, diff)
 
 
@@ -157,7 +159,7 @@ def test_onnx_export_agrees_with_pytorch(built, tmp_path):
 
 
 def test_settings_take_the_models_and_strides_from_the_registry():
-    assert settings.MODELS == tuple(MODEL_REGISTRY) == settings.CHOICES["model"]
+    assert settings.MODELS == tuple(MODEL_REGISTRY) == typing.get_args(settings.HINTS["model"])
     for name, entry in MODEL_REGISTRY.items():
         for depth in (2, 4, 5):
             cfg = TrainConfig(model=name, depth=depth)

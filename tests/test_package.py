@@ -32,7 +32,7 @@ def test_make_help_lists_every_profile_and_writes_plain_text_to_a_file(tmp_path)
     import shutil
 
     from seglib.infra.paths import PROJECT_ROOT
-    from seglib.settings import PROFILE_NAMES
+    from seglib.profiles import PROFILE_NAMES
 
     if shutil.which("make") is None:
         import pytest

@@ -16,14 +16,7 @@ from PIL import Image
 from seglib.checkpoint import load_checkpoint
 from seglib.cli.predict import add_parser
 from seglib.infra.errors import CheckpointError, SeglibError
-from seglib.predict import (
-    Predictor,
-    collect_inputs,
-    load_input,
-    overlay_mask,
-    plan_outputs,
-    predict_files,
-)
+from seglib.predict import Predictor, collect_inputs, load_input, overlay_mask, plan_outputs, predict_files
 
 
 @pytest.fixture(scope="module")
@@ -296,7 +289,7 @@ def test_a_model_trained_on_stretched_photos_predicts_on_stretched_photos(tmp_pa
     """geometry=resize travels with the checkpoint: the photo is stretched to the square, not letterboxed."""
     from seglib.checkpoint import make_checkpoint, save_checkpoint
     from seglib.models.model import UNet
-    from seglib.settings import make_config
+    from seglib.profiles import make_config
 
     torch.manual_seed(0)
     model = UNet(base_channels=4, depth=2)
@@ -318,7 +311,7 @@ def test_rect_predictions_in_a_batch_of_mixed_shapes_equal_one_by_one(tmp_path):
     """geometry=rect: photos of different aspects in one call are grouped by input shape; same result as alone."""
     from seglib.checkpoint import make_checkpoint, save_checkpoint
     from seglib.models.model import UNet
-    from seglib.settings import make_config
+    from seglib.profiles import make_config
 
     torch.manual_seed(0)
     cfg = make_config("smoke", {"input_size": 32, "geometry": "rect"})

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from seglib.evaluate import evaluate_run
+from seglib.evaluate import EvalOptions, evaluate_run
 from seglib.infra.paths import PROJECT_ROOT
 
 REFERENCE = PROJECT_ROOT / "reports" / "reference"
@@ -17,8 +17,9 @@ def test_committed_checkpoint_reproduces_the_stated_test_score(real_dataset, tmp
     saved = json.loads((REFERENCE / "metrics" / "test_metrics.json").read_text())
     readme = (PROJECT_ROOT / "README.md").read_text()
     assert f"**{saved['mean_iou']:.3f} (" in readme  # the results table's test column
-    result = evaluate_run(split="test", checkpoint=REFERENCE / "best.pt", out_dir=tmp_path, dataset_dir=real_dataset,
-                          tta=saved["tta"], progress=False, n_boot=200, log=lambda _: None)
+    result = evaluate_run(split="test", checkpoint=REFERENCE / "best.pt", out_dir=tmp_path,
+                          dataset_dir=real_dataset,
+                          options=EvalOptions(tta=saved["tta"], progress=False, n_boot=200))
     assert result.metrics["threshold"] == saved["threshold"]
     assert result.metrics["image_ids_sha1"] == saved["image_ids_sha1"]
     assert result.metrics["mean_iou"] == pytest.approx(saved["mean_iou"], abs=1e-4)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import re
 
@@ -185,7 +186,7 @@ def test_reuse_of_a_trained_run_is_stated(tmp_path):
 # ------------------------------------------------------------------------------------------- the batch
 
 
-def test_report_success_refusal_and_overwrite_with_code(env, kernel, capsys):
+def test_report_success_refusal_and_overwrite_with_code(env, kernel, caplog):
     nbs, reports = env
     _good(nbs)
     _good(nbs, "02_c.ipynb")
@@ -198,8 +199,9 @@ def test_report_success_refusal_and_overwrite_with_code(env, kernel, capsys):
                                          "mean_boundary_iou": 0.0, "mean_iou_ci95": [0.0, 0.0]}}}))
 
     # 1. first run: hidden code, embedded figures, index, summary
+    caplog.set_level(logging.INFO, logger="seglib")
     index = report.run_report("smoke", "r1", params={"n_points": "7"}, notebooks_dir=nbs, kernel=kernel)
-    out = capsys.readouterr().out
+    out = "\n".join(caplog.messages)
     assert index == reports / "r1" / "index.html"
     assert re.search(r"\[1/2\] 01_a\.ipynb \.\.\. \d+\.\d s", out) and "[2/2] 02_c.ipynb ..." in out
     folder = reports / "r1"
@@ -228,8 +230,9 @@ def test_report_success_refusal_and_overwrite_with_code(env, kernel, capsys):
     assert (folder / "index.html").read_text() == html
 
     # 3. --overwrite --with-code: stated plainly, code kept
+    caplog.clear()
     report.run_report("smoke", "r1", with_code=True, overwrite=True, notebooks_dir=nbs, kernel=kernel)
-    out = capsys.readouterr().out
+    out = "\n".join(caplog.messages)
     assert "replacing the previous report at" in out
     assert "UNIQUE_SOURCE_MARKER" in (folder / "01_a.html").read_text()
     assert not (reports / ".r1.partial").exists() and not (reports / ".r1.old").exists()
@@ -245,7 +248,7 @@ def test_failing_notebook_stops_the_batch_and_keeps_the_partial_copy(env, kernel
     (previous / "index.html").write_text("the previous good report")
 
     with pytest.raises(SeglibError) as info:
-        report.run_report("smoke", "r2", overwrite=True, notebooks_dir=nbs, kernel=kernel, log=lambda _: None)
+        report.run_report("smoke", "r2", overwrite=True, notebooks_dir=nbs, kernel=kernel)
     message = str(info.value)
     failed = reports / "r2.failed"
     assert re.match(r"notebook 02_b\.ipynb failed at cell In \[\d+\], which starts \"raise ValueError\('boom'\)\" "
@@ -363,18 +366,16 @@ def test_an_external_set_that_cannot_be_read_fails_before_anything_runs(env, ker
 
 
 # case 16: training progress reaches the terminal while a notebook runs
-def test_progress_lines_stream_to_the_terminal_while_a_notebook_runs(env, kernel):
+def test_progress_lines_stream_to_the_terminal_while_a_notebook_runs(env, kernel, caplog):
     nbs, _ = env
     _write(nbs / "01_train.ipynb", [
         new_code_cell('profile: str = "default"  # profile\nrun: str = "default"  # run name'),
         new_code_cell("import time\nprint('run r1: profile smoke, tiny')\nprint('not a progress line')\n"
                       "for e in (1, 2):\n    print(f'epoch {e:3d}/2  loss 0.5  val IoU 0.7')\n"
                       "    time.sleep(0.3)")])
-    seen: list[tuple[float, str]] = []
-    import time
-
-    report.run_report("smoke", "r1", notebooks_dir=nbs, kernel=kernel,
-                      log=lambda line: seen.append((time.perf_counter(), line)))
+    caplog.set_level(logging.INFO, logger="seglib")
+    report.run_report("smoke", "r1", notebooks_dir=nbs, kernel=kernel)
+    seen = [(record.created, record.getMessage()) for record in caplog.records]
     lines = [line.strip() for _, line in seen]
     assert "run r1: profile smoke, tiny" in lines
     assert "epoch   1/2  loss 0.5  val IoU 0.7" in lines and "epoch   2/2  loss 0.5  val IoU 0.7" in lines
@@ -404,7 +405,7 @@ def test_model_card_of_a_trained_run_and_its_section_in_the_index(tmp_path):
     run.eval_dir("test").mkdir(parents=True)
     import yaml
 
-    from seglib.settings import make_config
+    from seglib.profiles import make_config
 
     saved = make_config("cpu", {"input_size": 448}).to_dict()  # as seglib saved it before `geometry` existed
     del saved["geometry"]
@@ -477,9 +478,9 @@ def test_a_second_report_of_the_same_run_is_refused_while_one_is_written(env, ke
     _good(nbs)
     with exclusive(reports / "r1", "report reports/r1"):  # as a running `seglib report --run r1` holds it
         with pytest.raises(LockedError, match=rf"in use by pid {os.getpid()}"):
-            report.run_report("smoke", "r1", notebooks_dir=nbs, kernel=kernel, log=lambda _: None)
+            report.run_report("smoke", "r1", notebooks_dir=nbs, kernel=kernel)
         assert sorted(p.name for p in reports.iterdir()) == [".r1.lock"]  # nothing staged
-    report.run_report("smoke", "r1", notebooks_dir=nbs, kernel=kernel, log=lambda _: None)
+    report.run_report("smoke", "r1", notebooks_dir=nbs, kernel=kernel)
     assert sorted(p.name for p in reports.iterdir()) == ["r1"]  # and the lock is gone after
 
 
@@ -495,7 +496,7 @@ SLEEPER_SRC = ("import os, signal, time\n"
 
 
 @pytest.mark.parametrize("stop", one_fast(["SIGINT", "SIGTERM", "SIGHUP"], "SIGTERM"))
-def test_a_stopped_report_stops_cleanly_and_keeps_the_previous_report(env, kernel, capfd, stop):
+def test_a_stopped_report_stops_cleanly_and_keeps_the_previous_report(env, kernel, capfd, stop, caplog):
     """Ctrl-C (or SIGTERM/SIGHUP, as the CLI handles them) while a notebook runs: the kernel is interrupted, not
     killed mid-cell; no kernel traceback reaches the terminal; the previous report is untouched; the attempt is
     kept as NAME.failed with whole notebooks only; no staging folder, temporary notebook or lock is left."""
@@ -509,13 +510,13 @@ def test_a_stopped_report_stops_cleanly_and_keeps_the_previous_report(env, kerne
     previous = reports / "r1"
     previous.mkdir(parents=True)
     (previous / "index.html").write_text("the previous good report")
-    lines: list[str] = []
+    caplog.set_level(logging.INFO, logger="seglib")
     with pytest.raises(KeyboardInterrupt) as info, stop_on_signals():
-        report.run_report("smoke", "r1", overwrite=True, notebooks_dir=nbs, kernel=kernel, log=lines.append)
+        report.run_report("smoke", "r1", overwrite=True, notebooks_dir=nbs, kernel=kernel)
     assert (info.value.args[0] if info.value.args else "SIGINT") == stop
     err = capfd.readouterr().err
     assert "Traceback" not in err and "ZMQError" not in err, err
-    assert lines[-1] == (f"{stop} during 02_stop.ipynb: the notebooks run so far are kept at {reports / 'r1.failed'}; "
+    assert caplog.messages[-1] == (f"{stop} during 02_stop.ipynb: the notebooks run so far are kept at {reports / 'r1.failed'}; "
                          f"the previous report at {previous} is unchanged")
     assert (previous / "index.html").read_text() == "the previous good report"
     assert sorted(p.name for p in reports.iterdir()) == ["r1", "r1.failed"]

@@ -14,13 +14,7 @@ import pytest
 from seglib.cli import docs as docs_cli
 from seglib.infra import paths
 from seglib.infra.errors import DataError
-from seglib.studies.results_doc import (
-    REFRESH,
-    TABLE_END,
-    TABLE_START,
-    expected_files,
-    stale_files,
-)
+from seglib.studies.results_doc import REFRESH, TABLE_END, TABLE_START, expected_files, stale_files
 from tests.conftest import run_subcommand
 
 ROOT = paths.PROJECT_ROOT
@@ -174,7 +168,8 @@ def test_the_readme_names_each_target_missed_with_the_score_reached():
         return SimpleNamespace(
             reference={"test": {"mean_iou": test_iou, "mean_boundary_iou": 0.8}, "pennfudan": {"mean_iou": 0.82}},
             cv={"a": {"recipe": "a", "mean_iou": 0.91}, "b": {"recipe": "b", "mean_iou": 0.93}},
-            run=lambda name: {"test_mean_iou": str(unet_iou)} if name == UNET_RUN else {})
+            run=lambda name: {"test_mean_iou": str(unet_iou)} if name == UNET_RUN else {},
+            external="pennfudan", external_title="Penn-Fudan")
 
     line = targets_line(sources(0.911, 0.95))
     assert line.startswith("Targets not reached: best model's test mean IoU 0.911 (target 0.92). ")

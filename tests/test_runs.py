@@ -104,11 +104,12 @@ def _left_by_a_killed_replacement(tmp_path) -> Run:
     return run
 
 
-def test_a_run_left_aside_by_a_killed_replacement_is_found_by_any_look_at_it(tmp_path, capsys):
+def test_a_run_left_aside_by_a_killed_replacement_is_found_by_any_look_at_it(tmp_path, caplog):
     for look in (lambda run: run.require(), lambda run: run.state(), lambda run: run.training_decision(False)):
         run = _left_by_a_killed_replacement(tmp_path)
+        caplog.clear()
         look(run)
-        assert "put back the previous run from .r.replaced" in capsys.readouterr().err
+        assert "put back the previous run from .r.replaced" in caplog.text
         assert run.best.read_bytes() == b"old best" and run.state() == "trained"
         assert not run.replaced_backup.exists() and not run.config_file.exists()
         shutil.rmtree(run.dir)
@@ -125,9 +126,9 @@ def test_a_run_being_replaced_by_a_live_training_is_left_to_it(tmp_path):
     assert run.replaced_backup.is_dir()  # untouched while it ran
 
 
-def test_a_killed_replacement_that_had_saved_an_epoch_is_the_run(tmp_path, capsys):
+def test_a_killed_replacement_that_had_saved_an_epoch_is_the_run(tmp_path, caplog):
     run = _left_by_a_killed_replacement(tmp_path)
     run.last.write_bytes(b"new last")  # killed after its first epoch, before the old run was deleted
     assert run.state() == "unfinished"
-    assert "deleted .r.replaced, the run it replaced" in capsys.readouterr().err
+    assert "deleted .r.replaced, the run it replaced" in caplog.text
     assert run.last.read_bytes() == b"new last" and not run.replaced_backup.exists()

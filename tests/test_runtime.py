@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from seglib.infra.errors import ConfigError
-from seglib.settings import make_config
+from seglib.profiles import make_config
 from seglib.training.runtime import Runtime, reduce_mean, setup_runtime
 
 

@@ -2,22 +2,18 @@
 
 from __future__ import annotations
 
+import ast
 import re
 
 import pytest
 
+from seglib import settings
 from seglib.infra.errors import ConfigError
-from seglib.settings import (
-    PROFILES,
-    TrainConfig,
-    coerce_value,
-    config_from_dict,
-    load_settings_file,
-    load_yaml,
-    make_config,
-    parse_set_args,
-    validate,
-)
+from seglib.infra.paths import PROJECT_ROOT
+from seglib.infra.values import coerce_value, load_settings_file, load_yaml, parse_assignments
+from seglib.models.model_registry import MODELS
+from seglib.profiles import PROFILES, make_config
+from seglib.settings import TrainConfig, config_from_dict, validate
 
 
 def test_profiles_build_and_differ():
@@ -42,7 +38,7 @@ def test_auto_is_cpu_without_cuda(monkeypatch):
 
 
 def test_overrides_are_typed():
-    cfg = make_config("smoke", parse_set_args(["epochs=3", "lr=0.001", "amp=false", "augment=none"]))
+    cfg = make_config("smoke", parse_assignments(["epochs=3", "lr=0.001", "amp=false", "augment=none"]))
     assert (cfg.epochs, cfg.lr, cfg.amp, cfg.augment) == (3, 0.001, False, "none")
 
 
@@ -70,14 +66,14 @@ def test_unknown_profile():
 
 def test_set_arg_needs_equals():
     with pytest.raises(ConfigError, match="key=value"):
-        parse_set_args(["epochs"])
+        parse_assignments(["epochs"])
 
 
 def test_a_setting_given_twice_is_refused_not_last_wins():
     with pytest.raises(ConfigError, match=r"^--set epochs: given twice \(epochs=2, epochs=3\); give it once$"):
-        parse_set_args(["epochs=2", "epochs=3"])
+        parse_assignments(["epochs=2", "epochs=3"])
     with pytest.raises(ConfigError, match="given twice"):
-        parse_set_args(["epochs=2", " epochs =2"])  # the same key however it is spaced
+        parse_assignments(["epochs=2", " epochs =2"])  # the same key however it is spaced
 
 
 def test_a_key_given_twice_in_yaml_is_refused():
@@ -111,12 +107,12 @@ def test_a_settings_file_with_a_key_given_twice_is_refused(tmp_path):
 ])
 def test_out_of_range_and_mistyped_settings_are_one_line_errors(setting, says):
     with pytest.raises(ConfigError, match=f"^{says}") as info:
-        make_config("smoke", parse_set_args([setting]))
+        make_config("smoke", parse_assignments([setting]))
     assert "\n" not in str(info.value)
 
 
 def test_a_whole_number_in_any_notation_is_an_int():
-    cfg = make_config("smoke", parse_set_args(["epochs=1e3", "batch_size=2.0"]))
+    cfg = make_config("smoke", parse_assignments(["epochs=1e3", "batch_size=2.0"]))
     assert (cfg.epochs, cfg.batch_size) == (1000, 2)
     assert type(cfg.epochs) is int
 
@@ -204,3 +200,36 @@ def test_every_setting_newer_than_the_oldest_committed_config_has_a_value_before
     lacking = set(TrainConfig.__dataclass_fields__) - set(saved)
     assert lacking and lacking <= set(ADDED_SETTINGS) <= set(TrainConfig.__dataclass_fields__)
     assert all(1 < since <= CONFIG_SCHEMA for since, _ in ADDED_SETTINGS.values())
+
+
+# ------------------------------------------------------------------ each choice written once
+
+# Words that are choices and also ordinary words elsewhere in the package, with another meaning there: counted only
+# in the modules that read their setting.
+OTHER_MEANINGS = {"none": "encoder_weights=none, no value", "constant": "ONNX's constant padding mode"}
+READERS = ("settings.py", "transforms/pipelines.py", "training/parts.py", "notebook.py")
+
+
+def _string_constants(path) -> list[str]:
+    """The strings a module writes as code: docstrings and other bare strings are prose, comments are not in the tree."""
+    tree = ast.parse(path.read_text())
+    prose = {id(node.value) for node in ast.walk(tree) if isinstance(node, ast.Expr)}
+    return [node.value for node in ast.walk(tree)
+            if isinstance(node, ast.Constant) and isinstance(node.value, str) and id(node) not in prose]
+
+
+def test_each_choice_name_is_written_once_in_the_package():
+    """Augmentation levels, schedules, geometries (seglib.settings) and model names (the model registry): each name
+    is one string constant in seglib/; the profiles and the modules that implement a choice use the constants."""
+    package = PROJECT_ROOT / "seglib"
+    constants = {str(path.relative_to(package)): _string_constants(path) for path in sorted(package.rglob("*.py"))}
+    choices = (*settings.AUGMENTATIONS, *settings.SCHEDULES, *settings.GEOMETRIES, *MODELS)
+    counts = {name: sum(found.count(name) for module, found in constants.items()
+                        if name not in OTHER_MEANINGS or module in READERS) for name in choices}
+    assert counts == dict.fromkeys(choices, 1)
+
+
+def test_a_profile_lists_only_what_it_changes_from_the_defaults():
+    defaults = TrainConfig()
+    assert PROFILES["cpu-scratch"] == {}
+    assert all(value != getattr(defaults, key) for changes in PROFILES.values() for key, value in changes.items())

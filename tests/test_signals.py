@@ -4,6 +4,7 @@ status is the shell's 128 + signal; a replacement killed outright (SIGKILL) is r
 
 from __future__ import annotations
 
+import logging
 import os
 import signal
 import subprocess
@@ -113,21 +114,20 @@ def test_sigterm_after_an_epoch_is_saved_exits_143_and_says_how_to_resume(cli, c
     assert load_checkpoint(runs / "r" / "last.pt")["epoch"] == 3
 
 
-def test_python_training_stopped_by_sigterm_cleans_up_then_still_raises(synthetic_splits, tmp_path):
+def test_python_training_stopped_by_sigterm_cleans_up_then_still_raises(synthetic_splits, tmp_path, caplog):
     """engine.train installs the handlers itself (a notebook, a papermill kernel): the run is saved, then
     Terminated is raised so that the kernel stops as asked instead of running the next cell."""
-    from seglib.settings import make_config
+    from seglib.profiles import make_config
     from seglib.training.engine import train
 
     folder, splits = synthetic_splits
     before = signal.getsignal(signal.SIGTERM)
     cfg = make_config("smoke", {"input_size": 32, "cache_max_side": 64, "threads": 1, "epochs": 3})
-    lines: list[str] = []
+    caplog.set_level(logging.INFO, logger="seglib")
     with pytest.raises(Terminated):
-        train(cfg, tmp_path / "r", dataset_dir=folder, splits_dir=splits, progress=False, log=lines.append,
-              on_epoch_end=_sigterm_self)
+        train(cfg, tmp_path / "r", dataset_dir=folder, splits_dir=splits, progress=False, on_epoch_end=_sigterm_self)
     assert load_checkpoint(tmp_path / "r" / "last.pt")["epoch"] == 1
-    assert any("--resume" in line for line in lines)
+    assert any("--resume" in line for line in caplog.messages)
     assert signal.getsignal(signal.SIGTERM) is before  # and the caller's handler is back
 
 

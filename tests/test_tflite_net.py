@@ -15,7 +15,7 @@ from seglib.geometry import NORMALIZATION
 from seglib.infra.errors import ConfigError
 from seglib.models.model import MEDIAPIPE_SELFIE_TFLITE, build_model
 from seglib.models.tflite_net import TFLiteNet, _same_padding, _same_padding_divisible, read_tflite
-from seglib.settings import make_config
+from seglib.profiles import make_config
 
 FIXTURES = Path(__file__).with_name("fixtures")
 

@@ -17,7 +17,7 @@ from seglib.checkpoint import make_checkpoint, weights_description
 from seglib.infra.errors import ConfigError
 from seglib.models.model import build_model
 from seglib.models.torchvision_models import IMAGENET_BACKBONE
-from seglib.settings import make_config
+from seglib.profiles import make_config
 
 MODELS = ["lraspp-mobilenet-v3-large", "deeplabv3-mobilenet-v3-large"]
 

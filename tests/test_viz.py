@@ -13,7 +13,7 @@ from conftest import image_and_box_mask
 from matplotlib.figure import Figure
 
 from seglib import viz
-from seglib.settings import make_config
+from seglib.profiles import make_config
 from seglib.transforms.pipelines import eval_transform, geometric_ops, photometric_ops, train_transform
 
 

@@ -22,6 +22,7 @@ from seglib.cli import (
     train,
 )
 from seglib.infra.errors import SeglibError, first_line
+from seglib.infra.logs import show_messages
 from seglib.infra.signals import exit_code, stop_on_signals
 
 COMMANDS = (data, train, cv, evaluate, crossdata, predict, export, report, anchor, bench, experiments, docs)
@@ -43,6 +44,7 @@ def main(argv: list[str] | None = None) -> int:
     if any("\0" in str(arg) for arg in given):  # a shell cannot pass one; Python callers can, and paths reject it
         parser.error("an argument contains a NUL character")
     args = parser.parse_args(argv)
+    show_messages()  # what the core logs: progress on stdout, warnings on stderr
     try:
         with stop_on_signals():  # SIGTERM and SIGHUP stop like Ctrl-C: last saved state kept, replaced run restored
             return args.func(args)

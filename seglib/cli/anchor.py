@@ -15,8 +15,8 @@ def add_parser(subparsers) -> None:
                     ".venv-mediapipe as a worker process) on val and test at mask resolution with threshold 0.5, "
                     "and optionally on an external set; results in reports/anchors/mediapipe-selfie/<split>/.")
     p.add_argument("--split", action="append", choices=EVAL_SPLITS, help="a split to score (repeatable; default: val and test)")
-    p.add_argument("--external", metavar="SET", help="score an external set (pennfudan, a pairs CSV, "
-                                                     "IMAGES_DIR:MASKS_DIR); alone unless --split is given")
+    p.add_argument("--external", metavar="SET", help="score an external set (a registered set's name, a pairs "
+                                                     "CSV, IMAGES_DIR:MASKS_DIR); alone unless --split is given")
     p.add_argument("--out", type=Path, help="results folder (default: reports/anchors/mediapipe-selfie)")
     p.add_argument("--python", type=Path, help="the mediapipe environment's python (default: "
                                                "$SEGLIB_MEDIAPIPE_PYTHON or .venv-mediapipe/bin/python)")

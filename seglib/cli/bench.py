@@ -47,7 +47,7 @@ def cmd_bench(args) -> int:
         print(json.dumps(measure(spec["profile"], spec["overrides"], args.train_steps, args.predict_runs,
                                  decode_every_time=spec["decode_every_time"])))
         return 0
-    report = run_all(args.train_steps, args.predict_runs, args.out, log=lambda line: print(line, flush=True),
+    report = run_all(args.train_steps, args.predict_runs, args.out,
                      parts=(args.only,) if args.only else PARTS, checkpoint=args.checkpoint, photos=args.photos,
                      fast_checkpoint=args.fast_checkpoint,
                      mediapipe_python=args.mediapipe_python, dataset_dir=args.data_dir)

@@ -17,8 +17,8 @@ def add_parser(subparsers) -> None:
                    help="a run whose eval/NAME-test results to gather (repeat for each model; default: none)")
     p.add_argument("--eval-dir", action="append", default=[], type=Path, metavar="DIR",
                    help="an evaluation folder of a checkpoint scored with --out DIR (repeat; default: none)")
-    p.add_argument("--sets", default="human-seg,pennfudan",
-                   help="the registered sets whose test splits are the columns (default: %(default)s)")
+    p.add_argument("--sets", help="the registered sets whose test splits are the columns (default: the built-in set "
+                                  "and the external check set, seglib data list)")
     p.set_defaults(func=cmd_crossdata)
 
 
@@ -28,7 +28,7 @@ def cmd_crossdata(args) -> int:
     from seglib.runs import Run
     from seglib.studies.crossdata import gather, markdown, study_dir
 
-    sets = set_names(args.sets)
+    sets = set_names(args.sets or default_sets())
     folders = [Run.resolve(name).eval_root for name in args.run] + list(args.eval_dir)
     if not folders:
         raise SeglibError("give the models to gather: --run RUN or --eval-dir DIR, once each")
@@ -36,3 +36,10 @@ def cmd_crossdata(args) -> int:
     print(markdown(table, sets), end="")
     print(f"wrote {study_dir() / 'table.csv'} and table.md")
     return 0
+
+
+def default_sets() -> str:
+    """The built-in set and the set models are checked on, as --sets names them."""
+    from seglib.data.registry import BUILTIN, external_check_set
+
+    return f"{BUILTIN},{external_check_set().name}"

@@ -18,10 +18,11 @@ def add_parser(sub) -> None:
     what.add_argument("--compare", nargs=2, metavar=("BASELINE", "RECIPE"),
                       help="train nothing: print RECIPE minus BASELINE fold by fold from their saved results, and "
                            "whether the adoption rule (docs/recipes.md) adopts it (more than +0.005 on the same kind of device)")
-    what.add_argument("--check-pennfudan", metavar="RECIPE",
-                      help="train nothing: score each finished fold run of RECIPE on Penn-Fudan (flip TTA, threshold "
-                           "0.5) into reports/cv/pennfudan-check-RECIPE.csv, after the decision: it chooses nothing; "
-                           "RECIPE-ensemble scores the nested estimate's inner runs, averaged per fold and alone")
+    what.add_argument("--check", nargs=2, metavar=("SET", "RECIPE"),
+                      help="train nothing: score each finished fold run of RECIPE on the external set SET (a "
+                           "registered set, a pairs CSV or IMAGES_DIR:MASKS_DIR; flip TTA, threshold 0.5) into "
+                           "reports/cv/SET-check-RECIPE.csv, after the decision: it chooses nothing; RECIPE-ensemble "
+                           "scores the nested estimate's inner runs, averaged per fold and alone")
     what.add_argument("--ensemble", metavar="RECIPE",
                       help="estimate the fold ensemble of RECIPE (its fold runs averaged, `seglib predict --ensemble`) "
                            "by nested cross-validation with RECIPE's settings: per fold K, runs/RECIPE-foldK-innerJ "
@@ -40,7 +41,8 @@ def add_parser(sub) -> None:
 
 
 def cmd_cv(args) -> int:
-    from seglib.settings import make_config, parse_set_args
+    from seglib.infra.values import parse_assignments
+    from seglib.profiles import make_config
     from seglib.studies.crossval import cross_validate, fold_count, result_lock, result_name
     from seglib.studies.experiments import record_cv
 
@@ -49,17 +51,16 @@ def cmd_cv(args) -> int:
 
         print(describe_comparison(compare(*args.compare)))
         return 0
-    if args.check_pennfudan:
+    if args.check:
+        from seglib.data.registry import scored_set
         from seglib.infra.paths import display_path
-        from seglib.studies.crossval import pennfudan_check
-        from seglib.studies.fold_ensemble import ENSEMBLE
-        from seglib.studies.fold_ensemble import pennfudan_check as ensemble_check
+        from seglib.studies import crossval, fold_ensemble
 
-        name = args.check_pennfudan
-        if name.endswith(ENSEMBLE):  # the nested estimate's inner runs, averaged per fold and alone
-            path = ensemble_check(name[:-len(ENSEMBLE)], splits_dir=args.splits_dir)
+        pairs, name = scored_set(args.check[0]), args.check[1]
+        if name.endswith(fold_ensemble.ENSEMBLE):  # the nested estimate's inner runs, averaged per fold and alone
+            path = fold_ensemble.external_check(name[:-len(fold_ensemble.ENSEMBLE)], pairs, splits_dir=args.splits_dir)
         else:
-            path = pennfudan_check(name, splits_dir=args.splits_dir)
+            path = crossval.external_check(name, pairs, splits_dir=args.splits_dir)
         print(f"wrote {display_path(path)}")
         return 0
     folds = parse_folds(args.folds) if args.folds is not None else None
@@ -79,7 +80,7 @@ def cmd_cv(args) -> int:
               f"{fold_count(len(result['folds']))}; its members alone {result['member_mean_iou']:.4f}), boundary IoU "
               f"{result['boundary_iou']:.4f}, {result['prediction_cost']:.1f}x a single model's prediction time")
         return 0
-    cfg = make_config(args.profile, parse_set_args(args.set))
+    cfg = make_config(args.profile, parse_assignments(args.set))
     name = result_name(args.recipe, args.refine)
     with result_lock(name):  # the result and its experiment-log row are written by one cv at a time
         result = cross_validate(cfg, args.recipe, folds=folds, overwrite=args.overwrite, dataset_dir=args.data_dir,

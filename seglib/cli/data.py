@@ -1,4 +1,4 @@
-"""`seglib data fetch | fetch-pennfudan | add | list | check | split`: the built-in set and any registered one."""
+"""`seglib data fetch | add | list | check | split`: the built-in set and any registered one."""
 
 from __future__ import annotations
 
@@ -12,22 +12,18 @@ def add_parser(sub) -> None:
     """Register `seglib data`."""
     data = sub.add_parser("data", help="fetch, register, check and split data sets")
     data_sub = data.add_subparsers(dest="data_command", required=True, metavar="ACTION")
-    fetch = data_sub.add_parser("fetch", help="download (or copy from --source) and verify the data set",
-                                description="Get the Human Segmentation data set (download it, or copy a local "
-                                            "folder or .zip) into data/raw (or --dest) and verify its content: "
-                                            "train.csv by its checksum and every file it lists.")
-    fetch.add_argument("--source", help="local folder, .zip or URL (default: $SEGLIB_DATASET_SOURCE, else GitHub)")
-    fetch.add_argument("--dest", type=Path, help="folder to put the data set in (default: data/raw)")
+    fetch = data_sub.add_parser("fetch", help="download (or copy from --source) and verify a data set",
+                                description="Get a registered set whose description says how it is fetched "
+                                            "(its fetch field; seglib data list) and verify its content. Without "
+                                            "NAME: the Human Segmentation data set into data/raw (or --dest), "
+                                            "train.csv checked by its checksum and every file it lists.")
+    fetch.add_argument("name", nargs="?", default=None, metavar="NAME",
+                       help="a registered set that can be fetched (default: the workbook's own set, human-seg)")
+    fetch.add_argument("--source", help="local folder, .zip or URL (default: $SEGLIB_DATASET_SOURCE for the "
+                                        "built-in set, $SEGLIB_<NAME>_SOURCE for another, else where it is published)")
+    fetch.add_argument("--dest", type=Path, help="folder to put the set in (default: data/raw for the built-in set, "
+                                                 "data/external for another)")
     fetch.set_defaults(func=cmd_data_fetch)
-    pf = data_sub.add_parser("fetch-pennfudan", help="get the Penn-Fudan pedestrians (registered as pennfudan)",
-                             description="Copy or download the Penn-Fudan pedestrian database into "
-                                         "data/external/PennFudanPed (checked: 170 image/mask pairs): the registered "
-                                         "set pennfudan, external to every model that did not train on its "
-                                         "training split.")
-    pf.add_argument("--source", help="folder, .zip or URL (default: $SEGLIB_PENNFUDAN_SOURCE, else the authors' "
-                                     "archive)")
-    pf.add_argument("--dest", type=Path, help="folder to put PennFudanPed in (default: data/external)")
-    pf.set_defaults(func=cmd_data_fetch_pennfudan)
     check = data_sub.add_parser("check", help="validate every pair and report the data set's quirks",
                                 description="Read every image/mask pair of the data set and report problems "
                                             "(unreadable files, colour or non-binary masks, a mask that is not a rescale of "
@@ -96,18 +92,9 @@ def _add_registry_parsers(data_sub) -> None:
 
 
 def cmd_data_fetch(args) -> int:
-    from seglib.data.fetch import fetch_dataset
+    from seglib.data.registry import fetch_set
 
-    result = fetch_dataset(args.source, args.dest)
-    print(result.message)
-    return 0
-
-
-def cmd_data_fetch_pennfudan(args) -> int:
-    from seglib.data.external import fetch_pennfudan
-
-    _, message = fetch_pennfudan(args.source, args.dest)
-    print(message)
+    print(fetch_set(args.name, args.source, args.dest))
     return 0
 
 
@@ -116,8 +103,8 @@ def cmd_data_add(args) -> int:
     from seglib.infra.paths import display_path
 
     spec = add_dataset(args.name, images=args.images, masks=args.masks, pairs=args.pairs, coco=args.coco,
-                       mask_rule=args.mask_rule, mask_suffix=args.mask_suffix, source=args.source,
-                       licence=args.licence)
+                       mask_rule=args.mask_rule, mask_suffix=args.mask_suffix,
+                       about={"source": args.source, "licence": args.licence})
     print("; ".join(part for part in (
         f"registered {spec.name}: {spec.n_pairs} pairs", _left_out(spec),
         f"mask rule {spec.mask_rule} ({display_path(spec.description_file())})",

@@ -27,8 +27,7 @@ def add_parser(subparsers) -> None:
     scored = p.add_mutually_exclusive_group()
     scored.add_argument("--external", metavar="SET",
                         help="score every photo of an external labelled set instead of a split, with val's "
-                             "threshold: pennfudan ($SEGLIB_PENNFUDAN_DIR or data/external/PennFudanPed), another "
-                             "registered set's name, a pairs CSV (image,mask columns) or IMAGES_DIR:MASKS_DIR; "
+                             "threshold: a registered set's name (seglib data list), a pairs CSV (image,mask columns) or IMAGES_DIR:MASKS_DIR; "
                              "refused for a registered set any of whose photos trained the model; results in "
                              "<eval>/<set name>/ (default: none)")
     scored.add_argument("--dataset", metavar="NAME",
@@ -60,8 +59,8 @@ def cmd_evaluate(args) -> int:
     options = EvalOptions(tta=args.tta, overwrite=args.overwrite, progress=not args.quiet,
                           threshold_source=args.threshold_from, refine=args.refine)
     with _held_out(args, pairs):  # --out: never a data folder; one writer from its existing-file check to the end
-        result = evaluate_run(args.run, args.split, checkpoint=args.checkpoint, out_dir=args.out,
-                              dataset_dir=args.data_dir, splits_dir=args.splits_dir, pairs=pairs, options=options)
+        result = evaluate_run(args.run, pairs or args.split, checkpoint=args.checkpoint, out_dir=args.out,
+                              dataset_dir=args.data_dir, splits_dir=args.splits_dir, options=options)
     m = result.metrics
     print(f"{m['split']}: {m['n_images']} images scored at {m['scored_at']}, threshold {m['threshold']:.2f} "
           f"({m['threshold_source']}){', TTA' if m['tta'] else ''}{', edges refined' if m['refine'] else ''}")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from seglib.settings import PROFILE_NAMES
+from seglib.profiles import PROFILE_NAMES
 
 PROFILE_HELP = " | ".join(PROFILE_NAMES) + " (auto: gpu if CUDA, else cpu)"
 

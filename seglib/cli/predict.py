@@ -107,7 +107,7 @@ def _predict_into(args, inputs: list[Path], out_dir: Path, choice) -> int:
     print(f"predicting {len(inputs)} input{'s' if len(inputs) != 1 else ''} with {predictor.describe()}")
     with NewFolder(out_dir) as folder:  # --out is created now, and removed again if nothing is written to it
         try:
-            report = predict_files(predictor, inputs, out_dir, choice, log=_say,
+            report = predict_files(predictor, inputs, out_dir, choice,
                                    progress=getattr(args, "progress", True), overwrite=args.overwrite)
         except KeyboardInterrupt as exc:  # Ctrl-C or SIGTERM/SIGHUP: say what is there; seglib.cli exits 130/143
             _say_interrupted(exc)
@@ -153,13 +153,6 @@ def _refuse_input_as_out(inputs: list[Path], out: Path) -> None:
     for path in inputs:
         if path.is_file() and out.exists() and path.resolve() == out.resolve():
             raise SeglibError(f"{out}: --out is the input {path} itself; give a folder for the outputs")
-
-
-def _say(line: str, is_error: bool = False) -> None:
-    """Print a line of predict's progress without breaking the progress bar (stderr for problems)."""
-    from tqdm.auto import tqdm
-
-    tqdm.write(line, file=sys.stderr if is_error else sys.stdout)
 
 
 def _say_interrupted(exc: KeyboardInterrupt) -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+
 from seglib.cli.options import PROFILE_HELP, add_data_options, add_settings_options
 from seglib.infra.errors import SeglibError
 from seglib.infra.paths import display_path
@@ -26,17 +28,18 @@ def add_parser(sub) -> None:
 
 def cmd_train(args) -> int:
     from seglib.infra.io import WriteError, write_error
+    from seglib.infra.values import parse_assignments
+    from seglib.profiles import make_config
     from seglib.runs import Run
-    from seglib.settings import make_config, parse_set_args
-    from seglib.training.engine import load_resume_state, resume_config, train, writer_lock
+    from seglib.training.engine import resume_config, train, writer_lock
 
-    overrides = parse_set_args(args.set)
+    overrides = parse_assignments(args.set)
     run = Run.named(args.run)
     if args.resume and args.overwrite:
         raise SeglibError("--resume continues a run and --overwrite replaces it: give one of them")
     with writer_lock(run):  # from the first look at the run to its end: a second `train --run NAME` is refused
-        if args.resume:
-            cfg = resume_config(load_resume_state(run), args.profile, overrides)
+        if args.resume:  # the saved config, checked against a --profile or --set given again
+            cfg = functools.partial(resume_config, profile=args.profile, overrides=overrides)
         else:
             cfg = make_config(args.profile or "auto", overrides)
         try:
@@ -48,7 +51,7 @@ def cmd_train(args) -> int:
         return 130
     print(f"best val IoU {result.best_val_iou:.4f} at epoch {result.best_epoch}; {result.epochs_run} epochs in "
           f"{result.train_seconds / 60:.1f} min ({result.images_per_second:.1f} img/s); checkpoints in "
-          f"{display_path(run.dir)}{stop_note(result.stop_reason, cfg)}")
+          f"{display_path(run.dir)}{stop_note(result.stop_reason, result.config)}")
     return 0
 
 

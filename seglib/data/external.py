@@ -1,7 +1,7 @@
 """External labelled image/mask pairs, for measuring generalisation only (never for training or choosing).
 
 Three ways to name them: the Penn-Fudan pedestrian database (`pennfudan`: its folder from $SEGLIB_PENNFUDAN_DIR,
-else `data/external/PennFudanPed`, put there by `seglib data fetch-pennfudan`), a CSV with `image,mask` columns
+else `data/external/PennFudanPed`, put there by `seglib data fetch pennfudan`), a CSV with `image,mask` columns
 (paths relative to the CSV), or an image folder and a mask folder matched by file stem: every photo seglib decodes
 (`config.IMAGE_SUFFIXES`) with the lossless mask `<stem><suffix>` + one of MASK_SUFFIXES (a lossy JPEG or WebP
 would blur the labels). What a folder scan leaves out (a file of another kind, a mask without a photo, a folder, a
@@ -49,6 +49,8 @@ PENNFUDAN_FOLDER = "PennFudanPed"
 PENNFUDAN_URL = "https://www.cis.upenn.edu/~jshi/ped_html/PennFudanPed.zip"
 PENNFUDAN_CITATION = "the Penn-Fudan pedestrian database (Wang, Shi, Song, Shen, ACCV 2007)"
 PENNFUDAN_N = 170
+ENV_PENNFUDAN_DIR = "SEGLIB_PENNFUDAN_DIR"  # a Penn-Fudan copy to evaluate on (default data/external/PennFudanPed)
+ENV_PENNFUDAN_SOURCE = "SEGLIB_PENNFUDAN_SOURCE"  # DIR, ZIP or URL used by `seglib data fetch pennfudan`
 MASK_SUFFIXES = (".png", ".tif", ".tiff", ".bmp", ".gif")  # lossless: a mask's stored values are its labels
 
 
@@ -60,7 +62,7 @@ class PairSet:
     items: pd.DataFrame
     mask_rule: str = "binary"
     source: str = ""
-    registered: bool = False  # the Penn-Fudan database as `seglib data fetch-pennfudan` puts it, not a user's file
+    registered: bool = False  # the Penn-Fudan database as `seglib data fetch pennfudan` puts it, not a user's file
     dataset: str = ""  # the registered set these photos belong to (its ids), where they do
     left_out: tuple[tuple[str, str], ...] = ()  # (path, why) of each file a folder scan left out, hidden ones aside
 
@@ -270,7 +272,7 @@ def _lines(lines) -> str:
 
 def pennfudan_dir() -> Path:
     """$SEGLIB_PENNFUDAN_DIR, else data/external/PennFudanPed."""
-    return paths.env_folder(paths.ENV_PENNFUDAN_DIR, paths.external_data_dir() / PENNFUDAN_FOLDER)
+    return paths.env_folder(ENV_PENNFUDAN_DIR, paths.external_data_dir() / PENNFUDAN_FOLDER)
 
 
 def pennfudan(root: str | Path | None = None) -> PairSet:
@@ -278,7 +280,7 @@ def pennfudan(root: str | Path | None = None) -> PairSet:
     root = Path(root) if root is not None else pennfudan_dir()
     if not (root / "PNGImages").is_dir():
         raise DataError(f"{root}: no Penn-Fudan copy here (PNGImages/ not found); get it with `seglib data "
-                        f"fetch-pennfudan` ({PENNFUDAN_URL}) or point ${paths.ENV_PENNFUDAN_DIR} at a copy")
+                        f"fetch pennfudan` ({PENNFUDAN_URL}) or point ${ENV_PENNFUDAN_DIR} at a copy")
     pairs = pairs_from_folders(root / "PNGImages", root / "PedMasks", mask_suffix="_mask", mask_rule="nonzero",
                                name=PENNFUDAN)
     return PairSet(PENNFUDAN, pairs.items, "nonzero", PENNFUDAN_CITATION, registered=True, dataset=PENNFUDAN)
@@ -309,7 +311,7 @@ def fetch_pennfudan(source: str | os.PathLike | None = None, dest_root: str | os
     if dest.exists():
         n = len(_check_pennfudan(dest).items)
         return dest, f"{PENNFUDAN_FOLDER} already present at {paths.display_path(dest)} ({n} pairs); nothing to do"
-    src = str(source or os.environ.get(paths.ENV_PENNFUDAN_SOURCE, "").strip() or PENNFUDAN_URL)
+    src = str(source or os.environ.get(ENV_PENNFUDAN_SOURCE, "").strip() or PENNFUDAN_URL)
     kind, where = classify_source(src)
     refuse_fetch_into(dest_root, Path(where) if kind == "dir" else None, "the Penn-Fudan folder it copies from")
     with NewFolder(dest_root) as folder:
@@ -345,3 +347,6 @@ def _check_pennfudan(root: Path) -> PairSet:
     if len(pairs.items) != PENNFUDAN_N:
         raise DataError(f"{root}: {len(pairs.items)} image/mask pairs, expected {PENNFUDAN_N} (an incomplete copy?)")
     return pairs
+
+
+FETCHERS = {PENNFUDAN: fetch_pennfudan}  # registered sets other than the built-in one that `seglib data fetch NAME` gets

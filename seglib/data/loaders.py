@@ -14,7 +14,7 @@ from seglib.data.batching import ShapeBatchSampler, pad_collate
 from seglib.data.dataset import SegmentationDataset
 from seglib.data.splits import split_fingerprint
 from seglib.infra.paths import display_path
-from seglib.settings import TrainConfig, input_multiple
+from seglib.settings import RECT, TrainConfig, input_multiple
 from seglib.training.runtime import Runtime
 
 
@@ -64,7 +64,7 @@ def make_loaders(cfg: TrainConfig, runtime: Runtime, dataset_dir=None, splits_di
     val_ds.preload()
     snapshot.check_unchanged("the training data was being read")
     train_ds.split_snapshot = val_ds.split_snapshot = snapshot
-    if cfg.geometry == "rect":
+    if cfg.geometry == RECT:
         return _rect_loaders(cfg, runtime, train_ds, val_ds, workers, multiple)
     if runtime.distributed:
         train_sampler = DistributedSampler(train_ds, runtime.world_size, runtime.rank, shuffle=True, seed=cfg.seed)
@@ -87,7 +87,7 @@ def _rect_loaders(cfg: TrainConfig, runtime: Runtime, train_ds, val_ds, workers:
     from seglib.geometry import input_shape, pad_value
 
     def shapes(ds):
-        return [input_shape(*ds.load(i)[1].shape, cfg.input_size, "rect", multiple) for i in range(len(ds))]
+        return [input_shape(*ds.load(i)[1].shape, cfg.input_size, RECT, multiple) for i in range(len(ds))]
 
     cuda = runtime.device.type == "cuda"
     collate = partial(pad_collate, image_fill=pad_value())

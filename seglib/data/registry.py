@@ -44,6 +44,7 @@ KINDS = ("listing", "folders", "pairs", "coco")
 BUILTIN = "human-seg"  # the workbook's own data set: what every command uses when no set is named
 NAME_PATTERN = re.compile(r"[a-z0-9][a-z0-9_-]{0,39}")
 _VARIABLE = re.compile(r"\$\{(\w+)(?::-([^}]*))?\}")
+EXTERNAL_CHECK = "external-check"  # the `role` of the set models are checked on after a decision
 DERIVED_MARK = ".made-by-seglib-data-add"  # in each folder of derived masks `data add` made: it may replace those only
 
 
@@ -64,6 +65,8 @@ class DatasetSpec:
     source: str = ""
     licence: str = ""
     fetch: str = ""  # the command that fetches it, where it can be fetched
+    role: str = ""  # EXTERNAL_CHECK: the set the studies and the documentation check models on, after a decision
+    title: str = ""  # how prose names it (default: its name)
     n_pairs: int = 0  # at registration
     content_sha1: str = ""  # at registration: ids, image and mask bytes, mask rule (`data.external.content_hash`)
     builtin: bool = False
@@ -167,6 +170,28 @@ def get(name: str) -> DatasetSpec:
     return sets[name]
 
 
+def external_check_set() -> DatasetSpec:
+    """The registered set whose role is EXTERNAL_CHECK (the first by name if several say so)."""
+    for spec in registered().values():
+        if spec.role == EXTERNAL_CHECK:
+            return spec
+    raise DataError(f"no registered set has `role: {EXTERNAL_CHECK}` (the set models are checked on)")
+
+
+def fetch_set(name: str | None = None, source=None, dest=None) -> str:
+    """`seglib data fetch [NAME]`: the set fetched (the built-in one when no name is given), as its description's
+    `fetch` says; the message."""
+    from seglib.data.external import FETCHERS
+    from seglib.data.fetch import fetch_dataset
+
+    spec = get(name or BUILTIN)
+    if spec.name == BUILTIN:
+        return fetch_dataset(source, dest).message
+    if not spec.fetch or spec.name not in FETCHERS:
+        raise DataError(f"data set {spec.name!r}: seglib cannot fetch it; its files come from {spec.source or '?'}")
+    return FETCHERS[spec.name](source, dest)[1]
+
+
 def check_name(name: str) -> str:
     """A new set's name: lower-case letters, digits, '-' and '_', not one registered already."""
     if not isinstance(name, str) or not NAME_PATTERN.fullmatch(name):
@@ -189,8 +214,9 @@ def _stored(path: str | Path) -> str:
 
 
 def add_dataset(name: str, *, images=None, masks=None, pairs=None, coco=None, mask_rule: str | None = None,
-                mask_suffix: str = "", source: str = "", licence: str = "", description: str = "") -> DatasetSpec:
-    """Register a set from an image and a mask folder, a pairs CSV, or a COCO JSON with its image folder.
+                mask_suffix: str = "", about: dict[str, str] | None = None) -> DatasetSpec:
+    """Register a set from an image and a mask folder, a pairs CSV, or a COCO JSON with its image folder; `about`
+    gives its `source`, `licence` and `description` (the DatasetSpec fields of those names).
 
     Every pair is read first; any problem (missing or unreadable masks, a size that is not a uniform rescale,
     colour or non-binary masks without a rule, a rule that leaves every mask empty, two photos with one stem,
@@ -210,7 +236,7 @@ def add_dataset(name: str, *, images=None, masks=None, pairs=None, coco=None, ma
         reads = [(Path(images), "the photo folder (--images)"), (Path(coco), "the COCO file (--coco)")]
         refuse_derived_folder(name, derived, reads)
     staging = None  # COCO: this command's own folder for the masks until they are registered
-    fields_ = {"name": name, "mask_rule": rule, "source": source, "licence": licence, "description": description}
+    fields_ = {"name": name, "mask_rule": rule, **(about or {})}
     try:
         # 2. the pairs (COCO: masks rasterised into a staging folder first)
         if coco is not None:

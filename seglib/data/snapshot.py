@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from seglib.data.splits import SPLITS, _ids_hash, fold_tables, lock_target, parse_folds, parse_split
+from seglib.data.splits import SPLITS, fold_tables, ids_hash, lock_target, parse_folds, parse_split
 from seglib.infra import paths
 from seglib.infra.errors import DataError
 from seglib.infra.locks import lock_path
@@ -99,7 +99,7 @@ class SplitSnapshot:
         out: dict = {"splits_dir": display_path(self.folder)}
         for name in SPLITS:
             present = self.files.get(f"{name}.csv") is not None
-            out[f"{name}_sha1"] = _ids_hash(self.table(name)["id"].tolist()) if present else None
+            out[f"{name}_sha1"] = ids_hash(self.table(name)["id"].tolist()) if present else None
         return out
 
     def check_unchanged(self, during: str) -> None:

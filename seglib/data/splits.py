@@ -238,7 +238,7 @@ def split_fingerprint(splits_dir: Path | None = None) -> dict:
     for name in SPLITS:
         path = folder / f"{name}.csv"
         ids = read_split(name, folder)["id"].tolist() if path.is_file() else None
-        out[f"{name}_sha1"] = _ids_hash(ids) if ids is not None else None
+        out[f"{name}_sha1"] = ids_hash(ids) if ids is not None else None
     return out
 
 
@@ -263,7 +263,7 @@ def check_scored_split(record: dict | None, split: str, ids: list[str], splits_d
                         f"{record.get('splits_dir', '?')} as it was then); restore that split (e.g. `git checkout "
                         "data/splits`) or pass --splits-dir")
     key = f"{split}_sha1"
-    if record.get(key) and record[key] != _ids_hash(list(ids)):
+    if record.get(key) and record[key] != ids_hash(list(ids)):
         return [f"the {split} split in {folder} is not the one this model was trained beside (its photos differ); "
                 "no training photo is among them, but scores are not comparable with runs on the committed split"]
     return []
@@ -289,7 +289,7 @@ def _shown(ids: list[str], n: int = 5) -> str:
     return ", ".join(ids[:n]) + (", ..." if len(ids) > n else "")
 
 
-def _ids_hash(ids: list) -> str:
+def ids_hash(ids: list) -> str:
     return hashlib.sha1(",".join(sorted(map(str, ids), key=lambda i: (len(i), i))).encode()).hexdigest()[:12]
 
 

@@ -76,7 +76,7 @@ def _baseline_predictions(mask: np.ndarray, prior: np.ndarray) -> dict[str, np.n
             "mean-mask prior": prior_for(prior, h, w)}
 
 
-def _baseline_summaries(masks: list[np.ndarray], prior: np.ndarray, n_boot: int) -> dict[str, dict]:
+def baseline_summaries(masks: list[np.ndarray], prior: np.ndarray, n_boot: int) -> dict[str, dict]:
     rows: dict[str, list[dict]] = {name: [] for name in BASELINES}
     for mask in masks:
         for name, pred in _baseline_predictions(mask, prior).items():
@@ -98,4 +98,4 @@ def baseline_scores(split: str, dataset_dir=None, *, splits_dir=None, n_boot: in
     masks = _person_masks(items)
     if not masks:
         raise SeglibError(f"split {split!r} has no images")
-    return _baseline_summaries(masks, mean_mask_prior(dataset_dir, snapshot=snapshot), n_boot)
+    return baseline_summaries(masks, mean_mask_prior(dataset_dir, snapshot=snapshot), n_boot)

@@ -3,7 +3,7 @@ an option and stays an argument)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass
 
 from seglib.infra.errors import SeglibError
 
@@ -34,13 +34,3 @@ class EvalOptions:
     def __post_init__(self):
         if self.threshold_source not in THRESHOLD_SOURCES:
             raise SeglibError(f"threshold_source {self.threshold_source!r}: expected 'val' or 'checkpoint'")
-
-    @classmethod
-    def given(cls, options: EvalOptions | None, overrides: dict, caller: str = "evaluate_run") -> EvalOptions:
-        """`options` (the defaults when None) with the keyword `overrides` applied; an unknown keyword is a
-        TypeError, as it would be for a function's own parameter."""
-        names = {f.name for f in fields(cls)}
-        for key in overrides:
-            if key not in names:
-                raise TypeError(f"{caller}() got an unexpected keyword argument {key!r}")
-        return replace(options if options is not None else cls(), **overrides)

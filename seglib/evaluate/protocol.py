@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as _dt
 import hashlib
 import json
+import logging
 import os
 import time
 from dataclasses import dataclass, replace
@@ -17,7 +18,7 @@ from seglib.data.registry import BUILTIN
 from seglib.data.selection import check_not_trained_on, check_test_by_content, open_sets, trained_sets
 from seglib.data.snapshot import SplitSnapshot
 from seglib.data.splits import check_scored_split
-from seglib.evaluate.baselines import PRIOR_SIZE, _baseline_summaries, mean_mask_prior
+from seglib.evaluate.baselines import PRIOR_SIZE, baseline_summaries, mean_mask_prior
 from seglib.evaluate.options import EvalOptions
 from seglib.evaluate.records import SPLITS, collect_probabilities, split_items
 from seglib.evaluate.scoring import (
@@ -36,13 +37,18 @@ from seglib.metrics import summarise
 from seglib.runs import METRICS, PER_IMAGE, SWEEP, Run, same_checkpoint
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
-
     import pandas as pd
 
+logger = logging.getLogger(__name__)
 
-def _resolve_target(run_or_dir, checkpoint, out_dir) -> tuple[Path | None, Path, str]:
-    """(checkpoint path or None, eval folder, run name) for a run (name, Path or Run) or a loose checkpoint."""
+
+def _target(run_or_dir, checkpoint, out_dir, predictor) -> tuple[Path | None, Path, str]:
+    """(checkpoint path or None, eval folder, run name) for a run (name, Path or Run), a loose checkpoint or an
+    in-memory predictor (both need `out_dir`)."""
+    if predictor is not None and checkpoint is None and run_or_dir is None:
+        if out_dir is None:
+            raise SeglibError("an in-memory predictor needs an output folder (out_dir=)")
+        return None, Path(out_dir), ""
     if run_or_dir is not None and checkpoint is not None:
         raise SeglibError("give a run or a checkpoint, not both")
     if checkpoint is not None:
@@ -82,9 +88,8 @@ def _same_model(metrics: dict, facts: dict, tta: bool, refine: bool = False) -> 
         same_checkpoint(metrics, facts["checkpoint_epoch"], tta, Path(facts["checkpoint"]).name)
 
 
-def evaluate_run(run_or_dir=None, split: str = "test", *, checkpoint=None, out_dir=None, dataset_dir=None,
-                 splits_dir=None, predictor=None, pairs: PairSet | None = None, snapshot: SplitSnapshot | None = None,
-                 options: EvalOptions | None = None, log=print, **option_overrides) -> EvalResult:
+def evaluate_run(run_or_dir=None, split: str | PairSet = "test", *, checkpoint=None, out_dir=None, dataset_dir=None,
+                 splits_dir=None, predictor=None, options: EvalOptions | None = None) -> EvalResult:
     """Score a run's best checkpoint (or a `checkpoint` with `out_dir`) on val or test at mask resolution.
 
     val: sweeps thresholds, picks the best mean IoU (ties -> closest to 0.5), writes threshold_sweep.csv.
@@ -92,24 +97,25 @@ def evaluate_run(run_or_dir=None, split: str = "test", *, checkpoint=None, out_d
     or belongs to another checkpoint / TTA setting); refuses to re-score an existing `<eval>/test` unless
     `overwrite`. `threshold_source="checkpoint"` uses the checkpoint's training threshold instead of the sweep.
     `predictor` replaces loading one from the checkpoint (an in-memory model; needs `out_dir`).
-    `pairs`: an external labelled set (`seglib.data.external`) scored like test (val's threshold, scored once),
-    its results under `<eval>/<pairs.name>/`; it is for measuring generalisation only.
-    `snapshot`: the splits folder as already read (`data.snapshot`); read here when None. Every table of the
-    evaluation comes from that one version, and a split rewritten before the results are written is refused.
-    `options`: an `EvalOptions` (tta, overwrite, progress, n_boot, threshold_source, device, batch_size); keyword
-    arguments of the same names override its fields (`evaluate_run(run, "val", n_boot=200)`).
+    `split` may be an external labelled set instead (a `seglib.data.external.PairSet`), scored like test (val's
+    threshold, scored once), its results under `<eval>/<its name>/`; it is for measuring generalisation only.
+    The split files are read once: every table of the evaluation comes from that one version, and a split
+    rewritten before the results are written is refused.
+    `options`: an `EvalOptions` (tta, overwrite, progress, n_boot, threshold_source, device, batch_size, refine;
+    `evaluate_run(run, "val", options=EvalOptions(n_boot=200))`).
     """
     t0 = time.perf_counter()
     # 1. what is scored and where: a split or external set, the options, the target and a folder it may write
+    pairs = split if isinstance(split, PairSet) else None
     split = _scored_name(split, pairs)
-    opts = EvalOptions.given(options, option_overrides)
+    opts = options or EvalOptions()
     ckpt_path, eval_dir, run_name = _target(run_or_dir, checkpoint, out_dir, predictor)
     split_dir = _output_dir(eval_dir, split, once=split == "test" or pairs is not None, overwrite=opts.overwrite)
     # 2. the model, loaded once (val uses it too when it is scored first for the threshold)
     predictor, opts = _load_predictor(predictor, ckpt_path, opts)
     facts = predictor.facts()
     job = _Job(predictor, facts, ckpt_path, run_name, opts, eval_dir, dataset_dir, splits_dir,
-               snapshot if snapshot is not None else _own_splits(facts, dataset_dir, splits_dir), log)
+               _own_splits(facts, dataset_dir, splits_dir))
     # 3. the split's images, checked against the split the model was trained on (none for an external set)
     items, split_warnings = _checked_items(job, split, pairs)
     # 4. the threshold: the checkpoint's, val's (scoring val first when it is not saved for this model) or, on
@@ -136,7 +142,6 @@ class _Job:
     dataset_dir: object
     splits_dir: object
     snapshot: SplitSnapshot
-    log: Callable[[str], None]
 
     @property
     def facts(self) -> dict:
@@ -172,15 +177,6 @@ def _scored_name(split: str, pairs: PairSet | None) -> str:
     if split not in SPLITS:
         raise SeglibError(f"split {split!r}: evaluate scores {' or '.join(SPLITS)} (train is what the model saw)")
     return split
-
-
-def _target(run_or_dir, checkpoint, out_dir, predictor) -> tuple[Path | None, Path, str]:
-    """(checkpoint or None, eval folder, run name); an in-memory predictor without a run needs `out_dir`."""
-    if predictor is not None and checkpoint is None and run_or_dir is None:
-        if out_dir is None:
-            raise SeglibError("an in-memory predictor needs an output folder (out_dir=)")
-        return None, Path(out_dir), ""
-    return _resolve_target(run_or_dir, checkpoint, out_dir)
 
 
 def _output_dir(eval_dir: Path, split: str, *, once: bool, overwrite: bool) -> Path:
@@ -223,7 +219,7 @@ def _checked_items(job: _Job, split: str, pairs: PairSet | None):
     if split == "test":  # by the photos' bytes too: a copy of a training photo under another id or set
         check_test_by_content(job.model_facts.get("data_split"), items, f"{display_path(job.snapshot.folder)}/test.csv")
     for line in split_warnings:
-        job.log(f"warning: {split}: {line}")
+        logger.info(f"warning: {split}: {line}")
     return items, split_warnings
 
 
@@ -240,7 +236,7 @@ def _threshold(job: _Job, split: str) -> tuple[_Threshold, EvalResult | None]:
         return _Threshold(float(val_metrics["threshold"]), "val sweep", display_path(val_json)), None
     why = "not found" if val_metrics is None else ("is for another checkpoint, TTA setting, boundary refinement or "
                                                    "threshold source")
-    job.log(f"{val_json} {why}: evaluating val first to choose the threshold")
+    logger.info(f"{val_json} {why}: evaluating val first to choose the threshold")
     val_result = _score_val_first(job)
     return _Threshold(val_result.threshold, "val sweep", display_path(val_json)), val_result
 
@@ -258,9 +254,8 @@ def _score_val_first(job: _Job) -> EvalResult:
 
 
 def _collect(job: _Job, split: str, items, pairs: PairSet | None) -> list[dict]:
-    records = collect_probabilities(job.predictor, split, job.dataset_dir, job.splits_dir,
-                                    batch_size=job.options.batch_size, progress=job.options.progress, pairs=pairs,
-                                    items=items)
+    records = collect_probabilities(job.predictor, split if pairs is None else pairs, job.dataset_dir, job.splits_dir,
+                                    batch_size=job.options.batch_size, progress=job.options.progress, items=items)
     if not records:
         raise SeglibError(f"split {split!r} has no images")
     return records
@@ -273,7 +268,7 @@ def _score(job: _Job, split: str, records: list[dict], threshold: _Threshold) ->
     value = threshold.value if threshold.value is not None else choose_threshold(sweep)
     per_image = score_records(records, value)
     n_boot = job.options.n_boot
-    baselines = _baseline_summaries([r["mask"] for r in records],
+    baselines = baseline_summaries([r["mask"] for r in records],
                                     mean_mask_prior(job.dataset_dir, snapshot=job.snapshot), n_boot)
     return _Scores(value, sweep, per_image, summarise(per_image, n_boot=n_boot), baselines)
 

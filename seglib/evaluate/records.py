@@ -92,21 +92,23 @@ def _predict(predictor, images: list[np.ndarray], masks: list[np.ndarray], ids: 
     return out
 
 
-def collect_probabilities(predictor, split: str, dataset_dir=None, splits_dir=None, *, batch_size: int = 8,
-                          progress: bool = True, limit: int | None = None, pairs: PairSet | None = None,
-                          items: pd.DataFrame | None = None) -> list[dict]:
-    """Run the model once over a split (or the external `pairs`, or the split's `items` already read); records
-    hold id, mask (uint8 0/1) and prob (float32), both at mask size, plus the image covariates. Kept in memory so
-    a threshold sweep never re-runs the model."""
+def collect_probabilities(predictor, split: str | PairSet, dataset_dir=None, splits_dir=None, *, batch_size: int = 8,
+                          progress: bool = True, limit: int | None = None, items: pd.DataFrame | None = None
+                          ) -> list[dict]:
+    """Run the model once over a split (or an external set, a `PairSet`; or the split's `items` already read);
+    records hold id, mask (uint8 0/1) and prob (float32), both at mask size, plus the image covariates. Kept in
+    memory so a threshold sweep never re-runs the model."""
+    pairs = split if isinstance(split, PairSet) else None
     if items is None:
         items = pairs.items if pairs is not None else split_items(split, dataset_dir, splits_dir)
     loader = pairs.load if pairs is not None else None
+    name = pairs.name if pairs is not None else split
     if limit:
         items = items.head(limit)
     records = []
-    for rows, pairs in _iter_batches(items, batch_size, progress, f"evaluate {split}", loader):
+    for rows, decoded in _iter_batches(items, batch_size, progress, f"evaluate {name}", loader):
         ids = rows["id"].astype(str).tolist()
-        images, masks = [p[0] for p in pairs], [p[1] for p in pairs]
+        images, masks = [p[0] for p in decoded], [p[1] for p in decoded]
         probs = _predict(predictor, images, masks, ids)
         for id_, row, image, mask, prob in zip(ids, rows.itertuples(index=False), images, masks, probs,
                                                strict=True):

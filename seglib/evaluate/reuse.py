@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import json
-from collections.abc import Callable
+import logging
 from pathlib import Path
 
 import pandas as pd
@@ -16,6 +16,8 @@ from seglib.evaluate.tables import EvalResult
 from seglib.infra.errors import SeglibError
 from seglib.infra.paths import display_path
 from seglib.runs import BEST, METRICS, PER_IMAGE, SWEEP, Run, same_checkpoint
+
+logger = logging.getLogger(__name__)
 
 
 def _when(metrics: dict) -> str:
@@ -61,10 +63,10 @@ def _checkpoint_epoch(path: Path):
     return load_checkpoint(path).get("epoch")
 
 
-def load_or_evaluate(run_dir, split: str, *, dataset_dir=None, splits_dir=None, tta: bool | None = False,
-                     rescore: bool = False, progress: bool = False, n_boot: int = 2000, pairs: PairSet | None = None,
-                     log: Callable[[str], None] = print):
-    """The run's evaluation on `split` (or the external `pairs`), reused when possible, and a line saying which.
+def load_or_evaluate(run_dir, split: str | PairSet, *, dataset_dir=None, splits_dir=None, tta: bool | None = False,
+                     rescore: bool = False, progress: bool = False, n_boot: int = 2000):
+    """The run's evaluation on `split` (or an external set, a `PairSet`), reused when possible, and a line (logged)
+    saying which.
 
     val: reused when `eval/val/metrics.json` was made from the run's current best checkpoint (same epoch) with
     the same TTA setting, otherwise evaluated again. test and external sets: an existing score is always reused
@@ -76,6 +78,7 @@ def load_or_evaluate(run_dir, split: str, *, dataset_dir=None, splits_dir=None, 
     run_dir = run.dir
     best = run.require("best")
     epoch = _checkpoint_epoch(best)
+    pairs = split if isinstance(split, PairSet) else None
     name = pairs.name if pairs is not None else split
     saved = saved_result(run_dir, name)
     if tta is None:
@@ -94,23 +97,57 @@ def load_or_evaluate(run_dir, split: str, *, dataset_dir=None, splits_dir=None, 
                 scored = model_label(saved.metrics.get("checkpoint_epoch"), saved.metrics.get("tta"),
                                      Path(str(saved.metrics.get("checkpoint", "?"))).name)
                 line += f" Note: they were scored with {scored}, not as asked now ({kind})."
-            log(line)
+            logger.info(line)
             return saved
         if saved is None and (run.eval_dir(name) / PER_IMAGE).exists() and not rescore:
             raise SeglibError(f"{display_path(run.eval_dir(name))}: an earlier {name} scoring did not finish "
                               f"(per_image.csv without metrics.json); pass rescore=True to score {name} again")
-        log(f"rescore=True: scoring {name} again ({kind}), replacing the results of {_when(saved.metrics)}."
-            if saved is not None else f"{name}: not scored yet; scoring it now ({kind}) with the threshold chosen "
-                                      "on val.")
-        return evaluate_run(run_dir, name, dataset_dir=dataset_dir, splits_dir=splits_dir, pairs=pairs, log=log,
+        logger.info(f"rescore=True: scoring {name} again ({kind}), replacing the results of {_when(saved.metrics)}."
+                    if saved is not None else f"{name}: not scored yet; scoring it now ({kind}) with the threshold "
+                                              "chosen on val.")
+        return evaluate_run(run_dir, split, dataset_dir=dataset_dir, splits_dir=splits_dir,
                             options=EvalOptions(tta=tta, overwrite=rescore, progress=progress, n_boot=n_boot))
     if saved is not None and same_checkpoint(saved.metrics, epoch, tta) \
             and saved.metrics.get("threshold_source") == "val sweep":
-        log(f"{split}: reusing the evaluation of {_when(saved.metrics)} (same checkpoint: {kind}; "
-            f"threshold {saved.metrics['threshold']:g}).")
+        logger.info(f"{split}: reusing the evaluation of {_when(saved.metrics)} (same checkpoint: {kind}; "
+                    f"threshold {saved.metrics['threshold']:g}).")
         return saved
     why = "not evaluated yet" if saved is None else \
         "the saved evaluation is for another checkpoint, TTA setting or threshold source"
-    log(f"{split}: {why}; evaluating now ({kind}).")
-    return evaluate_run(run_dir, split, dataset_dir=dataset_dir, splits_dir=splits_dir, log=log,
+    logger.info(f"{split}: {why}; evaluating now ({kind}).")
+    return evaluate_run(run_dir, split, dataset_dir=dataset_dir, splits_dir=splits_dir,
                         options=EvalOptions(tta=tta, progress=progress, n_boot=n_boot))
+
+
+# The sets a notebook scores a run on: its own test split, another registered set's test split (a cross-data-set
+# score), or a whole external set for generalisation (notebooks 04 and 05).
+def outside_pairs(name: str, trained_on: list[str]):
+    """The set a notebook scores for generalisation: all of `name` (a registered set, a CSV or IMAGES:MASKS), or
+    only its test split where the model trained on that registered set."""
+    from seglib.data.registry import scored_set
+    from seglib.data.selection import split_test_pairs
+
+    return split_test_pairs(name) if name in trained_on else scored_set(name)
+
+
+def examined_test(run_dir, dataset: str, trained_on: str, **options) -> tuple:
+    """Notebooks 04 and 05: (the test result, the set(s) its photos come from): the run's own test split for
+    "default" or the run's own sets, else the test split of the registered set `dataset` (a cross-data-set score).
+    `options` go to `evaluate.load_or_evaluate`."""
+    from seglib.data.selection import split_test_pairs
+    if dataset in ("default", trained_on):
+        return load_or_evaluate(run_dir, "test", **options), trained_on
+    pairs = split_test_pairs(dataset)
+    return load_or_evaluate(run_dir, pairs, **options), dataset
+
+
+def examined_results(run_dir, dataset: str, trained_on: str, splits: list[str], **options) -> tuple[dict, dict]:
+    """Notebook 05: ({split: its result}, {split: the set(s) its photos come from}), val scored before test (its
+    threshold); test as `examined_test` gives it, val always the run's own."""
+    results, data_of = {}, {}
+    for split in sorted(splits, key=lambda s: s != "val"):
+        if split == "test":
+            results[split], data_of[split] = examined_test(run_dir, dataset, trained_on, **options)
+        else:
+            results[split], data_of[split] = load_or_evaluate(run_dir, split, **options), trained_on
+    return results, data_of

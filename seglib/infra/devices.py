@@ -11,18 +11,18 @@ from seglib.infra.errors import SeglibError
 if TYPE_CHECKING:
     import torch
 
-DEVICES = ("auto", "cpu", "cuda")
+DEVICES = AUTO_DEVICE, CPU, CUDA = ("auto", "cpu", "cuda")
 
 
-def resolve_device(device: str | torch.device = "auto", option: str = "--device ") -> torch.device:
+def resolve_device(device: str | torch.device = AUTO_DEVICE, option: str = "--device ") -> torch.device:
     """"auto" -> cuda when available, else cpu; asking for cuda without CUDA is a SeglibError."""
     import torch  # here, not at the top: the CLI's --help and the settings need no torch
 
     if isinstance(device, torch.device):
         return device
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if str(device).startswith("cuda") and not torch.cuda.is_available():
+    if device == AUTO_DEVICE:
+        return torch.device(CUDA if torch.cuda.is_available() else CPU)
+    if str(device).startswith(CUDA) and not torch.cuda.is_available():
         raise SeglibError(f"device {device!r} requested but CUDA is not available (use {option}cpu or {option}auto)")
     try:
         return torch.device(device)
@@ -34,7 +34,7 @@ def device_name(device: torch.device) -> str:
     """The device in words for a run's record: 'cpu', or 'cuda (NVIDIA H100 80GB HBM3)'."""
     import torch
 
-    if device.type == "cuda":
+    if device.type == CUDA:
         return f"cuda ({torch.cuda.get_device_name(device)})"
     return str(device)
 

@@ -1,6 +1,5 @@
 """User-facing errors: the CLI prints their message on one line and exits non-zero, without a traceback."""
 
-import sys
 
 
 class SeglibError(Exception):
@@ -17,11 +16,6 @@ class ConfigError(SeglibError):
 
 class CheckpointError(SeglibError):
     """A checkpoint is missing, unreadable, or refused by the safe loader."""
-
-
-def note(message: str) -> None:
-    """A one-line notice on stderr that is not an error (a stale lock taken over, a run put back)."""
-    print(f"seglib: {message}", file=sys.stderr)
 
 
 def first_line(exc: BaseException, limit: int = 160) -> str:

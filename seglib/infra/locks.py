@@ -12,13 +12,16 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import itertools
+import logging
 import os
 import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
-from seglib.infra.errors import SeglibError, note
+from seglib.infra.errors import SeglibError
+
+logger = logging.getLogger(__name__)
 
 
 class LockedError(SeglibError):
@@ -64,10 +67,10 @@ def _holder(fd: int) -> tuple[int | None, str]:
 
 
 @contextlib.contextmanager
-def exclusive(target: str | os.PathLike, what: str, *, log=None) -> Iterator[Path]:
+def exclusive(target: str | os.PathLike, what: str) -> Iterator[Path]:
     """Hold the lock of `target` for the block, or raise LockedError at once when a live process holds it.
 
-    `what` names the thing in messages ("run runs/x"). `log` (default: stderr) hears of a stale lock taken over.
+    `what` names the thing in messages ("run runs/x"); a stale lock taken over is said as a warning.
     """
     path = lock_path(target)
     created = _missing_folders(path.parent)  # removed again on release, when the command left them empty
@@ -97,7 +100,7 @@ def exclusive(target: str | os.PathLike, what: str, *, log=None) -> Iterator[Pat
         os.close(fd)  # the file was removed and maybe re-created between open and flock: lock the current one
     stale_pid, _ = _read_owner(fd)
     if stale_pid and stale_pid != os.getpid():
-        (log or note)(f"{what}: took over a stale lock of pid {stale_pid} (no longer running)")
+        logger.warning(f"{what}: took over a stale lock of pid {stale_pid} (no longer running)")
     try:
         try:
             os.ftruncate(fd, 0)
@@ -128,14 +131,14 @@ _HELD: set[Path] = set()  # locks this process holds through reentrant()
 
 
 @contextlib.contextmanager
-def reentrant(target: str | os.PathLike, what: str, *, log=None) -> Iterator[None]:
+def reentrant(target: str | os.PathLike, what: str) -> Iterator[None]:
     """exclusive(), except that a block of this process already holding the lock (through reentrant) may enter
     again: a training inside `seglib cv`, a recovery inside a training. Another process is refused as before."""
     key = Path(os.path.abspath(target))
     if key in _HELD:
         yield
         return
-    with exclusive(target, what, log=log):
+    with exclusive(target, what):
         _HELD.add(key)
         try:
             yield

@@ -16,9 +16,7 @@ ENV_DATA_DIR = "SEGLIB_DATA_DIR"  # where the fetched data set lives (default da
 ENV_RUNS_DIR = "SEGLIB_RUNS_DIR"  # where training runs go (default runs/)
 ENV_REPORTS_DIR = "SEGLIB_REPORTS_DIR"  # where `seglib report` writes (default reports/)
 ENV_PROFILE = "SEGLIB_PROFILE"  # default training profile for notebooks (CI sets "smoke")
-ENV_PENNFUDAN_DIR = "SEGLIB_PENNFUDAN_DIR"  # a Penn-Fudan copy to evaluate on (default data/external/PennFudanPed)
 ENV_DATASETS_DIR = "SEGLIB_DATASETS_DIR"  # where `seglib data add` registers data sets (default data/datasets)
-ENV_PENNFUDAN_SOURCE = "SEGLIB_PENNFUDAN_SOURCE"  # DIR, ZIP or URL used by `seglib data fetch-pennfudan`
 
 # Names the command line needs before anything heavy is imported (`seglib --help` imports no numpy or torch).
 SPLITS = ("train", "val", "test")

@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from seglib.infra.errors import ConfigError
-from seglib.models.model_registry import model_entry
+from seglib.models.model_registry import UNET, model_entry
 from seglib.models.unet_parts import DoubleConv, Down, OutConv, Up
 from seglib.models.weights_files import check_fit, read_state_dict
 from seglib.settings import TrainConfig
@@ -47,7 +47,7 @@ MEDIAPIPE_SELFIE_TFLITE = Path(__file__).with_name("weights") / "selfie_segmenta
 SMP_BATCHNORM_MOMENTUM = 0.1
 
 
-def build_model(name: str = "unet", *, spec: dict | None = None, **settings) -> nn.Module:
+def build_model(name: str = UNET, *, spec: dict | None = None, **settings) -> nn.Module:
     """One constructor for every registered model (smp's `create_model`): `settings` are TrainConfig's, its
     defaults fill the rest, `encoder_weights=None` means none. `spec`: a checkpoint's saved graph."""
     if "encoder_weights" in settings and settings["encoder_weights"] is None:

@@ -21,19 +21,17 @@ from seglib.infra.errors import ConfigError
 if typing.TYPE_CHECKING:
     from torch import nn
 
+    from seglib.settings import TrainConfig  # for type checkers only: seglib.settings imports this registry
 
-class TrainConfig(typing.Protocol):
-    """What an entry reads of a run's settings (a `seglib.settings.TrainConfig`; named here, not imported, so that
-    the settings module can read the registry)."""
+# The model names, each written once: TrainConfig's `model` choices, the profiles and the entries below use these.
+UNET, SMP_UNET, MEDIAPIPE_SELFIE, MEDIAPIPE_UNET, LRASPP_MOBILENET, DEEPLABV3_MOBILENET = (
+    "unet", "smp-unet", "mediapipe-selfie", "mediapipe-unet", "lraspp-mobilenet-v3-large",
+    "deeplabv3-mobilenet-v3-large")
 
-    model: str
-    depth: int
-    encoder_weights: str
-
-    def to_dict(self) -> dict: ...
 
 FILE = "file"  # a StartingWeights option: `encoder_weights` is the path of a local file
-NAMED_OPTIONS = ("none", "mediapipe", "imagenet")  # every other value of `encoder_weights` is a file path
+# the named values of `encoder_weights` (every other value is a file path)
+NAMED_OPTIONS = NO_WEIGHTS, MEDIAPIPE_WEIGHTS, IMAGENET_WEIGHTS = ("none", "mediapipe", "imagenet")
 OWN_WEIGHTS = "trained here from random initialisation (no third-party weights)"
 MEDIAPIPE_LICENCE = "derived from MediaPipe's selfie segmentation model (Apache-2.0; `seglib/models/weights/NOTICE.md`)"
 BUNDLED_TFLITE = "the bundled selfie_segmentation.tflite (mediapipe 0.10.21 wheel, Apache-2.0)"
@@ -73,7 +71,7 @@ class StartingWeights:
         return f"a {self.suffix} file" if self.suffix else "a local file"
 
 
-SCRATCH = StartingWeights("none", "random initialisation (trained from scratch)", OWN_WEIGHTS)
+SCRATCH = StartingWeights(NO_WEIGHTS, "random initialisation (trained from scratch)", OWN_WEIGHTS)
 
 
 def _unet_stride(cfg: TrainConfig) -> int:
@@ -126,14 +124,14 @@ class ModelEntry:
 
 def _mediapipe_weights(words: str) -> tuple[StartingWeights, ...]:
     """MediaPipe's weights (bundled, or another .tflite of the same graph) or none; `{source}` in `words` names them."""
-    return (StartingWeights("mediapipe", words.format(source=BUNDLED_TFLITE), MEDIAPIPE_LICENCE), SCRATCH,
+    return (StartingWeights(MEDIAPIPE_WEIGHTS, words.format(source=BUNDLED_TFLITE), MEDIAPIPE_LICENCE), SCRATCH,
             StartingWeights(FILE, words.format(source="local file {encoder_weights}"), MEDIAPIPE_LICENCE, ".tflite"))
 
 
 def _torchvision_weights(head: str) -> tuple[StartingWeights, ...]:
     """From scratch, torchvision's ImageNet backbone (downloaded), or a local copy of a MobileNetV3-Large file."""
     return (SCRATCH,
-            StartingWeights("imagenet", f"ImageNet-trained MobileNetV3-Large backbone ({TORCHVISION_IMAGENET}, "
+            StartingWeights(IMAGENET_WEIGHTS, f"ImageNet-trained MobileNetV3-Large backbone ({TORCHVISION_IMAGENET}, "
                                         f"downloaded by torchvision); {head} from random initialisation",
                             TORCHVISION_LICENCE),
             StartingWeights(FILE, "MobileNetV3-Large backbone initialised from local file {encoder_weights}; "
@@ -142,36 +140,36 @@ def _torchvision_weights(head: str) -> tuple[StartingWeights, ...]:
 
 ENTRIES = (
     ModelEntry(
-        "unet", "a compact U-Net of our own (seglib.models.model.UNet), channel width doubling at each level",
+        UNET, "a compact U-Net of our own (seglib.models.model.UNet), channel width doubling at each level",
         "seglib.models.model:build_unet", ("base_channels", "depth"), _unet_stride, (SCRATCH,),
         "U-Net width {base_channels}, depth {depth}", stride_rule="2**depth", small={"base_channels": 4, "depth": 2}),
     ModelEntry(
-        "smp-unet", "segmentation_models_pytorch's U-Net on one of its encoders",
+        SMP_UNET, "segmentation_models_pytorch's U-Net on one of its encoders",
         "seglib.models.model:build_smp_unet", ("encoder", "encoder_weights"), 32,
         (SCRATCH,
-         StartingWeights("imagenet", "ImageNet-pretrained {encoder} encoder (downloaded by smp)",
+         StartingWeights(IMAGENET_WEIGHTS, "ImageNet-pretrained {encoder} encoder (downloaded by smp)",
                          "the encoder starts from smp's ImageNet-pretrained {encoder} weights; their terms are those "
                          "of their source (smp's encoder table)"),
          StartingWeights(FILE, "{encoder} encoder initialised from local file {encoder_weights}",
                          f"the encoder weights {LOCAL_FILE_LICENCE}")),
         "smp U-Net, {encoder} encoder", small={"encoder": "mobilenet_v2"}),
     ModelEntry(
-        "mediapipe-selfie", "MediaPipe's selfie segmenter run in PyTorch from its .tflite graph, fine-tuned",
+        MEDIAPIPE_SELFIE, "MediaPipe's selfie segmenter run in PyTorch from its .tflite graph, fine-tuned",
         "seglib.models.model:build_mediapipe_selfie", ("encoder_weights",), 16,
         _mediapipe_weights("MediaPipe selfie segmentation weights from {source}, fine-tuned"),
         "MediaPipe selfie segmenter (MobileNetV3-style)", saves_graph=True),
     ModelEntry(
-        "mediapipe-unet", "a canonical U-Net decoder on MediaPipe's selfie-segmenter encoder (seglib.models.mediapipe_unet)",
+        MEDIAPIPE_UNET, "a canonical U-Net decoder on MediaPipe's selfie-segmenter encoder (seglib.models.mediapipe_unet)",
         "seglib.models.model:build_mediapipe_unet", ("base_channels", "encoder_weights"), 16,
         _mediapipe_weights("encoder from MediaPipe selfie segmentation weights ({source}); decoder from random "
                            "initialisation"),
         "U-Net on MediaPipe's encoder, decoder width {base_channels}", saves_graph=True, small={"base_channels": 4}),
     ModelEntry(
-        "lraspp-mobilenet-v3-large", "torchvision's LR-ASPP head on a MobileNetV3-Large backbone",
+        LRASPP_MOBILENET, "torchvision's LR-ASPP head on a MobileNetV3-Large backbone",
         "seglib.models.torchvision_models:build_lraspp", ("encoder_weights",), 16, _torchvision_weights("LR-ASPP head"),
         "LR-ASPP on MobileNetV3-Large (torchvision)"),
     ModelEntry(
-        "deeplabv3-mobilenet-v3-large", "torchvision's DeepLabV3 (ASPP) head on a MobileNetV3-Large backbone",
+        DEEPLABV3_MOBILENET, "torchvision's DeepLabV3 (ASPP) head on a MobileNetV3-Large backbone",
         "seglib.models.torchvision_models:build_deeplabv3", ("encoder_weights",), 16, _torchvision_weights("DeepLabV3 head"),
         "DeepLabV3 on MobileNetV3-Large (torchvision)",
         min_train_batch=2),  # its image-pooling branch batch-normalises a 1x1 map: one image has no variance

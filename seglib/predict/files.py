@@ -10,9 +10,9 @@ refuses. One batch writes into a folder at a time (`seglib.infra.locks`), never 
 from __future__ import annotations
 
 import copy
+import logging
 import os
 import sys
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -29,6 +29,8 @@ from seglib.predict.video import output_suffix
 
 if TYPE_CHECKING:
     from seglib.predict.predictor import Predictor
+
+logger = logging.getLogger(__name__)
 
 MASK_SUFFIX = ".mask.png"
 OVERLAY_SUFFIX = ".overlay.jpg"
@@ -67,13 +69,12 @@ class Planned:
         return self.outputs["mask"]
 
 
-def plan_outputs(inputs: list[Path], out_dir: str | Path, choice: OutputChoice | None = None, *,
-                 overlay: bool = False) -> list[Planned]:
+def plan_outputs(inputs: list[Path], out_dir: str | Path, choice: OutputChoice | None = None) -> list[Planned]:
     """The outputs of each input. The first input of a stem keeps it; the others sharing it (photo.jpg in two
     folders, or photo.jpg and photo.mp4) get `photo-2`, `photo-3`, ... in input order, skipping every name that
     is another input's own stem (a/x.jpg, b/x.jpg, c/x-2.jpg: x, x-3, x-2), so no two inputs ever share an
     output (case-insensitively, for case-insensitive file systems)."""
-    choice = choice or OutputChoice(overlay=overlay)
+    choice = choice or OutputChoice()
     out_dir = Path(out_dir)
     stems = [path.stem or "image" for path in inputs]
     natural = {stem.lower() for stem in stems}
@@ -185,19 +186,18 @@ class PredictReport:
 
 
 def predict_files(predictor: Predictor, inputs, out_dir: str | Path, choice: OutputChoice | None = None, *,
-                  overlay: bool = False, progress: bool = True, overwrite: bool = False,
-                  threshold: float | None = None, log: Callable[[str, bool], None] | None = None) -> PredictReport:
+                  progress: bool = True, overwrite: bool = False, threshold: float | None = None) -> PredictReport:
     """Predict every input (photos and videos, see `collect_inputs`) and write its outputs into `out_dir`
     (the module says which). A folder seglib reads data from, or a photo's own folder, is refused
     (`refuse_unsafe_out`), and so is a folder another batch is writing into (`seglib.infra.locks`). Existing outputs are
     refused up front (SeglibError, nothing written) unless `overwrite`. An input that cannot be decoded (missing,
-    empty, corrupt, truncated, not an image or video, too large) is recorded in the report (and passed to
-    `log(line, is_error)` as `seglib: skipped <path>: <problem>`) and the batch goes on; a write refused for lack
-    of space stops it (SeglibError naming the file). Files are written atomically (never half-written). An
+    empty, corrupt, truncated, not an image or video, too large) is recorded in the report (and logged as a
+    warning, `skipped <path>: <problem>`) and the batch goes on; a write refused for lack of space stops it
+    (SeglibError naming the file). Files are written atomically (never half-written). An
     interrupt (KeyboardInterrupt, which SIGTERM/SIGHUP raise too) propagates with the report so far attached as
     `exc.predict_report` (`PredictReport.interrupted_summary` says what was left).
     """
-    choice = choice or OutputChoice(overlay=overlay)
+    choice = choice or OutputChoice()
     # 1. the inputs, and a folder the batch may write into (created by the first output written)
     paths = collect_inputs(inputs)
     out_dir = check_writable_dir(out_dir)
@@ -211,20 +211,16 @@ def predict_files(predictor: Predictor, inputs, out_dir: str | Path, choice: Out
                                renamed={item.input: item.mask for item in plan if item.renamed},
                                earlier=set(existing_outputs(plan)) if overwrite else set())
         # 3. each input through the model, its outputs written behind it
-        _run(predictor, plan, report, choice, threshold, log, progress)
+        _run(predictor, plan, report, choice, threshold, progress)
     return report
 
 
 def _run(predictor: Predictor, plan: list[Planned], report: PredictReport, choice: OutputChoice,
-         threshold: float | None, log: Callable[[str, bool], None] | None, progress: bool) -> None:
+         threshold: float | None, progress: bool) -> None:
     """Decode ahead, predict and write behind every planned input, recording the outcome in `report`."""
     from tqdm.auto import tqdm
 
     bar = tqdm(total=len(plan), desc="predict", unit="img", disable=not progress or len(plan) < 2, file=sys.stderr)
-
-    def say(msg: str, err: bool = False) -> None:
-        if log is not None:
-            log(msg, err)
 
     photo_predictor, workers = side_by_side(predictor, sum(not is_video(item.input) for item in plan))
     writer = WriteBehind()
@@ -235,9 +231,9 @@ def _run(predictor: Predictor, plan: list[Planned], report: PredictReport, choic
         for (item, photo), prob in predicted:
             if is_video(item.input):
                 writer.harvest(wait=True)  # the photos before it are on disk before the video starts
-                _predict_video(predictor, report, item, choice, threshold, say, progress)
+                _predict_video(predictor, report, item, choice, threshold, progress)
             else:
-                _write_behind(predictor, report, item, photo, prob, choice, threshold, say, writer)
+                _write_behind(predictor, report, item, photo, prob, choice, threshold, writer)
             bar.update(1)
         writer.harvest(wait=True)
     except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM/SIGHUP (seglib.infra.signals): the files written so far are
@@ -284,21 +280,21 @@ def _probabilities(predictor: Predictor, decoded) -> np.ndarray | None:
 
 
 def _write_behind(predictor: Predictor, report: PredictReport, item: Planned, decoded, prob: np.ndarray | None,
-                  choice: OutputChoice, threshold: float | None, say: Callable[..., None], writer: WriteBehind) -> None:
+                  choice: OutputChoice, threshold: float | None, writer: WriteBehind) -> None:
     """Hand one predicted photo's outputs to the writer, which records them in `report`."""
     path = item.input
     if isinstance(decoded, DataError):
-        _skip(report, path, _problem(decoded, path), say)
+        _skip(report, path, _problem(decoded, path))
         return
     rgb, orientation, frames = decoded
     t = predictor.threshold if threshold is None else threshold
     if frames > 1:
-        say(f"{path}: {frames} frames (animated or multi-page); the outputs are for the first frame")
-    writer.submit(lambda: _write_photo(report, item, rgb, prob, t, choice, orientation, say))
+        logger.info(f"{path}: {frames} frames (animated or multi-page); the outputs are for the first frame")
+    writer.submit(lambda: _write_photo(report, item, rgb, prob, t, choice, orientation))
 
 
 def _write_photo(report: PredictReport, item: Planned, rgb: np.ndarray, prob: np.ndarray, t: float,
-                 choice: OutputChoice, orientation: int, say: Callable[..., None]) -> None:
+                 choice: OutputChoice, orientation: int) -> None:
     """Write one photo's outputs (on the writer's thread), recording each in `report` once it is on disk."""
     path = item.input
     pictures = draw_outputs(item.outputs, rgb, prob, t, background=choice.background, refine=choice.refine)
@@ -309,19 +305,19 @@ def _write_photo(report: PredictReport, item: Planned, rgb: np.ndarray, prob: np
         except OSError as exc:
             if exc.errno in FULL_DISK_ERRNOS:  # the next photos would not fit either: stop here, with one line
                 raise report.full_disk(out, exc) from None
-            _skip(report, path, f"could not write output ({exc.strerror or exc})", say)
+            _skip(report, path, f"could not write output ({exc.strerror or exc})")
             return
         report.add(kind, out, path)
     if orientation != 1:
         report.exif_rotated.append(path)
         h, w = rgb.shape[:2]
         stored = f"{h}x{w}" if orientation >= 5 else f"{w}x{h}"
-        say(f"{path}: EXIF orientation {orientation} applied; mask matches the photo as viewers show it "
-            f"({w}x{h}; stored {stored})")
+        logger.info(f"{path}: EXIF orientation {orientation} applied; mask matches the photo as viewers show it "
+                    f"({w}x{h}; stored {stored})")
 
 
 def _predict_video(predictor: Predictor, report: PredictReport, item: Planned, choice: OutputChoice,
-                   threshold: float | None, say: Callable[..., None], progress: bool) -> None:
+                   threshold: float | None, progress: bool) -> None:
     """Predict one video and write its output videos, recording the outcome in `report`."""
     from seglib.predict.video import predict_video
 
@@ -329,22 +325,22 @@ def _predict_video(predictor: Predictor, report: PredictReport, item: Planned, c
         result = predict_video(predictor, item.input, item.outputs, background=choice.background,
                                refine=choice.refine, smooth=choice.smooth, threshold=threshold, progress=progress)
     except DataError as exc:
-        _skip(report, item.input, _problem(exc, item.input), say)
+        _skip(report, item.input, _problem(exc, item.input))
         return
     except OSError as exc:
         if exc.errno in FULL_DISK_ERRNOS:
             raise report.full_disk(Path(exc.filename or item.mask), exc) from None
-        _skip(report, item.input, f"could not write output ({exc.strerror or exc})", say)
+        _skip(report, item.input, f"could not write output ({exc.strerror or exc})")
         return
     report.videos.append(result)
     for kind, out in item.outputs.items():
         report.add(kind, out, item.input)
-    say(result.describe())
+    logger.info(result.describe())
 
 
-def _skip(report: PredictReport, path: Path, problem: str, say: Callable[..., None]) -> None:
+def _skip(report: PredictReport, path: Path, problem: str) -> None:
     report.failed.append((path, problem))
-    say(f"seglib: skipped {path}: {problem}", err=True)
+    logger.warning(f"skipped {path}: {problem}")
 
 
 def _problem(exc: Exception, path: Path) -> str:

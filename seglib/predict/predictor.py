@@ -24,7 +24,7 @@ from seglib.predict.outputs import (
     refine_probabilities,
 )
 from seglib.predict.val_choice import ValChoice
-from seglib.settings import config_from_dict, input_multiple
+from seglib.settings import LETTERBOX, config_from_dict, input_multiple
 
 if TYPE_CHECKING:
     from seglib.runs import Run
@@ -47,13 +47,13 @@ class Predictor:
     `threshold_source` says where the threshold came from (given, chosen on val, stored in the checkpoint).
     """
 
-    def __init__(self, network: Network, cfg, checkpoint: dict, *, threshold: float | None = None,
+    def __init__(self, network: Network, checkpoint: dict, *, threshold: float | None = None,
                  tta: bool | None = None, source: str = "", threshold_source: str | None = None,
                  protocol: ValChoice | None = None, refine: bool = False):
         self.network = network
         self.refine = bool(refine)  # boundary refinement of the probabilities at the photo's resolution
         self.device = network.device
-        self.cfg = cfg
+        self.cfg = config_from_dict(checkpoint["config"])  # how it was trained
         self.checkpoint = checkpoint
         self.tta, self.tta_source = _settle_tta(tta, protocol)
         if threshold is None and protocol is not None and protocol.chosen_on_val and protocol.tta == self.tta:
@@ -63,7 +63,7 @@ class Predictor:
             raise SeglibError(f"threshold {self.threshold:g}: a probability threshold must be between 0 and 1")
         self.threshold_source = threshold_source or ("given" if threshold is not None else "stored in the checkpoint")
         self.source = source
-        self.geometry = getattr(cfg, "geometry", "letterbox")
+        self.geometry = getattr(self.cfg, "geometry", LETTERBOX)
         self.set_input_size(checkpoint["input_size"])
 
     def set_input_size(self, size: int) -> None:
@@ -82,9 +82,9 @@ class Predictor:
         from seglib.predict.val_choice import val_protocol
 
         state = load_checkpoint(path)
-        model, cfg = model_from_checkpoint(state)
+        model, _ = model_from_checkpoint(state)
         kwargs.setdefault("protocol", val_protocol(path, state))
-        return cls(TorchNetwork(model, device), cfg, state, source=display_path(path), **kwargs)
+        return cls(TorchNetwork(model, device), state, source=display_path(path), **kwargs)
 
     @classmethod
     def from_run(cls, run: str | Path | Run, which: str = "best", **kwargs) -> Predictor:
@@ -110,12 +110,7 @@ class Predictor:
         if chosen:
             kwargs.setdefault("protocol", ValChoice(chosen["threshold"], chosen["tta"],
                                                    f"{chosen['source']}, recorded in the export", True))
-        return cls.from_network(network, checkpoint, source=display_path(path), **kwargs)
-
-    @classmethod
-    def from_network(cls, network: Network, checkpoint: dict, **kwargs) -> Predictor:
-        """A Predictor of a loaded network and its checkpoint(-like) facts, whose config says how it was trained."""
-        return cls(network, config_from_dict(checkpoint["config"]), checkpoint, **kwargs)
+        return cls(network, checkpoint, source=display_path(path), **kwargs)
 
     def facts(self) -> dict:
         """What evaluation records about the model (`evaluate.ProbabilityModel`), from its checkpoint."""

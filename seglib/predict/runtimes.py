@@ -124,7 +124,7 @@ def _from_export(checkpoint: Path, exported: Path, digest: str, **kwargs):
         raise SeglibError(f"{exported}: was exported from another checkpoint (its recorded source_sha256 is not "
                           f"the hash of {checkpoint})")
     kwargs.setdefault("protocol", val_protocol(checkpoint, facts))
-    return Predictor.from_network(network, facts, source=f"{checkpoint} in ONNX Runtime", **kwargs)
+    return Predictor(network, facts, source=f"{checkpoint} in ONNX Runtime", **kwargs)
 
 
 def cuda_ruled_out() -> bool:

@@ -16,15 +16,10 @@ Modules: `params` (which parameters each notebook gets), `runner` (the batch), `
 `index` (the landing page).
 """
 
-from seglib.infra import paths  # noqa: F401 - tests and callers patch paths.notebooks_dir through here
-from seglib.report.html import (  # noqa: F401
-    WIDGET_MIME,
-    render_html,
-)
-from seglib.report.index import (  # noqa: F401
-    index_html,
-)
-from seglib.report.params import (  # noqa: F401
+from seglib.infra import paths  # tests and callers patch paths.notebooks_dir through here
+from seglib.report.html import WIDGET_MIME, render_html
+from seglib.report.index import index_html
+from seglib.report.params import (
     NOTEBOOK_PATTERN,
     RESERVED,
     NotebookParam,
@@ -34,11 +29,12 @@ from seglib.report.params import (  # noqa: F401
     notebook_parameters,
     parse_param_args,
 )
-from seglib.report.runner import (  # noqa: F401
+from seglib.report.runner import (
     DEFAULT_KERNEL,
     INLINE_BACKEND,
     PROGRESS_LINE,
     NotebookRecord,
+    ReportOptions,
     check_kernel,
     reuse_notes,
     run_report,

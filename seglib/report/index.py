@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as _dt
 import html
 import json
 from collections.abc import Mapping
@@ -11,11 +12,12 @@ from typing import Any
 import mistune
 import yaml
 
+import seglib
 from seglib.evaluate import headline_from_metrics
 from seglib.infra import paths
 from seglib.infra.errors import SeglibError
 from seglib.infra.paths import display_path
-from seglib.runs import Run
+from seglib.runs import Run, read_json
 
 _CSS = """
 body{font-family:system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;margin:2rem auto;max-width:64rem;
@@ -219,3 +221,36 @@ def _experiment_tables(reports_root: Path | None) -> list[Path]:
             seen.add(key)
             out.append(path)
     return out
+
+
+def batch_summary(ctx, kernel: str, records: list, notes: list[str], with_code: bool,
+                  total: float | None, command: str = "") -> dict:
+    """summary.json: the batch's settings, each notebook's status and time (`records`: runner.NotebookRecord),
+    and the run's headline scores."""
+    run_dir = ctx.run_dir
+    headline = {}
+    for split in ("test", "val"):
+        metrics = read_json(Run(run_dir).metrics_file(split))
+        if metrics:
+            headline[split] = {k: metrics.get(k) for k in ("n_images", "threshold", "mean_iou", "mean_iou_ci95",
+                                                            "median_iou", "pooled_iou", "mean_dice",
+                                                            "mean_boundary_iou") if k in metrics}
+    return {
+        "run": ctx.run,
+        "profile": ctx.profile,
+        "kernel": kernel,
+        "with_code": with_code,
+        "command": command,
+        "generated_at": _dt.datetime.now().astimezone().isoformat(timespec="seconds"),
+        "seglib_version": seglib.__version__,
+        "run_dir": display_path(run_dir),
+        "seconds_total": round(total, 2) if total is not None else None,
+        "reused": notes,
+        "notebooks": [
+            {"notebook": r.notebook, "html": f"{r.stem}.html", "status": r.status,
+             "seconds": round(r.seconds, 2) if r.seconds is not None else None,
+             "parameters": r.parameters, **({"error": r.error} if r.error else {})}
+            for r in records
+        ],
+        "headline": headline,
+    }

@@ -111,19 +111,17 @@ def kernel_manager_class(flag: StopFlag, stderr_file):
     before shutting the kernel down; by default it would be interrupted and killed 5 s later, mid-cell."""
     from jupyter_client.manager import AsyncKernelManager
 
-    class StoppableKernelManager(AsyncKernelManager):
-        async def _async_launch_kernel(self, kernel_cmd, **kw):
-            kw.setdefault("stderr", stderr_file)
-            await super()._async_launch_kernel(kernel_cmd, **kw)
+    class StoppableKernelManager(AsyncKernelManager):  # public methods only: start, interrupt, shut down
+        async def start_kernel(self, **kw) -> None:
+            kw.setdefault("stderr", stderr_file)  # passed down to the kernel's Popen (kept for a restart too)
+            await super().start_kernel(**kw)
 
-        async def _async_shutdown_kernel(self, now: bool = False, restart: bool = False) -> None:
+        async def shutdown_kernel(self, now: bool = False, restart: bool = False) -> None:
             if flag.signum is not None and not now and self.has_kernel:
                 with contextlib.suppress(Exception):  # a kernel that is gone already needs no waiting for
-                    await self._async_interrupt_kernel()
+                    await self.interrupt_kernel()
                     await _until_idle(self, INTERRUPTED_WAIT_S)
-            await super()._async_shutdown_kernel(now=now, restart=restart)
-
-        shutdown_kernel = _async_shutdown_kernel  # AsyncKernelManager binds the base class's function here
+            await super().shutdown_kernel(now=now, restart=restart)
 
     return StoppableKernelManager
 

@@ -10,7 +10,7 @@ from typing import Any
 
 import pandas as pd
 
-from seglib.data.external import PENNFUDAN_CITATION
+from seglib.data.registry import external_check_set
 from seglib.evaluate.failure_analysis import CATEGORIES, attributes, category_table
 from seglib.infra.errors import SeglibError
 from seglib.models.model_registry import model_entry
@@ -30,6 +30,7 @@ def model_card(run: Run, command: str = "") -> str:
     splits = {name: run.metrics(name) for name in ("val", "test")}
     external = {p.name: run.metrics(p.name) for p in sorted(run.eval_root.glob("*"))
                 if p.is_dir() and p.name not in ("val", "test") and run.metrics(p.name)}
+    check = external_check_set()
     settings = _settings(cfg)
     n_params = summary.get("parameters")
     size = f"{n_params:,} parameters, " if isinstance(n_params, int) else ""
@@ -67,7 +68,7 @@ def model_card(run: Run, command: str = "") -> str:
         "Mean per-image IoU with a 95% bootstrap CI, scored at each mask's own resolution "
         "(`seglib evaluate`); an image with no person in it and none predicted would score 1.",
         "",
-        _metrics_table({**splits, **external}),
+        _metrics_table({**splits, **external}, {check.name: check.source}),
         "",
     ]
     subgroup_lines, subgroups = _subgroups(run, splits.get(SUBGROUP_SPLIT))
@@ -82,7 +83,7 @@ def model_card(run: Run, command: str = "") -> str:
         "- The data set's masks are a downscale of 198 of its photos: fine detail (hair, fingers) is scored at "
         "the mask's lower resolution; boundary IoU measures the outline.",
         "- The external set's masks leave out small or occluded pedestrians (its readme), so it under-rates a "
-        "model that finds them." if "pennfudan" in external else
+        "model that finds them." if check.name in external else
         "- No external set was scored: generalisation beyond the training data set is unmeasured.",
         "- The data set states no licence; the photos' subjects and consent are undocumented.",
         "",
@@ -147,7 +148,8 @@ def _split_record(summary: Mapping[str, Any]) -> str:
             f"{record.get('train_sha1')}, val {record.get('val_sha1')}, test {record.get('test_sha1')})")
 
 
-def _metrics_table(results: Mapping[str, dict | None]) -> str:
+def _metrics_table(results: Mapping[str, dict | None], sources: Mapping[str, str]) -> str:
+    """One row per scored set; an external set with a known source (`sources`) names it."""
     rows = ["| set | photos | mean IoU (95% CI) | median | pooled | Dice | boundary IoU |",
             "|---|---|---|---|---|---|---|"]
     for name, m in results.items():
@@ -155,7 +157,7 @@ def _metrics_table(results: Mapping[str, dict | None]) -> str:
             rows.append(f"| {name} | — | not scored yet | | | | |")
             continue
         lo, hi = (m.get("mean_iou_ci95") or [float("nan")] * 2)[:2]
-        label = f"{name} (external: {PENNFUDAN_CITATION})" if name == "pennfudan" else name
+        label = f"{name} (external: {sources[name]})" if sources.get(name) else name
         rows.append(f"| {label} | {m.get('n_images')} | {m['mean_iou']:.3f} ({lo:.3f}–{hi:.3f}) | "
                     f"{m.get('median_iou', float('nan')):.3f} | {m.get('pooled_iou', float('nan')):.3f} | "
                     f"{m.get('mean_dice', float('nan')):.3f} | {m.get('mean_boundary_iou', float('nan')):.3f} |")

@@ -13,9 +13,9 @@ from typing import Any
 
 from seglib.infra import paths
 from seglib.infra.errors import ConfigError, SeglibError
+from seglib.infra.values import parse_assignments
 from seglib.notebook import check_parameter, coerce_parameter
 from seglib.report.html import DropMessages
-from seglib.settings import parse_assignments
 
 NOTEBOOK_PATTERN = "[0-9][0-9]_*.ipynb"
 
@@ -134,7 +134,7 @@ def notebook_arguments(declared: Mapping[str, Mapping[str, NotebookParam]], base
         out[nb_name] = args
     overrides = [args["overrides"] for args in out.values() if isinstance(args.get("overrides"), dict)]
     if overrides:  # training settings: an unknown key or a bad value fails now, not once training is under way
-        from seglib.settings import make_config
+        from seglib.profiles import make_config
 
         try:
             make_config(profile, overrides[0])

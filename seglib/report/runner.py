@@ -13,12 +13,11 @@ import shlex
 import shutil
 import sys
 import time
-from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-import seglib
 from seglib.infra import paths
 from seglib.infra.errors import SeglibError
 from seglib.infra.io import ensure_writable_dir, write_json_atomic, write_text_atomic
@@ -26,7 +25,7 @@ from seglib.infra.locks import exclusive
 from seglib.infra.paths import JUPYTER_KERNEL, display_path, user_path
 from seglib.notebook import resolve_params
 from seglib.report.html import DropMessages, render_html
-from seglib.report.index import index_html
+from seglib.report.index import batch_summary, index_html
 from seglib.report.kernel import (
     StopFlag,
     cancel_leftover_tasks,
@@ -41,7 +40,7 @@ from seglib.report.params import NotebookParam, find_notebooks, notebook_argumen
 from seglib.runs import LAST, SUMMARY, Run, read_json
 
 DEFAULT_KERNEL = JUPYTER_KERNEL
-
+logger = logging.getLogger(__name__)
 
 INLINE_BACKEND = "module://matplotlib_inline.backend_inline"
 
@@ -108,42 +107,59 @@ def check_kernel(kernel: str) -> None:
                           f" — installed kernels: {', '.join(sorted(specs)) or 'none'}")
 
 
-def run_report(profile: str = "default", run: str = "default", *, data_dir: str | os.PathLike | None = None,
-               params: Mapping[str, Any] | None = None, with_code: bool = False, overwrite: bool = False,
-               kernel: str = DEFAULT_KERNEL, notebooks_dir: str | os.PathLike | None = None,
-               out_root: str | os.PathLike | None = None, log: Callable[[str], Any] = print) -> Path:
+@dataclass(frozen=True)
+class ReportOptions:
+    """How `run_report` runs the batch; `params`: extra notebook parameters {name: value}, text values parsed as
+    YAML and checked against the declaring notebooks' type hints."""
+
+    data_dir: str | os.PathLike | None = None
+    params: Mapping[str, Any] | None = None
+    with_code: bool = False
+    overwrite: bool = False
+    kernel: str = DEFAULT_KERNEL
+    notebooks_dir: str | os.PathLike | None = None
+    out_root: str | os.PathLike | None = None
+
+
+def run_report(profile: str = "default", run: str = "default", options: ReportOptions | None = None,
+               **option_overrides) -> Path:
     """Execute the numbered notebooks into `reports/NAME/` and write its index.html; returns that path.
 
-    `params`: extra notebook parameters {name: value}; text values are parsed as YAML and checked against the
-    declaring notebooks' type hints. Raises ConfigError / SeglibError before anything runs when a setting is
-    wrong, and SeglibError naming the notebook and cell when a notebook fails.
+    `options`, or its fields as keywords (ReportOptions). Raises ConfigError / SeglibError before anything runs
+    when a setting is wrong, and SeglibError naming the notebook and cell when a notebook fails.
     """
     t_batch = time.perf_counter()
-    notebooks = find_notebooks(notebooks_dir)
+    opts = replace(options or ReportOptions(), **option_overrides)
+    notebooks = find_notebooks(opts.notebooks_dir)
     ctx = resolve_params(profile, run)  # unknown profile / bad run name -> ConfigError
     data_path = None
-    if data_dir not in (None, ""):
+    if opts.data_dir not in (None, ""):
         from seglib.data.catalog import find_dataset_dir
 
-        data_path = user_path(data_dir).resolve()
+        data_path = user_path(opts.data_dir).resolve()
         find_dataset_dir(data_path)  # DataError now rather than in the first notebook
     declared = {nb.name: notebook_parameters(nb) for nb in notebooks}
     base = {"profile": ctx.profile, "run": ctx.run, "data_dir": str(data_path) if data_path else None}
-    args = notebook_arguments(declared, base, params, ctx.profile)
-    command = ["seglib", "report", "--profile", ctx.profile, "--run", ctx.run]
-    command += ["--data-dir", str(data_path)] if data_path else []
-    for key, value in (params or {}).items():
-        command += ["-p", f"{key}={value if isinstance(value, str) else json.dumps(value)}"]
-    command += (["--with-code"] if with_code else []) + (["--kernel", kernel] if kernel != DEFAULT_KERNEL else [])
-    check_kernel(kernel)
+    args = notebook_arguments(declared, base, opts.params, ctx.profile)
+    check_kernel(opts.kernel)
 
-    root = user_path(out_root).resolve() if out_root is not None else paths.reports_dir()
+    root = user_path(opts.out_root).resolve() if opts.out_root is not None else paths.reports_dir()
     final = root / ctx.run
-    _refuse_existing(final, overwrite)
+    _refuse_existing(final, opts.overwrite)
     ensure_writable_dir(root)
     with exclusive(final, f"report {display_path(final)}"):  # a second `seglib report --run NAME` is refused
-        _refuse_existing(final, overwrite)  # published by another batch while this one was checking
-        return _run_batch(notebooks, declared, args, ctx, root, data_path, kernel, with_code, command, t_batch, log)
+        _refuse_existing(final, opts.overwrite)  # published by another batch while this one was checking
+        return _run_batch(notebooks, declared, args, ctx, root, data_path, opts, t_batch)
+
+
+def _command(ctx, data_path: Path | None, opts: ReportOptions) -> list[str]:
+    """The `seglib report` command that repeats the batch, for its summary and the model card."""
+    command = ["seglib", "report", "--profile", ctx.profile, "--run", ctx.run]
+    command += ["--data-dir", str(data_path)] if data_path else []
+    for key, value in (opts.params or {}).items():
+        command += ["-p", f"{key}={value if isinstance(value, str) else json.dumps(value)}"]
+    return command + (["--with-code"] if opts.with_code else []) + (
+        ["--kernel", opts.kernel] if opts.kernel != DEFAULT_KERNEL else [])
 
 
 def _refuse_existing(final: Path, overwrite: bool) -> None:
@@ -152,21 +168,22 @@ def _refuse_existing(final: Path, overwrite: bool) -> None:
                           "if every notebook succeeds) or choose another --run")
 
 
-def _run_batch(notebooks: list[Path], declared, args, ctx, root: Path, data_path: Path | None, kernel: str,
-               with_code: bool, command: list[str], t_batch: float, log: Callable[[str], Any]) -> Path:
+def _run_batch(notebooks: list[Path], declared, args, ctx, root: Path, data_path: Path | None,
+               opts: ReportOptions, t_batch: float) -> Path:
     """Execute every notebook into the staging folder, then publish it as reports/NAME (run under the lock)."""
     final, staging, failed = root / ctx.run, root / f".{ctx.run}.partial", root / f"{ctx.run}.failed"
+    kernel, with_code, command = opts.kernel, opts.with_code, _command(ctx, data_path, opts)
     n = len(notebooks)
-    log(f"report '{ctx.run}': profile {ctx.profile}, kernel {kernel}, {n} notebook{'' if n == 1 else 's'} "
-        f"from {display_path(notebooks[0].parent)}")
+    logger.info(f"report '{ctx.run}': profile {ctx.profile}, kernel {kernel}, {n} notebook{'' if n == 1 else 's'} "
+                f"from {display_path(notebooks[0].parent)}")
     notes = reuse_notes(ctx.run_dir, declared, args)
     for note in notes:
-        log(note)
+        logger.info(note)
     if final.exists():
-        log(f"replacing the previous report at {display_path(final)} once every notebook has succeeded "
-            "(it stays as it is if one fails)")
+        logger.info(f"replacing the previous report at {display_path(final)} once every notebook has succeeded "
+                    "(it stays as it is if one fails)")
     if staging.exists():
-        log(f"removing the staging folder of an earlier, unfinished batch: {display_path(staging)}")
+        logger.info(f"removing the staging folder of an earlier, unfinished batch: {display_path(staging)}")
         shutil.rmtree(staging)
     staging.mkdir(parents=True)
 
@@ -176,40 +193,39 @@ def _run_batch(notebooks: list[Path], declared, args, ctx, root: Path, data_path
         with _kernel_environment(data_path):
             for i, (nb, rec) in enumerate(zip(notebooks, records, strict=True), 1):
                 current = rec
-                _run_one(nb, staging, rec, f"[{i}/{n}]", kernel, with_code, log)
+                _run_one(nb, staging, rec, f"[{i}/{n}]", kernel, with_code)
                 if rec.status != "ok":
-                    kept = _keep_failed(staging, failed, records, ctx, kernel, log)
+                    kept = _keep_failed(staging, failed, records, ctx, kernel)
                     raise SeglibError(f"notebook {nb.name} failed {rec.error}; partial notebook kept at "
                                       f"{display_path(kept / nb.name)}")
         current = None
         total = time.perf_counter() - t_batch
-        summary = _summary(ctx, kernel, records, notes, with_code, total, shlex.join(command))
+        summary = batch_summary(ctx, kernel, records, notes, with_code, total, shlex.join(command))
         write_json_atomic(staging / "summary.json", summary)
         card = model_card(Run(ctx.run_dir), shlex.join(command)) if Run(ctx.run_dir).trained else None
         if card is not None:
             write_text_atomic(staging / MODEL_CARD, card)
         write_text_atomic(staging / "index.html", index_html(summary, ctx.run_dir, root, card=card))
-        _publish(staging, final, root / f".{ctx.run}.old", log)
+        _publish(staging, final, root / f".{ctx.run}.old")
     except KeyboardInterrupt as exc:
-        _say_interrupted(exc, current, staging, failed, final, records, ctx, kernel, log)
+        _say_interrupted(exc, current, staging, failed, final, records, ctx, kernel)
         raise
     if failed.exists():
-        log(f"removing {display_path(failed)}: the failed attempt it holds is superseded by this report")
+        logger.info(f"removing {display_path(failed)}: the failed attempt it holds is superseded by this report")
         shutil.rmtree(failed)
-    log(f"{n} notebook{'' if n == 1 else 's'} in {total:.1f} s; report in {display_path(final)}")
+    logger.info(f"{n} notebook{'' if n == 1 else 's'} in {total:.1f} s; report in {display_path(final)}")
     return final / "index.html"
 
 
-def _run_one(nb: Path, staging: Path, rec: NotebookRecord, counter: str, kernel: str, with_code: bool,
-             log: Callable[[str], Any]) -> None:
+def _run_one(nb: Path, staging: Path, rec: NotebookRecord, counter: str, kernel: str, with_code: bool) -> None:
     """Execute one notebook into `staging` and render its HTML; rec.status says how it went (an interrupt is
     raised). The executed notebook is written under a temporary name and renamed once papermill is done with
     it, so `staging/NAME.ipynb` is never a half-written file."""
     out_nb, running = staging / nb.name, staging / f".{nb.stem}.running.ipynb"
-    log(f"{counter} {nb.name} ...")
+    logger.info(f"{counter} {nb.name} ...")
     t0 = time.perf_counter()
     try:
-        _execute(nb, running, rec.parameters, kernel, log)
+        _execute(nb, running, rec.parameters, kernel)
     except KeyboardInterrupt:
         rec.status, rec.seconds = "interrupted", time.perf_counter() - t0
         with contextlib.suppress(Exception):
@@ -228,7 +244,7 @@ def _run_one(nb: Path, staging: Path, rec: NotebookRecord, counter: str, kernel:
     t1 = time.perf_counter()
     render_html(out_nb, out_nb.with_suffix(".html"), with_code=with_code)
     rec.html_seconds = time.perf_counter() - t1
-    log(f"{counter} {nb.name} ... {rec.seconds:.1f} s")
+    logger.info(f"{counter} {nb.name} ... {rec.seconds:.1f} s")
 
 
 def _settle(running: Path, out_nb: Path) -> bool:
@@ -247,7 +263,7 @@ def _settle(running: Path, out_nb: Path) -> bool:
     return True
 
 
-def _publish(staging: Path, final: Path, old: Path, log: Callable[[str], Any]) -> None:
+def _publish(staging: Path, final: Path, old: Path) -> None:
     """Rename the finished staging folder to reports/NAME, replacing a previous report; a stop signal waits
     until the renames are done, so the previous report is never left hidden in `.NAME.old`."""
     with stops_deferred():
@@ -261,22 +277,22 @@ def _publish(staging: Path, final: Path, old: Path, log: Callable[[str], Any]) -
                 os.replace(old, final)
                 raise
             shutil.rmtree(old)
-            log(f"replaced the previous report at {display_path(final)}")
+            logger.info(f"replaced the previous report at {display_path(final)}")
         else:
             os.replace(staging, final)
 
 
 def _say_interrupted(exc: KeyboardInterrupt, current: NotebookRecord | None, staging: Path, failed: Path,
-                     final: Path, records: list[NotebookRecord], ctx, kernel: str, log: Callable[[str], Any]) -> None:
+                     final: Path, records: list[NotebookRecord], ctx, kernel: str) -> None:
     """One line on what an interrupted batch left: the attempt kept as NAME.failed, or the published report."""
     how = exc.args[0] if exc.args else "SIGINT"
     if not staging.exists():  # the stop came after the report was published
-        log(f"{how}: stopped after the report was complete; it is in {display_path(final)}")
+        logger.info(f"{how}: stopped after the report was complete; it is in {display_path(final)}")
         return
-    kept = _keep_failed(staging, failed, records, ctx, kernel, log)
+    kept = _keep_failed(staging, failed, records, ctx, kernel)
     where = f"during {current.notebook}" if current is not None else "while publishing the report"
     previous = f"; the previous report at {display_path(final)} is unchanged" if final.exists() else ""
-    log(f"{how} {where}: the notebooks run so far are kept at {display_path(kept)}{previous}")
+    logger.info(f"{how} {where}: the notebooks run so far are kept at {display_path(kept)}{previous}")
 
 
 # Lines a notebook prints that the terminal should see while it runs (training progress from seglib.training.engine).
@@ -284,7 +300,7 @@ PROGRESS_LINE = re.compile(r"^(run \S+: |epoch +\d+/\d+ |interrupted|Reusing the
                            r"run|retrain=True: )")
 
 
-def _execute(nb: Path, out_nb: Path, parameters: dict, kernel: str, log: Callable[[str], Any] = print) -> None:
+def _execute(nb: Path, out_nb: Path, parameters: dict, kernel: str) -> None:
     import papermill
 
     # The runner has validated the parameters with papermill's own inspector already (params.py); its repeat
@@ -295,7 +311,7 @@ def _execute(nb: Path, out_nb: Path, parameters: dict, kernel: str, log: Callabl
         lg.addFilter(quiet)
     # Papermill hands every output of the kernel to its logger as it arrives (log_output=True): forward the
     # progress lines, so a long training shows in the terminal, and nothing else.
-    stream = _ProgressLines(log)
+    stream = _ProgressLines()
     main_logger = loggers[0]
     saved = main_logger.level, main_logger.propagate
     main_logger.addHandler(stream)
@@ -321,18 +337,17 @@ def _execute(nb: Path, out_nb: Path, parameters: dict, kernel: str, log: Callabl
 
 
 class _ProgressLines(logging.Handler):
-    """Pass the notebook's progress lines (PROGRESS_LINE) to `log`, indented; drop all other output."""
+    """Pass the notebook's progress lines (PROGRESS_LINE) to the runner's logger, indented; drop the rest."""
 
-    def __init__(self, log: Callable[[str], Any]):
+    def __init__(self):
         super().__init__(level=logging.INFO)
-        self.log = log
 
     def emit(self, record: logging.LogRecord) -> None:
         if record.levelno >= logging.ERROR and record.name == "papermill":
             return  # papermill's own errors reach the runner as exceptions
         for line in str(record.getMessage()).splitlines():
             if PROGRESS_LINE.match(line.strip()):
-                self.log(f"      {line.strip()}")
+                logger.info(f"      {line.strip()}")
 
 
 def _kernel_arguments(kernel: str) -> list[str]:
@@ -363,12 +378,12 @@ def _describe_failure(exc: BaseException) -> str:
     return f"({type(exc).__name__}: {text[0] if text else 'no message'})"
 
 
-def _keep_failed(staging: Path, failed: Path, records: list[NotebookRecord], ctx, kernel: str, log) -> Path:
+def _keep_failed(staging: Path, failed: Path, records: list[NotebookRecord], ctx, kernel: str) -> Path:
     """Move the staging folder (partial notebook included) to NAME.failed; the previous report stays."""
     with contextlib.suppress(Exception):
-        write_json_atomic(staging / "summary.json", _summary(ctx, kernel, records, [], False, None))
+        write_json_atomic(staging / "summary.json", batch_summary(ctx, kernel, records, [], False, None))
     if failed.exists():
-        log(f"replacing the older failed attempt at {display_path(failed)}")
+        logger.info(f"replacing the older failed attempt at {display_path(failed)}")
         shutil.rmtree(failed)
     os.replace(staging, failed)
     return failed
@@ -395,34 +410,3 @@ def _kernel_environment(data_dir: Path | None) -> Iterator[None]:
                 os.environ.pop(name, None)
             else:
                 os.environ[name] = value
-
-
-def _summary(ctx, kernel: str, records: list[NotebookRecord], notes: list[str], with_code: bool,
-             total: float | None, command: str = "") -> dict:
-    run_dir = ctx.run_dir
-    headline = {}
-    for split in ("test", "val"):
-        metrics = read_json(Run(run_dir).metrics_file(split))
-        if metrics:
-            headline[split] = {k: metrics.get(k) for k in ("n_images", "threshold", "mean_iou", "mean_iou_ci95",
-                                                            "median_iou", "pooled_iou", "mean_dice",
-                                                            "mean_boundary_iou") if k in metrics}
-    return {
-        "run": ctx.run,
-        "profile": ctx.profile,
-        "kernel": kernel,
-        "with_code": with_code,
-        "command": command,
-        "generated_at": _dt.datetime.now().astimezone().isoformat(timespec="seconds"),
-        "seglib_version": seglib.__version__,
-        "run_dir": display_path(run_dir),
-        "seconds_total": round(total, 2) if total is not None else None,
-        "reused": notes,
-        "notebooks": [
-            {"notebook": r.notebook, "html": f"{r.stem}.html", "status": r.status,
-             "seconds": round(r.seconds, 2) if r.seconds is not None else None,
-             "parameters": r.parameters, **({"error": r.error} if r.error else {})}
-            for r in records
-        ],
-        "headline": headline,
-    }

@@ -24,6 +24,7 @@ import numpy as np
 from seglib.infra import paths
 from seglib.infra.errors import SeglibError
 from seglib.infra.io import write_json_atomic
+from seglib.models.model_registry import MEDIAPIPE_SELFIE
 from seglib.runs import METRICS, PER_IMAGE
 
 ENV_PYTHON = "SEGLIB_MEDIAPIPE_PYTHON"
@@ -60,7 +61,7 @@ class MediaPipePredictor:
     def facts(self) -> dict:
         """What evaluation records about it (`evaluate.ProbabilityModel`): no epoch, no training split."""
         return {"epoch": None, "val_iou": None, "weights": self.weights, "profile": "off the shelf",
-                "model": "mediapipe-selfie", "input_size": None, "threshold": THRESHOLD, "data_split": None}
+                "model": MEDIAPIPE_SELFIE, "input_size": None, "threshold": THRESHOLD, "data_split": None}
 
     def predict_proba_batch(self, images: list[np.ndarray]) -> list[np.ndarray]:
         if not images:
@@ -88,12 +89,11 @@ class MediaPipePredictor:
 
 def default_out_dir() -> Path:
     """reports/anchors/mediapipe-selfie ($SEGLIB_REPORTS_DIR moves it with the other reports)."""
-    return paths.reports_dir() / "anchors" / "mediapipe-selfie"
+    return paths.reports_dir() / "anchors" / MEDIAPIPE_SELFIE
 
 
 def score_anchor(splits=("val", "test"), *, out_dir=None, python=None, model_selection: int = 0,
-                 dataset_dir=None, splits_dir=None, overwrite: bool = False, progress: bool = True, pairs=None,
-                 log=print):
+                 dataset_dir=None, splits_dir=None, overwrite: bool = False, progress: bool = True, pairs=None):
     """Evaluate MediaPipe on each split (and the external `pairs`, a `PairSet`) like a model (fixed threshold
     0.5); returns {split or set name: EvalResult}."""
     from seglib.evaluate import EvalOptions, evaluate_run
@@ -104,10 +104,8 @@ def score_anchor(splits=("val", "test"), *, out_dir=None, python=None, model_sel
     results = {}
     for split in [*splits, *([pairs] if pairs is not None else [])]:
         start = len(predictor.seconds)
-        external = split if not isinstance(split, str) else None
-        result = evaluate_run(split=split if external is None else external.name, out_dir=out_dir,
-                              predictor=predictor, dataset_dir=dataset_dir, splits_dir=splits_dir, pairs=external,
-                              options=options, log=log)
+        result = evaluate_run(split=split, out_dir=out_dir, predictor=predictor, dataset_dir=dataset_dir,
+                              splits_dir=splits_dir, options=options)
         spent = predictor.seconds[start:]
         result.metrics["mediapipe_ms_per_image_median"] = round(1000 * float(np.median(spent)), 2) if spent else None
         write_json_atomic(result.out_dir / METRICS, result.metrics)

@@ -21,11 +21,10 @@ from seglib.infra.errors import SeglibError
 from seglib.infra.io import write_json_atomic, write_text_atomic
 from seglib.infra.paths import display_path
 from seglib.metrics import bootstrap_ci
+from seglib.models.model_registry import MEDIAPIPE_SELFIE
 from seglib.runs import METRICS, PER_IMAGE
 
 ANCHOR = "MediaPipe off the shelf"
-# where the anchor's per-photo scores of each set's photos lie under reports/anchors/mediapipe-selfie/
-ANCHOR_FOLDERS = {"human-seg": "test", "pennfudan": "pennfudan"}
 
 
 def study_dir() -> Path:
@@ -94,45 +93,9 @@ def _slug(label: str) -> str:
     return label.replace(" + ", "+")
 
 
-def outside_pairs(name: str, trained_on: list[str]):
-    """The set a notebook scores for generalisation: all of `name` (a registered set, a CSV or IMAGES:MASKS), or
-    only its test split where the model trained on that registered set."""
-    from seglib.data.registry import scored_set
-    from seglib.data.selection import split_test_pairs
-
-    return split_test_pairs(name) if name in trained_on else scored_set(name)
-
-
-def examined_test(run_dir, dataset: str, trained_on: str, **options) -> tuple:
-    """Notebooks 04 and 05: (the test result, the set(s) its photos come from): the run's own test split for
-    "default" or the run's own sets, else the test split of the registered set `dataset` (a cross-data-set score).
-    `options` go to `evaluate.load_or_evaluate`."""
-    from seglib.data.selection import split_test_pairs
-    from seglib.evaluate import load_or_evaluate
-
-    if dataset in ("default", trained_on):
-        return load_or_evaluate(run_dir, "test", **options), trained_on
-    pairs = split_test_pairs(dataset)
-    return load_or_evaluate(run_dir, pairs.name, pairs=pairs, **options), dataset
-
-
-def examined_results(run_dir, dataset: str, trained_on: str, splits: list[str], **options) -> tuple[dict, dict]:
-    """Notebook 05: ({split: its result}, {split: the set(s) its photos come from}), val scored before test (its
-    threshold); test as `examined_test` gives it, val always the run's own."""
-    from seglib.evaluate import load_or_evaluate
-
-    results, data_of = {}, {}
-    for split in sorted(splits, key=lambda s: s != "val"):
-        if split == "test":
-            results[split], data_of[split] = examined_test(run_dir, dataset, trained_on, **options)
-        else:
-            results[split], data_of[split] = load_or_evaluate(run_dir, split, **options), trained_on
-    return results, data_of
-
-
 def cross_table(folder: Path, sets: list[str], anchors: Path | None = None, n_boot: int = 2000) -> pd.DataFrame:
     """One row per (trained on, test split): n, mean IoU, its CI, and minus MediaPipe photo by photo."""
-    anchors = anchors if anchors is not None else paths.reports_dir() / "anchors" / "mediapipe-selfie"
+    anchors = anchors if anchors is not None else paths.reports_dir() / "anchors" / MEDIAPIPE_SELFIE
     rows = []
     for model_dir in sorted(p for p in Path(folder).iterdir() if p.is_dir()):
         for name in sets:
@@ -153,8 +116,16 @@ def cross_table(folder: Path, sets: list[str], anchors: Path | None = None, n_bo
     return pd.DataFrame(rows)
 
 
+def anchor_folder(name: str) -> str:
+    """Where the anchor's per-photo scores of set `name` lie under reports/anchors/mediapipe-selfie/: the built-in
+    set's as its test split (`seglib anchor`), any other set's under its name (`seglib anchor --external NAME`)."""
+    from seglib.data.registry import BUILTIN
+
+    return "test" if name == BUILTIN else name
+
+
 def _anchor_scores(anchors: Path, name: str) -> pd.DataFrame | None:
-    path = anchors / ANCHOR_FOLDERS.get(name, name) / PER_IMAGE
+    path = anchors / anchor_folder(name) / PER_IMAGE
     return pd.read_csv(path, usecols=["id", "iou"], dtype={"id": str}) if path.is_file() else None
 
 
@@ -211,8 +182,11 @@ def readme_block(root: Path) -> str:
 
 def results_section(root: Path) -> str:
     """docs/results.md's section on the study."""
-    return ("## Across data sets\nThe `cpu` recipe trained on this data set, on Penn-Fudan's training split and "
-            "on both, and MediaPipe off the shelf, each scored on each registered set's **test split** with flip "
-            "TTA and its own val threshold (in-domain cells in bold). The difference to MediaPipe is photo by "
-            "photo on the same photos, with a 95% bootstrap CI. Source: `reports/crossdata/` (`seglib crossdata`; "
+    from seglib.data.registry import external_check_set
+
+    check = external_check_set()
+    return ("## Across data sets\nThe `cpu` recipe trained on this data set, on "
+            f"{check.title or check.name}'s training split and on both, and MediaPipe off the shelf, each scored on "
+            "each registered set's **test split** with flip TTA and its own val threshold (in-domain cells in "
+            "bold). The difference to MediaPipe is photo by photo on the same photos, with a 95% bootstrap CI. Source: `reports/crossdata/` (`seglib crossdata`; "
             "how: [data.md](data.md)).\n\n" + study_markdown(root).rstrip())

@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import datetime
 import json
+import logging
 import statistics
 from pathlib import Path
 
@@ -24,6 +25,7 @@ REFINED = "-refined"  # a recipe scored with boundary refinement: reports/cv/REC
 CV_THRESHOLD = 0.5  # fixed: choosing it on the held-out fold would score the fold with what it picked
 CV_TTA = True
 RUNNING_ONLY = ("threads", "num_workers")  # settings of how a run ran, not of what it trained
+logger = logging.getLogger(__name__)
 ADOPT_MARGIN = 0.005  # the adoption rule (docs/recipes.md): a change is adopted only when it raises the fold mean by more than this
 
 
@@ -56,7 +58,7 @@ def score_on_fold(predictor, fold: int, *, dataset_dir=None, splits_dir=None) ->
 
     _, held_out = fold_split(fold, splits_dir)
     items = SegmentationDataset.from_table(held_out, dataset_dir, cache=False).items
-    records = collect_probabilities(predictor, "val", pairs=PairSet(f"fold {fold}", items), progress=False)
+    records = collect_probabilities(predictor, PairSet(f"fold {fold}", items), progress=False)
     table = score_records(records, CV_THRESHOLD)
     return {"fold": fold, "n_images": len(table), "mean_iou": float(table["iou"].mean()),
             "boundary_iou": float(table["boundary_iou"].mean())}
@@ -86,7 +88,7 @@ def summarise(recipe: str, cfg_dict: dict, folds: list[dict], train_summaries: l
 
 
 def cross_validate(cfg, recipe: str, *, folds: list[int] | None = None, overwrite: bool = False,
-                   dataset_dir=None, splits_dir=None, refine: bool = False, log=print) -> dict:
+                   dataset_dir=None, splits_dir=None, refine: bool = False) -> dict:
     """Train and score `cfg` on each fold. A fold run that finished with these settings is reused, one stopped
     part-way resumes; one trained with other settings is refused before anything is trained, unless `overwrite`.
     With `refine` the same fold runs are scored with boundary refinement and the result is the recipe
@@ -106,12 +108,12 @@ def cross_validate(cfg, recipe: str, *, folds: list[int] | None = None, overwrit
             scores, summaries = [], []
             for fold in numbers:
                 score, summary = run_fold(cfg.replace(fold=fold), runs[fold], plans[fold], dataset_dir=dataset_dir,
-                                          splits_dir=splits_dir, refine=refine, log=log)
+                                          splits_dir=splits_dir, refine=refine)
                 scores.append(score)
                 summaries.append(summary)
         except KeyboardInterrupt:
-            log(f"cv {recipe}: stopped at fold {fold}; run the same command again to continue (finished folds are "
-                "reused, an unfinished one resumes from its last saved epoch)")
+            logger.info(f"cv {recipe}: stopped at fold {fold}; run the same command again to continue (finished "
+                        "folds are reused, an unfinished one resumes from its last saved epoch)")
             raise
         result = summarise(result_name(recipe, refine), cfg.to_saved_dict(), scores, summaries, refine)
         write_json_atomic(result_path(result_name(recipe, refine)), result)
@@ -128,16 +130,16 @@ def result_name(recipe: str, refine: bool) -> str:
     return f"{recipe}{REFINED}" if refine else recipe
 
 
-def run_fold(fold_cfg, run: Run, plan: str, *, dataset_dir, splits_dir, refine: bool, log) -> tuple[dict, dict]:
+def run_fold(fold_cfg, run: Run, plan: str, *, dataset_dir, splits_dir, refine: bool) -> tuple[dict, dict]:
     """(score, training summary) of one fold run, trained, resumed or reused as `plan` says."""
     from seglib.training.engine import train
 
     fold = fold_cfg.fold
     saved_score = run.dir / score_file(refine)
     if plan == "reuse":
-        log(f"fold {fold}: reusing the finished run {paths.display_path(run.dir)}")
+        logger.info(f"fold {fold}: reusing the finished run {paths.display_path(run.dir)}")
     else:
-        log(f"fold {fold}: {'resuming' if plan == 'resume' else 'training'} {paths.display_path(run.dir)}")
+        logger.info(f"fold {fold}: {'resuming' if plan == 'resume' else 'training'} {paths.display_path(run.dir)}")
         for refined in (False, True):  # scores of the training this one replaces
             (run.dir / score_file(refined)).unlink(missing_ok=True)
         trained = train(fold_cfg, run, resume=plan == "resume", overwrite=plan == "retrain", dataset_dir=dataset_dir,
@@ -152,8 +154,8 @@ def run_fold(fold_cfg, run: Run, plan: str, *, dataset_dir, splits_dir, refine: 
     else:
         score = score_fold(run, fold, dataset_dir=dataset_dir, splits_dir=splits_dir, refine=refine)
         write_json_atomic(saved_score, score)
-    log(f"fold {fold}: mean IoU {score['mean_iou']:.4f}, boundary IoU {score['boundary_iou']:.4f} "
-        f"({summary['train_seconds'] / 60:.1f} min)")
+    logger.info(f"fold {fold}: mean IoU {score['mean_iou']:.4f}, boundary IoU {score['boundary_iou']:.4f} "
+                f"({summary['train_seconds'] / 60:.1f} min)")
     return score, summary
 
 
@@ -261,62 +263,54 @@ def compare_results(base: dict, other: dict) -> dict:
             "adopt": same_device and complete and mean > ADOPT_MARGIN}
 
 
-def pennfudan_check(recipe: str, *, splits_dir=None, pairs=None, log=print) -> Path:
-    """Each finished fold run of `recipe` (its last epoch) scored on Penn-Fudan, flip TTA, threshold 0.5:
-    reports/cv/pennfudan-check-RECIPE.csv. Made after a decision, to describe it: Penn-Fudan chooses nothing.
-    A fold run whose record says Penn-Fudan trained it is refused (the set would not be external to it)."""
-    from seglib.data.external import pennfudan
+def external_check(recipe: str, pairs, *, splits_dir=None) -> Path:
+    """Each finished fold run of `recipe` (its last epoch) scored on the external set `pairs` (a `PairSet`), flip
+    TTA, threshold 0.5: reports/cv/SET-check-RECIPE.csv. Made after a decision, to describe it: the set chooses
+    nothing. A fold run whose record says the set trained it is refused (the set would not be external to it)."""
     from seglib.data.splits import fold_numbers
+    from seglib.predict import Predictor
 
-    pairs = pairs if pairs is not None else pennfudan()
     runs = [Run.named(fold_run_name(recipe, k)) for k in fold_numbers(splits_dir)]
     finished = [run for run in runs if run.summary() is not None]
     if not finished:
         raise SeglibError(f"{recipe}: no finished fold run (runs/{recipe}-foldK); run `seglib cv --recipe {recipe}` "
                           "first")
+    rows = []
     with contextlib.ExitStack() as held:  # a `seglib cv --overwrite` of the recipe waits, not replaces a run read here
         for run in finished:
             held.enter_context(run.lock())
-        rows = [_pennfudan_row(recipe, run, pairs, log) for run in finished]
-    return write_pennfudan_check(recipe, rows)
+        for run in finished:
+            predictor = Predictor.from_checkpoint(run.require("last"), tta=CV_TTA, threshold=CV_THRESHOLD)
+            rows.append(check_row(recipe, run.dir.name, predictor, pairs, where=run.dir))
+            logger.info(f"{run.dir.name}: {pairs.name} mean IoU {rows[-1][f'{pairs.name}_mean_iou']:.4f}")
+    return write_check(pairs.name, recipe, rows)
 
 
-def _pennfudan_row(recipe: str, run: Run, pairs, log) -> dict:
-    """One fold run's last epoch scored on Penn-Fudan (refused when Penn-Fudan trained it)."""
-    from seglib.predict import Predictor
-
-    predictor = Predictor.from_checkpoint(run.require("last"), tta=CV_TTA, threshold=CV_THRESHOLD)
-    row = pennfudan_row(recipe, run.dir.name, predictor, pairs, where=run.dir)
-    log(f"{run.dir.name}: Penn-Fudan mean IoU {row['pennfudan_mean_iou']:.4f}")
-    return row
-
-
-def pennfudan_row(recipe: str, label: str, predictor, pairs, *, where: Path) -> dict:
-    """A row of a Penn-Fudan check: `predictor` (a fold run, or several averaged, named `label`) on `pairs`; refused
-    in one line naming `where` when its checkpoint's record says Penn-Fudan, or photos with the same bytes as
-    Penn-Fudan's, trained it."""
-    from seglib.data.external import PENNFUDAN
+def check_row(recipe: str, label: str, predictor, pairs, *, where: Path) -> dict:
+    """A row of an external check: `predictor` (a fold run, or several averaged, named `label`) on `pairs`; refused
+    in one line naming `where` when its checkpoint's record says the set, or photos with the same bytes as its
+    photos, trained it."""
     from seglib.data.selection import check_not_trained_on, trained_sets
     from seglib.evaluate.records import collect_probabilities
     from seglib.evaluate.scoring import score_records
     from seglib.infra.errors import DataError
 
     record = predictor.checkpoint.get("data_split")
-    if PENNFUDAN in trained_sets(record):
-        raise SeglibError(f"{paths.display_path(where)}: Penn-Fudan trained this run; it cannot check it")
+    if pairs.name in trained_sets(record):
+        raise SeglibError(f"{paths.display_path(where)}: {pairs.name} trained this run; it cannot check it")
     try:
-        check_not_trained_on(record, pairs)  # by the photos' bytes: a copy of Penn-Fudan under another name
+        check_not_trained_on(record, pairs)  # by the photos' bytes: a copy of the set under another name
     except DataError as exc:
         raise SeglibError(f"{paths.display_path(where)}: cannot check it: {exc}") from None
-    table = score_records(collect_probabilities(predictor, "val", pairs=pairs, progress=False), CV_THRESHOLD)
+    table = score_records(collect_probabilities(predictor, pairs, progress=False), CV_THRESHOLD)
     return {"recipe": recipe, "fold_run": label, "checkpoint_epoch": predictor.checkpoint.get("epoch"),
-            "pennfudan_mean_iou": round(float(table["iou"].mean()), 4),
-            "pennfudan_boundary_iou": round(float(table["boundary_iou"].mean()), 4),
+            f"{pairs.name}_mean_iou": round(float(table["iou"].mean()), 4),
+            f"{pairs.name}_boundary_iou": round(float(table["boundary_iou"].mean()), 4),
             "threshold": CV_THRESHOLD, "tta": CV_TTA, "n_images": len(table)}
 
 
-def write_pennfudan_check(name: str, rows: list[dict]) -> Path:
-    """reports/cv/pennfudan-check-NAME.csv, written atomically."""
+def write_check(set_name: str, name: str, rows: list[dict]) -> Path:
+    """reports/cv/SET-check-NAME.csv, written atomically."""
     import csv
     import io
 
@@ -326,7 +320,7 @@ def write_pennfudan_check(name: str, rows: list[dict]) -> Path:
     writer = csv.DictWriter(text, fieldnames=list(rows[0]), lineterminator="\n")
     writer.writeheader()
     writer.writerows(rows)
-    path = cv_dir() / f"pennfudan-check-{check_run_name(name)}.csv"
+    path = cv_dir() / f"{check_run_name(set_name)}-check-{check_run_name(name)}.csv"
     write_text_atomic(path, text.getvalue())
     return path
 

@@ -124,11 +124,11 @@ def read_log(path: Path | None = None) -> pd.DataFrame:
     return log.assign(**{key: "" for key in NEWER_SETTINGS if key not in log.columns})  # rows from before a setting
 
 
-def fold_table(log: pd.DataFrame) -> pd.DataFrame:
+def fold_table(experiment_log: pd.DataFrame) -> pd.DataFrame:
     """The recipes compared on the folds, grouped by device and best fold mean first, each with its distance to
     the best fold mean of its device (the adoption rule, docs/recipes.md, compares recipes trained on the same device only); a
     recipe stopped before its last fold is listed without a distance."""
-    rows = log[log["cv_folds"] != ""].copy()
+    rows = experiment_log[experiment_log["cv_folds"] != ""].copy()
     for key in NEWER_SETTINGS:
         rows[key] = rows[key].replace("", str(DEFAULTS[key]))
     rows["fold_mean"] = pd.to_numeric(rows["cv_mean_iou_tta"])
@@ -149,20 +149,20 @@ def fold_table(log: pd.DataFrame) -> pd.DataFrame:
     return table.set_index(["device", "recipe"])
 
 
-def val_table(log: pd.DataFrame) -> pd.DataFrame:
+def val_table(experiment_log: pd.DataFrame) -> pd.DataFrame:
     """The runs compared on the 44 val photos (the log's older rows), with test where it was scored."""
     columns = ["run", "model", "encoder", "input_size", "epochs", "augment", "schedule", "lr", "ema_decay",
                "train_minutes", "device", "best_epoch", "val_mean_iou", "val_mean_iou_tta", "val_threshold",
                "test_mean_iou", "test_mean_iou_ci95", "test_tta", "notes"]
-    val_or_test = log[["val_mean_iou", "val_mean_iou_tta", "test_mean_iou"]].ne("").any(axis=1)
-    scored = log[(log["cv_folds"] == "") & val_or_test]
+    val_or_test = experiment_log[["val_mean_iou", "val_mean_iou_tta", "test_mean_iou"]].ne("").any(axis=1)
+    scored = experiment_log[(experiment_log["cv_folds"] == "") & val_or_test]
     return scored[columns].set_index("run")
 
 
-def unscored(log: pd.DataFrame) -> pd.DataFrame:
+def unscored(experiment_log: pd.DataFrame) -> pd.DataFrame:
     """Rows recorded without any score (a recipe started or planned but not finished), with the notes saying why."""
     scores = ["cv_mean_iou_tta", "val_mean_iou", "val_mean_iou_tta", "test_mean_iou"]
-    return log.loc[log[scores].eq("").all(axis=1), ["run", "device", "notes"]].set_index("run")
+    return experiment_log.loc[experiment_log[scores].eq("").all(axis=1), ["run", "device", "notes"]].set_index("run")
 
 
 def _metrics(run_dir: Path, split: str, folder: str = EVAL) -> dict:

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import statistics
 import time
 from pathlib import Path
@@ -42,6 +43,7 @@ from seglib.studies.crossval import (
     summarise,
 )
 
+logger = logging.getLogger(__name__)
 ENSEMBLE = "-ensemble"  # reports/cv/RECIPE-ensemble.json: the nested estimate of RECIPE's fold ensemble
 
 
@@ -77,9 +79,8 @@ def ensemble_predictor(checkpoints: list[Path], *, load=None, threshold: float =
                               f"{first.multiple}); an ensemble's members take the same input")
     facts = {k: v for k, v in first.checkpoint.items() if k not in ("epoch", "best_val_iou")}  # not the ensemble's
     kwargs.setdefault("threshold_source", "as on the folds")
-    return Predictor.from_network(EnsembleNetwork([m.network for m in members]), facts, threshold=threshold, tta=tta,
-                                  source=f"the average of {len(members)} models ({', '.join(map(str, checkpoints))})",
-                                  **kwargs)
+    return Predictor(EnsembleNetwork([m.network for m in members]), facts, threshold=threshold, tta=tta,
+                     source=f"the average of {len(members)} models ({', '.join(map(str, checkpoints))})", **kwargs)
 
 
 def fold_checkpoints(recipe: str) -> list[Path]:
@@ -115,7 +116,7 @@ def recipe_config(recipe: str):
 
 
 def nested_estimate(recipe: str, *, folds: list[int] | None = None, overwrite: bool = False, dataset_dir=None,
-                    splits_dir=None, log=print) -> dict:
+                    splits_dir=None) -> dict:
     """Train the inner runs of each outer fold (reused when finished with the recipe's settings, resumed when
     stopped), score their average on the outer fold, and save reports/cv/RECIPE-ensemble.json (see the module)."""
     from seglib.data.splits import fold_numbers
@@ -136,15 +137,15 @@ def nested_estimate(recipe: str, *, folds: list[int] | None = None, overwrite: b
             members = [key for key in inner if key[0] == k]
             for key in members:
                 _, summary = run_fold(cfg.replace(fold=k, inner_fold=key[1]), inner[key], plans[key],
-                                      dataset_dir=dataset_dir, splits_dir=splits_dir, refine=False, log=log)
+                                      dataset_dir=dataset_dir, splits_dir=splits_dir, refine=False)
                 summaries.append(summary)
-            scores.append(_outer_score(k, [inner[key] for key in members], dataset_dir, splits_dir, log))
+            scores.append(_outer_score(k, [inner[key] for key in members], dataset_dir, splits_dir))
         result = _summary(name, recipe, cfg, scores, summaries)
         write_json_atomic(result_path(name), result)
     return result
 
 
-def _outer_score(fold: int, runs: list[Run], dataset_dir, splits_dir, log) -> dict:
+def _outer_score(fold: int, runs: list[Run], dataset_dir, splits_dir) -> dict:
     """The inner runs' average scored on the outer fold, with the members' own scores there (saved by `run_fold`)
     and the seconds per photo of the ensemble and of its first member alone (decode and scoring included)."""
     from seglib.predict import Predictor
@@ -162,9 +163,9 @@ def _outer_score(fold: int, runs: list[Run], dataset_dir, splits_dir, log) -> di
     members = [json.loads((run.dir / score_file(False)).read_text())["mean_iou"] for run in runs]
     score.update(members=[run.dir.name for run in runs], member_mean_iou=statistics.fmean(members),
                  seconds_per_photo=timed["ensemble"], member_seconds_per_photo=timed["member"])
-    log(f"fold {fold}: the average of {len(runs)} inner runs scores mean IoU {score['mean_iou']:.4f} (its members "
-        f"alone {score['member_mean_iou']:.4f} on average), boundary IoU {score['boundary_iou']:.4f}; "
-        f"{timed['ensemble'] / timed['member']:.1f}x a member's prediction time")
+    logger.info(f"fold {fold}: the average of {len(runs)} inner runs scores mean IoU {score['mean_iou']:.4f} (its "
+                f"members alone {score['member_mean_iou']:.4f} on average), boundary IoU {score['boundary_iou']:.4f}; "
+                f"{timed['ensemble'] / timed['member']:.1f}x a member's prediction time")
     return score
 
 
@@ -185,16 +186,14 @@ def _summary(name: str, recipe: str, cfg, scores: list[dict], summaries: list[di
     return result
 
 
-def pennfudan_check(recipe: str, *, splits_dir=None, pairs=None, log=print) -> Path:
+def external_check(recipe: str, pairs, *, splits_dir=None) -> Path:
     """After the decision, to describe it: each outer fold's inner runs averaged, and each of them alone, scored on
-    Penn-Fudan like the fold runs (flip TTA, threshold 0.5): reports/cv/pennfudan-check-RECIPE-ensemble.csv, the
-    rows of recipe RECIPE-ensemble and of RECIPE-ensemble-members. Penn-Fudan chooses nothing."""
-    from seglib.data.external import pennfudan
+    the external set `pairs` like the fold runs (flip TTA, threshold 0.5): reports/cv/SET-check-RECIPE-ensemble.csv,
+    the rows of recipe RECIPE-ensemble and of RECIPE-ensemble-members. The set chooses nothing."""
     from seglib.data.splits import fold_numbers
     from seglib.predict import Predictor
-    from seglib.studies.crossval import pennfudan_row, write_pennfudan_check
+    from seglib.studies.crossval import check_row, write_check
 
-    pairs = pairs if pairs is not None else pennfudan()
     name = f"{recipe}{ENSEMBLE}"
     available = fold_numbers(splits_dir)
     rows = []
@@ -208,10 +207,11 @@ def pennfudan_check(recipe: str, *, splits_dir=None, pairs=None, log=print) -> P
                 held.enter_context(run.lock())
             members = {run.require("last"): Predictor.from_checkpoint(run.require("last"), threshold=CV_THRESHOLD,
                                                                       tta=CV_TTA) for run in runs}  # each loaded once
-            rows.append(pennfudan_row(name, f"{fold_run_name(recipe, k)}-inner* ({len(runs)} averaged)",
-                                      ensemble_predictor(list(members), load=members.__getitem__), pairs,
-                                      where=runs[0].dir))
-            log(f"fold {k}: {len(runs)} inner runs averaged, Penn-Fudan mean IoU {rows[-1]['pennfudan_mean_iou']:.4f}")
-            rows += [pennfudan_row(f"{name}-members", run.dir.name, member, pairs, where=run.dir)
+            rows.append(check_row(name, f"{fold_run_name(recipe, k)}-inner* ({len(runs)} averaged)",
+                                  ensemble_predictor(list(members), load=members.__getitem__), pairs,
+                                  where=runs[0].dir))
+            logger.info(f"fold {k}: {len(runs)} inner runs averaged, {pairs.name} mean IoU "
+                        f"{rows[-1][f'{pairs.name}_mean_iou']:.4f}")
+            rows += [check_row(f"{name}-members", run.dir.name, member, pairs, where=run.dir)
                      for run, member in zip(runs, members.values(), strict=True)]
-    return write_pennfudan_check(name, sorted(rows, key=lambda row: row["recipe"]))
+    return write_check(pairs.name, name, sorted(rows, key=lambda row: row["recipe"]))

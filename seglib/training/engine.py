@@ -7,6 +7,7 @@ checkpoint saves and a resume restores."""
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import sys
 import time
@@ -26,16 +27,17 @@ from seglib.infra.errors import CheckpointError, ConfigError, SeglibError
 from seglib.infra.io import write_json_atomic, write_text_atomic
 from seglib.infra.paths import display_path
 from seglib.infra.signals import Terminated, stop_on_signals
-from seglib.losses import distillation_loss
 from seglib.metrics import batch_iou_torch
 from seglib.models.model import count_parameters
 from seglib.models.model_registry import model_entry
+from seglib.profiles import make_config
 from seglib.runs import BEST, Run, RunWriting
-from seglib.settings import TrainConfig, config_from_dict, config_yaml, make_config
+from seglib.settings import TrainConfig, config_from_dict, config_yaml
 from seglib.training import progress as epoch_progress
 from seglib.training.parts import MEMORY_FORMAT, TrainParts, build_parts
 from seglib.training.runtime import Runtime, reduce_mean, setup_runtime
 
+logger = logging.getLogger(__name__)
 FINISHED = ("early-stopping", "time-budget", "completed")  # stop reasons after which a resume has nothing to do
 
 
@@ -53,6 +55,7 @@ class TrainResult:
     images_per_second: float
     stop_reason: str
     history: list[dict] = field(default_factory=list)
+    config: TrainConfig | None = None  # what it trained with (a resume: the saved config)
 
 
 @dataclass
@@ -112,7 +115,6 @@ class Training:
     state: TrainState
     data_split: dict  # which photos train and validate (recorded in every checkpoint)
     progress: bool = True
-    log: Callable[[str], None] = print
     bar: object = None  # the epochs widget in Jupyter, else None (a bar per epoch in a terminal)
 
     def __post_init__(self):
@@ -123,14 +125,15 @@ class Training:
         return self.progress and self.runtime.main
 
 
-def train(cfg: TrainConfig | None, run_dir: str | Path | Run, *, resume: bool = False, overwrite: bool = False,
-          dataset_dir=None, splits_dir=None, progress: bool = True,
-          on_epoch_end: Callable[[int], None] | None = None, log=print) -> TrainResult:
+def train(cfg: TrainConfig | Callable[[dict], TrainConfig] | None, run_dir: str | Path | Run, *, resume: bool = False,
+          overwrite: bool = False, dataset_dir=None, splits_dir=None, progress: bool = True,
+          on_epoch_end: Callable[[int], None] | None = None) -> TrainResult:
     """Train the configured network; checkpoints, history and config go to the run folder.
 
-    `cfg=None` with `resume` continues the saved config. `on_epoch_end(epoch)` is called once each epoch is saved
-    (raising KeyboardInterrupt there stops like Ctrl-C: see `stop_after`). Ctrl-C stops after the last saved epoch
-    and returns; SIGTERM/SIGHUP do the same, then raise `Terminated` so that the process still stops. Nothing in
+    With `resume`, `cfg=None` continues the saved config, a given one must match it, and a function of the saved
+    checkpoint returns it (`resume_config`; the checkpoint is read once). `on_epoch_end(epoch)` is called once each
+    epoch is saved (raising KeyboardInterrupt there stops like Ctrl-C: see `stop_after`). Ctrl-C stops after the
+    last saved epoch and returns; SIGTERM/SIGHUP do the same, then raise `Terminated` so that the process still stops. Nothing in
     an existing run is touched until the data, the model and the optimiser are built; a replaced run (`overwrite`)
     is only deleted once the new one has saved an epoch, and put back otherwise. The run's lock is held
     throughout: a second writer of the same run is refused at once.
@@ -149,7 +152,7 @@ def train(cfg: TrainConfig | None, run_dir: str | Path | Run, *, resume: bool = 
         # 3. model, loss, optimiser, schedule, scaler, EMA and teacher; where a resume left them
         parts = build_parts(cfg, runtime, len(train_loader))
         t = Training(cfg, runtime, run, parts, train_loader, val_loader, restore_state(parts, saved, run),
-                     training_split_record(train_loader.dataset, val_loader.dataset, splits_dir), progress, log)
+                     training_split_record(train_loader.dataset, val_loader.dataset, splits_dir), progress)
         check_same_split(saved, t.data_split, run)
         # 4. the run folder, created only now; 5. the epochs
         writing = run.writing(fresh=saved is None, overwrite=overwrite, main=runtime.main)
@@ -183,11 +186,14 @@ def stop_after(last_epoch: int) -> Callable[[int], None]:
     return stop
 
 
-def config_to_train(cfg: TrainConfig | None, run: Run, resume: bool) -> tuple[TrainConfig, dict | None]:
+def config_to_train(cfg: TrainConfig | Callable[[dict], TrainConfig] | None, run: Run,
+                    resume: bool) -> tuple[TrainConfig, dict | None]:
     """The config to train with, and the checkpoint a resume continues (None for a new run)."""
     if resume:
         saved = load_resume_state(run)
-        return (config_from_dict(saved["config"]) if cfg is None else _check_resume_config(cfg, saved)), saved
+        if cfg is None:
+            return config_from_dict(saved["config"]), saved
+        return (cfg(saved) if callable(cfg) else _check_resume_config(cfg, saved)), saved
     if cfg is None:
         raise ConfigError("no configuration given (cfg=None is only for resume=True)")
     return cfg, None
@@ -239,15 +245,16 @@ def announce(t: Training, *, resumed: bool) -> None:
         return
     cfg, runtime = t.cfg, t.runtime
     if resumed:
-        t.log(f"run {t.run.name}: resuming after epoch {t.first_epoch - 1} of {cfg.epochs} (profile {cfg.profile})")
+        logger.info(f"run {t.run.name}: resuming after epoch {t.first_epoch - 1} of {cfg.epochs} "
+                    f"(profile {cfg.profile})")
         return
     write_text_atomic(t.run.config_file, config_yaml(cfg))
-    t.log(f"run {t.run.name}: profile {cfg.profile}, "
-          f"{model_entry(cfg.model).describe(cfg)} "
-          f"({count_parameters(t.parts.model):,} parameters), {len(t.train_loader.dataset)} train / "
-          f"{len(t.val_loader.dataset)} val images at {cfg.input_size}px, {cfg.epochs} epochs, "
-          f"device {runtime.device}{f' x{runtime.world_size}' if runtime.distributed else ''}, "
-          f"weights: {weights_description(cfg)}")
+    logger.info(f"run {t.run.name}: profile {cfg.profile}, "
+                f"{model_entry(cfg.model).describe(cfg)} "
+                f"({count_parameters(t.parts.model):,} parameters), {len(t.train_loader.dataset)} train / "
+                f"{len(t.val_loader.dataset)} val images at {cfg.input_size}px, {cfg.epochs} epochs, "
+                f"device {runtime.device}{f' x{runtime.world_size}' if runtime.distributed else ''}, "
+                f"weights: {weights_description(cfg)}")
 
 
 def run_epoch(t: Training, epoch: int) -> tuple[float, int]:
@@ -260,8 +267,7 @@ def run_epoch(t: Training, epoch: int) -> tuple[float, int]:
                       disable=not t.show or t.bar is not None):
         images = batch["image"].to(device, non_blocking=True).contiguous(memory_format=MEMORY_FORMAT)
         masks = batch["mask"].to(device, non_blocking=True)
-        loss = train_step(parts.trained, images, masks, parts.loss_fn, parts.optimizer, parts.scaler,
-                          use_amp=parts.use_amp, teacher=parts.teacher, distill_weight=cfg.distill_weight)
+        loss = parts.step(images, masks, cfg.distill_weight)
         if not torch.isfinite(loss):
             raise TrainingDiverged(diverged_message(t, loss.item(), epoch))
         parts.scheduler.step()
@@ -304,19 +310,19 @@ def end_epoch(t: Training, writing: RunWriting, epoch: int, train_loss: float, s
         t.bar.set_postfix_str(f"val IoU {val_iou:.4f}, best {t.state.best_iou:.4f}", refresh=True)
     if t.progress:
         left = epoch_progress.minutes_left(t.state.history, t.cfg, t.first_epoch, epoch, t.state.train_seconds)
-        t.log(f"epoch {epoch:3d}/{t.cfg.epochs}  loss {train_loss:.4f}  val loss {val_loss:.4f}  "
-              f"val IoU {val_iou:.4f}{' *' if improved else '  '}  {row['images_per_second']:.1f} img/s"
-              f"  {seconds:.0f} s{left}")
+        logger.info(f"epoch {epoch:3d}/{t.cfg.epochs}  loss {train_loss:.4f}  val loss {val_loss:.4f}  "
+                    f"val IoU {val_iou:.4f}{' *' if improved else '  '}  {row['images_per_second']:.1f} img/s"
+                    f"  {seconds:.0f} s{left}")
 
 
 def say_stopped(t: Training, *, saved_an_epoch: bool) -> None:
     """After Ctrl-C or SIGTERM (the run folder already settled by `Run.writing`): say how it stands."""
     if not saved_an_epoch:
-        t.log(f"interrupted before the first epoch was saved; {display_path(t.run.dir)} is as it was")
+        logger.info(f"interrupted before the first epoch was saved; {display_path(t.run.dir)} is as it was")
         return
     done = t.state.history[-1]["epoch"] if t.state.history else 0
-    t.log(f"interrupted: epochs 1-{done} are saved in {display_path(t.run.last)}; "
-          f"continue with `seglib train --run {t.run.name} --resume`")
+    logger.info(f"interrupted: epochs 1-{done} are saved in {display_path(t.run.last)}; "
+                f"continue with `seglib train --run {t.run.name} --resume`")
 
 
 def finish(t: Training) -> TrainResult:
@@ -324,7 +330,7 @@ def finish(t: Training) -> TrainResult:
     state, runtime = t.state, t.runtime
     speed = epoch_progress.mean_images_per_second(state.history)
     result = TrainResult(t.run.dir, state.best_iou, state.best_epoch, len(state.history), state.train_seconds, speed,
-                         state.stop_reason or "completed", state.history)
+                         state.stop_reason or "completed", state.history, t.cfg)
     if runtime.main and state.stop_reason != "interrupted":
         write_json_atomic(t.run.summary_file, {
             "best_val_iou": state.best_iou, "best_epoch": state.best_epoch, "epochs_run": len(state.history),
@@ -359,7 +365,6 @@ def resume_config(saved: dict, profile: str | None, overrides: dict | None) -> T
     return _check_resume_config(requested, saved)
 
 
-
 def _main_process() -> bool:
     """Rank 0 under torchrun (read before the process group exists), else True: only it writes the run."""
     return int(os.environ.get("RANK", "0")) == 0 if int(os.environ.get("WORLD_SIZE", "1")) > 1 else True
@@ -370,50 +375,23 @@ def writer_lock(run: Run):
     return run.lock() if _main_process() else contextlib.nullcontext()
 
 
-
-def train_or_reuse(cfg: TrainConfig, run: Run, *, retrain: bool = False, dataset_dir=None, log=print) -> str:
+def train_or_reuse(cfg: TrainConfig, run: Run, *, retrain: bool = False, dataset_dir=None) -> str:
     """Notebook 03's step (the report runner announces the same decision): reuse a finished run, resume an
     interrupted one, train a new one, or replace it when `retrain`. Returns the decision taken. The run's lock is
     held from the decision to the end of training."""
     with writer_lock(run):
-        return _train_or_reuse(cfg, run, retrain=retrain, dataset_dir=dataset_dir, log=log)
-
-
-def _train_or_reuse(cfg: TrainConfig, run: Run, *, retrain: bool, dataset_dir, log) -> str:
-    decision = run.training_decision(retrain)
-    if decision == "reuse":
-        log(f"Reusing the trained run at {display_path(run.dir)} (set retrain=True to train again)")
-    elif decision == "resume":
-        log(f"Resuming the unfinished run at {display_path(run.dir)} from its last saved epoch")
-        train(cfg, run, resume=True, dataset_dir=dataset_dir, log=log)
-    else:
-        if decision == "retrain":
-            log(f"retrain=True: training {display_path(run.dir)} again; the old run is kept until the new one "
-                "has saved its first epoch")
-        train(cfg, run, overwrite=decision == "retrain", dataset_dir=dataset_dir, log=log)
-    return decision
-
-
-
-def train_step(model, images: torch.Tensor, masks: torch.Tensor, loss_fn, optimizer, scaler, *,
-               use_amp: bool = False, teacher=None, distill_weight: float = 0.0) -> torch.Tensor:
-    """Forward, loss (plus `distill_weight` x the distillation term toward a frozen `teacher`), backward and one
-    optimiser step on a batch (mixed precision with `use_amp`); a non-finite loss is returned before any step, for
-    the caller to stop on. The benchmark times exactly this."""
-    with torch.autocast(device_type=images.device.type, dtype=torch.float16, enabled=use_amp):
-        logits = model(images)
-        loss = loss_fn(logits.float(), masks)
-        if teacher is not None:
-            with torch.no_grad():
-                teacher_logits = teacher(images)
-            loss = loss + distill_weight * distillation_loss(logits, teacher_logits)
-    if not torch.isfinite(loss):
-        return loss
-    optimizer.zero_grad(set_to_none=True)
-    scaler.scale(loss).backward()
-    scaler.step(optimizer)
-    scaler.update()
-    return loss
+        decision = run.training_decision(retrain)
+        if decision == "reuse":
+            logger.info(f"Reusing the trained run at {display_path(run.dir)} (set retrain=True to train again)")
+        elif decision == "resume":
+            logger.info(f"Resuming the unfinished run at {display_path(run.dir)} from its last saved epoch")
+            train(cfg, run, resume=True, dataset_dir=dataset_dir)
+        else:
+            if decision == "retrain":
+                logger.info(f"retrain=True: training {display_path(run.dir)} again; the old run is kept until the "
+                            "new one has saved its first epoch")
+            train(cfg, run, overwrite=decision == "retrain", dataset_dir=dataset_dir)
+        return decision
 
 
 @torch.inference_mode()

@@ -12,9 +12,9 @@ import torch.nn as nn
 from seglib.checkpoint import cpu_state_dict, make_checkpoint
 from seglib.infra.errors import CheckpointError
 from seglib.infra.paths import display_path
-from seglib.losses import DiceBCELoss
+from seglib.losses import DiceBCELoss, distillation_loss
 from seglib.models.model import model_for, teacher_for
-from seglib.settings import TrainConfig
+from seglib.settings import CONSTANT, COSINE, ONECYCLE, TrainConfig
 from seglib.training.ema import WeightEMA
 from seglib.training.runtime import Runtime
 
@@ -44,14 +44,33 @@ class TrainParts:
 
     def checkpoint(self, cfg: TrainConfig, state, val_iou: float, data_split: dict) -> dict:
         """The checkpoint of the epoch `state` has just recorded (`state` is an engine.TrainState)."""
-        saved = make_checkpoint(self.scored, cfg, epoch=state.epoch, val_iou=val_iou, best_val_iou=state.best_iou,
-                                optimizer=self.optimizer, scheduler=self.scheduler, scaler=self.scaler,
-                                history=state.history, bad_epochs=state.bad_epochs, stop_reason=state.stop_reason)
-        saved["data_split"] = data_split
+        saved = make_checkpoint(self.scored, cfg, epoch=state.epoch, val_iou=val_iou, best_val_iou=state.best_iou)
+        saved.update(history=list(state.history), bad_epochs=int(state.bad_epochs), stop_reason=state.stop_reason,
+                     optimizer_state=self.optimizer.state_dict(), scheduler_state=self.scheduler.state_dict(),
+                     scaler_state=self.scaler.state_dict(), data_split=data_split)
         if self.ema is not None:  # model_state holds the averaged weights; the raw ones are kept beside them
             saved["raw_model_state"] = cpu_state_dict(self.model)
             saved["ema_state"] = self.ema.state_dict()
         return saved
+
+    def step(self, images: torch.Tensor, masks: torch.Tensor, distill_weight: float = 0.0) -> torch.Tensor:
+        """Forward, loss (plus `distill_weight` x the distillation term toward the frozen teacher), backward and one
+        optimiser step on a batch (mixed precision with `use_amp`); a non-finite loss is returned before any step,
+        for the caller to stop on. The benchmark times exactly this."""
+        with torch.autocast(device_type=images.device.type, dtype=torch.float16, enabled=self.use_amp):
+            logits = self.trained(images)
+            loss = self.loss_fn(logits.float(), masks)
+            if self.teacher is not None:
+                with torch.no_grad():
+                    teacher_logits = self.teacher(images)
+                loss = loss + distill_weight * distillation_loss(logits, teacher_logits)
+        if not torch.isfinite(loss):
+            return loss
+        self.optimizer.zero_grad(set_to_none=True)
+        self.scaler.scale(loss).backward()
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        return loss
 
     def restore(self, saved: dict, path: Path) -> None:
         """Weights, optimiser, schedule and scaler as `saved` (read from `path`) left them."""
@@ -90,12 +109,16 @@ def build_parts(cfg: TrainConfig, runtime: Runtime | None = None, steps_per_epoc
                       ema=WeightEMA(model, cfg.ema_decay) if cfg.ema_decay else None, teacher=teacher)
 
 
+# each schedule, built for an optimiser over a run's total steps
+SCHEDULERS = {
+    ONECYCLE: lambda cfg, optimizer, total: torch.optim.lr_scheduler.OneCycleLR(
+        optimizer, max_lr=cfg.lr, total_steps=total, pct_start=0.15, div_factor=20.0, final_div_factor=200.0),
+    COSINE: lambda cfg, optimizer, total: torch.optim.lr_scheduler.CosineAnnealingLR(
+        optimizer, T_max=total, eta_min=cfg.lr * 0.01),
+    CONSTANT: lambda cfg, optimizer, total: torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0),
+}
+
+
 def make_scheduler(cfg: TrainConfig, optimizer, steps_per_epoch: int):
-    """The learning-rate schedule, stepped once per batch."""
-    total = max(1, cfg.epochs * steps_per_epoch)
-    if cfg.schedule == "onecycle":
-        return torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=cfg.lr, total_steps=total, pct_start=0.15,
-                                                   div_factor=20.0, final_div_factor=200.0)
-    if cfg.schedule == "cosine":
-        return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=total, eta_min=cfg.lr * 0.01)
-    return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0)
+    """The learning-rate schedule `cfg.schedule` names, stepped once per batch."""
+    return SCHEDULERS[cfg.schedule](cfg, optimizer, max(1, cfg.epochs * steps_per_epoch))

@@ -31,7 +31,7 @@ def apply_transform(transform, image: np.ndarray, mask: np.ndarray) -> tuple[np.
     return to_rgb(img), np.squeeze(np.asarray(m)).astype(np.uint8)
 
 
-def _reseed(transform, seed: int | None) -> None:
+def reseed(transform, seed: int | None) -> None:
     if seed is not None and hasattr(transform, "set_random_seed"):
         transform.set_random_seed(seed)
 
@@ -58,7 +58,7 @@ def binary_alignment_check(image: np.ndarray, mask: np.ndarray, transform, n: in
     m = as_mask(mask)
     check_shapes(to_rgb(image), m)
     probe = check_image(m)
-    _reseed(transform, seed)
+    reseed(transform, seed)
     kernel = np.ones((3, 3), np.uint8)
     rows = []
     for i in range(n):

@@ -13,9 +13,20 @@ from albumentations.pytorch import ToTensorV2
 
 from seglib.geometry import NORMALIZATION
 from seglib.infra.errors import ConfigError
-from seglib.settings import GEOMETRIES
+from seglib.settings import (
+    AUGMENTATIONS,
+    GEOMETRIES,
+    LETTERBOX,
+    LIGHT,
+    NO_AUGMENTATION,
+    RECT,
+    RESIZE,
+    STANDARD,
+    STRONG,
+)
 
-AUGMENTATIONS = ("none", "light", "standard", "strong")
+# each augmentation level's Affine: scale range, largest rotation (degrees), largest shift (a fraction of the side)
+AFFINE = {LIGHT: ((0.9, 1.1), 10, 0.05), STANDARD: ((0.75, 1.25), 15, 0.1), STRONG: ((0.6, 1.4), 25, 0.15)}
 
 
 def letterbox_ops(size: int) -> list[A.BasicTransform]:
@@ -42,29 +53,28 @@ def rect_ops(size: int, multiple: int) -> list[A.BasicTransform]:
     ]
 
 
-def input_ops(size: int, geometry: str = "letterbox", multiple: int = 32) -> list[A.BasicTransform]:
+def input_ops(size: int, geometry: str = LETTERBOX, multiple: int = 32) -> list[A.BasicTransform]:
     """The photo -> network input step of a `geometry`: letterbox or resize (square), rect (HxW multiples of
     `multiple`)."""
     if geometry not in GEOMETRIES:
         raise ConfigError(f"geometry {geometry!r} unknown; expected one of {', '.join(GEOMETRIES)}")
-    if geometry == "rect":
+    if geometry == RECT:
         return rect_ops(size, multiple)
-    return letterbox_ops(size) if geometry == "letterbox" else resize_ops(size)
+    return letterbox_ops(size) if geometry == LETTERBOX else resize_ops(size)
 
 
-def describe_input(size: int, geometry: str = "letterbox") -> str:
+def describe_input(size: int, geometry: str = LETTERBOX) -> str:
     """How a photo becomes the network input, in words (model cards, the bench)."""
-    return {"letterbox": f"{size}x{size} px, letterboxed (aspect kept, padded to the square)",
-            "resize": f"{size}x{size} px, stretched (as MediaPipe does)",
-            "rect": f"longest side {size} px, aspect kept (padded to a multiple of the network's stride)"}[geometry]
+    return {LETTERBOX: f"{size}x{size} px, letterboxed (aspect kept, padded to the square)",
+            RESIZE: f"{size}x{size} px, stretched (as MediaPipe does)",
+            RECT: f"longest side {size} px, aspect kept (padded to a multiple of the network's stride)"}[geometry]
 
 
 def geometric_ops(strength: str) -> list[A.BasicTransform]:
     """Geometric augmentation: scale, rotation, shift (Affine) and horizontal flip."""
-    if strength == "none":
+    if strength == NO_AUGMENTATION:
         return []
-    scale, rotate, shift = {"light": ((0.9, 1.1), 10, 0.05), "standard": ((0.75, 1.25), 15, 0.1),
-                            "strong": ((0.6, 1.4), 25, 0.15)}[strength]
+    scale, rotate, shift = AFFINE[strength]
     return [
         A.Affine(scale=scale, rotate=(-rotate, rotate), translate_percent=(-shift, shift),
                  interpolation=cv2.INTER_LINEAR, mask_interpolation=cv2.INTER_NEAREST,
@@ -75,9 +85,9 @@ def geometric_ops(strength: str) -> list[A.BasicTransform]:
 
 def photometric_ops(strength: str) -> list[A.BasicTransform]:
     """Photometric augmentation: brightness/contrast, colour, blur or noise, occasional grayscale."""
-    if strength in ("none", "light"):
-        return [A.RandomBrightnessContrast(0.15, 0.15, p=0.5)] if strength == "light" else []
-    k = 1.5 if strength == "strong" else 1.0
+    if strength in (NO_AUGMENTATION, LIGHT):
+        return [A.RandomBrightnessContrast(0.15, 0.15, p=0.5)] if strength == LIGHT else []
+    k = 1.5 if strength == STRONG else 1.0
     return [
         A.RandomBrightnessContrast(brightness_limit=0.25 * k, contrast_limit=0.25 * k, p=0.6),
         A.HueSaturationValue(hue_shift_limit=int(10 * k), sat_shift_limit=int(20 * k), val_shift_limit=0, p=0.4),
@@ -86,8 +96,8 @@ def photometric_ops(strength: str) -> list[A.BasicTransform]:
     ]
 
 
-def train_transform(size: int, strength: str = "standard", normalize: bool = True,
-                    seed: int | None = None, geometry: str = "letterbox", multiple: int = 32,
+def train_transform(size: int, strength: str = STANDARD, normalize: bool = True,
+                    seed: int | None = None, geometry: str = LETTERBOX, multiple: int = 32,
                     composite: float = 0.0, backgrounds=None) -> A.Compose:
     """Training pipeline: with probability `composite` the figure pasted onto another background
     (`seglib.transforms.compositing`; `backgrounds` a BackgroundPool, else synthetic ones), then the input step (`geometry`),
@@ -108,7 +118,7 @@ def compositing_ops(probability: float, backgrounds=None) -> list[A.BasicTransfo
     return [PasteOnBackground(backgrounds, p=probability)]
 
 
-def eval_transform(size: int, normalize: bool = True, geometry: str = "letterbox", multiple: int = 32) -> A.Compose:
+def eval_transform(size: int, normalize: bool = True, geometry: str = LETTERBOX, multiple: int = 32) -> A.Compose:
     """Evaluation pipeline: the deterministic input step (`geometry`) only."""
     return A.Compose(input_ops(size, geometry, multiple) + _tensor_ops(normalize))
 

@@ -10,46 +10,35 @@ Colour conventions: ground truth green, prediction orange; in error overlays tru
 tinted green, false positives magenta and false negatives cyan (`add_error_legend` explains them).
 
 One module per notebook stage: `style`, `images` (shared photo panels), `dataset_plots` (01), `augment` (02),
-`training` (03), `evaluation` (04), `failures` (05), and `tables`; everything is re-exported here, so
+`curves` (03), `evaluation` (04), `failures` (05), and `summary_tables`; everything is re-exported here, so
 notebooks use `viz.NAME`.
 """
 
-from seglib.infra.arrays import as_mask, to_rgb  # noqa: F401
-from seglib.transforms.checks import (  # noqa: F401
+from seglib.infra.arrays import as_mask, to_rgb
+from seglib.transforms.checks import (
     ALIGNED_SHARE,
     alignment_verdict,
     apply_transform,
     binary_alignment_check,
     check_image,
 )
-from seglib.viz.augment import (  # noqa: F401
-    augmentation_grid,
-    geometry_grid,
-    named_ops,
-    ops_table,
-    per_transform_grid,
-)
-from seglib.viz.curves import (  # noqa: F401
-    training_curves,
-)
-from seglib.viz.dataset_plots import (  # noqa: F401
+from seglib.viz.augment import augmentation_grid, geometry_grid, named_ops, ops_table, per_transform_grid
+from seglib.viz.curves import training_curves
+from seglib.viz.dataset_plots import (
     colour_mode_table,
     fg_fraction_hist,
     size_relation_table,
     size_scatter,
     split_summary_table,
 )
-from seglib.viz.evaluation import (  # noqa: F401
+from seglib.viz.evaluation import (
     headline_comparison,
     iou_distribution,
     iou_vs_covariates,
     threshold_sweep_plot,
 )
-from seglib.viz.failures import (  # noqa: F401
-    category_plot,
-    failure_gallery,
-)
-from seglib.viz.images import (  # noqa: F401
+from seglib.viz.failures import category_plot, failure_gallery
+from seglib.viz.images import (
     BAND_COLOR,
     CONTOUR_COLOR,
     add_error_legend,
@@ -63,7 +52,7 @@ from seglib.viz.images import (  # noqa: F401
     prediction_grid,
     sample_grid,
 )
-from seglib.viz.style import (  # noqa: F401
+from seglib.viz.style import (
     DPI,
     FN_COLOR,
     FP_COLOR,
@@ -78,7 +67,4 @@ from seglib.viz.style import (  # noqa: F401
     new_figure,
     styled,
 )
-from seglib.viz.summary_tables import (  # noqa: F401
-    config_table,
-    key_value_table,
-)
+from seglib.viz.summary_tables import config_table, key_value_table

@@ -8,13 +8,15 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
-from seglib.transforms.checks import _reseed, apply_transform
+from seglib.transforms.checks import apply_transform, reseed
 from seglib.viz.images import sample_grid
 from seglib.viz.style import MAX_SIDE, styled
+from seglib.viz.summary_tables import format_value
 
 _TECHNICAL_ARGS = {"p", "border_mode", "fill", "fill_mask", "interpolation", "mask_interpolation", "fit_output",
                    "keep_ratio", "rotate_method", "balanced_scale", "ensure_safe_range", "brightness_by_max",
                    "num_output_channels", "area_for_downscale", "shear", "translate_px", "position"}
+TINT = 0.25  # the augmented masks' overlay: light, so that colour changes stay visible
 
 
 def ops_table(ops: Sequence) -> pd.DataFrame:
@@ -26,31 +28,24 @@ def ops_table(ops: Sequence) -> pd.DataFrame:
             settings = f"{type(op).__name__}: " + ", ".join(type(c).__name__ for c in children)
         else:
             args = op.get_transform_init_args() if hasattr(op, "get_transform_init_args") else {}
-            settings = "; ".join(f"{k}={_fmt(v)}" for k, v in sorted(args.items())
+            settings = "; ".join(f"{k}={format_value(v)}" for k, v in sorted(args.items())
                                  if k not in _TECHNICAL_ARGS and v is not None)
         rows.append({"op": type(op).__name__, "probability": float(op.p), "settings": settings})
     return pd.DataFrame(rows, columns=["op", "probability", "settings"])
 
 
-def _fmt(value) -> str:
-    if isinstance(value, float):
-        return f"{value:.6g}"
-    return str(value)
-
-
 @styled
 def augmentation_grid(image: np.ndarray, mask: np.ndarray, transform, n: int = 8, ncols: int = 4, *,
-                      seed: int | None = None, max_side: int | None = MAX_SIDE, title: str = "",
-                      alpha: float = 0.25) -> Figure:
+                      seed: int | None = None, title: str = "") -> Figure:
     """The input pair, then `n` augmented samples of it, each with its augmented mask overlaid (light tint and
     outline, so colour changes stay visible)."""
-    _reseed(transform, seed)
+    reseed(transform, seed)
     panels = [(image, mask, f"input {mask.shape[1]}x{mask.shape[0]}")]
     for i in range(n):
         img, m = apply_transform(transform, image, mask)
         panels.append((img, m, f"augmented #{i + 1}"))
     images, masks, titles = zip(*panels, strict=True)
-    return sample_grid(images, masks, titles, ncols=ncols, max_side=max_side, suptitle=title, alpha=alpha)
+    return sample_grid(images, masks, titles, ncols=ncols, max_side=MAX_SIDE, suptitle=title, alpha=TINT)
 
 
 def geometry_grid(image: np.ndarray, mask: np.ndarray, size: int, multiple: int = 32, *,
@@ -102,16 +97,15 @@ def named_ops(ops: Sequence, seed: int | None = None, always: bool = True) -> di
 
 @styled
 def per_transform_grid(image: np.ndarray, mask: np.ndarray, ops: Mapping[str, Callable], n_per_op: int = 1,
-                       ncols: int = 4, *, seed: int | None = None, max_side: int | None = MAX_SIDE,
-                       title: str = "", alpha: float = 0.25) -> Figure:
+                       ncols: int = 4, *, seed: int | None = None, title: str = "") -> Figure:
     """The input pair, then each transform of `ops` ({name: transform}) applied on its own, mask overlaid."""
     panels = [(image, mask, "input")]
     for name, transform in ops.items():
-        _reseed(transform, seed)
+        reseed(transform, seed)
         for k in range(n_per_op):
             img, m = apply_transform(transform, image, mask)
             panels.append((img, m, name if n_per_op == 1 else f"{name} #{k + 1}"))
     images, masks, titles = zip(*panels, strict=True)
-    return sample_grid(images, masks, titles, ncols=ncols, max_side=max_side, suptitle=title, alpha=alpha)
+    return sample_grid(images, masks, titles, ncols=ncols, max_side=MAX_SIDE, suptitle=title, alpha=TINT)
 
 

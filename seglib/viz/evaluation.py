@@ -11,7 +11,7 @@ from matplotlib.figure import Figure
 from seglib.viz.style import SPLIT_COLORS, new_figure, styled
 
 
-def _boxplot(**kwargs) -> None:
+def boxplot(**kwargs) -> None:
     """seaborn.boxplot without the deprecation warning seaborn 0.13 triggers in matplotlib >= 3.11 (`vert`)."""
     import warnings
 
@@ -81,7 +81,7 @@ def iou_distribution(per_image, bins: int = 20) -> Figure:
     ax.set_ylabel("% of the split's images")
     ax.set_title("IoU distribution (dashed: means)")
     ax = axes[1]
-    _boxplot(data=df, x="iou", y="split", hue="split", order=names, hue_order=names, palette=palette, ax=ax,
+    boxplot(data=df, x="iou", y="split", hue="split", order=names, hue_order=names, palette=palette, ax=ax,
              showfliers=False, width=0.5, boxprops={"alpha": 0.35}, legend=False)
     sns.stripplot(data=df, x="iou", y="split", hue="split", order=names, hue_order=names, palette=palette,
                   ax=ax, size=3.5, jitter=0.15, edgecolor="0.2", linewidth=0.3, legend=False)

@@ -9,14 +9,14 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from seglib.infra.arrays import as_mask, check_shapes
-from seglib.viz.evaluation import _boxplot
+from seglib.viz.evaluation import boxplot
 from seglib.viz.images import (
-    _image_axis,
     boundary_legend_handles,
     boundary_overlay,
     downscale,
     error_legend_handles,
     error_overlay,
+    image_axis,
     overlay,
     to_rgb,
 )
@@ -64,7 +64,7 @@ def failure_gallery(records: Sequence[Mapping], per_image: pd.DataFrame, k: int 
              f"boundary IoU {biou:.3f}"),
         ]
         for ax, (panel, name) in zip(axes[row], panels, strict=True):
-            _image_axis(ax, panel, name)
+            image_axis(ax, panel, name)
     fig.legend(handles=error_legend_handles() + boundary_legend_handles(), loc="outside lower center", ncols=2,
                frameon=False)  # columns fill first: errors left, boundaries right
     if title:
@@ -92,7 +92,7 @@ def category_plot(data: pd.DataFrame, reference: str = "all images") -> Figure:
     counts = df["category"].value_counts()
     palette = {c: ("0.6" if c == reference else "#4C72B0") for c in order}
     fig, ax = new_figure(1, 1, width=8.5, height=0.42 * len(order) + 1.3, squeeze=True)
-    _boxplot(data=df, x="iou", y="category", hue="category", order=order, hue_order=order, palette=palette,
+    boxplot(data=df, x="iou", y="category", hue="category", order=order, hue_order=order, palette=palette,
              ax=ax, showfliers=False, width=0.6, boxprops={"alpha": 0.35}, legend=False)
     sns.stripplot(data=df, x="iou", y="category", hue="category", order=order, hue_order=order, palette=palette,
                   ax=ax, size=3.5, jitter=0.15, edgecolor="0.2", linewidth=0.3, legend=False)

@@ -92,7 +92,7 @@ def add_error_legend(target: Figure | Axes, **kwargs) -> None:
     target.legend(handles=error_legend_handles(), **kwargs)
 
 
-def _image_axis(ax, image: np.ndarray, title: str = "") -> None:
+def image_axis(ax, image: np.ndarray, title: str = "") -> None:
     ax.imshow(image, interpolation="antialiased")
     ax.set_title(title)
     ax.set_xticks([])
@@ -137,7 +137,7 @@ def sample_grid(images: Sequence, masks: Sequence | None = None, titles: Sequenc
     fig, axes = new_figure(nrows, ncols)
     for ax, image, mask, title in zip(axes.ravel(), images, masks, titles, strict=False):
         img, m = _display_pair(image, mask, max_side)
-        _image_axis(ax, img if m is None else overlay(img, m, color=color, alpha=alpha), title)
+        image_axis(ax, img if m is None else overlay(img, m, color=color, alpha=alpha), title)
     _hide_unused(axes, n)
     if suptitle:
         fig.suptitle(suptitle)
@@ -172,7 +172,7 @@ def prediction_grid(images: Sequence, truths: Sequence, probs_or_preds: Sequence
                   (overlay(small, ps, PRED_COLOR), f"prediction (t={threshold:g})"),
                   (error_overlay(small, ps, ts), f"errors: IoU {score:.3f}")]
         for ax, (panel, name) in zip(axes[row], panels, strict=True):
-            _image_axis(ax, panel, name)
+            image_axis(ax, panel, name)
     add_error_legend(fig)
     return fig
 

@@ -49,7 +49,7 @@ from seglib.studies.bench.train_speed import CONFIGS, measure, measure_training
 PARTS = ("training", "prediction", "folder")
 
 
-def run_all(train_steps: int = 8, predict_runs: int = 20, out_dir: Path | None = None, log=lambda _: None, *,
+def run_all(train_steps: int = 8, predict_runs: int = 20, out_dir: Path | None = None, *,
             parts=PARTS, checkpoint=None, photos: int | None = None, mediapipe_python=None, dataset_dir=None,
             splits_dir=None, fast_checkpoint=None) -> dict:
     """Measure the parts asked for and write reports/bench/bench.json and bench.md (other parts keep their
@@ -63,13 +63,13 @@ def run_all(train_steps: int = 8, predict_runs: int = 20, out_dir: Path | None =
     out_dir = Path(out_dir) if out_dir else paths.reports_dir() / "bench"
     report = read_json(out_dir / "bench.json") or {}
     if "training" in parts:
-        report.update(measure_training(train_steps, predict_runs, log))
+        report.update(measure_training(train_steps, predict_runs))
     if "prediction" in parts:
         if fast_checkpoint is None and FAST_CHECKPOINT.is_file():
             fast_checkpoint = FAST_CHECKPOINT
         report["prediction"] = compare_predictions(checkpoint, photos=photos, mediapipe_python=mediapipe_python,
                                                    dataset_dir=dataset_dir, splits_dir=splits_dir,
-                                                   fast_checkpoint=fast_checkpoint, log=log)
+                                                   fast_checkpoint=fast_checkpoint)
     if "folder" in parts:
         from seglib.studies.bench.folder import measure_folder
         from seglib.studies.bench.sections import folder_markdown
@@ -77,7 +77,7 @@ def run_all(train_steps: int = 8, predict_runs: int = 20, out_dir: Path | None =
         fast = Path(fast_checkpoint) if fast_checkpoint else FAST_CHECKPOINT
         ours = [(checkpoint, ()), (checkpoint, ("--no-tta",))]
         ours += [(fast, ())] if fast.is_file() and fast.resolve() != checkpoint.resolve() else []
-        folder = measure_folder(ours, mediapipe_python=mediapipe_python, photos=photos, log=log)
+        folder = measure_folder(ours, mediapipe_python=mediapipe_python, photos=photos)
         write_json_atomic(out_dir / "folder.json", folder)
         write_text_atomic(out_dir / "folder.md", folder_markdown(folder))
         if parts == ("folder",):

@@ -12,6 +12,7 @@ times, the commands taking turns; the fastest run counts. A benchmark, not a tes
 from __future__ import annotations
 
 import contextlib
+import logging
 import shutil
 import subprocess
 import sys
@@ -29,6 +30,7 @@ from seglib.infra.paths import display_path
 from seglib.metrics import bootstrap_ci, iou
 from seglib.studies.anchors import MEDIAPIPE_VERSION, WORKER, default_python
 
+logger = logging.getLogger(__name__)
 REPEATS = 5
 LOADS = ("idle", "one core busy")
 BUSY_LOOP = "while True: pass"
@@ -80,12 +82,14 @@ def paired_against(ours: list[float], theirs: list[float]) -> dict:
             "photos": int(diff.size)}
 
 
-def measure_folder(ours: list[tuple[Path, tuple[str, ...]]], *, pairs=None, mediapipe_python=None, photos: int | None = None,
-                   log=lambda _: None) -> dict:
+def measure_folder(ours: list[tuple[Path, tuple[str, ...]]], *, pairs=None, mediapipe_python=None,
+                   photos: int | None = None) -> dict:
     """Every command on the folder, idle and with one core busy (see the module); the numbers as a dict."""
-    from seglib.data.external import pennfudan
+    from seglib.data.registry import external_check_set, scored_set
 
-    pairs = pairs if pairs is not None else pennfudan()
+    check = external_check_set()  # the default folder: the set models are checked on
+    title = (check.title or check.name) if pairs is None else pairs.name
+    pairs = pairs if pairs is not None else scored_set(check.name)
     if photos:
         pairs.items = pairs.items.head(photos)
     python = Path(mediapipe_python) if mediapipe_python else default_python()
@@ -100,7 +104,8 @@ def measure_folder(ours: list[tuple[Path, tuple[str, ...]]], *, pairs=None, medi
         theirs = [str(python), str(WORKER), "--folder", str(folder)]
         commands[f"MediaPipe {MEDIAPIPE_VERSION}"] = lambda out: theirs + [str(out), "0"]
         result = {"generated": time.strftime("%Y-%m-%d %H:%M:%S %Z"), "photos": len(pairs.items),
-                  "folder": "Penn-Fudan PNGImages (external for both models)",
+                  "folder": f"{title} {Path(pairs.items['image_path'].iloc[0]).parent.name} "
+                            "(external for both models)",
                   "commands": {command_name(c, options): " ".join(["seglib predict --checkpoint", display_path(c),
                                                                    *options, "FOLDER --out DIR"])
                                for c, options in ours},
@@ -121,8 +126,8 @@ def measure_folder(ours: list[tuple[Path, tuple[str, ...]]], *, pairs=None, medi
                     for i, (name, argv) in enumerate(commands.items()):
                         runs[name].append(timed_command(argv(Path(tmp) / f"out{i}")))
             result["loads"][load] = {name: _summary(times, len(pairs.items)) for name, times in runs.items()}
-            log(f"folder bench, {load}: " + ", ".join(f"{n} {r['seconds']:.1f} s" for n, r in
-                                                      result["loads"][load].items()))
+            logger.info(f"folder bench, {load}: " + ", ".join(f"{n} {r['seconds']:.1f} s" for n, r in
+                                                              result["loads"][load].items()))
     return result
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import tempfile
 import time
@@ -28,6 +29,7 @@ from seglib.studies.anchors import MEDIAPIPE_VERSION, MediaPipePredictor
 from seglib.studies.bench.sections import MEDIAPIPE, ONNX, ONNX_FAST, ONNX_ONE_PASS, ONNX_SMALL, PYTORCH
 from seglib.transforms.pipelines import describe_input
 
+logger = logging.getLogger(__name__)
 DEFAULT_CHECKPOINT = paths.PROJECT_ROOT / "reports" / "reference" / BEST
 # the same recipe trained at MediaPipe's own input size (256 px), published for the speed comparison
 FAST_CHECKPOINT = paths.PROJECT_ROOT / "reports" / "reference-256" / BEST
@@ -104,7 +106,7 @@ def _timed_row(timed, split: str, photos: int | None, dataset_dir, splits_dir, b
 
 def compare_predictions(checkpoint=None, *, photos: int | None = None, split: str = "test", mediapipe_python=None,
                         threads: int | None = None, dataset_dir=None, splits_dir=None, small_size: int = 256,
-                        fast_checkpoint=None, log=lambda _: None) -> dict:
+                        fast_checkpoint=None) -> dict:
     """The prediction part: `checkpoint` (default the committed reference) in PyTorch and exported to ONNX
     Runtime (`threads` default: every core), with the threshold and TTA its val evaluation chose, next to
     MediaPipe off the shelf, on the first `photos` photos of `split` (default all). MediaPipe is `skipped`, with
@@ -126,7 +128,7 @@ def compare_predictions(checkpoint=None, *, photos: int | None = None, split: st
     rows: dict[str, dict] = {}
     args = (split, photos, dataset_dir, splits_dir, 8)  # the photos, and 8 of them decoded at a time
     with tempfile.TemporaryDirectory(prefix="seglib-bench-") as tmp:
-        log(f"{ONNX}: exporting {display_path(checkpoint)} ...")
+        logger.info(f"{ONNX}: exporting {display_path(checkpoint)} ...")
         exported = export_onnx(checkpoint, Path(tmp) / "model.onnx")
         runtime = f"ONNX Runtime {onnxruntime.__version__}, {threads} threads"
         onnx = Predictor.from_onnx(exported.path, threads=threads, tta=tta, threshold=threshold,
@@ -149,15 +151,15 @@ def compare_predictions(checkpoint=None, *, photos: int | None = None, split: st
             # one thread: at 256 px two threads were slower than one on a 2-core machine (reports/bench/bench.md)
             rows[ONNX_FAST] = _onnx_row(Path(fast_checkpoint), Path(tmp) / "fast.onnx", 1, args,
                                         f"ONNX Runtime {onnxruntime.__version__}, 1 thread")
-    log(f"{PYTORCH}: {display_path(checkpoint)}, threshold {threshold:g} ({threshold_source}), "
-        f"{'flip TTA' if tta else 'no TTA'}")
+    logger.info(f"{PYTORCH}: {display_path(checkpoint)}, threshold {threshold:g} ({threshold_source}), "
+                f"{'flip TTA' if tta else 'no TTA'}")
     pytorch = Predictor.from_checkpoint(checkpoint, tta=tta, threshold=threshold, threshold_source=threshold_source)
     # PyTorch after ONNX Runtime: its idle OpenMP threads keep spinning for a while and slow ONNX Runtime's
     # threads on 2 cores, so the ONNX rows would depend on what ran just before them
     rows[PYTORCH] = {**_timed_row(TimedPredictor(pytorch), *args), **ours, "flops_per_photo": passes * flops,
                      "runtime": f"PyTorch {torch.__version__}, {torch.get_num_threads()} threads"}
     del pytorch
-    log(f"{MEDIAPIPE}: mediapipe {MEDIAPIPE_VERSION} in its own environment ...")
+    logger.info(f"{MEDIAPIPE}: mediapipe {MEDIAPIPE_VERSION} in its own environment ...")
     rows[MEDIAPIPE] = _mediapipe_row(mediapipe_python, split, photos, dataset_dir, splits_dir)
     rows = {PYTORCH: rows.pop(PYTORCH), **rows}
     pt, ort = rows[PYTORCH]["mean_iou"], rows[ONNX]["mean_iou"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import resource
 import subprocess
 import sys
@@ -15,8 +16,10 @@ import torch
 
 from seglib.infra.devices import describe_machine
 from seglib.infra.errors import SeglibError
+from seglib.models.model_registry import SMP_UNET
 from seglib.predict import Predictor
 
+logger = logging.getLogger(__name__)
 WARMUP_STEPS = 2  # untimed training steps first: they warm up allocators and kernels
 
 # The public course solution: smp U-Net, timm-efficientnet-b0 encoder, 320 px, batch 16, Adam 3e-3, Dice + BCE,
@@ -24,7 +27,7 @@ WARMUP_STEPS = 2  # untimed training steps first: they warm up allocators and ke
 # not change its speed.
 CONFIGS = {
     "ours (cpu profile)": {"profile": "cpu", "overrides": {}, "decode_every_time": False},
-    "course solution": {"profile": "cpu", "overrides": {"model": "smp-unet", "encoder": "timm-efficientnet-b0",
+    "course solution": {"profile": "cpu", "overrides": {"model": SMP_UNET, "encoder": "timm-efficientnet-b0",
                                                         "encoder_weights": "none", "input_size": 320,
                                                         "batch_size": 16},
                         "decode_every_time": True},
@@ -37,7 +40,7 @@ def measure(profile: str, overrides: dict, train_steps: int, predict_runs: int, 
     by the engine's `build_parts` and its photos read by the engine's loaders (`decode_every_time`: from disk
     at every read, as the course code does, instead of decoded once into memory)."""
     from seglib.models.model_registry import model_entry
-    from seglib.settings import make_config
+    from seglib.profiles import make_config
     from seglib.training.parts import build_parts
     from seglib.training.runtime import setup_runtime
 
@@ -97,8 +100,7 @@ def _pipeline_speed(ds, n_items: int = 120) -> float:
 
 
 def _training_speed(parts, loader, cfg, runtime, train_steps: int) -> float:
-    """Training images per second over `train_steps` steps of the engine's `train_step`, after the warm-up."""
-    from seglib.training.engine import train_step
+    """Training images per second over `train_steps` steps of the engine's `TrainParts.step`, after the warm-up."""
     from seglib.training.parts import MEMORY_FORMAT
 
     batches = iter(loader)
@@ -107,9 +109,8 @@ def _training_speed(parts, loader, cfg, runtime, train_steps: int) -> float:
     for step in range(train_steps + WARMUP_STEPS):
         t = time.perf_counter()
         batch = next(batches)
-        train_step(parts.trained, batch["image"].to(runtime.device).contiguous(memory_format=MEMORY_FORMAT),
-                   batch["mask"].to(runtime.device), parts.loss_fn, parts.optimizer, parts.scaler,
-                   use_amp=parts.use_amp, teacher=parts.teacher, distill_weight=cfg.distill_weight)
+        parts.step(batch["image"].to(runtime.device).contiguous(memory_format=MEMORY_FORMAT),
+                   batch["mask"].to(runtime.device), cfg.distill_weight)
         if step >= WARMUP_STEPS:
             timed += time.perf_counter() - t
             images += batch["image"].shape[0]
@@ -141,11 +142,11 @@ def _prediction_ms(parts, cfg, ds, predict_runs: int) -> float:
     return 1000 * float(np.median(times))
 
 
-def measure_training(train_steps: int, predict_runs: int, log=lambda _: None) -> dict:
+def measure_training(train_steps: int, predict_runs: int) -> dict:
     """The training part: every configuration of CONFIGS measured in its own process, and ours over theirs."""
     results = {}
     for name, spec in CONFIGS.items():
-        log(f"measuring {name} ...")
+        logger.info(f"measuring {name} ...")
         cmd = [sys.executable, "-m", "seglib", "bench", "--one", json.dumps(spec), "--train-steps", str(train_steps),
                "--predict-runs", str(predict_runs)]
         proc = subprocess.run(cmd, capture_output=True, text=True, check=False)

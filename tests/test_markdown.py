@@ -1,0 +1,13 @@
+"""seglib.studies.markdown: numbers and tables as the generated documentation prints them."""
+
+from seglib.studies.markdown import f3, table, with_ci
+
+
+def test_numbers_have_three_decimals_and_an_interval_its_dash():
+    assert f3(0.91149) == "0.911" and f3("1") == "1.000"
+    assert with_ci(0.9114, [0.8829, 0.935]) == "0.911 (0.883–0.935)"
+
+
+def test_a_table_has_its_header_rule_and_rows():
+    assert table(["model", "IoU"], [["unet", "0.911"], ["smp", 0.9]]) == (
+        "| model | IoU |\n|---|---|\n| unet | 0.911 |\n| smp | 0.9 |")
