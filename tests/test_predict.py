@@ -503,6 +503,8 @@ import sys, time
 from pathlib import Path
 import seglib.checkpoint, seglib.predict.files, seglib.predict.predictor  # noqa: F401 (the slow imports first)
 from seglib.cli import main
+real = seglib.predict.files.load_input  # each photo slowed: the first writer still holds --out when the other asks
+seglib.predict.files.load_input = lambda path: (time.sleep(0.5), real(path))[1]
 ready, go = Path(sys.argv[1]), Path(sys.argv[2])
 ready.touch()
 while not go.exists():
