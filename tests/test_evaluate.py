@@ -601,3 +601,28 @@ def test_evaluate_on_a_full_disk_names_the_file_and_leaves_no_empty_folder(data,
     assert err.count("\n") == 1 and err.startswith(f"seglib: error: {out / 'val' / 'per_image.csv'}: "), err
     assert "No space left on device" in err
     assert not out.exists()
+
+
+def test_two_evaluations_of_one_run_are_one_at_a_time(data, tiny_checkpoint, tmp_path, capsys, monkeypatch):
+    """`seglib evaluate --run R` while another evaluation of R writes its eval folder: refused at once with one line
+    naming the holder, nothing written (the run's eval folder had no lock before; #35's class, noticed after it)."""
+    import shutil
+
+    from seglib.cli import main
+    from seglib.infra import locks
+    from seglib.runs import Run
+
+    folder, splits = data
+    monkeypatch.setenv("SEGLIB_RUNS_DIR", str(tmp_path / "runs"))
+    (tmp_path / "runs" / "r").mkdir(parents=True)
+    shutil.copy(tiny_checkpoint, Run.named("r").best)
+    eval_root = Run.named("r").eval_root
+    with locks.exclusive(locks.output_folder(eval_root), "another evaluation"):
+        code = main(["evaluate", "--run", "r", "--split", "val", "--quiet", "--data-dir", str(folder),
+                     "--splits-dir", str(splits)])
+        assert code == 2 and [p.name for p in eval_root.iterdir()] == [".seglib-output.lock"]
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith(f"seglib: error: evaluation of run r: in use by pid {os.getpid()}")
+    assert main(["evaluate", "--run", "r", "--split", "val", "--quiet", "--data-dir", str(folder),
+                 "--splits-dir", str(splits)]) == 0
+    assert (eval_root / "val" / "metrics.json").is_file() and not list(eval_root.glob(".*lock"))

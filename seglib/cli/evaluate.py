@@ -72,16 +72,20 @@ def cmd_evaluate(args) -> int:
 
 
 def _held_out(args, pairs):
-    """The lock of --out (nothing to hold without one: a run's eval folder), once --out is known to be none of
-    the folders seglib reads data from nor one this evaluation reads (the data set, the splits, an external
-    set's photos and masks); a refusal is one line, before any work, and creates nothing."""
-    import contextlib
-
+    """The lock of where the results go: a run's eval folder, or --out once it is known to be none of the folders
+    seglib reads data from nor one this evaluation reads (the data set, the splits, an external set's photos and
+    masks); a refusal is one line, before any work, and creates nothing."""
     from seglib.data.fence import refuse_data_folders
     from seglib.infra.locks import exclusive, output_folder
 
-    if args.out is None:
-        return contextlib.nullcontext()
+    if args.out is None:  # a run's own eval folder: one evaluation of the run writes there at a time
+        import contextlib
+
+        from seglib.runs import Run
+
+        run = Run.resolve(args.run)  # a run that is not there is said by the evaluation, with nothing created
+        held = exclusive(output_folder(run.eval_root), f"evaluation of run {run.name}")
+        return held if run.dir.is_dir() else contextlib.nullcontext()
     reads = [(args.data_dir, "the data set folder evaluate reads"),
              (args.splits_dir, "the splits folder evaluate reads")]
     if pairs is not None:
