@@ -43,7 +43,8 @@ EMPTY_RUN = "an empty run name; give a name, or 'default' for $SEGLIB_RUN, else 
 def _external_set(value) -> str:
     """A set that notebook 04 can score: "" (none), a registered set's name, or a pairs CSV / IMAGES:MASKS that
     can be read now (so that a batch stops before training, not at notebook 04)."""
-    from seglib.data.registry import NAME_PATTERN, registered, scored_set
+    from seglib.data.descriptions import NAME_PATTERN, registered
+    from seglib.data.registry import scored_set
 
     if not value or (NAME_PATTERN.fullmatch(str(value)) and str(value) in registered()):
         return ""

@@ -146,3 +146,32 @@ def test_no_function_outside_the_command_line_and_the_studies_takes_more_than_ei
     long = [f"{path}:{node.lineno} {node.name} ({len(_parameters(node))})" for path, node in _functions()
             if path.parts[0] not in SETTINGS_HEAVY and len(_parameters(node)) > MAX_PARAMETERS]
     assert long == []
+
+
+def test_no_import_cycle_among_the_modules():
+    """No module imports, even inside a function, one that imports it back (directly or through others)."""
+    modules = {".".join(p.relative_to(PROJECT_ROOT).with_suffix("").parts).removesuffix(".__init__"): p
+               for p in _sources()}
+
+    def imports(path) -> set[str]:
+        found = set()
+        for name in _imported_modules(path):  # `from a.b import c` gives a.b.c when c is a module, else a.b
+            found.add(name if name in modules else name.rpartition(".")[0])
+        return {name for name in found if name in modules}
+
+    graph = {name: imports(path) - {name} for name, path in modules.items()}
+    cycles, done = [], set()
+
+    def visit(name, trail):
+        if name in trail:
+            cycles.append(trail[trail.index(name):] + [name])
+            return
+        if name in done:
+            return
+        for other in sorted(graph[name]):
+            visit(other, trail + [name])
+        done.add(name)
+
+    for name in sorted(graph):
+        visit(name, [])
+    assert cycles == []

@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 from PIL import Image
 from test_data_registry import run_cli
 
-from seglib.data import registry
+from seglib.data import descriptions
 from seglib.data.coco import rasterise_coco
 from seglib.infra.errors import DataError
 
@@ -136,7 +136,7 @@ def test_a_file_name_in_a_subfolder_pairs_with_that_photo(registry_dirs, tmp_pat
     code, out, err = run_cli(capsys, "data", "add", "cox", "--coco", coco, "--images", images)
     assert code == 0, err
     assert "registered cox: 2 pairs" in out
-    items = registry.get("cox").pair_set().items.set_index("id")
+    items = descriptions.get("cox").pair_set().items.set_index("id")
     assert sorted(items.index) == ["s0", "s1"]
     assert Path(items.loc["s0", "image_path"]).resolve() == listed.resolve()
     assert run_cli(capsys, "data", "check", "cox")[0] == 0

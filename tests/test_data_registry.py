@@ -14,7 +14,7 @@ from conftest import photo_folders
 from PIL import Image
 
 from seglib.cli import main
-from seglib.data import registry
+from seglib.data import descriptions, registry
 from seglib.infra.errors import DataError
 
 
@@ -33,7 +33,7 @@ def run_cli(capsys, *argv) -> tuple[int, str, str]:
 
 
 def test_built_in_sets_are_two_descriptions_of_the_same_kind(registry_dirs):
-    sets = registry.registered()
+    sets = descriptions.registered()
     assert {"human-seg", "pennfudan"} <= set(sets)
     assert sets["human-seg"].kind == "listing" and sets["pennfudan"].kind == "folders"
     assert sets["pennfudan"].mask_rule == "nonzero" and sets["pennfudan"].builtin
@@ -43,10 +43,10 @@ def test_the_external_check_set_and_how_a_set_is_fetched_are_read_from_its_descr
                                                                                        capsys):
     from seglib.studies.crossdata import anchor_folder
 
-    check = registry.external_check_set()
-    assert (check.name, check.title, check.role) == ("pennfudan", "Penn-Fudan", registry.EXTERNAL_CHECK)
+    check = descriptions.external_check_set()
+    assert (check.name, check.title, check.role) == ("pennfudan", "Penn-Fudan", descriptions.EXTERNAL_CHECK)
     assert check.fetch == "seglib data fetch pennfudan"
-    assert (anchor_folder(registry.BUILTIN), anchor_folder(check.name)) == ("test", check.name)
+    assert (anchor_folder(descriptions.BUILTIN), anchor_folder(check.name)) == ("test", check.name)
     images, masks = photo_folders(tmp_path / "mine", n=3)
     assert run_cli(capsys, "data", "add", "mine", "--images", images, "--masks", masks)[0] == 0
     code, _, err = run_cli(capsys, "data", "fetch", "mine")
@@ -184,7 +184,7 @@ def test_a_pairs_csv_with_instance_id_masks_registers_by_its_rule(registry_dirs,
     code, out, err = run_cli(capsys, "data", "add", "ids", "--pairs", tmp_path / "csv" / "pairs.csv",
                              "--mask-rule", "nonzero")
     assert code == 0, err
-    spec = registry.get("ids")
+    spec = descriptions.get("ids")
     assert spec.kind == "pairs" and spec.mask_rule == "nonzero"
     report = registry.check_registered("ids")
     assert report.ok and report.table["fg_fraction"].iloc[0] == pytest.approx((20 * 15 + 20 * 20) / (72 * 56))
@@ -250,7 +250,7 @@ def test_a_coco_file_with_polygons_and_rle_imports_masks_matching_a_reference_ra
     for stem, mask in reference.items():
         written = (np.asarray(Image.open(derived / f"{stem}.png")) > 127).astype(np.uint8)
         assert np.array_equal(written, mask), stem
-    assert registry.get("cc").kind == "coco" and registry.get("cc").n_pairs == 2
+    assert descriptions.get("cc").kind == "coco" and descriptions.get("cc").n_pairs == 2
     assert not list((registry_dirs / "derived").glob(".cc.adding*"))  # the staging folder is gone
 
 
@@ -306,10 +306,10 @@ def test_a_description_with_an_unknown_field_or_kind_is_refused_naming_the_file(
     folder.mkdir(parents=True)
     (folder / "odd.yaml").write_text("name: odd\nkind: folders\ncolour: blue\n")
     with pytest.raises(DataError, match=r"odd\.yaml: unknown field\(s\) colour"):
-        registry.registered()
+        descriptions.registered()
     (folder / "odd.yaml").write_text("name: odd\nkind: zip\n")
     with pytest.raises(DataError, match=r"odd\.yaml: kind 'zip'"):
-        registry.registered()
+        descriptions.registered()
 
 
 def _cut_outs(masks) -> dict:

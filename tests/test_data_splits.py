@@ -195,7 +195,8 @@ def test_a_set_listed_through_dotdot_paths_or_links_splits_and_reads_back_the_sa
                                                                                          capsys, layout):
     from conftest import photo_folders
 
-    from seglib.data.registry import check_registered, get
+    from seglib.data.descriptions import get
+    from seglib.data.registry import check_registered
     from seglib.data.selection import open_sets
 
     images, masks = photo_folders(tmp_path / "store", n=16)

@@ -40,6 +40,6 @@ def cmd_crossdata(args) -> int:
 
 def default_sets() -> str:
     """The built-in set and the set models are checked on, as --sets names them."""
-    from seglib.data.registry import BUILTIN, external_check_set
+    from seglib.data.descriptions import BUILTIN, external_check_set
 
     return f"{BUILTIN},{external_check_set().name}"

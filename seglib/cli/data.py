@@ -99,32 +99,23 @@ def cmd_data_fetch(args) -> int:
 
 
 def cmd_data_add(args) -> int:
+    from seglib.data.external import left_out_summary
     from seglib.data.registry import add_dataset
     from seglib.infra.paths import display_path
 
-    spec = add_dataset(args.name, images=args.images, masks=args.masks, pairs=args.pairs, coco=args.coco,
+    spec, left_out = add_dataset(args.name, images=args.images, masks=args.masks, pairs=args.pairs, coco=args.coco,
                        mask_rule=args.mask_rule, mask_suffix=args.mask_suffix,
                        about={"source": args.source, "licence": args.licence})
     print("; ".join(part for part in (
-        f"registered {spec.name}: {spec.n_pairs} pairs", _left_out(spec),
+        f"registered {spec.name}: {spec.n_pairs} pairs", left_out_summary(left_out),
         f"mask rule {spec.mask_rule} ({display_path(spec.description_file())})",
         f"next: seglib data check {spec.name}, then seglib data split {spec.name}") if part))
     return 0
 
 
-def _left_out(spec) -> str:
-    """'left out N files: a.txt (not an image), ...' of a folder set's scan, '' when it left nothing out."""
-    from seglib.data.external import left_out_summary, pairs_from_folders
-
-    if spec.kind != "folders":  # a COCO set is what its file lists (pairs.csv beside its masks): no folder scan
-        return ""
-    found = pairs_from_folders(spec.path(spec.images), spec.path(spec.masks), mask_suffix=spec.mask_suffix,
-                               mask_rule=spec.mask_rule, name=spec.name)
-    return left_out_summary(found.left_out)
-
-
 def cmd_data_list(args) -> int:
-    from seglib.data.registry import as_table, registered
+    from seglib.data.descriptions import registered
+    from seglib.data.registry import as_table
     from seglib.infra.paths import ENV_DATASETS_DIR, missing_env_folder
 
     missing = missing_env_folder(ENV_DATASETS_DIR)
@@ -137,7 +128,8 @@ def cmd_data_list(args) -> int:
 
 def cmd_data_check(args) -> int:
     from seglib.data.check import check_dataset
-    from seglib.data.registry import BUILTIN, check_registered
+    from seglib.data.descriptions import BUILTIN
+    from seglib.data.registry import check_registered
 
     report = check_dataset(args.data_dir) if args.name in (None, BUILTIN) else check_registered(args.name)
     for line in report.problems:
@@ -150,7 +142,7 @@ def cmd_data_check(args) -> int:
 
 
 def cmd_data_split(args) -> int:
-    from seglib.data.registry import BUILTIN
+    from seglib.data.descriptions import BUILTIN
     from seglib.data.splits import check_seed, make_split, write_split
 
     check_seed(args.seed)
@@ -159,7 +151,7 @@ def cmd_data_split(args) -> int:
     if builtin:
         table = make_split(report, seed=args.seed, n_folds=args.folds)
     else:  # a set too small to split is named by its description
-        from seglib.data.registry import get
+        from seglib.data.descriptions import get
 
         table = make_split(report, seed=args.seed, n_folds=args.folds, source=get(args.name).description_file())
     written = write_split(table, out, overwrite=args.overwrite, inputs=inputs)
@@ -193,7 +185,8 @@ def _builtin_split_source(args):
 
 def _registered_split_source(args):
     """The same for a registered set, split into data/splits/NAME/ (its folders are known once it is read)."""
-    from seglib.data.registry import check_registered, get
+    from seglib.data.descriptions import get
+    from seglib.data.registry import check_registered
     from seglib.data.splits import refuse_split_folder
     from seglib.infra.io import check_writable_dir
 

@@ -12,39 +12,10 @@ import os
 from collections.abc import Iterable
 from pathlib import Path
 
+from seglib.data.descriptions import registered
 from seglib.infra import paths
-from seglib.infra.errors import DataError, SeglibError
+from seglib.infra.errors import SeglibError
 from seglib.infra.io import refuse_writing_into
-
-
-def _specs():
-    """Every description that can be read (a broken one fences nothing: its folders are not known)."""
-    from seglib.data.registry import read_spec
-
-    found, folders = {}, [paths.BUILTIN_DATASETS_DIR]
-    try:
-        folders.append(paths.datasets_dir())
-    except SeglibError:  # $SEGLIB_DATASETS_DIR naming a file: the built-in sets are fenced all the same
-        pass
-    for folder in dict.fromkeys(folders):
-        for path in sorted(folder.glob("*.yaml")) if folder.is_dir() else []:
-            try:
-                found.setdefault(path.stem, read_spec(path))
-            except DataError:
-                continue
-    return found.values()
-
-
-def _pairs_folders(csv_path: Path) -> set[Path]:
-    """The folders holding the photos and masks a pairs CSV lists (relative to the CSV's folder)."""
-    import pandas as pd
-
-    try:
-        table = pd.read_csv(csv_path, dtype=str)
-    except (OSError, ValueError):
-        return set()
-    names = [v for column in ("image", "mask") if column in table for v in table[column].dropna()]
-    return {(csv_path.parent / name).parent for name in names}
 
 
 def data_folders() -> list[tuple[Path, str]]:
@@ -56,24 +27,14 @@ def data_folders() -> list[tuple[Path, str]]:
             folders.append((folder(), what))
         except SeglibError:  # a variable naming a file: the commands that read that folder say so
             continue
-    for spec in _specs():
+    for spec in registered(skip_unreadable=True).values():  # a broken description fences nothing: not readable
         try:
-            folders += _set_folders(spec)
+            what = f"a folder of the registered data set {spec.name!r}"
+            folders += [(folder, what) for folder in spec.folders()]
+            folders.append((spec.splits_dir(), f"the splits folder of {spec.name!r}"))
         except SeglibError:  # a path it cannot expand: the commands that read the set say so
             continue
     return folders
-
-
-def _set_folders(spec) -> list[tuple[Path, str]]:
-    """The folders of one registered set: its photos and masks, and its splits."""
-    what = f"a folder of the registered data set {spec.name!r}"
-    if spec.kind == "listing":
-        found = [(spec.path(spec.root), what)]
-    elif spec.kind == "pairs":
-        found = [(folder, what) for folder in sorted(_pairs_folders(spec.path(spec.pairs)))]
-    else:
-        found = [(spec.path(spec.images), what), (spec.path(spec.masks), what)]
-    return [*found, (spec.splits_dir(), f"the splits folder of {spec.name!r}")]
 
 
 def refuse_data_folders(out: str | os.PathLike, inputs: Iterable[tuple[Path | None, str]] = (), *,

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from seglib.data.registry import BUILTIN, DatasetSpec, get
+from seglib.data.descriptions import BUILTIN, DatasetSpec, get
 from seglib.data.snapshot import SplitSnapshot, snapshot_splits
 from seglib.infra.errors import DataError
 from seglib.infra.paths import display_path
@@ -199,13 +199,17 @@ def check_apart_by_content(parts: dict[str, pd.DataFrame], data: str) -> None:
                             "remove the copied photos")
 
 
+def same_bytes_as_trained(data_split: dict | None, items: pd.DataFrame) -> list[str]:
+    """The ids of `items` whose photo has the bytes of one that trained or validated the model (the checkpoint's
+    `photo_sha1`; none for a record without it)."""
+    trained = set((data_split or {}).get("photo_sha1") or [])
+    return [str(i) for i, p in zip(items["id"], items["image_path"], strict=True) if trained and photo_hash(p) in trained]
+
+
 def check_test_by_content(data_split: dict | None, items: pd.DataFrame, where: str) -> None:
     """Refuse to score a test split holding photos whose bytes trained or validated the model (the checkpoint's
     `photo_sha1`): a copy under another id or set is caught where the ids are not."""
-    trained = set((data_split or {}).get("photo_sha1") or [])
-    if not trained:
-        return
-    overlap = [str(i) for i, p in zip(items["id"], items["image_path"], strict=True) if photo_hash(p) in trained]
+    overlap = same_bytes_as_trained(data_split, items)
     if overlap:
         raise DataError(f"{where}: {len(overlap)} of its {len(items)} photos ({', '.join(overlap[:3])}"
                         f"{', ...' if len(overlap) > 3 else ''}) have the same bytes as photos that trained or "
@@ -218,9 +222,7 @@ def check_not_trained_on(data_split: dict | None, pairs) -> None:
     bytes where it records them, else the ids of a registered set): such a set is not external to the model, only
     a split of it that did not train is scored."""
     if data_split and data_split.get("photo_sha1"):
-        trained = set(data_split["photo_sha1"])
-        overlap = sorted(str(i) for i, p in zip(pairs.items["id"], pairs.items["image_path"], strict=True)
-                         if photo_hashes([p]) & trained)
+        overlap = sorted(same_bytes_as_trained(data_split, pairs.items))
     elif getattr(pairs, "dataset", ""):
         seen = ids_from(data_split, pairs.dataset, "train_ids") | ids_from(data_split, pairs.dataset, "val_ids")
         overlap = sorted(set(pairs.items["id"].astype(str)) & seen)

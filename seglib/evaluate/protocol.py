@@ -13,8 +13,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, NamedTuple
 
 import seglib
+from seglib.data.descriptions import BUILTIN
 from seglib.data.external import PairSet
-from seglib.data.registry import BUILTIN
 from seglib.data.selection import check_not_trained_on, check_test_by_content, open_sets, trained_sets
 from seglib.data.snapshot import SplitSnapshot
 from seglib.data.splits import check_scored_split

@@ -10,8 +10,8 @@ import numpy as np
 import pandas as pd
 
 from seglib.data.dataset import SegmentationDataset, load_item
+from seglib.data.descriptions import BUILTIN
 from seglib.data.external import PairSet
-from seglib.data.registry import BUILTIN
 from seglib.data.selection import open_sets
 from seglib.image_facts import FACT_COLUMNS, image_facts
 from seglib.infra.errors import SeglibError

@@ -16,12 +16,11 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+import seglib  # the settings' type is named through it: seglib.settings sits above this registry and imports it
 from seglib.infra.errors import ConfigError
 
 if typing.TYPE_CHECKING:
     from torch import nn
-
-    from seglib.settings import TrainConfig  # for type checkers only: seglib.settings imports this registry
 
 # The model names, each written once: TrainConfig's `model` choices, the profiles and the entries below use these.
 UNET, SMP_UNET, MEDIAPIPE_SELFIE, MEDIAPIPE_UNET, LRASPP_MOBILENET, DEEPLABV3_MOBILENET = (
@@ -58,10 +57,10 @@ class StartingWeights:
             return value == self.option
         return bool(value) and value not in NAMED_OPTIONS and value.endswith(self.suffix)
 
-    def describe(self, cfg: TrainConfig) -> str:
+    def describe(self, cfg: seglib.settings.TrainConfig) -> str:
         return self.words.format(**cfg.to_dict())
 
-    def licence_for(self, cfg: TrainConfig) -> str:
+    def licence_for(self, cfg: seglib.settings.TrainConfig) -> str:
         return self.licence.format(**cfg.to_dict())
 
     def in_words(self) -> str:
@@ -74,7 +73,7 @@ class StartingWeights:
 SCRATCH = StartingWeights(NO_WEIGHTS, "random initialisation (trained from scratch)", OWN_WEIGHTS)
 
 
-def _unet_stride(cfg: TrainConfig) -> int:
+def _unet_stride(cfg: seglib.settings.TrainConfig) -> int:
     return 2**cfg.depth  # one 2x2 max-pool per level
 
 
@@ -86,7 +85,7 @@ class ModelEntry:
     summary: str  # one line: what it is
     builder: str  # "module:function"; called with the `settings` below as keyword arguments (and `spec`)
     settings: tuple[str, ...]  # the TrainConfig fields the builder takes, typed as TrainConfig declares them
-    stride: int | Callable[[TrainConfig], int]  # input height and width must be multiples of it
+    stride: int | Callable[[seglib.settings.TrainConfig], int]  # input height and width must be multiples of it
     weights: tuple[StartingWeights, ...]  # the `encoder_weights` it accepts, in the order a refusal lists them
     words: str  # the architecture in a few words for tables (experiment log, bench, model card); {setting} filled
     stride_rule: str = "its stride"  # how the stride follows from the settings, for the refusal of a size
@@ -94,7 +93,7 @@ class ModelEntry:
     small: Mapping[str, Any] = field(default_factory=dict)  # settings for its cheapest build (the conformance tests)
     min_train_batch: int = 1  # smallest training batch its layers accept
 
-    def stride_for(self, cfg: TrainConfig) -> int:
+    def stride_for(self, cfg: seglib.settings.TrainConfig) -> int:
         return self.stride(cfg) if callable(self.stride) else self.stride
 
     def starting_weights(self, value: str) -> StartingWeights:
@@ -106,10 +105,10 @@ class ModelEntry:
         accepted = f"{', '.join(first)} or {last}" if first else last
         raise ConfigError(f"setting encoder_weights={value}: model={self.name} takes encoder_weights={accepted}")
 
-    def describe(self, cfg: TrainConfig) -> str:
+    def describe(self, cfg: seglib.settings.TrainConfig) -> str:
         return self.words.format(**cfg.to_dict())
 
-    def build(self, cfg: TrainConfig, spec: dict | None = None) -> nn.Module:
+    def build(self, cfg: seglib.settings.TrainConfig, spec: dict | None = None) -> nn.Module:
         """The network `cfg` describes, from its `encoder_weights` (`spec`: a checkpoint's saved graph)."""
         self.starting_weights(cfg.encoder_weights)  # refused before anything is read or downloaded
         arguments = {name: getattr(cfg, name) for name in self.settings}
@@ -186,7 +185,7 @@ def model_entry(name: str) -> ModelEntry:
         raise ConfigError(f"model {name!r} unknown; expected one of {', '.join(MODELS)}") from None
 
 
-def check_input_size(cfg: TrainConfig, height: int, width: int, what: str = "") -> None:
+def check_input_size(cfg: seglib.settings.TrainConfig, height: int, width: int, what: str = "") -> None:
     """Height and width must be multiples of the model's stride (smp's `check_input_shape`): a ConfigError naming
     the stride, about `what` (default: the input's size)."""
     entry = model_entry(cfg.model)

@@ -131,7 +131,7 @@ def _data_sections(run_dir: Path) -> list[str]:
     try:
         import pandas as pd
 
-        from seglib.data.registry import get
+        from seglib.data.descriptions import get
         from seglib.data.selection import set_names
         from seglib.data.splits import split_summary
 

@@ -10,7 +10,7 @@ from typing import Any
 
 import pandas as pd
 
-from seglib.data.registry import external_check_set
+from seglib.data.descriptions import external_check_set
 from seglib.evaluate.failure_analysis import CATEGORIES, attributes, category_table
 from seglib.infra.errors import SeglibError
 from seglib.models.model_registry import model_entry

@@ -119,7 +119,7 @@ def cross_table(folder: Path, sets: list[str], anchors: Path | None = None, n_bo
 def anchor_folder(name: str) -> str:
     """Where the anchor's per-photo scores of set `name` lie under reports/anchors/mediapipe-selfie/: the built-in
     set's as its test split (`seglib anchor`), any other set's under its name (`seglib anchor --external NAME`)."""
-    from seglib.data.registry import BUILTIN
+    from seglib.data.descriptions import BUILTIN
 
     return "test" if name == BUILTIN else name
 
@@ -182,7 +182,7 @@ def readme_block(root: Path) -> str:
 
 def results_section(root: Path) -> str:
     """docs/results.md's section on the study."""
-    from seglib.data.registry import external_check_set
+    from seglib.data.descriptions import external_check_set
 
     check = external_check_set()
     return ("## Across data sets\nThe `cpu` recipe trained on this data set, on "

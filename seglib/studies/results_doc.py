@@ -72,7 +72,7 @@ class Sources:
     fast_training: dict
     external_checks: dict[str, list[dict]]
     root: Path
-    external: str  # the registered set models are checked on (`data.registry.external_check_set`)
+    external: str  # the registered set models are checked on (`data.descriptions.external_check_set`)
     external_title: str  # how prose names it
 
     def run(self, name: str) -> dict:
@@ -102,7 +102,7 @@ def _csv(path: Path) -> list[dict]:
 def load_sources(root: str | Path | None = None) -> Sources:
     """Read the committed results under `root` (the project by default; never $SEGLIB_REPORTS_DIR, which moves
     where new reports go, not where the committed ones are)."""
-    from seglib.data.registry import external_check_set
+    from seglib.data.descriptions import external_check_set
 
     root = Path(root) if root is not None else paths.PROJECT_ROOT
     reports = root / "reports"

@@ -85,7 +85,8 @@ def paired_against(ours: list[float], theirs: list[float]) -> dict:
 def measure_folder(ours: list[tuple[Path, tuple[str, ...]]], *, pairs=None, mediapipe_python=None,
                    photos: int | None = None) -> dict:
     """Every command on the folder, idle and with one core busy (see the module); the numbers as a dict."""
-    from seglib.data.registry import external_check_set, scored_set
+    from seglib.data.descriptions import external_check_set
+    from seglib.data.registry import scored_set
 
     check = external_check_set()  # the default folder: the set models are checked on
     title = (check.title or check.name) if pairs is None else pairs.name
