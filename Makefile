@@ -18,12 +18,15 @@ export SEGLIB_DATASET_SOURCE ?= $(LOCAL_DATA)
 # The same for the external test set (Penn-Fudan pedestrians; otherwise downloaded from its authors' site).
 LOCAL_PENNFUDAN := $(wildcard $(CURDIR)/../shared/datasets/PennFudanPed)
 export SEGLIB_PENNFUDAN_SOURCE ?= $(LOCAL_PENNFUDAN)
+# VITON (research use only, never committed) is fetched only where a copy is named or lies beside the project.
+LOCAL_VITON := $(wildcard $(CURDIR)/../shared/datasets/VITON)
+export SEGLIB_VITON_SOURCE ?= $(LOCAL_VITON)
 export NO_ALBUMENTATIONS_UPDATE := 1
 # Python writes its bytecode cache on first import (setup installs without compiling every file of the wheels:
 # a minute saved, and only the modules imported are compiled), also where the environment says otherwise.
 unexport PYTHONDONTWRITEBYTECODE
 
-.PHONY: help setup data test test-slow reports lab lint bench mediapipe-anchor publish-reference clean-reports
+.PHONY: help setup data test test-slow reports lab lint bench mediapipe-anchor labelstudio-env publish-reference clean-reports
 
 help: ## list the targets
 	@if [ -t 1 ]; then on=$$'\033[36m'; off=$$'\033[0m'; else on=; off=; fi; \
@@ -42,17 +45,20 @@ $(STAMP): pyproject.toml
 
 setup: $(STAMP) ## create .venv, install seglib with its pinned dependencies, register the "seglib" Jupyter kernel
 
-data: setup ## fetch the data set into data/raw (or copy $SEGLIB_DATASET_SOURCE) and check it; Penn-Fudan into data/external
+data: setup ## fetch the data set into data/raw (or copy $SEGLIB_DATASET_SOURCE) and check it; Penn-Fudan (and VITON, when a copy is named) into data/external
 	$(BIN)/seglib data fetch
 	$(BIN)/seglib data check
 	$(BIN)/seglib data fetch pennfudan
+	@if [ -n "$$SEGLIB_VITON_DIR" ]; then echo "VITON: read from \$$SEGLIB_VITON_DIR ($$SEGLIB_VITON_DIR)"; \
+	elif [ -n "$$SEGLIB_VITON_SOURCE" ] || [ -d data/external/VITON ]; then $(BIN)/seglib data fetch viton; \
+	else echo "VITON skipped (research use only): set SEGLIB_VITON_SOURCE to a copy, or run seglib data fetch viton"; fi
 
-# Tests that time signals, locks or stopped kernels, and the notebooks (in order: 03 trains what 04-06 read), run
+# Tests that time signals, locks or stopped kernels, and the notebooks (in order: 03 trains what 04-07 read), run
 # on their own; the rest run on two workers (pytest-xdist, one file per worker at a time, one torch thread each).
 SERIAL_TESTS := $(addprefix tests/test_,engine.py signals.py locks.py report.py fuzz.py)
 PARALLEL_TESTS := $(filter-out $(SERIAL_TESTS),$(sort $(wildcard tests/test_*.py)))
 
-test: data ## run the test suite and the six notebooks (smoke profile, runs in a temporary folder) — fast checks only
+test: data ## run the test suite and the seven notebooks (smoke profile, runs in a temporary folder) — fast checks only
 	tmp=$$(mktemp -d) && trap 'rm -rf "$$tmp"' EXIT && \
 	export SEGLIB_PROFILE=smoke SEGLIB_RUNS_DIR=$$tmp/runs SEGLIB_REPORTS_DIR=$$tmp/reports SEGLIB_FUZZ_SECONDS=5 \
 		SEGLIB_CACHE_DIR=$$tmp/cache && \
@@ -66,12 +72,12 @@ $(BROWSER_STAMP): $(STAMP)
 		echo "make: no chromium (install Debian's chromium package); the browser test will be skipped"
 	touch $@
 
-test-slow: data $(BROWSER_STAMP) ## run every check: the matrices of signal and kill points, the full fuzz budget, the reference re-scored, the browser
+test-slow: data $(BROWSER_STAMP) $(LS_VENV)/.installed ## run every check: the matrices of signal and kill points, the full fuzz budget, the reference re-scored, the browser
 	tmp=$$(mktemp -d) && trap 'rm -rf "$$tmp"' EXIT && \
 	SEGLIB_PROFILE=smoke SEGLIB_RUNS_DIR=$$tmp/runs SEGLIB_REPORTS_DIR=$$tmp/reports SEGLIB_CACHE_DIR=$$tmp/cache \
 		$(BIN)/python -m pytest --durations=15 tests
 
-reports: data ## train, evaluate and render notebooks 01-06 to reports/RUN/ (PROFILE=auto|cpu|gpu|cpu-unet|cpu-scratch|smoke, RUN=name)
+reports: data ## train, evaluate and render notebooks 01-07 to reports/RUN/ (PROFILE=auto|cpu|gpu|cpu-unet|cpu-scratch|smoke, RUN=name)
 	$(BIN)/seglib report --profile $(PROFILE) --run $(RUN) $(REPORT_ARGS)
 
 lab: setup ## start Jupyter Lab on the notebooks
@@ -90,8 +96,20 @@ $(MP_VENV)/.installed:
 	$(MP_VENV)/bin/pip install --quiet mediapipe==0.10.21
 	touch $@
 
-mediapipe-anchor: data $(MP_VENV)/.installed ## score MediaPipe off the shelf on val, test and Penn-Fudan (own venv: it needs numpy<2)
-	$(BIN)/seglib anchor --python $(MP_VENV)/bin/python --split val --split test --external pennfudan
+# Label Studio, for the slow round trip of pre-labels (tests/test_labelstudio_roundtrip.py), in its own environment:
+# it pins Django and a hundred packages seglib does not need (about 800 MB). sentry-sdk 3 stops it at start-up.
+LS_VENV := .venv-labelstudio
+LS_PACKAGES := label-studio==1.23.2 'sentry-sdk<3'
+$(LS_VENV)/.installed: $(STAMP)
+	$(PYTHON) -m venv $(LS_VENV)
+	if [ -x $(BIN)/uv ]; then eval "$(BIN)/uv pip install --quiet --python $(LS_VENV)/bin/python \
+		$$($(BIN)/python tools/uv_pip_args.py) $(LS_PACKAGES)"; else $(LS_VENV)/bin/pip install --quiet $(LS_PACKAGES); fi
+	touch $@
+
+labelstudio-env: $(LS_VENV)/.installed ## install Label Studio into .venv-labelstudio (the slow test's annotation tool)
+
+mediapipe-anchor: data $(MP_VENV)/.installed ## score MediaPipe selfie and Pose off the shelf on every registered set's val and test splits on this machine and all of Penn-Fudan (own venv: it needs numpy<2); what is scored is kept
+	$(BIN)/seglib anchor --python $(MP_VENV)/bin/python --dataset all --external pennfudan
 
 publish-reference: ## copy runs/reference's checkpoint, settings, history and scores into reports/reference (after make reports RUN=reference PROFILE=cpu)
 	test -f runs/reference/best.pt && test -f reports/reference/index.html
@@ -106,4 +124,4 @@ publish-reference: ## copy runs/reference's checkpoint, settings, history and sc
 clean-reports: ## remove generated reports: only files git ignores (committed results in reports/ are kept)
 	@if git rev-parse --is-inside-work-tree >/dev/null 2>&1; then git clean -fdX -q -- reports; \
 	else find reports -mindepth 1 -maxdepth 1 ! -name reference ! -name reference-256 ! -name cv \
-	  ! -name experiments.csv ! -name bench ! -name anchors ! -name crossdata -exec rm -rf {} +; fi
+	  ! -name experiments.csv ! -name bench ! -name anchors ! -name crossdata ! -name generality -exec rm -rf {} +; fi

@@ -24,12 +24,17 @@ FORMAT = CHECKPOINT_FORMAT
 
 
 def weights_description(cfg: TrainConfig) -> str:
-    """Which initial weights a run used (its registry entry's words for its `encoder_weights`) and the teacher it
-    was distilled toward, for the run's record."""
+    """Which initial weights a run used (its registry entry's words for its `encoder_weights`), the teacher it
+    was distilled toward and the L2-SP pull toward the start, for the run's record."""
     described = model_entry(cfg.model).starting_weights(cfg.encoder_weights).describe(cfg)
-    if cfg.distill_weight:
+    if cfg.distill_weight and cfg.teacher_masks:
+        described += (f"; distilled toward a teacher's cached probabilities in {cfg.teacher_masks} (distill_weight="
+                      f"{cfg.distill_weight:g})")
+    elif cfg.distill_weight:
         described += (f"; distilled toward MediaPipe's selfie segmenter's own predictions (distill_weight="
                       f"{cfg.distill_weight:g})")
+    if cfg.l2sp_weight:
+        described += f"; pulled toward its starting weights by L2-SP (l2sp_weight={cfg.l2sp_weight:g})"
     return described
 
 

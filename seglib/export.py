@@ -94,7 +94,8 @@ def export_onnx(checkpoint_path_or_state: str | os.PathLike | dict, out_path: st
         chosen = val_protocol(source, state)
         if chosen.chosen_on_val:
             metadata["protocol"] = json.dumps({"threshold": chosen.threshold, "tta": chosen.tta,
-                                               "source": chosen.source})
+                                               "source": chosen.source, "inference": chosen.inference.record(),
+                                               "refine": chosen.inference.refine})
     square = (2, size, size)
     data = _to_onnx(model, example, opset, dynamic_hw=dynamic, metadata=metadata)
     session = make_session(data, threads=None, providers=["CPUExecutionProvider"])

@@ -1,5 +1,6 @@
-"""Dice + binary cross-entropy loss on logits, weights configurable; Dice pooled over the batch or per image;
-the distillation term toward a frozen teacher's predictions."""
+"""Dice + binary cross-entropy loss on logits, weights configurable; Dice pooled over the batch or per image; mask
+pixels of value IGNORE left out of both; the distillation term toward a teacher's predictions; the L2-SP penalty
+toward the starting weights."""
 
 from __future__ import annotations
 
@@ -7,6 +8,11 @@ import torch
 from segmentation_models_pytorch.losses import DiceLoss
 from torch import nn
 from torch.nn import functional as F
+
+IGNORE = 255  # a mask value the loss leaves out (`ignore_band`: label edges of automatic labels)
+# the logit an ignored pixel gets for Dice: its probability is exactly 0 in float32, so it adds to neither the
+# intersection nor the cardinality
+_OUT_OF_DICE = -1e4
 
 
 def per_image_dice_loss(logits: torch.Tensor, target: torch.Tensor, smooth: float = 1.0) -> torch.Tensor:
@@ -34,12 +40,29 @@ class DiceBCELoss(nn.Module):
         self.bce = nn.BCEWithLogitsLoss()
 
     def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        ignored = target == IGNORE
+        if ignored.any():  # only then: a mask without ignored pixels is scored exactly as before
+            return self.without(logits, target, ignored)
         loss = logits.new_zeros(())
         if self.dice_weight:
             dice = per_image_dice_loss(logits, target) if self.dice_per_image else self.dice(logits, target)
             loss = loss + self.dice_weight * dice
         if self.bce_weight:
             loss = loss + self.bce_weight * self.bce(logits, target)
+        return loss
+
+    def without(self, logits: torch.Tensor, target: torch.Tensor, ignored: torch.Tensor) -> torch.Tensor:
+        """The loss with the `ignored` pixels left out: Dice over the others, BCE their mean."""
+        target = target.masked_fill(ignored, 0)
+        loss = logits.new_zeros(())
+        if self.dice_weight:
+            hidden = logits.masked_fill(ignored, _OUT_OF_DICE)
+            dice = per_image_dice_loss(hidden, target) if self.dice_per_image else self.dice(hidden, target)
+            loss = loss + self.dice_weight * dice
+        if self.bce_weight:
+            kept = (~ignored).float()
+            bce = F.binary_cross_entropy_with_logits(logits, target, reduction="none")
+            loss = loss + self.bce_weight * (bce * kept).sum() / kept.sum().clamp_min(1.0)
         return loss
 
     @classmethod
@@ -51,4 +74,31 @@ class DiceBCELoss(nn.Module):
 def distillation_loss(logits: torch.Tensor, teacher_logits: torch.Tensor) -> torch.Tensor:
     """Binary cross-entropy of the predictions against a teacher's probabilities (soft targets): the
     regulariser that keeps a fine-tuned network close to what the pretrained one predicted on the same photo."""
-    return F.binary_cross_entropy_with_logits(logits.float(), torch.sigmoid(teacher_logits.float()))
+    return soft_target_loss(logits, torch.sigmoid(teacher_logits.float()))
+
+
+def soft_target_loss(logits: torch.Tensor, probabilities: torch.Tensor) -> torch.Tensor:
+    """Binary cross-entropy of the predictions against probabilities (a teacher's, computed or cached)."""
+    return F.binary_cross_entropy_with_logits(logits.float(), probabilities.float())
+
+
+class StartingPointPenalty(nn.Module):
+    """L2-SP (Li, Grandvalet and Davoine, ICML 2018): `weight`/2 x the squared distance of the parameters that have a
+    starting value (`start`: name -> tensor) from it; zero at the start, growing as the weights move away."""
+
+    def __init__(self, start: dict[str, torch.Tensor], weight: float):
+        super().__init__()
+        self.names = list(start)
+        self.weight = weight
+        for i, name in enumerate(self.names):  # buffers: they follow the model's device, are not trained or saved
+            self.register_buffer(f"start_{i}", start[name].detach().clone(), persistent=False)
+
+    def forward(self, model: nn.Module) -> torch.Tensor:
+        parameters = dict(model.named_parameters())
+        total = None
+        for i, name in enumerate(self.names):
+            moved = (parameters[name].float() - getattr(self, f"start_{i}").float()).pow(2).sum()
+            total = moved if total is None else total + moved
+        if total is None:
+            return torch.zeros(())
+        return 0.5 * self.weight * total

@@ -211,7 +211,8 @@ def _protocol(text: str | None) -> dict | None:
     except (ValueError, TypeError, KeyError):
         return None
     return {"threshold": float(value["threshold"]), "tta": bool(value.get("tta")),
-            "source": str(value.get("source", ""))} if ok else None
+            "source": str(value.get("source", "")), "inference": value.get("inference"),
+            "refine": bool(value.get("refine"))} if ok else None
 
 
 def decode_onnx_metadata(props: dict[str, str], where: str) -> dict:

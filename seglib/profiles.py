@@ -3,6 +3,7 @@ defaults, then `--set` overrides, checked as `seglib.settings` declares them."""
 
 from __future__ import annotations
 
+import logging
 import os
 
 from seglib.infra.errors import ConfigError
@@ -11,15 +12,18 @@ from seglib.infra.values import coerce_value
 from seglib.models.model_registry import MEDIAPIPE_SELFIE, MEDIAPIPE_UNET, MEDIAPIPE_WEIGHTS
 from seglib.settings import LIGHT, TYPE_NAMES, TrainConfig, validate
 
+logger = logging.getLogger(__name__)
+
 # Each profile: what it changes from TrainConfig's defaults (the cpu-scratch recipe).
 PROFILES: dict[str, dict] = {
     # seconds: tests and CI
     "smoke": dict(base_channels=4, depth=2, input_size=64, cache_max_side=96, limit_train=16, limit_val=8,
                   epochs=2, batch_size=4, augment=LIGHT, lr=1e-2),
-    # the best recipe found within a 20-minute training budget on a 2-core CPU: MediaPipe's selfie segmenter
-    # (bundled, Apache-2.0) fine-tuned on our training split; how it was chosen: docs/recipes.md and the log
+    # the recipe the multi-domain val rule chose within a 20-minute training budget on a 2-core CPU: MediaPipe's
+    # selfie segmenter (bundled, Apache-2.0) fine-tuned on the training splits of every registered set, each set
+    # drawn equally often (the sets not on this machine are left out, with a line); docs/recipes.md and the log
     "cpu": dict(model=MEDIAPIPE_SELFIE, encoder_weights=MEDIAPIPE_WEIGHTS, input_size=448, cache_max_side=560,
-                epochs=30, lr=1e-3),
+                epochs=20, lr=1e-3, data="human-seg,pennfudan,viton", data_weights="1,1,1", epoch_samples=320),
     # one GPU: the same recipe at a larger input, batch 16 for as many optimiser steps as the cpu profile;
     # its runs are rows of reports/experiments.csv (docs/results.md)
     "gpu": dict(model=MEDIAPIPE_SELFIE, encoder_weights=MEDIAPIPE_WEIGHTS, input_size=512, cache_max_side=640,
@@ -59,7 +63,31 @@ def make_config(profile: str = "auto", overrides: dict | None = None) -> TrainCo
     """Profile defaults, then overrides; an unknown key or a bad value is a ConfigError."""
     name = resolve_profile(profile)
     cfg = TrainConfig(profile=name, **PROFILES[name])
+    if "data" not in (overrides or {}):
+        cfg = sets_on_this_machine(cfg)
     return apply_overrides(cfg, overrides or {})
+
+
+def sets_on_this_machine(cfg: TrainConfig) -> TrainConfig:
+    """A profile's several training sets less those not on this machine, with a line naming each one left out and
+    how to fetch it, so that a machine with only the built-in set still runs the profile; sets a user names with
+    `data=` are never left out (a missing one is an error there)."""
+    names = cfg.data.split(",")
+    if len(names) < 2:
+        return cfg
+    from seglib.data.descriptions import get
+    from seglib.data.registry import set_status
+
+    status = set_status()
+    kept = [n for n in names if not status.get(n)]
+    for name in (n for n in names if status.get(n)):
+        logger.warning(f"{name}: {status[name]} on this machine; the {cfg.profile} profile trains without it "
+                       f"({get(name).fetch or 'seglib data list'} adds it)")
+    if kept == names or not kept:
+        return cfg
+    weights = cfg.data_weights.split(",") if cfg.data_weights else []
+    return cfg.replace(data=",".join(kept), data_weights=",".join(w for n, w in zip(names, weights, strict=True)
+                                                                  if n in kept) if weights else "")
 
 
 def apply_overrides(cfg: TrainConfig, overrides: dict) -> TrainConfig:

@@ -96,6 +96,8 @@ FIELDS = (
     Field("scheduler_state", "a table or None", _table_or_none),
     Field("scaler_state", "a table or None", _table_or_none),
     Field("data_split", "a table or None", _table_or_none),
+    # WiSE-FT (`training.interpolate`): alpha, the source checkpoint and what was interpolated
+    Field("interpolation", "a table or None", _table_or_none),
 )
 BY_NAME = {f.name: f for f in FIELDS}
 

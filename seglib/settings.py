@@ -34,10 +34,34 @@ from seglib.models.model_registry import MODELS, NO_WEIGHTS, UNET, check_input_s
 # Geometry: how a photo becomes the network input (letterbox: padded to a square; resize: stretched; rect: padded
 # to a multiple of the stride).
 GEOMETRIES = LETTERBOX, RESIZE, RECT = ("letterbox", "resize", "rect")
-AUGMENTATIONS = NO_AUGMENTATION, LIGHT, STANDARD, STRONG = ("none", "light", "standard", "strong")
+# zoom: standard, plus the figure zoomed out (small, padded) or in (filling the frame): figures of every size
+AUGMENTATIONS = NO_AUGMENTATION, LIGHT, STANDARD, STRONG, ZOOM = ("none", "light", "standard", "strong", "zoom")
 SCHEDULES = ONECYCLE, COSINE, CONSTANT = ("onecycle", "cosine", "constant")
 TRAIN_ON = TRAIN_SPLIT, TRAIN_AND_VAL = ("train", "train+val")
 
+# a set's description (data/datasets/NAME.yaml) saying its masks are a program's, not a person's: `ignore_band` applies
+AUTOMATIC_LABELS = "automatic"
+
+
+def _weights_list(text: str) -> list[float] | None:
+    """The numbers of a `data_weights` value ("1,2,0.5"); None when it is not such a list."""
+    try:
+        values = [float(v) for v in text.split(",")]
+    except ValueError:
+        return None
+    return values if all(math.isfinite(v) and v >= 0 for v in values) and any(values) else None
+
+
+def data_weights_of(cfg: TrainConfig) -> list[float] | None:
+    """Each trained set's sampling weight, in `data`'s order; None when `data_weights` is empty (sets drawn in
+    proportion to their sizes)."""
+    return _weights_list(cfg.data_weights) if cfg.data_weights.strip() else None
+
+
+SET_WEIGHTS = rule(lambda v: not v.strip() or _weights_list(v) is not None,
+                   "empty (sets in proportion to their sizes) or numbers 0 or more separated by commas, one per set "
+                   "of `data`, at least one positive")
+FOLDER = rule(lambda v: v == v.strip() and not any(c in v for c in "\0\n"), "empty (off) or a folder's path")
 SET_NAMES = rule(lambda v: all(n := [s.strip() for s in v.split(",")]) and len(set(n)) == len(n),
                  "registered set names separated by commas, each once (seglib data list)")
 
@@ -68,6 +92,13 @@ class TrainConfig:
     # (keep aspect, longest side input_size, pad to a multiple of the stride)
     geometry: Literal[GEOMETRIES] = LETTERBOX
     augment: Literal[AUGMENTATIONS] = STANDARD
+    # each set's share of the photos an epoch draws, in `data`'s order ("1,1,1"; empty: in proportion to their sizes)
+    data_weights: str = setting("", SET_WEIGHTS)
+    # photos drawn per epoch, with replacement when data_weights is set (0 = every training photo once)
+    epoch_samples: int = setting(0, NOT_NEGATIVE, at_most(10_000_000))
+    # pixels of the network input each side of a label edge that the loss ignores, on sets whose description says
+    # `labels: automatic` (0 = off)
+    ignore_band: int = setting(0, NOT_NEGATIVE, at_most(256))
     # probability of pasting the figure onto another background (seglib.transforms.compositing; 0 = off)
     composite: float = setting(0.0, rule(lambda v: 0 <= v <= 1, "a probability, from 0 (off) to 1"))
     # decoded training images are shrunk to this longest side once, in memory
@@ -92,6 +123,12 @@ class TrainConfig:
     ema_decay: float = setting(0.0, rule(lambda v: 0 <= v < 1, "must be 0 (off) or between 0 and 1"))
     # pull predictions toward MediaPipe's frozen own on the same photo (0 = off)
     distill_weight: float = setting(0.0, NOT_NEGATIVE)
+    # the teacher of distill_weight: a folder of <photo stem>.npy probabilities at photo resolution (e.g. MediaPipe
+    # Pose's masks; <folder>/<set>/<stem>.npy first); empty: MediaPipe selfie's frozen network
+    teacher_masks: str = setting("", FOLDER)
+    # L2-SP (Li et al., ICML 2018): alpha/2 ||w - w0||^2 toward the starting weights; weight_decay then applies to
+    # the new weights only (0 = off)
+    l2sp_weight: float = setting(0.0, NOT_NEGATIVE)
     patience: int = setting(0, NOT_NEGATIVE)  # early stopping: epochs without val IoU gain (0 = off)
     max_train_minutes: float = setting(0.0, NOT_NEGATIVE)  # stop after this many minutes of training (0 = no limit)
     # evaluation: the probability threshold used during training-time validation
@@ -166,11 +203,34 @@ def check_combinations(cfg: TrainConfig) -> None:
                           "number of folds.csv, left out beside a fold (-1: none)")
     if cfg.dice_weight == 0 and cfg.bce_weight == 0:
         raise ConfigError("settings dice_weight=0 and bce_weight=0: the loss would be zero; give one a weight")
+    check_lever_combinations(cfg)
+
+
+def check_lever_combinations(cfg: TrainConfig) -> None:
+    """The training levers' settings that must go together: as many weights as sets, a sampler the geometry's
+    batches allow, a teacher that is used, starting weights to pull toward."""
+    weights = data_weights_of(cfg)
+    sets = [n.strip() for n in cfg.data.split(",")]
+    if weights is not None and len(weights) != len(sets):
+        raise ConfigError(f"settings data_weights={cfg.data_weights} and data={cfg.data}: give one weight per set "
+                          f"({len(sets)})")
+    if (weights is not None or cfg.epoch_samples) and cfg.geometry == RECT:
+        raise ConfigError(f"settings data_weights/epoch_samples and geometry={RECT}: rect batches group photos by "
+                          "shape and draw every photo once; use letterbox or resize")
+    if cfg.teacher_masks and not cfg.distill_weight:
+        raise ConfigError(f"settings teacher_masks={cfg.teacher_masks} and distill_weight=0: the teacher would not be "
+                          "used; give distill_weight a weight")
+    if cfg.teacher_masks and cfg.composite:
+        raise ConfigError(f"settings teacher_masks and composite={cfg.composite:g}: a pasted photo has no teacher "
+                          "probabilities; set composite=0")
+    if cfg.l2sp_weight and cfg.encoder_weights == NO_WEIGHTS:
+        raise ConfigError(f"settings l2sp_weight={cfg.l2sp_weight:g} and encoder_weights={NO_WEIGHTS}: L2-SP pulls "
+                          "toward starting weights, and a run from scratch has none")
 
 
 # The layout of a saved config (`TrainConfig.to_saved_dict`). Version 1: configs saved before the version was
 # recorded (no SCHEMA_KEY). A config of the current version holds every setting.
-CONFIG_SCHEMA = 4
+CONFIG_SCHEMA = 5
 SCHEMA_KEY = "config_schema"
 # Settings added after configs were first saved: the first schema version that holds them, and the value that
 # reproduces how a run saved before it existed was trained (seglib's behaviour then). An older config lacking one
@@ -186,6 +246,11 @@ ADDED_SETTINGS: dict[str, tuple[int, Any]] = {
     "data": (2, "human-seg"),  # the workbook's one data set
     "composite": (3, 0.0),  # no compositing
     "inner_fold": (4, -1),  # no nested cross-validation
+    "data_weights": (5, ""),  # sets drawn in proportion to their sizes
+    "epoch_samples": (5, 0),  # every training photo once per epoch
+    "ignore_band": (5, 0),  # every labelled pixel scored
+    "teacher_masks": (5, ""),  # distill_weight's teacher: MediaPipe selfie's network
+    "l2sp_weight": (5, 0.0),  # no pull toward the starting weights
 }
 
 

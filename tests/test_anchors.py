@@ -9,20 +9,26 @@ import textwrap
 import numpy as np
 import pytest
 
+from seglib.cli import main
 from seglib.infra.errors import SeglibError
 from seglib.studies import anchors
 
-# Stands in for mediapipe_worker.py: "person" = bright pixels (the synthetic figures are bright ellipses).
+# Stands in for mediapipe_worker.py: "person" = bright pixels (the synthetic figures are bright ellipses); as Pose
+# ("pose"), it finds no person on the first photo of each batch and answers an all-zero mask there.
 FAKE_WORKER = textwrap.dedent("""
     import json, sys
     from pathlib import Path
     import cv2, numpy as np
     folder = Path(sys.argv[1])
-    assert sys.argv[2] in ("0", "1")
-    for png in folder.glob("*.png"):
+    assert sys.argv[2] in ("0", "1", "pose")
+    found = []
+    for png in sorted(folder.glob("*.png"), key=lambda p: int(p.stem)):
         rgb = cv2.imread(str(png))[..., ::-1]
-        np.save(folder / f"{png.stem}.npy", (rgb.mean(axis=2) > 100).astype(np.float32))
-    (folder / "times.json").write_text(json.dumps([0.004] * len(list(folder.glob("*.png")))))
+        found.append(sys.argv[2] != "pose" or png.stem != "0")
+        prob = (rgb.mean(axis=2) > 100).astype(np.float32) * found[-1]
+        np.save(folder / f"{png.stem}.npy", prob)
+    (folder / "times.json").write_text(json.dumps([0.004] * len(found)))
+    (folder / "found.json").write_text(json.dumps(found))
 """)
 
 
@@ -124,3 +130,51 @@ def test_a_python_that_cannot_be_run_is_a_seglib_error(tmp_path):
     predictor = anchors.MediaPipePredictor(garbage)
     with pytest.raises(SeglibError, match=rf"{garbage}: cannot be run as the mediapipe python \(Exec format error\)"):
         predictor.predict_proba_batch([np.zeros((8, 8, 3), np.uint8)])
+
+
+def test_pose_is_scored_like_the_selfie_model_and_counts_the_photos_without_a_person(synthetic_splits, tmp_path,
+                                                                                      fake_worker):
+    folder, splits = synthetic_splits
+    results = anchors.score_anchor(("val",), model=anchors.POSE, out_dir=tmp_path / "pose", python=sys.executable,
+                                   dataset_dir=folder, splits_dir=splits, progress=False)
+    saved = json.loads((tmp_path / "pose" / "val" / "metrics.json").read_text())
+    assert saved["model"] == anchors.MEDIAPIPE_POSE and "pose_landmark_full.tflite" in saved["weights"]
+    assert "Apache-2.0" in saved["weights"] and saved["threshold"] == 0.5
+    assert saved[anchors.NO_POSE] == 1  # one batch: its first photo had no person found
+    first = results["val"].per_image.iloc[0]
+    assert first["fg_fraction_pred"] == 0 and first["iou"] == 0  # the all-zero mask, scored as such
+    with pytest.raises(SeglibError, match="MediaPipe model 'hands'"):
+        anchors.MediaPipePredictor(sys.executable, model="hands")
+
+
+@pytest.fixture
+def registered_set(tmp_path, monkeypatch, capsys):
+    """One tiny registered set with a split (`syn`), as `seglib data add` and `data split` make it."""
+    from conftest import photo_folders
+
+    monkeypatch.setenv("SEGLIB_DATASETS_DIR", str(tmp_path / "data" / "datasets"))
+    images, masks = photo_folders(tmp_path / "syn", n=14, scale_every=0)
+    assert main(["data", "add", "syn", "--images", str(images), "--masks", str(masks)]) == 0
+    assert main(["data", "split", "syn", "--folds", "0"]) == 0
+    capsys.readouterr()
+    return tmp_path
+
+
+def test_anchor_scores_both_models_on_a_registered_set_s_splits_and_keeps_what_is_scored(registered_set, tmp_path,
+                                                                                       fake_worker, capsys):
+    out = tmp_path / "anchors"
+    argv = ["anchor", "--python", sys.executable, "--out", str(out), "--dataset", "syn"]
+    assert main(argv) == 0
+    for folder in (anchors.MEDIAPIPE_SELFIE, anchors.MEDIAPIPE_POSE):
+        for split in ("syn-val", "syn-test"):
+            saved = json.loads((out / folder / split / "metrics.json").read_text())
+            assert saved["split"] == split and saved["threshold"] == 0.5
+            assert (anchors.NO_POSE in saved) == (folder == anchors.MEDIAPIPE_POSE)
+    printed = capsys.readouterr().out
+    assert "MediaPipe Pose's person mask, syn-test:" in printed and "no person found on 1" in printed
+    scores, metrics = anchors.anchor_scores(anchors.POSE, "syn", "test", out)
+    assert metrics["split"] == "syn-test" and list(scores.columns) == ["id", "iou", "boundary_iou"]
+    assert main([*argv, "--model", "pose", "--split", "test"]) == 0  # scored already: kept, said so
+    assert capsys.readouterr().out.strip() == (f"MediaPipe Pose's person mask, syn-test: already scored in "
+                                               f"{out / anchors.MEDIAPIPE_POSE / 'syn-test'}; kept (--overwrite "
+                                               "scores it again)")

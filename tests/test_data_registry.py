@@ -99,7 +99,7 @@ def test_a_folder_set_goes_through_add_check_split_train_evaluate_predict(regist
     # predict with it
     code, out, err = run_cli(capsys, "predict", "--run", "r", images / "p01.jpg", "--out", tmp_path / "pred")
     assert code == 0, err
-    assert sorted(p.name for p in (tmp_path / "pred").iterdir()) == ["p01.mask.png"], out
+    assert sorted(p.name for p in (tmp_path / "pred").iterdir()) == ["p01.mask.png", "quality.csv"], out
 
 
 def test_training_on_two_sets_records_qualified_ids_and_scores_each_test_split(registry_dirs, tmp_path, capsys):

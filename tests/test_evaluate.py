@@ -228,7 +228,7 @@ def test_boundary_refinement_is_recorded_and_a_val_threshold_is_reused_only_with
     caplog.set_level(logging.INFO, logger="seglib")
     kwargs = dict(checkpoint=tiny_checkpoint, out_dir=out, dataset_dir=folder, splits_dir=splits)
     evaluate_run(split="val", options=EvalOptions(progress=False, n_boot=50, refine=True), **kwargs)
-    assert json.loads((out / "val" / "metrics.json").read_text())["refine"] is True
+    assert json.loads((out / "@refine" / "val" / "metrics.json").read_text())["refine"] is True
     test = evaluate_run(split="test", options=EvalOptions(progress=False, n_boot=50, refine=False), **kwargs)
     assert test.metrics["refine"] is False
     assert any("evaluating val first" in line for line in caplog.messages)  # scored with refined edges: not reused

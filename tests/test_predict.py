@@ -146,7 +146,7 @@ def test_bad_files_are_skipped_and_reported(tmp_path, checkpoint, capsys):
         assert any(name in line for line in skipped), name
     assert any("empty file" in line for line in skipped)
     assert any("missing.jpg: file not found" in line for line in skipped)
-    assert sorted(p.name for p in out.iterdir()) == ["good1.mask.png", "good2.mask.png"]
+    assert sorted(p.name for p in out.iterdir()) == ["good1.mask.png", "good2.mask.png", "quality.csv"]
     assert f"wrote 2 masks to {out}; 5 failed" in captured.out
     assert "Traceback" not in captured.err
 
@@ -280,7 +280,7 @@ def test_folder_scan_takes_webp_tiff_gif_and_says_when_an_animation_gives_its_fi
                     "--no-progress", "--device", "cpu"]) == 0
     captured = capsys.readouterr()
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["a.mask.png", "b.mask.png", "c.mask.png",
-                                                                    "d.mask.png"]
+                                                                    "d.mask.png", "quality.csv"]
     assert Image.open(tmp_path / "out" / "d.mask.png").size == (37, 24)
     assert "d.gif: 3 frames (animated or multi-page); the outputs are for the first frame" in captured.out
 
@@ -600,7 +600,7 @@ def test_output_names_of_inputs_sharing_a_stem_clash_with_no_other_input_and_the
     assert run_cli(["predict", *map(str, inputs), "--checkpoint", str(checkpoint), "--out", str(out),
                     "--no-progress"]) == 0
     printed = capsys.readouterr().out
-    assert sorted(p.name for p in out.iterdir()) == sorted(names)
+    assert sorted(p.name for p in out.iterdir()) == sorted([*names, "quality.csv"])
     assert f"{inputs[1]} -> {names[1]}" in printed
     assert f"{inputs[0]} ->" not in printed and f"{inputs[2]} ->" not in printed  # natural names are not listed
 

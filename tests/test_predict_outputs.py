@@ -112,7 +112,7 @@ def test_predict_writes_cutouts_and_backgrounds_beside_the_masks(tmp_path, check
     out = tmp_path / "out"
     assert run_subcommand(add_parser, ["predict", str(photos), "--checkpoint", str(checkpoint), "--out", str(out),
                                        "--cutout", "--background", "blur", "--refine", "--no-progress"]) == 0
-    assert sorted(p.name for p in out.iterdir()) == ["a.background.jpg", "a.cutout.png", "a.mask.png"]
+    assert sorted(p.name for p in out.iterdir()) == ["a.background.jpg", "a.cutout.png", "a.mask.png", "quality.csv"]
     with Image.open(out / "a.cutout.png") as cut:
         assert cut.mode == "RGBA" and cut.size == (45, 31)
     with Image.open(out / "a.background.jpg") as bg:

@@ -280,9 +280,9 @@ def test_cli_prints_the_index_path_last(env, kernel, capsys, monkeypatch):
 # ------------------------------------------------------------------------------------------- the real notebooks
 
 
-@pytest.mark.slow  # all six notebooks once more (make test runs them on the built-in set): make test-slow
+@pytest.mark.slow  # all seven notebooks once more (make test runs them on the built-in set): make test-slow
 def test_real_notebooks_smoke_report_on_a_registered_set_of_ones_own(tmp_path, monkeypatch, capsys):
-    """`make test` runs the six notebooks on the built-in set (nbval); this renders the whole study for a set
+    """`make test` runs the seven notebooks on the built-in set (nbval); this renders the whole study for a set
     registered with `seglib data add`, as `seglib report --profile smoke -p dataset=NAME` does."""
     from conftest import photo_folders
 
@@ -301,7 +301,7 @@ def test_real_notebooks_smoke_report_on_a_registered_set_of_ones_own(tmp_path, m
     index = report.run_report("smoke", "smoke-report", params={"dataset": "mine", "external": ""}, kernel=kernel)
     folder = index.parent
     notebooks = report.find_notebooks()
-    assert [nb.name[:2] for nb in notebooks] == ["01", "02", "03", "04", "05", "06"]
+    assert [nb.name[:2] for nb in notebooks] == ["01", "02", "03", "04", "05", "06", "07"]
     html = index.read_text()
     for nb in notebooks:
         page = folder / f"{nb.stem}.html"

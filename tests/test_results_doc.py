@@ -19,7 +19,7 @@ from tests.conftest import run_subcommand
 
 ROOT = paths.PROJECT_ROOT
 SOURCES = ["reports/experiments.csv", "reports/cv", "reports/reference/metrics", "reports/reference-256/metrics",
-           "reports/anchors", "reports/bench"]
+           "reports/anchors", "reports/bench", "reports/generality", "reports/quality"]
 LINK = re.compile(r"\[[^\]]*\]\(([^)\s]+)\)")
 
 

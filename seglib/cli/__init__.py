@@ -17,6 +17,10 @@ from seglib.cli import (
     evaluate,
     experiments,
     export,
+    generality,
+    interpolate,
+    label,
+    label_curve,
     predict,
     report,
     train,
@@ -25,7 +29,8 @@ from seglib.infra.errors import SeglibError, first_line
 from seglib.infra.logs import show_messages
 from seglib.infra.signals import exit_code, stop_on_signals
 
-COMMANDS = (data, train, cv, evaluate, crossdata, predict, export, report, anchor, bench, experiments, docs)
+COMMANDS = (data, train, cv, evaluate, crossdata, generality, predict, export, interpolate, label, report, anchor,
+            bench, experiments, label_curve, docs)
 
 
 def build_parser() -> argparse.ArgumentParser:

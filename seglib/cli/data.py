@@ -71,7 +71,7 @@ def _add_registry_parsers(data_sub) -> None:
                                           "registered. Then: seglib data check NAME; seglib data split NAME; "
                                           "seglib train --set data=NAME.")
     add.add_argument("name", metavar="NAME", help="the new set's name: lower-case letters, digits, '-' and '_'")
-    add.add_argument("--images", type=Path, help="the photo folder (with --masks, or with --coco)")
+    add.add_argument("--images", type=Path, help="the photo folder (with --masks, --coco or --labelstudio)")
     add.add_argument("--masks", type=Path, help="the mask folder: one lossless mask per photo, <photo stem>"
                                                 "<--mask-suffix>.png (or .tif, .tiff, .bmp, .gif)")
     add.add_argument("--mask-suffix", default="", help="what follows the photo's stem in a mask's name (default: "
@@ -80,6 +80,9 @@ def _add_registry_parsers(data_sub) -> None:
                                                 "optionally id")
     add.add_argument("--coco", type=Path, help="a COCO JSON (CVAT, Label Studio, Roboflow exports): its person "
                                                "polygons and RLE are rasterised into data/derived/NAME/")
+    add.add_argument("--labelstudio", type=Path, metavar="FILE",
+                     help="a Label Studio JSON export: the person brush and polygon regions of each labelled task "
+                          "are rasterised into data/derived/NAME/ (tasks not labelled yet are left out)")
     add.add_argument("--mask-rule", default=None,
                      help="how stored mask values mean person (default: binary): binary, nonzero, ==V, in:V1,V2, "
                           "rgb:R,G,B or alpha (a cut-out's transparency: person = alpha above 127)")
@@ -99,13 +102,17 @@ def cmd_data_fetch(args) -> int:
 
 
 def cmd_data_add(args) -> int:
+    from seglib.data.descriptions import COCO, LABELSTUDIO
     from seglib.data.external import left_out_summary
     from seglib.data.registry import add_dataset
     from seglib.infra.paths import display_path
 
-    spec, left_out = add_dataset(args.name, images=args.images, masks=args.masks, pairs=args.pairs, coco=args.coco,
-                       mask_rule=args.mask_rule, mask_suffix=args.mask_suffix,
-                       about={"source": args.source, "licence": args.licence})
+    files = [(kind, path) for kind, path in ((COCO, args.coco), (LABELSTUDIO, args.labelstudio)) if path is not None]
+    if len(files) > 1:
+        raise SeglibError("give one source: --coco FILE.json or --labelstudio FILE.json, not both")
+    spec, left_out = add_dataset(args.name, images=args.images, masks=args.masks, pairs=args.pairs,
+                                 annotations=files[0] if files else None, mask_rule=args.mask_rule,
+                                 mask_suffix=args.mask_suffix, about={"source": args.source, "licence": args.licence})
     print("; ".join(part for part in (
         f"registered {spec.name}: {spec.n_pairs} pairs", left_out_summary(left_out),
         f"mask rule {spec.mask_rule} ({display_path(spec.description_file())})",
@@ -153,7 +160,9 @@ def cmd_data_split(args) -> int:
     else:  # a set too small to split is named by its description
         from seglib.data.descriptions import get
 
-        table = make_split(report, seed=args.seed, n_folds=args.folds, source=get(args.name).description_file())
+        spec = get(args.name)  # its own test part, if it has one, and its shares of the other photos
+        table = make_split(report, seed=args.seed, n_folds=args.folds, source=spec.description_file(),
+                           fractions=spec.split_fractions(), fixed=spec.fixed_splits())
     written = write_split(table, out, overwrite=args.overwrite, inputs=inputs)
     for path in written:
         print(f"wrote {path}")

@@ -18,3 +18,52 @@ def add_data_options(p) -> None:
     """`--data-dir` and `--splits-dir`."""
     p.add_argument("--data-dir", type=Path, help="data set folder (default: $SEGLIB_DATA_DIR or data/raw)")
     p.add_argument("--splits-dir", type=Path, help="folder with the split CSVs and folds.csv (default: data/splits)")
+
+
+def _scales(text: str) -> tuple[int, ...]:
+    import argparse
+
+    from seglib.infra.errors import SeglibError
+    from seglib.predict.levers import parse_scales
+
+    try:
+        return parse_scales(text)
+    except SeglibError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _factor(text: str) -> float:
+    import argparse
+    import math
+
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not math.isfinite(value) or value < 0:
+        raise argparse.ArgumentTypeError(f"{text}: a factor must be 0 (off) or more")
+    return value
+
+
+def add_inference_options(p, *, chosen: str) -> None:
+    """`--scales`, `--max-upscale` and `--second-look`: the prediction-time levers (`InferenceOptions`); `chosen`
+    says what applies when none is given."""
+    p.add_argument("--scales", type=_scales, metavar="SIZES",
+                   help="average the probabilities predicted at these input sizes, e.g. 256,448 (multiples of the "
+                        f"network's stride; default: {chosen})")
+    p.add_argument("--max-upscale", type=_factor, metavar="F",
+                   help="never magnify a photo's longest side more than F times: a small photo gets a smaller "
+                        f"input (0: off; default: {chosen})")
+    p.add_argument("--second-look", action="store_true",
+                   help="predict again on a crop around each figure the first pass finds, at a higher resolution, "
+                        f"and paste it back (default: {chosen})")
+
+
+def inference_from_args(args):
+    """The `InferenceOptions` the lever options (and --refine) give, or None when none of them is given."""
+    from seglib.predict.levers import InferenceOptions
+
+    given = {"scales": args.scales, "max_upscale": args.max_upscale, "second_look": args.second_look or None,
+             "refine": getattr(args, "refine", False) or None}
+    given = {k: v for k, v in given.items() if v is not None}
+    return InferenceOptions(**given) if given else None

@@ -7,6 +7,7 @@ import signal
 import sys
 from pathlib import Path
 
+from seglib.cli.options import add_inference_options, inference_from_args
 from seglib.infra.devices import DEVICES
 from seglib.infra.paths import IMAGE_SUFFIXES, VIDEO_SUFFIXES
 from seglib.runs import BEST
@@ -52,13 +53,18 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                         "#RRGGBB, R,G,B) or an image file (scaled to cover)")
     p.add_argument("--refine", action="store_true",
                    help="fit the figure's edge to the photo's own edges with a guided filter: masks and overlays, "
-                        "and the soft edge of cut-outs and backgrounds (default: off)")
+                        "and the soft edge of cut-outs and backgrounds (default: as chosen on val for this checkpoint, "
+                        "else off)")
+    add_inference_options(p, chosen="as chosen on val for this checkpoint, else off")
     p.add_argument("--tta", action=argparse.BooleanOptionalAction, default=None,
                    help="average with the horizontally flipped prediction (default: as chosen on val for this "
                         "checkpoint, else off)")
     p.add_argument("--threshold", type=_threshold, metavar="FLOAT",
                    help="probability threshold (default: chosen on val for this checkpoint and TTA setting, "
                         "else the checkpoint's)")
+    p.add_argument("--no-quality", dest="quality", action="store_false",
+                   help="no quality.csv (default: written beside the masks: each photo's predicted IoU, a flag "
+                        "'check this mask' and the features they come from; docs/predict.md)")
     p.add_argument("--no-smooth", dest="smooth", action="store_false",
                    help="videos: each frame's mask on its own (default: probabilities averaged over still frames)")
     p.add_argument("--overwrite", action="store_true", help="replace existing output files in --out")
@@ -85,7 +91,7 @@ def cmd_predict(args) -> int:
     refuse_unsafe_out(inputs, out_dir)  # never a folder seglib reads data from, nor the photos' own folder
     background = parse_background(args.background) if args.background is not None else None
     choice = OutputChoice(overlay=args.overlay, cutout=args.cutout, background=background, refine=args.refine,
-                          smooth=getattr(args, "smooth", True))
+                          smooth=getattr(args, "smooth", True), quality=getattr(args, "quality", True))
     # 2. one writer per --out, from before its existing files are looked at until the command ends
     with reentrant(output_folder(out_dir), str(out_dir)):
         return _predict_into(args, inputs, out_dir, choice)
@@ -96,19 +102,23 @@ def _predict_into(args, inputs: list[Path], out_dir: Path, choice) -> int:
     predicted; exit status 0 when all were written, 1 when some failed."""
     from seglib.infra.io import NewFolder
     from seglib.predict.files import plan_outputs, predict_files, refuse_existing
+    from seglib.predict.quality import estimator_for, refuse_foreign_table
 
     if not args.overwrite:
         refuse_existing(plan_outputs(inputs, out_dir, choice))
+    if choice.quality:
+        refuse_foreign_table(out_dir, args.overwrite)
     videos = sum(1 for p in inputs if p.suffix.lower() in VIDEO_SUFFIXES)
     among = f" ({videos} video{'s' if videos != 1 else ''})" if videos else ""
     print(f"predict: {len(inputs)} input{'s' if len(inputs) != 1 else ''}{among} -> {out_dir}; loading "
           f"{args.run or args.checkpoint or args.onnx or f'the fold runs of {args.ensemble}'}", flush=True)  # the first line, before torch is imported
     predictor = _load_predictor(args)
     print(f"predicting {len(inputs)} input{'s' if len(inputs) != 1 else ''} with {predictor.describe()}")
+    estimator = estimator_for(predictor, _model_file(args)) if choice.quality else None
     with NewFolder(out_dir) as folder:  # --out is created now, and removed again if nothing is written to it
         try:
-            report = predict_files(predictor, inputs, out_dir, choice,
-                                   progress=getattr(args, "progress", True), overwrite=args.overwrite)
+            report = predict_files(predictor, inputs, out_dir, choice, progress=getattr(args, "progress", True),
+                                   overwrite=args.overwrite, estimator=estimator)
         except KeyboardInterrupt as exc:  # Ctrl-C or SIGTERM/SIGHUP: say what is there; seglib.cli exits 130/143
             _say_interrupted(exc)
             raise
@@ -124,7 +134,7 @@ def _load_predictor(args):
     from seglib.predict.runtimes import load_predictor
     from seglib.runs import Run
 
-    kwargs = {"threshold": args.threshold, "tta": args.tta, "refine": args.refine}
+    kwargs = {"threshold": args.threshold, "tta": args.tta, "inference": inference_from_args(args)}
     if args.threshold is not None:
         kwargs["threshold_source"] = "--threshold"
     if args.onnx is not None:
@@ -144,6 +154,17 @@ def _load_predictor(args):
         return ensemble_predictor(fold_checkpoints(args.ensemble), load=lambda path: load(path, threshold=0.5),
                                   **fixed, **{k: v for k, v in kwargs.items() if k not in ("threshold", "tta")})
     return load(Run.resolve(args.run).require("best") if args.run is not None else args.checkpoint, **kwargs)
+
+
+def _model_file(args) -> Path | None:
+    """The file the model came from, beside which its quality estimator lives (none for an ensemble)."""
+    from seglib.runs import Run
+
+    if args.onnx is not None:
+        return args.onnx
+    if getattr(args, "ensemble", None) is not None:
+        return None
+    return Run.resolve(args.run).require("best") if args.run is not None else args.checkpoint
 
 
 def _refuse_input_as_out(inputs: list[Path], out: Path) -> None:

@@ -65,7 +65,8 @@ class ShapeBatchSampler(Sampler[list[int]]):
 
 
 def pad_collate(items: list[dict], image_fill: Sequence[float] = (0.0, 0.0, 0.0)) -> dict:
-    """default_collate after padding every image and mask at the bottom/right to the batch's largest HxW."""
+    """default_collate after padding every image and mask (and teacher probabilities) at the bottom/right to the
+    batch's largest HxW."""
     height = max(item["image"].shape[-2] for item in items)
     width = max(item["image"].shape[-1] for item in items)
     padded = []
@@ -74,6 +75,7 @@ def pad_collate(items: list[dict], image_fill: Sequence[float] = (0.0, 0.0, 0.0)
         if dh or dw:
             fill = torch.tensor(image_fill, dtype=item["image"].dtype)[:, None, None]
             image = F.pad(item["image"] - fill, (0, dw, 0, dh)) + fill
-            item = dict(item, image=image, mask=F.pad(item["mask"], (0, dw, 0, dh)))
+            masks = {key: F.pad(item[key], (0, dw, 0, dh)) for key in ("mask", "teacher") if key in item}
+            item = dict(item, image=image, **masks)  # a teacher's probabilities (teacher_masks) pad as background
         padded.append(item)
     return default_collate(padded)

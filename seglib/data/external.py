@@ -21,27 +21,16 @@ from __future__ import annotations
 import functools
 import hashlib
 import os
-import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from seglib.data.fetch import (
-    DEFAULT_MAX_BYTES,
-    DOWNLOAD_TIMEOUT_S,
-    classify_source,
-    download,
-    refuse_fetch_into,
-    safe_extract_zip,
-)
+from seglib.data.fetch_folders import FolderRecipe, fetch_folder
 from seglib.data.mask_rules import MaskRule
 from seglib.infra import paths
 from seglib.infra.errors import DataError
-from seglib.infra.io import NewFolder
-from seglib.infra.paths import user_path
 
 PENNFUDAN = "pennfudan"
 PENNFUDAN_FOLDER = "PennFudanPed"
@@ -306,39 +295,9 @@ def fetch_pennfudan(source: str | os.PathLike | None = None, dest_root: str | os
     `source`: a folder (PennFudanPed or its parent), a .zip or an http(s) URL; default $SEGLIB_PENNFUDAN_SOURCE,
     else the authors' archive. Already present and complete: nothing to do. A failed fetch leaves nothing.
     """
-    dest_root = user_path(dest_root) if dest_root is not None else paths.external_data_dir()
-    dest = dest_root / PENNFUDAN_FOLDER
-    if dest.exists():
-        n = len(_check_pennfudan(dest).items)
-        return dest, f"{PENNFUDAN_FOLDER} already present at {paths.display_path(dest)} ({n} pairs); nothing to do"
-    src = str(source or os.environ.get(ENV_PENNFUDAN_SOURCE, "").strip() or PENNFUDAN_URL)
-    kind, where = classify_source(src)
-    refuse_fetch_into(dest_root, Path(where) if kind == "dir" else None, "the Penn-Fudan folder it copies from")
-    with NewFolder(dest_root) as folder:
-        work = Path(tempfile.mkdtemp(dir=dest_root, prefix=".fetch-"))
-        try:
-            if kind == "dir":
-                root = Path(where)
-                root = root if (root / "PNGImages").is_dir() else root / PENNFUDAN_FOLDER
-                staged = work / PENNFUDAN_FOLDER
-                shutil.copytree(root, staged, ignore=shutil.ignore_patterns(".*"))
-                how = f"copied from {root}"
-            else:
-                zip_path = Path(where) if kind == "zip" else work / "download.zip"
-                if kind == "url":
-                    download(str(where), zip_path, max_bytes=DEFAULT_MAX_BYTES, timeout=DOWNLOAD_TIMEOUT_S,
-                             progress=progress)
-                safe_extract_zip(zip_path, work / "unpacked", shown=src)
-                staged = work / "unpacked" / PENNFUDAN_FOLDER
-                how = f"{'downloaded' if kind == 'url' else 'extracted'} from {src}"
-            n = len(_check_pennfudan(staged).items)
-            os.rename(staged, dest)
-        except OSError as exc:
-            folder.rollback()
-            raise DataError(f"{exc.filename or src}: Penn-Fudan fetch failed ({exc.strerror or exc})") from None
-        finally:
-            shutil.rmtree(work, ignore_errors=True)
-    return dest, f"{PENNFUDAN_FOLDER}: {how} to {paths.display_path(dest)} ({n} image/mask pairs checked)"
+    recipe = FolderRecipe("Penn-Fudan", PENNFUDAN_FOLDER, PENNFUDAN_URL, ENV_PENNFUDAN_SOURCE, "PNGImages",
+                          lambda root: len(_check_pennfudan(root).items))
+    return fetch_folder(recipe, source, dest_root, progress=progress)
 
 
 def _check_pennfudan(root: Path) -> PairSet:
@@ -348,5 +307,3 @@ def _check_pennfudan(root: Path) -> PairSet:
         raise DataError(f"{root}: {len(pairs.items)} image/mask pairs, expected {PENNFUDAN_N} (an incomplete copy?)")
     return pairs
 
-
-FETCHERS = {PENNFUDAN: fetch_pennfudan}  # registered sets other than the built-in one that `seglib data fetch NAME` gets

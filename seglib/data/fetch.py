@@ -162,10 +162,12 @@ def safe_extract_zip(
     max_bytes: int = DEFAULT_MAX_BYTES,
     max_members: int = MAX_ZIP_MEMBERS,
     shown: str | None = None,
+    select=None,
 ) -> int:
     """Extract a zip into `dest_dir`, refusing unsafe paths, links, encryption and oversized archives.
 
-    Every member is checked before anything is written; returns the number of bytes written.
+    Every member is checked before anything is written; returns the number of bytes written. `select` (member
+    name -> bool): only the members it takes are checked and written, and count against the limits.
     """
     shown = shown or str(zip_path)
     dest_dir = Path(dest_dir)
@@ -174,7 +176,7 @@ def safe_extract_zip(
     written = 0
     try:
         with zipfile.ZipFile(zip_path) as zf:
-            infos = zf.infolist()
+            infos = [i for i in zf.infolist() if select is None or select(i.filename)]
             if len(infos) > max_members:
                 raise DataError(f"{shown}: {len(infos)} members, over the limit of {max_members} (refused)")
             declared = sum(info.file_size for info in infos)

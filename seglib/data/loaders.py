@@ -7,14 +7,15 @@ from functools import partial
 
 import pandas as pd
 import torch
-from torch.utils.data import DataLoader, RandomSampler, SequentialSampler
+from torch.utils.data import DataLoader, RandomSampler, Sampler, SequentialSampler
 from torch.utils.data.distributed import DistributedSampler
 
 from seglib.data.batching import ShapeBatchSampler, pad_collate
 from seglib.data.dataset import SegmentationDataset
 from seglib.data.splits import split_fingerprint
+from seglib.infra.errors import ConfigError
 from seglib.infra.paths import display_path
-from seglib.settings import RECT, TrainConfig, input_multiple
+from seglib.settings import AUTOMATIC_LABELS, RECT, TrainConfig, data_weights_of, input_multiple
 from seglib.training.runtime import Runtime
 
 
@@ -26,6 +27,7 @@ def make_loaders(cfg: TrainConfig, runtime: Runtime, dataset_dir=None, splits_di
     `split_snapshot`, for the record of what trained the run."""
     from seglib.data.selection import check_apart_by_content, open_sets
     from seglib.data.splits import check_val_apart_from_train
+    from seglib.training.targets import TEACHER, TeacherProbabilities, TrainingSet
     from seglib.transforms.compositing import BackgroundPool
     from seglib.transforms.pipelines import eval_transform, train_transform
 
@@ -49,11 +51,18 @@ def make_loaders(cfg: TrainConfig, runtime: Runtime, dataset_dir=None, splits_di
     else:  # the epoch (and the threshold) are chosen on val: never on photos that train, by id or by bytes
         check_val_apart_from_train(train_table["id"], val_table["id"], *names)
         check_apart_by_content({"train": train_table, "val": val_table, "test": snapshot.table("test")}, cfg.data)
-    train_ds = SegmentationDataset.from_table(train_table, dataset_dir, limit=cfg.limit_train or None,
-                                              max_side=cfg.cache_max_side, seed=cfg.seed)
+    # an ignore band along the label edges of sets whose masks a program drew (its description: labels: automatic;
+    # a description without the field has a person's labels)
+    automatic = frozenset(spec.name for spec in snapshot.specs if spec.labels == AUTOMATIC_LABELS)
+    teacher = TeacherProbabilities(cfg.teacher_masks) if cfg.teacher_masks else None
+    train_ds = TrainingSet.from_table(train_table, dataset_dir, limit=cfg.limit_train or None,
+                                      max_side=cfg.cache_max_side, seed=cfg.seed, band=cfg.ignore_band,
+                                      banded=automatic, teacher=teacher)
     backgrounds = BackgroundPool.of_dataset(train_ds) if cfg.composite > 0 else None  # train photos only
     train_ds.transform = train_transform(cfg.input_size, cfg.augment, geometry=cfg.geometry, multiple=multiple,
                                          composite=cfg.composite, backgrounds=backgrounds)
+    if teacher is not None:  # the teacher's probabilities follow the photo through every geometric op
+        train_ds.transform.add_targets({TEACHER: "mask"})
     val_ds = SegmentationDataset.from_table(
         val_table, dataset_dir, limit=cfg.limit_val or None,
         transform=eval_transform(cfg.input_size, geometry=cfg.geometry, multiple=multiple), max_side=cfg.cache_max_side)
@@ -66,17 +75,19 @@ def make_loaders(cfg: TrainConfig, runtime: Runtime, dataset_dir=None, splits_di
     train_ds.split_snapshot = val_ds.split_snapshot = snapshot
     if cfg.geometry == RECT:
         return _rect_loaders(cfg, runtime, train_ds, val_ds, workers, multiple)
-    if runtime.distributed:
+    if data_weights_of(cfg) is not None or cfg.epoch_samples:  # per-set shares, a fixed epoch
+        train_sampler = SetSampler.for_config(cfg, train_ds, runtime)
+    elif runtime.distributed:
         train_sampler = DistributedSampler(train_ds, runtime.world_size, runtime.rank, shuffle=True, seed=cfg.seed)
-        val_sampler = DistributedSampler(val_ds, runtime.world_size, runtime.rank, shuffle=False)
     else:
         train_sampler = RandomSampler(train_ds, generator=torch.Generator())
-        val_sampler = SequentialSampler(val_ds)
+    val_sampler = (DistributedSampler(val_ds, runtime.world_size, runtime.rank, shuffle=False)
+                   if runtime.distributed else SequentialSampler(val_ds))
     # persistent workers: starting them every epoch cost more than the epoch itself on a GPU; they read the
     # epoch from shared memory, so augmentation stays a function of (seed, epoch, index)
     train_loader = DataLoader(train_ds, batch_size=cfg.batch_size, sampler=train_sampler,
-                              drop_last=len(train_ds) > cfg.batch_size, num_workers=workers, pin_memory=cuda,
-                              persistent_workers=workers > 0)
+                              drop_last=(cfg.epoch_samples or len(train_ds)) > cfg.batch_size, num_workers=workers,
+                              pin_memory=cuda, persistent_workers=workers > 0)
     # validation reads the preloaded cache and only letterboxes: worker start-up would cost more than it saves
     val_loader = DataLoader(val_ds, batch_size=cfg.batch_size, sampler=val_sampler, num_workers=0, pin_memory=cuda)
     return train_loader, val_loader
@@ -101,6 +112,58 @@ def _rect_loaders(cfg: TrainConfig, runtime: Runtime, train_ds, val_ds, workers:
     return train_loader, val_loader
 
 
+class SetSampler(Sampler[int]):
+    """An epoch's draw of training photos: `num_samples` indices, drawn with replacement in proportion to
+    `weights` (one per photo), or without weights each photo in turn (a shuffle, repeated as needed). A function
+    of (seed, epoch) alone (`set_epoch`); under torchrun each process takes every world_size-th of the same draw."""
+
+    def __init__(self, weights: torch.Tensor | None, size: int, num_samples: int, *, seed: int = 0, rank: int = 0,
+                 world_size: int = 1):
+        self.weights = weights
+        self.size = size
+        self.num_samples = num_samples
+        self.seed = seed
+        self.epoch = 0
+        self.rank = rank
+        self.world_size = world_size
+
+    @classmethod
+    def for_config(cls, cfg: TrainConfig, dataset, runtime: Runtime) -> SetSampler:
+        """Each set drawn with its `data_weights` share (its photos alike within it), `epoch_samples` a epoch."""
+        shares = data_weights_of(cfg)
+        weights = None
+        if shares is not None:
+            names = [n.strip() for n in cfg.data.split(",")]
+            sets = dataset.items["dataset"].astype(str) if "dataset" in dataset.items.columns else \
+                pd.Series([names[0]] * len(dataset))
+            counts = sets.value_counts()
+            weights = torch.tensor([shares[names.index(s)] / counts[s] for s in sets], dtype=torch.float64)
+            if not weights.sum() > 0:
+                raise ConfigError(f"setting data_weights={cfg.data_weights}: every set with photos has weight 0")
+        return cls(weights, len(dataset), cfg.epoch_samples or len(dataset), seed=cfg.seed, rank=runtime.rank,
+                   world_size=runtime.world_size)
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = int(epoch)
+
+    def draw(self) -> list[int]:
+        """Every process's indices of this epoch, in order."""
+        generator = torch.Generator().manual_seed(self.seed * 1000 + self.epoch)
+        if self.weights is not None:
+            return torch.multinomial(self.weights, self.num_samples, replacement=True, generator=generator).tolist()
+        rounds = -(-self.num_samples // self.size)
+        return torch.cat([torch.randperm(self.size, generator=generator) for _ in range(rounds)])[
+            :self.num_samples].tolist()
+
+    def __iter__(self):
+        drawn = self.draw()
+        usable = len(drawn) - len(drawn) % self.world_size
+        return iter(drawn[self.rank:usable:self.world_size])
+
+    def __len__(self) -> int:
+        return self.num_samples // self.world_size
+
+
 def set_epoch(loader: DataLoader, cfg: TrainConfig, epoch: int) -> None:
     """Make epoch `epoch`'s order and augmentation a function of (seed, epoch) alone: resumes replay exactly."""
     loader.dataset.set_epoch(epoch)
@@ -108,7 +171,7 @@ def set_epoch(loader: DataLoader, cfg: TrainConfig, epoch: int) -> None:
         loader.batch_sampler.set_epoch(epoch)
         return
     sampler = loader.sampler
-    if isinstance(sampler, DistributedSampler):
+    if isinstance(sampler, (DistributedSampler, SetSampler)):
         sampler.set_epoch(epoch)
     elif isinstance(sampler, RandomSampler):
         sampler.generator.manual_seed(cfg.seed * 1000 + epoch)

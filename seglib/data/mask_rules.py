@@ -3,7 +3,9 @@
 `binary` (0/255 or 0/1, as in the built-in set; anything else is refused), `nonzero` (any value > 0: instance ids
 such as Penn-Fudan's), `==V` (the value V), `in:V1,V2,...` (any of those values: the classes that mean person in a
 class-index mask), `rgb:R,G,B` (that colour in a colour mask) and `alpha` (person = alpha above 127: a cut-out
-export whose transparency marks the background, whatever its colours).
+export whose transparency marks the background, whatever its colours), and `parsing` (a human parser's class map,
+Look-Into-Person classes: person = any class > 0, with the neck gap of parsers that leave the neck as background
+filled; see `fill_neck_gap`).
 
 A mask with transparency (an alpha channel, or a palette with transparent entries) whose pixels are not all opaque
 is read by the `alpha` rule only: every other rule refuses it, since its colours alone may say nothing (a cut-out is
@@ -23,9 +25,14 @@ from PIL import Image
 from seglib.infra.errors import DataError
 from seglib.infra.io import load_mask_raw, open_image
 
+PARSING = "parsing"  # a human parser's class map: person = class > 0, the neck gap below the face filled
 RULE_HELP = ("binary (0/255 or 0/1), nonzero (any value > 0, e.g. instance ids), ==V (the value V), "
              "in:V1,V2 (any of those values), rgb:R,G,B (that colour in a colour mask), alpha (person = alpha "
-             "above 127, a cut-out's transparency)")
+             f"above 127, a cut-out's transparency), {PARSING} (a human parser's class map, person = class > 0 with "
+             "the neck gap below the face filled)")
+FACE_CLASS = 13  # the Look-Into-Person class of the face
+NECK_GAP_MAX = 0.15  # parsing: the longest background run filled below the face, as a fraction of the mask height
+CHIN_BAND = 0.03  # parsing: columns whose lowest face pixel lies this far (fraction of the height) above the chin
 ALPHA_THRESHOLD = 127  # the alpha rule: person where alpha > ALPHA_THRESHOLD
 _ALPHA_MODES = ("RGBA", "RGBa", "LA", "La", "PA")
 _VALUES = re.compile(r"\d{1,5}(,\d{1,5})*")
@@ -36,13 +43,13 @@ class MaskRule:
     """A parsed rule (`MaskRule.parse("in:1,2")`); `read(path)` gives the 0/1 person mask of a file."""
 
     text: str
-    kind: str  # binary | nonzero | values | colour | alpha
+    kind: str  # binary | nonzero | values | colour | alpha | parsing
     values: tuple[int, ...] = ()
 
     @classmethod
     def parse(cls, text: str) -> MaskRule:
         text = str(text).strip()
-        if text in ("binary", "nonzero", "alpha"):
+        if text in ("binary", "nonzero", "alpha", PARSING):
             return cls(text, text)
         for prefix, kind in (("==", "values"), ("in:", "values"), ("rgb:", "colour")):
             body = text[len(prefix):]
@@ -71,6 +78,8 @@ class MaskRule:
         if self.kind == "colour":
             rgb = np.asarray(open_image(path).convert("RGB"), dtype=np.uint8)
             return (rgb == np.array(self.values, dtype=np.uint8)).all(axis=2).astype(np.uint8)
+        if self.kind == PARSING:
+            return fill_neck_gap(class_map(path))
         raw = load_mask_raw(path)
         if self.kind == "nonzero":
             return (raw > 0).astype(np.uint8)
@@ -100,3 +109,38 @@ def alpha_channel(path: str | Path) -> np.ndarray | None:
     if not transparent:
         return None
     return np.asarray(open_image(path).convert("RGBA").getchannel("A"), dtype=np.uint8)
+
+
+def class_map(path: str | Path) -> np.ndarray:
+    """The class index of each pixel of a label map: a palette image's indices (not its colours), a grey one's
+    values."""
+    img = open_image(path)
+    if img.mode == "P":
+        return np.asarray(img, dtype=np.uint8).copy()
+    return load_mask_raw(path)
+
+
+def fill_neck_gap(classes: np.ndarray) -> np.ndarray:
+    """Person (uint8 0/1) of a parser's class map: every class > 0, and the neck a parser left as background.
+
+    Some parsers' maps (VITON's original ones) have no neck class: between the face and the clothes lies a band
+    of background. In each column whose lowest face pixel (FACE_CLASS) lies within CHIN_BAND of the face's lowest
+    row (the chin, not the jaw's sides), the background run just below the face becomes person when a person pixel
+    ends it within NECK_GAP_MAX of the height. A map whose neck is labelled (a skin class) has no such run there:
+    the rule leaves it as `class > 0`."""
+    person = classes > 0
+    face = classes == FACE_CLASS
+    if not face.any():
+        return person.astype(np.uint8)
+    height = classes.shape[0]
+    rows = np.arange(height)[:, None]
+    lowest = np.where(face, rows, -1).max(axis=0)  # per column: the lowest face row (-1: no face)
+    chin = int(lowest.max())
+    columns = np.nonzero((lowest >= 0) & (lowest >= chin - CHIN_BAND * height))[0]
+    out = person.copy()
+    for column in columns:
+        start = lowest[column] + 1
+        below = np.nonzero(person[start:, column])[0]
+        if len(below) and 0 < below[0] <= NECK_GAP_MAX * height:
+            out[start:start + below[0], column] = True
+    return out.astype(np.uint8)

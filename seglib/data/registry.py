@@ -16,29 +16,42 @@ from pathlib import Path
 import pandas as pd
 
 from seglib.data.check import ASPECT_TOLERANCE, CheckReport, Quirk, relation
-from seglib.data.descriptions import BUILTIN, NAME_PATTERN, DatasetSpec, check_name, get, registered
+from seglib.data.descriptions import (
+    BUILTIN,
+    COCO,
+    LABELSTUDIO,
+    NAME_PATTERN,
+    DatasetSpec,
+    check_name,
+    get,
+    registered,
+)
 from seglib.data.external import (
     PENNFUDAN,
     PairSet,
     content_hash,
     external_set,
+    fetch_pennfudan,
     pairs_from_csv,
     pairs_from_folders,
 )
 from seglib.data.mask_rules import MaskRule
+from seglib.data.viton import VITON, fetch_viton
 from seglib.infra import paths
-from seglib.infra.errors import DataError
+from seglib.infra.errors import DataError, SeglibError
 from seglib.infra.io import is_within, open_image, write_text_atomic
 from seglib.infra.locks import exclusive
 from seglib.infra.paths import display_path
 
+# The registered sets other than the built-in one that `seglib data fetch NAME` gets: (source, dest) -> (path, message)
+FETCHERS = {PENNFUDAN: fetch_pennfudan, VITON: fetch_viton}
+ANNOTATION_FILES = {COCO: "COCO file", LABELSTUDIO: "Label Studio export"}  # how messages name each kind's file
 DERIVED_MARK = ".made-by-seglib-data-add"  # in each folder of derived masks `data add` made: it may replace those only
 
 
 def fetch_set(name: str | None = None, source=None, dest=None) -> str:
     """`seglib data fetch [NAME]`: the set fetched (the built-in one when no name is given), as its description's
     `fetch` says; the message."""
-    from seglib.data.external import FETCHERS
     from seglib.data.fetch import fetch_dataset
 
     spec = get(name or BUILTIN)
@@ -58,45 +71,47 @@ def _stored(path: str | Path) -> str:
         return path.as_posix()
 
 
-def add_dataset(name: str, *, images=None, masks=None, pairs=None, coco=None, mask_rule: str | None = None,
-                mask_suffix: str = "", about: dict[str, str] | None = None) -> tuple[DatasetSpec, tuple]:
-    """Register a set from an image and a mask folder, a pairs CSV, or a COCO JSON with its image folder; `about`
-    gives its `source`, `licence` and `description` (the DatasetSpec fields of those names). Returns the
-    description and the (path, why) of each file a folder scan left out (`PairSet.left_out`).
+def add_dataset(name: str, *, images=None, masks=None, pairs=None, annotations: tuple[str, str | Path] | None = None,
+                mask_rule: str | None = None, mask_suffix: str = "",
+                about: dict[str, str] | None = None) -> tuple[DatasetSpec, tuple]:
+    """Register a set from an image and a mask folder, a pairs CSV, or an annotation file with its image folder
+    (`annotations`: (COCO, a COCO JSON) or (LABELSTUDIO, a Label Studio JSON export)); `about` gives its `source`,
+    `licence` and `description` (the DatasetSpec fields of those names). Returns the description and the (path,
+    why) of each file a folder scan left out (`PairSet.left_out`), or of each task of an export nobody labelled.
 
     Every pair is read first; any problem (missing or unreadable masks, a size that is not a uniform rescale,
     colour or non-binary masks without a rule, a rule that leaves every mask empty, two photos with one stem,
-    images that are their own masks; for COCO, a bad entry or a mask folder it may not replace) is a DataError
-    naming the file, and nothing is registered."""
+    images that are their own masks; for an annotation file, a bad entry or a mask folder it may not replace) is a
+    DataError naming the file, and nothing is registered."""
     # 1. the name, and one source
     check_name(name)
-    if sum(v is not None for v in (masks, pairs, coco)) != 1:
-        raise DataError("give one source: --images DIR --masks DIR, --pairs FILE.csv, or --coco FILE.json "
-                        "--images DIR")
+    if sum(v is not None for v in (masks, pairs, annotations)) != 1:
+        raise DataError("give one source: --images DIR --masks DIR, --pairs FILE.csv, --coco FILE.json --images DIR"
+                        " or --labelstudio FILE.json --images DIR")
+    kind, export = annotations if annotations is not None else ("", None)
     if images is None and pairs is None:
-        raise DataError(f"{'--masks' if masks is not None else '--coco'} needs --images (the photo folder)")
+        raise DataError(f"{'--masks' if masks is not None else f'--{kind}'} needs --images (the photo folder)")
     rule = MaskRule.parse(mask_rule or "binary").text
     derived = paths.derived_data_dir() / name
-    reads = []  # COCO: what the command reads, neither inside the folder of its masks nor holding it
-    if coco is not None:
-        reads = [(Path(images), "the photo folder (--images)"), (Path(coco), "the COCO file (--coco)")]
+    reads = []  # from an annotation file: what the command reads, neither inside its masks' folder nor holding it
+    if export is not None:
+        reads = [(Path(images), "the photo folder (--images)"), (Path(export), f"the {ANNOTATION_FILES[kind]} "
+                                                                               f"(--{kind})")]
         refuse_derived_folder(name, derived, reads)
-    staging = None  # COCO: this command's own folder for the masks until they are registered
+    staging = None  # an annotation file's set: this command's own folder for the masks until they are registered
     fields_ = {"name": name, "mask_rule": rule, **(about or {})}
     try:
-        # 2. the pairs (COCO: masks rasterised into a staging folder first)
-        if coco is not None:
-            from seglib.data.coco import rasterise_coco
-
+        # 2. the pairs (an annotation file's: masks rasterised into a staging folder first)
+        if export is not None:
             derived.parent.mkdir(parents=True, exist_ok=True)
             staging = Path(tempfile.mkdtemp(prefix=f".{name}.adding-", dir=derived.parent))
             staging.chmod(0o755)
-            items = rasterise_coco(coco, images, staging)
+            items, left_out = drawn_masks(kind, export, images, staging)
             (staging / DERIVED_MARK).write_text(f"made by seglib data add {name}: it replaces this folder (and no "
                                                 "other) when the set is added again\n", encoding="utf-8")
-            spec = DatasetSpec(kind="coco", images=_stored(images), masks=_stored(derived), coco=_stored(coco),
+            spec = DatasetSpec(kind=kind, images=_stored(images), masks=_stored(derived), **{kind: _stored(export)},
                                **{**fields_, "mask_rule": "binary"})
-            found = PairSet(name, items, "binary", str(coco))
+            found = PairSet(name, items, "binary", str(export), left_out=left_out)
         elif pairs is not None:
             spec = DatasetSpec(kind="pairs", pairs=_stored(pairs), **fields_)
             found = pairs_from_csv(pairs, mask_rule=rule, name=name)
@@ -106,9 +121,9 @@ def add_dataset(name: str, *, images=None, masks=None, pairs=None, coco=None, ma
             found = pairs_from_folders(images, masks, mask_suffix=mask_suffix, mask_rule=rule, name=name)
         # 3. every pair read by its rule: nothing is registered when one is wrong
         table = inspect_pairs(found.items, MaskRule.parse(spec.mask_rule), raise_first=True)
-        if not (table["fg_fraction"] > 0).any() and coco is not None:
-            raise DataError(f"{coco}: none of its {len(table)} images has a person region (an annotation of a "
-                            "'person' category)")
+        if not (table["fg_fraction"] > 0).any() and export is not None:
+            raise DataError(f"{export}: none of its {len(table)} photos has a person region (a region or annotation "
+                            "labelled 'person')")
         if not (table["fg_fraction"] > 0).any():
             raise DataError(f"{display_path(found.items['mask_path'].iloc[0])}: the mask rule {rule!r} leaves every "
                             f"one of the {len(table)} masks empty; give the rule that marks people (--mask-rule)")
@@ -118,7 +133,7 @@ def add_dataset(name: str, *, images=None, masks=None, pairs=None, coco=None, ma
         target = paths.datasets_dir() / f"{name}.yaml"
         with exclusive(target, f"data set description {display_path(target)}"):
             check_name(name)
-            if coco is not None:
+            if export is not None:
                 refuse_derived_folder(name, derived, reads)
                 shutil.rmtree(derived, ignore_errors=True)
                 os.replace(staging, derived)
@@ -129,8 +144,22 @@ def add_dataset(name: str, *, images=None, masks=None, pairs=None, coco=None, ma
             shutil.rmtree(staging, ignore_errors=True)
 
 
+def drawn_masks(kind: str, export, images, out_dir: Path) -> tuple[pd.DataFrame, tuple]:
+    """The masks of an annotation file (`kind` COCO or LABELSTUDIO) drawn into `out_dir`: (pairs, left out)."""
+    if kind == LABELSTUDIO:
+        from seglib.data.labelstudio import rasterise_labelstudio
+
+        return rasterise_labelstudio(export, images, out_dir)
+    if kind != COCO:
+        raise ValueError(f"annotations of kind {kind!r}: expected {COCO} or {LABELSTUDIO}")
+    from seglib.data.coco import rasterise_coco
+
+    return rasterise_coco(export, images, out_dir), ()
+
+
 def refuse_derived_folder(name: str, derived: Path, reads: list[tuple[Path, str]]) -> None:
-    """A DataError, one line, unless `data add` may put the masks of the COCO set `name` in `derived`, replacing
+    """A DataError, one line, unless `data add` may put the masks of the COCO or Label Studio set `name` in
+    `derived`, replacing
     what is there: a folder it made (its mark inside) or none, neither inside nor holding what the command reads
     (`reads`: (folder, what it is)) or a folder of another registered set."""
     from seglib.data.fence import data_folders
@@ -258,7 +287,8 @@ def _quirks(table: pd.DataFrame, spec: DatasetSpec) -> list[Quirk]:
         ("exif-orientation", int((table["exif_orientation"] != 1).sum()), "photos with an EXIF rotation tag",
          "pixels used as stored, like the masks"),
         ("duplicate-photos", int(table["image_sha1"].duplicated(keep=False).sum()), "byte-identical photos",
-         "kept in one split together"),
+         "kept in one split together" + ("; a copy of a photo of a part with its own split (test) is in no split"
+                                         if any(part.split for part in spec.parts) else "")),
         ("empty-masks", int((table["fg_fraction"] == 0).sum()), "masks with no person pixel",
          "kept: photos without people"),
     ]
@@ -271,7 +301,13 @@ def _quirks(table: pd.DataFrame, spec: DatasetSpec) -> list[Quirk]:
 def describe(spec: DatasetSpec) -> dict:
     """A row of `seglib data list`."""
     split = spec.splits_dir() / "train.csv"
-    return {"name": spec.name, "kind": spec.kind, "pairs": spec.n_pairs or "", "mask rule": spec.mask_rule,
+    pairs = spec.n_pairs or ""
+    try:  # a set that can be fetched and is not here says how to get it
+        if spec.fetch and not all(folder.is_dir() for folder in spec.folders()):
+            pairs = f"not fetched ({spec.fetch})"
+    except SeglibError:  # a path it cannot expand: `data check NAME` says so
+        pass
+    return {"name": spec.name, "kind": spec.kind, "pairs": pairs, "mask rule": spec.mask_rule,
             "split": display_path(spec.splits_dir()) if split.is_file() else "none (seglib data split NAME)",
             "source": spec.source or spec.description}
 
@@ -282,3 +318,31 @@ def as_table(sets: dict[str, DatasetSpec]) -> str:
 
 
 __all__ = ["add_dataset", "as_table", "check_registered", "inspect_pairs", "set_root"]
+
+
+NOT_FETCHED, NO_SPLIT = "not fetched", "no split yet"  # why a registered set is not scored on this machine
+
+
+def set_status() -> dict[str, str]:
+    """Every registered set by name, the built-in one first: '' where its photos and its val and test splits are
+    on this machine, else why not (NOT_FETCHED, NO_SPLIT)."""
+    from seglib.data.catalog import find_dataset_dir
+
+    found = {}
+    for name, spec in sorted(registered().items(), key=lambda item: item[0] != BUILTIN):
+        try:
+            if spec.kind == "listing":
+                find_dataset_dir(None if name == BUILTIN else spec.path(spec.root))
+                fetched = True
+            else:
+                fetched = bool(spec.folders()) and all(Path(f).exists() for f in spec.folders())
+        except (DataError, SeglibError):
+            fetched = False
+        split = all((spec.splits_dir() / f"{s}.csv").is_file() for s in ("val", "test"))
+        found[name] = "" if fetched and split else NOT_FETCHED if not fetched else NO_SPLIT
+    return found
+
+
+def present_sets() -> list[str]:
+    """The registered sets whose photos and splits are on this machine, the built-in one first."""
+    return [name for name, why in set_status().items() if not why]

@@ -152,15 +152,16 @@ def open_sets(data: str = BUILTIN, *, dataset_dir=None, splits_dir=None,
     return SetSplits(specs, tuple(snapshots), dataset_dir)
 
 
-def split_test_pairs(name: str):
-    """The test split of registered set `name` as an evaluation set (`data.external.PairSet` named NAME-test)."""
+def split_test_pairs(name: str, split: str = "test"):
+    """The test split (or `split`: val) of registered set `name` as an evaluation set (`data.external.PairSet`
+    named NAME-test, NAME-val)."""
     from seglib.data.external import PairSet
 
-    sets = open_sets(name, during="its test split was being read")
-    items = sets.table("test")
+    sets = open_sets(name, during=f"its {split} split was being read")
+    items = sets.table(split)
     spec = sets.specs[0]
-    return PairSet(f"{name}-test", items[["id", "image_path", "mask_path"]], spec.mask_rule,
-                   f"{spec.source or spec.description} (test split, {display_path(sets.folder)})", registered=True,
+    return PairSet(f"{name}-{split}", items[["id", "image_path", "mask_path"]], spec.mask_rule,
+                   f"{spec.source or spec.description} ({split} split, {display_path(sets.folder)})", registered=True,
                    dataset=name)
 
 
@@ -232,7 +233,7 @@ def check_not_trained_on(data_split: dict | None, pairs) -> None:
         shown = f"{len(overlap)} of its {len(pairs.items)} photos ({', '.join(overlap[:3])}" + \
             f"{', ...' if len(overlap) > 3 else ''})"
         dataset = getattr(pairs, "dataset", "")
-        if pairs.name == f"{dataset}-test":  # already a test split: its bytes match photos that trained the model
+        if pairs.name in (f"{dataset}-test", f"{dataset}-val"):  # already a split: its bytes match photos that trained the model
             raise DataError(f"{pairs.name}: {shown} have the same bytes as photos that trained or validated this "
                             f"model (the set {dataset!r}, or a copy of its photos, trained it); no split of "
                             f"{dataset!r} measures this model")

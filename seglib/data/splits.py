@@ -23,6 +23,7 @@ DEFAULT_FRACTIONS = {"train": 0.70, "val": 0.15, "test": 0.15}
 N_STRATA = 4  # foreground-fraction quartiles
 SPLIT_COLUMNS = ["id", "image", "mask", "fg_fraction", "stratum"]
 FOLDS_COLUMNS = ["id", "fold"]
+LEFT_OUT = "left-out"  # the split of a photo whose bytes are a fixed split's photo's (in no split file)
 
 
 def make_split(
@@ -31,13 +32,16 @@ def make_split(
     fractions: dict[str, float] | None = None,
     n_folds: int = 0,
     source: str | Path | None = None,
+    fixed: dict[str, str] | None = None,
 ) -> pd.DataFrame:
     """Assign each pair to train/val/test (and optionally a fold of train+val).
 
     Pairs are stratified by foreground-fraction quartile; byte-identical images form one group and land
     in the same split. The result depends only on the data and `seed`. A set too small to give every split a
     photo, or every fold one, is a DataError saying how many photos it has and needs (`source` names the set in
-    it: default its folder).
+    it: default its folder). `fixed` ({id: split}) places photos in a split of the set's own (its test part);
+    `fractions` then share out the others. A fixed split keeps exactly its photos: another photo with the bytes of
+    one of them is LEFT_OUT (in no split), so that no copy of a scored photo trains or validates.
     """
     # 1. a checked set, and enough photos for the split and the folds
     check_seed(seed)
@@ -50,22 +54,28 @@ def make_split(
     table = report.table.copy()
     table["group"] = table["id"].map(duplicate_groups(table))
     groups = table.groupby("group", sort=True).agg(fg_fraction=("fg_fraction", "mean"), n=("id", "size"))
-    _check_enough_photos(len(table), len(groups), fractions, n_folds, source)
-    # 2. each stratum's groups shuffled, then dealt to test, val and train
-    groups["stratum"] = _strata(groups["fg_fraction"])
+    placed = table[table["id"].astype(str).isin((fixed or {}).keys())]
+    assignment = {g: fixed[str(i)] for i, g in zip(placed["id"], placed["group"], strict=True)}
+    free = groups[~groups.index.isin(assignment.keys())].copy()
+    _check_enough_photos(len(table), len(free), fractions, n_folds, source, set(assignment.values()))
+    # 2. each stratum's groups shuffled, then dealt to test, val and train (the fixed ones stay where they are)
+    free["stratum"] = _strata(free["fg_fraction"])
+    held = groups[groups.index.isin(assignment.keys())]
+    groups["stratum"] = pd.concat([free["stratum"], _strata(held["fg_fraction"])])
     rng = np.random.default_rng(seed)
-    assignment: dict[str, str] = {}
-    for _, stratum in groups.groupby("stratum", sort=True):
+    for _, stratum in free.groupby("stratum", sort=True):
         keys = stratum.index.to_numpy()
         keys = keys[rng.permutation(len(keys))]
         n_test, n_val = _split_counts(len(keys), fractions)
         for i, key in enumerate(keys):
             assignment[key] = "test" if i < n_test else "val" if i < n_test + n_val else "train"
     table["split"] = table["group"].map(assignment)
+    copies = table["group"].isin(placed["group"]) & ~table["id"].astype(str).isin((fixed or {}).keys())
+    table.loc[copies, "split"] = LEFT_OUT  # a fixed split keeps exactly its photos; other copies of them go nowhere
     table["stratum"] = table["group"].map(groups["stratum"]).astype(int)
     # 3. the folds of train+val
     if n_folds:
-        dev = table[table["split"] != "test"].sort_values("id", key=_natural_key)
+        dev = table[table["split"].isin(("train", "val"))].sort_values("id", key=_natural_key)
         dev_groups = dev["group"].drop_duplicates().to_numpy()
         dev_groups = dev_groups[rng.permutation(len(dev_groups))]
         if n_folds > len(dev_groups):
@@ -105,13 +115,15 @@ def _photos_needed(fractions: dict[str, float] | None = None, most: int = 1000) 
     return next((n for n in range(1, most + 1) if min(_sizes(n, fractions).values()) > 0), None)
 
 
-def _check_enough_photos(n_photos: int, n_groups: int, fractions: dict[str, float], n_folds: int, source) -> None:
-    """A DataError when `n_groups` photo groups cannot give every split a photo, or `n_folds` folds one each:
-    how many photos there are and how many each needs, in one line."""
+def _check_enough_photos(n_photos: int, n_groups: int, fractions: dict[str, float], n_folds: int, source,
+                         filled: set[str] = frozenset()) -> None:
+    """A DataError when `n_groups` photo groups cannot give every split a photo (`filled`: the splits that have
+    photos of their own already), or `n_folds` folds one each: how many photos there are and how many each
+    needs, in one line."""
     sizes = _sizes(n_groups, fractions)
     short = []
-    if min(sizes.values()) == 0:
-        empty = " and ".join(name for name in SPLITS if not sizes[name])
+    if any(not sizes[name] and name not in filled for name in SPLITS):
+        empty = " and ".join(name for name in SPLITS if not sizes[name] and name not in filled)
         needed = _photos_needed(fractions)
         shares = f"{fractions['val']:.0%} for val and {fractions['test']:.0%} for test"
         if fractions["val"] == fractions["test"]:

@@ -34,6 +34,7 @@ from seglib.infra.errors import SeglibError
 from seglib.infra.io import check_writable_dir, write_json_atomic, write_text_atomic
 from seglib.infra.paths import display_path
 from seglib.metrics import summarise
+from seglib.predict.levers import InferenceOptions, lever_folder
 from seglib.runs import METRICS, PER_IMAGE, SWEEP, Run, same_checkpoint
 
 if TYPE_CHECKING:
@@ -81,11 +82,15 @@ def _checkpoint_facts(facts: dict, source: str, checkpoint_path: Path | None, ru
     }
 
 
-def _same_model(metrics: dict, facts: dict, tta: bool, refine: bool = False) -> bool:
-    """The run rule (`runs.same_checkpoint`: file, epoch, TTA), the same boundary refinement and, for a loose
-    checkpoint, the same path."""
-    return metrics.get("checkpoint") == facts["checkpoint"] and bool(metrics.get("refine")) == refine and \
-        same_checkpoint(metrics, facts["checkpoint_epoch"], tta, Path(facts["checkpoint"]).name)
+def _same_model(metrics: dict, facts: dict, opts: EvalOptions) -> bool:
+    """The run rule (`runs.same_checkpoint`: file, epoch, TTA), the same levers and boundary refinement and, for a
+    loose checkpoint, the same path."""
+    try:
+        levers = InferenceOptions.from_record(metrics)
+    except SeglibError:
+        return False
+    return metrics.get("checkpoint") == facts["checkpoint"] and levers == opts.inference and \
+        same_checkpoint(metrics, facts["checkpoint_epoch"], opts.tta, Path(facts["checkpoint"]).name)
 
 
 def evaluate_run(run_or_dir=None, split: str | PairSet = "test", *, checkpoint=None, out_dir=None, dataset_dir=None,
@@ -101,15 +106,18 @@ def evaluate_run(run_or_dir=None, split: str | PairSet = "test", *, checkpoint=N
     threshold, scored once), its results under `<eval>/<its name>/`; it is for measuring generalisation only.
     The split files are read once: every table of the evaluation comes from that one version, and a split
     rewritten before the results are written is refused.
-    `options`: an `EvalOptions` (tta, overwrite, progress, n_boot, threshold_source, device, batch_size, refine;
-    `evaluate_run(run, "val", options=EvalOptions(n_boot=200))`).
+    `options`: an `EvalOptions` (tta, overwrite, progress, n_boot, threshold_source, device, batch_size, refine,
+    and the levers scales, max_upscale, second_look; `evaluate_run(run, "val", options=EvalOptions(n_boot=200))`).
+    With levers the results go to `<eval>/@<levers>/<split>/` (`seglib.predict.levers.lever_folder`), test's
+    threshold chosen on val with the same levers; an in-memory predictor's own levers count when none are asked.
     """
     t0 = time.perf_counter()
     # 1. what is scored and where: a split or external set, the options, the target and a folder it may write
     pairs = split if isinstance(split, PairSet) else None
     split = _scored_name(split, pairs)
-    opts = options or EvalOptions()
+    opts = _own_levers(options or EvalOptions(), predictor)
     ckpt_path, eval_dir, run_name = _target(run_or_dir, checkpoint, out_dir, predictor)
+    eval_dir = lever_folder(eval_dir, opts.inference)  # levers: apart from the plain evaluation's files
     split_dir = _output_dir(eval_dir, split, once=split == "test" or pairs is not None, overwrite=opts.overwrite)
     # 2. the model, loaded once (val uses it too when it is scored first for the threshold)
     predictor, opts = _load_predictor(predictor, ckpt_path, opts)
@@ -197,7 +205,7 @@ def _load_predictor(predictor, ckpt_path: Path | None, opts: EvalOptions):
         from seglib.predict import Predictor
 
         return Predictor.from_checkpoint(ckpt_path, device=resolve_device(opts.device or "auto"),
-                                         tta=opts.tta, refine=opts.refine), opts
+                                         tta=opts.tta, inference=opts.inference), opts
     if opts.tta:
         predictor.tta = True
     if opts.refine:
@@ -205,7 +213,22 @@ def _load_predictor(predictor, ckpt_path: Path | None, opts: EvalOptions):
             raise SeglibError(f"{getattr(predictor, 'source', 'this model')}: cannot refine boundaries (only "
                               "seglib's own models can)")
         predictor.refine = True
+    if opts.inference.active:
+        if not hasattr(predictor, "inference"):
+            raise SeglibError(f"{getattr(predictor, 'source', 'this model')}: cannot predict with levers "
+                              f"({opts.inference.tag()}; only seglib's own models can)")
+        predictor.inference = opts.inference
     return predictor, replace(opts, tta=bool(predictor.tta))
+
+
+def _own_levers(opts: EvalOptions, predictor) -> EvalOptions:
+    """The options with an in-memory predictor's own levers when the options ask for none (as they are recorded
+    and where the results go)."""
+    own = getattr(predictor, "inference", None)
+    if opts.inference.active or not isinstance(own, InferenceOptions) or not own.active:
+        return opts
+    return replace(opts, scales=own.scales, max_upscale=own.max_upscale, second_look=own.second_look,
+                   refine=own.refine)
 
 
 def _checked_items(job: _Job, split: str, pairs: PairSet | None):
@@ -232,10 +255,10 @@ def _threshold(job: _Job, split: str) -> tuple[_Threshold, EvalResult | None]:
     val_json = job.eval_dir / "val" / METRICS
     val_metrics = json.loads(val_json.read_text()) if val_json.is_file() else None
     if val_metrics is not None and val_metrics.get("threshold_source") == "val sweep" \
-            and _same_model(val_metrics, job.facts, job.options.tta, job.options.refine):
+            and _same_model(val_metrics, job.facts, job.options):
         return _Threshold(float(val_metrics["threshold"]), "val sweep", display_path(val_json)), None
-    why = "not found" if val_metrics is None else ("is for another checkpoint, TTA setting, boundary refinement or "
-                                                   "threshold source")
+    why = "not found" if val_metrics is None else ("is for another checkpoint, TTA setting, levers, boundary refinement "
+                                                   "or threshold source")
     logger.info(f"{val_json} {why}: evaluating val first to choose the threshold")
     val_result = _score_val_first(job)
     return _Threshold(val_result.threshold, "val sweep", display_path(val_json)), val_result
@@ -290,6 +313,7 @@ def _metrics_record(job: _Job, split: str, scores: _Scores, threshold: _Threshol
         "scored_at": SCORED_AT,
         "tta": bool(job.options.tta),
         "refine": bool(job.options.refine),
+        **({"inference": job.options.inference.record()} if job.options.inference.active else {}),
         "seglib_version": seglib.__version__,
         "baselines": scores.baselines,
         "baseline_notes": {

@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as _dt
 import json
 import logging
+from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
@@ -46,7 +47,13 @@ def same_external_set(metrics: dict, pairs: PairSet) -> bool:
 def saved_result(run_dir, split: str):
     """The evaluation saved in `<run_dir>/eval/<split>/` as an EvalResult, or None when it is not complete
     (metrics.json is written last)."""
-    folder = Run.resolve(Path(run_dir)).eval_dir(split)
+    return saved_at(Run.resolve(Path(run_dir)).eval_dir(split))
+
+
+def saved_at(folder: Path):
+    """The evaluation saved in `folder` (an `<eval>/<split>/` folder) as an EvalResult, or None when it is not
+    complete (metrics.json is written last)."""
+    split = folder.name
     if not (folder / METRICS).is_file():
         return None
     metrics = json.loads((folder / METRICS).read_text())
@@ -72,42 +79,41 @@ def load_or_evaluate(run_dir, split: str | PairSet, *, dataset_dir=None, splits_
     the same TTA setting, otherwise evaluated again. test and external sets: an existing score is always reused
     (scored once per run) unless `rescore`; a warning is added when it belongs to another checkpoint. `tta=None`
     takes the saved evaluation's TTA setting (none when there is no saved one). A run without a best checkpoint
-    is a SeglibError telling how to train it.
+    is a SeglibError telling how to train it. `run_dir` may be a `CheckpointEvals` instead: a checkpoint outside
+    runs/, its evaluations in its own folder, reused by the same rules.
     """
-    run = Run.resolve(run_dir)
-    run_dir = run.dir
-    best = run.require("best")
+    best, eval_root, target = _scored_model(run_dir)
     epoch = _checkpoint_epoch(best)
     pairs = split if isinstance(split, PairSet) else None
     name = pairs.name if pairs is not None else split
-    saved = saved_result(run_dir, name)
+    saved = saved_at(eval_root / name)
     if tta is None:
         tta = bool(saved.metrics.get("tta")) if saved is not None else False
-    kind = model_label(epoch, tta)
+    kind = model_label(epoch, tta, best.name)
     if name == "test" or pairs is not None:
         if saved is not None and pairs is not None and not same_external_set(saved.metrics, pairs) and not rescore:
-            raise SeglibError(f"{display_path(run.eval_dir(name))}: holds scores of other photos under the name "
+            raise SeglibError(f"{display_path(eval_root / name)}: holds scores of other photos under the name "
                               f"{name!r} (content {(saved.metrics.get('external_set') or {}).get('content_sha1', '?')}"
                               f", this set {pairs.content_sha1}); they are not shown for it. Pass rescore=True "
                               "(--overwrite) to score this set in their place")
         if saved is not None and not rescore:
             line = (f"{name} was already scored for this run on {_when(saved.metrics)}; showing those results "
                     f"({name} is scored once per run; rescore=True scores it again).")
-            if not same_checkpoint(saved.metrics, epoch, tta):
+            if not same_checkpoint(saved.metrics, epoch, tta, best.name):
                 scored = model_label(saved.metrics.get("checkpoint_epoch"), saved.metrics.get("tta"),
                                      Path(str(saved.metrics.get("checkpoint", "?"))).name)
                 line += f" Note: they were scored with {scored}, not as asked now ({kind})."
             logger.info(line)
             return saved
-        if saved is None and (run.eval_dir(name) / PER_IMAGE).exists() and not rescore:
-            raise SeglibError(f"{display_path(run.eval_dir(name))}: an earlier {name} scoring did not finish "
+        if saved is None and (eval_root / name / PER_IMAGE).exists() and not rescore:
+            raise SeglibError(f"{display_path(eval_root / name)}: an earlier {name} scoring did not finish "
                               f"(per_image.csv without metrics.json); pass rescore=True to score {name} again")
         logger.info(f"rescore=True: scoring {name} again ({kind}), replacing the results of {_when(saved.metrics)}."
                     if saved is not None else f"{name}: not scored yet; scoring it now ({kind}) with the threshold "
                                               "chosen on val.")
-        return evaluate_run(run_dir, split, dataset_dir=dataset_dir, splits_dir=splits_dir,
+        return evaluate_run(split=split, **target, dataset_dir=dataset_dir, splits_dir=splits_dir,
                             options=EvalOptions(tta=tta, overwrite=rescore, progress=progress, n_boot=n_boot))
-    if saved is not None and same_checkpoint(saved.metrics, epoch, tta) \
+    if saved is not None and same_checkpoint(saved.metrics, epoch, tta, best.name) \
             and saved.metrics.get("threshold_source") == "val sweep":
         logger.info(f"{split}: reusing the evaluation of {_when(saved.metrics)} (same checkpoint: {kind}; "
                     f"threshold {saved.metrics['threshold']:g}).")
@@ -115,8 +121,29 @@ def load_or_evaluate(run_dir, split: str | PairSet, *, dataset_dir=None, splits_
     why = "not evaluated yet" if saved is None else \
         "the saved evaluation is for another checkpoint, TTA setting or threshold source"
     logger.info(f"{split}: {why}; evaluating now ({kind}).")
-    return evaluate_run(run_dir, split, dataset_dir=dataset_dir, splits_dir=splits_dir,
+    return evaluate_run(split=split, **target, dataset_dir=dataset_dir, splits_dir=splits_dir,
                         options=EvalOptions(tta=tta, progress=progress, n_boot=n_boot))
+
+
+@dataclass(frozen=True)
+class CheckpointEvals:
+    """A checkpoint outside runs/ and the folder its evaluations go to (`<out_dir>/<split>/`): what
+    `load_or_evaluate` takes in place of a run."""
+
+    checkpoint: Path
+    out_dir: Path
+
+
+def _scored_model(run_dir) -> tuple[Path, Path, dict]:
+    """(the checkpoint file, its evaluations' folder, `evaluate_run`'s keywords naming it) for a run or a
+    `CheckpointEvals`."""
+    if isinstance(run_dir, CheckpointEvals):
+        if not Path(run_dir.checkpoint).is_file():
+            raise SeglibError(f"{display_path(Path(run_dir.checkpoint))}: checkpoint not found")
+        return Path(run_dir.checkpoint), Path(run_dir.out_dir), {"checkpoint": Path(run_dir.checkpoint),
+                                                                 "out_dir": Path(run_dir.out_dir)}
+    run = Run.resolve(run_dir)
+    return run.require("best"), run.eval_root, {"run_or_dir": run.dir}
 
 
 # The sets a notebook scores a run on: its own test split, another registered set's test split (a cross-data-set

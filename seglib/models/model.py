@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from seglib.infra.errors import ConfigError
-from seglib.models.model_registry import UNET, model_entry
+from seglib.models.model_registry import NO_WEIGHTS, UNET, model_entry
 from seglib.models.unet_parts import DoubleConv, Down, OutConv, Up
 from seglib.models.weights_files import check_fit, read_state_dict
 from seglib.settings import TrainConfig
@@ -106,6 +106,31 @@ def teacher_for(cfg: TrainConfig) -> nn.Module:
     for p in teacher.parameters():
         p.requires_grad_(False)
     return teacher
+
+
+def starting_state(cfg: TrainConfig) -> dict[str, torch.Tensor]:
+    """The weights (and floating-point buffers) that the run's starting weights (`encoder_weights`) give a value, at
+    that value: what L2-SP pulls toward and WiSE-FT interpolates toward, made again from the config alone. A tensor
+    that starts from a random or a constant initialisation (a new decoder, head or normalisation layer) is left out.
+    Told apart by building the start three times: twice from the weights under two seeds (a loaded tensor is the same
+    in both, a random one is not) and once from none (a constant initialisation is the same there too). The global
+    random state is left as it was."""
+    if cfg.encoder_weights == NO_WEIGHTS:
+        return {}
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(cfg.seed)
+        first = model_for(cfg).state_dict()
+        torch.manual_seed(cfg.seed + 1)
+        second = model_for(cfg).state_dict()
+        torch.manual_seed(cfg.seed)
+        scratch = model_for(cfg.replace(encoder_weights=NO_WEIGHTS)).state_dict()
+
+    def loaded(name: str, value: torch.Tensor) -> bool:
+        other = scratch.get(name)
+        constant = other is not None and other.shape == value.shape and torch.equal(other, value)
+        return value.is_floating_point() and torch.equal(value, second[name]) and not constant
+
+    return {name: value for name, value in first.items() if loaded(name, value)}
 
 
 def _read_mediapipe(weights: str) -> tuple[dict, dict | None]:

@@ -4,7 +4,9 @@ Python API (the notebooks use it too):
 
 - `Predictor`: a trained model plus its input size, normalisation, threshold and TTA, by default those chosen on
   val (`Predictor.from_run(name)`, `.from_checkpoint(path)`, `.from_onnx(path)`; `predict_proba`,
-  `predict_mask`, `alpha`, `cutout`, `replace_background`).
+  `predict_mask`, `alpha`, `cutout`, `replace_background`); `InferenceOptions(scales=(256, 448), max_upscale=1.5,
+  second_look=True, refine=True)` its prediction-time levers (`inference=`), and `adopt_inference(run, options)`
+  makes levers scored on val a run's default.
 - `collect_inputs(paths)` and `load_input(path)`: inputs (`seglib.predict.inputs`).
 - `predict_files(predictor, inputs, out_dir, OutputChoice(...))`: masks, overlays, cut-outs and composites of
   photos and videos, bad inputs reported and skipped -> `PredictReport` (`seglib.predict.files`).
@@ -29,7 +31,8 @@ _DEFINED_IN = {
                      "parse_background",
                      "save_jpeg_atomic"), "outputs"),
     "Predictor": "predictor",
-    **dict.fromkeys(("ValChoice", "val_protocol"), "val_choice"),
+    "InferenceOptions": "levers",
+    **dict.fromkeys(("ValChoice", "adopt_inference", "val_protocol"), "val_choice"),
 }
 __all__ = sorted(_DEFINED_IN)
 

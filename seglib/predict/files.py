@@ -25,6 +25,21 @@ from seglib.infra.locks import output_folder, reentrant
 from seglib.predict.inputs import collect_inputs, frame_count, is_video, load_input
 from seglib.predict.outputs import Background, draw_outputs, save_jpeg_atomic
 from seglib.predict.pipeline import WriteBehind, decoded_ahead
+from seglib.predict.quality import (
+    AUTO_ESTIMATOR,
+    MASK,
+    PHOTO,
+    QUALITY_TABLE,
+    describe_table,
+    estimator_for,
+    model_file_of,
+    probed,
+    probed_proba,
+    refuse_foreign_table,
+    scored_table,
+    write_quality_table,
+)
+from seglib.predict.quality_features import mask_features
 from seglib.predict.video import output_suffix
 
 if TYPE_CHECKING:
@@ -50,6 +65,7 @@ class OutputChoice:
     background: Background | None = None
     refine: bool = False  # fit the soft edge of cut-outs and composites to the photo (guided filter)
     smooth: bool = True  # videos: average the probabilities over still frames
+    quality: bool = True  # photos: quality.csv beside the masks, the predicted IoU of each (seglib.predict.quality)
 
     def kinds(self) -> list[str]:
         return ["mask"] + [k for k, on in (("overlay", self.overlay), ("cutout", self.cutout),
@@ -134,6 +150,9 @@ class PredictReport:
     planned: int = 0  # inputs the batch was given
     renamed: dict[Path, Path] = field(default_factory=dict)  # input -> mask, for inputs sharing a stem
     earlier: set[Path] = field(default_factory=set)  # outputs there before an --overwrite batch began
+    quality_rows: dict[Path, dict] = field(default_factory=dict)  # photo -> its row of quality.csv (no predicted IoU)
+    quality: Path | None = None  # quality.csv, once written
+    quality_line: str = ""  # what the table says, in one line
 
     @property
     def ok(self) -> bool:
@@ -150,6 +169,8 @@ class PredictReport:
         what = parts[0] if len(parts) == 1 else ", ".join(parts[:-1]) + f" and {parts[-1]}"
         videos = f" ({len(self.videos)} video{'s' if len(self.videos) != 1 else ''})" if self.videos else ""
         lines = [f"wrote {what}{videos} to {self.out_dir}; {len(self.failed)} failed"]
+        if self.quality is not None:
+            lines.append(f"wrote {self.quality.name}: {self.quality_line}")
         renamed = [(source, mask) for source, mask in self.renamed.items() if source in self.outputs]
         if renamed:
             lines.append("renamed, as another input has the same name:")
@@ -186,7 +207,8 @@ class PredictReport:
 
 
 def predict_files(predictor: Predictor, inputs, out_dir: str | Path, choice: OutputChoice | None = None, *,
-                  progress: bool = True, overwrite: bool = False, threshold: float | None = None) -> PredictReport:
+                  progress: bool = True, overwrite: bool = False, threshold: float | None = None,
+                  estimator=AUTO_ESTIMATOR) -> PredictReport:
     """Predict every input (photos and videos, see `collect_inputs`) and write its outputs into `out_dir`
     (the module says which). A folder seglib reads data from, or a photo's own folder, is refused
     (`refuse_unsafe_out`), and so is a folder another batch is writing into (`seglib.infra.locks`). Existing outputs are
@@ -196,6 +218,10 @@ def predict_files(predictor: Predictor, inputs, out_dir: str | Path, choice: Out
     (SeglibError naming the file). Files are written atomically (never half-written). An
     interrupt (KeyboardInterrupt, which SIGTERM/SIGHUP raise too) propagates with the report so far attached as
     `exc.predict_report` (`PredictReport.interrupted_summary` says what was left).
+    With `choice.quality` (the default), `quality.csv` in `out_dir` gets a row per photo written: its predicted IoU
+    and check flag by `estimator` (a `QualityEstimator`; None: left empty; by default the one beside the
+    predictor's checkpoint, `seglib.predict.quality.estimator_for`), merged with the rows an earlier batch there
+    wrote for other masks; written when the batch ends (an interrupted batch leaves it as it was).
     """
     choice = choice or OutputChoice()
     # 1. the inputs, and a folder the batch may write into (created by the first output written)
@@ -207,12 +233,32 @@ def predict_files(predictor: Predictor, inputs, out_dir: str | Path, choice: Out
         plan = plan_outputs(paths, out_dir, choice)
         if not overwrite:
             refuse_existing(plan)
+        if choice.quality:
+            refuse_foreign_table(out_dir, overwrite)
+            if estimator == AUTO_ESTIMATOR:
+                estimator = estimator_for(predictor, model_file_of(predictor))
         report = PredictReport(out_dir=out_dir, planned=len(plan),
                                renamed={item.input: item.mask for item in plan if item.renamed},
                                earlier=set(existing_outputs(plan)) if overwrite else set())
-        # 3. each input through the model, its outputs written behind it
+        # 3. each input through the model, its outputs written behind it; then the quality table
         _run(predictor, plan, report, choice, threshold, progress)
+        _write_quality(report, plan, estimator, predictor.tta)
     return report
+
+
+def _write_quality(report: PredictReport, plan: list[Planned], estimator, tta: bool) -> None:
+    """quality.csv for the photos whose masks were written, in input order (nothing when there is none)."""
+    rows = [report.quality_rows[item.input] for item in plan
+            if item.input in report.quality_rows and item.input in report.outputs]
+    if not rows:
+        return
+    table = scored_table(rows, estimator, tta)
+    try:
+        report.quality = write_quality_table(report.out_dir, table)
+    except OSError as exc:
+        raise SeglibError(f"{report.out_dir / QUALITY_TABLE}: cannot write ({exc.strerror or exc}); the masks are "
+                          "written") from None
+    report.quality_line = describe_table(table, estimator, tta)
 
 
 def _run(predictor: Predictor, plan: list[Planned], report: PredictReport, choice: OutputChoice,
@@ -223,6 +269,9 @@ def _run(predictor: Predictor, plan: list[Planned], report: PredictReport, choic
     bar = tqdm(total=len(plan), desc="predict", unit="img", disable=not progress or len(plan) < 2, file=sys.stderr)
 
     photo_predictor, workers = side_by_side(predictor, sum(not is_video(item.input) for item in plan))
+    t = predictor.threshold if threshold is None else threshold
+    if choice.quality:  # the flip IoU comes out of the TTA call itself
+        photo_predictor = probed(photo_predictor, photo_predictor.tta, t)
     writer = WriteBehind()
     decoded = decoded_ahead(plan, _decode)
     predicted = decoded_ahead(decoded, lambda pair: _probabilities(photo_predictor, pair[1]), workers=workers,
@@ -274,12 +323,13 @@ def side_by_side(predictor: Predictor, photos: int) -> tuple[Predictor, int]:
     return twin, min(cores, photos)
 
 
-def _probabilities(predictor: Predictor, decoded) -> np.ndarray | None:
-    """The foreground probabilities of a decoded photo (see `_decode`); None for a video or a failed decode."""
-    return predictor.predict_proba(decoded[0]) if isinstance(decoded, tuple) else None
+def _probabilities(predictor: Predictor, decoded) -> tuple[np.ndarray, float | None] | None:
+    """(foreground probabilities, flip IoU or None) of a decoded photo (see `_decode`); None for a video or a
+    failed decode."""
+    return probed_proba(predictor, decoded[0]) if isinstance(decoded, tuple) else None
 
 
-def _write_behind(predictor: Predictor, report: PredictReport, item: Planned, decoded, prob: np.ndarray | None,
+def _write_behind(predictor: Predictor, report: PredictReport, item: Planned, decoded, prob,
                   choice: OutputChoice, threshold: float | None, writer: WriteBehind) -> None:
     """Hand one predicted photo's outputs to the writer, which records them in `report`."""
     path = item.input
@@ -293,10 +343,14 @@ def _write_behind(predictor: Predictor, report: PredictReport, item: Planned, de
     writer.submit(lambda: _write_photo(report, item, rgb, prob, t, choice, orientation))
 
 
-def _write_photo(report: PredictReport, item: Planned, rgb: np.ndarray, prob: np.ndarray, t: float,
+def _write_photo(report: PredictReport, item: Planned, rgb: np.ndarray, predicted: tuple, t: float,
                  choice: OutputChoice, orientation: int) -> None:
-    """Write one photo's outputs (on the writer's thread), recording each in `report` once it is on disk."""
+    """Write one photo's outputs (on the writer's thread), recording each in `report` once it is on disk, and
+    (with `choice.quality`) its row of the quality table."""
     path = item.input
+    prob, flip_iou = predicted
+    if choice.quality:
+        report.quality_rows[path] = {PHOTO: str(path), MASK: item.mask.name, **mask_features(prob, t, flip_iou)}
     pictures = draw_outputs(item.outputs, rgb, prob, t, background=choice.background, refine=choice.refine)
     for kind, out in item.outputs.items():
         try:

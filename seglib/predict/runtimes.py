@@ -116,14 +116,15 @@ def _from_export(checkpoint: Path, exported: Path, digest: str, **kwargs):
     metadata holds the checkpoint's epoch and stored threshold, which `val_protocol` matches). A one-line
     SeglibError unless the export is whole, its weights finite and its recorded source hash `digest`."""
     from seglib.onnx_session import load_onnx_network
-    from seglib.predict.predictor import Predictor
+    from seglib.predict.predictor import Predictor, given_levers
     from seglib.predict.val_choice import val_protocol
 
     network, facts = load_onnx_network(exported)  # finite weights, as `predict --onnx` checks
     if facts.get("source_sha256") != digest:
         raise SeglibError(f"{exported}: was exported from another checkpoint (its recorded source_sha256 is not "
                           f"the hash of {checkpoint})")
-    kwargs.setdefault("protocol", val_protocol(checkpoint, facts))
+    kwargs = given_levers(kwargs)
+    kwargs.setdefault("protocol", val_protocol(checkpoint, facts, kwargs.get("inference")))
     return Predictor(network, facts, source=f"{checkpoint} in ONNX Runtime", **kwargs)
 
 

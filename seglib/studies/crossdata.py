@@ -20,7 +20,6 @@ from seglib.infra import paths
 from seglib.infra.errors import SeglibError
 from seglib.infra.io import write_json_atomic, write_text_atomic
 from seglib.infra.paths import display_path
-from seglib.metrics import bootstrap_ci
 from seglib.models.model_registry import MEDIAPIPE_SELFIE
 from seglib.runs import METRICS, PER_IMAGE
 
@@ -131,16 +130,14 @@ def _anchor_scores(anchors: Path, name: str) -> pd.DataFrame | None:
 
 def _cell(trained_on: str, name: str, ours: pd.DataFrame, anchor: pd.DataFrame | None, n_boot: int, *,
           in_domain: bool) -> dict:
-    ious = ours["iou"].to_numpy(float)
-    low, high = bootstrap_ci(ious, n_boot=n_boot)
-    row = {"trained_on": trained_on, "test_split": name, "in_domain": in_domain, "n_images": len(ious),
-           "mean_iou": float(ious.mean()), "ci_low": low, "ci_high": high}
-    both = ours.merge(anchor, on="id", suffixes=("", "_anchor")) if anchor is not None else pd.DataFrame()
-    if len(both) == len(ours) and len(both):
-        diff = (both["iou"] - both["iou_anchor"]).to_numpy(float)
-        d_low, d_high = bootstrap_ci(diff, n_boot=n_boot)
-        row |= {"minus_mediapipe": float(diff.mean()), "diff_low": d_low, "diff_high": d_high,
-                "better_photos": int((diff > 0).sum())}
+    from seglib.studies.generality import compare_cell  # this table is the generality table's special case
+
+    cell = compare_cell(ours, anchor, n_boot)
+    row = {"trained_on": trained_on, "test_split": name, "in_domain": in_domain,
+           **{k: cell[k] for k in ("n_images", "mean_iou", "ci_low", "ci_high")}}
+    if "minus_anchor" in cell:
+        row |= {"minus_mediapipe": cell["minus_anchor"], **{k: cell[k] for k in ("diff_low", "diff_high",
+                                                                                 "better_photos")}}
     return row
 
 

@@ -20,14 +20,18 @@ from seglib.infra.io import write_text_atomic
 from seglib.models.model_registry import model_entry
 from seglib.runs import EVAL, METRICS, Run
 from seglib.settings import ADDED_SETTINGS, config_from_dict
+from seglib.studies.domains import by_set_text, saved_multi_domain_val
 
 COLUMNS = ["run", "model", "encoder", "encoder_weights", "input_size", "epochs", "batch_size", "augment",
            "dice_weight", "bce_weight", "schedule", "lr", "ema_decay", "train_minutes", "images_per_second",
            "best_epoch", "val_iou_training", "val_mean_iou", "val_pooled_iou", "val_threshold", "val_mean_iou_tta",
            "cv_folds", "cv_mean_iou_tta", "cv_sd", "cv_fold_ious", "cv_boundary_iou", "geometry", "dice_per_image",
-           "distill_weight", "data", "composite", "test_mean_iou", "test_mean_iou_ci95", "test_tta", "device", "notes"]
+           "distill_weight", "data", "composite", "l2sp_weight", "data_weights", "epoch_samples", "ignore_band",
+           "teacher_masks", "val_multi_domain", "val_multi_domain_boundary", "val_by_set", "test_mean_iou",
+           "test_mean_iou_ci95", "test_tta", "device", "notes"]
 # settings added after the log began: rows and runs from before had the value that setting's behaviour had then
-NEWER_SETTINGS = ("ema_decay", "geometry", "dice_per_image", "distill_weight", "data", "composite")
+NEWER_SETTINGS = ("ema_decay", "geometry", "dice_per_image", "distill_weight", "data", "composite", "l2sp_weight",
+                  "data_weights", "epoch_samples", "ignore_band", "teacher_masks")
 DEFAULTS = {key: ADDED_SETTINGS[key][1] for key in NEWER_SETTINGS}
 
 
@@ -47,6 +51,7 @@ def experiment_row(run_dir: Path, notes: str = "") -> dict:
     val = _val_metrics(run_dir, tta=False)
     val_tta = _val_metrics(run_dir, tta=True)
     test = _metrics(run_dir, "test")
+    multi = saved_multi_domain_val(run.eval_root, summary.get("best_epoch"))  # `seglib generality --val RUN`
     return {
         "run": run_dir.name, **_recipe_columns(cfg, source), "epochs": summary["epochs_run"],
         "train_minutes": round(summary["train_seconds"] / 60, 1),
@@ -54,12 +59,40 @@ def experiment_row(run_dir: Path, notes: str = "") -> dict:
         "val_iou_training": round(summary["best_val_iou"], 4),
         "val_mean_iou": _round(val.get("mean_iou")), "val_pooled_iou": _round(val.get("pooled_iou")),
         "val_threshold": val.get("threshold"), "val_mean_iou_tta": _round(val_tta.get("mean_iou")),
+        "val_multi_domain": _round(multi["mean_iou"]) if multi else "",
+        "val_multi_domain_boundary": _round(multi["mean_boundary_iou"]) if multi else "",
+        "val_by_set": by_set_text(multi) if multi else "",
         "test_mean_iou": _round(test.get("mean_iou")),
         "test_mean_iou_ci95": (" - ".join(f"{v:.4f}" for v in test["mean_iou_ci95"])
                                if test.get("mean_iou_ci95") else ""),
         "test_tta": test.get("tta", "") if test else "",
         "device": summary.get("device", ""), "notes": notes,
     }
+
+
+def variant_row(scores: Path, notes: str = "") -> dict:
+    """One row for a model that is not a run folder of its own: an interpolated checkpoint, or a run scored with
+    prediction-time levers. `scores`: the `multi_domain_val.json` that `seglib generality --val` wrote for it; the
+    recipe comes from the checkpoint it names."""
+    from seglib.checkpoint import load_checkpoint
+
+    try:
+        multi = json.loads(Path(scores).read_text())
+        checkpoint = paths.PROJECT_ROOT / multi["checkpoint"]
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise SeglibError(f"{paths.display_path(scores)}: not a multi-domain val score ({exc})") from None
+    state = load_checkpoint(checkpoint)
+    return {
+        "run": multi["model"], **_recipe_columns(state["config"], paths.display_path(checkpoint)),
+        "val_threshold": multi.get("threshold"), "val_multi_domain": _round(multi["mean_iou"]),
+        "val_multi_domain_boundary": _round(multi["mean_boundary_iou"]), "val_by_set": by_set_text(multi),
+        "notes": notes,
+    }
+
+
+def record_variants(scores: list[Path], notes: str = "", path: Path | None = None) -> pd.DataFrame:
+    """Add or replace the rows of `variant_row`s in the experiment log."""
+    return _upsert([variant_row(Path(s), notes) for s in scores], notes, path)
 
 
 def _recipe_columns(saved: dict, source: str) -> dict:

@@ -14,7 +14,10 @@ from seglib.infra import paths
 from seglib.infra.errors import DataError
 from seglib.models.model_registry import MEDIAPIPE_SELFIE
 from seglib.studies.crossdata import results_section as crossdata_section
+from seglib.studies.generality import readme_block as generality_block
+from seglib.studies.generality import results_section as generality_section
 from seglib.studies.markdown import f3, table, with_ci
+from seglib.studies.quality_calibration import results_section as quality_section
 
 RESULTS_PAGE = Path("docs") / "results.md"
 README = Path("README.md")
@@ -171,6 +174,9 @@ def paired(src: Sources, split: str) -> dict | None:
 def readme_table(src: Sources) -> str:
     """One table: the best model, the canonical U-Net, MediaPipe off the shelf and the baselines, on test and on
     the external set."""
+    across = generality_block(src.root)  # once committed, the generality table is the headline table
+    if across is not None:
+        return "\n".join([across, "", spread_line(src), "", targets_line(src)]) + "\n"
     test, penn = src.reference["test"], src.reference[src.external]
     ref_row, unet = src.run("reference"), src.run(UNET_RUN)
     a_test, a_penn = src.anchor["test"], src.anchor[src.external]
@@ -409,7 +415,8 @@ def results_page(src: Sources) -> str:
         "`reports/`, named under each table; `seglib docs` rewrites this page and the README's results table, and "
         "`tests/test_results_doc.py` fails when either is stale. How the scores are computed: "
         "[protocol.md](protocol.md); how recipes are chosen: [recipes.md](recipes.md).",
-        reference_section(src), anchor_section(src), crossdata_section(src.root), spread_section(src), tested_runs_section(src),
+        reference_section(src), anchor_section(src), generality_section(src.root) or crossdata_section(src.root),
+        quality_section(src.root), spread_section(src), tested_runs_section(src),
         folds_section(src), external_checks_section(src), val_section(src), *speed_sections(src),
         notes_section(src)]
     return "\n\n".join(sections) + "\n"

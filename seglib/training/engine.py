@@ -27,7 +27,6 @@ from seglib.infra.errors import CheckpointError, ConfigError, SeglibError
 from seglib.infra.io import write_json_atomic, write_text_atomic
 from seglib.infra.paths import display_path
 from seglib.infra.signals import Terminated, stop_on_signals
-from seglib.metrics import batch_iou_torch
 from seglib.models.model import count_parameters
 from seglib.models.model_registry import model_entry
 from seglib.profiles import make_config
@@ -36,6 +35,7 @@ from seglib.settings import TrainConfig, config_from_dict, config_yaml
 from seglib.training import progress as epoch_progress
 from seglib.training.parts import MEMORY_FORMAT, TrainParts, build_parts
 from seglib.training.runtime import Runtime, reduce_mean, setup_runtime
+from seglib.training.validation import validate
 
 logger = logging.getLogger(__name__)
 FINISHED = ("early-stopping", "time-budget", "completed")  # stop reasons after which a resume has nothing to do
@@ -267,7 +267,8 @@ def run_epoch(t: Training, epoch: int) -> tuple[float, int]:
                       disable=not t.show or t.bar is not None):
         images = batch["image"].to(device, non_blocking=True).contiguous(memory_format=MEMORY_FORMAT)
         masks = batch["mask"].to(device, non_blocking=True)
-        loss = parts.step(images, masks, cfg.distill_weight)
+        teacher = batch["teacher"].to(device, non_blocking=True) if "teacher" in batch else None  # teacher_masks
+        loss = parts.step(images, masks, cfg.distill_weight, teacher)
         if not torch.isfinite(loss):
             raise TrainingDiverged(diverged_message(t, loss.item(), epoch))
         parts.scheduler.step()
@@ -291,11 +292,12 @@ def diverged_message(t: Training, loss: float, epoch: int) -> str:
 
 def end_epoch(t: Training, writing: RunWriting, epoch: int, train_loss: float, seen: int, started: float) -> None:
     """Validate, record the epoch in the state, save the checkpoints and history.csv (main process), report."""
-    val_loss, val_iou = validate(t.parts.scored, t.val_loader, t.parts.loss_fn, t.cfg, t.runtime, t.parts.use_amp)
+    checked = validate(t.parts.scored, t.val_loader, t.parts.loss_fn, t.cfg, t.runtime, t.parts.use_amp)
+    val_loss, val_iou = checked.loss, checked.iou  # several sets: the mean of each set's val mean IoU
     seconds = time.perf_counter() - started
     row = {"epoch": epoch, "train_loss": train_loss, "val_loss": val_loss, "val_iou": val_iou,
            "lr": t.parts.optimizer.param_groups[0]["lr"], "epoch_seconds": seconds,
-           "images_per_second": seen * t.runtime.world_size / seconds}
+           "images_per_second": seen * t.runtime.world_size / seconds, **checked.columns()}
     improved = t.state.record(row, t.cfg)
     if not t.runtime.main:
         return
@@ -311,8 +313,14 @@ def end_epoch(t: Training, writing: RunWriting, epoch: int, train_loss: float, s
     if t.progress:
         left = epoch_progress.minutes_left(t.state.history, t.cfg, t.first_epoch, epoch, t.state.train_seconds)
         logger.info(f"epoch {epoch:3d}/{t.cfg.epochs}  loss {train_loss:.4f}  val loss {val_loss:.4f}  "
-                    f"val IoU {val_iou:.4f}{' *' if improved else '  '}  {row['images_per_second']:.1f} img/s"
+                    f"val IoU {val_iou:.4f}{' *' if improved else '  '}{per_set_note(checked)}  "
+                    f"{row['images_per_second']:.1f} img/s"
                     f"  {seconds:.0f} s{left}")
+
+
+def per_set_note(checked) -> str:
+    """' (A 0.9000, B 0.8000)': each set's val mean IoU behind the mean of a run on several sets ('' otherwise)."""
+    return f" ({', '.join(f'{k} {v:.4f}' for k, v in checked.per_set.items())})" if checked.per_set else ""
 
 
 def say_stopped(t: Training, *, saved_an_epoch: bool) -> None:
@@ -392,28 +400,6 @@ def train_or_reuse(cfg: TrainConfig, run: Run, *, retrain: bool = False, dataset
                             "new one has saved its first epoch")
             train(cfg, run, overwrite=decision == "retrain", dataset_dir=dataset_dir)
         return decision
-
-
-@torch.inference_mode()
-def validate(model, loader, loss_fn, cfg: TrainConfig, runtime: Runtime, use_amp: bool) -> tuple[float, float]:
-    """Mean loss and mean per-image IoU at the training size (model selection only; scoring is in evaluate)."""
-    was_training = model.training
-    model.eval()
-    loss_sum, iou_sum, n = 0.0, 0.0, 0
-    for batch in loader:
-        images = batch["image"].to(runtime.device)
-        masks = batch["mask"].to(runtime.device)
-        with torch.autocast(device_type=runtime.device.type, dtype=torch.float16, enabled=use_amp):
-            logits = model(images).float()
-        loss_sum += loss_fn(logits, masks).item() * images.shape[0]
-        iou_sum += batch_iou_torch(logits, masks, threshold=cfg.threshold, from_logits=True).sum().item()
-        n += images.shape[0]
-    model.train(was_training)
-    if runtime.distributed:
-        totals = torch.tensor([loss_sum, iou_sum, float(n)], dtype=torch.float64, device=runtime.device)
-        dist.all_reduce(totals)
-        loss_sum, iou_sum, n = totals.tolist()
-    return loss_sum / max(n, 1), iou_sum / max(n, 1)
 
 
 def _check_resume_config(cfg: TrainConfig, saved: dict) -> TrainConfig:

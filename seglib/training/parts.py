@@ -12,8 +12,8 @@ import torch.nn as nn
 from seglib.checkpoint import cpu_state_dict, make_checkpoint
 from seglib.infra.errors import CheckpointError
 from seglib.infra.paths import display_path
-from seglib.losses import DiceBCELoss, distillation_loss
-from seglib.models.model import model_for, teacher_for
+from seglib.losses import DiceBCELoss, StartingPointPenalty, distillation_loss, soft_target_loss
+from seglib.models.model import model_for, starting_state, teacher_for
 from seglib.settings import CONSTANT, COSINE, ONECYCLE, TrainConfig
 from seglib.training.ema import WeightEMA
 from seglib.training.runtime import Runtime
@@ -36,6 +36,7 @@ class TrainParts:
     use_amp: bool
     ema: WeightEMA | None = None
     teacher: nn.Module | None = None
+    penalty: StartingPointPenalty | None = None  # L2-SP toward the starting weights (l2sp_weight)
 
     @property
     def scored(self) -> nn.Module:
@@ -53,17 +54,23 @@ class TrainParts:
             saved["ema_state"] = self.ema.state_dict()
         return saved
 
-    def step(self, images: torch.Tensor, masks: torch.Tensor, distill_weight: float = 0.0) -> torch.Tensor:
-        """Forward, loss (plus `distill_weight` x the distillation term toward the frozen teacher), backward and one
+    def step(self, images: torch.Tensor, masks: torch.Tensor, distill_weight: float = 0.0,
+             teacher_probs: torch.Tensor | None = None) -> torch.Tensor:
+        """Forward, loss (plus `distill_weight` x the distillation term toward the frozen teacher, or toward
+        `teacher_probs`, a teacher's cached probabilities of the batch; plus the L2-SP penalty), backward and one
         optimiser step on a batch (mixed precision with `use_amp`); a non-finite loss is returned before any step,
         for the caller to stop on. The benchmark times exactly this."""
         with torch.autocast(device_type=images.device.type, dtype=torch.float16, enabled=self.use_amp):
             logits = self.trained(images)
             loss = self.loss_fn(logits.float(), masks)
-            if self.teacher is not None:
+            if teacher_probs is not None:
+                loss = loss + distill_weight * soft_target_loss(logits, teacher_probs)
+            elif self.teacher is not None:
                 with torch.no_grad():
                     teacher_logits = self.teacher(images)
                 loss = loss + distill_weight * distillation_loss(logits, teacher_logits)
+        if self.penalty is not None:  # in float32, outside autocast
+            loss = loss + self.penalty(self.model)
         if not torch.isfinite(loss):
             return loss
         self.optimizer.zero_grad(set_to_none=True)
@@ -96,17 +103,40 @@ def build_parts(cfg: TrainConfig, runtime: Runtime | None = None, steps_per_epoc
     device = runtime.device if runtime is not None else torch.device("cpu")
     torch.manual_seed(cfg.seed)
     model = model_for(cfg, pretrained=pretrained).to(device).to(memory_format=MEMORY_FORMAT)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    penalty = starting_point_penalty(cfg, model) if cfg.l2sp_weight and pretrained else None
+    optimizer = torch.optim.AdamW(parameter_groups(cfg, model, penalty), lr=cfg.lr, weight_decay=cfg.weight_decay)
     use_amp = device.type == "cuda" and cfg.amp
     trained = model
     if runtime is not None and runtime.distributed:
         trained = nn.parallel.DistributedDataParallel(model, device_ids=[runtime.local_rank]
                                                       if device.type == "cuda" else None)
-    teacher = teacher_for(cfg).to(device, memory_format=MEMORY_FORMAT) if cfg.distill_weight else None
+    # the frozen network, unless the teacher's probabilities are cached (teacher_masks: they come with the batch)
+    frozen = cfg.distill_weight and not cfg.teacher_masks
+    teacher = teacher_for(cfg).to(device, memory_format=MEMORY_FORMAT) if frozen else None
     return TrainParts(model=model, trained=trained, loss_fn=DiceBCELoss.for_config(cfg), optimizer=optimizer,
                       scheduler=make_scheduler(cfg, optimizer, steps_per_epoch),
                       scaler=torch.amp.GradScaler("cuda", enabled=use_amp), use_amp=use_amp,
-                      ema=WeightEMA(model, cfg.ema_decay) if cfg.ema_decay else None, teacher=teacher)
+                      ema=WeightEMA(model, cfg.ema_decay) if cfg.ema_decay else None, teacher=teacher,
+                      penalty=penalty.to(device) if penalty is not None else None)
+
+
+def starting_point_penalty(cfg: TrainConfig, model: nn.Module) -> StartingPointPenalty:
+    """L2-SP over the model's parameters that have a starting value (`models.model.starting_state`)."""
+    names = dict(model.named_parameters())
+    start = {name: value for name, value in starting_state(cfg).items() if name in names}
+    return StartingPointPenalty(start, cfg.l2sp_weight)
+
+
+def parameter_groups(cfg: TrainConfig, model: nn.Module, penalty: StartingPointPenalty | None) -> list[dict]:
+    """The optimiser's parameter groups: one, or with L2-SP (as in the paper) the parameters it pulls toward their
+    start without weight decay, and weight decay on the new ones only."""
+    if penalty is None:
+        return [{"params": list(model.parameters())}]
+    pulled = set(penalty.names)
+    named = list(model.named_parameters())
+    groups = [{"params": [p for n, p in named if n in pulled], "weight_decay": 0.0},
+              {"params": [p for n, p in named if n not in pulled], "weight_decay": cfg.weight_decay}]
+    return [group for group in groups if group["params"]]
 
 
 # each schedule, built for an optimiser over a run's total steps

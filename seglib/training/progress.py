@@ -50,9 +50,11 @@ def mean_images_per_second(history: list[dict]) -> float:
 
 
 def write_history(run_dir: Path, history: list[dict]) -> None:
-    """history.csv: one row per epoch, floats to 6 significant digits."""
+    """history.csv: one row per epoch, floats to 6 significant digits; a run on several sets adds each set's val
+    mean IoU after the columns every run has."""
     buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=HISTORY_COLUMNS, lineterminator="\n")
+    more = [key for key in dict.fromkeys(k for row in history for k in row) if key not in HISTORY_COLUMNS]
+    writer = csv.DictWriter(buf, fieldnames=HISTORY_COLUMNS + more, lineterminator="\n")
     writer.writeheader()
     for row in history:
         writer.writerow({k: (f"{v:.6g}" if isinstance(v, float) and math.isfinite(v) else v) for k, v in row.items()})

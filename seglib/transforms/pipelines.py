@@ -23,6 +23,7 @@ from seglib.settings import (
     RESIZE,
     STANDARD,
     STRONG,
+    ZOOM,
 )
 
 # each augmentation level's Affine: scale range, largest rotation (degrees), largest shift (a fraction of the side)
@@ -74,7 +75,7 @@ def geometric_ops(strength: str) -> list[A.BasicTransform]:
     """Geometric augmentation: scale, rotation, shift (Affine) and horizontal flip."""
     if strength == NO_AUGMENTATION:
         return []
-    scale, rotate, shift = AFFINE[strength]
+    scale, rotate, shift = AFFINE[STANDARD if strength == ZOOM else strength]
     return [
         A.Affine(scale=scale, rotate=(-rotate, rotate), translate_percent=(-shift, shift),
                  interpolation=cv2.INTER_LINEAR, mask_interpolation=cv2.INTER_NEAREST,
@@ -87,6 +88,7 @@ def photometric_ops(strength: str) -> list[A.BasicTransform]:
     """Photometric augmentation: brightness/contrast, colour, blur or noise, occasional grayscale."""
     if strength in (NO_AUGMENTATION, LIGHT):
         return [A.RandomBrightnessContrast(0.15, 0.15, p=0.5)] if strength == LIGHT else []
+    # zoom: the standard photometric ops
     k = 1.5 if strength == STRONG else 1.0
     return [
         A.RandomBrightnessContrast(brightness_limit=0.25 * k, contrast_limit=0.25 * k, p=0.6),
@@ -100,11 +102,13 @@ def train_transform(size: int, strength: str = STANDARD, normalize: bool = True,
                     seed: int | None = None, geometry: str = LETTERBOX, multiple: int = 32,
                     composite: float = 0.0, backgrounds=None) -> A.Compose:
     """Training pipeline: with probability `composite` the figure pasted onto another background
-    (`seglib.transforms.compositing`; `backgrounds` a BackgroundPool, else synthetic ones), then the input step (`geometry`),
+    (`seglib.transforms.compositing`; `backgrounds` a BackgroundPool, else synthetic ones), the figure zoomed out or
+    in (`zoom` only: `seglib.transforms.zoom`, at the photo's own resolution), then the input step (`geometry`),
     geometric and photometric augmentation, Normalize + tensor."""
     if strength not in AUGMENTATIONS:
         raise ConfigError(f"augmentation {strength!r} unknown; expected one of {', '.join(AUGMENTATIONS)}")
-    ops = compositing_ops(composite, backgrounds) + input_ops(size, geometry, multiple) + geometric_ops(strength)
+    ops = compositing_ops(composite, backgrounds) + zoom_ops(strength) + input_ops(size, geometry, multiple)
+    ops += geometric_ops(strength)
     ops += photometric_ops(strength)
     return A.Compose(ops + _tensor_ops(normalize), seed=seed)
 
@@ -116,6 +120,15 @@ def compositing_ops(probability: float, backgrounds=None) -> list[A.BasicTransfo
     from seglib.transforms.compositing import PasteOnBackground
 
     return [PasteOnBackground(backgrounds, p=probability)]
+
+
+def zoom_ops(strength: str) -> list[A.BasicTransform]:
+    """The scale augmentation of `zoom` (none for the other levels)."""
+    if strength != ZOOM:
+        return []
+    from seglib.transforms.zoom import ZoomFigure
+
+    return [ZoomFigure()]
 
 
 def eval_transform(size: int, normalize: bool = True, geometry: str = LETTERBOX, multiple: int = 32) -> A.Compose:

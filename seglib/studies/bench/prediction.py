@@ -117,7 +117,7 @@ def compare_predictions(checkpoint=None, *, photos: int | None = None, split: st
     if photos is not None and photos < 1:
         raise SeglibError(f"photos {photos}: give at least 1 (or leave it out for the whole split)")
     state = load_checkpoint(checkpoint)
-    threshold, tta, threshold_source, _ = val_protocol(checkpoint, state)
+    threshold, tta, threshold_source, *_ = val_protocol(checkpoint, state)
     model, cfg = model_from_checkpoint(state)
     size = int(state["input_size"])
     flops = forward_flops(model, size, size)
@@ -175,7 +175,7 @@ def compare_predictions(checkpoint=None, *, photos: int | None = None, split: st
 def _onnx_row(checkpoint: Path, onnx_path: Path, threads: int, args: tuple, runtime: str) -> dict:
     """Another checkpoint exported and timed in ONNX Runtime with the threshold and TTA its val evaluation chose."""
     state = load_checkpoint(checkpoint)
-    threshold, tta, source, _ = val_protocol(checkpoint, state)
+    threshold, tta, source, *_ = val_protocol(checkpoint, state)
     model, _ = model_from_checkpoint(state)
     size = int(state["input_size"])
     flops = forward_flops(model, size, size)

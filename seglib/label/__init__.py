@@ -1,0 +1,1 @@
+"""Labelling: pre-labels for annotation tools, and which photos to label next."""

@@ -1,0 +1,190 @@
+"""The registered sets as domains: which are on this machine, where a split's scores are saved, and the one rule for
+choosing across domains, the multi-domain validation score.
+
+The score (docs/recipes.md, "Choosing across domains") is the mean, over the registered sets present on this machine
+(each weighted equally), of a model's mean IoU on that set's **val** split, scored by the model's own protocol: its
+threshold chosen on its own val split, its TTA setting. A set the model trained on contributes its rows of the
+model's own val evaluation; any other set's val split is scored as an evaluation set named `NAME-val`, with that
+same threshold. No test split enters it. `multi_domain_val` writes what it found to the model's evaluation folder
+(`multi_domain_val.json`) beside the cached evaluations it is made of.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+from seglib.data.descriptions import BUILTIN
+from seglib.data.registry import NO_SPLIT, NOT_FETCHED, present_sets, set_status  # noqa: F401 (the studies' names)
+from seglib.infra.errors import SeglibError
+from seglib.infra.paths import display_path
+
+logger = logging.getLogger(__name__)
+
+MULTI_DOMAIN = "multi_domain_val.json"  # in a model's evaluation folder: its last multi-domain val score
+
+
+def split_folder(name: str, split: str) -> str:
+    """The folder an evaluation of split `split` of set `name` is saved under: the built-in set's splits as
+    themselves (`val`, `test`), any other set's as `NAME-val`, `NAME-test`."""
+    return split if name == BUILTIN else f"{name}-{split}"
+
+
+@dataclass(frozen=True)
+class Scored:
+    """A model as the studies score it: a run (`runs/NAME`, its eval folder) or a checkpoint with a folder of its
+    own for its evaluations (a candidate of the generality table)."""
+
+    name: str
+    target: object  # what `evaluate.load_or_evaluate` takes: a run folder or an `evaluate.reuse.CheckpointEvals`
+    eval_root: Path
+    tta: bool = True
+    inference: object = None  # prediction-time levers (`predict.levers.InferenceOptions`) scored with, or None
+
+    @property
+    def scores_root(self) -> Path:
+        """Where its evaluations are saved: the evaluation folder, or with levers its `@<levers>` folder."""
+        from seglib.predict.levers import LEVER_PREFIX, lever_folder
+
+        if self.inference is not None and self.inference.refine:  # refine too is kept apart from plain scores here
+            return lever_folder(self.eval_root, self.inference) / f"{LEVER_PREFIX}refine"
+        return lever_folder(self.eval_root, self.inference)
+
+    def with_levers(self, inference) -> Scored:
+        """The same model scored with prediction-time levers: its evaluations kept apart, in `<eval>/@<levers>/`."""
+        from dataclasses import replace
+
+        from seglib.predict.levers import lever_folder
+
+        return replace(self, inference=inference, name=f"{self.name} {lever_folder(Path(), inference)}".strip())
+
+    @classmethod
+    def of_run(cls, run, tta: bool = True) -> Scored:
+        from seglib.runs import Run
+
+        found = Run.resolve(run)
+        found.require("best")
+        return cls(found.name, found.dir, found.eval_root, tta)
+
+    @classmethod
+    def of_checkpoint(cls, name: str, checkpoint: Path, eval_root: Path, tta: bool = True) -> Scored:
+        from seglib.evaluate.reuse import CheckpointEvals
+
+        return cls(name, CheckpointEvals(Path(checkpoint), Path(eval_root)), Path(eval_root), tta)
+
+    def evaluate(self, split, *, rescore: bool = False, progress: bool = False):
+        """Its evaluation on `split` ("val" or a `PairSet`), reused when it fits (`evaluate.load_or_evaluate`; with
+        levers: reused when saved by the same checkpoint epoch)."""
+        from seglib.evaluate import EvalOptions, evaluate_run, load_or_evaluate
+        from seglib.evaluate.reuse import CheckpointEvals, saved_at
+
+        if self.inference is None or not (self.inference.active or self.inference.refine):
+            return load_or_evaluate(self.target, split, tta=self.tta, rescore=rescore, progress=progress)
+        folder = self.scores_root / getattr(split, "name", split)
+        saved = saved_at(folder)
+        if saved is not None and not rescore:
+            return saved
+        i = self.inference
+        options = EvalOptions(tta=self.tta, overwrite=True, progress=progress, refine=i.refine, scales=i.scales,
+                              max_upscale=i.max_upscale, second_look=i.second_look)
+        # refine alone is not a lever folder of evaluate_run's: scored as a checkpoint into this model's own folder
+        out_dir = self.scores_root if self.inference.refine else None
+        if isinstance(self.target, CheckpointEvals) or out_dir is not None:
+            from seglib.runs import Run
+
+            checkpoint = getattr(self.target, "checkpoint", None) or Run.resolve(self.target).best
+            return evaluate_run(None, split, checkpoint=checkpoint, out_dir=out_dir or self.target.out_dir,
+                                options=options)
+        return evaluate_run(self.target, split, options=options)
+
+
+def own_rows(per_image, name: str, trained_on: list[str]):
+    """The rows of set `name` in a model's own val (or test) evaluation: all of them for a model of one set, else
+    those whose id is qualified by the set (`data.selection.SEPARATOR`)."""
+    from seglib.data.selection import SEPARATOR
+
+    if len(trained_on) == 1:
+        return per_image
+    prefix = f"{name}{SEPARATOR}"
+    return per_image[per_image["id"].astype(str).str.startswith(prefix)]
+
+
+def _same_protocol(saved: dict, val: dict) -> bool:
+    """Was an evaluation of another set's val split made by the same checkpoint, TTA and threshold as `val`?"""
+    return all(saved.get(k) == val.get(k) for k in ("checkpoint", "checkpoint_epoch", "tta", "threshold"))
+
+
+def multi_domain_val(model, *, sets: list[str] | None = None, progress: bool = False) -> dict:
+    """The multi-domain validation score of `model` (a `Scored`, or a run name or folder, scored with flip TTA):
+    {"sets": {name: {n_images, mean_iou, mean_boundary_iou, scored_as}}, "mean_iou", "mean_boundary_iou", ...}
+    over `sets` (default: the registered sets present here), each set weighted equally; written to the model's
+    evaluation folder as MULTI_DOMAIN."""
+    from seglib.data.selection import split_test_pairs
+    from seglib.evaluate.reuse import saved_at
+    from seglib.infra.io import write_json_atomic
+
+    model = model if isinstance(model, Scored) else Scored.of_run(model)
+    sets = list(sets) if sets is not None else present_sets()
+    if not sets:
+        raise SeglibError("no registered set is on this machine (seglib data list); fetch one first")
+    # 1. the model's own val: its threshold (and its own sets' rows)
+    val = model.evaluate("val", progress=progress)
+    trained = list(val.metrics.get("trained_on") or [BUILTIN])
+    per_set = {}
+    for name in sets:
+        # 2. each set's val rows: the model's own where it trained on the set, else the set's val split scored
+        if name in trained:
+            rows, scored_as = own_rows(val.per_image, name, trained), "val"
+        else:
+            pairs = split_test_pairs(name, "val")
+            saved = saved_at(model.scores_root / pairs.name)
+            stale = saved is not None and not _same_protocol(saved.metrics, val.metrics)
+            rows, scored_as = model.evaluate(pairs, rescore=stale, progress=progress).per_image, pairs.name
+        if not len(rows):
+            raise SeglibError(f"{display_path(model.eval_root / 'val')}: no val photo of set {name!r}")
+        per_set[name] = {"n_images": len(rows), "mean_iou": float(rows["iou"].mean()),
+                         "mean_boundary_iou": float(rows["boundary_iou"].mean()), "scored_as": scored_as}
+    # 3. the mean over sets, each weighted equally, and the record
+    result = {"model": model.name, "checkpoint": val.metrics.get("checkpoint"),
+              "checkpoint_epoch": val.metrics.get("checkpoint_epoch"), "tta": bool(val.metrics.get("tta")),
+              "threshold": val.metrics.get("threshold"), "trained_on": trained, "sets": per_set,
+              "levers": model.inference.describe() if model.inference is not None else "",
+              "mean_iou": sum(s["mean_iou"] for s in per_set.values()) / len(per_set),
+              "mean_boundary_iou": sum(s["mean_boundary_iou"] for s in per_set.values()) / len(per_set),
+              "not_present": sorted(set(set_status()) - set(sets)),
+              "computed_at": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds")}
+    write_json_atomic(model.scores_root / MULTI_DOMAIN, result)
+    return result
+
+
+def saved_multi_domain_val(eval_root: Path, epoch=None) -> dict | None:
+    """The multi-domain val score last written to `eval_root` (None when there is none, or, given `epoch`, when
+    it belongs to another checkpoint epoch)."""
+    path = Path(eval_root) / MULTI_DOMAIN
+    try:
+        found = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    if epoch is not None and found.get("checkpoint_epoch") != epoch:
+        return None
+    return found
+
+
+def describe(result: dict) -> str:
+    """One line per set and the mean, as `seglib generality --val` prints it."""
+    lines = [f"{result['model']}: multi-domain val mean IoU {result['mean_iou']:.4f}, boundary IoU "
+             f"{result['mean_boundary_iou']:.4f} over {len(result['sets'])} set(s) (threshold {result['threshold']:g}"
+             f"{', flip TTA' if result['tta'] else ''})"]
+    lines += [f"  {name}: {s['mean_iou']:.4f} (boundary {s['mean_boundary_iou']:.4f}), {s['n_images']} val photos "
+              f"({s['scored_as']})" for name, s in result["sets"].items()]
+    if result.get("not_present"):
+        lines.append(f"  not on this machine, so not counted: {', '.join(result['not_present'])}")
+    return "\n".join(lines)
+
+
+def by_set_text(result: dict) -> str:
+    """The per-set detail the experiment log keeps: 'human-seg 0.9120/0.7000; pennfudan ...' (mean IoU/boundary)."""
+    return "; ".join(f"{name} {s['mean_iou']:.4f}/{s['mean_boundary_iou']:.4f}" for name, s in result["sets"].items())

@@ -1,0 +1,195 @@
+"""seglib.studies.generality and seglib.studies.domains: every candidate and both anchors on every registered set's
+test split, compared with the best anchor photo by photo; the multi-domain val score, from val splits only."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+from conftest import photo_folders, save_tiny_checkpoint
+from test_experiments import fake_run
+
+from seglib.cli import main
+from seglib.infra import paths
+from seglib.infra.errors import ConfigError
+from seglib.studies import domains, generality
+from seglib.studies.anchors import ANCHOR_NAMES, NO_POSE, POSE, SELFIE, TITLES
+from seglib.studies.domains import Scored, multi_domain_val, saved_multi_domain_val
+
+N_PHOTOS = 14  # the fewest a set may have to be split three ways
+
+
+@pytest.fixture
+def sets(tmp_path, monkeypatch, capsys):
+    """Two tiny registered sets with splits (syna, synb) and a third whose photos are gone; no built-in set."""
+    monkeypatch.setattr(paths, "BUILTIN_DATASETS_DIR", tmp_path / "builtin")
+    monkeypatch.setenv("SEGLIB_DATASETS_DIR", str(tmp_path / "data" / "datasets"))
+    monkeypatch.setenv("SEGLIB_REPORTS_DIR", str(tmp_path / "reports"))
+    monkeypatch.setenv("SEGLIB_RUNS_DIR", str(tmp_path / "runs"))
+    for name, seed in (("syna", 0), ("synb", 1), ("gone", 2)):
+        images, masks = photo_folders(tmp_path / name, n=N_PHOTOS, seed=seed, scale_every=0)
+        assert main(["data", "add", name, "--images", str(images), "--masks", str(masks)]) == 0
+        assert main(["data", "split", name, "--folds", "0", "--seed", "0"]) == 0
+    shutil.rmtree(tmp_path / "gone")
+    capsys.readouterr()
+    return tmp_path
+
+
+def trained_on(tmp_path, name: str) -> object:
+    """A tiny untrained checkpoint whose record says it trained on set `name`'s train split (validated on its val)."""
+    import torch
+
+    from seglib.checkpoint import save_checkpoint
+
+    path = save_tiny_checkpoint(tmp_path / "ckpt" / f"{name}.pt")
+    state = torch.load(path, weights_only=False)
+    split = tmp_path / "data" / "splits" / name
+    ids = {s: pd.read_csv(split / f"{s}.csv", dtype=str)["id"].tolist() for s in ("train", "val")}
+    state["data_split"] = {"datasets": [name], "train_ids": ids["train"], "val_ids": ids["val"]}
+    return save_checkpoint(state, path)
+
+
+def anchor_folder(root, folder: str, split: str, ious, ids, **extra) -> None:
+    """Saved per-photo scores of an anchor, as `seglib anchor` writes them."""
+    (root / folder / split).mkdir(parents=True)
+    pd.DataFrame({"id": ids, "iou": ious, "boundary_iou": np.asarray(ious) / 2}).to_csv(
+        root / folder / split / "per_image.csv", index=False)
+    (root / folder / split / "metrics.json").write_text(json.dumps({"split": split, **extra}))
+
+
+def test_set_status_names_what_is_here_and_what_is_not(sets):
+    assert domains.set_status() == {"gone": domains.NOT_FETCHED, "syna": "", "synb": ""}
+    assert domains.present_sets() == ["syna", "synb"]
+    assert (domains.split_folder("syna", "val"), domains.split_folder("human-seg", "test")) == ("syna-val", "test")
+
+
+def test_the_table_compares_every_row_with_the_best_anchor_photo_by_photo(sets, tmp_path):
+    ckpt = trained_on(tmp_path, "syna")
+    models = tmp_path / "models.yaml"
+    models.write_text(yaml.safe_dump({"models": [
+        {"name": "tiny", "checkpoint": str(ckpt), "about": "a tiny U-Net trained on syna"},
+        {"name": "elsewhere", "checkpoint": "runs/nowhere/model.pt", "about": "a model scored on another machine"},
+        {"name": "never", "checkpoint": "runs/never/model.pt", "about": "a model never scored"}]}))
+    anchors = tmp_path / "anchors"
+    test_ids = {n: pd.read_csv(tmp_path / "data" / "splits" / n / "test.csv", dtype=str)["id"].tolist()
+                for n in ("syna", "synb")}
+    # selfie is the better anchor on syna, Pose on synb (which missed a person on one photo)
+    scores = {(name, m): np.linspace(low, low + 0.1, len(test_ids[name])) for name, m, low in (
+        ("syna", SELFIE, 0.8), ("syna", POSE, 0.4), ("synb", SELFIE, 0.2), ("synb", POSE, 0.6))}
+    for (name, m), ious in scores.items():
+        anchor_folder(anchors, ANCHOR_NAMES[m], f"{name}-test", ious, test_ids[name],
+                      **({NO_POSE: int(name == "syna")} if m == POSE else {}))
+    out = tmp_path / "gen"
+    generality.run_study(models, out, anchors, n_boot=200)
+    shutil.copytree(out / "tiny" / "syna-test", out / "elsewhere" / "syna-test")  # its cell, committed elsewhere
+    table = generality.run_study(models, out, anchors, n_boot=200)
+
+    cell = table.set_index(["row", "set"])
+    assert bool(cell.loc[("tiny", "syna"), "in_domain"]) and not bool(cell.loc[("tiny", "synb"), "in_domain"])
+    assert cell.loc[("tiny", "gone"), "status"] == domains.NOT_FETCHED
+    assert cell.loc[("elsewhere", "synb"), "status"] == generality.NO_CHECKPOINT
+    assert cell.loc[("elsewhere", "syna"), "mean_iou"] == cell.loc[("tiny", "syna"), "mean_iou"]
+    assert "never" not in set(table["row"])  # neither its checkpoint nor a cell: no row
+    assert cell.loc[("tiny", "syna"), "best_anchor"] == SELFIE and cell.loc[("tiny", "synb"), "best_anchor"] == POSE
+    for name, best in (("syna", scores[("syna", SELFIE)]), ("synb", scores[("synb", POSE)])):
+        ours = pd.read_csv(out / "tiny" / f"{name}-test" / "per_image.csv", dtype={"id": str}).set_index("id")
+        diff = ours.loc[test_ids[name], "iou"].to_numpy() - best
+        assert cell.loc[("tiny", name), "minus_best_anchor"] == pytest.approx(diff.mean())
+        assert cell.loc[("tiny", name), "better_photos"] == (diff > 0).sum()
+        assert cell.loc[("tiny", name), "diff_low"] <= diff.mean() <= cell.loc[("tiny", name), "diff_high"]
+    # the weaker anchor is compared with the better one; the better one with nothing
+    assert cell.loc[(TITLES[POSE], "syna"), "minus_best_anchor"] == pytest.approx(-0.4, abs=1e-5)
+    assert pd.isna(cell.loc[(TITLES[SELFIE], "syna"), "minus_best_anchor"])
+    assert cell.loc[(TITLES[POSE], "syna"), NO_POSE] == 1
+    assert cell.loc[(TITLES[SELFIE], "synb"), "mean_boundary_iou"] == pytest.approx(scores[("synb", SELFIE)].mean() / 2)
+    text = (out / "table.md").read_text()
+    n_a, n_b = len(test_ids["syna"]), len(test_ids["synb"])
+    assert text.splitlines()[0].startswith(f"| model | syna test split, {n_a} photos | synb test split, {n_b} photos |")
+    assert "| `tiny`: a tiny U-Net trained on syna | **" in text and "not fetched" in text
+    assert "vs MediaPipe Pose" in text and "no person found on 1" in text and "checkpoint not here" in text
+    assert list(pd.read_csv(out / "table.csv").columns) == generality.COLUMNS
+    # scored once: a second study reuses the saved scores
+    saved = (out / "tiny" / "syna-test" / "metrics.json").read_text()
+    generality.run_study(models, out, anchors, n_boot=200)
+    assert (out / "tiny" / "syna-test" / "metrics.json").read_text() == saved
+
+
+def test_an_anchor_scored_on_a_whole_set_is_read_for_the_split_s_photos(sets, tmp_path):
+    ids = pd.read_csv(tmp_path / "data" / "splits" / "synb" / "test.csv", dtype=str)["id"].tolist()
+    everything = [f"p{i:02d}" for i in range(N_PHOTOS)]
+    anchor_folder(tmp_path / "anchors", "mediapipe-selfie", "synb", [0.5] * N_PHOTOS, everything)
+    table = generality.build_table([], {"synb": ""}, tmp_path / "gen", tmp_path / "anchors", n_boot=50)
+    row = table.set_index("row").loc[TITLES[SELFIE]]
+    assert row["n_images"] == len(ids) and row["mean_iou"] == pytest.approx(0.5)
+    assert table.set_index("row").loc[TITLES[POSE], "status"] == generality.NOT_SCORED
+
+
+def test_the_models_list_is_checked_with_one_line_naming_the_file(tmp_path):
+    path = tmp_path / "models.yaml"
+    path.write_text("models:\n  - {name: a, checkpoint: x.pt, about: one}\n  - {name: a, checkpoint: y.pt, about: two}\n")
+    with pytest.raises(ConfigError, match=r"models.yaml: the name 'a' is listed twice"):
+        generality.read_models(path)
+    path.write_text("models:\n  - {name: a, checkpoint: x.pt, about: one, colour: red}\n")
+    with pytest.raises(ConfigError, match=r"entry 1 needs name, checkpoint and about"):
+        generality.read_models(path)
+    assert [c.name for c in generality.read_models()]  # the committed list reads
+
+
+def test_the_multi_domain_val_score_is_the_mean_over_sets_of_val_splits_only(sets, tmp_path):
+    ckpt = trained_on(tmp_path, "syna")
+    model = Scored.of_checkpoint("tiny", ckpt, tmp_path / "gen" / "tiny", tta=False)
+    result = multi_domain_val(model)
+
+    own = pd.read_csv(tmp_path / "gen" / "tiny" / "val" / "per_image.csv")
+    other = pd.read_csv(tmp_path / "gen" / "tiny" / "synb-val" / "per_image.csv")
+    assert result["sets"]["syna"]["mean_iou"] == pytest.approx(own["iou"].mean(), abs=1e-5)  # CSV rounding
+    assert result["sets"]["synb"]["scored_as"] == "synb-val" and result["not_present"] == ["gone"]
+    assert result["mean_iou"] == pytest.approx((own["iou"].mean() + other["iou"].mean()) / 2, abs=1e-5)
+    assert result["mean_boundary_iou"] == pytest.approx((own["boundary_iou"].mean()
+                                                         + other["boundary_iou"].mean()) / 2, abs=1e-5)
+    # the other set's val scored with the model's own val threshold; no test split touched
+    synb = json.loads((tmp_path / "gen" / "tiny" / "synb-val" / "metrics.json").read_text())
+    assert synb["threshold"] == result["threshold"] and synb["threshold_source"] == "val sweep"
+    assert not list((tmp_path / "gen" / "tiny").glob("*test*"))
+    assert saved_multi_domain_val(tmp_path / "gen" / "tiny", epoch=1)["mean_iou"] == result["mean_iou"]
+    assert saved_multi_domain_val(tmp_path / "gen" / "tiny", epoch=2) is None
+
+
+def test_the_experiment_log_takes_the_multi_domain_val_score(tmp_path, monkeypatch):
+    from seglib.studies.experiments import record
+
+    run = fake_run(tmp_path / "runs", "r")
+    (run / "eval" / "multi_domain_val.json").write_text(json.dumps({
+        "checkpoint_epoch": 47, "mean_iou": 0.81234, "mean_boundary_iou": 0.6,
+        "sets": {"a": {"mean_iou": 0.9, "mean_boundary_iou": 0.7}, "b": {"mean_iou": 0.72468, "mean_boundary_iou": 0.5}}}))
+    row = record([run], path=tmp_path / "log.csv").set_index("run").loc["r"]
+    assert (row["val_multi_domain"], row["val_multi_domain_boundary"]) == ("0.8123", "0.6")
+    assert row["val_by_set"] == "a 0.9000/0.7000; b 0.7247/0.5000"
+
+
+def test_generality_val_prints_per_set_scores_of_a_candidate(sets, tmp_path, capsys):
+    ckpt = trained_on(tmp_path, "synb")
+    models = tmp_path / "models.yaml"
+    models.write_text(yaml.safe_dump({"models": [{"name": "tiny", "checkpoint": str(ckpt), "about": "tiny"}]}))
+    code = main(["generality", "--val", "tiny", "--no-tta", "--models", str(models), "--out", str(tmp_path / "g"),
+                 "--quiet"])
+    out = capsys.readouterr().out
+    assert code == 0 and "tiny: multi-domain val mean IoU" in out
+    assert "  synb: " in out and "(val)" in out and "(syna-val)" in out and "not counted: gone" in out
+    assert main(["generality", "--val", "nothing", "--models", str(models)]) == 2
+    assert "nothing: neither a trained run" in capsys.readouterr().err
+    # the table from the saved scores alone: no test split was scored, so the candidate's cells say so
+    assert main(["generality", "--no-score", "--models", str(models), "--out", str(tmp_path / "g")]) == 0
+    out = capsys.readouterr().out
+    assert "| `tiny`: tiny | not scored | not scored | not fetched |" in out and "wrote " in out
+
+
+def test_a_model_of_several_sets_gives_each_set_its_own_val_rows():
+    per_image = pd.DataFrame({"id": ["a/1", "a/2", "b/1", "ab/3"], "iou": [0.1, 0.2, 0.3, 0.4]})
+    assert list(domains.own_rows(per_image, "a", ["a", "b", "ab"])["id"]) == ["a/1", "a/2"]
+    assert list(domains.own_rows(per_image, "ab", ["a", "b", "ab"])["id"]) == ["ab/3"]
+    assert len(domains.own_rows(per_image, "a", ["a"])) == 4  # one set: its ids are not qualified
