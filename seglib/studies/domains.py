@@ -49,8 +49,8 @@ class Scored:
         """Where its evaluations are saved: the evaluation folder, or with levers its `@<levers>` folder."""
         from seglib.predict.levers import LEVER_PREFIX, lever_folder
 
-        if self.inference is not None and self.inference.refine:  # refine too is kept apart from plain scores here
-            return lever_folder(self.eval_root, self.inference) / f"{LEVER_PREFIX}refine"
+        if self.inference is not None and self.inference.refine and not self.inference.active:  # refine alone
+            return self.eval_root / f"{LEVER_PREFIX}refine"
         return lever_folder(self.eval_root, self.inference)
 
     def with_levers(self, inference) -> Scored:
@@ -91,7 +91,7 @@ class Scored:
         options = EvalOptions(tta=self.tta, overwrite=True, progress=progress, refine=i.refine, scales=i.scales,
                               max_upscale=i.max_upscale, second_look=i.second_look)
         # refine alone is not a lever folder of evaluate_run's: scored as a checkpoint into this model's own folder
-        out_dir = self.scores_root if self.inference.refine else None
+        out_dir = self.eval_root if self.inference.refine else None  # evaluate_run adds its @refine folder
         if isinstance(self.target, CheckpointEvals) or out_dir is not None:
             from seglib.runs import Run
 

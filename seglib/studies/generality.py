@@ -299,7 +299,29 @@ def readme_block(root: Path) -> str | None:
     if found is None:
         return None
     return ("Every candidate model and both MediaPipe anchors on each registered set's test split (`seglib "
-            "generality`). " + LEGEND + "\n\n" + found.rstrip())
+            "generality`). " + LEGEND + "\n\n" + found.rstrip() + default_trails(root))
+
+
+def default_trails(root: Path) -> str:
+    """A line on the test splits where the default model (models.yaml's `default:`) is not ahead of the best anchor
+    photo by photo with the CI above 0, with the numbers ('' when it is ahead everywhere or nothing is named)."""
+    import pandas as pd
+    import yaml
+
+    folder = Path(root) / "reports" / STUDY
+    try:
+        name = (yaml.safe_load((folder / MODELS_FILE).read_text(encoding="utf-8")) or {}).get("default")
+        table = pd.read_csv(folder / "table.csv")
+    except (OSError, ValueError, AttributeError):
+        return ""
+    rows = table[(table["row"] == name) & (table["status"] == SCORED)] if name else table.iloc[0:0]
+    behind = [f"{r.set} {r.minus_best_anchor:+.3f} ({r.diff_low:+.3f} to {r.diff_high:+.3f}) against MediaPipe "
+              f"{r.best_anchor}" for r in rows.itertuples() if not r.diff_low > 0]
+    if not len(rows):
+        return ""
+    return (f"\n\nThe default model (`{name}`, the `cpu` profile's recipe) is ahead of both MediaPipe models photo by "
+            f"photo with the CI above 0 on {len(rows) - len(behind)} of {len(rows)} test splits"
+            + (f"; not on: {'; '.join(behind)}." if behind else "."))
 
 
 def results_section(root: Path) -> str | None:
@@ -311,4 +333,23 @@ def results_section(root: Path) -> str | None:
             "MediaPipe's selfie segmenter and Pose's person mask off the shelf, each on each registered set's **test "
             "split**. " + LEGEND + " A test split chooses nothing: models are chosen on the multi-domain val score "
             "([recipes.md](recipes.md#choosing-across-domains)). Source: `reports/generality/` (`seglib generality`), "
-            "the anchors' `reports/anchors/`.\n\n" + found.rstrip())
+            "the anchors' `reports/anchors/`.\n\n" + found.rstrip() + rule_table(root))
+
+
+def rule_table(root: Path) -> str:
+    """The experiment log's rows scored by the multi-domain val rule (each lever and its decision), as a section."""
+    import pandas as pd
+
+    log = Path(root) / "reports" / "experiments.csv"
+    table = pd.read_csv(log, dtype=str).fillna("") if log.is_file() else pd.DataFrame()
+    if "val_multi_domain" not in table or not (table["val_multi_domain"] != "").any():
+        return ""
+    rows = table[table["val_multi_domain"] != ""]
+    lines = ["| model or lever | multi-domain val mean IoU | boundary IoU | each set (mean IoU/boundary IoU) | decision |",
+             "|---|---|---|---|---|"]
+    lines += [f"| `{r.run}` | {r.val_multi_domain} | {r.val_multi_domain_boundary} | {r.val_by_set} | {r.notes} |"
+              for r in rows.itertuples()]
+    return ("\n\n### The multi-domain val rule, lever by lever\nEach lever of issue #37 and the default model, scored "
+            "by the one rule (the mean over the registered sets' val splits, each set weighted equally, flip TTA, the "
+            "model's own val threshold). Source: `reports/experiments.csv` (`seglib generality --val`, then "
+            "`seglib experiments`).\n\n" + "\n".join(lines))
