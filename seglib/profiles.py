@@ -65,6 +65,8 @@ def make_config(profile: str = "auto", overrides: dict | None = None) -> TrainCo
     cfg = TrainConfig(profile=name, **PROFILES[name])
     if "data" not in (overrides or {}):
         cfg = sets_on_this_machine(cfg)
+    elif "data_weights" not in overrides:  # the profile's weights were for its own sets, not the ones named
+        cfg = cfg.replace(data_weights="")
     return apply_overrides(cfg, overrides or {})
 
 

@@ -61,6 +61,13 @@ def _add_model_options(p) -> None:
                    help="auto (cuda if available), cpu or cuda (default: %(default)s)")
 
 
+def _model_file(args):
+    """The checkpoint file of --run or --checkpoint."""
+    from seglib.runs import Run
+
+    return Run.named(args.run).require("best") if args.run is not None else args.checkpoint
+
+
 def _predictor(args):
     """The model of --run or --checkpoint, with its val-chosen threshold and TTA."""
     from seglib.predict.predictor import Predictor
@@ -111,7 +118,9 @@ def cmd_label_suggest(args) -> int:
             raise SeglibError(f"{args.out} already exists; refusing to overwrite (pass --overwrite, or choose another "
                               "--out)")
     photos, _ = photos_of(args.folder)
-    ranked = rank_photos(_predictor(args), photos, n=args.top, diversity=args.diversity)
+    # the checkpoint file, not a loaded model: its quality estimate (the predicted IoU) then sets the gain
+    model = _model_file(args) if args.device in (None, "auto") else _predictor(args)
+    ranked = rank_photos(model, photos, n=args.top, diversity=args.diversity)
     with pd.option_context("display.max_rows", None, "display.width", 160, "display.float_format", "{:.3f}".format):
         print(ranked.to_string(index=False))
     skipped = ranked.attrs.get("skipped", [])

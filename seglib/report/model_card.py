@@ -60,6 +60,7 @@ def model_card(run: Run, command: str = "") -> str:
         "## Data",
         f"- **Training data:** {DATASET}. Seeded split stratified by foreground fraction, committed in "
         "`data/splits/`: 202 train / 44 val / 44 test photos; byte-identical photos are kept in one split.",
+        _other_sets(settings),
         f"- **Trained on:** {_split_record(summary)}.",
         "- Val chose the epoch and the threshold; test was scored once; external sets were never used for "
         "training or choosing anything.",
@@ -190,3 +191,17 @@ def _input(settings: TrainConfig | None) -> str:
     from seglib.transforms.pipelines import describe_input
 
     return describe_input(settings.input_size, settings.geometry) if settings else "of an unknown size"
+
+
+def _other_sets(settings: TrainConfig | None) -> str:
+    """A line on the other registered sets the run trained on, with their titles and sources ('' for none)."""
+    from seglib.data.descriptions import BUILTIN, get
+
+    names = [n for n in (settings.data.split(",") if settings is not None else []) if n != BUILTIN]
+    if not names:
+        return "- **Other sets:** none; this set alone trained the model."
+    described = "; ".join(f"{get(n).title or n} ({get(n).source}; {get(n).licence or 'licence not stated'})"
+                          for n in names)
+    weights = f", drawn with weights {settings.data_weights}" if settings.data_weights else ""
+    return (f"- **Other sets it trained on** (their own committed train splits{weights}; their val splits chose "
+            f"beside this one's): {described}. Their test splits are in-domain scores of this model.")

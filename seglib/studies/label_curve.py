@@ -370,3 +370,17 @@ def plot_curve(table: pd.DataFrame):
         return fig
 
     return draw()
+
+
+def results_section(root: Path) -> str | None:
+    """docs/results.md's section on the committed learning curve (None where it is not committed)."""
+    table = read_curve(Path(root) / "reports" / "label_curve")
+    if table is None or table.empty:
+        return None
+    repeats = int(table["repeat"].nunique())
+    return ("## What to label next: ranked against random photos\nThe labelling simulation (`seglib label-curve`): "
+            "on this set's train+val photos, start from 20 labelled photos and add 20 at a time, chosen by `seglib "
+            "label suggest`'s ranking (the model's doubt, with diversity) or at random; after each step the short "
+            f"recipe trains on them and is scored on a held-out fold; {repeats} repeat(s), each holding out another "
+            "fold. Source: `reports/label_curve/curve.csv` (figure: `reports/label_curve/curve.png`, notebook "
+            "07).\n\n" + "\n".join(f"- {line}" for line in describe_curve(table).splitlines()))

@@ -13,11 +13,11 @@ from pathlib import Path
 from seglib.infra import paths
 from seglib.infra.errors import DataError
 from seglib.models.model_registry import MEDIAPIPE_SELFIE
+from seglib.studies import label_curve, quality_calibration
 from seglib.studies.crossdata import results_section as crossdata_section
 from seglib.studies.generality import readme_block as generality_block
 from seglib.studies.generality import results_section as generality_section
 from seglib.studies.markdown import f3, table, with_ci
-from seglib.studies.quality_calibration import results_section as quality_section
 
 RESULTS_PAGE = Path("docs") / "results.md"
 README = Path("README.md")
@@ -416,7 +416,7 @@ def results_page(src: Sources) -> str:
         "`tests/test_results_doc.py` fails when either is stale. How the scores are computed: "
         "[protocol.md](protocol.md); how recipes are chosen: [recipes.md](recipes.md).",
         reference_section(src), anchor_section(src), generality_section(src.root) or crossdata_section(src.root),
-        quality_section(src.root), spread_section(src), tested_runs_section(src),
+        quality_calibration.results_section(src.root), label_curve.results_section(src.root), spread_section(src), tested_runs_section(src),
         folds_section(src), external_checks_section(src), val_section(src), *speed_sections(src),
         notes_section(src)]
     return "\n\n".join(sections) + "\n"
