@@ -124,4 +124,5 @@ publish-reference: ## copy runs/reference's checkpoint, settings, history and sc
 clean-reports: ## remove generated reports: only files git ignores (committed results in reports/ are kept)
 	@if git rev-parse --is-inside-work-tree >/dev/null 2>&1; then git clean -fdX -q -- reports; \
 	else find reports -mindepth 1 -maxdepth 1 ! -name reference ! -name reference-256 ! -name cv \
-	  ! -name experiments.csv ! -name bench ! -name anchors ! -name crossdata ! -name generality -exec rm -rf {} +; fi
+	  ! -name experiments.csv ! -name bench ! -name anchors ! -name crossdata ! -name generality \
+	  ! -name quality ! -name label_curve -exec rm -rf {} +; fi

@@ -419,7 +419,7 @@ def results_page(src: Sources) -> str:
         quality_calibration.results_section(src.root), label_curve.results_section(src.root), spread_section(src), tested_runs_section(src),
         folds_section(src), external_checks_section(src), val_section(src), *speed_sections(src),
         notes_section(src)]
-    return "\n\n".join(sections) + "\n"
+    return "\n\n".join(section for section in sections if section) + "\n"
 
 
 def expected_files(root: str | Path | None = None) -> dict[Path, str]:
