@@ -225,13 +225,32 @@ def test_the_folder_benchmark_states_each_load_and_each_models_ratio_to_mediapip
               "loads": {load: {name: {"seconds": s, "ms_per_photo": 1000 * s / 170, "first_line_s": 0.3}
                                for name, s in row.items()} for load, row in seconds.items()}}
     text = folder_markdown(result)
-    assert "- idle, seglib predict, reference: 1.50x MediaPipe's time, at +0.090 mean IoU." in text
-    assert "- idle, seglib predict, reference-256: 1.10x MediaPipe's time, at +0.010 mean IoU." in text
+    assert "- idle, seglib predict, reference: 1.50x MediaPipe's time, at +0.090 mean IoU on the same photos." in text
+    # the paired difference where there is one (the same photos), not the difference of means over other photos
+    assert "- idle, seglib predict, reference-256: 1.10x MediaPipe's time, at +0.030 mean IoU on the same photos." in text
     assert "- one core busy, seglib predict, reference: 2.50x MediaPipe's time" in text
-    assert "| idle | seglib predict, reference | 6.0 | 35.3 | 0.30 | 0.830 |" in text
-    assert "| idle | MediaPipe 0.10.21 | 4.0 | 23.5 | – | 0.740 |" in text
+    assert "| idle | seglib predict, reference | 6.0 | 35.3 | 0.30 | 0.830 (170) |" in text
+    assert "| idle | MediaPipe 0.10.21 | 4.0 | 23.5 | – | 0.740 (170) |" in text
+    assert "| idle | seglib predict, reference-256 | 4.4 | 25.9 | 0.30 | 0.750 (24) |" in folder_markdown(
+        result | {"scored_photos": {ref: 170, small: 24}})
     assert "`seglib predict --checkpoint reports/reference-256/best.pt FOLDER --out DIR`" in text
     assert "- seglib predict, reference-256 against MediaPipe photo by photo: IoU +0.030 (95% bootstrap interval " in text
     assert "better on 2 of 3 photos." in text
     with one_core_busy(True):
         pass  # started and stopped: nothing left spinning
+
+
+def test_the_folder_benchmark_scores_a_model_only_on_photos_it_did_not_train_or_validate_on():
+    """The checkpoint's record decides (issue #37: the default trained on Penn-Fudan's train split)."""
+    from types import SimpleNamespace
+
+    import pandas as pd
+
+    from seglib.data.selection import seen_photos
+
+    pairs = SimpleNamespace(dataset="pennfudan", items=pd.DataFrame({"id": ["a", "b", "c", "d"]}))
+    record = {"datasets": ["human-seg", "pennfudan"], "train_ids": ["human-seg/1", "pennfudan/a"],
+              "val_ids": ["pennfudan/b"]}
+    assert seen_photos(record, pairs) == {"a", "b"}
+    assert seen_photos({"datasets": ["human-seg"], "train_ids": ["1"], "val_ids": ["2"]}, pairs) == set()
+    assert seen_photos(None, pairs) == set()

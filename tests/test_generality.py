@@ -193,3 +193,31 @@ def test_a_model_of_several_sets_gives_each_set_its_own_val_rows():
     assert list(domains.own_rows(per_image, "a", ["a", "b", "ab"])["id"]) == ["a/1", "a/2"]
     assert list(domains.own_rows(per_image, "ab", ["a", "b", "ab"])["id"]) == ["ab/3"]
     assert len(domains.own_rows(per_image, "a", ["a"])) == 4  # one set: its ids are not qualified
+
+
+def _default_table(root, human_seg_iou, human_seg_edges, human_seg_low):
+    folder = root / "reports" / generality.STUDY
+    folder.mkdir(parents=True)
+    (folder / generality.MODELS_FILE).write_text("default: cand\nmodels: []\n")
+    base = {"row": "cand", "kind": "model", "about": "", "checkpoint": "reports/cand/best.pt", "status": generality.SCORED,
+            "in_domain": True, "n_images": 10, "ci_low": 0.0, "ci_high": 1.0, "best_anchor": "selfie",
+            "diff_high": 0.1}
+    pd.DataFrame([base | {"set": "human-seg", "mean_iou": human_seg_iou, "mean_boundary_iou": human_seg_edges,
+                          "minus_best_anchor": 0.03, "diff_low": human_seg_low},
+                  base | {"set": "viton", "mean_iou": 0.95, "mean_boundary_iou": 0.6, "best_anchor": "pose",
+                          "minus_best_anchor": 0.003, "diff_low": 0.002}]).to_csv(folder / "table.csv", index=False)
+
+
+def test_the_default_line_gives_every_split_s_numbers_and_the_targets_it_misses(tmp_path):
+    _default_table(tmp_path, 0.898, 0.657, -0.001)
+    text = generality.default_trails(tmp_path)
+    assert "ahead of both MediaPipe models photo by photo with the CI above 0 on 1 of 2 test splits" in text
+    assert "human-seg +0.030 (-0.001 to +0.100) against MediaPipe selfie" in text
+    assert "checkpoint `reports/cand/best.pt`" in text
+    assert "its mean IoU 0.898 (target 0.905) and its boundary IoU 0.657 (target 0.75) miss" in text
+
+
+def test_the_default_line_says_nothing_of_targets_it_reaches(tmp_path):
+    _default_table(tmp_path, 0.91, 0.76, 0.01)
+    text = generality.default_trails(tmp_path)
+    assert "on 2 of 2 test splits" in text and "trails" not in text

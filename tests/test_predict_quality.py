@@ -152,6 +152,20 @@ def test_a_fit_on_toy_val_photos_recovers_the_order_of_new_ones():
     assert FLIP_IOU not in plain.features
 
 
+def test_one_badly_predicted_photo_among_the_worst_does_not_make_the_flag_flag_everything():
+    """The cut trades the worst tenth caught against the others flagged (Youden's J), not the highest prediction
+    among the worst: on a val split of several sets one such photo had the flag mark 97% of val."""
+    from seglib.predict.quality_model import flag_cut
+
+    iou = np.linspace(0.5, 0.99, 100)  # the worst tenth: the first ten
+    predicted = iou.copy()
+    predicted[0] = 0.995  # the worst photo predicted as the best
+    cut = flag_cut(predicted, iou)
+    assert cut == pytest.approx(iou[9])  # nine of the ten caught, none of the other ninety flagged
+    assert (predicted <= cut).sum() == 9
+    assert flag_cut(iou, iou) == pytest.approx(iou[9])  # a perfect ranking: exactly the worst tenth
+
+
 def test_too_few_val_photos_fit_no_model():
     table, iou = toy_features(MIN_VAL_PHOTOS - 1, 0)
     with pytest.raises(SeglibError, match="at least"):

@@ -440,6 +440,31 @@ def test_model_card_of_a_trained_run_and_its_section_in_the_index(tmp_path):
     assert '<a href="model_card.md">model_card.md</a>' in page and "<h3>Intended use</h3>" in page
 
 
+
+def test_model_card_of_a_run_on_several_sets_scores_each_set_and_says_what_trained_it(tmp_path):
+    """A pooled split of several sets gets one row per set; the limits name the sets, not '202 photos'."""
+    import pandas as pd
+    import yaml
+
+    from seglib.profiles import make_config
+    from seglib.report.model_card import model_card
+    from seglib.runs import Run
+
+    run = Run(tmp_path / "runs" / "r3")
+    run.eval_dir("test").mkdir(parents=True)
+    run.config_file.write_text(yaml.safe_dump(make_config("cpu", {"data": "human-seg,pennfudan"}).to_dict()))
+    run.metrics_file("test").write_text(json.dumps({"n_images": 4, "threshold": 0.5, "mean_iou": 0.7,
+                                                    "mean_iou_ci95": [0.5, 0.9], "median_iou": 0.7}))
+    counts = {"dice": [0.9] * 4, "boundary_iou": [0.5] * 4, "precision": [0.9] * 4, "recall": [0.9] * 4,
+              "tp": [90, 80, 50, 40], "fp": [5, 10, 25, 30], "fn": [5, 10, 25, 30]}
+    pd.DataFrame({"id": ["human-seg/1", "human-seg/2", "pennfudan/a", "pennfudan/b"], "iou": [0.9, 0.8, 0.5, 0.6],
+                  **counts}).to_csv(run.eval_dir("test") / "per_image.csv", index=False)
+    card = model_card(run)
+    assert "| test · human-seg | 2 | 0.850 (" in card and "| test · pennfudan | 2 | 0.550 (" in card
+    assert "Trained on 2 sets' training splits (human-seg, pennfudan)" in card
+    assert "202 training photos" not in card and "No external set was scored" not in card
+
+
 # ------------------------------------------------------------------------------------------- issue 21
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import json
 import re
 import shutil
 from pathlib import Path
@@ -176,3 +177,17 @@ def test_the_readme_names_each_target_missed_with_the_score_reached():
     assert "fold mean" not in line and "U-Net" not in line
     assert targets_line(sources(0.93, 0.905)).startswith("Targets not reached: canonical U-Net's test mean IoU 0.905")
     assert targets_line(sources(0.93, 0.95)).startswith("Every target reached.")
+
+
+def test_the_readme_says_how_long_the_main_job_took_where_a_timing_is_committed(tmp_path):
+    from seglib.studies.bench.sections import MAIN_JOB_RECORD, main_job_time
+
+    assert main_job_time(tmp_path) == ""
+    record = tmp_path / MAIN_JOB_RECORD
+    record.parent.mkdir(parents=True)
+    record.write_text(json.dumps({"seconds": 1500, "machine": "2 CPU cores", "sets": ["human-seg", "viton"],
+                                  "date": "2026-12-07", "commit": "0123456789abcdef"}))
+    text = main_job_time(tmp_path)
+    assert "`make reports` took 25 min on 2 CPU cores" in text and "human-seg, viton" in text and "0123456" in text
+    record.write_text("{}")
+    assert main_job_time(tmp_path) == ""

@@ -218,17 +218,22 @@ def check_test_by_content(data_split: dict | None, items: pd.DataFrame, where: s
                         "another set's test split (--dataset NAME), or retrain on a split without the copies")
 
 
+def seen_photos(data_split: dict | None, pairs) -> set[str]:
+    """The ids of `pairs` that trained or validated the model, by the checkpoint's record: the photos' bytes where
+    it records them, else the ids of a registered set (an empty set where it records neither)."""
+    if data_split and data_split.get("photo_sha1"):
+        return set(same_bytes_as_trained(data_split, pairs.items))
+    if getattr(pairs, "dataset", ""):
+        seen = ids_from(data_split, pairs.dataset, "train_ids") | ids_from(data_split, pairs.dataset, "val_ids")
+        return set(pairs.items["id"].astype(str)) & seen
+    return set()
+
+
 def check_not_trained_on(data_split: dict | None, pairs) -> None:
     """Refuse to score photos that trained or validated the model (the checkpoint's record decides: the photos'
     bytes where it records them, else the ids of a registered set): such a set is not external to the model, only
     a split of it that did not train is scored."""
-    if data_split and data_split.get("photo_sha1"):
-        overlap = sorted(same_bytes_as_trained(data_split, pairs.items))
-    elif getattr(pairs, "dataset", ""):
-        seen = ids_from(data_split, pairs.dataset, "train_ids") | ids_from(data_split, pairs.dataset, "val_ids")
-        overlap = sorted(set(pairs.items["id"].astype(str)) & seen)
-    else:
-        return
+    overlap = sorted(seen_photos(data_split, pairs))
     if overlap:
         shown = f"{len(overlap)} of its {len(pairs.items)} photos ({', '.join(overlap[:3])}" + \
             f"{', ...' if len(overlap) > 3 else ''})"

@@ -305,8 +305,9 @@ def describe_table(table: pd.DataFrame, estimator: QualityEstimator | None, tta:
     if model is None or table.empty:
         return f"{len(table)} row{'s' if len(table) != 1 else ''}, predicted IoU empty (no quality estimator)"
     flagged = int(table[CHECK].sum())
-    return (f"{flagged} of {len(table)} masks flagged to check (predicted IoU <= {model.cut:.3f}, the cut that "
-            f"catches the worst tenth of {model.val_photos} val photos)")
+    return (f"{flagged} of {len(table)} masks flagged to check (predicted IoU <= {model.cut:.3f}, the cut that best "
+            f"separates the worst tenth of {model.val_photos} val photos from the rest; it flagged "
+            f"{model.val_flagged_share:.0%} of them)")
 
 
 def quality_table(predictor_or_checkpoint, photos, *, estimator: QualityEstimator | None = None,

@@ -2,8 +2,10 @@
 
 `fit_quality_model(features, iou)` regresses log(1 - IoU) on the transformed features (`TRANSFORMS`), standardised,
 with the ridge penalty of least leave-one-out error (`PENALTIES`), and reads it back as an IoU in [0, 1]. Its flag
-cut is the highest leave-one-out predicted IoU among the worst tenth of the photos it was fitted on (by actual
-IoU): on those photos the flag catches all of that tenth. A `QualityEstimator` holds one model for masks
+cut is the leave-one-out predicted IoU that best separates the worst tenth of the photos it was fitted on (by
+actual IoU) from the rest: the largest share of that tenth caught minus the share of the others flagged (Youden's
+J), so that one badly predicted photo among the worst cannot make it flag nearly every mask (as the highest
+prediction among the worst tenth did on a val split of several sets). A `QualityEstimator` holds one model for masks
 predicted with flip TTA (it also reads the flip agreement) and one for masks without, with what they were fitted
 for; it is stored as JSON beside its model file (`sidecar_path`). NumPy only (SciPy for the rank correlation).
 """
@@ -101,6 +103,18 @@ def worst_tenth(iou) -> np.ndarray:
     return np.argsort(iou, kind="stable")[:max(1, math.ceil(WORST_SHARE * len(iou)))]
 
 
+def flag_cut(predicted, iou) -> float:
+    """The cut on predicted IoU (check = predicted <= cut) with the largest share of the worst tenth by actual IoU
+    caught minus the share of the other photos flagged (Youden's J); the lowest such cut on ties."""
+    predicted, iou = np.asarray(predicted, dtype=float), np.asarray(iou, dtype=float)
+    worst = np.zeros(len(iou), dtype=bool)
+    worst[worst_tenth(iou)] = True
+    cuts = np.unique(predicted[worst])  # a best cut is always at one of the worst photos' predictions
+    caught = (predicted[worst][None, :] <= cuts[:, None]).mean(axis=1)
+    others = (predicted[~worst][None, :] <= cuts[:, None]).mean(axis=1) if (~worst).any() else np.zeros(len(cuts))
+    return float(cuts[int(np.argmax(caught - others))])
+
+
 @dataclass(frozen=True)
 class QualityModel:
     """One fitted ridge: its features and their transforms, coefficients, flag cut and how it did on val."""
@@ -139,7 +153,7 @@ def fit_quality_model(table: pd.DataFrame, iou, features=FEATURES) -> QualityMod
     penalty = min(PENALTIES, key=lambda p: (errors[p], -p))
     mean, scale, coef, intercept = _ridge(x, y, penalty)
     loo = np.clip(1.0 - np.exp(_leave_one_out(x, y, penalty)), 0.0, 1.0)
-    cut = float(loo[worst_tenth(iou)].max())
+    cut = flag_cut(loo, iou)
     rho = spearmanr(loo, iou)[0] if np.ptp(iou) > 0 and np.ptp(loo) > 0 else float("nan")
     return QualityModel(tuple(features), tuple(map(float, mean)), tuple(map(float, scale)), tuple(map(float, coef)),
                         intercept, float(penalty), cut, len(iou), float(rho), float(np.mean(loo <= cut)),

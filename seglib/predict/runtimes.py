@@ -3,10 +3,12 @@ PyTorch's up to float rounding; see `make bench` for its speed), PyTorch otherwi
 
 A checkpoint is exported once and kept in the cache folder under its content hash ($SEGLIB_CACHE_DIR, else
 $XDG_CACHE_HOME/seglib, else ~/.cache/seglib). Later runs on a machine without CUDA load that export without
-importing torch at all (NumPy, OpenCV, ONNX Runtime and the onnx package only), so they start at once; the threshold
+importing torch at all (NumPy, OpenCV and ONNX Runtime only), so they start at once; the threshold
 and TTA still come from the checkpoint's own val evaluation at the time of the run. A cached export is used only
 when it records the checkpoint's own hash and its weights are finite (what `--onnx` checks of a file); otherwise it
-is made again, and a note says why.
+is made again, and a note says why. The export step writes the hash of the bytes it verified beside the export
+(`.sha256`); a later run whose export still has those bytes skips parsing the file with the onnx package again
+(the import alone takes more than half a second), reading the metadata from ONNX Runtime's session instead.
 """
 
 from __future__ import annotations
@@ -52,7 +54,33 @@ def cached_export(checkpoint: Path, *, refresh: bool = False, digest: str | None
     path = export_path(checkpoint, digest)
     if refresh or not path.is_file():
         export_onnx(checkpoint, path, overwrite=True)  # atomic: two runs exporting at once each write whole
+        _record_verified(path)
     return path
+
+
+def verified_hash_path(exported: Path) -> Path:
+    """Where the hash of a cached export's bytes, as they were verified when exported, is kept."""
+    return exported.with_name(exported.name + ".sha256")
+
+
+def _record_verified(exported: Path) -> None:
+    """Keep the hash of an export's bytes as just verified (a cache that cannot be written is only slower)."""
+    from seglib.infra.io import write_text_atomic
+
+    try:
+        write_text_atomic(verified_hash_path(exported), hashlib.sha256(exported.read_bytes()).hexdigest() + "\n")
+    except OSError:
+        pass
+
+
+def still_verified(exported: Path) -> bool:
+    """Whether a cached export holds exactly the bytes its export step verified (a file changed since, or one
+    without the record, is checked in full)."""
+    try:
+        recorded = verified_hash_path(exported).read_text(encoding="utf-8").strip()
+    except OSError:
+        return False
+    return recorded == hashlib.sha256(exported.read_bytes()).hexdigest()
 
 
 def load_predictor(checkpoint: Path, *, runtime: str = "auto", device: str = "auto",
@@ -119,10 +147,14 @@ def _from_export(checkpoint: Path, exported: Path, digest: str, **kwargs):
     from seglib.predict.predictor import Predictor, given_levers
     from seglib.predict.val_choice import val_protocol
 
-    network, facts = load_onnx_network(exported)  # finite weights, as `predict --onnx` checks
+    # finite weights, as `predict --onnx` checks, unless these are the very bytes checked before
+    verified = still_verified(exported)
+    network, facts = load_onnx_network(exported, check_weights=not verified)
     if facts.get("source_sha256") != digest:
         raise SeglibError(f"{exported}: was exported from another checkpoint (its recorded source_sha256 is not "
                           f"the hash of {checkpoint})")
+    if not verified:  # checked in full now: the next run need not parse it again
+        _record_verified(exported)
     kwargs = given_levers(kwargs)
     kwargs.setdefault("protocol", val_protocol(checkpoint, facts, kwargs.get("inference")))
     return Predictor(network, facts, source=f"{checkpoint} in ONNX Runtime", **kwargs)

@@ -32,6 +32,8 @@ def model_card(run: Run, command: str = "") -> str:
                 if p.is_dir() and p.name not in ("val", "test") and run.metrics(p.name)}
     check = external_check_set()
     settings = _settings(cfg)
+    by_set = {f"{split} · {name}": m for split in ("val", "test") for name, m in _set_breakdown(run, split).items()}
+    trained_sets = _trained_sets(settings)
     n_params = summary.get("parameters")
     size = f"{n_params:,} parameters, " if isinstance(n_params, int) else ""
     command = command or f"seglib report --profile {cfg.get('profile', 'cpu')} --run {run.name}"
@@ -69,8 +71,11 @@ def model_card(run: Run, command: str = "") -> str:
         "Mean per-image IoU with a 95% bootstrap CI, scored at each mask's own resolution "
         "(`seglib evaluate`); an image with no person in it and none predicted would score 1.",
         "",
-        _metrics_table({**splits, **external}, {check.name: check.source}),
+        _metrics_table({**splits, **by_set, **external}, {check.name: check.source}),
         "",
+        ("A split of several sets pools their photos; the rows `split · set` score each set's photos on their own "
+         "(the pooled row leans toward the set with the most photos)." if by_set else None),
+        "" if by_set else None,
     ]
     subgroup_lines, subgroups = _subgroups(run, splits.get(SUBGROUP_SPLIT))
     lines += subgroup_lines
@@ -78,14 +83,19 @@ def model_card(run: Run, command: str = "") -> str:
         if subgroups is not None else []
     lines += [
         "## Limitations",
-        "- 202 training photos, mostly of one person near the centre"
+        ("- 202 training photos, mostly of one person near the centre" if len(trained_sets) < 2 else
+         f"- Trained on {len(trained_sets)} sets' training splits ({', '.join(trained_sets)}), each with its own "
+         "kind of photo and its own labelling")
         + (f"; on {SUBGROUP_SPLIT} it scores lowest on {' and '.join(lowest)}" if lowest else "")
         + " (notebook 05 shows those photos).",
         "- The data set's masks are a downscale of 198 of its photos: fine detail (hair, fingers) is scored at "
         "the mask's lower resolution; boundary IoU measures the outline.",
         "- The external set's masks leave out small or occluded pedestrians (its readme), so it under-rates a "
         "model that finds them." if check.name in external else
-        "- No external set was scored: generalisation beyond the training data set is unmeasured.",
+        ("- No external set was scored: generalisation beyond the training data set is unmeasured."
+         if len(trained_sets) < 2 else
+         "- Every set it was scored on also trained it (their test splits are in-domain); on other kinds of photo it "
+         "is unmeasured here (docs/results.md, the generality table, compares it with MediaPipe on each set)."),
         "- The data set states no licence; the photos' subjects and consent are undocumented.",
         "",
         "## How to reproduce",
@@ -205,3 +215,24 @@ def _other_sets(settings: TrainConfig | None) -> str:
     weights = f", drawn with weights {settings.data_weights}" if settings.data_weights else ""
     return (f"- **Other sets it trained on** (their own committed train splits{weights}; their val splits chose "
             f"beside this one's): {described}. Their test splits are in-domain scores of this model.")
+
+
+def _trained_sets(settings: TrainConfig | None) -> list[str]:
+    """The registered sets the run trained on, in its settings' order (this set alone where they cannot be read)."""
+    from seglib.data.descriptions import BUILTIN
+
+    return [n.strip() for n in settings.data.split(",")] if settings is not None else [BUILTIN]
+
+
+def _set_breakdown(run: Run, split: str) -> dict[str, dict]:
+    """Each set's scores within a split pooled over several sets (per-image ids are `set/id`), {} otherwise."""
+    from seglib.metrics import summarise
+
+    per_image_file = run.eval_dir(split) / PER_IMAGE
+    if not per_image_file.is_file():
+        return {}
+    per_image = pd.read_csv(per_image_file, dtype={"id": str})
+    sets = per_image["id"].str.split("/", n=1).str[0].where(per_image["id"].str.contains("/"))
+    if sets.isna().any() or sets.nunique() < 2:
+        return {}
+    return {name: summarise(rows) for name, rows in per_image.groupby(sets, sort=False)}

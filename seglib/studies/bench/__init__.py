@@ -76,6 +76,8 @@ def run_all(train_steps: int = 8, predict_runs: int = 20, out_dir: Path | None =
 
         fast = Path(fast_checkpoint) if fast_checkpoint else FAST_CHECKPOINT
         ours = [(checkpoint, ()), (checkpoint, ("--no-tta",))]
+        ours += [(DEFAULT_CHECKPOINT, ())] if DEFAULT_CHECKPOINT.is_file() and \
+            DEFAULT_CHECKPOINT.resolve() != checkpoint.resolve() else []  # the reference beside another model
         ours += [(fast, ())] if fast.is_file() and fast.resolve() != checkpoint.resolve() else []
         folder = measure_folder(ours, mediapipe_python=mediapipe_python, photos=photos)
         write_json_atomic(out_dir / "folder.json", folder)

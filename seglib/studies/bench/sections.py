@@ -1,7 +1,10 @@
 """bench.md and folder.md: the bench's tables and findings, from bench.json and folder.json; and the speed
-sections of docs/results.md."""
+sections of docs/results.md; the README's sentence on how long `make reports` took on a fresh clone."""
 
 from __future__ import annotations
+
+import json
+from pathlib import Path
 
 from seglib.studies.markdown import f3, table, with_ci
 
@@ -179,19 +182,40 @@ def folder_markdown(result: dict) -> str:
              f"same masks (decode and write included for all; the fastest of {result['repeats']} runs after an "
              f"untimed one). Machine: {result['machine']['cpu_count']} CPU cores, {result['machine']['platform']}; "
              f"measured {result.get('generated', '')}.", "",
-             "| load | command | seconds | ms per photo | first line (s) | mean IoU |", "|---|---|---|---|---|---|"]
+             "Each of our models is scored only on the photos that did not train or validate it (its checkpoint's "
+             "record), MediaPipe on all of them; the comparisons below pair the same photos.", "",
+             "| load | command | seconds | ms per photo | first line (s) | mean IoU (photos scored) |",
+             "|---|---|---|---|---|---|"]
+    scored = result.get("scored_photos", {})
     for load, rows in result["loads"].items():
         for name, row in rows.items():
             first = f"{row['first_line_s']:.2f}" if name != theirs else "–"
             lines.append(f"| {load} | {name} | {row['seconds']:.1f} | {row['ms_per_photo']:.1f} | {first} | "
-                         f"{result['mean_iou'][name]:.3f} |")
+                         f"{result['mean_iou'][name]:.3f} ({scored.get(name, result['photos'])}) |")
     lines.append("")
+    paired_of = result.get("vs_mediapipe", {})
     for load, rows in result["loads"].items():
         for name in ours:
+            gain = (paired_of[name]["mean"] if name in paired_of
+                    else result["mean_iou"][name] - result["mean_iou"][theirs])
             lines.append(f"- {load}, {name}: {rows[name]['seconds'] / rows[theirs]['seconds']:.2f}x MediaPipe's "
-                         f"time, at {result['mean_iou'][name] - result['mean_iou'][theirs]:+.3f} mean IoU.")
+                         f"time, at {gain:+.3f} mean IoU on the same photos.")
     for name, paired in result.get("vs_mediapipe", {}).items():
         low, high = paired["ci95"]
         lines.append(f"- {name} against MediaPipe photo by photo: IoU {paired['mean']:+.3f} (95% bootstrap interval "
                      f"{low:+.3f} to {high:+.3f}), better on {paired['better']} of {paired['photos']} photos.")
     return "\n".join(lines) + "\n"
+
+
+MAIN_JOB_RECORD = Path("reports") / "bench" / "make_reports.json"  # a timed `make reports` on a fresh clone
+
+
+def main_job_time(root: Path) -> str:
+    """A sentence on how long `make reports` took on a fresh clone (MAIN_JOB_RECORD), '' where none is committed."""
+    try:
+        record = json.loads((Path(root) / MAIN_JOB_RECORD).read_text(encoding="utf-8"))
+        return (f" On a fresh clone `make reports` took {record['seconds'] / 60:.0f} min on {record['machine']} "
+                f"(set-up and data included; it trained on {', '.join(record['sets'])}; {record['date']}, commit "
+                f"{record['commit'][:7]}; `{MAIN_JOB_RECORD.as_posix()}`).")
+    except (OSError, ValueError, KeyError, TypeError):
+        return ""
