@@ -626,3 +626,17 @@ def test_two_evaluations_of_one_run_are_one_at_a_time(data, tiny_checkpoint, tmp
     assert main(["evaluate", "--run", "r", "--split", "val", "--quiet", "--data-dir", str(folder),
                  "--splits-dir", str(splits)]) == 0
     assert (eval_root / "val" / "metrics.json").is_file() and not list(eval_root.glob(".*lock"))
+
+
+def test_a_model_of_several_sets_scored_on_its_own_splits_gets_no_different_split_warning():
+    """The record of a run on several sets hashes each set's ids apart ('+'-joined); the check compares like with
+    like, so the default's own test split raises no "not the one this model was trained beside" (seen in notebook 04
+    of `make reports`), and a changed split of one set still does."""
+    from seglib.data.splits import check_scored_split, ids_hash
+
+    record = {"datasets": ["human-seg", "viton"], "train_ids": ["human-seg/9", "viton/z"], "val_ids": [],
+              "test_sha1": ids_hash(["1", "2"]) + "+" + ids_hash(["a"])}
+    assert check_scored_split(record, "test", ["human-seg/1", "human-seg/2", "viton/a"]) == []
+    changed = check_scored_split(record, "test", ["human-seg/1", "viton/a"])
+    assert len(changed) == 1 and "not the one this model was trained beside" in changed[0]
+    assert check_scored_split(record, "test", ["human-seg/1", "human-seg/2", "viton/a", "other/x"]) != []

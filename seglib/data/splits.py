@@ -275,10 +275,23 @@ def check_scored_split(record: dict | None, split: str, ids: list[str], splits_d
                         f"{record.get('splits_dir', '?')} as it was then); restore that split (e.g. `git checkout "
                         "data/splits`) or pass --splits-dir")
     key = f"{split}_sha1"
-    if record.get(key) and record[key] != ids_hash(list(ids)):
+    if record.get(key) and record[key] != recorded_hash(record, list(ids)):
         return [f"the {split} split in {folder} is not the one this model was trained beside (its photos differ); "
                 "no training photo is among them, but scores are not comparable with runs on the committed split"]
     return []
+
+
+def recorded_hash(record: dict, ids: list) -> str:
+    """The ids' hash as a checkpoint's split record writes it: one hash for one set, and for a model trained on
+    several sets one per set (ids qualified `set/id`) in the record's order, joined by '+'."""
+    names = list(record.get("datasets") or [])
+    if len(names) < 2:
+        return ids_hash(ids)
+    by_set: dict[str, list[str]] = {name: [] for name in names}
+    for qualified in map(str, ids):
+        name, _, own = qualified.partition("/")
+        by_set.setdefault(name, []).append(own)
+    return "+".join(ids_hash(by_set[name]) for name in [*names, *sorted(set(by_set) - set(names))])
 
 
 def shared_photos(ids, seen) -> list[str]:
