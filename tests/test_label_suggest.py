@@ -143,3 +143,23 @@ def test_greedy_pick_discounts_by_similarity_to_the_photos_already_picked():
 def test_bad_choices_are_one_line_errors(tmp_path, kwargs, message):
     with pytest.raises(ConfigError, match=message):
         rank_photos(FlatPredictor(), [], **kwargs)
+
+
+def test_a_sample_of_a_split_of_several_sets_shares_its_photos_equally_among_them():
+    """Notebook 07 on the default's test split (2,100 photos, 2,032 of them VITON) uses `max_photos`, shared."""
+    import pandas as pd
+
+    from seglib.infra.errors import ConfigError
+    from seglib.label.suggest import shared_sample
+
+    items = pd.DataFrame({"image_path": [f"{s}/{i}.jpg" for s, n in (("a", 5), ("b", 40), ("c", 400))
+                                         for i in range(n)],
+                          "dataset": ["a"] * 5 + ["b"] * 40 + ["c"] * 400})
+    picked = shared_sample(items, 60)
+    counts = pd.Series([p.split("/")[0] for p in picked]).value_counts().to_dict()
+    assert counts == {"a": 5, "b": 27, "c": 28} or counts == {"a": 5, "b": 28, "c": 27}
+    assert len(set(picked)) == 60 and shared_sample(items, 60) == picked  # seeded: the same photos again
+    assert shared_sample(items, 0) == items["image_path"].tolist()
+    assert shared_sample(items.head(3), 10) == items["image_path"].head(3).tolist()
+    with pytest.raises(ConfigError, match="max_photos"):
+        shared_sample(items, -1)

@@ -81,6 +81,23 @@ def rank_photos(predictor, photos: Iterable, *, n: int | None = None, diversity:
     return ranked
 
 
+def shared_sample(items: pd.DataFrame, limit: int, seed: int = 0) -> list[str]:
+    """At most `limit` photo paths of a split (`items`: image_path and, for several sets, dataset), shared
+    equally among its sets (a set with fewer photos gives the rest to the others), each set's share drawn with a
+    fixed seed; every photo when `limit` is 0 or the split is no larger."""
+    if limit < 0:
+        raise ConfigError(f"max_photos {limit}: expected 0 (every photo) or a positive number")
+    if not limit or len(items) <= limit:
+        return items["image_path"].astype(str).tolist()
+    groups = [g for _, g in items.groupby(items["dataset"] if "dataset" in items else 0, sort=False)]
+    chosen, left = [], limit
+    for i, group in enumerate(sorted(groups, key=len)):  # smallest first: what they cannot use goes to the rest
+        take = min(len(group), left // (len(groups) - i))
+        chosen.append(group.sample(n=take, random_state=seed) if take < len(group) else group)
+        left -= take
+    return pd.concat(chosen).sort_index()["image_path"].astype(str).tolist()
+
+
 def check_choice(n: int | None, diversity: float, gain: str) -> None:
     """ConfigError (one line) for a count below 1, a diversity outside 0..1 or an unknown gain."""
     if n is not None and (isinstance(n, bool) or not isinstance(n, int) or n < 1):
