@@ -111,12 +111,13 @@ labelstudio-env: $(LS_VENV)/.installed ## install Label Studio into .venv-labels
 mediapipe-anchor: data $(MP_VENV)/.installed ## score MediaPipe selfie and Pose off the shelf on every registered set's val and test splits on this machine and all of Penn-Fudan (own venv: it needs numpy<2); what is scored is kept
 	$(BIN)/seglib anchor --python $(MP_VENV)/bin/python --dataset all --external pennfudan
 
-publish-reference: ## copy runs/reference's checkpoint, settings, history and scores into reports/reference (after make reports RUN=reference PROFILE=cpu)
+publish-reference: ## copy runs/reference's checkpoint, quality estimator, settings, history and scores into reports/reference (after make reports RUN=reference PROFILE=cpu)
 	test -f runs/reference/best.pt && test -f reports/reference/index.html
 	mkdir -p reports/reference/metrics
 	cp runs/reference/best.pt reports/reference/best.pt
+	if [ -f runs/reference/best.quality.json ]; then cp runs/reference/best.quality.json reports/reference/; fi
 	cp runs/reference/config.yaml runs/reference/history.csv runs/reference/train_summary.json reports/reference/metrics/
-	for s in val test pennfudan; do \
+	for s in val test pennfudan pennfudan-test; do \
 	  if [ -f runs/reference/eval/$$s/metrics.json ]; then \
 	    cp runs/reference/eval/$$s/metrics.json reports/reference/metrics/$${s}_metrics.json; \
 	    cp runs/reference/eval/$$s/per_image.csv reports/reference/metrics/$${s}_per_image.csv; fi; done
