@@ -15,10 +15,9 @@ import pandas as pd
 
 from seglib.data.descriptions import BUILTIN, DatasetSpec, get
 from seglib.data.snapshot import SplitSnapshot, snapshot_splits
+from seglib.data.splits import SEPARATOR
 from seglib.infra.errors import DataError
 from seglib.infra.paths import display_path
-
-SEPARATOR = "/"  # between a set's name and a photo's id when a run trains on several sets
 
 
 def set_names(data: str) -> list[str]:

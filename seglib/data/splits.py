@@ -24,6 +24,7 @@ N_STRATA = 4  # foreground-fraction quartiles
 SPLIT_COLUMNS = ["id", "image", "mask", "fg_fraction", "stratum"]
 FOLDS_COLUMNS = ["id", "fold"]
 LEFT_OUT = "left-out"  # the split of a photo whose bytes are a fixed split's photo's (in no split file)
+SEPARATOR = "/"  # between a set's name and a photo's id when a run trains on several sets
 
 
 def make_split(
@@ -289,7 +290,7 @@ def recorded_hash(record: dict, ids: list) -> str:
         return ids_hash(ids)
     by_set: dict[str, list[str]] = {name: [] for name in names}
     for qualified in map(str, ids):
-        name, _, own = qualified.partition("/")
+        name, _, own = qualified.partition(SEPARATOR)
         by_set.setdefault(name, []).append(own)
     return "+".join(ids_hash(by_set[name]) for name in [*names, *sorted(set(by_set) - set(names))])
 

@@ -11,6 +11,7 @@ from typing import Any
 import pandas as pd
 
 from seglib.data.descriptions import external_check_set
+from seglib.data.selection import SEPARATOR
 from seglib.evaluate.failure_analysis import CATEGORIES, attributes, category_table
 from seglib.infra.errors import SeglibError
 from seglib.models.model_registry import model_entry
@@ -25,21 +26,33 @@ MODEL_CARD = "model_card.md"  # its file name in a report folder
 
 def model_card(run: Run, command: str = "") -> str:
     """The run's model card as Markdown; sections whose source files are missing say so."""
+    # 1. what the run folder holds
     cfg = _config(run)
     summary = run.summary() or {}
+    settings = _settings(cfg)
     splits = {name: run.metrics(name) for name in ("val", "test")}
     external = {p.name: run.metrics(p.name) for p in sorted(run.eval_root.glob("*"))
                 if p.is_dir() and p.name not in ("val", "test") and run.metrics(p.name)}
-    check = external_check_set()
-    settings = _settings(cfg)
-    by_set = {f"{split} · {name}": m for split in ("val", "test") for name, m in _set_breakdown(run, split).items()}
     trained_sets = _trained_sets(settings)
+    command = command or f"seglib report --profile {cfg.get('profile', 'cpu')} --run {run.name}"
+    # 2. the sections, in the order of Mitchell et al.
+    subgroup_lines, subgroups = _subgroups(run, splits.get(SUBGROUP_SPLIT))
+    lines = [f"# Model card: `{run.name}`", "",
+             *_model_section(cfg, summary, settings, splits),
+             *_use_section(),
+             *_data_section(summary, settings),
+             *_metrics_section(run, splits, external),
+             *subgroup_lines,
+             *_limitations_section(trained_sets, subgroups, external),
+             *_reproduce_section(command)]
+    return "\n".join(line for line in lines if line is not None) + "\n"
+
+
+def _model_section(cfg: dict, summary: Mapping[str, Any], settings: TrainConfig | None,
+                   splits: Mapping[str, dict | None]) -> list[str]:
     n_params = summary.get("parameters")
     size = f"{n_params:,} parameters, " if isinstance(n_params, int) else ""
-    command = command or f"seglib report --profile {cfg.get('profile', 'cpu')} --run {run.name}"
-    lines = [
-        f"# Model card: `{run.name}`",
-        "",
+    return [
         "## Model",
         f"- **What it is:** person segmentation (one probability per pixel that it belongs to a person), "
         f"{_architecture(settings)}, "
@@ -51,14 +64,22 @@ def model_card(run: Run, command: str = "") -> str:
         f"{_minutes(summary)} on `{summary.get('device', '?')}`; Dice + BCE loss, AdamW, lr {cfg.get('lr', '?')}, "
         f"{cfg.get('schedule', '?')} schedule, augmentation `{cfg.get('augment', '?')}`, seed {cfg.get('seed', '?')}.",
         f"- **Decision threshold:** {_threshold(splits)} (chosen on val){_tta(splits)}.",
-        "",
+        ""]
+
+
+def _use_section() -> list[str]:
+    return [
         "## Intended use",
         "- Research and teaching: separating people from the background in ordinary photos (portraits, "
         "full-body shots, a few people), as a baseline to compare segmentation methods against.",
         "- Not meant for: identifying or tracking people, surveillance, decisions about individuals, medical "
         "or safety-critical use, or any population or setting unlike the training photos without checking it "
         "first (see the external-set scores and the limitations below).",
-        "",
+        ""]
+
+
+def _data_section(summary: Mapping[str, Any], settings: TrainConfig | None) -> list[str]:
+    return [
         "## Data",
         f"- **Training data:** {DATASET}. Seeded split stratified by foreground fraction, committed in "
         "`data/splits/`: 202 train / 44 val / 44 test photos; byte-identical photos are kept in one split.",
@@ -66,7 +87,14 @@ def model_card(run: Run, command: str = "") -> str:
         f"- **Trained on:** {_split_record(summary)}.",
         "- Val chose the epoch and the threshold; test was scored once; external sets were never used for "
         "training or choosing anything.",
-        "",
+        ""]
+
+
+def _metrics_section(run: Run, splits: Mapping[str, dict | None], external: Mapping[str, dict]) -> list[str]:
+    """The scores of each split, of each set within a split pooled over several, and of external sets."""
+    check = external_check_set()
+    by_set = {f"{split} · {name}": m for split in ("val", "test") for name, m in _set_breakdown(run, split).items()}
+    return [
         "## Metrics",
         "Mean per-image IoU with a 95% bootstrap CI, scored at each mask's own resolution "
         "(`seglib evaluate`); an image with no person in it and none predicted would score 1.",
@@ -75,13 +103,14 @@ def model_card(run: Run, command: str = "") -> str:
         "",
         ("A split of several sets pools their photos; the rows `split · set` score each set's photos on their own "
          "(the pooled row leans toward the set with the most photos)." if by_set else None),
-        "" if by_set else None,
-    ]
-    subgroup_lines, subgroups = _subgroups(run, splits.get(SUBGROUP_SPLIT))
-    lines += subgroup_lines
+        "" if by_set else None]
+
+
+def _limitations_section(trained_sets: list[str], subgroups: pd.DataFrame | None,
+                         external: Mapping[str, dict]) -> list[str]:
     lowest = [f"{row.category} ({row.mean_iou:.3f} over {row.n})" for row in subgroups.head(2).itertuples()] \
         if subgroups is not None else []
-    lines += [
+    return [
         "## Limitations",
         ("- 202 training photos, mostly of one person near the centre" if len(trained_sets) < 2 else
          f"- Trained on {len(trained_sets)} sets' training splits ({', '.join(trained_sets)}), each with its own "
@@ -91,20 +120,22 @@ def model_card(run: Run, command: str = "") -> str:
         "- The data set's masks are a downscale of 198 of its photos: fine detail (hair, fingers) is scored at "
         "the mask's lower resolution; boundary IoU measures the outline.",
         "- The external set's masks leave out small or occluded pedestrians (its readme), so it under-rates a "
-        "model that finds them." if check.name in external else
+        "model that finds them." if external_check_set().name in external else
         ("- No external set was scored: generalisation beyond the training data set is unmeasured."
          if len(trained_sets) < 2 else
          "- Every set it was scored on also trained it (their test splits are in-domain); on other kinds of photo it "
          "is unmeasured here (docs/results.md, the generality table, compares it with MediaPipe on each set)."),
         "- The data set states no licence; the photos' subjects and consent are undocumented.",
-        "",
+        ""]
+
+
+def _reproduce_section(command: str) -> list[str]:
+    return [
         "## How to reproduce",
         f"- `{command}` (trains, evaluates and renders the report; `make reports` does the same).",
         "- On one machine the same seed repeats a CPU run exactly; other machines can differ in the third decimal "
         "(docs/protocol.md, 'What is reproducible').",
-        "",
-    ]
-    return "\n".join(line for line in lines if line is not None) + "\n"
+        ""]
 
 
 def _config(run: Run) -> dict:
@@ -232,7 +263,7 @@ def _set_breakdown(run: Run, split: str) -> dict[str, dict]:
     if not per_image_file.is_file():
         return {}
     per_image = pd.read_csv(per_image_file, dtype={"id": str})
-    sets = per_image["id"].str.split("/", n=1).str[0].where(per_image["id"].str.contains("/"))
+    sets = per_image["id"].str.split(SEPARATOR, n=1).str[0].where(per_image["id"].str.contains(SEPARATOR, regex=False))
     if sets.isna().any() or sets.nunique() < 2:
         return {}
     return {name: summarise(rows) for name, rows in per_image.groupby(sets, sort=False)}

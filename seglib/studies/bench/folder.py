@@ -112,7 +112,8 @@ def measure_folder(ours: list[tuple[Path, tuple[str, ...]]], *, pairs=None, medi
                                for c, options in ours},
                   "machine": describe_machine(), "repeats": REPEATS, "loads": {}, "mean_iou": {},
                   "vs_mediapipe": {}}
-        unseen = {command_name(c, options): ~pairs.items["id"].astype(str).isin(_seen(c, pairs)).to_numpy()
+        seen = {c: _seen(c, pairs) for c in dict.fromkeys(c for c, _ in ours)}  # each checkpoint's record read once
+        unseen = {command_name(c, options): ~pairs.items["id"].astype(str).isin(seen[c]).to_numpy()
                   for c, options in ours}
         result["scored_photos"] = {name: int(keep.sum()) for name, keep in unseen.items()}
         ious = {}
