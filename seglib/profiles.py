@@ -23,7 +23,7 @@ PROFILES: dict[str, dict] = {
     # selfie segmenter (bundled, Apache-2.0) fine-tuned on the training splits of every registered set, each set
     # drawn equally often (the sets not on this machine are left out, with a line); docs/recipes.md and the log
     "cpu": dict(model=MEDIAPIPE_SELFIE, encoder_weights=MEDIAPIPE_WEIGHTS, input_size=448, cache_max_side=560,
-                epochs=20, lr=1e-3, data="human-seg,pennfudan,viton", data_weights="1,1,1", epoch_samples=320),
+                epochs=40, lr=1e-3, data="human-seg,pennfudan,viton", data_weights="1,1,1", epoch_samples=320),
     # one GPU: the same recipe at a larger input, batch 16 for as many optimiser steps as the cpu profile;
     # its runs are rows of reports/experiments.csv (docs/results.md)
     "gpu": dict(model=MEDIAPIPE_SELFIE, encoder_weights=MEDIAPIPE_WEIGHTS, input_size=512, cache_max_side=640,

@@ -99,6 +99,9 @@ class TrainConfig:
     # pixels of the network input each side of a label edge that the loss ignores, on sets whose description says
     # `labels: automatic` (0 = off)
     ignore_band: int = setting(0, NOT_NEGATIVE, at_most(256))
+    # train on masks without pinholes: specks of at most 16 px filled or removed (seglib.data.mask_rules); val and
+    # test are always scored against the masks as published
+    fill_pinholes: bool = False
     # probability of pasting the figure onto another background (seglib.transforms.compositing; 0 = off)
     composite: float = setting(0.0, rule(lambda v: 0 <= v <= 1, "a probability, from 0 (off) to 1"))
     # decoded training images are shrunk to this longest side once, in memory
@@ -230,7 +233,7 @@ def check_lever_combinations(cfg: TrainConfig) -> None:
 
 # The layout of a saved config (`TrainConfig.to_saved_dict`). Version 1: configs saved before the version was
 # recorded (no SCHEMA_KEY). A config of the current version holds every setting.
-CONFIG_SCHEMA = 5
+CONFIG_SCHEMA = 6
 SCHEMA_KEY = "config_schema"
 # Settings added after configs were first saved: the first schema version that holds them, and the value that
 # reproduces how a run saved before it existed was trained (seglib's behaviour then). An older config lacking one
@@ -251,6 +254,7 @@ ADDED_SETTINGS: dict[str, tuple[int, Any]] = {
     "ignore_band": (5, 0),  # every labelled pixel scored
     "teacher_masks": (5, ""),  # distill_weight's teacher: MediaPipe selfie's network
     "l2sp_weight": (5, 0.0),  # no pull toward the starting weights
+    "fill_pinholes": (6, False),  # masks as published
 }
 
 

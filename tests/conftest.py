@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 import signal
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import numpy as np
@@ -200,3 +202,36 @@ def small_disk(tmp_path):
         yield SmallDisk(where)
     finally:
         subprocess.run(["umount", "-l", str(where)], capture_output=True)
+
+
+class _Routes(BaseHTTPRequestHandler):
+    def do_GET(self):
+        route = self.server.routes.get(self.path)
+        if route is None:
+            self.send_error(404)
+            return
+        body, send_length = route
+        self.send_response(200)
+        self.send_header("Content-Type", "application/zip")
+        if send_length:
+            self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture
+def server(monkeypatch):
+    """A real HTTP server on 127.0.0.1 for the download code (no proxy); tests add routes: path -> (body, send
+    Content-Length). Yields (server, base URL)."""
+    monkeypatch.setenv("no_proxy", "*")
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), _Routes)
+    httpd.routes = {}
+    thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+    thread.start()
+    yield httpd, f"http://127.0.0.1:{httpd.server_address[1]}"
+    httpd.shutdown()
+    httpd.server_close()
+    thread.join(5)

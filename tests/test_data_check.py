@@ -98,3 +98,4 @@ def test_real_data_quirks(real_dataset, capsys):
     assert "mask-smaller-than-image (198)" in out
     assert "non-rgb-image (2)" in out
     assert "duplicate-images (2)" in out
+    assert "mask-pinholes (182): masks with pinholes: 4365 specks of background inside the figure" in out

@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import io
 import logging
-import threading
 import zipfile
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import numpy as np
@@ -95,38 +93,19 @@ def test_incomplete_copy_is_refused_and_leaves_nothing(tmp_path):
     assert not (tmp_path / "ext").exists()
 
 
-class _Zip(BaseHTTPRequestHandler):
-    def do_GET(self):
-        self.send_response(200)
-        self.send_header("Content-Length", str(len(self.server.body)))
-        self.end_headers()
-        self.wfile.write(self.server.body)
-
-    def log_message(self, *args):
-        pass
-
-
-def test_fetch_downloads_the_archive_over_http(tmp_path, monkeypatch):
+def test_fetch_downloads_the_archive_over_http(tmp_path, monkeypatch, server):
     """The real download code, against a server on 127.0.0.1 serving a zip laid out like the authors'."""
     monkeypatch.setattr(external, "PENNFUDAN_N", 3)
-    monkeypatch.setenv("no_proxy", "*")
     src = make_pennfudan(tmp_path / "src")
     buf = io.BytesIO()
     with zipfile.ZipFile(buf, "w") as zf:
         for path in sorted(src.rglob("*")):
             if path.is_file():
                 zf.write(path, path.relative_to(src.parent).as_posix())
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), _Zip)
-    httpd.body = buf.getvalue()
-    thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-    thread.start()
-    try:
-        url = f"http://127.0.0.1:{httpd.server_address[1]}/PennFudanPed.zip"
-        dest, message = fetch_pennfudan(url, tmp_path / "ext", progress=False)
-    finally:
-        httpd.shutdown()
-        httpd.server_close()
-        thread.join(5)
+    httpd, base = server
+    httpd.routes["/PennFudanPed.zip"] = (buf.getvalue(), True)
+    url = f"{base}/PennFudanPed.zip"
+    dest, message = fetch_pennfudan(url, tmp_path / "ext", progress=False)
     assert message.startswith(f"PennFudanPed: downloaded from {url}") and len(pennfudan(dest).items) == 3
 
 

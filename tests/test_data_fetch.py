@@ -6,9 +6,7 @@ import hashlib
 import os
 import socket
 import stat
-import threading
 import zipfile
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -67,37 +65,6 @@ def _no_proxy_no_env(monkeypatch):
 @pytest.fixture
 def fake(tmp_path):
     return make_dataset(tmp_path / "src")
-
-
-class _Handler(BaseHTTPRequestHandler):
-    def do_GET(self):
-        route = self.server.routes.get(self.path)
-        if route is None:
-            self.send_error(404)
-            return
-        body, send_length = route
-        self.send_response(200)
-        self.send_header("Content-Type", "application/zip")
-        if send_length:
-            self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, *args):
-        pass
-
-
-@pytest.fixture
-def server():
-    """A real HTTP server on 127.0.0.1; tests add routes: path -> (body, send Content-Length)."""
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
-    httpd.routes = {}
-    thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-    thread.start()
-    yield httpd, f"http://127.0.0.1:{httpd.server_address[1]}"
-    httpd.shutdown()
-    httpd.server_close()
-    thread.join(5)
 
 
 def assert_installed(result: FetchResult, dest_root: Path, action: str) -> None:

@@ -5,7 +5,14 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from seglib.data.mask_rules import ALPHA_THRESHOLD, MaskRule, alpha_channel
+from seglib.data.mask_rules import (
+    ALPHA_THRESHOLD,
+    PINHOLE_MAX_PX,
+    MaskRule,
+    alpha_channel,
+    pinholes,
+    without_pinholes,
+)
 from seglib.infra.errors import DataError
 
 PERSON = np.array([[0, 1], [1, 0]], dtype=np.uint8)
@@ -60,3 +67,22 @@ def test_a_cut_out_is_refused_by_every_rule_but_alpha(tmp_path):
 def test_an_unknown_rule_lists_the_rules(text):
     with pytest.raises(DataError, match=r"expected binary \(0/255 or 0/1\), nonzero"):
         MaskRule.parse(text)
+
+
+def test_pinholes_are_small_specks_inside_the_figure_or_alone_outside_it():
+    person = np.zeros((40, 40), bool)
+    person[0:35, 5:25] = True  # the figure, touching the top of the frame
+    person[10, 10] = False  # a 1-px pinhole
+    person[20:24, 12:16] = False  # a 16-px hole: still a pinhole
+    person[26:31, 8:13] = False  # a 25-px hole: a real gap, kept
+    person[2, 30] = True  # a speck of figure in the background
+    person[30:35, 30:35] = True  # a 25-px blob: kept
+    person[0, 15] = False  # a 1-px notch open to the frame: background, never a hole
+    holes, specks, clean = pinholes(person)
+    assert (holes, specks) == (2, 1) and PINHOLE_MAX_PX == 16
+    assert clean[10, 10] and clean[20:24, 12:16].all() and not clean[26:31, 8:13].any()
+    assert not clean[2, 30] and clean[30:35, 30:35].all() and not clean[0, 15]
+    assert (clean != person).sum() == 1 + 16 + 1
+    assert pinholes(clean)[:2] == (0, 0)
+    as_uint8 = without_pinholes(person.astype(np.uint8))
+    assert as_uint8.dtype == np.uint8 and (as_uint8 == clean).all()

@@ -6,9 +6,7 @@ shared copy beside the project and are skipped where there is none."""
 import hashlib
 import io
 import shutil
-import threading
 import zipfile
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import numpy as np
@@ -145,35 +143,11 @@ def _zip_of(folder: Path, prefix: str) -> bytes:
     return buf.getvalue()
 
 
-class _Zip(BaseHTTPRequestHandler):
-    def do_GET(self):
-        self.send_response(200)
-        self.send_header("Content-Length", str(len(self.server.body)))
-        self.end_headers()
-        self.wfile.write(self.server.body)
-
-    def log_message(self, *args):
-        pass
-
-
-def _served(body: bytes, fetch):
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), _Zip)
-    httpd.body = body
-    thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-    thread.start()
-    try:
-        return fetch(f"http://127.0.0.1:{httpd.server_address[1]}/master.zip")
-    finally:
-        httpd.shutdown()
-        httpd.server_close()
-        thread.join(5)
-
-
 def _tree(folder: Path) -> list[str]:
     return sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file())
 
 
-def test_fetch_from_a_folder_a_zip_and_a_url_gives_the_same_checked_copy(small_viton, tmp_path):
+def test_fetch_from_a_folder_a_zip_and_a_url_gives_the_same_checked_copy(small_viton, tmp_path, server):
     expected = _tree(small_viton)
     for n, source in enumerate([small_viton, small_viton.parent]):  # the copy itself, or the folder holding it
         dest, message = viton.fetch_viton(source, tmp_path / f"dir{n}", progress=False)
@@ -182,8 +156,9 @@ def test_fetch_from_a_folder_a_zip_and_a_url_gives_the_same_checked_copy(small_v
     archive.write_bytes(_zip_of(small_viton, "cp-vton-plus-master"))
     dest, message = viton.fetch_viton(archive, tmp_path / "zip", progress=False)
     assert _tree(dest) == expected and message.startswith("VITON: extracted from")  # cloth/ and the rest left
-    dest, message = _served(archive.read_bytes(), lambda url: viton.fetch_viton(url, tmp_path / "url",
-                                                                                 progress=False))
+    httpd, base = server
+    httpd.routes["/master.zip"] = (archive.read_bytes(), True)
+    dest, message = viton.fetch_viton(f"{base}/master.zip", tmp_path / "url", progress=False)
     assert _tree(dest) == expected and "downloaded from http://127.0.0.1:" in message
     assert "nothing to do" in viton.fetch_viton(small_viton, tmp_path / "url", progress=False)[1]
 

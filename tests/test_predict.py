@@ -242,12 +242,28 @@ def test_run_option_uses_the_val_threshold(tmp_path, checkpoint, monkeypatch, ca
 def test_usage_errors(tmp_path, checkpoint):
     Image.fromarray(noise(8, 8)).save(tmp_path / "a.png")
     base = ["predict", str(tmp_path / "a.png"), "--out", str(tmp_path / "out")]
-    for argv in (base,  # neither --run nor --checkpoint
-                 base + ["--run", "r", "--checkpoint", str(checkpoint)],  # both
+    for argv in (base + ["--run", "r", "--checkpoint", str(checkpoint)],  # both
                  base + ["--checkpoint", str(checkpoint), "--threshold", "1.5"]):
         with pytest.raises(SystemExit) as exc:
             run_cli(argv)
         assert exc.value.code == 2
+
+
+def test_with_no_model_named_the_default_model_predicts_and_is_named(tmp_path, checkpoint, monkeypatch, capsys):
+    from seglib.studies import generality
+
+    listing = tmp_path / "models.yaml"
+    listing.write_text(f"default: tiny\nmodels:\n  - {{name: tiny, checkpoint: {checkpoint}, about: a tiny net}}\n")
+    monkeypatch.setattr(generality, "models_file", lambda: listing)
+    Image.fromarray(noise(8, 8)).save(tmp_path / "a.png")
+    assert run_cli(["predict", str(tmp_path / "a.png"), "--out", str(tmp_path / "out"), "--device", "cpu"]) == 0
+    assert (tmp_path / "out" / "a.mask.png").is_file()
+    assert "the default model tiny" in capsys.readouterr().err
+    listing.write_text("default: tiny\nmodels:\n  - {name: tiny, checkpoint: gone/best.pt, about: a tiny net}\n")
+    with pytest.raises(SeglibError, match=r"no model named and the default model is not here \(.*gone/best.pt\): "
+                                          r"name one with --run or --checkpoint"):
+        run_cli(["predict", str(tmp_path / "a.png"), "--out", str(tmp_path / "out2")])
+    assert not (tmp_path / "out2").exists()
 
 
 def test_overlay_mask():

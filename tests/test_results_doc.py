@@ -189,5 +189,8 @@ def test_the_readme_says_how_long_the_main_job_took_where_a_timing_is_committed(
                                   "date": "2026-12-07", "commit": "0123456789abcdef"}))
     text = main_job_time(tmp_path)
     assert "`make reports` took 25 min on 2 CPU cores" in text and "human-seg, viton" in text and "0123456" in text
+    assert "it trained the weights" not in text  # said only where the record compared them
+    record.write_text(json.dumps(json.loads(record.read_text()) | {"same_weights_as": "a.pt (max difference 0.0)"}))
+    assert main_job_time(tmp_path).endswith("; it trained the weights of a.pt (max difference 0.0).")
     record.write_text("{}")
     assert main_job_time(tmp_path) == ""

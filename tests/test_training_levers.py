@@ -407,6 +407,27 @@ def test_the_band_applies_to_sets_whose_labels_are_automatic_only(synthetic_spli
     assert not next(iter(val_loader))["mask"].eq(IGNORE).any()  # val scores every pixel
 
 
+@pytest.mark.parametrize("fill", [True, False])
+def test_fill_pinholes_cleans_the_training_masks_only(tmp_path, fill):
+    from PIL import Image
+
+    from seglib.training.targets import TrainingSet
+
+    mask = np.zeros((24, 24), np.uint8)
+    mask[4:20, 6:18] = 255
+    mask[10, 10] = 0  # a pinhole
+    mask[1, 22] = 255  # a speck
+    Image.fromarray(np.full((24, 24, 3), 90, np.uint8)).save(tmp_path / "a.png")
+    Image.fromarray(mask).save(tmp_path / "a.mask.png")
+    items = pd.DataFrame({"id": ["a"], "image_path": [tmp_path / "a.png"], "mask_path": [tmp_path / "a.mask.png"]})
+    training = TrainingSet(items, fill_pinholes=fill)
+    for _ in range(2):  # decoded, then from the cache
+        loaded = training.load(0)[1]
+        assert (loaded[10, 10], loaded[1, 22]) == ((1, 0) if fill else (0, 1))
+        assert loaded[4:20, 6:18].sum() == 16 * 12 - (0 if fill else 1)
+    assert make_config("cpu", {"fill_pinholes": "true"}).fill_pinholes and not make_config("cpu").fill_pinholes
+
+
 def test_history_gains_a_column_per_set(tmp_path):
     from seglib.training.progress import HISTORY_COLUMNS, write_history
 

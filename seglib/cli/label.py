@@ -5,6 +5,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+from seglib.cli.options import name_default_model
 from seglib.infra.devices import DEVICES
 from seglib.runs import BEST
 
@@ -54,9 +55,10 @@ def add_parser(sub) -> None:
 
 def _add_model_options(p) -> None:
     p.add_argument("folder", type=Path, metavar="FOLDER", help="the folder of photos (not searched recursively)")
-    source = p.add_mutually_exclusive_group(required=True)
+    source = p.add_mutually_exclusive_group()  # none: the default model (reports/generality/models.yaml)
     source.add_argument("--run", metavar="NAME", help=f"use runs/NAME/{BEST} (and its val-chosen threshold)")
-    source.add_argument("--checkpoint", type=Path, metavar="PATH", help="use this checkpoint file")
+    source.add_argument("--checkpoint", type=Path, metavar="PATH",
+                        help="use this checkpoint file (neither: the default model, reports/generality/models.yaml)")
     p.add_argument("--device", choices=DEVICES, default="auto",
                    help="auto (cuda if available), cpu or cuda (default: %(default)s)")
 
@@ -90,6 +92,7 @@ def cmd_label_export(args) -> int:
     options = ExportOptions(to=args.to, image_url=args.image_url, overwrite=args.overwrite, progress=args.progress,
                             **given)
     options.check()
+    name_default_model(args, ("run", "checkpoint"))
     # what can be refused is refused before the model is loaded (it is checked again under the folder's lock)
     photos, _ = photos_of(args.folder)
     out_dir = check_export_folder(args.out, args.folder)
@@ -118,6 +121,7 @@ def cmd_label_suggest(args) -> int:
             raise SeglibError(f"{args.out} already exists; refusing to overwrite (pass --overwrite, or choose another "
                               "--out)")
     photos, _ = photos_of(args.folder)
+    name_default_model(args, ("run", "checkpoint"))
     # the checkpoint file, not a loaded model: its quality estimate (the predicted IoU) then sets the gain
     model = _model_file(args) if args.device in (None, "auto") else _predictor(args)
     ranked = rank_photos(model, photos, n=args.top, diversity=args.diversity)

@@ -67,3 +67,24 @@ def inference_from_args(args):
              "refine": getattr(args, "refine", False) or None}
     given = {k: v for k, v in given.items() if v is not None}
     return InferenceOptions(**given) if given else None
+
+
+def name_default_model(args, sources: tuple[str, ...] = ("run", "checkpoint", "onnx", "ensemble")) -> None:
+    """With none of `sources` given, `args.checkpoint` becomes the default model's (reports/generality/models.yaml's
+    `default:`, the multi-domain val rule's choice), said on stderr; a SeglibError where it is not here."""
+    import sys
+
+    from seglib.infra.errors import SeglibError
+    from seglib.infra.paths import display_path
+    from seglib.studies.generality import default_candidate, models_file
+
+    if any(getattr(args, name, None) is not None for name in sources):
+        return
+    options = " or ".join(f"--{name}" for name in sources)
+    default = default_candidate() if models_file().is_file() else None
+    if default is None or not default.path.is_file():
+        where = display_path(default.path) if default is not None else display_path(models_file())
+        raise SeglibError(f"no model named and the default model is not here ({where}): name one with {options}")
+    print(f"no model named ({options}): the default model {default.name} ({display_path(default.path)})",
+          file=sys.stderr)
+    args.checkpoint = default.path

@@ -7,7 +7,7 @@ import signal
 import sys
 from pathlib import Path
 
-from seglib.cli.options import add_inference_options, inference_from_args
+from seglib.cli.options import add_inference_options, inference_from_args, name_default_model
 from seglib.infra.devices import DEVICES
 from seglib.infra.paths import IMAGE_SUFFIXES, VIDEO_SUFFIXES
 from seglib.runs import BEST
@@ -30,12 +30,14 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         description="Predict a figure mask for each photo: one <stem>.mask.png (0/255) per input, at the "
                     "input's exact size as viewers show it (EXIF rotation applied); a video gets <stem>.mask.mp4 "
                     "(its own container; WebM stays WebM), frame for frame, masks smoothed over time, audio kept. "
+                    "With no model named, the default model (reports/generality/models.yaml's `default:`, the "
+                    "multi-domain val rule's choice). "
                     "By default the threshold and flip TTA are those chosen on val for the checkpoint, as its "
                     "reported scores used. Folders are scanned for "
                     f"{'/'.join(IMAGE_SUFFIXES + VIDEO_SUFFIXES)} (not recursively). Unreadable files are reported "
                     "and skipped; exit status 0 = all written, 1 = some inputs failed, 2 = usage or setup error.")
     p.add_argument("inputs", nargs="+", type=Path, metavar="INPUT", help="photos, videos, or folders of them")
-    source = p.add_mutually_exclusive_group(required=True)
+    source = p.add_mutually_exclusive_group()  # none: the default model (reports/generality/models.yaml)
     source.add_argument("--run", metavar="NAME", help=f"use runs/NAME/{BEST} (and its val-chosen threshold)")
     source.add_argument("--checkpoint", type=Path, metavar="PATH", help="use this checkpoint file")
     source.add_argument("--onnx", type=Path, metavar="FILE",
@@ -84,7 +86,8 @@ def cmd_predict(args) -> int:
     from seglib.predict.inputs import collect_inputs
     from seglib.predict.outputs import parse_background
 
-    # 1. the inputs and the outputs asked for; --out checked before any work, and nothing created yet
+    # 1. the model, the inputs and the outputs asked for; --out checked before any work, and nothing created yet
+    name_default_model(args)
     inputs = collect_inputs(args.inputs, warn=lambda msg: print(msg, file=sys.stderr))
     _refuse_input_as_out(inputs, args.out)
     out_dir = check_writable_dir(args.out)  # a bad --out fails in a second, not after the batch

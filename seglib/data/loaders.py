@@ -57,7 +57,7 @@ def make_loaders(cfg: TrainConfig, runtime: Runtime, dataset_dir=None, splits_di
     teacher = TeacherProbabilities(cfg.teacher_masks) if cfg.teacher_masks else None
     train_ds = TrainingSet.from_table(train_table, dataset_dir, limit=cfg.limit_train or None,
                                       max_side=cfg.cache_max_side, seed=cfg.seed, band=cfg.ignore_band,
-                                      banded=automatic, teacher=teacher)
+                                      banded=automatic, teacher=teacher, fill_pinholes=cfg.fill_pinholes)
     backgrounds = BackgroundPool.of_dataset(train_ds) if cfg.composite > 0 else None  # train photos only
     train_ds.transform = train_transform(cfg.input_size, cfg.augment, geometry=cfg.geometry, multiple=multiple,
                                          composite=cfg.composite, backgrounds=backgrounds)

@@ -76,19 +76,26 @@ class Candidate:
         return Scored.of_checkpoint(self.name, self.path, Path(study) / self.name, self.tta)
 
 
-def read_models(path: Path | None = None) -> list[Candidate]:
-    """The candidates of a models.yaml (`models:` a list of {name, checkpoint, about, tta}); a wrong entry is a
-    ConfigError naming the file."""
+def _listing(path: Path) -> dict:
+    """models.yaml as a mapping; a file that cannot be read or parsed is a ConfigError naming it."""
     from seglib.infra.values import load_yaml
-    from seglib.runs import check_run_name
 
-    path = Path(path) if path is not None else models_file()
     where = display_path(path)
     try:
         data = load_yaml(path.read_text(encoding="utf-8"), where)
     except OSError as exc:
         raise ConfigError(f"{where}: cannot read the list of candidate models ({exc.strerror or exc})") from None
-    entries = data.get("models") if isinstance(data, dict) else None
+    return data if isinstance(data, dict) else {}
+
+
+def read_models(path: Path | None = None) -> list[Candidate]:
+    """The candidates of a models.yaml (`models:` a list of {name, checkpoint, about, tta}); a wrong entry is a
+    ConfigError naming the file."""
+    from seglib.runs import check_run_name
+
+    path = Path(path) if path is not None else models_file()
+    where = display_path(path)
+    entries = _listing(path).get("models")
     if not isinstance(entries, list) or not entries:
         raise ConfigError(f"{where}: expected `models:`, a list of entries with name, checkpoint and about")
     found: list[Candidate] = []
@@ -106,6 +113,19 @@ def read_models(path: Path | None = None) -> list[Candidate]:
             raise ConfigError(f"{where}: the name {name!r} is listed twice")
         found.append(Candidate(name, str(entry["checkpoint"]), str(entry["about"]), entry.get("tta", True)))
     return found
+
+
+def default_candidate(path: Path | None = None) -> Candidate | None:
+    """The candidate models.yaml names `default:`, the multi-domain val rule's choice: the model `seglib predict`
+    and `seglib label` use when none is named (None where no default is named)."""
+    path = Path(path) if path is not None else models_file()
+    name = _listing(path).get("default")
+    if name is None:
+        return None
+    for candidate in read_models(path):
+        if candidate.name == name:
+            return candidate
+    raise ConfigError(f"{display_path(path)}: default: {name!r} is not one of its models")
 
 
 def score_candidates(candidates: list[Candidate], sets: list[str], out: Path, *, progress: bool = False) -> None:
@@ -308,15 +328,14 @@ def default_trails(root: Path) -> str:
     photo by photo with the CI above 0, each with its numbers, and where it misses issue #37's floor on this set's
     test split ('' when nothing is named or scored)."""
     import pandas as pd
-    import yaml
 
     folder = Path(root) / "reports" / STUDY
     try:
-        listing = yaml.safe_load((folder / MODELS_FILE).read_text(encoding="utf-8")) or {}
+        default = default_candidate(folder / MODELS_FILE)
         table = pd.read_csv(folder / "table.csv")
-    except (OSError, ValueError, AttributeError):
+    except (ConfigError, OSError, ValueError):
         return ""
-    name = listing.get("default")
+    name = default.name if default is not None else None
     rows = table[(table["row"] == name) & (table["status"] == SCORED)] if name else table.iloc[0:0]
     if not len(rows):
         return ""

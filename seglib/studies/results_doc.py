@@ -296,7 +296,7 @@ def spread_line(src: Sources) -> str:
     return (f"Runs of the same recipe differ: {len(scores)} runs of the reference's recipe (this set alone: the "
             f"reference, fresh `make reports` runs before the multi-domain rule, other seeds) score {min(scores):.3f} "
             f"to {max(scores):.3f} on this set's test split ([docs/results.md](docs/results.md#runs-of-the-same-recipe)"
-            "). `make reports` now trains the default's recipe; on this machine it repeats the default weight for weight.")
+            "). `make reports` now trains the default's recipe.")
 
 
 def spread_section(src: Sources) -> str:

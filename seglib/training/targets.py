@@ -14,6 +14,7 @@ import torch
 import torch.nn.functional as F
 
 from seglib.data.dataset import SegmentationDataset
+from seglib.data.mask_rules import without_pinholes
 from seglib.infra.errors import DataError
 from seglib.infra.paths import display_path
 from seglib.losses import IGNORE
@@ -88,13 +89,15 @@ def sample_seed(seed: int, epoch: int, index: int) -> int:
 
 class TrainingSet(SegmentationDataset):
     """The training photos (a `SegmentationDataset`) with an ignore band along the edges of the masks of the sets in
-    `banded` (`band` pixels of the network input, each side) and, with a `teacher`, its probabilities of each
+    `banded` (`band` pixels of the network input, each side), masks without pinholes with `fill_pinholes`, and, with a
+    `teacher`, its probabilities of each
     photo as the item's `teacher` (1 x H x W floats 0-1, augmented with the photo; the transform needs the extra
     target: `transform.add_targets({TEACHER: "mask"})`)."""
 
     def __init__(self, items: pd.DataFrame, transform=None, *, band: int = 0, banded: frozenset = frozenset(),
-                 teacher: TeacherProbabilities | None = None, **kwargs):
+                 teacher: TeacherProbabilities | None = None, fill_pinholes: bool = False, **kwargs):
         super().__init__(items, transform, **kwargs)
+        self.fill_pinholes = fill_pinholes
         self.band = band
         sets = self.items["dataset"] if "dataset" in self.items.columns else pd.Series([""] * len(self.items))
         self.banded = [band > 0 and str(s) in banded for s in sets]
@@ -102,6 +105,16 @@ class TrainingSet(SegmentationDataset):
         self.teacher_cache: dict[int, np.ndarray] = {}
         if teacher is not None:
             teacher.check_complete(self.items)
+
+    def load(self, index: int) -> tuple[np.ndarray, np.ndarray]:
+        """The decoded pair (`SegmentationDataset.load`), its mask without pinholes when `fill_pinholes`."""
+        cached = index in self._cache
+        image, mask = super().load(index)
+        if self.fill_pinholes and not cached:
+            mask = without_pinholes(mask)
+            if self.cache:
+                self._cache[index] = (image, mask)
+        return image, mask
 
     def teacher_at(self, index: int) -> np.ndarray:
         """The teacher's probabilities of photo `index` at its cached pair's size (uint8 0-255), read once."""

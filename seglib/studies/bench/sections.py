@@ -214,8 +214,10 @@ def main_job_time(root: Path) -> str:
     """A sentence on how long `make reports` took on a fresh clone (MAIN_JOB_RECORD), '' where none is committed."""
     try:
         record = json.loads((Path(root) / MAIN_JOB_RECORD).read_text(encoding="utf-8"))
+        same = record.get("same_weights_as")
         return (f" On a fresh clone `make reports` took {record['seconds'] / 60:.0f} min on {record['machine']} "
                 f"(set-up and data included; it trained on {', '.join(record['sets'])}; {record['date']}, commit "
-                f"{record['commit'][:7]}; `{MAIN_JOB_RECORD.as_posix()}`).")
+                f"{record['commit'][:7]}; `{MAIN_JOB_RECORD.as_posix()}`)" +
+                (f"; it trained the weights of {same}." if same else "."))
     except (OSError, ValueError, KeyError, TypeError):
         return ""
