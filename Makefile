@@ -126,4 +126,4 @@ clean-reports: ## remove generated reports: only files git ignores (committed re
 	@if git rev-parse --is-inside-work-tree >/dev/null 2>&1; then git clean -fdX -q -- reports; \
 	else find reports -mindepth 1 -maxdepth 1 ! -name reference ! -name reference-256 ! -name cv \
 	  ! -name experiments.csv ! -name bench ! -name anchors ! -name crossdata ! -name generality \
-	  ! -name quality ! -name label_curve ! -name mp-selfie-448-3sets-cpu -exec rm -rf {} +; fi
+	  ! -name quality ! -name label_curve ! -name mp-selfie-448-3sets-cpu ! -name mp-selfie-448-3sets-40ep-cpu -exec rm -rf {} +; fi

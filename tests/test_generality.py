@@ -15,8 +15,7 @@ from test_experiments import fake_run
 
 from seglib.cli import main
 from seglib.infra import paths
-from seglib.infra.errors import ConfigError
-from seglib.studies import domains, generality
+from seglib.studies import candidates, domains, generality
 from seglib.studies.anchors import ANCHOR_NAMES, NO_POSE, POSE, SELFIE, TITLES
 from seglib.studies.domains import Scored, multi_domain_val, saved_multi_domain_val
 
@@ -128,25 +127,6 @@ def test_an_anchor_scored_on_a_whole_set_is_read_for_the_split_s_photos(sets, tm
     assert table.set_index("row").loc[TITLES[POSE], "status"] == generality.NOT_SCORED
 
 
-def test_the_models_list_and_its_default_are_checked_with_one_line_naming_the_file(tmp_path):
-    path = tmp_path / "models.yaml"
-    for text, says in (
-            ("models:\n  - {name: a, checkpoint: x.pt, about: one}\n  - {name: a, checkpoint: y.pt, about: two}\n",
-             r"models.yaml: the name 'a' is listed twice"),
-            ("models:\n  - {name: a, checkpoint: x.pt, about: one, colour: red}\n",
-             r"entry 1 needs name, checkpoint and about"),
-            ("default: b\nmodels:\n  - {name: a, checkpoint: x.pt, about: one}\n",
-             r"models.yaml: default: 'b' is not one of its models")):
-        path.write_text(text)
-        with pytest.raises(ConfigError, match=says):
-            generality.default_candidate(path) if text.startswith("default") else generality.read_models(path)
-    path.write_text("models:\n  - {name: a, checkpoint: x.pt, about: one}\n")
-    assert generality.default_candidate(path) is None
-    assert [c.name for c in generality.read_models()]  # the committed list reads
-    committed = generality.default_candidate()  # and its default is here: `seglib predict` uses it
-    assert committed is not None and committed.path.is_file()
-
-
 def test_the_multi_domain_val_score_is_the_mean_over_sets_of_val_splits_only(sets, tmp_path):
     ckpt = trained_on(tmp_path, "syna")
     model = Scored.of_checkpoint("tiny", ckpt, tmp_path / "gen" / "tiny", tta=False)
@@ -206,7 +186,7 @@ def test_a_model_of_several_sets_gives_each_set_its_own_val_rows():
 def _default_table(root, human_seg_iou, human_seg_edges, human_seg_low):
     folder = root / "reports" / generality.STUDY
     folder.mkdir(parents=True)
-    (folder / generality.MODELS_FILE).write_text("default: cand\nmodels:\n  - {name: cand, checkpoint: reports/cand/best.pt, about: x}\n")
+    (folder / candidates.MODELS_FILE).write_text("default: cand\nmodels:\n  - {name: cand, checkpoint: reports/cand/best.pt, about: x}\n")
     base = {"row": "cand", "kind": "model", "about": "", "checkpoint": "reports/cand/best.pt", "status": generality.SCORED,
             "in_domain": True, "n_images": 10, "ci_low": 0.0, "ci_high": 1.0, "best_anchor": "selfie",
             "diff_high": 0.1}

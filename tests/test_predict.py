@@ -250,11 +250,11 @@ def test_usage_errors(tmp_path, checkpoint):
 
 
 def test_with_no_model_named_the_default_model_predicts_and_is_named(tmp_path, checkpoint, monkeypatch, capsys):
-    from seglib.studies import generality
+    from seglib.studies import candidates
 
     listing = tmp_path / "models.yaml"
     listing.write_text(f"default: tiny\nmodels:\n  - {{name: tiny, checkpoint: {checkpoint}, about: a tiny net}}\n")
-    monkeypatch.setattr(generality, "models_file", lambda: listing)
+    monkeypatch.setattr(candidates, "models_file", lambda: listing)
     Image.fromarray(noise(8, 8)).save(tmp_path / "a.png")
     assert run_cli(["predict", str(tmp_path / "a.png"), "--out", str(tmp_path / "out"), "--device", "cpu"]) == 0
     assert (tmp_path / "out" / "a.mask.png").is_file()

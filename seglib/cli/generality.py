@@ -49,8 +49,9 @@ def cmd_generality(args) -> int:
 
 
 def _print_val(args) -> int:
+    from seglib.studies.candidates import read_models
     from seglib.studies.domains import Scored, describe, multi_domain_val
-    from seglib.studies.generality import read_models, study_dir
+    from seglib.studies.generality import study_dir
 
     candidates = None
     for name in args.val:

@@ -72,14 +72,14 @@ def inference_from_args(args):
 def name_default_model(args, sources: tuple[str, ...] = ("run", "checkpoint", "onnx", "ensemble")) -> None:
     """With none of `sources` given, `args.checkpoint` becomes the default model's (reports/generality/models.yaml's
     `default:`, the multi-domain val rule's choice), said on stderr; a SeglibError where it is not here."""
+    if any(getattr(args, name, None) is not None for name in sources):
+        return
     import sys
 
     from seglib.infra.errors import SeglibError
     from seglib.infra.paths import display_path
-    from seglib.studies.generality import default_candidate, models_file
+    from seglib.studies.candidates import default_candidate, models_file
 
-    if any(getattr(args, name, None) is not None for name in sources):
-        return
     options = " or ".join(f"--{name}" for name in sources)
     default = default_candidate() if models_file().is_file() else None
     if default is None or not default.path.is_file():

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import json
 import logging
-from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
@@ -32,12 +31,12 @@ from seglib.metrics import bootstrap_ci
 from seglib.runs import METRICS, PER_IMAGE
 from seglib.studies.anchors import MODELS as ANCHORS
 from seglib.studies.anchors import NO_POSE, POSE, SELFIE, TITLES, anchor_scores
-from seglib.studies.domains import Scored, set_status, split_folder
+from seglib.studies.candidates import MODELS_FILE, STUDY, Candidate, default_candidate, read_models
+from seglib.studies.domains import set_status, split_folder
 
 logger = logging.getLogger(__name__)
 
-STUDY = "generality"
-MODELS_FILE, TABLE_CSV, TABLE_MD = "models.yaml", "table.csv", "table.md"
+TABLE_CSV, TABLE_MD = "table.csv", "table.md"
 MODEL, ANCHOR = "model", "anchor"  # the kinds of row
 SCORED, NO_CHECKPOINT, NOT_SCORED = "scored", "checkpoint not here", "not scored"
 FLOOR_SET, FLOOR_MEAN_IOU, FLOOR_BOUNDARY_IOU = "human-seg", 0.905, 0.75  # issue #37: the default keeps these
@@ -50,82 +49,6 @@ COLUMNS = ["row", "kind", "about", "checkpoint", "set", "status", "in_domain", "
 def study_dir() -> Path:
     """Where `seglib generality` writes (reports/generality/, moved by $SEGLIB_REPORTS_DIR)."""
     return paths.reports_dir() / STUDY
-
-
-def models_file() -> Path:
-    """The committed list of candidates: reports/generality/models.yaml of the project."""
-    return paths.PROJECT_ROOT / "reports" / STUDY / MODELS_FILE
-
-
-@dataclass(frozen=True)
-class Candidate:
-    """One candidate model of the table, as models.yaml lists it."""
-
-    name: str
-    checkpoint: str  # as written: relative to the project unless absolute
-    about: str
-    tta: bool = True
-
-    @property
-    def path(self) -> Path:
-        path = Path(self.checkpoint).expanduser()
-        return path if path.is_absolute() else paths.PROJECT_ROOT / path
-
-    def scored(self, study: Path) -> Scored:
-        """The candidate as the studies score it, its evaluations in `study`/NAME/."""
-        return Scored.of_checkpoint(self.name, self.path, Path(study) / self.name, self.tta)
-
-
-def _listing(path: Path) -> dict:
-    """models.yaml as a mapping; a file that cannot be read or parsed is a ConfigError naming it."""
-    from seglib.infra.values import load_yaml
-
-    where = display_path(path)
-    try:
-        data = load_yaml(path.read_text(encoding="utf-8"), where)
-    except OSError as exc:
-        raise ConfigError(f"{where}: cannot read the list of candidate models ({exc.strerror or exc})") from None
-    return data if isinstance(data, dict) else {}
-
-
-def read_models(path: Path | None = None) -> list[Candidate]:
-    """The candidates of a models.yaml (`models:` a list of {name, checkpoint, about, tta}); a wrong entry is a
-    ConfigError naming the file."""
-    from seglib.runs import check_run_name
-
-    path = Path(path) if path is not None else models_file()
-    where = display_path(path)
-    entries = _listing(path).get("models")
-    if not isinstance(entries, list) or not entries:
-        raise ConfigError(f"{where}: expected `models:`, a list of entries with name, checkpoint and about")
-    found: list[Candidate] = []
-    for i, entry in enumerate(entries, 1):
-        if not isinstance(entry, dict) or set(entry) - {"name", "checkpoint", "about", "tta"} \
-                or not {"name", "checkpoint", "about"} <= set(entry):
-            raise ConfigError(f"{where}: entry {i} needs name, checkpoint and about (and may give tta), nothing else")
-        if not isinstance(entry.get("tta", True), bool):
-            raise ConfigError(f"{where}: entry {i}: tta is true or false")
-        try:
-            name = check_run_name(str(entry["name"]))
-        except ConfigError as exc:
-            raise ConfigError(f"{where}: entry {i}: {exc}") from None
-        if any(c.name == name for c in found):
-            raise ConfigError(f"{where}: the name {name!r} is listed twice")
-        found.append(Candidate(name, str(entry["checkpoint"]), str(entry["about"]), entry.get("tta", True)))
-    return found
-
-
-def default_candidate(path: Path | None = None) -> Candidate | None:
-    """The candidate models.yaml names `default:`, the multi-domain val rule's choice: the model `seglib predict`
-    and `seglib label` use when none is named (None where no default is named)."""
-    path = Path(path) if path is not None else models_file()
-    name = _listing(path).get("default")
-    if name is None:
-        return None
-    for candidate in read_models(path):
-        if candidate.name == name:
-            return candidate
-    raise ConfigError(f"{display_path(path)}: default: {name!r} is not one of its models")
 
 
 def score_candidates(candidates: list[Candidate], sets: list[str], out: Path, *, progress: bool = False) -> None:

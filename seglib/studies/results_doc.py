@@ -308,8 +308,8 @@ def spread_section(src: Sources) -> str:
         "The reference's recipe (this set alone), run several times. The reference was trained before training used "
         f"the channels-last layout on the CPU; `{FRESH_RETRAIN_RUN}` and the `fresh` runs are what `make reports` gave "
         "on a fresh clone since then (same seed; kernels round differently from one machine to another); the seed "
-        "runs change only the seed. `make reports` now trains the multi-domain recipe: a fresh clone's run gave the "
-        "weights of `mp-selfie-448-3sets-cpu` exactly (same seed, same machine).", "",
+        "runs change only the seed. `make reports` now trains the multi-domain recipe, the default's (the README says "
+        "what a fresh clone's run gave, from `reports/bench/make_reports.json`).", "",
         table(["run", "training", "val mean IoU (TTA)", "test mean IoU (95% CI)", f"{src.external_title} mean IoU"],
               rows)])
 
