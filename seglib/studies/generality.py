@@ -248,10 +248,9 @@ def readme_block(root: Path) -> str | None:
 
 def default_trails(root: Path) -> str:
     """Lines on the default model (models.yaml's `default:`): on which test splits it is ahead of the best anchor
-    photo by photo with the CI above 0, each with its numbers, and where it misses issue #37's floor on this set's
-    test split ('' when nothing is named or scored)."""
-    import pandas as pd
-
+    photo by photo with the CI above 0, each with its numbers; then where it trails: a split where it is behind
+    that anchor or its lead is not shown, and issue #37's floors on this set's test split ('' when nothing is named
+    or scored)."""
     folder = Path(root) / "reports" / STUDY
     try:
         default = default_candidate(folder / MODELS_FILE)
@@ -300,8 +299,6 @@ def results_section(root: Path) -> str | None:
 
 def rule_table(root: Path) -> str:
     """The experiment log's rows scored by the multi-domain val rule (each lever and its decision), as a section."""
-    import pandas as pd
-
     log = Path(root) / "reports" / "experiments.csv"
     table = pd.read_csv(log, dtype=str).fillna("") if log.is_file() else pd.DataFrame()
     if "val_multi_domain" not in table or not (table["val_multi_domain"] != "").any():
