@@ -282,6 +282,27 @@ def test_a_checkpoint_without_a_sidecar_gets_one_fitted_on_its_val_photos(tmp_pa
     assert set(estimator.models) == {TTA_MODEL, PLAIN_MODEL}
 
 
+def test_scoring_a_checkpoint_elsewhere_keeps_its_estimator_and_overwrite_refits_it(tmp_path, capsys):
+    """`seglib evaluate --checkpoint F --out D` fits the estimator beside F once; scoring F again into another --out
+    keeps its bytes (a published model's sidecar is not rewritten), --overwrite refits it."""
+    from seglib.cli import main
+
+    path, dataset, splits, _ = val_checkpoint(tmp_path)
+    common = ["evaluate", "--checkpoint", str(path), "--data-dir", str(dataset), "--splits-dir", str(splits),
+              "--quiet", "--split", "val", "--threshold-from", "checkpoint"]
+    assert main([*common, "--out", str(tmp_path / "a")]) == 0
+    assert "refitted on val" in capsys.readouterr().out
+    sidecar = sidecar_path(path)
+    marked = sidecar.read_bytes().replace(b'"model_file": "best.pt"', b'"model_file": "kept.pt"', 1)
+    sidecar.write_bytes(marked)  # still this checkpoint's (same SHA-256), with a mark a refit would not write
+    assert main([*common, "--out", str(tmp_path / "b")]) == 0
+    assert "quality: kept" in capsys.readouterr().out and sidecar.read_bytes() == marked
+    assert main([*common, "--out", str(tmp_path / "c"), "--overwrite"]) == 0
+    assert "refitted on val" in capsys.readouterr().out
+    assert b'"model_file": "best.pt"' in sidecar.read_bytes()
+    assert QualityEstimator.load(sidecar).facts["model_sha256"] == file_sha256(path)
+
+
 def test_quality_table_ranks_any_photos_and_skips_a_broken_one(tmp_path, checkpoint, caplog):
     folder = photos(tmp_path / "in")
     (folder / "broken.png").write_bytes(b"\x89PNG broken")

@@ -43,7 +43,9 @@ def add_parser(subparsers) -> None:
     p.add_argument("--adopt", action="store_true",
                    help="with --run and --split val: record these levers as the run's choice, so that predict uses "
                         "them and this threshold by default (no levers: forget an earlier choice)")
-    p.add_argument("--overwrite", action="store_true", help="score test again although it is already scored")
+    p.add_argument("--overwrite", action="store_true",
+                   help="score test again although it is already scored; refit the quality estimator beside the "
+                        "checkpoint although one fitted for it is there")
     p.add_argument("--threshold-from", choices=("val", "checkpoint"), default="val",
                    help="val: sweep on val (default); checkpoint: the training threshold")
     p.add_argument("--quality", action="store_true",
@@ -124,12 +126,20 @@ def _model_file(args) -> Path:
 
 
 def _refit_quality(args) -> None:
-    """After val is scored: the quality estimator refitted on val beside the checkpoint (what `seglib predict`'s
-    predicted IoU uses); one line either way, and never a failed evaluation for it."""
-    from seglib.predict.quality import refit_sidecar
+    """After val is scored: the quality estimator fitted on val beside the checkpoint (what `seglib predict`'s
+    predicted IoU uses) where none is there for this very checkpoint and threshold; such a one is kept unless
+    --overwrite (a published checkpoint's sidecar is not rewritten by scoring it elsewhere). One line either way,
+    and never a failed evaluation for it."""
+    from seglib.infra.paths import display_path
+    from seglib.predict.quality import current_sidecar, refit_sidecar
     from seglib.predict.quality_model import sidecar_path
 
     model_file = _model_file(args)
+    kept = None if args.overwrite else current_sidecar(model_file)
+    if kept is not None:
+        print(f"quality: kept {display_path(kept)} (fitted for this checkpoint at this threshold; "
+              "--overwrite refits it on val)")
+        return
     try:
         path = refit_sidecar(model_file, device=getattr(args, "device", None) or "auto",
                              dataset_dir=args.data_dir, splits_dir=args.splits_dir)

@@ -248,6 +248,18 @@ def refit_sidecar(model_file: str | Path, *, device: str = "auto", dataset_dir=N
     return estimator.save(sidecar_path(model_file))
 
 
+def current_sidecar(model_file: str | Path) -> Path | None:
+    """The sidecar of `model_file` when it was fitted for this very file at the threshold a refit would use now
+    (the one chosen on val), else None: what `seglib evaluate` keeps rather than refits."""
+    from seglib.predict.predictor import Predictor
+
+    estimator = saved_estimator(model_file)
+    if estimator is None:
+        return None
+    threshold = Predictor.from_checkpoint(model_file, device="cpu").threshold
+    return sidecar_path(model_file) if estimator.facts.get("threshold") == float(threshold) else None
+
+
 def empty_table(rows: list[dict]) -> pd.DataFrame:
     """Rows (photo, mask, features) as a table with every column in order, predicted_iou empty, check False."""
     table = pd.DataFrame(rows)

@@ -18,7 +18,7 @@ from seglib.studies.bench.sections import main_job_time
 from seglib.studies.crossdata import results_section as crossdata_section
 from seglib.studies.generality import readme_block as generality_block
 from seglib.studies.generality import results_section as generality_section
-from seglib.studies.markdown import f3, table, with_ci
+from seglib.studies.markdown import device_words, f3, on_device, table, with_ci
 
 RESULTS_PAGE = Path("docs") / "results.md"
 README = Path("README.md")
@@ -146,12 +146,6 @@ def signed_ci(result: dict) -> str:
 
 def minutes(row: dict) -> str:
     return f"{float(row['train_minutes']):.1f} min" if row.get("train_minutes") else ""
-
-
-def device_words(device: str) -> str:
-    if device.startswith("cuda ("):
-        return "one " + device[len("cuda ("):-1]
-    return "one GPU" if device == "cuda" else "2 CPU cores" if device == "cpu" else device
 
 
 def noted_external(row: dict, title: str) -> str:
@@ -405,7 +399,7 @@ def speed_sections(src: Sources) -> list[str]:
 
 def notes_section(src: Sources) -> str:
     lines = ["## The experiment log's notes", "Every row of `reports/experiments.csv`, in the order written.", ""]
-    lines += [f"- `{r['run']}` ({device_words(r['device'])}): {r['notes']}" for r in src.log]
+    lines += [f"- `{r['run']}`{on_device(r['device'])}: {r['notes']}" for r in src.log]
     return "\n".join(lines)
 
 
