@@ -120,3 +120,27 @@ def test_the_command_refuses_a_missing_checkpoint_and_a_wrong_variant_in_one_lin
     assert main(["edge-head", "--checkpoint", str(path), "--variants", "sim,blur"]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "'blur'" in err
+
+
+def test_the_command_prints_each_variant_s_decision_on_boundary_iou(tmp_path, capsys, monkeypatch):
+    """The rule decides a lever about edges on boundary IoU: +0.006 adopts, a higher mean IoU alone does not."""
+    from seglib.cli import main
+    from seglib.studies import edge_head
+
+    def record(model, levers, iou, biou):
+        return {"model": model, "levers": levers, "mean_iou": iou, "mean_boundary_iou": biou,
+                "sets": {"human-seg": {"mean_iou": iou, "mean_boundary_iou": biou}}}
+
+    def study(checkpoint, name, variants, out, **_):
+        assert variants == ["sim", "mix-gate"] and out == tmp_path / "out"
+        return [record(name, "", 0.90, 0.68), record(f"{name} @edge-head-sim", "edge-head-sim", 0.91, 0.682),
+                record(f"{name} @edge-head-mix-gate", "edge-head-mix-gate", 0.899, 0.686)]
+
+    monkeypatch.setattr(edge_head, "edge_head_study", study)
+    path = save_tiny_checkpoint(tmp_path / "best.pt")
+    assert main(["edge-head", "--checkpoint", str(path), "--variants", "sim,mix-gate", "--name", "m",
+                 "--out", str(tmp_path / "out")]) == 0
+    out = capsys.readouterr().out
+    assert "edge-head-sim: boundary IoU +0.0020 (mean IoU +0.0100): not adopted" in out
+    assert "edge-head-mix-gate: boundary IoU +0.0060 (mean IoU -0.0010): adopted" in out
+    assert f"wrote {tmp_path / 'out' / 'edge-head-sim' / 'multi_domain_val.json'}" in out

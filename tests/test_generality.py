@@ -15,6 +15,7 @@ from test_experiments import fake_run
 
 from seglib.cli import main
 from seglib.infra import paths
+from seglib.infra.errors import SeglibError
 from seglib.studies import candidates, domains, generality
 from seglib.studies.anchors import ANCHOR_NAMES, NO_POSE, POSE, SELFIE, TITLES
 from seglib.studies.domains import Scored, multi_domain_val, saved_multi_domain_val
@@ -145,6 +146,41 @@ def test_the_multi_domain_val_score_is_the_mean_over_sets_of_val_splits_only(set
     assert not list((tmp_path / "gen" / "tiny").glob("*test*"))
     assert saved_multi_domain_val(tmp_path / "gen" / "tiny", epoch=1)["mean_iou"] == result["mean_iou"]
     assert saved_multi_domain_val(tmp_path / "gen" / "tiny", epoch=2) is None
+
+
+def _scores(model: str, **per_set) -> dict:
+    return {"model": model, "sets": {name: {"iou_by_photo": {str(i): v for i, v in enumerate(values)}}
+                                     for name, values in per_set.items()}}
+
+
+def test_the_paired_val_difference_weighs_each_set_equally_and_its_ci_resamples_each_set():
+    from seglib.studies.domains import describe_difference, paired_val_difference
+
+    base = _scores("a", small=[0.5, 0.6], large=[0.8] * 100)
+    better = _scores("b", small=[0.6, 0.7], large=[0.8] * 100)  # +0.1 on 2 photos of one set, level on the other
+    d = paired_val_difference(better, base)
+    assert d["difference"] == pytest.approx(0.05) and d["by_set"] == pytest.approx({"small": 0.1, "large": 0.0})
+    assert d["ci95"] == pytest.approx([0.05, 0.05]) and (d["better"], d["n"]) == (2, 102)
+    noisy = _scores("c", small=[0.9, 0.3], large=[0.8] * 100)  # +0.4 and -0.3: the CI spans 0
+    low, high = paired_val_difference(noisy, base)["ci95"]
+    assert low < 0 < high
+    line = describe_difference(better, base, 0.005)
+    assert line.startswith("b minus a: +0.0500 (95% CI +0.0500 to +0.0500") and "more than the rule's +0.005" in line
+    with pytest.raises(SeglibError, match="not the same small val photos"):
+        paired_val_difference(_scores("d", small=[0.5], large=[0.8] * 100), base)
+    with pytest.raises(SeglibError, match="other sets"):
+        paired_val_difference(_scores("e", small=[0.5, 0.6]), base)
+
+
+def test_generality_val_of_two_models_prints_the_second_minus_the_first(sets, tmp_path, capsys):
+    ckpt = trained_on(tmp_path, "synb")
+    models = tmp_path / "models.yaml"
+    models.write_text(yaml.safe_dump({"models": [{"name": "tiny", "checkpoint": str(ckpt), "about": "tiny"},
+                                                 {"name": "twin", "checkpoint": str(ckpt), "about": "the same"}]}))
+    assert main(["generality", "--val", "tiny", "twin", "--no-tta", "--models", str(models), "--out",
+                 str(tmp_path / "g"), "--quiet"]) == 0
+    out = capsys.readouterr().out
+    assert "twin minus tiny: +0.0000 (95% CI +0.0000 to +0.0000" in out and "better on 0 of" in out
 
 
 def test_the_experiment_log_takes_the_multi_domain_val_score(tmp_path, monkeypatch):

@@ -21,7 +21,8 @@ def add_parser(subparsers) -> None:
                     "splits, each set weighted equally (the rule that chooses across domains, docs/recipes.md).")
     p.add_argument("--val", nargs="+", metavar="RUN",
                    help="print the multi-domain val score of these runs (a checkpoint FILE.pt, runs/NAME, else a "
-                        "candidate of models.yaml; default: none, the table is written)")
+                        "candidate of models.yaml), and each after the first minus the first photo by photo with "
+                        "its 95%% CI (default: none, the table is written)")
     p.add_argument("--no-tta", action="store_true", help="--val: score without flip TTA (default: with)")
     add_inference_options(p, chosen="--val: off; with any of these the scores go to <eval>/@LEVERS/")
     p.add_argument("--refine", action="store_true", help="--val: refine each mask's edge at the photo's resolution "
@@ -50,10 +51,11 @@ def cmd_generality(args) -> int:
 
 def _print_val(args) -> int:
     from seglib.studies.candidates import read_models
-    from seglib.studies.domains import Scored, describe, multi_domain_val
+    from seglib.studies.crossval import ADOPT_MARGIN
+    from seglib.studies.domains import Scored, describe, describe_difference, multi_domain_val
     from seglib.studies.generality import study_dir
 
-    candidates = None
+    candidates, results = None, []
     for name in args.val:
         from seglib.runs import Run
 
@@ -74,5 +76,8 @@ def _print_val(args) -> int:
                                          tta=not args.no_tta)
         levers = inference_from_args(args)
         model = model.with_levers(levers) if levers is not None else model
-        print(describe(multi_domain_val(model, progress=not args.quiet)))
+        results.append(multi_domain_val(model, progress=not args.quiet))
+        print(describe(results[-1]))
+    for result in results[1:]:  # each later model against the first, photo by photo
+        print(describe_difference(result, results[0], ADOPT_MARGIN))
     return 0
