@@ -144,3 +144,17 @@ def test_the_command_prints_each_variant_s_decision_on_boundary_iou(tmp_path, ca
     assert "edge-head-sim: boundary IoU +0.0020 (mean IoU +0.0100): not adopted" in out
     assert "edge-head-mix-gate: boundary IoU +0.0060 (mean IoU -0.0010): adopted" in out
     assert f"wrote {tmp_path / 'out' / 'edge-head-sim' / 'multi_domain_val.json'}" in out
+
+
+def test_a_second_study_into_the_same_folder_is_refused_at_once(tmp_path, capsys, monkeypatch):
+    from seglib.cli import main
+    from seglib.infra import locks
+    from seglib.studies import edge_head
+
+    monkeypatch.setattr(edge_head, "edge_head_study", lambda *a, **k: pytest.fail("the study ran"))
+    path = save_tiny_checkpoint(tmp_path / "best.pt")
+    out = tmp_path / "out"
+    with locks.exclusive(locks.output_folder(out), str(out)):  # another `seglib edge-head` writing there
+        assert main(["edge-head", "--checkpoint", str(path), "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith(f"seglib: error: {out}: in use by pid")

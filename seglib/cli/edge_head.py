@@ -32,6 +32,7 @@ def add_parser(subparsers) -> None:
 def cmd_edge_head(args) -> int:
     from seglib.cli.options import name_default_model
     from seglib.infra.errors import SeglibError
+    from seglib.infra.locks import exclusive, output_folder
     from seglib.infra.paths import PROJECT_ROOT, display_path
     from seglib.studies.crossval import ADOPT_MARGIN
     from seglib.studies.edge_head import edge_head_study, parse_variant
@@ -46,8 +47,9 @@ def cmd_edge_head(args) -> int:
         parse_variant(variant)  # a bad one is refused before any work
     name = args.name or _candidate_name(Path(args.checkpoint)) or Path(args.checkpoint).resolve().parent.name
     out = args.out or PROJECT_ROOT / "reports" / "edge_head" / name
-    records = edge_head_study(args.checkpoint, name, variants, out, steps=args.steps, seed=args.seed,
-                              device=args.device)
+    with exclusive(output_folder(out), str(out)):  # one study writes a folder at a time; a second is refused at once
+        records = edge_head_study(args.checkpoint, name, variants, out, steps=args.steps, seed=args.seed,
+                                  device=args.device)
     base = records[0]
     print(f"{'model':<52} {'val':>7} {'bIoU':>7}  by set (mean IoU/boundary IoU)")
     for r in records:
