@@ -93,6 +93,7 @@ def test_the_head_learns_to_put_a_shifted_edge_back_on_the_photo_s_edge():
     assert after > before + 0.1, (before, after)
     scores = scores_by_set(photos, 0.5, head)
     assert list(scores) == ["a"] and scores["a"]["n_images"] == 4
+    assert sorted(scores["a"]["iou_by_photo"]) == ["0", "1", "2", "3"]  # each photo's IoU: a paired CI is possible
 
 
 def test_variants_are_named_and_a_wrong_one_is_refused():

@@ -172,6 +172,21 @@ def test_the_paired_val_difference_weighs_each_set_equally_and_its_ci_resamples_
         paired_val_difference(_scores("e", small=[0.5, 0.6]), base)
 
 
+def test_a_model_of_one_set_pairs_with_a_model_of_several_photo_by_photo():
+    """A model of several sets qualifies its val ids (`small/0`), a model of one set and another set's val split
+    do not (`0`): the same photos, paired."""
+    from seglib.studies.domains import paired_val_difference, set_entry
+
+    one = {"model": "one", "sets": {"small": set_entry("small", pd.DataFrame(
+        {"id": ["0", "1"], "iou": [0.5, 0.6], "boundary_iou": [0.4, 0.5]}), "val")}}
+    several = {"model": "several", "sets": {"small": set_entry("small", pd.DataFrame(
+        {"id": ["small/0", "small/1"], "iou": [0.6, 0.7], "boundary_iou": [0.4, 0.5]}), "val")}}
+    assert several["sets"]["small"]["iou_by_photo"] == {"0": 0.6, "1": 0.7}
+    assert paired_val_difference(several, one)["difference"] == pytest.approx(0.1)
+    written_before = {"model": "old", "sets": {"small": {"iou_by_photo": {"small/0": 0.5, "small/1": 0.6}}}}
+    assert paired_val_difference(several, written_before)["difference"] == pytest.approx(0.1)
+
+
 def test_generality_val_of_two_models_prints_the_second_minus_the_first(sets, tmp_path, capsys):
     ckpt = trained_on(tmp_path, "synb")
     models = tmp_path / "models.yaml"
@@ -181,6 +196,20 @@ def test_generality_val_of_two_models_prints_the_second_minus_the_first(sets, tm
                  str(tmp_path / "g"), "--quiet"]) == 0
     out = capsys.readouterr().out
     assert "twin minus tiny: +0.0000 (95% CI +0.0000 to +0.0000" in out and "better on 0 of" in out
+    # a saved record (an edge-head variant's) pairs as it is: here tiny's own, each photo's IoU 0.1 lower
+    record = json.loads((tmp_path / "g" / "tiny" / "multi_domain_val.json").read_text())
+    record["model"] = "tiny @lower"
+    for entry in record["sets"].values():
+        entry["iou_by_photo"] = {k: v - 0.1 for k, v in entry["iou_by_photo"].items()}
+    (tmp_path / "lower.json").write_text(json.dumps(record))
+    assert main(["generality", "--val", "tiny", str(tmp_path / "lower.json"), "--no-tta", "--models", str(models),
+                 "--out", str(tmp_path / "g"), "--quiet"]) == 0
+    assert "tiny @lower minus tiny: -0.1000 (95% CI -0.1000 to -0.1000" in capsys.readouterr().out
+    (tmp_path / "bad.json").write_text("[1, 2]")
+    assert main(["generality", "--val", "tiny", str(tmp_path / "bad.json"), "--no-tta", "--models", str(models),
+                 "--out", str(tmp_path / "g"), "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert "bad.json: not a multi-domain val record" in err and "Traceback" not in err
 
 
 def test_the_experiment_log_takes_the_multi_domain_val_score(tmp_path, monkeypatch):

@@ -21,7 +21,8 @@ def add_parser(subparsers) -> None:
                     "splits, each set weighted equally (the rule that chooses across domains, docs/recipes.md).")
     p.add_argument("--val", nargs="+", metavar="RUN",
                    help="print the multi-domain val score of these runs (a checkpoint FILE.pt, runs/NAME, else a "
-                        "candidate of models.yaml), and each after the first minus the first photo by photo with "
+                        "candidate of models.yaml; or a saved record FILE.json, such as an edge-head variant's, "
+                        "taken as it is), and each after the first minus the first photo by photo with "
                         "its 95%% CI (default: none, the table is written)")
     p.add_argument("--no-tta", action="store_true", help="--val: score without flip TTA (default: with)")
     add_inference_options(p, chosen="--val: off; with any of these the scores go to <eval>/@LEVERS/")
@@ -52,13 +53,17 @@ def cmd_generality(args) -> int:
 def _print_val(args) -> int:
     from seglib.studies.candidates import read_models
     from seglib.studies.crossval import ADOPT_MARGIN
-    from seglib.studies.domains import Scored, describe, describe_difference, multi_domain_val
+    from seglib.studies.domains import Scored, describe, describe_difference, multi_domain_val, read_val_record
     from seglib.studies.generality import study_dir
 
     candidates, results = None, []
     for name in args.val:
         from seglib.runs import Run
 
+        if name.endswith(".json"):  # a record written before (an edge-head variant's): printed and paired as it is
+            results.append(read_val_record(Path(name)))
+            print(describe(results[-1]))
+            continue
         if name.endswith(".pt") and Path(name).is_file():  # a checkpoint file: its scores in <stem>-eval/ beside it
             model = Scored.of_checkpoint(Path(name).stem, Path(name), Path(name).with_name(f"{Path(name).stem}-eval"),
                                          tta=not args.no_tta)

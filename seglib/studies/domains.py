@@ -145,20 +145,41 @@ def multi_domain_val(model, *, sets: list[str] | None = None, progress: bool = F
             rows, scored_as = model.evaluate(pairs, rescore=stale, progress=progress).per_image, pairs.name
         if not len(rows):
             raise SeglibError(f"{display_path(model.eval_root / 'val')}: no val photo of set {name!r}")
-        per_set[name] = {"n_images": len(rows), "mean_iou": float(rows["iou"].mean()),
-                         "mean_boundary_iou": float(rows["boundary_iou"].mean()), "scored_as": scored_as,
-                         "iou_by_photo": dict(zip(rows["id"].astype(str), rows["iou"].astype(float), strict=True))}
+        per_set[name] = set_entry(name, rows, scored_as)
     # 3. the mean over sets, each weighted equally, and the record
-    result = {"model": model.name, "checkpoint": val.metrics.get("checkpoint"),
-              "checkpoint_epoch": val.metrics.get("checkpoint_epoch"), "tta": bool(val.metrics.get("tta")),
-              "threshold": val.metrics.get("threshold"), "trained_on": trained, "sets": per_set,
-              "levers": model.inference.describe() if model.inference is not None else "",
-              "mean_iou": sum(s["mean_iou"] for s in per_set.values()) / len(per_set),
-              "mean_boundary_iou": sum(s["mean_boundary_iou"] for s in per_set.values()) / len(per_set),
-              "not_present": sorted(set(set_status()) - set(sets)),
-              "computed_at": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds")}
+    result = val_record(model.name, val.metrics, trained, per_set, sorted(set(set_status()) - set(sets)),
+                        levers=model.inference.describe() if model.inference is not None else "")
     write_json_atomic(model.scores_root / MULTI_DOMAIN, result)
     return result
+
+
+def photo_key(name: str, photo_id: str) -> str:
+    """A photo's id within set `name`: a model of several sets qualifies its ids (`human-seg/6`), a model of one
+    set and another set's val split do not (`6`); the key is the same for both, so any two models pair."""
+    from seglib.data.selection import SEPARATOR
+
+    return photo_id.removeprefix(f"{name}{SEPARATOR}")
+
+
+def set_entry(name: str, rows, scored_as: str) -> dict:
+    """One set's entry of a multi-domain val record from its val rows (a frame with id, iou and boundary_iou):
+    {n_images, mean_iou, mean_boundary_iou, scored_as, iou_by_photo (keyed by `photo_key`)}."""
+    ids = [photo_key(name, i) for i in rows["id"].astype(str)]
+    return {"n_images": len(rows), "mean_iou": float(rows["iou"].mean()),
+            "mean_boundary_iou": float(rows["boundary_iou"].mean()), "scored_as": scored_as,
+            "iou_by_photo": dict(zip(ids, rows["iou"].astype(float), strict=True))}
+
+
+def val_record(model: str, protocol: dict, trained_on: list[str], per_set: dict, not_present: list[str], *,
+               levers: str = "") -> dict:
+    """A multi-domain val record: the model, its protocol (`protocol`: checkpoint, checkpoint_epoch, tta,
+    threshold, as an evaluation's metrics hold them), the sets' entries and their mean, each set weighted equally."""
+    return {"model": model, "checkpoint": protocol.get("checkpoint"),
+            "checkpoint_epoch": protocol.get("checkpoint_epoch"), "tta": bool(protocol.get("tta")),
+            "threshold": protocol.get("threshold"), "trained_on": list(trained_on), "sets": per_set, "levers": levers,
+            "mean_iou": sum(s["mean_iou"] for s in per_set.values()) / len(per_set),
+            "mean_boundary_iou": sum(s["mean_boundary_iou"] for s in per_set.values()) / len(per_set),
+            "not_present": list(not_present), "computed_at": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds")}
 
 
 def saved_multi_domain_val(eval_root: Path, epoch=None) -> dict | None:
@@ -174,6 +195,20 @@ def saved_multi_domain_val(eval_root: Path, epoch=None) -> dict | None:
     return found
 
 
+def read_val_record(path: Path) -> dict:
+    """A multi-domain val record written before (a model's `multi_domain_val.json`, an edge-head variant's); a file
+    that is not one is a SeglibError naming it."""
+    try:
+        found = json.loads(Path(path).read_text())
+    except OSError as err:
+        raise SeglibError(f"{display_path(path)}: cannot read it ({err.strerror or err})") from None
+    except ValueError:
+        raise SeglibError(f"{display_path(path)}: not JSON; expected a multi_domain_val.json record") from None
+    if not isinstance(found, dict) or not isinstance(found.get("sets"), dict) or "mean_iou" not in found:
+        raise SeglibError(f"{display_path(path)}: not a multi-domain val record (no sets and mean_iou)")
+    return found
+
+
 def paired_val_difference(result: dict, against: dict, n_boot: int = 2000, seed: int = 0) -> dict:
     """`result`'s multi-domain val score minus `against`'s, photo by photo: per set the mean difference over the
     same val photos, then the mean over sets (each weighted equally, as the rule); its 95% bootstrap CI resamples
@@ -186,8 +221,12 @@ def paired_val_difference(result: dict, against: dict, n_boot: int = 2000, seed:
                           f"({', '.join(result['sets'])} / {', '.join(against['sets'])}); compare over the same sets")
     diffs = {}
     for name, scores in result["sets"].items():
-        mine, theirs = scores.get("iou_by_photo"), against["sets"][name].get("iou_by_photo")
-        if not mine or not theirs or set(mine) != set(theirs):
+        mine, theirs = (_by_photo(name, scores), _by_photo(name, against["sets"][name]))
+        for record, found in ((result, mine), (against, theirs)):
+            if not found:
+                raise SeglibError(f"{record['model']}: its record keeps no IoU per {name} val photo (written before "
+                                  "seglib kept them); score it again to pair it")
+        if set(mine) != set(theirs):
             raise SeglibError(f"{result['model']} and {against['model']}: not the same {name} val photos")
         diffs[name] = np.array([mine[k] - theirs[k] for k in sorted(mine)])
     rng = np.random.default_rng(seed)
@@ -196,6 +235,11 @@ def paired_val_difference(result: dict, against: dict, n_boot: int = 2000, seed:
     return {"difference": float(np.mean([d.mean() for d in diffs.values()])), "ci95": [float(low), float(high)],
             "better": int(sum((d > 0).sum() for d in diffs.values())), "n": int(sum(map(len, diffs.values()))),
             "by_set": {name: float(d.mean()) for name, d in diffs.items()}}
+
+
+def _by_photo(name: str, scores: dict) -> dict:
+    """A set entry's IoU per photo keyed by `photo_key` (records written before it kept the ids as evaluated)."""
+    return {photo_key(name, k): v for k, v in (scores.get("iou_by_photo") or {}).items()}
 
 
 def describe_difference(result: dict, against: dict, margin: float) -> str:

@@ -20,7 +20,6 @@ head; it writes each variant's `multi_domain_val.json` for `seglib experiments -
 from __future__ import annotations
 
 import collections
-import datetime as _dt
 import json
 import logging
 import time
@@ -37,6 +36,7 @@ from seglib.infra.errors import SeglibError
 from seglib.infra.io import write_text_atomic
 from seglib.infra.paths import PROJECT_ROOT, display_path
 from seglib.metrics import image_scores
+from seglib.studies.domains import set_entry, val_record
 
 logger = logging.getLogger(__name__)
 
@@ -177,14 +177,15 @@ def refined_mask(head: EdgeHead | None, photo: Photo, threshold: float) -> np.nd
 
 
 def scores_by_set(photos: list[Photo], threshold: float, head: EdgeHead | None = None) -> dict:
-    """Per set: photos, mean IoU and mean boundary IoU of the masks (with the head, when given)."""
+    """Per set: its entry of a multi-domain val record (`domains.set_entry`) for the masks, with the head when
+    given."""
+    import pandas as pd
+
     rows = collections.defaultdict(list)
     for photo in photos:
         s = image_scores(refined_mask(head, photo, threshold), photo.mask)
-        rows[photo.set].append((s["iou"], s["boundary_iou"]))
-    return {name: {"n_images": len(v), "mean_iou": float(np.mean([r[0] for r in v])),
-                   "mean_boundary_iou": float(np.mean([r[1] for r in v])), "scored_as": "val"}
-            for name, v in rows.items()}
+        rows[photo.set].append({"id": photo.id, "iou": s["iou"], "boundary_iou": s["boundary_iou"]})
+    return {name: set_entry(name, pd.DataFrame(v), "val") for name, v in rows.items()}
 
 
 def predicted_photos(predictor, table) -> list[Photo]:
@@ -281,11 +282,7 @@ def _record(model: str, checkpoint: Path, predictor, photos: StudyPhotos, sets: 
         where = str(checkpoint.resolve().relative_to(PROJECT_ROOT))
     except ValueError:
         where = str(checkpoint.resolve())
-    return {"model": model, "checkpoint": where, "checkpoint_epoch": predictor.checkpoint.get("epoch"),
-            "tta": bool(predictor.tta), "threshold": float(predictor.threshold),
-            "trained_on": photos.trained_on, "sets": sets,
-            "levers": model.partition(" @")[2], "edge_head": head,
-            "mean_iou": float(np.mean([s["mean_iou"] for s in sets.values()])),
-            "mean_boundary_iou": float(np.mean([s["mean_boundary_iou"] for s in sets.values()])),
-            "not_present": photos.not_present,
-            "computed_at": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds")}
+    protocol = {"checkpoint": where, "checkpoint_epoch": predictor.checkpoint.get("epoch"),
+                "tta": bool(predictor.tta), "threshold": float(predictor.threshold)}
+    return {**val_record(model, protocol, photos.trained_on, sets, photos.not_present,
+                         levers=model.partition(" @")[2]), "edge_head": head}
