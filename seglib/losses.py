@@ -1,6 +1,6 @@
-"""Dice + binary cross-entropy loss on logits, weights configurable; Dice pooled over the batch or per image; mask
-pixels of value IGNORE left out of both; the distillation term toward a teacher's predictions; the L2-SP penalty
-toward the starting weights."""
+"""Dice + binary cross-entropy loss on logits, weights configurable; Dice pooled over the batch or per image; BCE
+weighted up along the mask's edges (`edge_weight`); mask pixels of value IGNORE left out of both; the distillation
+term toward a teacher's predictions; the L2-SP penalty toward the starting weights."""
 
 from __future__ import annotations
 
@@ -8,6 +8,8 @@ import torch
 from segmentation_models_pytorch.losses import DiceLoss
 from torch import nn
 from torch.nn import functional as F
+
+from seglib.metrics import boundary_width
 
 IGNORE = 255  # a mask value the loss leaves out (`ignore_band`: label edges of automatic labels)
 # the logit an ignored pixel gets for Dice: its probability is exactly 0 in float32, so it adds to neither the
@@ -25,24 +27,49 @@ def per_image_dice_loss(logits: torch.Tensor, target: torch.Tensor, smooth: floa
     return 1.0 - ((2.0 * intersection + smooth) / (cardinality + smooth)).mean()
 
 
+def edge_band(target: torch.Tensor) -> torch.Tensor:
+    """1 on the pixels within boundary IoU's band width r (`metrics.boundary_width`: 2% of the diagonal) of an edge
+    of the mask, on either side, else 0 (N x 1 x H x W; IGNORE pixels count as background): the pixels whose
+    (2r+1)^2 window, within the frame, holds both figure and background, as the mask dilated minus the mask eroded
+    by that square. Window counts come from running sums, whose cost does not grow with r (a max-pool's does, r^2)."""
+    r = boundary_width(tuple(target.shape[-2:]))
+    figure = (target == 1).float()
+    in_window = _window_sums(figure, r)
+    in_frame = _window_sums(torch.ones_like(figure[:1]), r)
+    return ((in_window > 0.5) & (in_window < in_frame - 0.5)).float()
+
+
+def _window_sums(x: torch.Tensor, r: int) -> torch.Tensor:
+    """Each pixel's sum of `x` over its (2r+1)^2 window, zero beyond the frame (whole numbers: exact in float32)."""
+    k = 2 * r + 1
+    running = F.pad(x, (r + 1, r, 0, 0)).cumsum(-1)
+    x = running[..., k:] - running[..., :-k]
+    running = F.pad(x, (0, 0, r + 1, r)).cumsum(-2)
+    return running[..., k:, :] - running[..., :-k, :]
+
+
 class DiceBCELoss(nn.Module):
     """`dice_weight * soft Dice + bce_weight * BCE`, both computed from logits (binary masks, N x 1 x H x W).
 
     `dice_per_image`: Dice of each image, averaged; otherwise smp's Dice, pooled over the batch.
+    `edge_weight`: each pixel's BCE weighs `1 + edge_weight` within the band boundary IoU scores (`edge_band`), 1
+    elsewhere, normalised by the weights' sum, so the BCE term keeps its scale and its attention moves to the edges.
     """
 
-    def __init__(self, dice_weight: float = 1.0, bce_weight: float = 1.0, *, dice_per_image: bool = False):
+    def __init__(self, dice_weight: float = 1.0, bce_weight: float = 1.0, *, dice_per_image: bool = False,
+                 edge_weight: float = 0.0):
         super().__init__()
         self.dice_weight = dice_weight
         self.bce_weight = bce_weight
         self.dice_per_image = dice_per_image
+        self.edge_weight = edge_weight
         self.dice = DiceLoss(mode="binary", from_logits=True)
         self.bce = nn.BCEWithLogitsLoss()
 
     def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         ignored = target == IGNORE
-        if ignored.any():  # only then: a mask without ignored pixels is scored exactly as before
-            return self.without(logits, target, ignored)
+        if ignored.any() or self.edge_weight:  # only then: a plain mask is scored exactly as before
+            return self.weighted(logits, target, ignored)
         loss = logits.new_zeros(())
         if self.dice_weight:
             dice = per_image_dice_loss(logits, target) if self.dice_per_image else self.dice(logits, target)
@@ -51,24 +78,30 @@ class DiceBCELoss(nn.Module):
             loss = loss + self.bce_weight * self.bce(logits, target)
         return loss
 
-    def without(self, logits: torch.Tensor, target: torch.Tensor, ignored: torch.Tensor) -> torch.Tensor:
-        """The loss with the `ignored` pixels left out: Dice over the others, BCE their mean."""
-        target = target.masked_fill(ignored, 0)
+    def weighted(self, logits: torch.Tensor, target: torch.Tensor, ignored: torch.Tensor) -> torch.Tensor:
+        """The loss with the `ignored` pixels left out: Dice over the others, BCE their mean, weighted up along the
+        mask's edges when `edge_weight` is set."""
+        any_ignored = bool(ignored.any())
+        weight = (~ignored).float() if any_ignored else torch.ones_like(target)
+        if self.edge_weight:
+            weight = weight * (1.0 + self.edge_weight * edge_band(target))
+        if any_ignored:
+            target, hidden = target.masked_fill(ignored, 0), logits.masked_fill(ignored, _OUT_OF_DICE)
+        else:
+            hidden = logits
         loss = logits.new_zeros(())
         if self.dice_weight:
-            hidden = logits.masked_fill(ignored, _OUT_OF_DICE)
             dice = per_image_dice_loss(hidden, target) if self.dice_per_image else self.dice(hidden, target)
             loss = loss + self.dice_weight * dice
         if self.bce_weight:
-            kept = (~ignored).float()
-            bce = F.binary_cross_entropy_with_logits(logits, target, reduction="none")
-            loss = loss + self.bce_weight * (bce * kept).sum() / kept.sum().clamp_min(1.0)
+            bce = F.binary_cross_entropy_with_logits(logits, target, weight=weight, reduction="sum")
+            loss = loss + self.bce_weight * bce / weight.sum().clamp_min(1.0)
         return loss
 
     @classmethod
     def for_config(cls, cfg) -> DiceBCELoss:
         """The loss a TrainConfig describes."""
-        return cls(cfg.dice_weight, cfg.bce_weight, dice_per_image=cfg.dice_per_image)
+        return cls(cfg.dice_weight, cfg.bce_weight, dice_per_image=cfg.dice_per_image, edge_weight=cfg.edge_weight)
 
 
 def distillation_loss(logits: torch.Tensor, teacher_logits: torch.Tensor) -> torch.Tensor:

@@ -55,3 +55,58 @@ def test_distillation_pulls_toward_the_teachers_probabilities():
     distillation_loss(same, teacher).backward()
     assert same.grad.abs().max() < 1e-7  # at the teacher's own predictions there is nothing to pull
     assert distillation_loss(teacher, teacher) < distillation_loss(-teacher, teacher)
+
+
+def test_the_edge_band_is_boundary_ious_width_on_both_sides_of_the_edge():
+    from seglib.losses import edge_band
+    from seglib.metrics import boundary_width
+
+    target = torch.zeros(1, 1, 100, 100)
+    target[..., :, :50] = 1  # a straight vertical edge between columns 49 and 50
+    band = edge_band(target)[0, 0]
+    r = boundary_width((100, 100))
+    assert r == 3
+    columns = band[50].nonzero().flatten().tolist()
+    assert columns == list(range(50 - r, 50 + r))  # r pixels of figure, r of background
+    assert edge_band(torch.ones(1, 1, 100, 100)).sum() == 0  # no edge, no band: the frame is not an edge
+
+
+def test_the_edge_band_is_the_mask_dilated_minus_the_mask_eroded():
+    from torch.nn import functional as F
+
+    from seglib.losses import IGNORE, edge_band
+    from seglib.metrics import boundary_width
+
+    torch.manual_seed(0)
+    target = (F.interpolate(torch.rand(3, 1, 6, 9), size=(90, 130)) > 0.5).float()  # blocks touching the frame
+    target[0, 0, :5, :5] = IGNORE
+    r = boundary_width((90, 130))
+    figure = (target == 1).float()
+    dilated = F.max_pool2d(figure, 2 * r + 1, stride=1, padding=r)
+    eroded = 1 - F.max_pool2d(1 - figure, 2 * r + 1, stride=1, padding=r)
+    assert torch.equal(edge_band(target), dilated - eroded)
+
+
+def test_edge_weight_moves_the_bce_toward_mistakes_on_the_edges():
+    target = torch.zeros(1, 1, 100, 100)
+    target[..., :, :50] = 1
+    right = (target * 2 - 1) * 20
+    wrong_at_edge, wrong_far = right.clone(), right.clone()
+    wrong_at_edge[..., 50] = 20  # the first background column called figure
+    wrong_far[..., 95] = 20  # a background column far from the edge called figure
+    plain, edges = DiceBCELoss(0, 1), DiceBCELoss(0, 1, edge_weight=4.0)
+    assert torch.allclose(plain(wrong_at_edge, target), plain(wrong_far, target))  # the same error, the same loss
+    assert edges(wrong_at_edge, target) > 3 * edges(wrong_far, target)
+    assert torch.allclose(edges(right, target), plain(right, target), atol=1e-6)  # right everywhere: ~0 either way
+
+
+def test_edge_weight_keeps_ignored_pixels_out():
+    from seglib.losses import IGNORE
+
+    target = torch.zeros(1, 1, 40, 40)
+    target[..., :, :20] = 1
+    logits = (target * 2 - 1) * 20
+    logits[..., 20] = 20  # wrong along the edge...
+    hidden = target.clone()
+    hidden[..., 20] = IGNORE  # ...where the label is ignored
+    assert DiceBCELoss(0, 1, edge_weight=4.0)(logits, hidden).item() < 1e-6
