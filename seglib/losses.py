@@ -68,8 +68,9 @@ class DiceBCELoss(nn.Module):
 
     def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         ignored = target == IGNORE
-        if ignored.any() or self.edge_weight:  # only then: a plain mask is scored exactly as before
-            return self.weighted(logits, target, ignored)
+        any_ignored = bool(ignored.any())
+        if any_ignored or self.edge_weight:  # only then: a plain mask is scored exactly as before
+            return self.weighted(logits, target, ignored if any_ignored else None)
         loss = logits.new_zeros(())
         if self.dice_weight:
             dice = per_image_dice_loss(logits, target) if self.dice_per_image else self.dice(logits, target)
@@ -78,14 +79,13 @@ class DiceBCELoss(nn.Module):
             loss = loss + self.bce_weight * self.bce(logits, target)
         return loss
 
-    def weighted(self, logits: torch.Tensor, target: torch.Tensor, ignored: torch.Tensor) -> torch.Tensor:
-        """The loss with the `ignored` pixels left out: Dice over the others, BCE their mean, weighted up along the
-        mask's edges when `edge_weight` is set."""
-        any_ignored = bool(ignored.any())
-        weight = (~ignored).float() if any_ignored else torch.ones_like(target)
+    def weighted(self, logits: torch.Tensor, target: torch.Tensor, ignored: torch.Tensor | None) -> torch.Tensor:
+        """The loss with the `ignored` pixels (None: none) left out: Dice over the others, BCE their mean, weighted
+        up along the mask's edges when `edge_weight` is set."""
+        weight = (~ignored).float() if ignored is not None else torch.ones_like(target)
         if self.edge_weight:
             weight = weight * (1.0 + self.edge_weight * edge_band(target))
-        if any_ignored:
+        if ignored is not None:
             target, hidden = target.masked_fill(ignored, 0), logits.masked_fill(ignored, _OUT_OF_DICE)
         else:
             hidden = logits

@@ -53,7 +53,13 @@ def cmd_generality(args) -> int:
 def _print_val(args) -> int:
     from seglib.studies.candidates import read_models
     from seglib.studies.crossval import ADOPT_MARGIN
-    from seglib.studies.domains import Scored, describe, describe_difference, multi_domain_val, read_val_record
+    from seglib.studies.domains import (
+        Scored,
+        describe,
+        describe_difference,
+        multi_domain_val,
+        read_val_record,
+    )
     from seglib.studies.generality import study_dir
 
     candidates, results = None, []

@@ -185,10 +185,9 @@ def val_record(model: str, protocol: dict, trained_on: list[str], per_set: dict,
 def saved_multi_domain_val(eval_root: Path, epoch=None) -> dict | None:
     """The multi-domain val score last written to `eval_root` (None when there is none, or, given `epoch`, when
     it belongs to another checkpoint epoch)."""
-    path = Path(eval_root) / MULTI_DOMAIN
     try:
-        found = json.loads(path.read_text())
-    except (OSError, ValueError):
+        found = read_val_record(Path(eval_root) / MULTI_DOMAIN)
+    except SeglibError:
         return None
     if epoch is not None and found.get("checkpoint_epoch") != epoch:
         return None

@@ -20,7 +20,6 @@ head; it writes each variant's `multi_domain_val.json` for `seglib experiments -
 from __future__ import annotations
 
 import collections
-import json
 import logging
 import time
 from dataclasses import dataclass
@@ -33,10 +32,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from seglib.infra.errors import SeglibError
-from seglib.infra.io import write_text_atomic
-from seglib.infra.paths import PROJECT_ROOT, display_path
+from seglib.infra.io import write_json_atomic
+from seglib.infra.paths import display_path
 from seglib.metrics import image_scores
-from seglib.studies.domains import set_entry, val_record
+from seglib.studies.domains import MULTI_DOMAIN, set_entry, val_record
 
 logger = logging.getLogger(__name__)
 
@@ -269,7 +268,7 @@ def edge_head_study(checkpoint: str | Path, name: str, variants: list[str], out_
                          scores_by_set(photos.val, threshold, head), facts)
         folder = Path(out_dir) / variant_name(kind, gate)
         folder.mkdir(parents=True, exist_ok=True)
-        write_text_atomic(folder / "multi_domain_val.json", json.dumps(record, indent=2) + "\n")
+        write_json_atomic(folder / MULTI_DOMAIN, record)
         records.append(record)
         logger.info(f"{record['model']}: multi-domain val {record['mean_iou']:.4f} (boundary "
                     f"{record['mean_boundary_iou']:.4f}) vs {base['mean_iou']:.4f} ({base['mean_boundary_iou']:.4f})")
@@ -278,11 +277,7 @@ def edge_head_study(checkpoint: str | Path, name: str, variants: list[str], out_
 
 def _record(model: str, checkpoint: Path, predictor, photos: StudyPhotos, sets: dict, head: dict) -> dict:
     """A multi-domain val record as `studies.domains.multi_domain_val` writes one, plus the head's facts."""
-    try:
-        where = str(checkpoint.resolve().relative_to(PROJECT_ROOT))
-    except ValueError:
-        where = str(checkpoint.resolve())
-    protocol = {"checkpoint": where, "checkpoint_epoch": predictor.checkpoint.get("epoch"),
+    protocol = {"checkpoint": display_path(checkpoint), "checkpoint_epoch": predictor.checkpoint.get("epoch"),
                 "tta": bool(predictor.tta), "threshold": float(predictor.threshold)}
     return {**val_record(model, protocol, photos.trained_on, sets, photos.not_present,
                          levers=model.partition(" @")[2]), "edge_head": head}
