@@ -164,15 +164,23 @@ def pooled_dice(rows: pd.DataFrame | Iterable[Mapping]) -> float:
 
 def bootstrap_ci(values, n_boot: int = 2000, seed: int = 0, level: float = 0.95) -> list[float]:
     """Percentile bootstrap interval [low, high] of the mean, resampling the values with replacement."""
-    v = np.asarray(values, dtype=float)
-    if v.size == 0 or n_boot < 1:
-        raise ValueError("bootstrap needs at least one value and n_boot >= 1")
+    return stratified_bootstrap_ci([values], n_boot=n_boot, seed=seed, level=level)
+
+
+def stratified_bootstrap_ci(groups, n_boot: int = 2000, seed: int = 0, level: float = 0.95) -> list[float]:
+    """Percentile bootstrap interval [low, high] of the mean over groups of each group's mean (each group weighted
+    equally), resampling each group's values apart, with replacement; one group is the plain bootstrap of its mean."""
+    groups = [np.asarray(values, dtype=float) for values in groups]
+    if not groups or any(v.size == 0 for v in groups) or n_boot < 1:
+        raise ValueError("bootstrap needs at least one value per group and n_boot >= 1")
     rng = np.random.default_rng(seed)
-    means = np.empty(n_boot)
-    chunk = max(1, 1_000_000 // v.size)  # bounds memory at about 1e6 indices per draw
-    for start in range(0, n_boot, chunk):
-        stop = min(start + chunk, n_boot)
-        means[start:stop] = v[rng.integers(0, v.size, size=(stop - start, v.size))].mean(axis=1)
+    means = np.zeros(n_boot)
+    for v in groups:
+        chunk = max(1, 1_000_000 // v.size)  # bounds memory at about 1e6 indices per draw
+        for start in range(0, n_boot, chunk):
+            stop = min(start + chunk, n_boot)
+            means[start:stop] += v[rng.integers(0, v.size, size=(stop - start, v.size))].mean(axis=1)
+    means /= len(groups)
     tail = (1 - level) / 2 * 100
     low, high = np.percentile(means, [tail, 100 - tail])
     return [float(low), float(high)]

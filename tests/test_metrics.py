@@ -203,6 +203,21 @@ def test_bootstrap_ci_contains_mean_and_is_reproducible():
     assert M.summarise(table, n_boot=500, seed=8)["mean_iou_ci95"] != a["mean_iou_ci95"]
 
 
+def test_stratified_bootstrap_weighs_groups_equally_and_resamples_each_apart():
+    rng = np.random.default_rng(0)
+    noisy = rng.uniform(0, 1, 40)
+    assert M.stratified_bootstrap_ci([noisy], n_boot=300, seed=3) == M.bootstrap_ci(noisy, n_boot=300, seed=3)
+    # a constant group of 500 and one of 2 values: the mean over groups is 0.5 whatever is drawn, while one pool of
+    # the 502 values would put it near 0
+    assert M.stratified_bootstrap_ci([np.zeros(500), np.ones(2)], n_boot=200) == [0.5, 0.5]
+    # each group is resampled apart: a constant second group halves the spread of the first group's alone
+    alone = np.diff(M.bootstrap_ci(noisy, n_boot=2000, seed=1))[0]
+    paired = np.diff(M.stratified_bootstrap_ci([noisy, np.full(10, 0.3)], n_boot=2000, seed=1))[0]
+    assert paired == pytest.approx(alone / 2, rel=1e-9)
+    with pytest.raises(ValueError, match="one value per group"):
+        M.stratified_bootstrap_ci([noisy, []])
+
+
 def test_summarise_refuses_missing_columns():
     with pytest.raises(ValueError, match="boundary_iou"):
         M.summarise(_per_image_table().drop(columns="boundary_iou"))

@@ -215,6 +215,8 @@ def paired_val_difference(result: dict, against: dict, n_boot: int = 2000, seed:
     photos; a SeglibError says which do not."""
     import numpy as np
 
+    from seglib.metrics import stratified_bootstrap_ci
+
     if set(result["sets"]) != set(against["sets"]):
         raise SeglibError(f"{result['model']} and {against['model']}: scored over other sets "
                           f"({', '.join(result['sets'])} / {', '.join(against['sets'])}); compare over the same sets")
@@ -228,10 +230,8 @@ def paired_val_difference(result: dict, against: dict, n_boot: int = 2000, seed:
         if set(mine) != set(theirs):
             raise SeglibError(f"{result['model']} and {against['model']}: not the same {name} val photos")
         diffs[name] = np.array([mine[k] - theirs[k] for k in sorted(mine)])
-    rng = np.random.default_rng(seed)
-    draws = np.mean([d[rng.integers(0, len(d), size=(n_boot, len(d)))].mean(axis=1) for d in diffs.values()], axis=0)
-    low, high = np.percentile(draws, [2.5, 97.5])
-    return {"difference": float(np.mean([d.mean() for d in diffs.values()])), "ci95": [float(low), float(high)],
+    return {"difference": float(np.mean([d.mean() for d in diffs.values()])),
+            "ci95": stratified_bootstrap_ci(diffs.values(), n_boot=n_boot, seed=seed),
             "better": int(sum((d > 0).sum() for d in diffs.values())), "n": int(sum(map(len, diffs.values()))),
             "by_set": {name: float(d.mean()) for name, d in diffs.items()}}
 
