@@ -185,12 +185,12 @@ def test_interpolation_refusals_are_one_line(fine_tuned, tmp_path):
     path, _, _ = fine_tuned
     with pytest.raises(ConfigError, match=r"alpha=1.5: expected a number from 0"):
         interpolate_checkpoint(path, 1.5, tmp_path / "x.pt")
-    with pytest.raises(SeglibError, match="is the source checkpoint"):
+    with pytest.raises(SeglibError, match="is a source checkpoint"):
         interpolate_checkpoint(path, 0.5, path)
     interpolate_checkpoint(path, 0.5, tmp_path / "w.pt")
     with pytest.raises(SeglibError, match="already exists; refusing to overwrite"):
         interpolate_checkpoint(path, 0.5, tmp_path / "w.pt")
-    with pytest.raises(CheckpointError, match="already an interpolation"):
+    with pytest.raises(CheckpointError, match=r"already made in weight space \(WiSE-FT, alpha 0.5\)"):
         interpolate_checkpoint(tmp_path / "w.pt", 0.5, tmp_path / "ww.pt")
     scratch = make_config("smoke")
     save_checkpoint(make_checkpoint(model_for(scratch), scratch, epoch=1, val_iou=0.1, best_val_iou=0.1),
@@ -437,3 +437,59 @@ def test_history_gains_a_column_per_set(tmp_path):
     write_history(tmp_path, [{**row, "val_iou_a": 0.5, "val_iou_b": 0.25}])
     table = pd.read_csv(tmp_path / "history.csv")
     assert list(table.columns) == [*HISTORY_COLUMNS, "val_iou_a", "val_iou_b"] and table["val_iou_b"][0] == 0.25
+
+
+# ------------------------------------------------------------------ model soups
+
+
+def _another_seed(fine_tuned, tmp_path, name: str, shift: float, **changes):
+    """The fine-tuned checkpoint with every floating-point weight moved by `shift` (another run of its recipe)."""
+    from seglib.checkpoint import load_checkpoint, save_checkpoint
+
+    state = load_checkpoint(fine_tuned[0])
+    state["model_state"] = {k: v + shift if v.is_floating_point() else v for k, v in state["model_state"].items()}
+    state.update(changes)
+    return save_checkpoint(state, tmp_path / name)
+
+
+def test_a_uniform_soup_is_the_mean_of_the_runs_weights_with_the_first_s_record(fine_tuned, tmp_path, capsys):
+    from seglib.checkpoint import load_checkpoint, model_from_checkpoint
+    from seglib.cli import main
+
+    path = fine_tuned[0]
+    runs = [path, _another_seed(fine_tuned, tmp_path, "b.pt", 0.3), _another_seed(fine_tuned, tmp_path, "c.pt", 0.6)]
+    out = tmp_path / "soup.pt"
+    assert main(["soup", *map(str, runs), "--out", str(out)]) == 0
+    assert "mean of 3 checkpoints" in capsys.readouterr().out
+    soup, first = load_checkpoint(out), load_checkpoint(path)
+    for name, value in first["model_state"].items():
+        expected = value + 0.3 if value.is_floating_point() else value
+        assert torch.allclose(soup["model_state"][name], expected, atol=1e-5), name
+    assert soup["data_split"] == first["data_split"] and soup["threshold"] == first["threshold"]
+    assert soup["interpolation"]["method"] == "uniform soup" and len(soup["interpolation"]["sources"]) == 3
+    assert "uniform soup" in soup["weights"] and soup["optimizer_state"] is None and "val_iou" not in soup
+    model, _ = model_from_checkpoint(torch.load(out, weights_only=True))
+    assert model(torch.zeros(1, 3, 32, 32)).shape == (1, 1, 32, 32)
+
+
+def test_a_soup_refuses_runs_that_do_not_share_network_start_and_photos_in_one_line(fine_tuned, tmp_path, capsys):
+    from seglib.cli import main
+    from seglib.training.interpolate import average_checkpoints, interpolate_checkpoint
+
+    path = fine_tuned[0]
+    other_photos = _another_seed(fine_tuned, tmp_path, "p.pt", 0.1, data_split={"train_ids": ["a"], "val_ids": ["c"]})
+    with pytest.raises(CheckpointError, match=r"p.pt: another training photos than .*best.pt; a soup averages"):
+        average_checkpoints([path, other_photos], tmp_path / "s.pt")
+    with pytest.raises(ConfigError, match="at least two"):
+        average_checkpoints([path], tmp_path / "s.pt")
+    with pytest.raises(ConfigError, match="listed twice"):
+        average_checkpoints([path, path], tmp_path / "s.pt")
+    wise = interpolate_checkpoint(path, 0.5, tmp_path / "w.pt")
+    with pytest.raises(CheckpointError, match=r"w.pt: already made in weight space \(WiSE-FT, alpha 0.5\)"):
+        average_checkpoints([path, wise], tmp_path / "s.pt")
+    soup = average_checkpoints([path, _another_seed(fine_tuned, tmp_path, "b.pt", 0.2)], tmp_path / "s.pt")
+    with pytest.raises(CheckpointError, match=r"already made in weight space \(uniform soup of 2 checkpoints\)"):
+        interpolate_checkpoint(soup, 0.5, tmp_path / "ws.pt")
+    assert main(["soup", str(path), str(tmp_path / "b.pt"), "--out", str(soup)]) == 2  # nothing overwritten
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "already exists; refusing to overwrite" in err

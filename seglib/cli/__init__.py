@@ -24,14 +24,15 @@ from seglib.cli import (
     label_curve,
     predict,
     report,
+    soup,
     train,
 )
 from seglib.infra.errors import SeglibError, first_line
 from seglib.infra.logs import show_messages
 from seglib.infra.signals import exit_code, stop_on_signals
 
-COMMANDS = (data, train, cv, evaluate, crossdata, generality, edge_head, predict, export, interpolate, label, report,
-            anchor, bench, experiments, label_curve, docs)
+COMMANDS = (data, train, cv, evaluate, crossdata, generality, edge_head, predict, export, interpolate, soup, label,
+            report, anchor, bench, experiments, label_curve, docs)
 
 
 def build_parser() -> argparse.ArgumentParser:

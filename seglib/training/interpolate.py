@@ -1,5 +1,7 @@
-"""WiSE-FT (Wortsman et al., CVPR 2022): a fine-tuned checkpoint's weights interpolated toward the weights its run
-started from, (1 - alpha) x start + alpha x fine-tuned, with no training. The start is made again from the run's
+"""Checkpoints made in weight space, with no training. WiSE-FT (Wortsman et al., CVPR 2022): a fine-tuned
+checkpoint's weights interpolated toward the weights its run started from, (1 - alpha) x start + alpha x fine-tuned.
+A uniform model soup (Wortsman et al., ICML 2022): the mean of the weights of several runs fine-tuned from the same
+start on the same photos (`average_checkpoints`). The start is made again from the run's
 config (`models.model.starting_state`: e.g. MediaPipe's bundled selfie weights); a tensor that had no starting
 value (a new decoder or head) keeps its fine-tuned value. The result is a checkpoint like its source -- the same
 settings, threshold, input size and record of training photos, so it predicts with the source's protocol -- that
@@ -49,16 +51,11 @@ def interpolate_checkpoint(checkpoint_path: str | Path, alpha: float, out_path: 
     source, out = Path(checkpoint_path), Path(out_path)
     if not 0.0 <= alpha <= 1.0:
         raise ConfigError(f"alpha={alpha:g}: expected a number from 0 (the starting weights) to 1 (the fine-tuned)")
-    if out.is_dir():
-        raise SeglibError(f"{out}: is a folder; give the checkpoint file to write")
-    if out.exists() and out.resolve() == source.resolve():
-        raise SeglibError(f"{out}: is the source checkpoint; write the interpolation to another file")
-    if out.exists() and not overwrite:
-        raise SeglibError(f"{out}: already exists; refusing to overwrite it (pass --overwrite to replace it)")
+    _refuse_out(out, [source], overwrite)
     state = load_checkpoint(source)
     if state.get("interpolation"):
-        raise CheckpointError(f"{display_path(source)}: already an interpolation (alpha "
-                              f"{state['interpolation'].get('alpha')}); interpolate its source instead")
+        raise CheckpointError(f"{display_path(source)}: already made in weight space "
+                              f"({_made_by(state['interpolation'])}); interpolate its source instead")
     cfg = config_from_dict(state["config"], source=f"{display_path(source)}: field 'config'")
     start = starting_state(cfg)
     if not start:
@@ -80,3 +77,67 @@ def interpolate_checkpoint(checkpoint_path: str | Path, alpha: float, out_path: 
     validate_checkpoint(written, str(out))
     save_checkpoint(written, out)
     return out
+
+
+def average_checkpoints(checkpoint_paths: list[str | Path], out_path: str | Path, *, overwrite: bool = False) -> Path:
+    """Write to `out_path` a uniform model soup: the mean of the weights of the checkpoints (floating-point tensors;
+    the others as in the first), each a run of the same network fine-tuned from the same start on the same
+    training photos (its record of training photos stays true), with the first's settings and threshold. It records
+    the sources in its `interpolation` field. One-line errors: fewer than two sources, a source listed twice, an
+    existing `out_path` (unless `overwrite`) or a source as `out_path`, an interpolation or soup as a source, another
+    network, start or set of training photos."""
+    sources, out = [Path(p) for p in checkpoint_paths], Path(out_path)
+    if len(sources) < 2:
+        raise ConfigError("a soup needs at least two checkpoints")
+    if len({p.resolve() for p in sources}) < len(sources):
+        raise ConfigError("a checkpoint is listed twice; a soup weighs each run once")
+    _refuse_out(out, sources, overwrite)
+    states = [load_checkpoint(p) for p in sources]
+    first, where = states[0], display_path(sources[0])
+    cfg = config_from_dict(first["config"], source=f"{where}: field 'config'")
+    for path, state in zip(sources, states, strict=True):
+        if state.get("interpolation"):
+            raise CheckpointError(f"{display_path(path)}: already made in weight space "
+                                  f"({_made_by(state['interpolation'])}); use the runs it was made from")
+        other = config_from_dict(state["config"], source=f"{display_path(path)}: field 'config'")
+        for what, mine, theirs in (("network", state.get("model_spec"), first.get("model_spec")),
+                                   ("starting weights", other.encoder_weights, cfg.encoder_weights),
+                                   ("training photos", _train_ids(state), _train_ids(first)),
+                                   ("weights", sorted(state["model_state"]), sorted(first["model_state"]))):
+            if mine != theirs:
+                raise CheckpointError(f"{display_path(path)}: another {what} than {where}; a soup averages runs of "
+                                      "one network from one start on the same photos")
+    written = {k: v for k, v in first.items() if k not in FROM_TRAINING}
+    written.update(dict.fromkeys(RESUME_ONLY), model_state={
+        name: (torch.stack([s["model_state"][name].double() for s in states]).mean(0).to(value.dtype)
+               if value.is_floating_point() else value.clone())
+        for name, value in first["model_state"].items()})
+    names = [str(display_path(p)) for p in sources]
+    written["interpolation"] = {"method": "uniform soup", "sources": names,
+                                "source_epochs": [s.get("epoch") for s in states],
+                                "source_val_ious": [s.get("val_iou") for s in states]}
+    written["weights"] = f"{first.get('weights', '')}; uniform soup (mean weights) of {', '.join(names)}"
+    validate_checkpoint(written, str(out))
+    save_checkpoint(written, out)
+    return out
+
+
+def _made_by(record: dict) -> str:
+    """'WiSE-FT, alpha 0.5' or 'uniform soup of 3 checkpoints', from a checkpoint's `interpolation` record."""
+    if "alpha" in record:
+        return f"{record.get('method', 'WiSE-FT')}, alpha {record['alpha']:g}"
+    return f"{record.get('method', 'uniform soup')} of {len(record.get('sources', []))} checkpoints"
+
+
+def _train_ids(state: dict) -> list | None:
+    return (state.get("data_split") or {}).get("train_ids")
+
+
+def _refuse_out(out: Path, sources: list[Path], overwrite: bool) -> None:
+    """One-line errors for an output that is a folder, one of the sources, or (unless `overwrite`) an existing file."""
+    if out.is_dir():
+        raise SeglibError(f"{out}: is a folder; give the checkpoint file to write")
+    if out.exists() and any(out.resolve() == p.resolve() for p in sources):
+        raise SeglibError(f"{out}: is a source checkpoint; write the result to another file")
+    if out.exists() and not overwrite:
+        raise SeglibError(f"{out}: already exists; refusing to overwrite it (pass --overwrite to replace it)")
