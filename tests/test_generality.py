@@ -283,3 +283,30 @@ def test_the_default_line_says_nothing_of_targets_it_reaches(tmp_path):
     _default_table(tmp_path, 0.91, 0.76, 0.01)
     text = generality.default_trails(tmp_path)
     assert "on 2 of 2 test splits" in text and "trails" not in text
+
+
+def _saved_cell(folder, ious, trained_on=("syna",)):
+    """A candidate's committed cell on a test split, as `seglib generality` saves it."""
+    folder.mkdir(parents=True)
+    ids = [f"p{i}" for i in range(len(ious))]
+    pd.DataFrame({"id": ids, "iou": ious, "boundary_iou": np.asarray(ious) - 0.2}).to_csv(
+        folder / "per_image.csv", index=False)
+    (folder / "metrics.json").write_text(json.dumps({"split": "test", "trained_on": list(trained_on)}))
+
+
+def test_runs_of_a_recipe_with_other_seeds_are_its_spread_under_the_table_not_rows(tmp_path):
+    out = tmp_path / "gen"
+    listed = [candidates.Candidate("cand", "runs/cand.pt", "the recipe"),
+              candidates.Candidate("cand-s43", "runs/s43.pt", "seed 43", seed_of="cand"),
+              candidates.Candidate("cand-s44", "runs/s44.pt", "seed 44", seed_of="cand")]
+    for name, ious in (("cand", [0.9, 0.8]), ("cand-s43", [0.8, 0.8]), ("cand-s44", [0.7, 0.9])):
+        _saved_cell(out / name / "syna-test", ious)
+    table = generality.build_table(listed, {"syna": domains.NOT_FETCHED}, out, tmp_path / "anchors", n_boot=50)
+    models = table[table["kind"] != generality.ANCHOR]
+    assert list(models["kind"]) == [generality.MODEL, generality.SEED, generality.SEED]
+    assert list(models["seed_of"]) == ["", "cand", "cand"]
+    text = generality.markdown(table)
+    assert "| `cand`: the recipe |" in text and "`cand-s43`:" not in text.split("Checkpoints:")[0]
+    assert ("Runs of `cand`'s recipe with other seeds, nothing else changed (`cand-s43`, `cand-s44`; nothing is chosen "
+            "with them), on each test split: syna 0.800 and 0.800, edges 0.600 and 0.600 (`cand`: 0.850, edges "
+            "0.650).") in text

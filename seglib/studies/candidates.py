@@ -29,6 +29,9 @@ class Candidate:
     checkpoint: str  # as written: relative to the project unless absolute
     about: str
     tta: bool = True
+    # the candidate whose recipe this one is, run again with another seed and nothing else changed: scored like
+    # every candidate but shown as that recipe's spread under the table, never as a row (nothing is chosen with it)
+    seed_of: str = ""
 
     @property
     def path(self) -> Path:
@@ -66,9 +69,10 @@ def read_models(path: Path | None = None) -> list[Candidate]:
         raise ConfigError(f"{where}: expected `models:`, a list of entries with name, checkpoint and about")
     found: list[Candidate] = []
     for i, entry in enumerate(entries, 1):
-        if not isinstance(entry, dict) or set(entry) - {"name", "checkpoint", "about", "tta"} \
+        if not isinstance(entry, dict) or set(entry) - {"name", "checkpoint", "about", "tta", "seed_of"} \
                 or not {"name", "checkpoint", "about"} <= set(entry):
-            raise ConfigError(f"{where}: entry {i} needs name, checkpoint and about (and may give tta), nothing else")
+            raise ConfigError(f"{where}: entry {i} needs name, checkpoint and about (and may give tta and seed_of), "
+                              "nothing else")
         if not isinstance(entry.get("tta", True), bool):
             raise ConfigError(f"{where}: entry {i}: tta is true or false")
         try:
@@ -77,7 +81,13 @@ def read_models(path: Path | None = None) -> list[Candidate]:
             raise ConfigError(f"{where}: entry {i}: {exc}") from None
         if any(c.name == name for c in found):
             raise ConfigError(f"{where}: the name {name!r} is listed twice")
-        found.append(Candidate(name, str(entry["checkpoint"]), str(entry["about"]), entry.get("tta", True)))
+        found.append(Candidate(name, str(entry["checkpoint"]), str(entry["about"]), entry.get("tta", True),
+                               str(entry.get("seed_of") or "")))
+    recipes = {c.name for c in found if not c.seed_of}
+    for c in found:
+        if c.seed_of and c.seed_of not in recipes:
+            raise ConfigError(f"{where}: {c.name}: seed_of: {c.seed_of!r} is not one of its models (or is itself "
+                              "another seed's run)")
     return found
 
 
@@ -89,6 +99,7 @@ def default_candidate(path: Path | None = None) -> Candidate | None:
     if name is None:
         return None
     for candidate in read_models(path):
-        if candidate.name == name:
+        if candidate.name == name and not candidate.seed_of:
             return candidate
-    raise ConfigError(f"{display_path(path)}: default: {name!r} is not one of its models")
+    raise ConfigError(f"{display_path(path)}: default: {name!r} is not one of its models (a seed_of entry is a "
+                      "recipe's spread, not a model to default to)")

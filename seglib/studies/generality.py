@@ -5,7 +5,9 @@ shelf, MediaPipe's selfie segmenter and Pose's person mask (their per-photo scor
 anchor`); columns: the test split of each registered set. A cell holds the mean IoU with its 95% bootstrap CI, the
 mean boundary IoU, and the row minus the best anchor on that split (the anchor with the higher mean IoU there)
 photo by photo on the same photos: the mean difference with its paired bootstrap CI and the photos each does better
-on. A model's cell is in-domain (bold) where its checkpoint's record of training photos includes the set. A set
+on. A candidate listed with `seed_of` is another candidate's recipe run again with another seed: scored the same
+way, it is no row but a line under the table, the recipe's spread (nothing is chosen with it). A model's cell is
+in-domain (bold) where its checkpoint's record of training photos includes the set. A set
 not on this machine reads "not fetched" unless cells were committed for it; a model whose checkpoint is not here
 keeps the cells committed for it.
 
@@ -37,11 +39,11 @@ from seglib.studies.domains import set_status, split_folder
 logger = logging.getLogger(__name__)
 
 TABLE_CSV, TABLE_MD = "table.csv", "table.md"
-MODEL, ANCHOR = "model", "anchor"  # the kinds of row
+MODEL, SEED, ANCHOR = "model", "seed", "anchor"  # the kinds of row (SEED: a recipe's run with another seed)
 SCORED, NO_CHECKPOINT, NOT_SCORED = "scored", "checkpoint not here", "not scored"
 FLOOR_SET, FLOOR_MEAN_IOU, FLOOR_BOUNDARY_IOU = "human-seg", 0.905, 0.75  # issue #37: the default keeps these
 SHORT = {SELFIE: "MediaPipe selfie", POSE: "MediaPipe Pose"}  # how a cell names the anchor it is compared with
-COLUMNS = ["row", "kind", "about", "checkpoint", "set", "status", "in_domain", "n_images", "mean_iou", "ci_low",
+COLUMNS = ["row", "kind", "seed_of", "about", "checkpoint", "set", "status", "in_domain", "n_images", "mean_iou", "ci_low",
            "ci_high", "mean_boundary_iou", "best_anchor", "minus_best_anchor", "diff_low", "diff_high",
            "better_photos", "worse_photos", NO_POSE]
 
@@ -130,8 +132,8 @@ def build_table(candidates: list[Candidate], status: dict[str, str], out: Path, 
         best = max(scored, key=lambda m: anchor_cells[m][0]["iou"].mean(), default=None)
         best_scores = anchor_cells[best][0] if best else None
         for c in candidates:
-            base = {"row": c.name, "kind": MODEL, "about": c.about, "checkpoint": c.checkpoint, "set": name,
-                    "best_anchor": best or ""}
+            base = {"row": c.name, "kind": SEED if c.seed_of else MODEL, "seed_of": c.seed_of, "about": c.about,
+                    "checkpoint": c.checkpoint, "set": name, "best_anchor": best or ""}
             if cells[c.name] is None:
                 reason = why or (NO_CHECKPOINT if not c.path.is_file() else NOT_SCORED)
                 rows.append(base | {"status": reason})
@@ -165,9 +167,12 @@ def set_titles(names) -> dict[str, str]:
 
 
 def markdown(table: pd.DataFrame, titles: dict[str, str] | None = None) -> str:
-    """Rows (candidates, then the anchors) by columns (each set's test split)."""
+    """Rows (candidates, then the anchors) by columns (each set's test split); under it, the spread of each recipe
+    that was run again with other seeds (`seed_of` entries)."""
     if table.empty:
         return "no generality result yet\n"
+    seeds = table[table["kind"] == SEED]
+    table = table[table["kind"] != SEED]
     sets = list(dict.fromkeys(table["set"]))
     titles = titles or {s: s for s in sets}
     header = ["model"]
@@ -184,7 +189,26 @@ def markdown(table: pd.DataFrame, titles: dict[str, str] | None = None) -> str:
     models = table[table["kind"] == MODEL].drop_duplicates("row")
     lines += ["", "Checkpoints: " + "; ".join(f"`{r['row']}`: `{r['checkpoint']}`" for _, r in models.iterrows())
               + "."] if len(models) else []
+    scored_seeds = seeds[seeds["status"] == SCORED]
+    lines += [seed_spread(table, scored_seeds, recipe, titles) for recipe in dict.fromkeys(scored_seeds["seed_of"])]
     return "\n".join(lines) + "\n"
+
+
+def seed_spread(table: pd.DataFrame, seeds: pd.DataFrame, recipe: str, titles: dict[str, str]) -> str:
+    """'Runs of `recipe`'s recipe with other seeds (...): on SET's test split A and B (the row's C), edges ...; ...'."""
+    runs = seeds[seeds["seed_of"] == recipe]
+    names = list(dict.fromkeys(runs["row"]))
+    each = []
+    for name in dict.fromkeys(runs["set"]):
+        theirs = runs[runs["set"] == name].set_index("row").reindex(names).dropna(subset=["mean_iou"])
+        own = table[(table["row"] == recipe) & (table["set"] == name) & (table["status"] == SCORED)]
+        text = (f"{titles.get(name, name)} {' and '.join(f'{v:.3f}' for v in theirs['mean_iou'])}, edges "
+                f"{' and '.join(f'{v:.3f}' for v in theirs['mean_boundary_iou'])}")
+        if len(own):
+            text += f" (`{recipe}`: {own.iloc[0]['mean_iou']:.3f}, edges {own.iloc[0]['mean_boundary_iou']:.3f})"
+        each.append(text)
+    return (f"\nRuns of `{recipe}`'s recipe with other seeds, nothing else changed ({', '.join(f'`{n}`' for n in names)}"
+            f"; nothing is chosen with them), on each test split: {'; '.join(each)}.")
 
 
 def _cell_text(row: pd.Series) -> str:
