@@ -18,8 +18,9 @@ from seglib.settings import TrainConfig, config_from_dict, validate
 
 def test_profiles_build_and_differ():
     smoke, cpu, gpu = (make_config(p) for p in ("smoke", "cpu", "gpu"))
-    assert smoke.epochs < cpu.epochs < gpu.epochs
-    assert cpu.input_size < gpu.input_size
+    assert smoke.epochs < cpu.epochs and smoke.input_size < cpu.input_size
+    # `auto` trains the default's recipe on any machine: the gpu profile is the cpu one, mixed precision on CUDA
+    assert gpu.replace(profile="cpu") == cpu and gpu.amp
     assert all(set(PROFILES[p]) <= set(TrainConfig.__dataclass_fields__) for p in PROFILES)
     scratch = make_config("cpu-scratch")
     assert (cpu.model, cpu.encoder_weights) == (gpu.model, gpu.encoder_weights) == ("mediapipe-selfie", "mediapipe")
