@@ -478,7 +478,7 @@ def test_a_soup_refuses_runs_that_do_not_share_network_start_and_photos_in_one_l
 
     path = fine_tuned[0]
     other_photos = _another_seed(fine_tuned, tmp_path, "p.pt", 0.1, data_split={"train_ids": ["a"], "val_ids": ["c"]})
-    with pytest.raises(CheckpointError, match=r"p.pt: another training photos than .*best.pt; a soup averages"):
+    with pytest.raises(CheckpointError, match=r"p.pt: not the same training photos as .*best.pt; a soup averages"):
         average_checkpoints([path, other_photos], tmp_path / "s.pt")
     with pytest.raises(ConfigError, match="at least two"):
         average_checkpoints([path], tmp_path / "s.pt")

@@ -103,9 +103,9 @@ def average_checkpoints(checkpoint_paths: list[str | Path], out_path: str | Path
         for what, mine, theirs in (("network", state.get("model_spec"), first.get("model_spec")),
                                    ("starting weights", other.encoder_weights, cfg.encoder_weights),
                                    ("training photos", _train_ids(state), _train_ids(first)),
-                                   ("weights", sorted(state["model_state"]), sorted(first["model_state"]))):
+                                   ("weight names", sorted(state["model_state"]), sorted(first["model_state"]))):
             if mine != theirs:
-                raise CheckpointError(f"{display_path(path)}: another {what} than {where}; a soup averages runs of "
+                raise CheckpointError(f"{display_path(path)}: not the same {what} as {where}; a soup averages runs of "
                                       "one network from one start on the same photos")
     written = {k: v for k, v in first.items() if k not in FROM_TRAINING}
     written.update(dict.fromkeys(RESUME_ONLY), model_state={
