@@ -195,7 +195,8 @@ def markdown(table: pd.DataFrame, titles: dict[str, str] | None = None) -> str:
 
 
 def seed_spread(table: pd.DataFrame, seeds: pd.DataFrame, recipe: str, titles: dict[str, str]) -> str:
-    """'Runs of `recipe`'s recipe with other seeds (...): on SET's test split A and B (the row's C), edges ...; ...'."""
+    """One line: the runs of `recipe`'s recipe with other seeds, and on each set's test split their mean IoUs and
+    boundary IoUs beside the recipe's own row ('...: SET 0.896 and 0.899, edges 0.664 and 0.667 (`recipe`: ...); ...')."""
     runs = seeds[seeds["seed_of"] == recipe]
     names = list(dict.fromkeys(runs["row"]))
     each = []
