@@ -1,11 +1,16 @@
-"""Checkpoints made in weight space, with no training. WiSE-FT (Wortsman et al., CVPR 2022): a fine-tuned
-checkpoint's weights interpolated toward the weights its run started from, (1 - alpha) x start + alpha x fine-tuned.
-A uniform model soup (Wortsman et al., ICML 2022): the mean of the weights of several runs fine-tuned from the same
-start on the same photos (`average_checkpoints`). The start is made again from the run's
-config (`models.model.starting_state`: e.g. MediaPipe's bundled selfie weights); a tensor that had no starting
-value (a new decoder or head) keeps its fine-tuned value. The result is a checkpoint like its source -- the same
-settings, threshold, input size and record of training photos, so it predicts with the source's protocol -- that
-records alpha and the source, and is no resume point."""
+"""Checkpoints made in weight space, with no training.
+
+WiSE-FT (Wortsman et al., CVPR 2022, `interpolate_checkpoint`): a fine-tuned checkpoint's weights interpolated toward
+the weights its run started from, (1 - alpha) x start + alpha x fine-tuned. The start is made again from the run's
+config (`models.model.starting_state`: e.g. MediaPipe's bundled selfie weights); a tensor that had no starting value
+(a new decoder or head) keeps its fine-tuned value.
+
+A uniform model soup (Wortsman et al., ICML 2022, `average_checkpoints`): the mean of the weights of several runs of
+one network fine-tuned from the same start on the same photos.
+
+Either result is a checkpoint like its (first) source -- the same settings, threshold, input size and record of
+training photos, so it predicts with the source's protocol -- that records how it was made in its `interpolation`
+field, and is no resume point."""
 
 from __future__ import annotations
 
