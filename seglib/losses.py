@@ -1,11 +1,11 @@
 """Dice + binary cross-entropy loss on logits, weights configurable; Dice pooled over the batch or per image; BCE
-weighted up along the mask's edges (`edge_weight`); mask pixels of value IGNORE left out of both; the distillation
+weighted up along the mask's edges (`edge_weight`); the Lovász hinge of each image (`lovasz_weight`); mask pixels of value IGNORE left out of both; the distillation
 term toward a teacher's predictions; the L2-SP penalty toward the starting weights."""
 
 from __future__ import annotations
 
 import torch
-from segmentation_models_pytorch.losses import DiceLoss
+from segmentation_models_pytorch.losses import DiceLoss, LovaszLoss
 from torch import nn
 from torch.nn import functional as F
 
@@ -49,24 +49,36 @@ def _window_sums(x: torch.Tensor, r: int) -> torch.Tensor:
 
 
 class DiceBCELoss(nn.Module):
-    """`dice_weight * soft Dice + bce_weight * BCE`, both computed from logits (binary masks, N x 1 x H x W).
+    """`dice_weight * soft Dice + bce_weight * BCE (+ lovasz_weight * Lovász hinge)`, all computed from logits
+    (binary masks, N x 1 x H x W).
 
     `dice_per_image`: Dice of each image, averaged; otherwise smp's Dice, pooled over the batch.
     `edge_weight`: each pixel's BCE weighs `1 + edge_weight` within the band boundary IoU scores (`edge_band`), 1
     elsewhere, normalised by the weights' sum, so the BCE term keeps its scale and its attention moves to the edges.
+    `lovasz_weight`: smp's Lovász hinge of each image, averaged (Berman, Rannen Triki and Blaschko, CVPR 2018): a
+    convex surrogate of 1 - IoU, per image as our mean IoU per photo is; IGNORE pixels left out.
     """
 
     def __init__(self, dice_weight: float = 1.0, bce_weight: float = 1.0, *, dice_per_image: bool = False,
-                 edge_weight: float = 0.0):
+                 edge_weight: float = 0.0, lovasz_weight: float = 0.0):
         super().__init__()
         self.dice_weight = dice_weight
         self.bce_weight = bce_weight
         self.dice_per_image = dice_per_image
         self.edge_weight = edge_weight
+        self.lovasz_weight = lovasz_weight
         self.dice = DiceLoss(mode="binary", from_logits=True)
         self.bce = nn.BCEWithLogitsLoss()
+        self.lovasz = LovaszLoss(mode="binary", per_image=True, ignore_index=IGNORE)
 
     def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        loss = self.dice_and_bce(logits, target)
+        if self.lovasz_weight:  # in float32: the hinge sorts the errors, which half precision would tie
+            loss = loss + self.lovasz_weight * self.lovasz(logits.float(), target)
+        return loss
+
+    def dice_and_bce(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        """The Dice and BCE terms, IGNORE pixels left out of both."""
         ignored = target == IGNORE
         any_ignored = bool(ignored.any())
         if any_ignored or self.edge_weight:  # only then: a plain mask is scored exactly as before
@@ -101,7 +113,8 @@ class DiceBCELoss(nn.Module):
     @classmethod
     def for_config(cls, cfg) -> DiceBCELoss:
         """The loss a TrainConfig describes."""
-        return cls(cfg.dice_weight, cfg.bce_weight, dice_per_image=cfg.dice_per_image, edge_weight=cfg.edge_weight)
+        return cls(cfg.dice_weight, cfg.bce_weight, dice_per_image=cfg.dice_per_image, edge_weight=cfg.edge_weight,
+                   lovasz_weight=cfg.lovasz_weight)
 
 
 def distillation_loss(logits: torch.Tensor, teacher_logits: torch.Tensor) -> torch.Tensor:

@@ -124,6 +124,8 @@ class TrainConfig:
     dice_per_image: bool = False  # soft Dice of each image, averaged (like mean IoU); False: pooled over the batch
     # BCE of the pixels within boundary IoU's band of a mask edge weighs 1 + this, the others 1 (0 = off)
     edge_weight: float = setting(0.0, NOT_NEGATIVE, at_most(1000))
+    # the Lovász hinge of each image (a surrogate of 1 - IoU, per photo like our mean IoU) added to the loss (0 = off)
+    lovasz_weight: float = setting(0.0, NOT_NEGATIVE, at_most(1000))
     # exponential moving average of the weights, evaluated and saved (0 = off)
     ema_decay: float = setting(0.0, rule(lambda v: 0 <= v < 1, "must be 0 (off) or between 0 and 1"))
     # pull predictions toward MediaPipe's frozen own on the same photo (0 = off)
@@ -206,8 +208,9 @@ def check_combinations(cfg: TrainConfig) -> None:
     if cfg.inner_fold != -1 and (cfg.fold < 0 or cfg.inner_fold < 0 or cfg.inner_fold == cfg.fold):
         raise ConfigError(f"settings fold={cfg.fold} and inner_fold={cfg.inner_fold}: an inner fold is another fold "
                           "number of folds.csv, left out beside a fold (-1: none)")
-    if cfg.dice_weight == 0 and cfg.bce_weight == 0:
-        raise ConfigError("settings dice_weight=0 and bce_weight=0: the loss would be zero; give one a weight")
+    if cfg.dice_weight == 0 and cfg.bce_weight == 0 and cfg.lovasz_weight == 0:
+        raise ConfigError("settings dice_weight=0, bce_weight=0 and lovasz_weight=0: the loss would be zero; give "
+                          "one a weight")
     if cfg.edge_weight and cfg.bce_weight == 0:
         raise ConfigError(f"settings edge_weight={cfg.edge_weight:g} and bce_weight=0: edge_weight weighs the BCE "
                           "term; give bce_weight a weight")
@@ -238,7 +241,7 @@ def check_lever_combinations(cfg: TrainConfig) -> None:
 
 # The layout of a saved config (`TrainConfig.to_saved_dict`). Version 1: configs saved before the version was
 # recorded (no SCHEMA_KEY). A config of the current version holds every setting.
-CONFIG_SCHEMA = 7
+CONFIG_SCHEMA = 8
 SCHEMA_KEY = "config_schema"
 # Settings added after configs were first saved: the first schema version that holds them, and the value that
 # reproduces how a run saved before it existed was trained (seglib's behaviour then). An older config lacking one
@@ -261,6 +264,7 @@ ADDED_SETTINGS: dict[str, tuple[int, Any]] = {
     "l2sp_weight": (5, 0.0),  # no pull toward the starting weights
     "fill_pinholes": (6, False),  # masks as published
     "edge_weight": (7, 0.0),  # every pixel's BCE weighs the same
+    "lovasz_weight": (8, 0.0),  # no Lovász hinge
 }
 
 

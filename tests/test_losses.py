@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 
 from seglib.losses import DiceBCELoss, distillation_loss
@@ -100,7 +101,8 @@ def test_edge_weight_moves_the_bce_toward_mistakes_on_the_edges():
     assert torch.allclose(edges(right, target), plain(right, target), atol=1e-6)  # right everywhere: ~0 either way
 
 
-def test_edge_weight_keeps_ignored_pixels_out():
+def _wrong_only_where_ignored() -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Logits right everywhere but along the mask's edge; the mask, and the mask with that edge IGNORE."""
     from seglib.losses import IGNORE
 
     target = torch.zeros(1, 1, 40, 40)
@@ -109,4 +111,34 @@ def test_edge_weight_keeps_ignored_pixels_out():
     logits[..., 20] = 20  # wrong along the edge...
     hidden = target.clone()
     hidden[..., 20] = IGNORE  # ...where the label is ignored
+    return logits, target, hidden
+
+
+def test_edge_weight_keeps_ignored_pixels_out():
+    logits, _, hidden = _wrong_only_where_ignored()
     assert DiceBCELoss(0, 1, edge_weight=4.0)(logits, hidden).item() < 1e-6
+
+
+def test_the_lovasz_term_is_smps_per_image_hinge_and_falls_as_each_image_s_iou_rises():
+    from segmentation_models_pytorch.losses import LovaszLoss
+
+    torch.manual_seed(0)
+    target = (torch.rand(3, 1, 24, 24) > 0.5).float()
+    logits = torch.randn(3, 1, 24, 24)
+    lovasz = DiceBCELoss(0, 0, lovasz_weight=2.0)
+    expected = LovaszLoss(mode="binary", per_image=True)(logits, target)
+    assert lovasz(logits, target).item() == pytest.approx(2.0 * expected.item(), rel=1e-6)
+    assert DiceBCELoss(1, 1, lovasz_weight=2.0)(logits, target).item() == pytest.approx(
+        DiceBCELoss(1, 1)(logits, target).item() + 2.0 * expected.item(), rel=1e-6)
+    # the hinge is 0 when every pixel is right by a margin, and larger the more of one image is wrong
+    right = (target * 2 - 1) * 5
+    assert lovasz(right, target).item() == pytest.approx(0.0, abs=1e-6)
+    one_wrong = right.clone()
+    one_wrong[0, :, :12] *= -1
+    assert lovasz(one_wrong, target).item() > lovasz(right, target).item() + 0.1
+
+
+def test_the_lovasz_term_leaves_ignored_pixels_out():
+    logits, target, hidden = _wrong_only_where_ignored()
+    loss = DiceBCELoss(0, 0, lovasz_weight=1.0)
+    assert loss(logits, hidden).item() < 1e-6 < loss(logits, target).item()

@@ -55,6 +55,8 @@ def test_the_levers_take_their_values():
     (["l2sp_weight=0.1"], "settings l2sp_weight=0.1 and encoder_weights=none: L2-SP pulls toward starting weights"),
     (["edge_weight=-0.5"], "setting edge_weight=-0.5: must be 0 or more"),
     (["edge_weight=4", "bce_weight=0"], "settings edge_weight=4 and bce_weight=0: edge_weight weighs the BCE term"),
+    (["lovasz_weight=-1"], "setting lovasz_weight=-1.0: must be 0 or more"),
+    (["dice_weight=0", "bce_weight=0"], "settings dice_weight=0, bce_weight=0 and lovasz_weight=0: the loss would be"),
     (["teacher_masks=t"], "settings teacher_masks=t and distill_weight=0: the teacher would not be used"),
     (["teacher_masks=t", "distill_weight=1", "composite=0.5"], "settings teacher_masks and composite=0.5"),
     (["augment=zoomed"], "expected one of none, light, standard, strong, zoom"),
