@@ -1,6 +1,7 @@
 """Dice + binary cross-entropy loss on logits, weights configurable; Dice pooled over the batch or per image; BCE
-weighted up along the mask's edges (`edge_weight`); the Lovász hinge of each image (`lovasz_weight`); mask pixels of value IGNORE left out of both; the distillation
-term toward a teacher's predictions; the L2-SP penalty toward the starting weights."""
+weighted up along the mask's edges (`edge_weight`); the Lovász hinge of each image (`lovasz_weight`); mask pixels of
+value IGNORE left out of every term; the distillation term toward a teacher's predictions; the L2-SP penalty toward
+the starting weights."""
 
 from __future__ import annotations
 

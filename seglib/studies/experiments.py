@@ -27,12 +27,11 @@ COLUMNS = ["run", "model", "encoder", "encoder_weights", "input_size", "epochs",
            "best_epoch", "val_iou_training", "val_mean_iou", "val_pooled_iou", "val_threshold", "val_mean_iou_tta",
            "cv_folds", "cv_mean_iou_tta", "cv_sd", "cv_fold_ious", "cv_boundary_iou", "geometry", "dice_per_image",
            "distill_weight", "data", "composite", "l2sp_weight", "data_weights", "epoch_samples", "ignore_band",
-           "teacher_masks", "fill_pinholes", "edge_weight", "lovasz_weight", "val_multi_domain", "val_multi_domain_boundary", "val_by_set",
-           "test_mean_iou", "test_mean_iou_ci95", "test_tta", "device", "notes"]
+           "teacher_masks", "fill_pinholes", "edge_weight", "lovasz_weight", "val_multi_domain",
+           "val_multi_domain_boundary", "val_by_set", "test_mean_iou", "test_mean_iou_ci95", "test_tta", "device",
+           "notes"]
 # settings added after the log began: rows and runs from before had the value that setting's behaviour had then
-NEWER_SETTINGS = ("ema_decay", "geometry", "dice_per_image", "distill_weight", "data", "composite", "l2sp_weight",
-                  "data_weights", "epoch_samples", "ignore_band", "teacher_masks", "fill_pinholes", "edge_weight",
-                  "lovasz_weight")
+NEWER_SETTINGS = tuple(key for key in ADDED_SETTINGS if key in COLUMNS)
 DEFAULTS = {key: ADDED_SETTINGS[key][1] for key in NEWER_SETTINGS}
 
 

@@ -43,8 +43,8 @@ MODEL, SEED, ANCHOR = "model", "seed", "anchor"  # the kinds of row (SEED: a rec
 SCORED, NO_CHECKPOINT, NOT_SCORED = "scored", "checkpoint not here", "not scored"
 FLOOR_SET, FLOOR_MEAN_IOU, FLOOR_BOUNDARY_IOU = "human-seg", 0.905, 0.75  # issue #37: the default keeps these
 SHORT = {SELFIE: "MediaPipe selfie", POSE: "MediaPipe Pose"}  # how a cell names the anchor it is compared with
-COLUMNS = ["row", "kind", "seed_of", "about", "checkpoint", "set", "status", "in_domain", "n_images", "mean_iou", "ci_low",
-           "ci_high", "mean_boundary_iou", "best_anchor", "minus_best_anchor", "diff_low", "diff_high",
+COLUMNS = ["row", "kind", "seed_of", "about", "checkpoint", "set", "status", "in_domain", "n_images", "mean_iou",
+           "ci_low", "ci_high", "mean_boundary_iou", "best_anchor", "minus_best_anchor", "diff_low", "diff_high",
            "better_photos", "worse_photos", NO_POSE]
 
 
@@ -196,7 +196,7 @@ def markdown(table: pd.DataFrame, titles: dict[str, str] | None = None) -> str:
 
 def seed_spread(table: pd.DataFrame, seeds: pd.DataFrame, recipe: str, titles: dict[str, str]) -> str:
     """One line: the runs of `recipe`'s recipe with other seeds, and on each set's test split their mean IoUs and
-    boundary IoUs beside the recipe's own row ('...: SET 0.896 and 0.899, edges 0.664 and 0.667 (`recipe`: ...); ...')."""
+    boundary IoUs beside the recipe's own row ('...: SET A and B, edges C and D (`recipe`: E, edges F); ...')."""
     runs = seeds[seeds["seed_of"] == recipe]
     names = list(dict.fromkeys(runs["row"]))
     each = []
@@ -208,8 +208,9 @@ def seed_spread(table: pd.DataFrame, seeds: pd.DataFrame, recipe: str, titles: d
         if len(own):
             text += f" (`{recipe}`: {own.iloc[0]['mean_iou']:.3f}, edges {own.iloc[0]['mean_boundary_iou']:.3f})"
         each.append(text)
-    return (f"\nRuns of `{recipe}`'s recipe with other seeds, nothing else changed ({', '.join(f'`{n}`' for n in names)}"
-            f"; nothing is chosen with them), on each test split: {'; '.join(each)}.")
+    listed = ", ".join(f"`{n}`" for n in names)
+    return (f"\nRuns of `{recipe}`'s recipe with other seeds, nothing else changed ({listed}; nothing is chosen with "
+            f"them), on each test split: {'; '.join(each)}.")
 
 
 def _cell_text(row: pd.Series) -> str:
