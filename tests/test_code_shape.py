@@ -89,6 +89,18 @@ def test_the_core_imports_nothing_from_the_studies():
     assert importing == []
 
 
+ABOVE_THE_DATA = ("training", "predict", "evaluate", "label", "viz", "studies", "report", "cli")
+
+
+def test_the_data_layer_imports_nothing_from_the_layers_that_read_it():
+    """`seglib.data` (fetch, register, check, split, read) sits under training, prediction and labelling: a run's
+    loaders live in `training`, Label Studio's brush code in `data`, so no arrow runs back up."""
+    importing = sorted(f"{p.relative_to(PROJECT_ROOT)} -> {m}" for p in _sources()
+                       if p.relative_to(PACKAGE).parts[0] == "data"
+                       for m in _imported_modules(p) if m.split(".")[1] in ABOVE_THE_DATA)
+    assert importing == []
+
+
 def test_the_package_has_at_most_thirty_entries_at_its_top():
     entries = sorted(p.name for p in PACKAGE.iterdir() if p.name != "__pycache__")
     assert len(entries) <= MAX_TOP_LEVEL_ENTRIES, entries

@@ -110,8 +110,8 @@ def test_the_pool_draws_photos_and_synthetic_backgrounds_of_the_asked_size():
 def test_training_with_composite_pastes_onto_the_training_photos_only(synthetic_splits):
     import torch
 
-    from seglib.data.loaders import make_loaders
     from seglib.profiles import make_config
+    from seglib.training.loaders import make_loaders
     from seglib.training.runtime import Runtime
 
     folder, splits = synthetic_splits

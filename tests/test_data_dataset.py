@@ -58,8 +58,8 @@ def test_real_dataset_items(real_dataset):
 
 def test_persistent_workers_follow_the_epoch_like_the_main_process(synthetic_splits):
     """Training loaders keep their workers between epochs; each epoch's augmentation must still change."""
-    from seglib.data.loaders import make_loaders, set_epoch
     from seglib.profiles import make_config
+    from seglib.training.loaders import make_loaders, set_epoch
     from seglib.training.runtime import Runtime
 
     folder, splits = synthetic_splits

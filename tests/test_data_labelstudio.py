@@ -13,8 +13,8 @@ from PIL import Image
 
 from seglib.cli import main
 from seglib.data import descriptions
+from seglib.data.brush import encode_mask
 from seglib.data.labelstudio import shown_orientation, stored_orientation
-from seglib.label.brush import encode_mask
 
 
 @pytest.fixture

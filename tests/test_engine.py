@@ -91,7 +91,7 @@ def test_refit_on_train_and_val_trains_on_both_and_keeps_the_last_epoch(syntheti
 
 def test_rect_geometry_trains_on_inputs_of_the_photos_aspect(synthetic_splits, tmp_path):
     """geometry=rect: batches of 32x24 and 24x32 inputs (the synthetic photos are 4:3 and 3:4), not 32x32."""
-    from seglib.data.loaders import make_loaders
+    from seglib.training.loaders import make_loaders
     from seglib.training.runtime import Runtime
 
     folder, splits = synthetic_splits

@@ -15,10 +15,10 @@ from conftest import photo_folders
 from PIL import Image
 
 from seglib.cli import main
+from seglib.data import brush
 from seglib.data.labelstudio import stored_orientation
 from seglib.infra.errors import DataError
 from seglib.infra.paths import PROJECT_ROOT
-from seglib.label import brush
 from seglib.label.formats import BRUSH_TAG, IMAGE_TAG, POLYGON_TAG
 
 REFERENCE = PROJECT_ROOT / "reports" / "reference" / "best.pt"  # the committed model: masks with people in them

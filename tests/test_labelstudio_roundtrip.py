@@ -27,9 +27,9 @@ from conftest import photo_folders
 from PIL import Image
 
 from seglib.cli import main
+from seglib.data.brush import decode_mask
 from seglib.data.labelstudio import stored_orientation
 from seglib.infra.paths import PROJECT_ROOT
-from seglib.label.brush import decode_mask
 
 pytestmark = pytest.mark.slow
 

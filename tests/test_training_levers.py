@@ -235,7 +235,7 @@ def _drawn_sets(sampler, photos) -> pd.Series:
 
 
 def test_the_sampler_draws_sets_in_the_given_proportions_seeded_by_epoch():
-    from seglib.data.loaders import SetSampler
+    from seglib.training.loaders import SetSampler
     from seglib.training.runtime import Runtime
 
     photos = _Photos({"a": 20, "b": 200, "c": 40})
@@ -255,7 +255,7 @@ def test_the_sampler_draws_sets_in_the_given_proportions_seeded_by_epoch():
 
 
 def test_without_weights_an_epoch_of_fixed_size_draws_each_photo_in_turn():
-    from seglib.data.loaders import SetSampler
+    from seglib.training.loaders import SetSampler
     from seglib.training.runtime import Runtime
 
     photos = _Photos({"a": 10, "b": 30})
@@ -362,7 +362,7 @@ def _teacher_of_masks(splits, folder, out):
 
 
 def test_the_teacher_follows_the_photo_through_augmentation(synthetic_splits, tmp_path):
-    from seglib.data.loaders import make_loaders
+    from seglib.training.loaders import make_loaders
     from seglib.training.runtime import Runtime
 
     folder, splits = synthetic_splits
@@ -396,9 +396,9 @@ def test_a_smoke_training_with_every_lever_on(synthetic_splits, tmp_path, monkey
 
 @pytest.mark.parametrize("automatic", [True, False])
 def test_the_band_applies_to_sets_whose_labels_are_automatic_only(synthetic_splits, monkeypatch, automatic):
-    from seglib.data import loaders
-    from seglib.data.loaders import make_loaders
     from seglib.losses import IGNORE
+    from seglib.training import loaders
+    from seglib.training.loaders import make_loaders
     from seglib.training.runtime import Runtime
 
     folder, splits = synthetic_splits

@@ -3,7 +3,7 @@
 The export is Label Studio's "JSON" format: a list of tasks, each with its `data` (the photo's URL) and its
 `annotations`. A task labelled in Label Studio becomes a pair: its photo, found in the image folder, and one 0/255
 mask, the union of the person regions of its annotation (the ground-truth one, else the last updated; skipped
-ones, drafts and predictions are not read): brush regions (Label Studio's RLE, `seglib.label.brush`) and polygons
+ones, drafts and predictions are not read): brush regions (Label Studio's RLE, `seglib.data.brush`) and polygons
 (points in percent of the photo). A task nobody labelled yet, or only skipped, is left out and said so.
 
 The photo is the task's `seglib_photo` (a path inside the image folder, written by `seglib label export`), else
@@ -29,10 +29,10 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
+from seglib.data.brush import decode_mask
 from seglib.data.coco import LISTING, PERSON, annotation_mask, listed_pairs
 from seglib.infra.errors import DataError, first_line
 from seglib.infra.io import is_within, open_image
-from seglib.label.brush import decode_mask
 
 BRUSH = "brushlabels"
 POLYGON = "polygonlabels"

@@ -8,7 +8,7 @@ pixels are the photo's as stored, as pycocotools and `data add --coco` read them
 
 Label Studio: per photo a task whose `data` holds the photo's URL (`image`) and its path inside the folder
 (`seglib_photo`, which `data add --labelstudio` reads back), and one prediction: a brush region labelled `person`
-in Label Studio's RLE (`seglib.label.brush`) over the photo as a browser shows it (EXIF rotation applied), with a
+in Label Studio's RLE (`seglib.data.brush`) over the photo as a browser shows it (EXIF rotation applied), with a
 score that follows the labelling order (Label Studio's "uncertainty" sampling then serves the photos in it).
 """
 
@@ -18,9 +18,9 @@ from urllib.parse import quote
 
 import numpy as np
 
+from seglib.data.brush import encode_mask
 from seglib.data.coco import PERSON
 from seglib.data.labelstudio import BRUSH, PHOTO_FIELD
-from seglib.label.brush import encode_mask
 
 RLE, POLYGONS = "rle", "polygons"  # how a COCO annotation gives its mask
 ENCODINGS = (RLE, POLYGONS)

@@ -21,7 +21,6 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from seglib.checkpoint import load_checkpoint, save_checkpoint, weights_description
-from seglib.data.loaders import make_loaders, set_epoch, training_split_record
 from seglib.infra.devices import device_name
 from seglib.infra.errors import CheckpointError, ConfigError, SeglibError
 from seglib.infra.io import write_json_atomic, write_text_atomic
@@ -33,6 +32,7 @@ from seglib.profiles import make_config
 from seglib.runs import BEST, Run, RunWriting
 from seglib.settings import TrainConfig, config_from_dict, config_yaml
 from seglib.training import progress as epoch_progress
+from seglib.training.loaders import make_loaders, set_epoch, training_split_record
 from seglib.training.parts import MEMORY_FORMAT, TrainParts, build_parts
 from seglib.training.runtime import Runtime, reduce_mean, setup_runtime
 from seglib.training.validation import validate

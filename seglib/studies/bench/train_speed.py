@@ -75,9 +75,9 @@ def _train_loader(cfg, runtime, dataset_dir, splits_dir, decode_every_time: bool
 
     from seglib.data.batching import pad_collate
     from seglib.data.dataset import SegmentationDataset
-    from seglib.data.loaders import make_loaders
     from seglib.geometry import pad_value
     from seglib.settings import input_multiple
+    from seglib.training.loaders import make_loaders
     from seglib.transforms.pipelines import train_transform
 
     if not decode_every_time:

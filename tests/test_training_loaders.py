@@ -1,4 +1,4 @@
-"""Training reads one version of its split, and never validates on training photos (data.loaders.make_loaders)."""
+"""Training reads one version of its split, and never validates on training photos (training.loaders.make_loaders)."""
 
 from __future__ import annotations
 
@@ -6,9 +6,9 @@ import pytest
 import torch
 
 from seglib.data.dataset import SegmentationDataset
-from seglib.data.loaders import make_loaders
 from seglib.infra.errors import DataError
 from seglib.profiles import make_config
+from seglib.training.loaders import make_loaders
 from seglib.training.runtime import Runtime
 
 TINY = {"base_channels": 4, "depth": 2, "input_size": 32, "cache_max_side": 64, "batch_size": 3, "limit_train": 0,
