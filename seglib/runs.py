@@ -39,6 +39,15 @@ def check_run_name(name) -> str:
     return name
 
 
+def checkpoint_or_run(name: str) -> Path | Run:
+    """What a command line's RUN_OR_CHECKPOINT names: a checkpoint file when it ends in `.pt` or is a file that
+    exists, else the run runs/NAME (a plain name, else a ConfigError), which the caller asks for its checkpoint."""
+    path = Path(name)
+    if path.suffix == ".pt" or path.is_file():
+        return path
+    return Run.named(name)
+
+
 class Run:
     """A run folder: `best.pt`, `last.pt`, `config.yaml`, `history.csv`, `train_summary.json`, `eval/<split>/`."""
 

@@ -235,6 +235,8 @@ def test_generality_val_prints_per_set_scores_of_a_candidate(sets, tmp_path, cap
     assert "  synb: " in out and "(val)" in out and "(syna-val)" in out and "not counted: gone" in out
     assert main(["generality", "--val", "nothing", "--models", str(models)]) == 2
     assert "nothing: neither a trained run" in capsys.readouterr().err
+    assert main(["generality", "--val", str(tmp_path / "gone.pt"), "--models", str(models)]) == 2
+    assert capsys.readouterr().err.strip().endswith("gone.pt: checkpoint file not found")
     # the table from the saved scores alone: no test split was scored, so the candidate's cells say so
     assert main(["generality", "--no-score", "--models", str(models), "--out", str(tmp_path / "g")]) == 0
     out = capsys.readouterr().out

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import json
 import shutil
+from pathlib import Path
 
 import pytest
 
 from seglib.infra.errors import ConfigError, SeglibError
-from seglib.runs import BEST, LAST, SUMMARY, Run, check_run_name, same_checkpoint
+from seglib.runs import BEST, LAST, SUMMARY, Run, check_run_name, checkpoint_or_run, same_checkpoint
 
 
 @pytest.mark.parametrize("bad", ["", ".", "..", ".hidden", "a/b", "/abs", "a\\b", "with space", None, "nl\n",
@@ -39,6 +40,20 @@ def test_a_name_lives_under_the_runs_folder_never_the_current_one(tmp_path, monk
     assert Run.named("r1").dir == tmp_path / "runs" / "r1"
     assert Run.resolve("r1") == Run.named("r1")
     assert Run.resolve(tmp_path / "r1").dir == tmp_path / "r1"  # a Path is taken as the folder it names
+
+
+def test_a_command_line_name_is_a_checkpoint_file_or_a_run(tmp_path, monkeypatch):
+    """`seglib soup` and `seglib generality --val` read RUN_OR_CHECKPOINT one way: a `.pt` name or an existing
+    file is a checkpoint file (even one not there yet: the command says so), any other name a run under runs/."""
+    monkeypatch.setenv("SEGLIB_RUNS_DIR", str(tmp_path / "runs"))
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "weights.pth").write_bytes(b"x")
+    (tmp_path / "r1").mkdir()  # a folder is never taken for a run or a checkpoint
+    assert checkpoint_or_run("soup.pt") == Path("soup.pt")
+    assert checkpoint_or_run("weights.pth") == Path("weights.pth")
+    assert checkpoint_or_run("r1") == Run(tmp_path / "runs" / "r1")
+    with pytest.raises(ConfigError, match="plain name"):
+        checkpoint_or_run("no/such")
 
 
 def test_state_follows_the_files(tmp_path):

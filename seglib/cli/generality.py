@@ -20,8 +20,8 @@ def add_parser(subparsers) -> None:
                     "print instead the multi-domain val score of each RUN, the mean over the registered sets' val "
                     "splits, each set weighted equally (the rule that chooses across domains, docs/recipes.md).")
     p.add_argument("--val", nargs="+", metavar="RUN",
-                   help="print the multi-domain val score of these runs (a checkpoint FILE.pt, runs/NAME, else a "
-                        "candidate of models.yaml; or a saved record FILE.json, such as an edge-head variant's, "
+                   help="print the multi-domain val score of these runs (a checkpoint file: FILE.pt or any file, runs/NAME, "
+                        "else a candidate of models.yaml; or a saved record FILE.json, such as an edge-head variant's, "
                         "taken as it is), and each after the first minus the first photo by photo with "
                         "its 95%% CI (default: none, the table is written)")
     p.add_argument("--no-tta", action="store_true", help="--val: score without flip TTA (default: with)")
@@ -64,22 +64,23 @@ def _print_val(args) -> int:
 
     candidates, results = None, []
     for name in args.val:
-        from seglib.runs import Run
+        from seglib.infra.errors import CheckpointError, SeglibError
+        from seglib.runs import checkpoint_or_run
 
         if name.endswith(".json"):  # a record written before (an edge-head variant's): printed and paired as it is
             results.append(read_val_record(Path(name)))
             print(describe(results[-1]))
             continue
-        if name.endswith(".pt") and Path(name).is_file():  # a checkpoint file: its scores in <stem>-eval/ beside it
-            model = Scored.of_checkpoint(Path(name).stem, Path(name), Path(name).with_name(f"{Path(name).stem}-eval"),
-                                         tta=not args.no_tta)
-        elif Run.named(name).best.is_file():
+        found = checkpoint_or_run(name)
+        if isinstance(found, Path):  # a checkpoint file: its scores in <stem>-eval/ beside it
+            if not found.is_file():
+                raise CheckpointError(f"{name}: checkpoint file not found")
+            model = Scored.of_checkpoint(found.stem, found, found.with_name(f"{found.stem}-eval"), tta=not args.no_tta)
+        elif found.best.is_file():
             model = Scored.of_run(name, tta=not args.no_tta)
         else:
             candidates = candidates if candidates is not None else {c.name: c for c in read_models(args.models)}
             if name not in candidates:
-                from seglib.infra.errors import SeglibError
-
                 raise SeglibError(f"{name}: neither a trained run (runs/{name}) nor a candidate of the models list "
                                   f"({', '.join(candidates)})")
             found = candidates[name]

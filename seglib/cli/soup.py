@@ -27,12 +27,12 @@ def add_parser(sub) -> None:
 def cmd_soup(args) -> int:
     from seglib.data.fence import refuse_data_folders
     from seglib.infra.locks import exclusive
-    from seglib.runs import Run
+    from seglib.runs import checkpoint_or_run
     from seglib.training.interpolate import average_checkpoints
 
     refuse_data_folders(args.out, option="--out")  # never into a folder seglib reads data from
-    sources = [Path(c) if Path(c).suffix == ".pt" or Path(c).is_file() else Run.named(c).require("best")
-               for c in args.checkpoints]
+    named = [checkpoint_or_run(c) for c in args.checkpoints]
+    sources = [found if isinstance(found, Path) else found.require("best") for found in named]
     with exclusive(args.out.resolve(), str(args.out)):  # one writer per file
         out = average_checkpoints(sources, args.out, overwrite=args.overwrite)
     print(f"wrote {display_path(out)}: the mean of {len(sources)} checkpoints' weights "
