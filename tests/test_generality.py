@@ -148,6 +148,19 @@ def test_the_multi_domain_val_score_is_the_mean_over_sets_of_val_splits_only(set
     assert saved_multi_domain_val(tmp_path / "gen" / "tiny", epoch=2) is None
 
 
+def test_a_record_is_rewritten_only_when_what_it_says_changes(tmp_path):
+    """Scoring a model again (a committed record among them) must not dirty the tree with a new time alone."""
+    path = tmp_path / "multi_domain_val.json"
+    record = domains.val_record("m", {"checkpoint": "m.pt", "checkpoint_epoch": 3, "tta": True, "threshold": 0.5},
+                                ["a"], {"a": {"mean_iou": 0.9, "mean_boundary_iou": 0.7}}, [])
+    domains.write_val_record(path, record)
+    written = path.read_bytes()
+    domains.write_val_record(path, {**record, "computed_at": "2030-01-01T00:00:00+00:00"})
+    assert path.read_bytes() == written
+    domains.write_val_record(path, {**record, "threshold": 0.55})
+    assert json.loads(path.read_text())["threshold"] == 0.55
+
+
 def _scores(model: str, **per_set) -> dict:
     return {"model": model, "sets": {name: {"iou_by_photo": {str(i): v for i, v in enumerate(values)}}
                                      for name, values in per_set.items()}}

@@ -124,7 +124,6 @@ def multi_domain_val(model, *, sets: list[str] | None = None, progress: bool = F
     evaluation folder as MULTI_DOMAIN."""
     from seglib.data.selection import split_test_pairs
     from seglib.evaluate.reuse import saved_at
-    from seglib.infra.io import write_json_atomic
 
     model = model if isinstance(model, Scored) else Scored.of_run(model)
     sets = list(sets) if sets is not None else present_sets()
@@ -149,8 +148,21 @@ def multi_domain_val(model, *, sets: list[str] | None = None, progress: bool = F
     # 3. the mean over sets, each weighted equally, and the record
     result = val_record(model.name, val.metrics, trained, per_set, sorted(set(set_status()) - set(sets)),
                         levers=model.inference.describe() if model.inference is not None else "")
-    write_json_atomic(model.scores_root / MULTI_DOMAIN, result)
+    write_val_record(model.scores_root / MULTI_DOMAIN, result)
     return result
+
+
+def write_val_record(path: Path, record: dict) -> None:
+    """Write a multi-domain val record atomically, unless `path` holds the same record already (nothing differs but
+    `computed_at`): a committed record then stays byte for byte, and scoring a model again leaves a clean tree."""
+    from seglib.infra.io import write_json_atomic
+    from seglib.runs import read_json
+
+    def said(found: dict | None) -> dict | None:
+        return None if found is None else {key: value for key, value in found.items() if key != "computed_at"}
+
+    if said(read_json(path)) != said(json.loads(json.dumps(record))):
+        write_json_atomic(path, record)
 
 
 def photo_key(name: str, photo_id: str) -> str:

@@ -32,10 +32,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from seglib.infra.errors import SeglibError
-from seglib.infra.io import write_json_atomic
 from seglib.infra.paths import display_path
 from seglib.metrics import image_scores
-from seglib.studies.domains import MULTI_DOMAIN, set_entry, val_record
+from seglib.studies.domains import MULTI_DOMAIN, set_entry, val_record, write_val_record
 
 logger = logging.getLogger(__name__)
 
@@ -268,7 +267,7 @@ def edge_head_study(checkpoint: str | Path, name: str, variants: list[str], out_
                          scores_by_set(photos.val, threshold, head), facts)
         folder = Path(out_dir) / variant_name(kind, gate)
         folder.mkdir(parents=True, exist_ok=True)
-        write_json_atomic(folder / MULTI_DOMAIN, record)
+        write_val_record(folder / MULTI_DOMAIN, record)
         records.append(record)
         logger.info(f"{record['model']}: multi-domain val {record['mean_iou']:.4f} (boundary "
                     f"{record['mean_boundary_iou']:.4f}) vs {base['mean_iou']:.4f} ({base['mean_boundary_iou']:.4f})")
