@@ -227,7 +227,7 @@ def _mixed_folders(root: Path) -> tuple[Path, Path]:
     images, masks = root / "images", root / "masks"
     images.mkdir(parents=True)
     masks.mkdir()
-    for i, suffix in enumerate((".jpg", ".PNG", ".webp", ".tif", ".bmp", ".gif")):
+    for i, suffix in enumerate((".jpg", ".PNG", ".webp", ".tif", ".bmp", ".gif", ".HEIC", ".avif")):
         _noise_photo(images / f"p{i}{suffix}", i)
         _box_mask(masks / f"p{i}{'.tif' if suffix == '.tif' else '.png'}")
     _noise_photo(images / ".hidden.jpg")
@@ -243,7 +243,7 @@ def _mixed_folders(root: Path) -> tuple[Path, Path]:
 def test_a_folder_scan_takes_every_photo_kind_and_names_each_file_it_leaves_out(tmp_path):
     images, masks = _mixed_folders(tmp_path)
     pairs = pairs_from_folders(images, masks)
-    assert list(pairs.items["id"]) == ["p0", "p1", "p2", "p3", "p4", "p5"]
+    assert list(pairs.items["id"]) == ["p0", "p1", "p2", "p3", "p4", "p5", "p6", "p7"]
     assert Path(pairs.items["mask_path"][3]).name == "p3.tif"  # a lossless mask of another kind
     reasons = {Path(path).name: why for path, why in pairs.left_out}
     assert set(reasons) == {"a.txt", "sub", "loop.jpg", "gone.jpg", "orphan.png", "readme.txt"}  # not .hidden.jpg
@@ -266,7 +266,7 @@ def test_data_add_says_how_many_files_it_left_out_and_names_them(tmp_path, monke
     images, masks = _mixed_folders(tmp_path / "ext")
     assert main(["data", "add", "extset", "--images", str(images), "--masks", str(masks)]) == 0
     out = capsys.readouterr().out
-    assert "registered extset: 6 pairs; left out 6 files: " in out
+    assert "registered extset: 8 pairs; left out 6 files: " in out
     for named in ("a.txt (not an image)", "gone.jpg (broken link", "loop.jpg (symbolic link loop)"):
         assert named in out
     assert "and 3 more" in out and len(out.strip().splitlines()) == 1

@@ -39,6 +39,21 @@ def test_exif_rotation_is_applied(tmp_path):
     assert load_rgb(tmp_path / "rot.jpg", exif_transpose=False).shape == (20, 40, 3)
 
 
+def test_a_phone_s_heic_photo_and_an_avif_decode_as_viewers_show_them(tmp_path):
+    """HEIC (most phones' photo format) is read through pillow-heif, which seglib registers with Pillow: the
+    file's rotation is applied like a JPEG's EXIF orientation. AVIF Pillow reads itself."""
+    rgb = np.zeros((20, 40, 3), np.uint8)
+    rgb[:, :20] = 255  # left half white: shown turned 90 degrees clockwise, the top half is white
+    exif = Image.new("RGB", (1, 1)).getexif()
+    exif[274] = 6
+    Image.fromarray(rgb).save(tmp_path / "phone.HEIC", exif=exif.tobytes(), quality=95)
+    shown = load_rgb(tmp_path / "phone.HEIC")
+    assert shown.shape == (40, 20, 3)
+    assert shown[:16].mean() > 200 and shown[24:].mean() < 50
+    Image.fromarray(rgb).save(tmp_path / "web.avif", quality=95)
+    assert load_rgb(tmp_path / "web.avif").shape == (20, 40, 3)
+
+
 @pytest.mark.parametrize(
     ("name", "content", "message"),
     [

@@ -301,6 +301,20 @@ def test_folder_scan_takes_webp_tiff_gif_and_says_when_an_animation_gives_its_fi
     assert "d.gif: 3 frames (animated or multi-page); the outputs are for the first frame" in captured.out
 
 
+def test_folder_scan_takes_a_phone_s_heic_and_an_avif_with_masks_as_viewers_show_them(checkpoint, tmp_path):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    exif = Image.new("RGB", (1, 1)).getexif()
+    exif[274] = 6  # a phone held upright: stored landscape, shown portrait
+    Image.fromarray(noise(21, 34)).save(folder / "IMG_0001.HEIC", exif=exif.tobytes())
+    Image.fromarray(noise(22, 35, 1)).save(folder / "b.avif")
+    assert [p.name for p in collect_inputs(folder)] == ["IMG_0001.HEIC", "b.avif"]
+    assert run_cli(["predict", "--checkpoint", str(checkpoint), str(folder), "--out", str(tmp_path / "out"),
+                    "--no-progress", "--device", "cpu"]) == 0
+    assert Image.open(tmp_path / "out" / "IMG_0001.mask.png").size == (21, 34)
+    assert Image.open(tmp_path / "out" / "b.mask.png").size == (35, 22)
+
+
 def test_a_model_trained_on_stretched_photos_predicts_on_stretched_photos(tmp_path):
     """geometry=resize travels with the checkpoint: the photo is stretched to the square, not letterboxed."""
     from seglib.checkpoint import make_checkpoint, save_checkpoint

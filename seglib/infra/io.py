@@ -24,6 +24,20 @@ MAX_IMAGE_PIXELS = 64_000_000
 Image.MAX_IMAGE_PIXELS = MAX_IMAGE_PIXELS
 
 
+def _read_heif() -> None:
+    """Teach Pillow HEIC/HEIF, the photo format of most phones (AVIF Pillow reads itself): pillow-heif's opener,
+    registered once for every image this process opens. It applies the file's own rotation, so a phone photo
+    decodes as viewers show it, like a JPEG with its EXIF orientation applied."""
+    try:
+        from pillow_heif import register_heif_opener
+    except ImportError:  # pragma: no cover - a declared dependency; without it a .heic is "not an image"
+        return
+    register_heif_opener()
+
+
+_read_heif()
+
+
 class WriteError(OSError, SeglibError):
     """A file could not be written (disk full, permission, quota): one line naming the file, not its temporary
     copy, and what to do (`advice`); still an OSError for callers that handle those."""

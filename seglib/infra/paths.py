@@ -21,7 +21,8 @@ ENV_DATASETS_DIR = "SEGLIB_DATASETS_DIR"  # where `seglib data add` registers da
 # Names the command line needs before anything heavy is imported (`seglib --help` imports no numpy or torch).
 SPLITS = ("train", "val", "test")
 EVAL_SPLITS = ("val", "test")  # the splits a model is scored on (train is what it saw)
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".tif", ".tiff", ".gif", ".bmp")  # what a folder scan takes
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".tif", ".tiff", ".gif", ".bmp",  # what a folder scan takes
+                  ".heic", ".heif", ".avif")  # phones' and browsers' newer formats (infra.io reads them)
 VIDEO_SUFFIXES = (".mp4", ".mov", ".m4v", ".mkv", ".webm", ".avi")  # what `seglib predict` takes as video
 JUPYTER_KERNEL = "seglib"  # the kernel `make setup` registers; papermill and nbval run the notebooks in it
 
