@@ -20,10 +20,10 @@ def add_parser(subparsers) -> None:
                     "print instead the multi-domain val score of each RUN, the mean over the registered sets' val "
                     "splits, each set weighted equally (the rule that chooses across domains, docs/recipes.md).")
     p.add_argument("--val", nargs="+", metavar="RUN",
-                   help="print the multi-domain val score of these runs (a checkpoint file: FILE.pt or any file, runs/NAME, "
-                        "else a candidate of models.yaml; or a saved record FILE.json, such as an edge-head variant's, "
-                        "taken as it is), and each after the first minus the first photo by photo with "
-                        "its 95%% CI (default: none, the table is written)")
+                   help="print the multi-domain val score of these runs (a checkpoint file: FILE.pt or any "
+                        "file; runs/NAME; else a candidate of models.yaml; or a saved record FILE.json, such as an "
+                        "edge-head variant's, taken as it is), and each after the first minus the first photo by "
+                        "photo with its 95%% CI (default: none, the table is written)")
     p.add_argument("--no-tta", action="store_true", help="--val: score without flip TTA (default: with)")
     add_inference_options(p, chosen="--val: off; with any of these the scores go to <eval>/@LEVERS/")
     p.add_argument("--refine", action="store_true", help="--val: refine each mask's edge at the photo's resolution "
@@ -51,6 +51,8 @@ def cmd_generality(args) -> int:
 
 
 def _print_val(args) -> int:
+    from seglib.infra.errors import CheckpointError, SeglibError
+    from seglib.runs import checkpoint_or_run
     from seglib.studies.candidates import read_models
     from seglib.studies.crossval import ADOPT_MARGIN
     from seglib.studies.domains import (
@@ -64,9 +66,6 @@ def _print_val(args) -> int:
 
     candidates, results = None, []
     for name in args.val:
-        from seglib.infra.errors import CheckpointError, SeglibError
-        from seglib.runs import checkpoint_or_run
-
         if name.endswith(".json"):  # a record written before (an edge-head variant's): printed and paired as it is
             results.append(read_val_record(Path(name)))
             print(describe(results[-1]))
