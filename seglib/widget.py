@@ -23,11 +23,14 @@ import numpy as np
 from PIL import Image
 
 from seglib.infra.errors import DataError
+from seglib.infra.paths import IMAGE_SUFFIXES
 from seglib.predict import Predictor, load_input
 from seglib.predict.outputs import draw_outputs, parse_background
 from seglib.viz.images import downscale
 
 UPLOAD_NAME = "upload"  # an upload's name when the browser gives none
+# What the file picker offers: any image type, and by suffix what a browser may not file under image/* (HEIC)
+UPLOAD_ACCEPT = ",".join(("image/*", *IMAGE_SUFFIXES))
 DISPLAY_WIDTH = "380px"  # of each image in the widget
 VIEWS = ("overlay", "cut-out", "new background")  # what the widget's left image shows
 BACKGROUNDS = ("blur", "white", "green", "black")  # the backgrounds it offers
@@ -100,7 +103,7 @@ class TryIt:
         self.last: TryResult | None = None
         self.choose = widgets.Dropdown(options=[("choose a photo", "")] + [(k, str(v)) for k, v in photos.items()],
                                        value="", description="photo")  # "" shows the prompt (None would be blank)
-        self.upload = widgets.FileUpload(accept="image/*", multiple=False, description="or upload one")
+        self.upload = widgets.FileUpload(accept=UPLOAD_ACCEPT, multiple=False, description="or upload one")
         self.view = widgets.ToggleButtons(options=VIEWS, value="overlay", description="show")
         self.background = widgets.Dropdown(options=BACKGROUNDS, value="blur", description="background")
         self.overlay = widgets.Image(format="png", layout=widgets.Layout(width=DISPLAY_WIDTH))

@@ -56,6 +56,15 @@ def test_uploaded_bytes_give_the_same_mask_as_the_file(predictor, photo):
     assert try_photo(predictor, photo.read_bytes()).name == UPLOAD_NAME
 
 
+def test_a_phone_s_heic_upload_is_offered_read_and_turned_as_its_file_says(predictor, photo, tmp_path):
+    assert {".heic", ".heif", ".avif"} <= set(TryIt(predictor, {}).upload.accept.split(","))
+    exif = Image.new("RGB", (1, 1)).getexif()
+    exif[274] = 6  # held upright: stored 90x60, shown 60x90
+    Image.open(photo).save(tmp_path / "IMG_0042.HEIC", exif=exif.tobytes())
+    uploaded = try_photo(predictor, (tmp_path / "IMG_0042.HEIC").read_bytes(), "IMG_0042.HEIC")
+    assert uploaded.ok and uploaded.mask.shape == (90, 60) and uploaded.message.startswith("IMG_0042.HEIC: 60x90")
+
+
 @pytest.mark.parametrize(("content", "says"), [(b"just some notes", "not an image"), (b"", "empty file"),
                                                 (b"\xff\xd8\xff\xe0" + b"\x00" * 40, "not an image")])
 def test_a_file_that_is_not_an_image_gives_one_line_and_no_mask(predictor, tmp_path, content, says):
